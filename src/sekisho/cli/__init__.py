@@ -1,0 +1,1 @@
+"""The command line: argument parsing and output. The only layer that prints."""

@@ -1,0 +1,106 @@
+"""``sekisho``: one group whose subcommands are imported only when they run.
+
+Start-up is part of every command a user feels, so the group knows its
+subcommands by module path and imports just the one being run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from sekisho import __version__
+
+# name -> (module, attribute, one-line help shown by `sekisho --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "validate": ("sekisho.cli.validate", "validate", "Load manifests and report every problem."),
+    "trace": ("sekisho.cli.trace", "trace", "Can A reach B on a port, and why?"),
+    "matrix": ("sekisho.cli.matrix", "matrix", "Truth tables of who can reach whom."),
+    "render": (
+        "sekisho.cli.render",
+        "render",
+        "Render one node's iptables/ipset or nftables rules.",
+    ),
+    "agent": ("sekisho.cli.agent", "agent", "Enforce policies on a node and keep them right."),
+    "lab": ("sekisho.cli.lab", "lab", "A virtual cluster of network namespaces: up, probe, down."),
+    "demo": ("sekisho.cli.demo", "demo", "Reproduce the seed report with real packets."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, attr, short = entry
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            return _missing(cmd_name, short)
+        command = getattr(module, attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help lists every command without importing any of them.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _missing(name: str, short: str) -> click.Command:
+    @click.command(name=name, help=short)
+    def not_built() -> None:
+        raise click.ClickException(f"'{name}' is not built yet in this version")
+
+    return not_built
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sekisho")
+def cli() -> None:
+    """sekisho: Kubernetes NetworkPolicy the way Calico enforces it.
+
+    Understand (validate, trace, matrix), compile (render), enforce (agent)
+    and prove (lab, demo) with one meaning of policy.
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 denied/mismatch, 2 bad input)."""
+    from sekisho.errors import InputError, SekishoError
+
+    try:
+        result: Any = cli.main(args=argv, prog_name="sekisho", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except SekishoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 141
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

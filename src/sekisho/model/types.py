@@ -1,0 +1,297 @@
+"""The cluster snapshot: frozen, normalized objects with the API server's defaults applied.
+
+Raw manifests stay raw until :mod:`sekisho.model.parse` turns them into these.
+Everything downstream (selectors, semantics, render, dataplane, lab) reads only
+these types. Missing-versus-empty lists have been turned into explicit meaning:
+``Rule.peers is None`` means "every peer", ``Rule.ports is None`` means "every
+port", which is what the API reference says for both a missing and an empty list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+Protocol = Literal["TCP", "UDP", "SCTP"]
+"""Protocols a NetworkPolicy port or a container port can name."""
+
+PROTOCOLS: tuple[Protocol, ...] = ("TCP", "UDP", "SCTP")
+
+FlowProtocol = Literal["TCP", "UDP", "SCTP", "ICMP"]
+"""Protocols a flow can carry; ICMP is matched only by rules without ports."""
+
+Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an object was read from, for error messages and explanations."""
+
+    file: str
+    """Path as the user gave it (or ``<stdin>``)."""
+    line: int
+    """1-based line of the object's first line in ``file`` (0 when unknown)."""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+UNKNOWN_SOURCE = Source("<built>", 0)
+
+DEFAULT_CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
+"""Where nodes without a podCIDR get one (the seed's pod network)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One ``matchExpressions`` entry (``matchLabels`` entries become ``In`` with one value)."""
+
+    key: str
+    operator: Operator
+    values: tuple[str, ...] = ()
+    """Sorted and de-duplicated; empty for ``Exists`` and ``DoesNotExist``."""
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.operator == "In":
+            return labels.get(self.key) in self.values if self.key in labels else False
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels
+
+    def __str__(self) -> str:
+        if self.operator in ("Exists", "DoesNotExist"):
+            return f"{self.key} {self.operator}"
+        return f"{self.key} {self.operator} [{', '.join(self.values)}]"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A Kubernetes label selector: the AND of its requirements; empty selects everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    """Sorted ``(key, value)`` pairs."""
+    match_expressions: tuple[Requirement, ...] = ()
+    """In manifest order."""
+
+    @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        """Every condition, ``matchLabels`` first, as requirements."""
+        return (
+            tuple(Requirement(k, "In", (v,)) for k, v in self.match_labels) + self.match_expressions
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        """An empty selector (``{}``) selects every object."""
+        return not self.match_labels and not self.match_expressions
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        return all(req.matches(labels) for req in self.match_expressions)
+
+    def canonical(self) -> str:
+        """A stable string that is equal for selectors that select the same objects syntactically."""
+        reqs = sorted({(r.key, r.operator, r.values) for r in self.requirements})
+        return (
+            " && ".join(f"{k} {op}" + (f" ({','.join(vs)})" if vs else "") for k, op, vs in reqs)
+            or "all()"
+        )
+
+    def __str__(self) -> str:
+        if self.is_empty:
+            return "{} (everything)"
+        parts = [f"{k}={v}" for k, v in self.match_labels]
+        parts += [str(r) for r in self.match_expressions]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class IPBlock:
+    """``ipBlock``: a CIDR minus the ``except`` CIDRs, each strictly inside it."""
+
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+    excepts: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def contains(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if ip.version != self.cidr.version or ip not in self.cidr:
+            return False
+        return not any(ip in ex for ex in self.excepts)
+
+    def __str__(self) -> str:
+        if not self.excepts:
+            return str(self.cidr)
+        return f"{self.cidr} except {', '.join(map(str, self.excepts))}"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """One entry of ``from`` or ``to``.
+
+    Exactly one of two shapes: ``ip_block`` alone, or at least one selector.
+    ``pod_selector`` alone means pods in the policy's namespace;
+    ``namespace_selector`` alone means every pod of the selected namespaces;
+    both mean pods matching ``pod_selector`` inside the selected namespaces.
+    """
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPort:
+    """One entry of ``ports``: protocol (defaulted to TCP) and optional port or range."""
+
+    protocol: Protocol = "TCP"
+    port: int | str | None = None
+    """A number, a named container port, or None for every port of ``protocol``."""
+    end_port: int | None = None
+    """Inclusive end of a range starting at the numeric ``port``."""
+
+    def __str__(self) -> str:
+        if self.port is None:
+            return f"{self.protocol}/*"
+        if self.end_port is not None:
+            return f"{self.protocol}/{self.port}-{self.end_port}"
+        return f"{self.protocol}/{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ingress or egress rule."""
+
+    peers: tuple[Peer, ...] | None = None
+    """``from``/``to``; None when missing or empty, which matches every peer."""
+    ports: tuple[PolicyPort, ...] | None = None
+    """None when missing or empty, which matches every port and protocol."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    """A ``networking.k8s.io/v1`` NetworkPolicy with defaults applied."""
+
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+    affects_ingress: bool = True
+    """``Ingress`` in ``policyTypes`` (explicit, or inferred: always)."""
+    affects_egress: bool = False
+    """``Egress`` in ``policyTypes`` (explicit, or inferred: when egress rules exist)."""
+    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    """A declared container port (names are unique within a pod)."""
+
+    port: int
+    protocol: Protocol = "TCP"
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A namespace; ``labels`` always include ``kubernetes.io/metadata.name``."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    implicit: bool = False
+    """True when no Namespace object was given and pods or policies only mention it."""
+    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node: its InternalIP on the node network and the pod CIDR it owns."""
+
+    name: str
+    internal_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    pod_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+    schedulable: bool = True
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A pod (given directly, or expanded from a workload controller)."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    node: str | None = None
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    """Its IP (for a hostNetwork pod, its node's IP); None only before IPAM ran."""
+    host_network: bool = False
+    ports: tuple[ContainerPort, ...] = ()
+    workload: str | None = None
+    """``Kind/name`` of the controller it was expanded from, if any."""
+    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def named_port(self, name: str, protocol: str) -> int | None:
+        """The number of the container port called ``name`` with ``protocol``, if declared."""
+        for p in self.ports:
+            if p.name == name and p.protocol == protocol:
+                return p.port
+        return None
+
+
+def endpoint_interface(namespace: str, name: str, prefix: str = "cali") -> str:
+    """The host-side interface name of a pod's veth, as Calico names it: prefix + hash.
+
+    Deterministic from namespace and pod name, and at most 15 characters
+    (the kernel's IFNAMSIZ less the terminating NUL). The renderer dispatches on it
+    and the lab creates it, so both call this one function.
+    """
+    digest = hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()
+    return (prefix + digest)[:15]
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A validated snapshot: what every layer above the model reads.
+
+    ``pods`` and ``policies`` are sorted by ``namespace/name``; ``namespaces``
+    includes implicit ones; every pod has an IP and (unless unschedulable
+    everywhere) a node.
+    """
+
+    nodes: tuple[Node, ...] = ()
+    namespaces: dict[str, Namespace] = field(default_factory=dict, hash=False)
+    pods: tuple[Pod, ...] = ()
+    policies: tuple[NetworkPolicy, ...] = ()
+    cluster_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_CLUSTER_CIDR
+
+    def node(self, name: str) -> Node | None:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        return None
+
+    def pod(self, key: str) -> Pod | None:
+        for p in self.pods:
+            if p.key == key:
+                return p
+        return None
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            return {"kubernetes.io/metadata.name": namespace}
+        return ns.labels
