@@ -1,0 +1,83 @@
+"""Label selectors evaluated over many label sets at once (numpy columns).
+
+A :class:`LabelTable` holds N label sets (one per identity, namespace or pod
+group) as one integer column per label key (value code, -1 when the key is
+absent). A selector then costs a handful of vector operations, whatever N is,
+and its result is cached by the selector's canonical string (Cilium's selector
+cache, in miniature).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from sekisho.model.types import LabelSelector, Requirement
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+class LabelTable:
+    """N label sets, queryable by label selector in O(requirements) vector operations."""
+
+    def __init__(self, label_sets: Sequence[Mapping[str, str]]) -> None:
+        self.size = len(label_sets)
+        self._values: dict[str, dict[str, int]] = {}
+        columns: dict[str, list[int]] = {}
+        for i, labels in enumerate(label_sets):
+            for key, value in labels.items():
+                codes = self._values.setdefault(key, {})
+                code = codes.setdefault(value, len(codes))
+                col = columns.get(key)
+                if col is None:
+                    col = columns[key] = [-1] * self.size
+                col[i] = code
+        self._columns: dict[str, npt.NDArray[np.int32]] = {
+            key: np.asarray(col, dtype=np.int32) for key, col in columns.items()
+        }
+        self._cache: dict[str, BoolArray] = {}
+
+    def requirement(self, req: Requirement) -> BoolArray:
+        """Which label sets satisfy one requirement."""
+        col = self._columns.get(req.key)
+        if col is None:
+            # The key appears nowhere: In and Exists select nothing, the others everything.
+            value = req.operator in ("NotIn", "DoesNotExist")
+            return np.full(self.size, value, dtype=np.bool_)
+        if req.operator == "Exists":
+            return col >= 0
+        if req.operator == "DoesNotExist":
+            return col < 0
+        known = self._values[req.key]
+        codes = [known[v] for v in req.values if v in known]
+        hit: BoolArray = np.isin(col, np.asarray(codes, dtype=np.int32))
+        return hit if req.operator == "In" else ~hit
+
+    def select(self, selector: LabelSelector) -> BoolArray:
+        """Which label sets the selector matches (read-only, cached by canonical string)."""
+        key = selector.canonical()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out = np.ones(self.size, dtype=np.bool_)
+        for req in selector.requirements:
+            out &= self.requirement(req)
+        out.flags.writeable = False
+        self._cache[key] = out
+        return out
+
+
+def first_unsatisfied(selector: LabelSelector, labels: Mapping[str, str]) -> Requirement | None:
+    """The first requirement of ``selector`` that ``labels`` fail, or None when all hold."""
+    plain = dict(labels)
+    for req in selector.requirements:
+        if not req.matches(plain):
+            return req
+    return None
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """Labels as ``{a: 1, b: 2}``, keys sorted (``{}`` when there are none)."""
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())) + "}"
