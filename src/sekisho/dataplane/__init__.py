@@ -1,1 +1,21 @@
-"""See docs/architecture.md."""
+"""The only code that touches the kernel: apply atomically, read back, repair, clean up.
+
+Public surface:
+
+- :class:`CommandRunner` (protocol) and :class:`SubprocessRunner` (production,
+  ``netns=`` runs every command through ``ip netns exec NAME``);
+- :class:`IptablesApplier` (iptables-restore + ipset) and :class:`NftApplier`
+  (``nft -f``), each with ``apply(desired)``, ``read_back()``, ``drift(desired)``,
+  ``resync(desired)`` and ``cleanup()``;
+- :class:`ApplyResult`: what one call changed.
+
+Both appliers touch only objects whose names start with their prefix.
+"""
+
+from __future__ import annotations
+
+from sekisho.dataplane.iptables import ApplyResult, IptablesApplier
+from sekisho.dataplane.nftables import NftApplier
+from sekisho.dataplane.runner import CommandRunner, SubprocessRunner
+
+__all__ = ["ApplyResult", "CommandRunner", "IptablesApplier", "NftApplier", "SubprocessRunner"]

@@ -1,0 +1,353 @@
+"""The iptables + ipset applier: desired ruleset -> diff against what is installed -> one transaction.
+
+Modelled on Calico Felix's ``table.go``: every rule we write carries a hash
+comment (``-m comment --comment "PREFIX:HASH"``) so what is installed can be
+read back and compared without re-implementing iptables' own normalization;
+only chains whose rules differ are rewritten (so the counters of untouched
+chains survive); everything we create starts with our prefix and nothing else
+is ever changed.
+
+One update is three steps, in this order:
+
+1. ``ipset restore``: create new sets; refill changed sets as a temporary set
+   and ``swap`` it in, so a set is never empty while rules use it;
+2. one ``iptables-restore --noflush`` document (one COMMIT): declare and rewrite
+   the chains that changed, put our hook rules first in the builtin chains
+   (removing stale copies), delete our obsolete chains;
+3. destroy our obsolete sets, now that no rule references them.
+
+The applier trusts a cache of what it last wrote (as Calico does) for fast
+updates, and reads the kernel back on :meth:`IptablesApplier.resync`, on
+start-up and after any failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sekisho.dataplane.desired import IptablesRulesetLike
+from sekisho.dataplane.ipsets import SetState, normalize_members, parse_ipset_save, plan_sets
+from sekisho.dataplane.runner import CommandRunner
+from sekisho.errors import CommandFailed, DataplaneError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ApplyResult", "InstalledRule", "IptablesApplier", "IptablesState"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What one apply (or resync, or cleanup) changed; empty when nothing differed."""
+
+    changes: tuple[str, ...] = ()
+    """One human-readable line per object changed, e.g. ``chain sekisho-tw-x rewritten``."""
+    commands: int = 0
+    """How many commands were run to make the changes."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledRule:
+    """One rule of ours: its hash tag, and the spec to name it by (``-D``)."""
+
+    hash: str | None
+    spec: str
+    read: bool = True
+    """True when ``spec`` is the kernel's saved form; False for what we wrote (cache)."""
+
+
+@dataclass(slots=True)
+class IptablesState:
+    """Our part of the filter table and our sets."""
+
+    chains: dict[str, list[InstalledRule]] = field(default_factory=dict)
+    """Our chains, rules in order."""
+    hooks: dict[str, list[tuple[int, InstalledRule]]] = field(default_factory=dict)
+    """Builtin chain -> (position, rule) of every rule of ours in it."""
+    sets: dict[str, SetState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Want:
+    hash: str
+    spec: str
+    """The spec we write: our hash comment, then the renderer's spec."""
+
+
+@dataclass(slots=True)
+class _Desired:
+    chains: dict[str, list[_Want]]
+    hooks: dict[str, list[_Want]]
+    sets: dict[str, SetState]
+
+
+def rule_hash(chain: str, spec: str) -> str:
+    """A short, stable hash of one rule in its chain."""
+    return hashlib.sha1(f"{chain}\0{spec}".encode()).hexdigest()[:16]
+
+
+class IptablesApplier:
+    """Keeps our chains, hook rules and IP sets equal to a desired ruleset."""
+
+    def __init__(self, runner: CommandRunner, prefix: str = "sekisho") -> None:
+        if not prefix or not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
+            raise ValueError(f"prefix {prefix!r}: expected letters, digits, '_', '.' or '-'")
+        self.runner = runner
+        self.prefix = prefix
+        self._hash_re = re.compile(
+            r'--comment "?' + re.escape(prefix) + r':([0-9a-f]{16})(?:"|\s|$)'
+        )
+        self._jump_re = re.compile(r"(?:^|\s)-[jg]\s+" + re.escape(prefix) + r"\S*")
+        self._cache: IptablesState | None = None
+        self._texts: dict[str, str] = {}
+        """hash -> the kernel's saved text of that rule, learned on read-back."""
+
+    # ---- read back ---------------------------------------------------------------
+
+    def read_back(self) -> IptablesState:
+        """What is installed now: our chains and hooks (``iptables-save``) and sets (``ipset save``)."""
+        saved = self.runner(["iptables-save", "-t", "filter"])
+        state = self.parse_save(saved)
+        state.sets = parse_ipset_save(self.runner(["ipset", "save"]), self.prefix)
+        return state
+
+    def parse_save(self, text: str) -> IptablesState:
+        """Our chains and hook rules from ``iptables-save -t filter`` output."""
+        state = IptablesState()
+        in_filter = False
+        positions: dict[str, int] = {}
+        for line in text.splitlines():
+            if line.startswith("*"):
+                in_filter = line.strip() == "*filter"
+                continue
+            if not in_filter:
+                continue
+            if line.startswith("["):  # counters from `iptables-save -c`
+                line = line.split("] ", 1)[-1]
+            if line.startswith(":"):
+                name = line[1:].split()[0]
+                if name.startswith(self.prefix):
+                    state.chains.setdefault(name, [])
+            elif line.startswith("-A "):
+                parts = line.split(" ", 2)
+                chain, spec = parts[1], parts[2] if len(parts) > 2 else ""
+                found = self._hash_re.search(spec)
+                rule = InstalledRule(found.group(1) if found else None, spec)
+                if chain.startswith(self.prefix):
+                    state.chains.setdefault(chain, []).append(rule)
+                else:
+                    pos = positions.get(chain, 0)
+                    positions[chain] = pos + 1
+                    if found or self._jump_re.search(spec):
+                        state.hooks.setdefault(chain, []).append((pos, rule))
+        return state
+
+    # ---- desired -------------------------------------------------------------------
+
+    def _desired(self, ruleset: IptablesRulesetLike) -> _Desired:
+        def own(name: str, what: str) -> None:
+            if not name.startswith(self.prefix):
+                raise DataplaneError(
+                    f"{what} {name!r} does not start with our prefix {self.prefix!r}; refusing to touch it"
+                )
+
+        chains: dict[str, list[_Want]] = {}
+        for name, specs in ruleset.chains:
+            own(name, "chain")
+            chains[name] = [self._want(name, spec) for spec in specs]
+        hooks: dict[str, list[_Want]] = {}
+        for builtin, spec in ruleset.hooks:
+            if builtin.startswith(self.prefix):
+                raise DataplaneError(f"hook chain {builtin!r} is one of ours, not a builtin chain")
+            hooks.setdefault(builtin, []).append(self._want(builtin, spec))
+        sets: dict[str, SetState] = {}
+        for s in ruleset.sets:
+            own(s.name, "set")
+            sets[s.name] = SetState(
+                s.type, s.family, normalize_members(s.members), tuple(s.members)
+            )
+        return _Desired(chains, hooks, sets)
+
+    def _want(self, chain: str, spec: str) -> _Want:
+        h = rule_hash(chain, spec)
+        return _Want(h, f'-m comment --comment "{self.prefix}:{h}" {spec}'.rstrip())
+
+    # ---- compare -------------------------------------------------------------------
+
+    def _same_rule(self, have: InstalledRule, want: _Want) -> bool:
+        if have.hash != want.hash:
+            return False
+        if have.read:
+            known = self._texts.get(want.hash)
+            if known is None:
+                self._texts[want.hash] = have.spec
+            elif known != have.spec:
+                return False
+        return True
+
+    def _chain_diff(self, have: list[InstalledRule] | None, want: list[_Want]) -> str | None:
+        if have is None:
+            return "created"
+        if len(have) == len(want) and all(map(self._same_rule, have, want)):
+            return None
+        if not have and want:
+            return f"rewritten (was flushed; {len(want)} rules)"
+        if len(have) < len(want):
+            return f"rewritten ({len(want) - len(have)} of {len(want)} rules missing)"
+        return f"rewritten ({len(want)} rules; installed {len(have)} differ)"
+
+    def _hook_diff(self, have: list[tuple[int, InstalledRule]], want: list[_Want]) -> str | None:
+        if len(have) == len(want) and all(
+            pos == i and self._same_rule(rule, w)
+            for i, ((pos, rule), w) in enumerate(zip(have, want, strict=True))
+        ):
+            return None
+        if not have:
+            return "our jump was missing"
+        if not want:
+            return "stale jump removed"
+        if len(have) > len(want):
+            return "duplicate or stale jumps removed"
+        if any(pos != i for i, (pos, _) in enumerate(have)):
+            return "our jump was not first"
+        return "our jump was altered"
+
+    def plan(self, installed: IptablesState, ruleset: IptablesRulesetLike) -> _Plan:
+        """The commands that take ``installed`` to ``ruleset`` (nothing run yet)."""
+        desired = self._desired(ruleset)
+        set_lines, changes, destroy = plan_sets(installed.sets, desired.sets, self.prefix)
+        write: list[str] = []
+        for name, want in desired.chains.items():
+            why = self._chain_diff(installed.chains.get(name), want)
+            if why is not None:
+                write.append(name)
+                changes.append(f"chain {name} {why}")
+        delete = sorted(c for c in installed.chains if c not in desired.chains)
+        changes += [f"chain {c} deleted" for c in delete]
+        fix: list[str] = []
+        for builtin in sorted(set(desired.hooks) | set(installed.hooks)):
+            why = self._hook_diff(installed.hooks.get(builtin, []), desired.hooks.get(builtin, []))
+            if why is not None:
+                fix.append(builtin)
+                changes.append(f"hook {builtin}: {why}")
+        doc: list[str] = []
+        if write or delete or fix:
+            doc.append("*filter")
+            doc += [f":{c} - [0:0]" for c in write + delete]
+            for c in write:
+                doc += [f"-A {c} {w.spec}" for w in desired.chains[c]]
+            for builtin in fix:
+                doc += [f"-D {builtin} {r.spec}" for _, r in installed.hooks.get(builtin, [])]
+                doc += [
+                    f"-I {builtin} 1 {w.spec}" for w in reversed(desired.hooks.get(builtin, []))
+                ]
+            doc += [f"-X {c}" for c in delete]
+            doc.append("COMMIT")
+        after = IptablesState(
+            chains={
+                name: (
+                    [InstalledRule(w.hash, w.spec, read=False) for w in want]
+                    if name in write
+                    else installed.chains[name]
+                )
+                for name, want in desired.chains.items()
+            },
+            hooks={
+                b: [(i, InstalledRule(w.hash, w.spec, read=False)) for i, w in enumerate(ws)]
+                for b, ws in desired.hooks.items()
+            },
+            sets={n: SetState(s.type, s.family, s.members) for n, s in desired.sets.items()},
+        )
+        return _Plan(tuple(changes), set_lines, doc, destroy, after)
+
+    # ---- act -----------------------------------------------------------------------
+
+    def drift(self, ruleset: IptablesRulesetLike) -> tuple[str, ...]:
+        """How what is installed now differs from ``ruleset`` (reads the kernel; changes nothing)."""
+        return self.plan(self.read_back(), ruleset).changes
+
+    def apply(self, ruleset: IptablesRulesetLike, *, refresh: bool = False) -> ApplyResult:
+        """Make the installed state equal ``ruleset``; with ``refresh`` read the kernel first."""
+        cached = self._cache is not None and not refresh
+        installed = self._cache if cached and self._cache is not None else self.read_back()
+        try:
+            return self._execute(self.plan(installed, ruleset))
+        except CommandFailed:
+            self._cache = None
+            if not cached:
+                raise
+            log.warning("apply from cache failed; reading back and retrying once")
+            return self._execute(self.plan(self.read_back(), ruleset))
+
+    def resync(self, ruleset: IptablesRulesetLike) -> ApplyResult:
+        """Read back what is installed and repair every difference (drift)."""
+        return self.apply(ruleset, refresh=True)
+
+    def _execute(self, plan: _Plan) -> ApplyResult:
+        commands = 0
+        if plan.set_lines:
+            self.runner(["ipset", "restore"], stdin="\n".join(plan.set_lines) + "\n")
+            commands += 1
+        if plan.doc:
+            self.runner(["iptables-restore", "--noflush"], stdin="\n".join(plan.doc) + "\n")
+            commands += 1
+        self._cache = plan.after
+        if plan.destroy:
+            commands += self._destroy_sets(plan.destroy)
+        return ApplyResult(plan.changes, commands)
+
+    def _destroy_sets(self, names: Sequence[str]) -> int:
+        try:
+            self.runner(["ipset", "restore"], stdin="".join(f"destroy {n}\n" for n in names))
+            return 1
+        except CommandFailed:
+            pass
+        count = 0
+        for name in names:  # one by one, so one set still in use does not keep the rest
+            count += 1
+            try:
+                self.runner(["ipset", "destroy", name])
+            except CommandFailed as exc:
+                log.warning("could not destroy set %s: %s", name, exc.stderr.strip())
+                self._cache = None
+        return count
+
+    def cleanup(self) -> ApplyResult:
+        """Remove every object of ours (hook rules, chains, sets) and nothing else."""
+        installed = self.read_back()
+        changes: list[str] = []
+        doc: list[str] = []
+        for builtin, rules in sorted(installed.hooks.items()):
+            doc += [f"-D {builtin} {r.spec}" for _, r in rules]
+            changes.append(f"hook {builtin}: {len(rules)} jump(s) removed")
+        chains = sorted(installed.chains)
+        doc += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in chains]
+        changes += [f"chain {c} deleted" for c in chains]
+        commands = 0
+        if doc:
+            self.runner(
+                ["iptables-restore", "--noflush"],
+                stdin="\n".join(["*filter", *doc, "COMMIT"]) + "\n",
+            )
+            commands += 1
+        if installed.sets:
+            commands += self._destroy_sets(sorted(installed.sets))
+            changes += [f"set {s} destroyed" for s in sorted(installed.sets)]
+        self._cache = None
+        return ApplyResult(tuple(changes), commands)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    changes: tuple[str, ...]
+    set_lines: list[str]
+    doc: list[str]
+    destroy: list[str]
+    after: IptablesState
