@@ -1,0 +1,249 @@
+"""``sekisho matrix``: truth tables of who can reach whom, per probe."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from rich.text import Text
+
+    from sekisho.model.types import Pod
+    from sekisho.semantics import Matrix, Probe, ProbeMatrix
+
+MAX_PODS = 40
+"""Above this, the table view groups pods by identity (namespace, labels, ports)."""
+ALLOWED, DENIED, SELF, MIXED = ".", "X", "-", "~"
+TABLES = ("ingress", "egress", "allowed")
+
+
+def parse_probe(text: str) -> Probe:
+    """``80/TCP``, ``53/udp``, ``80`` (TCP) or ``ICMP``."""
+    from sekisho.errors import UsageError
+
+    value = text.strip()
+    if value.upper() == "ICMP":
+        return (None, "ICMP")
+    port_text, _, proto = value.partition("/")
+    proto = (proto or "TCP").upper()
+    if proto not in ("TCP", "UDP", "SCTP") or not port_text.isdigit():
+        raise UsageError(f"--probe {text!r}: expected PORT/PROTOCOL (e.g. 80/TCP, 53/UDP) or ICMP")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--probe {text!r}: port must be 1-65535")
+    return (port, proto)
+
+
+def choose_probes(
+    port: int | None, protocol: str | None, probes: Sequence[str]
+) -> list[Probe] | None:
+    """The probes the flags ask for; None means the cluster's default probes."""
+    from sekisho.errors import UsageError
+
+    if probes and (port is not None or protocol is not None):
+        raise UsageError("use either --probe or --port/--protocol, not both")
+    if probes:
+        return [parse_probe(p) for p in probes]
+    if protocol is not None and protocol.upper() == "ICMP":
+        if port is not None:
+            raise UsageError("--port makes no sense with --protocol ICMP")
+        return [(None, "ICMP")]
+    if port is not None:
+        return [(port, (protocol or "TCP").upper())]
+    if protocol is not None:
+        raise UsageError(f"--protocol {protocol} needs --port")
+    return None
+
+
+def probe_name(probe: ProbeMatrix) -> str:
+    return probe.protocol if probe.port is None else f"{probe.protocol}/{probe.port}"
+
+
+# --- grouping ------------------------------------------------------------------------------------
+
+
+def groups(pods: Sequence[Pod]) -> list[tuple[str, list[int]]]:
+    """Pods grouped by what policy sees (namespace, labels, ports, hostNetwork), in order."""
+    found: dict[tuple[str, tuple[tuple[str, str], ...], object, bool], list[int]] = {}
+    for i, pod in enumerate(pods):
+        key = (pod.namespace, tuple(sorted(pod.labels.items())), pod.ports, pod.host_network)
+        found.setdefault(key, []).append(i)
+    out = []
+    for (ns, labels, _ports, host_network), members in found.items():
+        text = ",".join(f"{k}={v}" for k, v in labels) or "(no labels)"
+        hn = " hostNetwork" if host_network else ""
+        out.append((f"{ns} {{{text}}}{hn} x{len(members)}", members))
+    return out
+
+
+def cell_marks(
+    table: npt.NDArray[np.bool_], rows: list[list[int]], cols: list[list[int]]
+) -> list[list[str]]:
+    """One mark per (row group, column group): all allowed, all denied, mixed or self."""
+    import numpy as np
+
+    out: list[list[str]] = []
+    for gi, r in enumerate(rows):
+        line = []
+        for gj, c in enumerate(cols):
+            block = table[np.ix_(r, c)]
+            if gi == gj and rows is cols:
+                if len(r) == 1:
+                    line.append(SELF)
+                    continue
+                block = block[~np.eye(len(r), dtype=np.bool_)]
+            line.append(ALLOWED if block.all() else DENIED if not block.any() else MIXED)
+        out.append(line)
+    return out
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+def table_lines(matrix: Matrix) -> list[Text]:
+    """The e2e ``Reachability`` view: rows = from, columns = to, a legend of indices."""
+    from rich.text import Text
+
+    pods = matrix.pods
+    if len(pods) > MAX_PODS:
+        grouped = groups(pods)
+        names = [name for name, _ in grouped]
+        members = [m for _, m in grouped]
+        note = f"{len(pods)} pods in {len(grouped)} groups (same namespace, labels, ports); "
+        note += f"{MIXED} = some pairs allowed"
+    else:
+        names = [p.key for p in pods]
+        members = [[i] for i in range(len(pods))]
+        note = ""
+    width = len(str(max(len(names) - 1, 0)))
+    styles = {ALLOWED: "green", DENIED: "bold red", SELF: "dim", MIXED: "yellow"}
+    lines: list[Text] = [Text("legend:", style="bold")]
+    lines += [Text(f"  {i:>{width}}  {name}") for i, name in enumerate(names)]
+    if note:
+        lines.append(Text(note, style="dim"))
+    lines.append(
+        Text(
+            f"{ALLOWED} allowed  {DENIED} denied  {SELF} self  (rows: from, columns: to)",
+            style="dim",
+        )
+    )
+    header = " " * width + " | " + " ".join(f"{j:>{width}}" for j in range(len(names)))
+    for probe in matrix.probes:
+        for which in TABLES:
+            table = getattr(probe, which)
+            lines.append(Text(""))
+            lines.append(Text(f"{probe_name(probe)} {which}", style="bold"))
+            lines.append(Text(header))
+            lines.append(Text("-" * len(header)))
+            marks = cell_marks(table, members, members)
+            for i, row in enumerate(marks):
+                text = Text(f"{i:>{width}} | ")
+                for n, mark in enumerate(row):
+                    if n:
+                        text.append(" ")
+                    text.append(f"{mark:>{width}}", style=styles[mark])
+                lines.append(text)
+    return lines
+
+
+def csv_text(matrix: Matrix) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["protocol", "port", "from", "to", "ingress", "egress", "allowed"])
+    keys = [p.key for p in matrix.pods]
+    for probe in matrix.probes:
+        ing, eg, ok = probe.ingress, probe.egress, probe.allowed
+        port = "" if probe.port is None else str(probe.port)
+        for i, a in enumerate(keys):
+            for j, b in enumerate(keys):
+                writer.writerow(
+                    [probe.protocol, port, a, b, _b(ing[i, j]), _b(eg[i, j]), _b(ok[i, j])]
+                )
+    return buf.getvalue()
+
+
+def _b(value: object) -> str:
+    return "true" if value else "false"
+
+
+def markdown_text(matrix: Matrix) -> str:
+    keys = [p.key for p in matrix.pods]
+    out: list[str] = []
+    for probe in matrix.probes:
+        out.append(
+            f"### {probe_name(probe)} (allowed = egress of the row AND ingress of the column)"
+        )
+        out.append("")
+        out.append("| from \\ to | " + " | ".join(f"`{k}`" for k in keys) + " |")
+        out.append("|---|" + "---|" * len(keys))
+        for i, key in enumerate(keys):
+            cells = []
+            for j in range(len(keys)):
+                if i == j:
+                    cells.append(SELF)
+                else:
+                    cells.append(ALLOWED if probe.allowed[i, j] else DENIED)
+            out.append(f"| `{key}` | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+@click.command("matrix")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="One probe's port.")
+@click.option(
+    "--protocol",
+    type=click.Choice(["TCP", "UDP", "SCTP", "ICMP"], case_sensitive=False),
+    default=None,
+    help="One probe's protocol (default TCP).",
+)
+@click.option(
+    "--probe", "probes", multiple=True, metavar="PORT/PROTO", help="A probe: 80/TCP, 53/UDP, ICMP."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "csv", "md"]),
+    default="table",
+    show_default=True,
+)
+def matrix(
+    paths: tuple[str, ...],
+    port: int | None,
+    protocol: str | None,
+    probes: tuple[str, ...],
+    output: str,
+) -> int:
+    """Ingress, egress and combined truth tables for every pod pair of PATH...
+
+    Without --probe or --port, probes every declared container port and ICMP.
+    """
+    from sekisho.cli.trace import load
+    from sekisho.semantics import compute_matrix, default_probes
+
+    cluster = load(paths)
+    chosen = choose_probes(port, protocol, probes)
+    result = compute_matrix(cluster, chosen if chosen is not None else default_probes(cluster))
+    if output == "json":
+        click.echo(json.dumps(result.to_json()))
+    elif output == "csv":
+        click.echo(csv_text(result), nl=False)
+    elif output == "md":
+        click.echo(markdown_text(result))
+    else:
+        from rich.console import Console
+
+        console = Console(
+            no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True
+        )
+        for line in table_lines(result):
+            console.print(line)
+    return 0
