@@ -1,0 +1,152 @@
+"""The manifests the lab's agents watch: the cluster written out, policies replaced in place.
+
+``lab up`` writes the cluster it built (nodes, namespaces and pods with their
+resolved IPs and nodes, so every agent sees exactly the lab's topology) to
+``00-cluster.yaml`` and the policies, as the user wrote them, to
+``10-policies.yaml``. ``lab apply`` replaces the policies and updates labels of
+existing pods, namespaces and nodes, each file written atomically (temp file +
+rename) so an agent never reads half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sekisho.errors import LabError
+from sekisho.model.types import Cluster
+
+CLUSTER_FILE = "00-cluster.yaml"
+POLICY_FILE = "10-policies.yaml"
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_objects(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Every object of the files (directories walked, ``List`` kinds flattened)."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix in _SUFFIXES and f.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise LabError(f"{p}: no such file or directory")
+    out: list[dict[str, Any]] = []
+    for f in files:
+        try:
+            docs = list(yaml.safe_load_all(f.read_text()))
+        except (OSError, yaml.YAMLError) as exc:
+            raise LabError(f"{f}: cannot read manifests: {exc}") from exc
+        for doc in docs:
+            out += _flatten(doc)
+    return out
+
+
+def _flatten(doc: Any) -> list[dict[str, Any]]:
+    if not isinstance(doc, dict):
+        return []
+    if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+        return [item for d in doc["items"] for item in _flatten(d)]
+    return [doc]
+
+
+def is_policy(obj: dict[str, Any]) -> bool:
+    return obj.get("kind") == "NetworkPolicy"
+
+
+def cluster_objects(cluster: Cluster) -> list[dict[str, Any]]:
+    """Nodes, namespaces and pods of ``cluster`` as Kubernetes manifests (no policies)."""
+    out: list[dict[str, Any]] = []
+    for n in cluster.nodes:
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": n.name, "labels": dict(n.labels)},
+                "spec": {"podCIDR": str(n.pod_cidr), "unschedulable": not n.schedulable},
+                "status": {"addresses": [{"type": "InternalIP", "address": str(n.internal_ip)}]},
+            }
+        )
+    for ns in sorted(cluster.namespaces.values(), key=lambda x: x.name):
+        labels = {k: v for k, v in ns.labels.items() if k != "kubernetes.io/metadata.name"}
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns.name, "labels": labels},
+            }
+        )
+    for pod in cluster.pods:
+        ports = [
+            {"containerPort": p.port, "protocol": p.protocol} | ({"name": p.name} if p.name else {})
+            for p in pod.ports
+        ]
+        spec: dict[str, Any] = {"containers": [{"name": "main", "image": "lab", "ports": ports}]}
+        if pod.node:
+            spec["nodeName"] = pod.node
+        if pod.host_network:
+            spec["hostNetwork"] = True
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod.name,
+                    "namespace": pod.namespace,
+                    "labels": dict(pod.labels),
+                },
+                "spec": spec,
+                "status": {"podIP": str(pod.ip)} if pod.ip else {},
+            }
+        )
+    return out
+
+
+def write_atomic(path: Path, objects: Iterable[dict[str, Any]]) -> None:
+    """Write ``objects`` as a YAML stream to ``path`` via a temp file and rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump_all(list(objects), sort_keys=False) or "")
+    os.replace(tmp, path)
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    ns = str(meta.get("namespace") or "default") if obj.get("kind") == "Pod" else ""
+    return (str(obj.get("kind")), ns, str(meta.get("name")))
+
+
+def merge_labels(
+    current: list[dict[str, Any]], updates: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``current`` with the labels of the Pods, Namespaces and Nodes in ``updates`` replaced.
+
+    The lab's topology is fixed once it is up: an object that does not exist in
+    it is an error, not an addition.
+    """
+    index = {_key(o): o for o in current}
+    out = [dict(o) for o in current]
+    by_key = {_key(o): i for i, o in enumerate(out)}
+    for upd in updates:
+        k = _key(upd)
+        if k[0] not in ("Pod", "Namespace", "Node"):
+            raise LabError(
+                f"lab apply: {k[0]} {k[2]}: only NetworkPolicy objects and label changes of"
+                " existing Pods, Namespaces and Nodes can be applied to a running lab"
+            )
+        if k not in index:
+            where = f"{k[1]}/{k[2]}" if k[1] else k[2]
+            raise LabError(
+                f"lab apply: {k[0]} {where} is not part of the lab; bring the lab up with it"
+            )
+        i = by_key[k]
+        obj = dict(out[i])
+        meta = dict(obj.get("metadata") or {})
+        meta["labels"] = dict((upd.get("metadata") or {}).get("labels") or {})
+        obj["metadata"] = meta
+        out[i] = obj
+    return out

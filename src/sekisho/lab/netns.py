@@ -1,0 +1,176 @@
+"""Network namespaces: create, run inside, enter from a thread, list and delete.
+
+The only module of the lab that runs ``ip``. Commands go through a
+:class:`Runner` so tests can record them; threads enter a namespace with
+``setns(2)`` (network namespaces are per thread in Linux), which lets the
+probes run in-process instead of one process per probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sekisho.errors import CommandFailed, LabError, ToolMissing
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[[Sequence[str], str | None], Result]
+"""``runner(argv, stdin_text) -> Result``; never raises for a non-zero exit."""
+
+
+def run_process(argv: Sequence[str], stdin: str | None = None) -> Result:
+    """The production runner: subprocess with captured text output."""
+    try:
+        proc = subprocess.run(
+            list(argv), input=stdin, capture_output=True, text=True, check=False, timeout=60
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissing(f"{argv[0]} is not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"{' '.join(argv)} did not finish in 60 s") from exc
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def check(runner: Runner, argv: Sequence[str], stdin: str | None = None) -> str:
+    res = runner(argv, stdin)
+    if res.returncode != 0:
+        raise CommandFailed(argv, res.returncode, res.stderr)
+    return res.stdout
+
+
+def list_netns(runner: Runner = run_process) -> list[str]:
+    """Names of every named network namespace (``ip netns list``)."""
+    out = check(runner, ["ip", "netns", "list"])
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def add_all(names: Sequence[str], runner: Runner = run_process) -> None:
+    """Create namespaces in one ``ip -batch``."""
+    if names:
+        check(runner, ["ip", "-batch", "-"], "".join(f"netns add {n}\n" for n in names))
+
+
+def delete(name: str, runner: Runner = run_process) -> None:
+    """Kill whatever still runs in ``name``, then delete it; a missing namespace is fine."""
+    kill_pids(pids_in(name, runner))
+    res = runner(["ip", "netns", "del", name], None)
+    if res.returncode != 0 and os.path.exists(os.path.join(NETNS_DIR, name)):
+        raise CommandFailed(["ip", "netns", "del", name], res.returncode, res.stderr)
+
+
+def pids_in(name: str, runner: Runner = run_process) -> list[int]:
+    """Processes whose network namespace is ``name`` (``ip netns pids``)."""
+    res = runner(["ip", "netns", "pids", name], None)
+    if res.returncode != 0:
+        return []
+    return [int(x) for x in res.stdout.split() if x.isdigit()]
+
+
+def kill_pids(pids: Sequence[int], grace: float = 2.0) -> None:
+    """SIGTERM each process group (our children lead their own), then SIGKILL what is left."""
+    alive = [p for p in pids if p != os.getpid()]
+    for pid in alive:
+        for fn in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                fn(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        for pid in list(alive):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done == pid:
+                    alive.remove(pid)
+                    continue
+            except ChildProcessError:
+                pass
+            if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
+                alive.remove(pid)
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        for fn in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                fn(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside ``netns``."""
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def run_script(netns: str, script: str, runner: Runner = run_process) -> None:
+    """Run a ``sh -e`` script inside ``netns``; raise with its stderr on failure."""
+    check(runner, exec_argv(netns, ["sh", "-ec", script]))
+
+
+def start_scripts(jobs: Sequence[tuple[str, str]]) -> None:
+    """Run several ``(netns, script)`` at once and wait for all; raise on the first failure."""
+    procs = [
+        (ns, subprocess.Popen(exec_argv(ns, ["sh", "-ec", sc]), stderr=subprocess.PIPE, text=True))
+        for ns, sc in jobs
+    ]
+    errors = []
+    for ns, proc in procs:
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            errors.append(f"{ns}: {err.strip()}")
+    if errors:
+        raise LabError("building namespaces failed: " + "; ".join(errors))
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def enter(netns: str) -> None:
+    """Move the CALLING THREAD into ``netns`` (sockets it opens afterwards live there)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    path = os.path.join(NETNS_DIR, netns)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LabError(f"network namespace {netns} does not exist ({path})") from exc
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise LabError(f"setns into {netns}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def namespaces_supported(runner: Runner = run_process) -> str | None:
+    """None when this process can create network namespaces, else the reason it cannot."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (this process is not root)"
+    name = f"skl-check-{os.getpid()}"
+    res = runner(["ip", "netns", "add", name], None)
+    if res.returncode != 0:
+        return f"'ip netns add' failed: {res.stderr.strip()}"
+    runner(["ip", "netns", "del", name], None)
+    return None
