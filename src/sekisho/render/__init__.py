@@ -1,1 +1,75 @@
-"""See docs/architecture.md."""
+"""Per-node dataplane text: iptables + ipset, or one nftables table; and an interpreter for it.
+
+``render_node(cluster, node)`` is the whole ruleset of one node;
+:class:`NodeRenderer` keeps it incrementally and says what changed
+(:class:`Delta`); :mod:`sekisho.render.interpret` walks a packet through the
+rendered TEXT so tests check exactly what the kernel is given.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, overload
+
+from sekisho.errors import UsageError
+from sekisho.model.types import Cluster
+from sekisho.render.compile import Delta, NodeRenderer
+from sekisho.render.iptables import (
+    IpSetSpec,
+    IptablesRuleset,
+    normalize_ipset_save,
+    normalize_iptables_save,
+    render_iptables,
+)
+from sekisho.render.nftables import NftRuleset, NftSet, normalize_nft, render_nftables
+
+Backend = Literal["iptables", "nftables"]
+BACKENDS: tuple[Backend, ...] = ("iptables", "nftables")
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Delta",
+    "IpSetSpec",
+    "IptablesRuleset",
+    "NftRuleset",
+    "NftSet",
+    "NodeRenderer",
+    "check_node",
+    "normalize_ipset_save",
+    "normalize_iptables_save",
+    "normalize_nft",
+    "render_iptables",
+    "render_nftables",
+    "render_node",
+]
+
+
+def check_node(cluster: Cluster, node: str) -> None:
+    """Raise :class:`UsageError` naming the cluster's nodes when ``node`` is not one of them."""
+    if cluster.node(node) is None and not any(p.node == node for p in cluster.pods):
+        known = ", ".join(sorted(n.name for n in cluster.nodes)) or "(none)"
+        raise UsageError(f"node {node!r} is not in the cluster; expected one of: {known}")
+
+
+@overload
+def render_node(
+    cluster: Cluster, node: str, *, backend: Literal["iptables"] = ..., prefix: str = ...
+) -> IptablesRuleset: ...
+@overload
+def render_node(
+    cluster: Cluster, node: str, *, backend: Literal["nftables"], prefix: str = ...
+) -> NftRuleset: ...
+@overload
+def render_node(
+    cluster: Cluster, node: str, *, backend: Backend = ..., prefix: str = ...
+) -> IptablesRuleset | NftRuleset: ...
+def render_node(
+    cluster: Cluster, node: str, *, backend: Backend = "iptables", prefix: str = "sekisho"
+) -> IptablesRuleset | NftRuleset:
+    """The whole ruleset of ``node`` for ``backend``; deterministic for a given cluster."""
+    check_node(cluster, node)
+    if backend not in BACKENDS:
+        raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    r = NodeRenderer(node, prefix=prefix)
+    r.update(cluster)
+    return render_iptables(r) if backend == "iptables" else render_nftables(r)

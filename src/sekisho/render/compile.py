@@ -1,0 +1,642 @@
+"""From a cluster to one node's abstract dataplane: IP sets, policy chains, endpoint chains.
+
+The output is backend neutral (:mod:`sekisho.render.iptables` and
+:mod:`sekisho.render.nftables` turn it into text) and kept incrementally by
+:class:`NodeRenderer`: a policy's chain depends only on the policy (peers become
+IP sets named by their canonical identity), an endpoint's chains only on which
+policies select it, and a set's members only on the pods. So when one pod's
+labels change, only the sets whose selectors could see that pod and (if the pod
+is local) its own endpoint chains are recomputed.
+
+A node renders only the policies that select at least one of its local pods,
+and only the sets those policies use (as Calico's calculation graph does).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
+
+from sekisho.model.types import (
+    Cluster,
+    IPBlock,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    PolicyPort,
+    Rule,
+    endpoint_interface,
+)
+from sekisho.render import names
+
+Direction = Literal["ingress", "egress"]
+DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
+
+IPv4Net = ipaddress.IPv4Network
+Member = IPv4Net | tuple[ipaddress.IPv4Address, int]
+"""A ``net`` set holds networks; a ``port`` set holds (pod IP, port) of one protocol."""
+
+MULTIPORT_MAX = 15
+"""``-m multiport`` takes at most 15 ports; a range ``a:b`` counts as two."""
+
+_EMPTY = LabelSelector()
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+_K = TypeVar("_K", bound=_Keyed)
+
+
+# --------------------------------------------------------------------------- sets
+
+
+@dataclass(frozen=True, slots=True)
+class SetDef:
+    """What an IP set holds, as a canonical identity (equal identity => one shared set)."""
+
+    key: str
+    """Canonical identity, hashed into the set's name."""
+    kind: Literal["net", "port"]
+    """``net``: IPv4 networks (pod IPs as /32); ``port``: (pod IP, port) of ``protocol``."""
+    description: str
+    """One line for humans: which pods or addresses."""
+    scope_ns: str | None = None
+    """Pods of this namespace only (a peer with ``podSelector`` alone)."""
+    ns_selector: LabelSelector | None = None
+    """Pods of namespaces matching this (a peer with ``namespaceSelector``)."""
+    pod_selector: LabelSelector = _EMPTY
+    block: IPBlock | None = None
+    port_name: str | None = None
+    protocol: str | None = None
+
+    @property
+    def pod_based(self) -> bool:
+        return self.block is None
+
+    def holds(self, pod: Pod, ns_labels: dict[str, str]) -> tuple[Member, ...]:
+        """The members ``pod`` contributes (empty when it is not selected)."""
+        if pod.host_network or not isinstance(pod.ip, ipaddress.IPv4Address):
+            # hostNetwork pods count as their node: no selector ever selects them.
+            # IPv6 pods are not rendered (IPv4 dataplane only).
+            return ()
+        if self.port_name is not None:
+            assert self.protocol is not None
+            number = pod.named_port(self.port_name, self.protocol)
+            return () if number is None else ((pod.ip, number),)
+        if self.scope_ns is not None:
+            if pod.namespace != self.scope_ns:
+                return ()
+        elif self.ns_selector is None or not self.ns_selector.matches(ns_labels):
+            return ()
+        if not self.pod_selector.matches(pod.labels):
+            return ()
+        return (IPv4Net(pod.ip),)
+
+    def static_members(self) -> tuple[Member, ...]:
+        """Members of an ipBlock set: the CIDR minus the excepts, exactly, as disjoint CIDRs."""
+        assert self.block is not None
+        return tuple(block_networks(self.block))
+
+
+def block_networks(block: IPBlock) -> list[IPv4Net]:
+    """``cidr`` minus every ``except``, as sorted disjoint IPv4 networks of prefix >= 1.
+
+    ipset's hash:net refuses /0, so 0.0.0.0/0 becomes its two halves.
+    """
+    if not isinstance(block.cidr, IPv4Net):
+        return []
+    nets: list[IPv4Net] = [block.cidr]
+    for ex in block.excepts:
+        if not isinstance(ex, IPv4Net):
+            continue
+        out: list[IPv4Net] = []
+        for net in nets:
+            if ex.subnet_of(net):
+                out.extend(net.address_exclude(ex))
+            elif net.subnet_of(ex):
+                continue
+            else:
+                out.append(net)
+        nets = out
+    halves: list[IPv4Net] = []
+    for net in nets:
+        halves.extend(net.subnets(1) if net.prefixlen == 0 else (net,))
+    return sorted(halves, key=member_sort_key)
+
+
+def member_sort_key(m: Member) -> tuple[int, int]:
+    if isinstance(m, IPv4Net):
+        return (int(m.network_address), m.prefixlen)
+    return (int(m[0]), m[1])
+
+
+def peer_set(policy: NetworkPolicy, peer: Peer) -> SetDef:
+    """The set a peer becomes (spec: "namespaceSelector and podSelector ... both ... AND")."""
+    if peer.ip_block is not None:
+        b = peer.ip_block
+        key = f"block {b.cidr} except {','.join(sorted(map(str, b.excepts)))}"
+        return SetDef(key=key, kind="net", description=f"ipBlock {b}", block=b)
+    pods = peer.pod_selector or _EMPTY
+    if peer.namespace_selector is None:
+        # "podSelector ... selects particular Pods in the same namespace as the NetworkPolicy"
+        key = f"pods ns={policy.namespace} sel={pods.canonical()}"
+        desc = f"pods in namespace {policy.namespace} matching {pods}"
+        return SetDef(key=key, kind="net", description=desc, scope_ns=policy.namespace,
+                      pod_selector=pods)  # fmt: skip
+    nss = peer.namespace_selector
+    key = f"pods nssel={nss.canonical()} sel={pods.canonical()}"
+    desc = f"pods matching {pods} in namespaces matching {nss}"
+    return SetDef(key=key, kind="net", description=desc, ns_selector=nss, pod_selector=pods)
+
+
+def named_port_set(name: str, protocol: str) -> SetDef:
+    """(pod IP, port) of every pod declaring a container port ``name``/``protocol``."""
+    return SetDef(
+        key=f"port {protocol} {name}",
+        kind="port",
+        description=f"pods with a {protocol} container port named {name!r}, and its number",
+        port_name=name,
+        protocol=protocol,
+    )
+
+
+# -------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True, slots=True)
+class AllowRule:
+    """One rendered match of a policy chain; when it matches, the accept mark is set."""
+
+    comment: str
+    peer_set: str | None = None
+    """Set key matched against the peer address (source for ingress, destination for egress)."""
+    port_set: str | None = None
+    """Named-port set key matched against (destination, destination port)."""
+    protocol: str | None = None
+    """Lower-case protocol, or None for every protocol (ICMP included)."""
+    ports: tuple[tuple[int, int], ...] = ()
+    """Inclusive destination port ranges; empty means any port of ``protocol``."""
+
+
+def _port_groups(ports: tuple[PolicyPort, ...]) -> list[AllowRule]:
+    """Rules for one peer's ``ports``: numeric ports of one protocol share a multiport rule."""
+    out: list[AllowRule] = []
+    numeric: dict[str, list[tuple[int, int]]] = {}
+    any_port: set[str] = set()
+    for pp in ports:
+        proto = pp.protocol.lower()
+        if pp.port is None:
+            # "If this field is not provided, this matches all port names and numbers."
+            any_port.add(proto)
+        elif isinstance(pp.port, str):
+            out.append(AllowRule("", port_set=named_port_set(pp.port, pp.protocol).key,
+                                 protocol=proto, ports=()))  # fmt: skip
+        else:
+            # "endPort ... indicates that the range of ports from port to endPort if set, inclusive"
+            end = pp.end_port if pp.end_port is not None else pp.port
+            numeric.setdefault(proto, []).append((pp.port, end))
+    for proto in sorted(any_port):
+        out.append(AllowRule("", protocol=proto))
+    for proto in sorted(numeric):
+        if proto in any_port:
+            continue
+        ranges = sorted(set(numeric[proto]))
+        chunk: list[tuple[int, int]] = []
+        slots = 0
+        for r in ranges:
+            need = 1 if r[0] == r[1] else 2
+            if slots + need > MULTIPORT_MAX:
+                out.append(AllowRule("", protocol=proto, ports=tuple(chunk)))
+                chunk, slots = [], 0
+            chunk.append(r)
+            slots += need
+        if chunk:
+            out.append(AllowRule("", protocol=proto, ports=tuple(chunk)))
+    return out
+
+
+def compile_rules(
+    policy: NetworkPolicy, direction: Direction
+) -> tuple[tuple[AllowRule, ...], dict[str, SetDef]]:
+    """A policy's chain for one direction and the sets it uses (by key)."""
+    rules: tuple[Rule, ...] = policy.ingress if direction == "ingress" else policy.egress
+    out: list[AllowRule] = []
+    sets: dict[str, SetDef] = {}
+    for i, rule in enumerate(rules):
+        peers: tuple[Peer | None, ...] = (None,) if rule.peers is None else rule.peers
+        for j, peer in enumerate(peers):
+            where = f"policy {policy.key} {direction} rule {i}"
+            peer_key: str | None = None
+            if peer is not None:
+                if peer.ip_block is not None and not isinstance(peer.ip_block.cidr, IPv4Net):
+                    continue  # an IPv6 block never matches an IPv4 packet
+                sd = peer_set(policy, peer)
+                sets[sd.key] = sd
+                peer_key = sd.key
+                where += f" peer {j}"
+            else:
+                where += " any peer"
+            if rule.ports is None:
+                # "If this field is empty or missing, this rule matches all ports"
+                out.append(AllowRule(where, peer_set=peer_key))
+                continue
+            for part in _port_groups(rule.ports):
+                if part.port_set is not None:
+                    assert part.protocol is not None
+                    sd = next(
+                        named_port_set(str(pp.port), pp.protocol)
+                        for pp in rule.ports
+                        if named_port_set(str(pp.port), pp.protocol).key == part.port_set
+                    )
+                    sets[sd.key] = sd
+                out.append(
+                    AllowRule(
+                        where + " " + _describe(part),
+                        peer_set=peer_key,
+                        port_set=part.port_set,
+                        protocol=part.protocol,
+                        ports=part.ports,
+                    )
+                )
+    return tuple(out), sets
+
+
+def _describe(part: AllowRule) -> str:
+    proto = (part.protocol or "any").upper()
+    if part.port_set is not None:
+        return f"{proto}/{part.port_set.rsplit(' ', 1)[-1]}"
+    if not part.ports:
+        return f"{proto}/*"
+    return f"{proto}/" + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in part.ports)
+
+
+# ---------------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A local pod's two chains: which policies run, in order, and whether it is isolated."""
+
+    pod: str
+    iface: str
+    ingress: tuple[str, ...]
+    """Keys of selecting policies that affect ingress, sorted by namespace/name."""
+    egress: tuple[str, ...]
+
+    def policies(self, direction: Direction) -> tuple[str, ...]:
+        return self.ingress if direction == "ingress" else self.egress
+
+
+@dataclass(slots=True)
+class Delta:
+    """What changed since the previous render: set and chain names (backend independent)."""
+
+    sets: set[str] = field(default_factory=set)
+    """Keys of sets whose members changed or that appeared."""
+    removed_sets: set[str] = field(default_factory=set)
+    policies: set[tuple[str, Direction]] = field(default_factory=set)
+    """(policy key, direction) whose chain changed or appeared."""
+    removed_policies: set[tuple[str, Direction]] = field(default_factory=set)
+    endpoints: set[str] = field(default_factory=set)
+    """Pod keys whose endpoint chains changed or appeared."""
+    removed_endpoints: set[str] = field(default_factory=set)
+    dispatch: bool = False
+    """The set of local endpoints changed (dispatch chains / verdict maps)."""
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.sets
+            or self.removed_sets
+            or self.policies
+            or self.removed_policies
+            or self.endpoints
+            or self.removed_endpoints
+            or self.dispatch
+        )
+
+
+class NodeRenderer:
+    """One node's desired dataplane, kept up to date incrementally.
+
+    ``update(cluster)`` diffs the new snapshot against the last one (objects that
+    are the same Python object are skipped without comparing), recomputes only
+    what a change can affect, and returns the :class:`Delta`. The backends read
+    the state through the attributes below.
+    """
+
+    def __init__(self, node: str, *, prefix: str = "sekisho", iface_prefix: str = "cali") -> None:
+        self.node = node
+        self.prefix = names.check_prefix(prefix)
+        self.iface_prefix = iface_prefix
+        self.cluster = Cluster()
+        self.pods: dict[str, Pod] = {}
+        self.policies: dict[str, NetworkPolicy] = {}
+        self._policies_by_ns: dict[str, list[str]] = {}
+        self._pods_by_ns: dict[str, dict[str, Pod]] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        """Local endpoints by pod key."""
+        self.chains: dict[tuple[str, Direction], tuple[AllowRule, ...]] = {}
+        """Active policy chains (a policy selecting at least one local pod)."""
+        self._chain_sets: dict[tuple[str, Direction], tuple[str, ...]] = {}
+        self._policy_refs: dict[str, int] = {}
+        self.set_defs: dict[str, SetDef] = {}
+        self.members: dict[str, set[Member]] = {}
+        self._set_refs: dict[str, int] = {}
+        self._sets_by_ns: dict[str, set[str]] = {}
+        self._nssel_sets: set[str] = set()
+        self._port_sets: dict[tuple[str, str], str] = {}
+        self._delta = Delta()
+
+    # ---------------------------------------------------------------- public
+
+    def update(self, cluster: Cluster) -> Delta:
+        """Move to ``cluster``; return what changed (everything, the first time)."""
+        old = self.cluster
+        self.cluster = cluster
+        ns_changed = self._namespaces_changed(old.namespaces, cluster.namespaces)
+        if not self.pods and not self.policies:
+            return self._first(cluster)
+        changed_pols = _diff(old.policies, cluster.policies)
+        pod_changes = _diff(old.pods, cluster.pods)
+        for key, _old, new in changed_pols:
+            self._policy_changed(key, new)
+        if ns_changed:
+            for skey in sorted(self._nssel_sets):
+                self._recompute_set(skey)
+        for key, old_pod, new_pod in pod_changes:
+            self._pod_changed(key, old_pod, new_pod)
+        if changed_pols:
+            touched = {k.split("/", 1)[0] for k, _o, _n in changed_pols}
+            for ns in sorted(touched):
+                for pod in list(self._pods_by_ns.get(ns, {}).values()):
+                    self._refresh_endpoint(pod)
+        delta, self._delta = self._delta, Delta()
+        return delta
+
+    def _first(self, cluster: Cluster) -> Delta:
+        for pol in cluster.policies:
+            self._policy_changed(pol.key, pol)
+        for pod in cluster.pods:
+            self.pods[pod.key] = pod
+            self._pods_by_ns.setdefault(pod.namespace, {})[pod.key] = pod
+        for pod in cluster.pods:
+            self._refresh_endpoint(pod)
+        self._delta.dispatch = True
+        delta, self._delta = self._delta, Delta()
+        return delta
+
+    def set_name(self, key: str) -> str:
+        return names.set_name(self.prefix, key)
+
+    def policy_chain(self, key: str, direction: Direction) -> str:
+        return names.policy_chain(self.prefix, key, direction)
+
+    def endpoint_chain(self, iface: str, direction: Direction) -> str:
+        return names.endpoint_chain(self.prefix, iface, direction)
+
+    # -------------------------------------------------------------- internals
+
+    def _namespaces_changed(self, old: dict[str, Namespace], new: dict[str, Namespace]) -> bool:
+        if old is new:
+            return False
+        if old.keys() != new.keys():
+            return True
+        return any(old[k] is not new[k] and old[k].labels != new[k].labels for k in new)
+
+    def _ns_labels(self, namespace: str) -> dict[str, str]:
+        return self.cluster.namespace_labels(namespace)
+
+    def _is_local(self, pod: Pod) -> bool:
+        return pod.node == self.node and not pod.host_network
+
+    def _selects(self, policy: NetworkPolicy, pod: Pod) -> bool:
+        # "podSelector selects the grouping of pods to which the policy applies"
+        # (pods of the policy's namespace; hostNetwork pods are never selected).
+        return (
+            pod.namespace == policy.namespace
+            and not pod.host_network
+            and policy.pod_selector.matches(pod.labels)
+        )
+
+    def _pod_changed(self, key: str, old: Pod | None, new: Pod | None) -> None:
+        if old is not None:
+            del self.pods[key]
+            self._pods_by_ns[old.namespace].pop(key, None)
+        if new is not None:
+            self.pods[key] = new
+            self._pods_by_ns.setdefault(new.namespace, {})[key] = new
+        candidates: set[str] = set(self._nssel_sets)
+        for pod in (old, new):
+            if pod is None:
+                continue
+            candidates |= self._sets_by_ns.get(pod.namespace, set())
+            for cp in pod.ports:
+                if cp.name is not None:
+                    skey = self._port_sets.get((cp.name, cp.protocol))
+                    if skey is not None:
+                        candidates.add(skey)
+        for skey in candidates:
+            sd = self.set_defs[skey]
+            before = sd.holds(old, self._ns_labels(old.namespace)) if old is not None else ()
+            after = sd.holds(new, self._ns_labels(new.namespace)) if new is not None else ()
+            if before != after:
+                members = self.members[skey]
+                for m in before:
+                    members.discard(m)
+                for m in after:
+                    members.add(m)
+                self._delta.sets.add(skey)
+        if old is not None and self._is_local(old) and (new is None or not self._is_local(new)):
+            self._drop_endpoint(key)
+        if new is not None and self._is_local(new):
+            self._refresh_endpoint(new)
+
+    def _refresh_endpoint(self, pod: Pod) -> None:
+        if not self._is_local(pod):
+            return
+        ingress: list[str] = []
+        egress: list[str] = []
+        for pkey in self._policies_by_ns.get(pod.namespace, ()):
+            pol = self.policies[pkey]
+            if self._selects(pol, pod):
+                if pol.affects_ingress:
+                    ingress.append(pkey)
+                if pol.affects_egress:
+                    egress.append(pkey)
+        ep = Endpoint(
+            pod.key,
+            endpoint_interface(pod.namespace, pod.name, self.iface_prefix),
+            tuple(ingress),
+            tuple(egress),
+        )
+        old = self.endpoints.get(pod.key)
+        if old == ep:
+            return
+        if old is None or old.iface != ep.iface:
+            self._delta.dispatch = True
+        self.endpoints[pod.key] = ep
+        self._delta.endpoints.add(pod.key)
+        self._delta.removed_endpoints.discard(pod.key)
+        for d in DIRECTIONS:
+            for pkey in ep.policies(d):
+                self._ref_policy(pkey, d, +1)
+            if old is not None:
+                for pkey in old.policies(d):
+                    self._ref_policy(pkey, d, -1)
+
+    def _drop_endpoint(self, key: str) -> None:
+        old = self.endpoints.pop(key, None)
+        if old is None:
+            return
+        self._delta.dispatch = True
+        self._delta.endpoints.discard(key)
+        self._delta.removed_endpoints.add(key)
+        for d in DIRECTIONS:
+            for pkey in old.policies(d):
+                self._ref_policy(pkey, d, -1)
+
+    def _ref_policy(self, pkey: str, direction: Direction, step: int) -> None:
+        ref = (pkey, direction)
+        rk = f"{pkey}\0{direction}"
+        count = self._policy_refs.get(rk, 0) + step
+        if count > 0:
+            self._policy_refs[rk] = count
+        else:
+            self._policy_refs.pop(rk, None)
+        if count == 1 and step > 0:
+            self._activate(ref)
+        elif count == 0:
+            self._deactivate(ref)
+
+    def _activate(self, ref: tuple[str, Direction]) -> None:
+        rules, sets = compile_rules(self.policies[ref[0]], ref[1])
+        self.chains[ref] = rules
+        self._chain_sets[ref] = tuple(sorted(sets))
+        for sd in sets.values():
+            self._acquire_set(sd)
+        self._delta.policies.add(ref)
+        self._delta.removed_policies.discard(ref)
+
+    def _deactivate(self, ref: tuple[str, Direction]) -> None:
+        if ref not in self.chains:
+            return
+        del self.chains[ref]
+        for skey in self._chain_sets.pop(ref):
+            self._release_set(skey)
+        self._delta.policies.discard(ref)
+        self._delta.removed_policies.add(ref)
+
+    def _acquire_set(self, sd: SetDef) -> None:
+        count = self._set_refs.get(sd.key, 0)
+        self._set_refs[sd.key] = count + 1
+        if count:
+            return
+        self.set_defs[sd.key] = sd
+        if sd.port_name is not None:
+            assert sd.protocol is not None
+            self._port_sets[(sd.port_name, sd.protocol)] = sd.key
+        elif sd.scope_ns is not None:
+            self._sets_by_ns.setdefault(sd.scope_ns, set()).add(sd.key)
+        elif sd.block is None:
+            self._nssel_sets.add(sd.key)
+        self._recompute_set(sd.key)
+        self._delta.removed_sets.discard(sd.key)
+
+    def _release_set(self, skey: str) -> None:
+        count = self._set_refs[skey] - 1
+        if count:
+            self._set_refs[skey] = count
+            return
+        del self._set_refs[skey]
+        sd = self.set_defs.pop(skey)
+        del self.members[skey]
+        if sd.port_name is not None:
+            assert sd.protocol is not None
+            self._port_sets.pop((sd.port_name, sd.protocol), None)
+        elif sd.scope_ns is not None:
+            self._sets_by_ns[sd.scope_ns].discard(skey)
+        else:
+            self._nssel_sets.discard(skey)
+        self._delta.sets.discard(skey)
+        self._delta.removed_sets.add(skey)
+
+    def _recompute_set(self, skey: str) -> None:
+        sd = self.set_defs[skey]
+        members: set[Member] = set()
+        if sd.block is not None:
+            members.update(sd.static_members())
+        else:
+            groups: Iterable[tuple[str, dict[str, Pod]]]
+            if sd.scope_ns is not None:
+                groups = [(sd.scope_ns, self._pods_by_ns.get(sd.scope_ns, {}))]
+            else:
+                groups = self._pods_by_ns.items()
+            for ns, pods in groups:
+                labels = self._ns_labels(ns)
+                if sd.ns_selector is not None and not sd.ns_selector.matches(labels):
+                    continue
+                for pod in pods.values():
+                    members.update(sd.holds(pod, labels))
+        if self.members.get(skey) != members:
+            self.members[skey] = members
+            self._delta.sets.add(skey)
+
+    def _policy_changed(self, key: str, new: NetworkPolicy | None) -> None:
+        old = self.policies.get(key)
+        ns = key.split("/", 1)[0]
+        if old is None and new is not None:
+            keys = self._policies_by_ns.setdefault(ns, [])
+            keys.append(key)
+            keys.sort()
+        if new is None:
+            self.policies.pop(key, None)
+            self._policies_by_ns.get(ns, []).remove(key)
+            # endpoints refresh (by the caller) drops the references
+            return
+        self.policies[key] = new
+        for d in DIRECTIONS:
+            if (key, d) in self.chains:
+                # recompile in place; the references from endpoints stay
+                for skey in self._chain_sets.pop((key, d)):
+                    self._release_set(skey)
+                del self.chains[(key, d)]
+                self._activate((key, d))
+
+
+def _diff(old_seq: Sequence[_K], new_seq: Sequence[_K]) -> list[tuple[str, _K | None, _K | None]]:
+    """(key, old, new) for objects that differ between two sorted snapshots.
+
+    Same Python object => unchanged without comparing; equal length and keys in
+    the same places (the usual case: one object replaced) => one pass, no dicts.
+    """
+    out: list[tuple[str, _K | None, _K | None]] = []
+    if len(old_seq) == len(new_seq):
+        for a, b in zip(old_seq, new_seq, strict=True):
+            if a is b:
+                continue
+            if a.key != b.key:
+                break
+            if a != b:
+                out.append((a.key, a, b))
+        else:
+            return out
+        out = []
+    old_items = {o.key: o for o in old_seq}
+    seen: set[str] = set()
+    for b in new_seq:
+        seen.add(b.key)
+        prev = old_items.get(b.key)
+        if prev is b:
+            continue
+        if prev is None or prev != b:
+            out.append((b.key, prev, b))
+    out.extend((k, a, None) for k, a in old_items.items() if k not in seen)
+    return out

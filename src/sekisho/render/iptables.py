@@ -1,0 +1,272 @@
+"""iptables + ipset text for one node (Calico's shape), from a :class:`NodeRenderer`'s state.
+
+Rules are written in the form ``iptables-save`` prints them (``-i``/``-o``/``-p``
+first, then ``-m`` matches in order, the comment last before the target), so
+read-back compares token by token after :func:`normalize_iptables_save`.
+
+Layout, all in table ``filter``::
+
+    FORWARD -> P-FORWARD: clear mark; -i cali+ -> P-from-wl-dispatch;
+                          -o cali+ -> P-to-wl-dispatch; mark set -> ACCEPT
+    INPUT   -> P-INPUT:   clear mark; -i cali+ -> P-from-wl-dispatch; mark set -> ACCEPT
+    P-from-wl-dispatch: -i caliX -g P-fw-caliX ... ; DROP (unknown cali interface)
+    P-fw-caliX: ESTABLISHED,RELATED ACCEPT; INVALID DROP; clear mark;
+                per policy: -j P-po-H; mark set -> RETURN; DROP if isolated else set mark
+
+A from-endpoint chain RETURNs with the accept mark rather than accepting, so a
+packet between two local pods still passes the destination's to-endpoint chain.
+OUTPUT is not hooked: what the node itself sends to its pods is not filtered.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from sekisho.render import names
+from sekisho.render.compile import (
+    DIRECTIONS,
+    AllowRule,
+    Direction,
+    Endpoint,
+    IPv4Net,
+    Member,
+    NodeRenderer,
+    member_sort_key,
+)
+
+MARK = f"{names.ACCEPT_MARK:#x}/{names.ACCEPT_MARK:#x}"
+CLEAR = f"0x0/{names.ACCEPT_MARK:#x}"
+
+
+@dataclass(frozen=True)
+class IpSetSpec:
+    """One ipset: name, type, members in ipset syntax (sorted by address)."""
+
+    name: str
+    type: str
+    """``hash:net`` or ``hash:ip,port``."""
+    members: tuple[str, ...]
+    family: str = "inet"
+    description: str = ""
+    """What the set holds, for humans (not part of the kernel object)."""
+
+
+@dataclass(frozen=True)
+class IptablesRuleset:
+    """One node's iptables and ipset documents (see the module docstring for the layout)."""
+
+    prefix: str
+    sets: tuple[IpSetSpec, ...]
+    chains: tuple[tuple[str, tuple[str, ...]], ...]
+    """(our chain, rule specs: the words after ``-A CHAIN``)."""
+    hooks: tuple[tuple[str, str], ...]
+    """(builtin chain of table filter, rule spec) to sit first in that builtin chain."""
+    node: str = ""
+
+    def ipset_restore(self) -> str:
+        """``ipset restore`` input: each set is filled under a scratch name and swapped in.
+
+        ``create NAME ... -exist`` makes sure the live set exists; the scratch set is
+        created, flushed, filled, swapped with it atomically, and destroyed, so the
+        rules referencing ``NAME`` never see it half-filled.
+        """
+        lines: list[str] = []
+        for s in self.sets:
+            tmp = names.temp_set_name(s.name, self.prefix)
+            lines.append(f"create {s.name} {s.type} family {s.family} -exist")
+            lines.append(f"create {tmp} {s.type} family {s.family} -exist")
+            lines.append(f"flush {tmp}")
+            lines.extend(f"add {tmp} {m}" for m in s.members)
+            lines.append(f"swap {tmp} {s.name}")
+            lines.append(f"destroy {tmp}")
+        return "".join(line + "\n" for line in lines)
+
+    def iptables_restore(self) -> str:
+        """``iptables-restore --noflush`` input: declares (and so flushes) only our chains."""
+        out = ["*filter"]
+        out.extend(f":{name} - [0:0]" for name, _ in self.chains)
+        for name, rules in self.chains:
+            out.extend(f"-A {name} {rule}" for rule in rules)
+        out.append("COMMIT")
+        return "".join(line + "\n" for line in out)
+
+    def hook_lines(self) -> str:
+        """The hook rules as ``-I BUILTIN 1 ...`` lines (first hook inserted last)."""
+        return "".join(f"-I {chain} 1 {rule}\n" for chain, rule in self.hooks)
+
+    def render_text(self) -> str:
+        """What ``sekisho render`` prints: both documents and the hooks, each after a comment."""
+        parts = [f"# sekisho iptables ruleset for node {self.node} (prefix {self.prefix})\n"]
+        for s in self.sets:
+            parts.append(f"#   set {s.name} ({s.type}): {s.description}\n")
+        parts.append("# --- ipset restore ---\n")
+        parts.append(self.ipset_restore())
+        parts.append("# --- iptables-restore --noflush (table filter) ---\n")
+        parts.append(self.iptables_restore())
+        parts.append("# --- hooks: insert first in the builtin chains (iptables -t filter) ---\n")
+        parts.append(self.hook_lines())
+        return "".join(parts)
+
+    def chain(self, name: str) -> tuple[str, ...]:
+        for n, rules in self.chains:
+            if n == name:
+                return rules
+        raise KeyError(name)
+
+
+def _q(comment: str) -> str:
+    return '"' + comment.replace('"', "'") + '"'
+
+
+def _c(comment: str) -> str:
+    return f"-m comment --comment {_q(comment)}"
+
+
+def member_text(m: Member, protocol: str | None) -> str:
+    if isinstance(m, IPv4Net):
+        return str(m.network_address) if m.prefixlen == 32 else str(m)
+    assert protocol is not None
+    return f"{m[0]},{protocol.lower()}:{m[1]}"
+
+
+def set_spec(r: NodeRenderer, key: str) -> IpSetSpec:
+    sd = r.set_defs[key]
+    members = sorted(r.members[key], key=member_sort_key)
+    return IpSetSpec(
+        name=r.set_name(key),
+        type="hash:net" if sd.kind == "net" else "hash:ip,port",
+        members=tuple(member_text(m, sd.protocol) for m in members),
+        description=sd.description,
+    )
+
+
+def allow_rule(r: NodeRenderer, rule: AllowRule, direction: Direction) -> str:
+    words: list[str] = []
+    if rule.protocol is not None:
+        words.append(f"-p {rule.protocol}")
+    if rule.peer_set is not None:
+        where = "src" if direction == "ingress" else "dst"
+        words.append(f"-m set --match-set {r.set_name(rule.peer_set)} {where}")
+    if rule.port_set is not None:
+        words.append(f"-m set --match-set {r.set_name(rule.port_set)} dst,dst")
+    if rule.ports:
+        ports = ",".join(str(a) if a == b else f"{a}:{b}" for a, b in rule.ports)
+        words.append(f"-m multiport --dports {ports}")
+    words.append(_c(rule.comment))
+    words.append(f"-j MARK --set-xmark {MARK}")
+    return " ".join(words)
+
+
+def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, ...]:
+    return tuple(allow_rule(r, rule, direction) for rule in r.chains[(key, direction)])
+
+
+def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple[str, ...]:
+    what = f"endpoint {ep.pod} {direction}"
+    out = [
+        f"-m conntrack --ctstate RELATED,ESTABLISHED {_c(what + ': replies and related')} -j ACCEPT",
+        f"-m conntrack --ctstate INVALID {_c(what + ': invalid state')} -j DROP",
+        f"{_c(what + ': clear the accept mark')} -j MARK --set-xmark {CLEAR}",
+    ]
+    policies = ep.policies(direction)
+    for pkey in policies:
+        out.append(f"{_c(f'{what}: policy {pkey}')} -j {r.policy_chain(pkey, direction)}")
+        out.append(f"-m mark --mark {MARK} {_c(f'{what}: allowed by policy {pkey}')} -j RETURN")
+    if policies:
+        out.append(f"{_c(what + ': isolated and no rule allowed it')} -j DROP")
+    else:
+        out.append(f"{_c(what + ': not isolated')} -j MARK --set-xmark {MARK}")
+    return tuple(out)
+
+
+def render_iptables(r: NodeRenderer) -> IptablesRuleset:
+    """The whole ruleset from the renderer's current state (deterministic)."""
+    p = r.prefix
+    ip = r.iface_prefix
+    fwd, inp = names.top_chain(p, "FORWARD"), names.top_chain(p, "INPUT")
+    from_d, to_d = names.dispatch_chain(p, "egress"), names.dispatch_chain(p, "ingress")
+    chains: list[tuple[str, tuple[str, ...]]] = []
+    clear = f"{_c(p + ': clear the accept mark')} -j MARK --set-xmark {CLEAR}"
+    accept = f"-m mark --mark {MARK} {_c(p + ': endpoint policy allowed it')} -j ACCEPT"
+    chains.append(
+        (
+            fwd,
+            (
+                clear,
+                f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}",
+                f"-o {ip}+ {_c(p + ': to a local endpoint')} -j {to_d}",
+                accept,
+            ),
+        )
+    )
+    chains.append(
+        (inp, (clear, f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}", accept))
+    )
+    eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
+    for direction, chain, flag in (("egress", from_d, "-i"), ("ingress", to_d, "-o")):
+        d: Direction = "egress" if direction == "egress" else "ingress"
+        rules = [
+            f"{flag} {ep.iface} {_c('endpoint ' + ep.pod)} -g {r.endpoint_chain(ep.iface, d)}"
+            for ep in eps
+        ]
+        rules.append(f"{_c(p + ': unknown endpoint interface')} -j DROP")
+        chains.append((chain, tuple(rules)))
+    for ep in eps:
+        for d in DIRECTIONS:
+            chains.append((r.endpoint_chain(ep.iface, d), endpoint_rules(r, ep, d)))
+    for key, d in sorted(r.chains):
+        chains.append((r.policy_chain(key, d), policy_rules(r, key, d)))
+    sets = tuple(sorted((set_spec(r, k) for k in r.set_defs), key=lambda s: s.name))
+    hooks = (
+        ("FORWARD", f"{_c(p + ': hook')} -j {fwd}"),
+        ("INPUT", f"{_c(p + ': hook')} -j {inp}"),
+    )
+    return IptablesRuleset(prefix=p, sets=sets, chains=tuple(chains), hooks=hooks, node=r.node)
+
+
+# ------------------------------------------------------------------ read-back
+
+
+def normalize_iptables_save(text: str, prefix: str) -> list[str]:
+    """Our chains and rules from ``iptables-save -t filter`` (or our restore text), canonical.
+
+    Keeps ``:CHAIN`` declarations and ``-A`` rules of chains starting with
+    ``prefix-`` plus rules in builtin chains that jump to them; drops counters and
+    comments' quoting differences; sorts the chain declarations.
+    """
+    decls: list[str] = []
+    rules: list[str] = []
+    mine = prefix + "-"
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(":"):
+            name = line[1:].split()[0]
+            if name.startswith(mine):
+                decls.append(":" + name)
+        elif line.startswith(("-A ", "-I ")):
+            words = shlex.split(line)
+            if words[0] == "-I":
+                words = ["-A", words[1], *words[3:]] if words[2].isdigit() else ["-A", *words[1:]]
+            if words[1].startswith(mine) or any(w.startswith(mine) for w in words[2:]):
+                rules.append(" ".join(shlex.quote(w) for w in words))
+    return sorted(decls) + rules
+
+
+def normalize_ipset_save(text: str, prefix: str) -> list[str]:
+    """``ipset save`` (or the members of our restore text) as sorted ``NAME TYPE`` / ``NAME MEMBER``."""
+    sets: dict[str, str] = {}
+    members: dict[str, list[str]] = {}
+    tmp = prefix + "-t-"
+    for raw in text.splitlines():
+        words = raw.split()
+        if len(words) < 2 or not words[1].startswith(prefix + "-"):
+            continue
+        if words[0] == "create" and not words[1].startswith(tmp):
+            sets[words[1]] = words[2]
+        elif words[0] == "add":
+            members.setdefault(words[1].replace(tmp, prefix + "-s-", 1), []).append(words[2])
+    out = [f"{n} {t}" for n, t in sorted(sets.items())]
+    for n in sorted(members):
+        out.extend(f"{n} {m}" for m in sorted(members[n]))
+    return out

@@ -1,0 +1,93 @@
+"""Names of everything the renderer creates: prefixed, stable, inside kernel limits.
+
+Calico names an IP set ``cali40s:`` + a hash of the selector and a chain
+``cali-pi-`` + a hash of the policy: the name is a function of the content, so
+two nodes (and two runs) agree, and the kernel's limits hold however long the
+namespace or selector is. We do the same with base32 of SHA-256, truncated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from sekisho.errors import UsageError
+
+IPTABLES_CHAIN_MAX = 28
+"""``xt_table`` chain names: 29 bytes with the NUL (XT_EXTENSION_MAXNAMELEN - 1 ... iptables says 28)."""
+IPSET_NAME_MAX = 31
+"""``IPSET_MAXNAMELEN`` is 32 with the NUL."""
+MIN_HASH = 8
+"""Shortest hash we accept in a name (40 bits: collisions stay out of reach for one node)."""
+
+ACCEPT_MARK = 0x10000
+"""The mark bit a policy rule sets when it allows a packet (Calico's accept mark)."""
+
+_PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,11}$")
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can start every name we create, else raise :class:`UsageError`."""
+    if not _PREFIX_RE.match(prefix):
+        raise UsageError(
+            f"prefix {prefix!r}: expected 1 to 12 letters, digits or '_', starting with a letter"
+        )
+    return prefix
+
+
+def stable_hash(content: str, length: int) -> str:
+    """``length`` lowercase base32 characters of SHA-256 of ``content``."""
+    digest = base64.b32encode(hashlib.sha256(content.encode()).digest()).decode().lower()
+    return digest.rstrip("=")[:length]
+
+
+def fit(prefix: str, tag: str, ident: str, limit: int) -> str:
+    """``prefix-tag-ident`` if it fits in ``limit`` characters, else ``ident`` replaced by its hash."""
+    name = f"{prefix}-{tag}-{ident}"
+    if len(name) <= limit:
+        return name
+    room = limit - len(prefix) - len(tag) - 2
+    if room < MIN_HASH:
+        raise UsageError(f"prefix {prefix!r} is too long for names of at most {limit} characters")
+    return f"{prefix}-{tag}-{stable_hash(ident, room)}"
+
+
+def hashed(prefix: str, tag: str, content: str, limit: int, cap: int = 20) -> str:
+    """``prefix-tag-HASH`` where HASH fills the room left (at most ``cap`` characters)."""
+    room = min(cap, limit - len(prefix) - len(tag) - 2)
+    if room < MIN_HASH:
+        raise UsageError(f"prefix {prefix!r} is too long for names of at most {limit} characters")
+    return f"{prefix}-{tag}-{stable_hash(content, room)}"
+
+
+def policy_chain(prefix: str, policy_key: str, direction: str) -> str:
+    """Chain of one policy's rules for one direction: ``P-pi-HASH`` (ingress) / ``P-po-HASH``."""
+    tag = "pi" if direction == "ingress" else "po"
+    return hashed(prefix, tag, policy_key, IPTABLES_CHAIN_MAX)
+
+
+def endpoint_chain(prefix: str, iface: str, direction: str) -> str:
+    """``P-tw-IFACE`` (to the workload: its ingress) or ``P-fw-IFACE`` (from it: its egress)."""
+    tag = "tw" if direction == "ingress" else "fw"
+    return fit(prefix, tag, iface, IPTABLES_CHAIN_MAX)
+
+
+def set_name(prefix: str, set_key: str) -> str:
+    """The IP set (ipset or nft named set) for a canonical set identity."""
+    return hashed(prefix, "s", set_key, IPSET_NAME_MAX)
+
+
+def temp_set_name(name: str, prefix: str) -> str:
+    """The scratch set ``ipset restore`` fills and swaps into ``name`` (same length, ``-t-``)."""
+    return prefix + "-t-" + name[len(prefix) + 3 :]
+
+
+def top_chain(prefix: str, hook: str) -> str:
+    """Our chain that the builtin ``hook`` chain jumps to first."""
+    return f"{prefix}-{hook}"
+
+
+def dispatch_chain(prefix: str, direction: str) -> str:
+    """The chain that picks a local endpoint's chain by interface."""
+    return f"{prefix}-{'to' if direction == 'ingress' else 'from'}-wl-dispatch"
