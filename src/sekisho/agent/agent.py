@@ -1,0 +1,366 @@
+r"""The reconcile loop: watch a source, render this node's ruleset, apply it, keep it right.
+
+::
+
+    source (files, inotify) --change--> load --> render --> applier.apply (one transaction)
+                                                      \--> ready file, metrics, logs
+    timer (every ``resync`` seconds) ----------------------> applier.resync (read back, repair)
+
+Rules outlive the agent (as Calico's do): stopping it leaves enforcement in
+place; ``cleanup()`` removes what we own. A manifest that does not validate
+never changes the dataplane: the last good state keeps enforcing and the agent
+reports itself degraded until a good load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sekisho.agent.metrics import AgentMetrics
+from sekisho.dataplane import (
+    ApplyResult,
+    CommandRunner,
+    IptablesApplier,
+    NftApplier,
+    SubprocessRunner,
+)
+from sekisho.errors import DataplaneError, ManifestError, SekishoError, ToolMissing
+from sekisho.model.types import Cluster
+from sekisho.sources import DirWatcher, FileSource
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Agent", "Backend", "SyncSummary", "cleanup"]
+
+Backend = Literal["iptables", "nftables"]
+BACKENDS: tuple[Backend, ...] = ("iptables", "nftables")
+
+Renderer = Callable[[Cluster, str, Backend, str], Any]
+"""(cluster, node, backend, prefix) -> IptablesRuleset | NftRuleset."""
+
+Status = Literal["applied", "unchanged", "invalid", "failed", "idle"]
+
+
+def default_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) -> Any:
+    """``sekisho.render.render_node``."""
+    render = importlib.import_module("sekisho.render")
+    return render.render_node(cluster, node, backend=backend, prefix=prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSummary:
+    """What one :meth:`Agent.sync_once` or :meth:`Agent.resync` did."""
+
+    status: Status
+    """``applied`` (something changed), ``unchanged``, ``invalid`` (load failed: nothing
+    applied), ``failed`` (render or apply failed: nothing applied), ``idle`` (resync with
+    nothing applied yet)."""
+    generation: int
+    """Successful syncs so far (the ready file carries it)."""
+    changes: tuple[str, ...] = ()
+    error: str | None = None
+    duration: float = 0.0
+    policies: int = 0
+    endpoints: int = 0
+    rules: int = 0
+    sets: int = 0
+    fingerprint: str = ""
+    """Hash of the desired ruleset now enforced."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "generation": self.generation,
+            "changes": list(self.changes),
+            "error": self.error,
+            "duration": round(self.duration, 6),
+            "policies": self.policies,
+            "endpoints": self.endpoints,
+            "rules": self.rules,
+            "sets": self.sets,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def _fingerprint(ruleset: Any) -> str:
+    return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
+
+
+def _make_applier(
+    backend: Backend, runner: CommandRunner, prefix: str
+) -> IptablesApplier | NftApplier:
+    if backend == "iptables":
+        return IptablesApplier(runner, prefix)
+    if backend == "nftables":
+        return NftApplier(runner, prefix)
+    raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+@dataclass(slots=True)
+class _Health:
+    ready: bool = False
+    reason: str = "no good apply yet"
+    last_tick: float = 0.0
+
+
+class Agent:
+    """One node's enforcer. Inject ``runner``, ``clock``, ``sleep`` and ``renderer`` in tests."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        source: str | Path | FileSource,
+        netns: str | None = None,
+        backend: Backend = "iptables",
+        prefix: str = "sekisho",
+        runner: CommandRunner | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        resync: float = 10.0,
+        ready_file: str | Path | None = None,
+        metrics: AgentMetrics | None = None,
+        renderer: Renderer | None = None,
+        retry: float = 1.0,
+    ) -> None:
+        self.node = node
+        self.source = source if isinstance(source, FileSource) else FileSource(source)
+        self.netns = netns
+        self.backend: Backend = backend
+        self.prefix = prefix
+        self.runner: CommandRunner = runner or SubprocessRunner(netns)
+        self.clock = clock
+        self.wallclock = wallclock
+        self.sleep = sleep
+        self.resync_interval = resync
+        self.retry_interval = retry
+        self.ready_file = Path(ready_file) if ready_file else None
+        self.metrics = metrics or AgentMetrics()
+        self.renderer: Renderer = renderer or default_renderer
+        self.applier = _make_applier(backend, self.runner, prefix)
+        self.generation = 0
+        self.desired: Any = None
+        """The ruleset now enforced (None before the first good apply)."""
+        self._health = _Health()
+        self._retry_at: float | None = None
+        self._lock = threading.Lock()
+        self.stats: dict[str, int] = {}
+
+    # ---- health ----------------------------------------------------------------------
+
+    def live(self) -> tuple[bool, str]:
+        """/healthz: the loop is alive (it ticked recently)."""
+        h = self._health
+        if not h.last_tick:
+            return True, "starting"
+        stale = self.clock() - h.last_tick
+        limit = max(30.0, 3 * self.resync_interval)
+        return (stale < limit, "" if stale < limit else f"loop stalled for {stale:.0f}s")
+
+    def ready(self) -> tuple[bool, str]:
+        """/readyz: the first good apply happened and the last load and apply were good."""
+        h = self._health
+        return h.ready, h.reason
+
+    def _degrade(self, reason: str) -> None:
+        self._health.ready = False
+        self._health.reason = reason
+        self.metrics.degraded.set(1)
+
+    # ---- one pass --------------------------------------------------------------------
+
+    def sync_once(self) -> SyncSummary:
+        """Load the source, render this node, diff and apply; never apply part of a change."""
+        with self._lock:
+            return self._sync()
+
+    def _sync(self) -> SyncSummary:
+        t0 = self.clock()
+        try:
+            cluster = self.source.load()
+        except ManifestError as exc:
+            for problem in exc.problems:
+                log.error("invalid manifest: %s", problem, extra={"fields": problem.to_json()})
+            return self._fail("load", f"invalid manifests: {exc}", "invalid", t0)
+        except (SekishoError, OSError) as exc:
+            log.error("cannot load %s: %s", self.source.root, exc)
+            return self._fail("load", f"cannot load {self.source.root}: {exc}", "invalid", t0)
+        if self.node and cluster.node(self.node) is None:
+            log.warning("node %s is not in the cluster; rendering no local endpoints", self.node)
+        try:
+            desired = self.renderer(cluster, self.node, self.backend, self.prefix)
+        except SekishoError as exc:
+            log.error("cannot render node %s: %s", self.node, exc)
+            return self._fail("render", f"render failed: {exc}", "failed", t0)
+        try:
+            result = self.applier.apply(desired)
+        except DataplaneError as exc:
+            log.error("apply failed (last good state stays): %s", exc)
+            self._retry_at = self.clock() + self.retry_interval
+            return self._fail("apply", f"apply failed: {exc}", "failed", t0)
+        self._retry_at = None
+        return self._good(cluster, desired, result, t0)
+
+    def _fail(self, stage: str, reason: str, status: Status, t0: float) -> SyncSummary:
+        self.metrics.errors.labels(stage).inc()
+        self._degrade(reason)
+        return SyncSummary(status, self.generation, error=reason, duration=self.clock() - t0)
+
+    def _good(self, cluster: Cluster, desired: Any, result: ApplyResult, t0: float) -> SyncSummary:
+        duration = self.clock() - t0
+        self.desired = desired
+        self.generation += 1
+        self._health.ready, self._health.reason = True, ""
+        m = self.metrics
+        m.degraded.set(0)
+        m.apply_seconds.observe(duration)
+        m.last_good_apply.set(self.wallclock())
+        m.generation.set(self.generation)
+        endpoints = sum(1 for p in cluster.pods if p.node == self.node and not p.host_network)
+        chains = getattr(desired, "chains", ())
+        rules = sum(len(specs) for _, specs in chains)
+        sets = len(getattr(desired, "sets", ()))
+        m.policies.set(len(cluster.policies))
+        m.endpoints.set(endpoints)
+        m.rules.set(rules)
+        m.sets.set(sets)
+        summary = SyncSummary(
+            "applied" if result.changed else "unchanged",
+            self.generation,
+            result.changes,
+            None,
+            duration,
+            len(cluster.policies),
+            endpoints,
+            rules,
+            sets,
+            _fingerprint(desired),
+        )
+        fields = {k: v for k, v in summary.to_json().items() if k != "changes"}
+        fields["changed"] = len(result.changes)
+        if result.changed:
+            log.info("applied %d change(s)", len(result.changes), extra={"fields": fields})
+            for change in result.changes:
+                log.debug("  %s", change)
+        else:
+            log.info("in sync, nothing to change", extra={"fields": fields})
+        self._write_ready(summary)
+        return summary
+
+    def _write_ready(self, summary: SyncSummary) -> None:
+        if self.ready_file is None:
+            return
+        body = {
+            "node": self.node,
+            "backend": self.backend,
+            "generation": summary.generation,
+            "fingerprint": summary.fingerprint,
+            "time": self.wallclock(),
+        }
+        tmp = self.ready_file.with_name(f".{self.ready_file.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(body) + "\n")
+            os.replace(tmp, self.ready_file)
+        except OSError as exc:
+            log.error("cannot write ready file %s: %s", self.ready_file, exc)
+
+    def resync(self) -> SyncSummary:
+        """Read back what is installed and repair drift from the last good desired state."""
+        with self._lock:
+            if self.desired is None:
+                return SyncSummary("idle", self.generation)
+            t0 = self.clock()
+            try:
+                result = self.applier.resync(self.desired)
+            except DataplaneError as exc:
+                log.error("resync failed: %s", exc)
+                self.metrics.errors.labels("resync").inc()
+                return SyncSummary("failed", self.generation, error=str(exc))
+            if result.changed:
+                self.metrics.repairs.inc(len(result.changes))
+                for change in result.changes:
+                    log.warning("repaired drift: %s", change, extra={"fields": {"repair": change}})
+            return SyncSummary(
+                "applied" if result.changed else "unchanged",
+                self.generation,
+                result.changes,
+                duration=self.clock() - t0,
+                fingerprint=_fingerprint(self.desired),
+            )
+
+    # ---- the loop --------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, watcher: DirWatcher | None = None) -> None:
+        """Sync, then follow changes and resync on the timer until ``stop`` is set.
+
+        Leaves the rules in place when it returns (they keep enforcing).
+        """
+        own_watcher = watcher is None
+        watch = watcher or DirWatcher(self.source.root)
+        try:
+            self._health.last_tick = self.clock()
+            self.sync_once()
+            next_resync = self.clock() + self.resync_interval
+            while not stop.is_set():
+                now = self.clock()
+                self._health.last_tick = now
+                wake = next_resync
+                if self._retry_at is not None:
+                    wake = min(wake, self._retry_at)
+                changed = watch.wait(min(0.5, max(0.0, wake - now)))
+                if stop.is_set():
+                    break
+                now = self.clock()
+                if changed:
+                    log.debug("source changed: %s", ", ".join(changed[:5]))
+                    self.sync_once()
+                elif self._retry_at is not None and now >= self._retry_at:
+                    self.sync_once()
+                if self.clock() >= next_resync:
+                    self.resync()
+                    next_resync = self.clock() + self.resync_interval
+        finally:
+            if own_watcher:
+                watch.close()
+        log.info("stopped; rules stay in place and keep enforcing")
+
+    def cleanup(self) -> ApplyResult:
+        """Remove every object of ours for this agent's backend."""
+        with self._lock:
+            self.desired = None
+            return self.applier.cleanup()
+
+
+def cleanup(
+    *,
+    netns: str | None = None,
+    prefix: str = "sekisho",
+    runner: CommandRunner | None = None,
+    backends: tuple[Backend, ...] = BACKENDS,
+) -> ApplyResult:
+    """Remove every object we own for every backend (a tool that is missing is skipped)."""
+    run: CommandRunner = runner or SubprocessRunner(netns)
+    changes: list[str] = []
+    commands = 0
+    for backend in backends:
+        try:
+            result = _make_applier(backend, run, prefix).cleanup()
+        except DataplaneError as exc:
+            if isinstance(exc, ToolMissing):
+                log.info("%s cleanup skipped: %s", backend, exc)
+                continue
+            raise
+        changes += result.changes
+        commands += result.commands
+    return ApplyResult(tuple(changes), commands)

@@ -1,0 +1,164 @@
+"""A directory of manifests as a cluster source, and a watcher that says when it changed.
+
+The same files ``sekisho validate`` takes (``*.yaml``, ``*.yml``, ``*.json``,
+in subdirectories too) are loaded by the model's loader. The watcher uses
+inotify: it follows new subdirectories, sees editors' write-to-temp-then-rename,
+and coalesces a burst of events into one change (debounce).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+from inotify_simple import INotify, flags
+
+from sekisho.model.types import Cluster
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DirWatcher", "FileSource", "manifest_files"]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+Loader = Callable[[Sequence[str]], Cluster]
+
+
+def _ignored(name: str) -> bool:
+    # Hidden files, editor swap/backup files and half-written temporaries.
+    return name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp"))
+
+
+def manifest_files(root: Path) -> list[Path]:
+    """Every manifest file under ``root`` (or ``root`` itself if it is a file), sorted."""
+    if root.is_file():
+        return [root]
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+        found += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if not _ignored(f) and f.endswith(MANIFEST_SUFFIXES)
+        ]
+    return found
+
+
+def default_loader(paths: Sequence[str]) -> Cluster:
+    """The model's loader (``sekisho.model.load_cluster``); raises ``ManifestError``."""
+    model = importlib.import_module("sekisho.model")
+    return cast(Cluster, model.load_cluster(list(paths)))
+
+
+class FileSource:
+    """Loads a cluster from the manifests under one directory."""
+
+    def __init__(self, root: str | Path, *, loader: Loader | None = None) -> None:
+        self.root = Path(root)
+        self.loader = loader or default_loader
+
+    def files(self) -> list[Path]:
+        return manifest_files(self.root)
+
+    def fingerprint(self) -> str:
+        """A hash of every manifest's bytes: equal when nothing that matters changed."""
+        digest = hashlib.sha1()
+        for path in self.files():
+            digest.update(str(path).encode() + b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"<unreadable>")
+        return digest.hexdigest()
+
+    def load(self) -> Cluster:
+        """Load and validate; raises :class:`~sekisho.errors.ManifestError` with every problem."""
+        return self.loader([str(p) for p in self.files()])
+
+
+_MASK = (
+    flags.CLOSE_WRITE
+    | flags.MOVED_TO
+    | flags.MOVED_FROM
+    | flags.CREATE
+    | flags.DELETE
+    | flags.DELETE_SELF
+    | flags.MOVE_SELF
+    | flags.ATTRIB
+)
+
+
+class DirWatcher:
+    """inotify on a directory tree; :meth:`wait` returns the names that changed, after a debounce."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        debounce: float = 0.02,
+        max_delay: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.root = Path(root)
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.clock = clock
+        self._inotify = INotify()
+        self._dirs: dict[int, Path] = {}
+        self._watch_tree(self.root if self.root.is_dir() else self.root.parent)
+
+    def _watch_tree(self, top: Path) -> None:
+        for dirpath, dirnames, _ in os.walk(top):
+            dirnames[:] = [d for d in dirnames if not _ignored(d)]
+            try:
+                wd = self._inotify.add_watch(dirpath, _MASK)
+            except OSError as exc:  # vanished between walk and watch
+                log.debug("cannot watch %s: %s", dirpath, exc)
+                continue
+            self._dirs[wd] = Path(dirpath)
+
+    def fileno(self) -> int:
+        return int(self._inotify.fileno())
+
+    def _drain(self, timeout_ms: int) -> list[str]:
+        names: list[str] = []
+        for event in self._inotify.read(timeout=timeout_ms):
+            base = self._dirs.get(event.wd)
+            if event.mask & flags.IGNORED:
+                self._dirs.pop(event.wd, None)
+                continue
+            if base is None:
+                continue
+            path = base / event.name if event.name else base
+            if event.mask & flags.ISDIR and event.mask & (flags.CREATE | flags.MOVED_TO):
+                self._watch_tree(path)  # a new subdirectory, maybe already holding files
+            if event.name and _ignored(event.name) and not event.mask & flags.MOVED_FROM:
+                continue
+            names.append(str(path))
+        return names
+
+    def wait(self, timeout: float) -> list[str]:
+        """Block up to ``timeout`` seconds for a change; return the paths touched (empty: none).
+
+        After the first event, keep reading while events arrive closer than
+        ``debounce`` apart (at most ``max_delay`` in all), so a burst is one change.
+        """
+        names = self._drain(max(0, int(timeout * 1000)))
+        if not names:
+            return []
+        deadline = self.clock() + self.max_delay
+        while self.clock() < deadline:
+            more = self._drain(max(1, int(self.debounce * 1000)))
+            if not more:
+                break
+            names += more
+        return sorted(set(names))
+
+    def close(self) -> None:
+        self._inotify.close()
