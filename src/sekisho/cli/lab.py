@@ -1,0 +1,252 @@
+"""``sekisho lab``: a virtual cluster of network namespaces on this host.
+
+    sekisho lab up PATH... [--name LAB] [--backend iptables|nftables]
+    sekisho lab apply PATH... [--name LAB]
+    sekisho lab probe [--probe 80/TCP ...] [--from X] [--to Y] [-o table|json]
+    sekisho lab exec NODE|POD|external -- CMD...
+    sekisho lab down [--name LAB | --all]
+    sekisho lab run PATH... [probe options]      (up, probe, down; cleanup guaranteed)
+
+Heavy modules are imported inside the commands so ``sekisho --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _name_option(f: F) -> F:
+    return click.option(
+        "--name", "name", default="lab", show_default=True, help="Lab name ([a-z0-9], <= 10)."
+    )(f)
+
+
+def _backend_option(f: F) -> F:
+    return click.option(
+        "--backend",
+        type=click.Choice(["iptables", "nftables"]),
+        default="iptables",
+        show_default=True,
+        help="Dataplane the agents program.",
+    )(f)
+
+
+def _probe_options(f: F) -> F:
+    for opt in reversed(
+        [
+            click.option(
+                "--probe",
+                "probes",
+                multiple=True,
+                metavar="PORT/PROTO",
+                help="80/TCP, 81/UDP, 80/SCTP or ICMP (repeatable). Default: every declared port.",
+            ),
+            click.option("--port", type=int, help="One probe port (with --protocol)."),
+            click.option(
+                "--protocol",
+                type=click.Choice(["TCP", "UDP", "SCTP", "ICMP"], case_sensitive=False),
+                help="Protocol of --port (default TCP).",
+            ),
+            click.option(
+                "--from", "sources", multiple=True, help="Source pod (ns/name) or namespace."
+            ),
+            click.option(
+                "--to", "targets", multiple=True, help="Destination pod (ns/name) or namespace."
+            ),
+            click.option(
+                "--timeout", type=float, default=1.0, show_default=True, help="Seconds per probe."
+            ),
+            click.option(
+                "-o",
+                "--output",
+                type=click.Choice(["table", "json"]),
+                default="table",
+                show_default=True,
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def _specs(
+    cluster: Any, probes: Sequence[str], port: int | None, protocol: str | None
+) -> list[tuple[int | None, str]]:
+    from sekisho.lab.reach import parse_probe
+
+    if probes:
+        return [parse_probe(p) for p in probes]
+    if protocol and protocol.upper() == "ICMP":
+        return [(None, "ICMP")]
+    if port is not None:
+        return [parse_probe(f"{port}/{(protocol or 'TCP').upper()}")]
+    seen = sorted(
+        {(p.port, p.protocol) for pod in cluster.pods for p in pod.ports},
+        key=lambda x: (x[1], x[0]),
+    )
+    return [(port_, proto) for port_, proto in seen] or [(80, "TCP")]
+
+
+def _probe_and_print(
+    lab: Any,
+    probes: Sequence[str],
+    port: int | None,
+    protocol: str | None,
+    sources: Sequence[str],
+    targets: Sequence[str],
+    timeout: float,
+    output: str,
+) -> int:
+    from sekisho.lab.reach import format_tables, measure
+
+    specs = _specs(lab.cluster, probes, port, protocol)
+    result = measure(lab.cluster, lab.plan, specs, sources, targets, timeout)
+    if output == "json":
+        click.echo(json.dumps(result.to_json()))
+    else:
+        click.echo(format_tables(result))
+    return 1 if result.mismatches else 0
+
+
+@click.group("lab")
+def lab() -> None:
+    """A virtual cluster of network namespaces: up, apply, probe, exec, down, run.
+
+    Needs root. Every namespace is named skl-<lab>-...; nothing is linked to the
+    host's own namespace. State: /run/sekisho/lab/<lab>/.
+    """
+
+
+@lab.command("up")
+@click.argument("paths", nargs=-1, required=True)
+@_name_option
+@_backend_option
+@click.option(
+    "--no-agent", is_flag=True, help="Build the topology only; enforce nothing (debugging)."
+)
+def up(paths: tuple[str, ...], name: str, backend: str, no_agent: bool) -> int:
+    """Build the cluster of PATH... and start servers and one agent per node."""
+    import time
+
+    from sekisho.lab.core import Lab
+    from sekisho.lab.manifests import read_objects
+
+    start = time.monotonic()
+    lab_ = Lab.up(
+        read_objects(paths), name=name, backend=backend, enforce="none" if no_agent else "agent"
+    )
+    p = lab_.plan
+    click.echo(
+        f"lab {name} up in {time.monotonic() - start:.1f} s: {len(p.nodes)} nodes,"
+        f" {len(p.pods)} pods, external host {p.external_ip} ({backend}"
+        f"{', no agents' if no_agent else ''})"
+    )
+    for n in p.nodes:
+        click.echo(f"  node {n.name:<16} {n.ip!s:<16} netns {n.netns}")
+    for pod in p.pods:
+        click.echo(f"  pod  {pod.key:<32} {pod.ip!s:<16} on {pod.node:<12} netns {pod.netns}")
+    return 0
+
+
+@lab.command("apply")
+@click.argument("paths", nargs=-1, required=True)
+@_name_option
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def apply(paths: tuple[str, ...], name: str, timeout: float) -> int:
+    """Replace the lab's policies (and labels) with PATH...; wait until every agent applied."""
+    import time
+
+    from sekisho.lab.core import Lab
+    from sekisho.lab.manifests import read_objects
+
+    start = time.monotonic()
+    cluster = Lab(name).apply(read_objects(paths), timeout)
+    click.echo(
+        f"applied {len(cluster.policies)} policies to lab {name} in {time.monotonic() - start:.1f} s"
+    )
+    return 0
+
+
+@lab.command("probe")
+@_name_option
+@_probe_options
+def probe(
+    name: str,
+    probes: tuple[str, ...],
+    port: int | None,
+    protocol: str | None,
+    sources: tuple[str, ...],
+    targets: tuple[str, ...],
+    timeout: float,
+    output: str,
+) -> int:
+    """Probe every ordered pod pair for real; print expected against observed; exit 1 if wrong."""
+    from sekisho.lab.core import Lab
+
+    return _probe_and_print(Lab(name), probes, port, protocol, sources, targets, timeout, output)
+
+
+@lab.command(
+    "exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@_name_option
+@click.argument("target")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(name: str, target: str, argv: tuple[str, ...]) -> int:
+    """Run CMD inside a node, a pod (ns/name) or the external host: lab exec POD -- CMD..."""
+    import subprocess
+
+    from sekisho.lab.core import Lab
+
+    args = list(argv[1:] if argv and argv[0] == "--" else argv)
+    return subprocess.call(Lab(name).exec_argv(target, args))
+
+
+@lab.command("down")
+@_name_option
+@click.option("--all", "all_", is_flag=True, help="Every lab, also remains of crashed runs.")
+def down(name: str, all_: bool) -> int:
+    """Kill the lab's processes and delete its namespaces and state."""
+    from sekisho.lab.core import Lab, down_all
+
+    if all_:
+        removed = down_all()
+        click.echo(f"removed {len(removed)} lab(s){': ' + ', '.join(removed) if removed else ''}")
+    else:
+        Lab(name).down()
+        click.echo(f"lab {name} removed")
+    return 0
+
+
+@lab.command("run")
+@click.argument("paths", nargs=-1, required=True)
+@_name_option
+@_backend_option
+@_probe_options
+def run(
+    paths: tuple[str, ...],
+    name: str,
+    backend: str,
+    probes: tuple[str, ...],
+    port: int | None,
+    protocol: str | None,
+    sources: tuple[str, ...],
+    targets: tuple[str, ...],
+    timeout: float,
+    output: str,
+) -> int:
+    """Up, probe, down in one go; the lab is removed on every exit path, Ctrl-C included."""
+    from sekisho.lab.core import Lab
+    from sekisho.lab.lifecycle import guarded
+    from sekisho.lab.manifests import read_objects
+
+    objects = read_objects(paths)
+    with guarded(name):
+        lab_ = Lab.up(objects, name=name, backend=backend)
+        return _probe_and_print(lab_, probes, port, protocol, sources, targets, timeout, output)

@@ -1,0 +1,213 @@
+"""Expected (semantics) against observed (real probes), the way upstream e2e ``Reachability`` does.
+
+For every probe (``port``/``protocol``, ICMP without a port) and every ordered
+pod pair, the expected value comes from :func:`sekisho.semantics.compute_matrix`
+and the observed one from a real packet sent from inside the source pod's
+namespace. A cell is wrong when the packet reached the destination (``allowed``
+or ``no-listener``) but policy says it may not, or the other way round.
+``unsupported`` cells (SCTP) and cells not probed are never wrong; they are listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sekisho.errors import UsageError
+from sekisho.lab import probe as pr
+from sekisho.lab.topology import Plan
+from sekisho.model.types import Cluster
+
+ProbeSpec = tuple[int | None, str]
+
+SYMBOL = {
+    "allowed": ".",
+    "no-listener": "n",
+    "dropped": "X",
+    "rejected": "R",
+    "unsupported": "U",
+    "error": "E",
+    None: "-",
+}
+
+
+@dataclass
+class ProbeTable:
+    port: int | None
+    protocol: str
+    ingress: list[list[bool]]
+    egress: list[list[bool]]
+    allowed: list[list[bool]]
+    observed: list[list[str | None]]
+    """Outcome per cell (see :mod:`sekisho.lab.probe`); None when the pair was not probed."""
+    detail: list[list[str]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.protocol if self.port is None else f"{self.protocol}/{self.port}"
+
+    def wrong(self, i: int, j: int) -> bool:
+        obs = self.observed[i][j]
+        if obs is None or obs == "unsupported":
+            return False
+        return (obs in pr.REACHED) != self.allowed[i][j]
+
+    def wrong_cells(self) -> list[tuple[int, int]]:
+        n = len(self.allowed)
+        return [(i, j) for i in range(n) for j in range(n) if self.wrong(i, j)]
+
+    def unsupported_cells(self) -> list[tuple[int, int]]:
+        n = len(self.allowed)
+        return [(i, j) for i in range(n) for j in range(n) if self.observed[i][j] == "unsupported"]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "port": self.port,
+            "protocol": self.protocol,
+            "ingress": self.ingress,
+            "egress": self.egress,
+            "allowed": self.allowed,
+            "observed": self.observed,
+        }
+
+
+@dataclass
+class Reachability:
+    pods: list[str]
+    probes: list[ProbeTable]
+    seconds: float = 0.0
+
+    @property
+    def mismatches(self) -> int:
+        return sum(len(t.wrong_cells()) for t in self.probes)
+
+    def to_json(self) -> dict[str, object]:
+        """The object of docs/architecture.md ("Machine-readable output"), with ``observed``."""
+        return {"pods": self.pods, "probes": [t.to_json() for t in self.probes]}
+
+
+def parse_probe(text: str) -> ProbeSpec:
+    """``80/TCP``, ``81/udp``, ``ICMP`` or ``80`` (TCP) -> ``(port, PROTOCOL)``."""
+    port_text, _, proto = text.partition("/")
+    if port_text.upper() == "ICMP" and not proto:
+        return (None, "ICMP")
+    proto = (proto or "TCP").upper()
+    if proto not in ("TCP", "UDP", "SCTP"):
+        raise UsageError(f"--probe {text}: expected PORT/TCP, PORT/UDP, PORT/SCTP or ICMP")
+    try:
+        port = int(port_text)
+    except ValueError as exc:
+        raise UsageError(f"--probe {text}: {port_text!r} is not a port number") from exc
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--probe {text}: expected a port 1-65535")
+    return (port, proto)
+
+
+def _select(pods: Sequence[str], wanted: Sequence[str], flag: str) -> set[int]:
+    if not wanted:
+        return set(range(len(pods)))
+    out: set[int] = set()
+    for w in wanted:
+        hit = {i for i, k in enumerate(pods) if k == w or k.split("/", 1)[0] == w}
+        if not hit:
+            raise UsageError(f"{flag} {w}: no pod (namespace/name) or namespace of that name")
+        out |= hit
+    return out
+
+
+def measure(
+    cluster: Cluster,
+    topo: Plan,
+    specs: Sequence[ProbeSpec],
+    sources: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    timeout: float = 1.0,
+) -> Reachability:
+    """Probe every selected ordered pair for every spec and compare with the semantics."""
+    import time
+
+    from sekisho.semantics import compute_matrix
+
+    matrix = compute_matrix(cluster, list(specs))
+    pods = [p.key for p in matrix.pods]
+    src_ix = _select(pods, sources, "--from")
+    dst_ix = _select(pods, targets, "--to")
+    plans = [topo.pod(k) for k in pods]
+    jobs: list[tuple[int, int, int, pr.Probe]] = []
+    for k, (port, proto) in enumerate(specs):
+        for i in sorted(src_ix):
+            for j in sorted(dst_ix):
+                s, d = plans[i], plans[j]
+                assert s is not None and d is not None
+                jobs.append(
+                    (
+                        k,
+                        i,
+                        j,
+                        pr.Probe(s.netns, str(d.ip), port or 0, proto, d.serves(port or 0, proto)),
+                    )
+                )
+    start = time.monotonic()
+    outcomes = pr.run([j[3] for j in jobs], timeout=timeout)
+    took = time.monotonic() - start
+    n = len(pods)
+    tables = []
+    for pm in matrix.probes:
+        tables.append(
+            ProbeTable(
+                port=pm.port,
+                protocol=pm.protocol,
+                ingress=pm.ingress.tolist(),
+                egress=pm.egress.tolist(),
+                allowed=pm.allowed.tolist(),
+                observed=[[None] * n for _ in range(n)],
+                detail=[[""] * n for _ in range(n)],
+            )
+        )
+    for (k, i, j, _), out in zip(jobs, outcomes, strict=True):
+        tables[k].observed[i][j] = out.outcome
+        tables[k].detail[i][j] = out.detail
+    return Reachability(pods, tables, took)
+
+
+def format_tables(r: Reachability) -> str:
+    """Expected against observed per probe, wrong cells marked, then the list of wrong cells."""
+    lines: list[str] = []
+    width = len(str(len(r.pods) - 1))
+    lines.append("pods:")
+    for i, k in enumerate(r.pods):
+        lines.append(f"  {i:>{width}}  {k}")
+    lines.append(
+        "cells: expected then observed; '.' reaches, 'X' dropped, 'R' rejected,"
+        " 'n' no listener (reached), 'U' unsupported, '-' not probed; '!' marks a wrong cell"
+    )
+    for t in r.probes:
+        wrong = t.wrong_cells()
+        lines.append("")
+        lines.append(f"{t.label}: {len(wrong)} wrong cell(s)")
+        header = " " * (width + 2) + "".join(f"{j:>4}" for j in range(len(r.pods)))
+        lines.append(header)
+        for i in range(len(r.pods)):
+            cells = []
+            for j in range(len(r.pods)):
+                exp = "." if t.allowed[i][j] else "X"
+                obs = SYMBOL.get(t.observed[i][j], "?")
+                mark = "!" if t.wrong(i, j) else " "
+                cells.append(f" {exp}{obs}{mark}")
+            lines.append(f"{i:>{width}}  " + "".join(cells))
+        for i, j in wrong:
+            exp = "allowed" if t.allowed[i][j] else "denied"
+            lines.append(
+                f"  WRONG {r.pods[i]} -> {r.pods[j]} {t.label}: expected {exp},"
+                f" observed {t.observed[i][j]} ({t.detail[i][j] if t.detail else ''})"
+            )
+        uns = t.unsupported_cells()
+        if uns:
+            lines.append(f"  unsupported: {len(uns)} cell(s) ({t.protocol} is not probed here)")
+    lines.append("")
+    total = r.mismatches
+    lines.append(
+        f"{'OK' if total == 0 else 'MISMATCH'}: {total} wrong cell(s) in"
+        f" {len(r.probes)} probe(s) of {len(r.pods)} pods ({r.seconds:.1f} s)"
+    )
+    return "\n".join(lines)
