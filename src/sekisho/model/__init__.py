@@ -6,3 +6,46 @@ problem) and :func:`load_paths` (returns the cluster or the problems).
 """
 
 from __future__ import annotations
+
+from sekisho.model.ipam import NODE_NETWORK
+from sekisho.model.load import LoadResult, cluster_from_objects, load_cluster, load_paths
+from sekisho.model.types import (
+    DEFAULT_CLUSTER_CIDR,
+    Cluster,
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    Node,
+    Peer,
+    Pod,
+    PolicyPort,
+    Requirement,
+    Rule,
+    Source,
+    endpoint_interface,
+)
+
+__all__ = [
+    "DEFAULT_CLUSTER_CIDR",
+    "NODE_NETWORK",
+    "Cluster",
+    "ContainerPort",
+    "IPBlock",
+    "LabelSelector",
+    "LoadResult",
+    "Namespace",
+    "NetworkPolicy",
+    "Node",
+    "Peer",
+    "Pod",
+    "PolicyPort",
+    "Requirement",
+    "Rule",
+    "Source",
+    "cluster_from_objects",
+    "endpoint_interface",
+    "load_cluster",
+    "load_paths",
+]

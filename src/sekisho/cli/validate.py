@@ -1,0 +1,77 @@
+"""``sekisho validate``: load manifests and report every problem, one per line.
+
+Exit status: 0 when everything is valid, 2 when there is any problem. Each
+problem is ``FILE:LINE: KIND NAMESPACE/NAME: FIELD.PATH: message``; ``-o json``
+prints ``{"valid", "problems", "summary"}`` for CI.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def summary_line(summary: dict[str, int]) -> str:
+    s = summary
+    return (
+        f"{s['files']} files, {s['objects']} objects: {s['nodes']} nodes, "
+        f"{s['namespaces']} namespaces, {s['pods']} pods, {s['policies']} policies "
+        f"({s['skipped']} skipped)"
+    )
+
+
+@click.command(name="validate")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format; json prints one object for CI.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Also list objects of kinds sekisho skips.")
+@click.option(
+    "--cluster-cidr",
+    default="10.244.0.0/16",
+    show_default=True,
+    help="Pod network from which nodes without a podCIDR get a /24.",
+)
+def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: str) -> int:
+    """Load manifests (files, directories, or - for stdin) and report every problem.
+
+    Reads Namespace, Node, Pod, NetworkPolicy and the workload controllers
+    (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job); other kinds are
+    skipped. Exits 0 when valid, 2 on any problem.
+    """
+    from sekisho.model import load_paths
+
+    result = load_paths(list(paths), stdin=sys.stdin, cluster_cidr=cluster_cidr)
+    summary = result.summary()
+    if output == "json":
+        doc: dict[str, object] = {
+            "valid": result.valid,
+            "problems": [p.to_json() for p in result.problems],
+            "summary": summary,
+        }
+        if verbose:
+            doc["skipped"] = [{"location": loc, "object": obj} for loc, obj in result.skipped]
+        click.echo(json.dumps(doc, indent=2))
+        return 0 if result.valid else 2
+    if verbose:
+        for loc, obj in result.skipped:
+            click.echo(f"{loc}: skipped {obj}")
+    for problem in result.problems:
+        click.echo(str(problem))
+    if result.valid:
+        click.echo(f"ok: {summary_line(summary)}")
+        return 0
+    n = len(result.problems)
+    click.echo(
+        f"invalid: {n} problem{'s' if n != 1 else ''} in {result.files} files, "
+        f"{result.objects} objects",
+        err=True,
+    )
+    return 2

@@ -1,0 +1,275 @@
+"""The loader: paths or dicts in, a validated Cluster (or every problem) out.
+
+Order of work: read and parse every file (:mod:`~sekisho.model.reader`), validate
+each object into a draft (:mod:`~sekisho.model.parse`), then join the drafts:
+duplicates, implicit namespaces, workload expansion, placement and IPAM. Bad
+input never fails open: with any problem there is no cluster.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from sekisho.errors import ManifestError, Problem
+from sekisho.model import ipam, workloads
+from sekisho.model.checks import IPAddress, IPNetwork
+from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
+from sekisho.model.reader import Issue, Loc, ReadResult, iter_objects, read_paths, resolve
+from sekisho.model.types import DEFAULT_CLUSTER_CIDR, Cluster, Namespace, Node, Pod
+
+DEFAULT_CLUSTER_CIDR_TEXT = str(DEFAULT_CLUSTER_CIDR)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What loading found: the cluster (None when there are problems) and the counts."""
+
+    cluster: Cluster | None
+    problems: tuple[Problem, ...]
+    skipped: tuple[tuple[str, str], ...]
+    """``(location, "Kind ns/name")`` of objects of kinds sekisho does not read."""
+    files: int
+    objects: int
+    """Objects read (List items counted one by one), skipped ones included."""
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the one-line summary and the JSON output."""
+        c = self.cluster
+        return {
+            "files": self.files,
+            "objects": self.objects,
+            "nodes": len(c.nodes) if c else 0,
+            "namespaces": len(c.namespaces) if c else 0,
+            "pods": len(c.pods) if c else 0,
+            "policies": len(c.policies) if c else 0,
+            "skipped": len(self.skipped),
+            "problems": len(self.problems),
+        }
+
+
+def load_paths(
+    paths: Sequence[str | Path],
+    *,
+    stdin: TextIO | None = None,
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
+) -> LoadResult:
+    """Load files, directories (recursive ``*.yaml``, ``*.yml``, ``*.json``, sorted) and ``-``."""
+    return _finish(read_paths(paths, stdin), cluster_cidr)
+
+
+def load_cluster(
+    paths: Sequence[str | Path],
+    *,
+    stdin: TextIO | None = None,
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
+) -> Cluster:
+    """Like :func:`load_paths`, but raise :class:`ManifestError` with every problem."""
+    result = load_paths(paths, stdin=stdin, cluster_cidr=cluster_cidr)
+    if result.cluster is None:
+        raise ManifestError(result.problems)
+    return result.cluster
+
+
+def cluster_from_objects(
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    source: str = "<objects>",
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
+) -> Cluster:
+    """Validate manifests given as dicts (tests, generators, the lab); raise on any problem."""
+    result = _finish(iter_objects(list(objects), source), cluster_cidr)
+    if result.cluster is None:
+        raise ManifestError(result.problems)
+    return result.cluster
+
+
+def _finish(read: ReadResult, cluster_cidr: str) -> LoadResult:
+    issues = read.issues
+    try:
+        cidr: IPNetwork = ipaddress.ip_network(cluster_cidr)
+    except ValueError:
+        issues.append(
+            Issue(Loc("--cluster-cidr", 0), "", "", (), f'"{cluster_cidr}" is not a valid CIDR')
+        )
+        cidr = DEFAULT_CLUSTER_CIDR
+    drafts = parse_objects(read.objects, issues)
+    cluster = _build(drafts, cidr, issues)
+    problems = tuple(resolve(issues, read.texts))
+    return LoadResult(
+        cluster=None if problems else cluster,
+        problems=problems,
+        skipped=tuple(drafts.skipped),
+        files=read.files,
+        objects=len(read.objects),
+    )
+
+
+def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluster:
+    nodes = _nodes(drafts.nodes, cluster_cidr)
+    node_by_name = {n.name: n for n in nodes}
+    schedulable = [n.name for n in nodes if n.schedulable]
+
+    # Pods: given ones, then the ones workloads would run; duplicates are reported.
+    pod_drafts: dict[str, PodDraft] = {}
+    for draft in drafts.pods:
+        pod_drafts[f"{draft.namespace}/{draft.name}"] = draft
+    for workload in drafts.workloads:
+        for draft in workloads.expand(workload, schedulable):
+            key = f"{draft.namespace}/{draft.name}"
+            other = pod_drafts.get(key)
+            if other is not None:
+                workload.report.error(
+                    ("metadata", "name"),
+                    f"would run pod {key}, which is already defined at {other.source}",
+                )
+                continue
+            pod_drafts[key] = draft
+
+    ordered = [pod_drafts[k] for k in sorted(pod_drafts)]
+    if nodes:
+        for draft in ordered:
+            node = draft.template.node
+            if node is not None and node not in node_by_name:
+                draft.report.error(
+                    (*draft.path_prefix, "spec", "nodeName"),
+                    f'node "{node}" is not defined (nodes: {", ".join(sorted(node_by_name))})',
+                )
+                draft.template.node = None
+
+    # "A pod with no nodeName is placed round robin over schedulable nodes in sorted order."
+    turn = 0
+    placed: dict[str, str | None] = {}
+    for draft in ordered:
+        node = draft.template.node
+        if node is None and schedulable:
+            node = schedulable[turn % len(schedulable)]
+            turn += 1
+        placed[f"{draft.namespace}/{draft.name}"] = node
+
+    # IPs: given ones first (they are taken), then the rest in name order.
+    taken: set[int] = {int(n.internal_ip) for n in nodes}
+    node_ip_owner = {int(n.internal_ip): n.name for n in nodes}
+    pod_ip_owner: dict[int, str] = {}
+    for draft in ordered:
+        given = draft.template.ip
+        if given is None or draft.template.host_network:
+            continue
+        key = f"{draft.namespace}/{draft.name}"
+        owner = pod_ip_owner.get(int(given)) or (
+            f"node {node_ip_owner[int(given)]}" if int(given) in node_ip_owner else None
+        )
+        if owner is not None:
+            draft.report.error(("status", "podIP"), f"IP {given} is already used by {owner}")
+            continue
+        pod_ip_owner[int(given)] = f"pod {key}"
+        taken.add(int(given))
+
+    pods: list[Pod] = []
+    for draft in ordered:
+        key = f"{draft.namespace}/{draft.name}"
+        node_name = placed[key]
+        node_obj = node_by_name.get(node_name) if node_name else None
+        t = draft.template
+        ip: IPAddress | None
+        try:
+            if t.host_network:
+                if node_obj is not None:
+                    ip = node_obj.internal_ip  # "hostNetwork pods get their node's IP"
+                else:
+                    ip = t.ip or ipam.hashed_ip(key, ipam.NODE_NETWORK, taken)
+            elif t.ip is not None:
+                ip = t.ip
+            else:
+                pool = node_obj.pod_cidr if node_obj is not None else cluster_cidr
+                ip = ipam.hashed_ip(key, pool, taken)
+        except ipam.PoolExhausted as exc:
+            draft.report.error((), f"cannot assign an IP to pod {key}: {exc}")
+            ip = None
+        pods.append(
+            Pod(
+                namespace=draft.namespace,
+                name=draft.name,
+                labels=t.labels,
+                node=node_name,
+                ip=ip,
+                host_network=t.host_network,
+                ports=t.ports,
+                workload=draft.workload,
+                source=draft.source,
+            )
+        )
+
+    namespaces: dict[str, Namespace] = {}
+    for ns in drafts.namespaces:
+        namespaces[ns.name] = ns
+    for name in sorted(drafts.mentioned_namespaces - set(namespaces)):
+        namespaces[name] = Namespace(name, {"kubernetes.io/metadata.name": name}, implicit=True)
+    namespaces = dict(sorted(namespaces.items()))
+
+    policies = tuple(sorted(drafts.policies, key=lambda p: (p.namespace, p.name)))
+    return Cluster(
+        nodes=tuple(nodes),
+        namespaces=namespaces,
+        pods=tuple(pods),
+        policies=policies,
+        cluster_cidr=cluster_cidr,
+    )
+
+
+def _nodes(drafts: list[NodeDraft], cluster_cidr: IPNetwork) -> list[Node]:
+    """Nodes in name order, with missing InternalIPs and podCIDRs assigned."""
+    ordered = sorted(drafts, key=lambda d: d.name)
+    ip_owner: dict[int, str] = {}
+    for d in ordered:
+        if d.internal_ip is None:
+            continue
+        owner = ip_owner.get(int(d.internal_ip))
+        if owner is not None:
+            d.report.error(
+                ("status", "addresses"),
+                f"InternalIP {d.internal_ip} is already used by node {owner}",
+            )
+        else:
+            ip_owner[int(d.internal_ip)] = d.name
+    cidrs: list[tuple[IPNetwork, str]] = []
+    for d in ordered:
+        if d.pod_cidr is None:
+            continue
+        clash = next((name for net, name in cidrs if net.overlaps(d.pod_cidr)), None)
+        if clash is not None:
+            d.report.error(
+                ("spec", "podCIDR"), f"podCIDR {d.pod_cidr} overlaps the podCIDR of node {clash}"
+            )
+        cidrs.append((d.pod_cidr, d.name))
+
+    taken = set(ip_owner)
+    nodes: list[Node] = []
+    for d in ordered:
+        try:
+            internal_ip = d.internal_ip or ipam.first_free_host(ipam.NODE_NETWORK, taken)
+            pod_cidr = d.pod_cidr
+            if pod_cidr is None:
+                pod_cidr = ipam.first_free_block(cluster_cidr, (net for net, _ in cidrs))
+                cidrs.append((pod_cidr, d.name))
+        except ipam.PoolExhausted as exc:
+            d.report.error((), f"cannot assign addresses to node {d.name}: {exc}")
+            continue
+        nodes.append(
+            Node(
+                name=d.name,
+                internal_ip=internal_ip,
+                pod_cidr=pod_cidr,
+                schedulable=d.schedulable,
+                labels=d.labels,
+                source=d.source,
+            )
+        )
+    return nodes

@@ -1,0 +1,322 @@
+"""Files in, raw objects out: discovery, YAML/JSON parsing, and field-path-to-line mapping.
+
+Parsing uses libyaml (``yaml.CSafeLoader``) once per file. Line numbers cost a
+second pass, so they are looked up only when there are problems: the file is
+re-composed (``yaml.compose_all``) and each problem's field path is walked down
+the node tree to the line of the field itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from sekisho.errors import Problem
+
+PathElem = str | int
+FieldPath = tuple[PathElem, ...]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def format_path(path: FieldPath) -> str:
+    """``("spec", "ingress", 0, "from")`` -> ``spec.ingress[0].from``."""
+    out: list[str] = []
+    for elem in path:
+        if isinstance(elem, int):
+            out.append(f"[{elem}]")
+        elif out:
+            out.append("." + elem)
+        else:
+            out.append(elem)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """Where one object sits: its file, document and path inside the document."""
+
+    file: str
+    doc: int
+    """Index of the YAML document in ``file``."""
+    base: FieldPath = ()
+    """Path from the document root to the object (``("items", 3)`` inside a List)."""
+    line: int = 0
+    """1-based line of the object's start; 0 when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A problem before its line is known."""
+
+    loc: Loc
+    kind: str
+    name: str
+    path: FieldPath
+    message: str
+    line: int = 0
+    """Set when the line is already known (syntax errors); otherwise found from ``path``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawObject:
+    """One object as parsed, before validation."""
+
+    loc: Loc
+    data: Any
+
+
+@dataclass(slots=True)
+class ReadResult:
+    objects: list[RawObject] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)
+    """File text by display name, kept to find lines when there are problems."""
+    files: int = 0
+
+
+def discover(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path | None]], list[Issue]]:
+    """Expand files, directories (recursive, sorted) and ``-`` (stdin, as ``None``)."""
+    out: list[tuple[str, Path | None]] = []
+    issues: list[Issue] = []
+    for given in paths:
+        text = str(given)
+        if text == "-":
+            out.append(("<stdin>", None))
+            continue
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(
+                (p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()),
+                key=lambda p: p.relative_to(path).parts,
+            )
+            out.extend((os.path.join(text, str(p.relative_to(path))), p) for p in found)
+        elif path.is_file():
+            out.append((text, path))
+        else:
+            issues.append(Issue(Loc(text, 0), "", "", (), "no such file or directory"))
+    return out, issues
+
+
+def read_paths(paths: Sequence[str | Path], stdin: TextIO | None = None) -> ReadResult:
+    result = ReadResult()
+    found, result.issues = discover(paths)
+    for display, path in found:
+        try:
+            if path is None:
+                if stdin is None:
+                    import sys
+
+                    stdin = sys.stdin
+                text = stdin.read()
+            else:
+                text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.issues.append(Issue(Loc(display, 0), "", "", (), f"cannot read: {exc}"))
+            continue
+        result.files += 1
+        result.texts[display] = text
+        read_text(text, display, result, is_json=display.endswith(".json"))
+    return result
+
+
+def _looks_like_json(text: str) -> bool:
+    stripped = text.lstrip()
+    return stripped.startswith("{") or stripped.startswith("[")
+
+
+def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) -> None:
+    """Parse one file's text into raw objects (one per document; List items unpacked)."""
+    if is_json or _looks_like_json(text):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            pass  # not JSON after all (or YAML flow style): the YAML parser reports it
+        else:
+            _add_document(data, file, 0, 1, None, into)
+            return
+    loader = yaml.CSafeLoader(text)
+    doc = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            data = loader.construct_document(node)
+            item_lines: list[int] | None = None
+            if isinstance(data, dict) and isinstance(data.get("items"), list):
+                item_lines = _item_lines(node)
+            _add_document(data, file, doc, node.start_mark.line + 1, item_lines, into)
+            doc += 1
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        col = mark.column + 1 if mark is not None else 0
+        what = exc.problem or exc.context or "invalid YAML"
+        into.issues.append(
+            Issue(Loc(file, doc), "", "", (), f"YAML syntax error: {what} (column {col})", line)
+        )
+    except yaml.YAMLError as exc:
+        into.issues.append(Issue(Loc(file, doc), "", "", (), f"YAML error: {exc}"))
+    finally:
+        loader.dispose()
+
+
+def _item_lines(node: yaml.Node) -> list[int] | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key, value in node.value:
+        if key.value == "items" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return None
+
+
+def _add_document(
+    data: Any, file: str, doc: int, line: int, item_lines: list[int] | None, into: ReadResult
+) -> None:
+    if data is None:
+        return  # an empty document
+    if not isinstance(data, dict):
+        into.issues.append(
+            Issue(
+                Loc(file, doc, (), line),
+                "",
+                "",
+                (),
+                f"expected a Kubernetes object (a mapping with apiVersion and kind), got {describe(data)}",
+            )
+        )
+        return
+    kind = data.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and "items" in data:
+        items = data["items"]
+        if items is None:
+            return
+        if not isinstance(items, list):
+            into.issues.append(
+                Issue(Loc(file, doc, (), line), kind, "", ("items",), "expected a list of objects")
+            )
+            return
+        extra = sorted(set(data) - {"apiVersion", "kind", "metadata", "items"})
+        for name in extra:
+            into.issues.append(
+                Issue(Loc(file, doc, (), line), kind, "", (name,), f'unknown field "{name}"')
+            )
+        for i, item in enumerate(items):
+            item_line = item_lines[i] if item_lines is not None and i < len(item_lines) else 0
+            loc = Loc(file, doc, ("items", i), item_line)
+            if isinstance(item, dict):
+                into.objects.append(RawObject(loc, item))
+            elif item is not None:
+                into.issues.append(
+                    Issue(loc, "", "", (), f"expected a Kubernetes object, got {describe(item)}")
+                )
+        return
+    into.objects.append(RawObject(Loc(file, doc, (), line), data))
+
+
+def describe(value: Any) -> str:
+    """How a wrong value is named in messages: ``a list``, ``the string "x"``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# --- lines, found only when there are problems ---------------------------------------------
+
+
+def _compose(text: str) -> list[yaml.Node]:
+    nodes: list[yaml.Node] = []
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.CSafeLoader):
+            nodes.append(node)
+    except yaml.YAMLError:
+        pass  # lines of documents after a syntax error stay unknown
+    return nodes
+
+
+def _line_of(node: yaml.Node | None, path: FieldPath) -> int:
+    """The line of the field at ``path`` (of its key for a mapping field); deepest match wins."""
+    if node is None:
+        return 0
+    line = node.start_mark.line + 1
+    for elem in path:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(elem):
+                    line = key.start_mark.line + 1
+                    node = value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(elem, int):
+            if elem >= len(node.value):
+                return line
+            node = node.value[elem]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def resolve(issues: Sequence[Issue], texts: Mapping[str, str]) -> list[Problem]:
+    """Turn issues into problems with the line of each field (composing only files with issues)."""
+    composed: dict[str, list[yaml.Node]] = {}
+    problems: list[Problem] = []
+    file_order: dict[str, int] = {}
+    for issue in issues:
+        line = issue.line
+        loc = issue.loc
+        if not line:
+            text = texts.get(loc.file)
+            if text is not None and not _looks_like_json_unindentable(text):
+                nodes = composed.get(loc.file)
+                if nodes is None:
+                    nodes = composed[loc.file] = _compose(text)
+                node = nodes[loc.doc] if loc.doc < len(nodes) else None
+                line = _line_of(node, loc.base + issue.path)
+            line = line or loc.line
+        file_order.setdefault(loc.file, len(file_order))
+        problems.append(
+            Problem(
+                file=loc.file,
+                line=line,
+                kind=issue.kind,
+                name=issue.name,
+                path=format_path(issue.path),
+                message=issue.message,
+            )
+        )
+    problems.sort(key=lambda p: (file_order[p.file], p.line))
+    return problems
+
+
+def _looks_like_json_unindentable(text: str) -> bool:
+    """JSON indented with tabs does not compose as YAML; its lines stay unknown."""
+    return _looks_like_json(text) and "\t" in text
+
+
+def iter_objects(
+    objects: Iterator[Mapping[str, Any]] | Sequence[Mapping[str, Any]], source: str
+) -> ReadResult:
+    """Raw objects from dicts built in code (no text, so no lines)."""
+    result = ReadResult()
+    for i, obj in enumerate(objects):
+        _add_document(obj if isinstance(obj, dict) else dict(obj), source, i, 0, None, result)
+    return result

@@ -1,0 +1,106 @@
+"""Workload controllers expanded into the pods they would run, with stable names.
+
+Names follow the controllers' own patterns, with the random parts replaced by
+hashes of stable inputs so that a run is reproducible and independent of file
+order:
+
+- Deployment ``web`` -> ReplicaSet ``web-<template hash>`` -> pods
+  ``web-<template hash>-<suffix>``, labelled ``pod-template-hash=<template hash>``;
+- ReplicaSet ``web`` -> pods ``web-<suffix>``;
+- StatefulSet ``db`` -> pods ``db-0`` .. ``db-N-1``, labelled
+  ``statefulset.kubernetes.io/pod-name`` and ``apps.kubernetes.io/pod-index``;
+- DaemonSet ``agent`` -> one pod ``agent-<suffix>`` per schedulable node, bound to it;
+- Job ``batch`` -> ``parallelism`` (default 1, at most ``completions``) pods
+  ``batch-<suffix>``, labelled ``job-name`` and ``batch.kubernetes.io/job-name``.
+
+Suffixes use the controllers' alphabet (``bcdfghjklmnpqrstvwxz2456789``, no vowels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sekisho.model.parse import PodDraft, PodTemplate, WorkloadDraft
+
+ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _encode(data: str, length: int) -> str:
+    number = int.from_bytes(hashlib.sha1(data.encode()).digest()[:10], "big")
+    out = []
+    for _ in range(length):
+        number, digit = divmod(number, len(ALPHABET))
+        out.append(ALPHABET[digit])
+    return "".join(out)
+
+
+def template_hash(template_raw: Any) -> str:
+    """A stable 10-character hash of a pod template (Kubernetes uses FNV of the template)."""
+    canonical = json.dumps(template_raw, sort_keys=True, separators=(",", ":"), default=str)
+    return _encode(canonical, 10)
+
+
+def suffix(owner: str, index: int) -> str:
+    """The 5-character suffix of the ``index``-th pod of ``owner`` (``Kind/ns/name``)."""
+    return _encode(f"{owner}#{index}", 5)
+
+
+def expand(workload: WorkloadDraft, schedulable_nodes: Sequence[str]) -> list[PodDraft]:
+    """The pods one workload would run (DaemonSets: one per schedulable node)."""
+    kind, name = workload.kind, workload.name
+    owner = f"{kind}/{workload.namespace}/{name}"
+    t = workload.template
+    pods: list[PodDraft] = []
+
+    def pod(pod_name: str, extra: dict[str, str], node: str | None) -> PodDraft:
+        template = PodTemplate(
+            labels={**t.labels, **extra},
+            node=node,
+            host_network=t.host_network,
+            ports=t.ports,
+        )
+        return PodDraft(
+            namespace=workload.namespace,
+            name=pod_name,
+            template=template,
+            source=workload.source,
+            report=workload.report,
+            workload=f"{kind}/{name}",
+            path_prefix=("spec", "template"),
+        )
+
+    if kind == "Deployment":
+        h = template_hash(workload.template_raw)
+        rs = f"{name}-{h}"
+        for i in range(workload.replicas):
+            pods.append(
+                pod(f"{rs}-{suffix(owner, i)}", {"pod-template-hash": h}, t.node),
+            )
+    elif kind == "ReplicaSet":
+        for i in range(workload.replicas):
+            pods.append(pod(f"{name}-{suffix(owner, i)}", {}, t.node))
+    elif kind == "StatefulSet":
+        for i in range(workload.replicas):
+            pod_name = f"{name}-{i}"
+            extra = {
+                "statefulset.kubernetes.io/pod-name": pod_name,
+                "apps.kubernetes.io/pod-index": str(i),
+            }
+            pods.append(pod(pod_name, extra, t.node))
+    elif kind == "DaemonSet":
+        nodes = [t.node] if t.node else list(schedulable_nodes)
+        for node in nodes:
+            pods.append(pod(f"{name}-{suffix(owner, hash_index(node))}", {}, node))
+    elif kind == "Job":
+        extra = {"job-name": name, "batch.kubernetes.io/job-name": name}
+        for i in range(workload.replicas):
+            pods.append(pod(f"{name}-{suffix(owner, i)}", extra, t.node))
+    return pods
+
+
+def hash_index(node: str) -> int:
+    """A DaemonSet pod's suffix depends on its node, not on how many nodes sort before it."""
+    return int.from_bytes(hashlib.sha1(node.encode()).digest()[:4], "big")
