@@ -1,0 +1,540 @@
+"""A packet interpreter over rendered TEXT: what would the kernel do with this packet?
+
+It parses exactly what the kernel is given (the ``ipset restore`` document, the
+``iptables-restore`` document and the hook lines, as ``render_text()`` prints
+them; or the ``nft -f`` script) and walks one packet through it: conntrack
+state, interfaces, addresses, protocol, destination port, the packet mark,
+jumps, gotos and returns, verdict maps, IP sets. Only the subset of both
+languages that the renderer emits is understood; anything else is an error,
+so the interpreter can never silently skip a rule it does not know.
+
+The result is the verdict (``ACCEPT`` when no rule decides: every builtin chain
+has policy ACCEPT) and the comments of the rules that matched on the way, the
+last of which decided.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from dataclasses import dataclass, field
+from typing import Literal
+
+Verdict = Literal["ACCEPT", "DROP"]
+Hook = Literal["FORWARD", "INPUT", "OUTPUT"]
+State = Literal["NEW", "ESTABLISHED", "RELATED", "INVALID"]
+IPv4 = ipaddress.IPv4Address
+IPv4Net = ipaddress.IPv4Network
+
+
+class RulesetSyntaxError(ValueError):
+    """The text holds something the interpreter does not understand (a renderer bug)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One packet as netfilter sees it at ``hook``."""
+
+    src: str
+    dst: str
+    protocol: str = "TCP"
+    """TCP, UDP, SCTP or ICMP."""
+    port: int | None = None
+    """Destination port (None for ICMP)."""
+    state: State = "NEW"
+    iif: str = ""
+    oif: str = ""
+    hook: Hook = "FORWARD"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    rule: str
+    """Comment of the rule that decided, or why nothing did."""
+    trail: tuple[str, ...] = ()
+    """Comments of every rule that matched, in order (the last one decided)."""
+
+
+@dataclass(slots=True)
+class _Walk:
+    packet: Packet
+    src: IPv4 | None
+    dst: IPv4 | None
+    mark: int = 0
+    trail: list[str] = field(default_factory=list)
+    depth: int = 0
+
+
+def _addr(text: str) -> IPv4 | None:
+    ip = ipaddress.ip_address(text)
+    return ip if isinstance(ip, IPv4) else None
+
+
+def _iface_match(pattern: str, name: str) -> bool:
+    if pattern.endswith(("+", "*")):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
+def _ports_match(spec: list[tuple[int, int]], port: int | None) -> bool:
+    return port is not None and any(a <= port <= b for a, b in spec)
+
+
+_PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+
+# ====================================================================== iptables
+
+
+@dataclass(slots=True)
+class _IptRule:
+    text: str
+    comment: str = ""
+    iif: str | None = None
+    oif: str | None = None
+    protocol: str | None = None
+    ctstates: frozenset[str] | None = None
+    sets: list[tuple[str, list[str]]] = field(default_factory=list)
+    dports: list[tuple[int, int]] | None = None
+    mark: tuple[int, int] | None = None
+    target: str | None = None
+    goto: bool = False
+    set_xmark: tuple[int, int] | None = None
+
+
+def _mask(text: str) -> tuple[int, int]:
+    value, _, mask = text.partition("/")
+    return int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
+
+
+def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
+    r = _IptRule(text)
+    i = 0
+
+    def arg() -> str:
+        nonlocal i
+        if i + 1 >= len(words):
+            raise RulesetSyntaxError(f"missing value after {words[i]!r} in: {text}")
+        i += 1
+        return words[i]
+
+    while i < len(words):
+        w = words[i]
+        if w == "-i":
+            r.iif = arg()
+        elif w == "-o":
+            r.oif = arg()
+        elif w == "-p":
+            r.protocol = arg().lower()
+        elif w == "-m":
+            arg()  # the option names below identify the module
+        elif w == "--ctstate":
+            r.ctstates = frozenset(arg().split(","))
+        elif w == "--match-set":
+            name = arg()
+            r.sets.append((name, arg().split(",")))
+        elif w == "--dports":
+            r.dports = [
+                (int(a), int(b or a)) for a, _, b in (p.partition(":") for p in arg().split(","))
+            ]
+        elif w == "--mark":
+            r.mark = _mask(arg())
+        elif w == "--comment":
+            r.comment = arg()
+        elif w in ("-j", "-g"):
+            r.goto = w == "-g"
+            r.target = arg()
+        elif w == "--set-xmark":
+            r.set_xmark = _mask(arg())
+        else:
+            raise RulesetSyntaxError(f"unknown word {w!r} in rule: {text}")
+        i += 1
+    return r
+
+
+class IptablesProgram:
+    """Table ``filter`` and the IP sets, parsed from ``render_text()``-style documents."""
+
+    def __init__(self, text: str) -> None:
+        self.sets: dict[str, tuple[str, set[object]]] = {}
+        self.chains: dict[str, list[_IptRule]] = {}
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#") or line in ("*filter", "COMMIT"):
+                continue
+            words = shlex.split(line)
+            head = words[0]
+            if head in ("create", "add", "flush", "swap", "destroy"):
+                self._ipset(words)
+            elif head.startswith(":"):
+                self.chains[head[1:]] = []
+            elif head == "-A":
+                self.chains.setdefault(words[1], []).append(_parse_ipt_rule(words[2:], line))
+            elif head == "-I":
+                pos = int(words[2]) if words[2].isdigit() else 1
+                rest = words[3:] if words[2].isdigit() else words[2:]
+                self.chains.setdefault(words[1], []).insert(pos - 1, _parse_ipt_rule(rest, line))
+            else:
+                raise RulesetSyntaxError(f"unknown line: {line}")
+
+    def _ipset(self, w: list[str]) -> None:
+        cmd = w[0]
+        if cmd == "create":
+            if w[1] not in self.sets:
+                self.sets[w[1]] = (w[2], set())
+        elif cmd == "add":
+            kind, members = self.sets[w[1]]
+            members.add(self._member(kind, w[2]))
+        elif cmd == "flush":
+            self.sets[w[1]][1].clear()
+        elif cmd == "swap":
+            self.sets[w[1]], self.sets[w[2]] = self.sets[w[2]], self.sets[w[1]]
+        elif cmd == "destroy":
+            del self.sets[w[1]]
+
+    @staticmethod
+    def _member(kind: str, text: str) -> object:
+        if kind == "hash:net":
+            return ipaddress.ip_network(text)
+        if kind == "hash:ip,port":
+            ip, _, rest = text.partition(",")
+            proto, _, port = rest.partition(":")
+            return (ipaddress.ip_address(ip), proto, int(port))
+        raise RulesetSyntaxError(f"unknown set type {kind!r}")
+
+    def _in_set(self, name: str, dirs: list[str], w: _Walk) -> bool:
+        if name not in self.sets:
+            raise RulesetSyntaxError(f"rule references set {name!r} that does not exist")
+        kind, members = self.sets[name]
+        addr = w.src if dirs[0] == "src" else w.dst
+        if addr is None:
+            return False
+        if kind == "hash:net":
+            return any(addr in net for net in members)  # type: ignore[operator]
+        proto = w.packet.protocol.lower()
+        if len(dirs) < 2 or dirs[1] != "dst" or w.packet.port is None:
+            return False
+        return (addr, proto, w.packet.port) in members
+
+    def _matches(self, r: _IptRule, w: _Walk) -> bool:
+        p = w.packet
+        if r.iif is not None and not _iface_match(r.iif, p.iif):
+            return False
+        if r.oif is not None and not _iface_match(r.oif, p.oif):
+            return False
+        if r.protocol is not None and r.protocol != p.protocol.lower():
+            return False
+        if r.ctstates is not None and p.state not in r.ctstates:
+            return False
+        if r.mark is not None and (w.mark & r.mark[1]) != r.mark[0]:
+            return False
+        if r.dports is not None and not _ports_match(r.dports, p.port):
+            return False
+        return all(self._in_set(name, dirs, w) for name, dirs in r.sets)
+
+    def _run(self, chain: str, w: _Walk) -> Verdict | None:
+        w.depth += 1
+        if w.depth > 64:
+            raise RulesetSyntaxError("jump depth exceeds 64 (a loop?)")
+        try:
+            for r in self.chains.get(chain, ()):
+                if not self._matches(r, w):
+                    continue
+                if r.comment:
+                    w.trail.append(r.comment)
+                t = r.target
+                if t is None:
+                    continue
+                if t == "ACCEPT" or t == "DROP":
+                    return t
+                if t == "RETURN":
+                    return None
+                if t == "MARK":
+                    assert r.set_xmark is not None
+                    value, mask = r.set_xmark
+                    w.mark = (w.mark & ~mask) ^ value
+                    continue
+                if t not in self.chains:
+                    raise RulesetSyntaxError(f"jump to unknown chain {t!r}: {r.text}")
+                result = self._run(t, w)
+                if result is not None or r.goto:
+                    return result
+            return None
+        finally:
+            w.depth -= 1
+
+    def evaluate(self, packet: Packet) -> Decision:
+        w = _Walk(packet, _addr(packet.src), _addr(packet.dst))
+        verdict = self._run(packet.hook, w)
+        if verdict is None:
+            return Decision("ACCEPT", "no rule decided: builtin policy ACCEPT", tuple(w.trail))
+        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail))
+
+
+# ====================================================================== nftables
+
+
+def _tokens(line: str) -> list[str]:
+    """Words of one nft line; a quoted string and a ``{ ... }`` group are one token each."""
+    out: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c.isspace():
+            i += 1
+        elif c == '"':
+            j = line.index('"', i + 1)
+            out.append(line[i : j + 1])
+            i = j + 1
+        elif c == "{":
+            j = line.index("}", i)
+            out.append(line[i : j + 1])
+            i = j + 1
+        else:
+            j = i
+            while j < n and not line[j].isspace():
+                j += 1
+            out.append(line[i:j])
+            i = j
+    return out
+
+
+def _unquote(tok: str) -> str:
+    return tok[1:-1] if tok.startswith('"') else tok
+
+
+def _group(tok: str) -> list[str]:
+    if tok.startswith("{"):
+        return [t.strip() for t in tok[1:-1].split(",") if t.strip()]
+    return [tok]
+
+
+def _port_ranges(tok: str) -> list[tuple[int, int]]:
+    out = []
+    for item in _group(tok):
+        a, _, b = item.partition("-")
+        out.append((int(a), int(b or a)))
+    return out
+
+
+@dataclass(slots=True)
+class _NftRule:
+    text: str
+    matches: list[tuple[str, object]] = field(default_factory=list)
+    statements: list[tuple[str, int]] = field(default_factory=list)
+    verdict: tuple[str, str] | None = None
+    vmap: tuple[str, dict[str, tuple[str, str]]] | None = None
+    comment: str = ""
+
+
+_VERDICTS = ("accept", "drop", "return")
+
+
+def _parse_nft_rule(line: str) -> _NftRule:
+    r = _NftRule(line)
+    t = _tokens(line)
+    i = 0
+    while i < len(t):
+        w = t[i]
+        rest = t[i + 1 :]
+        if w in ("iifname", "oifname") and rest[0] == "vmap":
+            table: dict[str, tuple[str, str]] = {}
+            for item in _group(rest[1]):
+                key, _, verdict = item.partition(":")
+                words = verdict.split()
+                table[_unquote(key.strip())] = (words[0], words[1] if len(words) > 1 else "")
+            r.vmap = (w, table)
+            i += 3
+        elif w in ("iifname", "oifname"):
+            r.matches.append((w, _unquote(rest[0])))
+            i += 2
+        elif w == "ct" and rest[0] == "state":
+            r.matches.append(("ct state", frozenset(s.upper() for s in rest[1].split(","))))
+            i += 3
+        elif w == "meta" and rest[:4] == ["mark", "set", "meta", "mark"]:
+            op, value = rest[4], int(rest[5], 16)
+            r.statements.append(("and" if op == "&" else "or", value))
+            i += 7
+        elif w == "meta" and rest[0] == "mark" and rest[1] == "&" and rest[3] == "==":
+            r.matches.append(("mark", (int(rest[2], 16), int(rest[4], 16))))
+            i += 6
+        elif w == "meta" and rest[0] == "l4proto":
+            r.matches.append(("l4proto", rest[1]))
+            i += 3
+        elif w == "ip" and rest[0] in ("saddr", "daddr") and rest[1:3] == [".", "th"]:
+            if rest[3] != "dport" or not rest[4].startswith("@"):
+                raise RulesetSyntaxError(f"unknown concatenation in: {line}")
+            r.matches.append(("daddr.dport", rest[4][1:]))
+            i += 6
+        elif w == "ip" and rest[0] in ("saddr", "daddr"):
+            if not rest[1].startswith("@"):
+                raise RulesetSyntaxError(f"expected a named set in: {line}")
+            r.matches.append((rest[0], rest[1][1:]))
+            i += 3
+        elif w in _PORT_PROTOCOLS and rest[0] == "dport":
+            r.matches.append(("dport", (w, _port_ranges(rest[1]))))
+            i += 3
+        elif w == "comment":
+            r.comment = _unquote(rest[0])
+            i += 2
+        elif w in _VERDICTS:
+            r.verdict = (w, "")
+            i += 1
+        elif w in ("jump", "goto"):
+            r.verdict = (w, rest[0])
+            i += 2
+        else:
+            raise RulesetSyntaxError(f"unknown word {w!r} in rule: {line}")
+    return r
+
+
+class NftProgram:
+    """The last ``table`` block of an ``nft -f`` script (earlier ones are deleted by it)."""
+
+    def __init__(self, script: str) -> None:
+        self.sets: dict[str, tuple[str, set[object]]] = {}
+        self.chains: dict[str, list[_NftRule]] = {}
+        self.hooks: dict[str, str] = {}
+        lines = [ln.strip() for ln in script.splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("#")]
+        start = max(i for i, ln in enumerate(lines) if ln.startswith("table ") and ln.endswith("{"))
+        block: str | None = None
+        kind = ""
+        for line in lines[start + 1 :]:
+            if line == "}":
+                block = None
+                continue
+            if block is None:
+                words = line.split()
+                if words[0] in ("set", "chain") and words[-1] == "{":
+                    kind, block = words[0], words[1]
+                    if kind == "set":
+                        self.sets[block] = ("", set())
+                    else:
+                        self.chains[block] = []
+                    continue
+                raise RulesetSyntaxError(f"unknown line in table: {line}")
+            if kind == "set":
+                self._set_line(block, line)
+            elif line.startswith("type filter hook "):
+                self.hooks[line.split()[3].upper()] = block
+            else:
+                self.chains[block].append(_parse_nft_rule(line))
+
+    def _set_line(self, name: str, line: str) -> None:
+        kind, members = self.sets[name]
+        if line.startswith("type "):
+            self.sets[name] = (line[5:].strip(), members)
+        elif line.startswith("flags "):
+            pass
+        elif line.startswith("elements = "):
+            for item in _group(line[len("elements = ") :]):
+                if kind == "ipv4_addr":
+                    members.add(ipaddress.ip_network(item))
+                else:
+                    ip, _, port = item.partition(" . ")
+                    members.add((ipaddress.ip_address(ip), int(port)))
+        else:
+            raise RulesetSyntaxError(f"unknown line in set {name}: {line}")
+
+    def _member(self, name: str) -> tuple[str, set[object]]:
+        if name not in self.sets:
+            raise RulesetSyntaxError(f"rule references set {name!r} that does not exist")
+        return self.sets[name]
+
+    def _matches(self, r: _NftRule, w: _Walk) -> bool:
+        p = w.packet
+        for kind, arg in r.matches:
+            if kind == "iifname":
+                ok = _iface_match(str(arg), p.iif)
+            elif kind == "oifname":
+                ok = _iface_match(str(arg), p.oif)
+            elif kind == "ct state":
+                ok = p.state in arg  # type: ignore[operator]
+            elif kind == "mark":
+                mask, value = arg  # type: ignore[misc]
+                ok = (w.mark & mask) == value
+            elif kind == "l4proto":
+                ok = p.protocol.lower() == arg
+            elif kind in ("saddr", "daddr"):
+                addr = w.src if kind == "saddr" else w.dst
+                members = self._member(str(arg))[1]
+                ok = addr is not None and any(addr in n for n in members)  # type: ignore[operator]
+            elif kind == "daddr.dport":
+                members = self._member(str(arg))[1]
+                ok = (
+                    w.dst is not None
+                    and p.port is not None
+                    and p.protocol.lower() in _PORT_PROTOCOLS
+                    and (w.dst, p.port) in members
+                )
+            elif kind == "dport":
+                proto, ranges = arg  # type: ignore[misc]
+                ok = p.protocol.lower() == proto and _ports_match(ranges, p.port)
+            else:  # pragma: no cover - the parser produces only the kinds above
+                raise RulesetSyntaxError(kind)
+            if not ok:
+                return False
+        return True
+
+    def _run(self, chain: str, w: _Walk) -> Verdict | None:
+        w.depth += 1
+        if w.depth > 64:
+            raise RulesetSyntaxError("jump depth exceeds 64 (a loop?)")
+        try:
+            for r in self.chains[chain]:
+                if not self._matches(r, w):
+                    continue
+                verdict = r.verdict
+                if r.vmap is not None:
+                    key, table = r.vmap
+                    name = w.packet.iif if key == "iifname" else w.packet.oif
+                    if name not in table:
+                        continue
+                    verdict = table[name]
+                if r.comment:
+                    w.trail.append(r.comment)
+                for op, value in r.statements:
+                    w.mark = (w.mark & value) if op == "and" else (w.mark | value)
+                if verdict is None:
+                    continue
+                what, target = verdict
+                if what == "accept":
+                    return "ACCEPT"
+                if what == "drop":
+                    return "DROP"
+                if what == "return":
+                    return None
+                if target not in self.chains:
+                    raise RulesetSyntaxError(f"jump to unknown chain {target!r}: {r.text}")
+                result = self._run(target, w)
+                if result is not None or what == "goto":
+                    return result
+            return None
+        finally:
+            w.depth -= 1
+
+    def evaluate(self, packet: Packet) -> Decision:
+        """Run our base chain for the packet's hook (policy accept); no base chain: ACCEPT.
+
+        In nftables an ``accept`` in our table ends only our table's verdict, which
+        is what we report; a ``drop`` is final for the packet.
+        """
+        w = _Walk(packet, _addr(packet.src), _addr(packet.dst))
+        chain = self.hooks.get(packet.hook)
+        if chain is None:
+            return Decision("ACCEPT", f"no base chain on hook {packet.hook}: not filtered")
+        verdict = self._run(chain, w)
+        if verdict is None:
+            return Decision("ACCEPT", "no rule decided: base chain policy accept", tuple(w.trail))
+        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail))
+
+
+def program(text: str) -> IptablesProgram | NftProgram:
+    """Parse a rendered text of either backend (an nft script starts its table with ``table``)."""
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        return NftProgram(text) if s.startswith("table ") else IptablesProgram(text)
+    return IptablesProgram(text)
