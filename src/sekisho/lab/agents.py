@@ -1,17 +1,54 @@
 """How the lab knows an agent applied what it was given: its ready file.
 
-``sekisho agent --ready-file PATH`` rewrites PATH after each good apply with the
-generation and hash of what it applied. The lab waits for the file to exist
-and, after an apply, to change.
+``sekisho agent --ready-file PATH`` rewrites PATH after each good apply with
+JSON carrying the generation and a fingerprint of the ruleset it applied.
+The lab renders each node's ruleset itself with the agent's own renderer and
+waits until the ready file shows that fingerprint, so an agent that applied an
+intermediate state (or has not yet seen the change) is never taken as done,
+and a node whose rules do not change is done at once. When the fingerprint
+cannot be computed it falls back to "the ready file changed".
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import logging
+
+from sekisho.model.types import Cluster
+
+log = logging.getLogger(__name__)
+
+AGENT_PREFIX = "sekisho"
+"""The agents' default object prefix (the lab's own NAT table uses a different name)."""
 
 
-def applied(text: str | None, before: str | None, manifests: Path) -> bool:
-    """Whether a ready file's ``text`` shows an apply newer than ``before``."""
+def expected_fingerprints(cluster: Cluster, nodes: list[str], backend: str) -> dict[str, str]:
+    """Per node, the fingerprint the agent's ready file shows once it enforces ``cluster``."""
+    try:
+        from sekisho.agent.agent import _fingerprint, default_renderer
+    except ImportError:  # an agent without fingerprints: fall back to change detection
+        return {}
+    return {
+        node: _fingerprint(default_renderer(cluster, node, backend, AGENT_PREFIX))  # type: ignore[arg-type]
+        for node in nodes
+    }
+
+
+def fingerprint_of(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    value = doc.get("fingerprint") if isinstance(doc, dict) else None
+    return str(value) if value else None
+
+
+def applied(text: str | None, before: str | None, want: str | None) -> bool:
+    """Whether a ready file's ``text`` shows the wanted fingerprint (or, without one, a change)."""
     if text is None or not text.strip():
         return False
+    if want is not None:
+        return fingerprint_of(text) == want
     return before is None or text != before

@@ -355,26 +355,30 @@ class Lab:
                 out[n.name] = None
         return out
 
-    def wait_agents(self, before: dict[str, str | None] | None, timeout: float = 30.0) -> None:
-        """Wait until every agent's ready file exists and (given ``before``) has changed."""
-        from sekisho.lab.agents import applied
+    def wait_agents(
+        self,
+        before: dict[str, str | None] | None,
+        timeout: float = 30.0,
+        cluster: Cluster | None = None,
+    ) -> None:
+        """Wait until every agent's ready file shows the ruleset of ``cluster`` (or changed)."""
+        from sekisho.lab.agents import applied, expected_fingerprints
 
+        nodes = [n.name for n in self.plan.nodes]
+        want = expected_fingerprints(cluster or self.cluster, nodes, self.state.backend)
         deadline = time.monotonic() + timeout
         while True:
             now = self._agent_marks()
             pending = [
                 node
                 for node, text in now.items()
-                if not applied(text, before.get(node) if before else None, self.manifests)
+                if not applied(text, before.get(node) if before else None, want.get(node))
             ]
             if not pending:
                 return
             dead = [r for r in self.state.procs if r.role.startswith("agent:") and not r.alive()]
             if dead:
-                raise LabError(
-                    "agent exited: "
-                    + ", ".join(f"{r.role} (log {self.dir}/agent-{r.role[6:]}.log)" for r in dead)
-                )
+                raise LabError("agent exited:" + self._log_tail(dead))
             if time.monotonic() > deadline:
                 raise LabError(
                     f"agents did not apply within {timeout:.0f} s: {', '.join(pending)}"
@@ -397,7 +401,7 @@ class Lab:
         mf.write_atomic(self.manifests / mf.POLICY_FILE, policies)
         self._cluster = cluster
         if self.state.enforce == "agent":
-            self.wait_agents(before, timeout)
+            self.wait_agents(before, timeout, cluster)
         return cluster
 
     # -- exec ----------------------------------------------------------------------------------
