@@ -15,7 +15,6 @@ reports itself degraded until a good load.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from sekisho.dataplane import (
 )
 from sekisho.errors import DataplaneError, ManifestError, SekishoError, ToolMissing
 from sekisho.model.types import Cluster
+from sekisho.render import render_node
 from sekisho.sources import DirWatcher, FileSource
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ Status = Literal["applied", "unchanged", "invalid", "failed", "idle"]
 
 def default_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) -> Any:
     """``sekisho.render.render_node``."""
-    render = importlib.import_module("sekisho.render")
-    return render.render_node(cluster, node, backend=backend, prefix=prefix)
+    return render_node(cluster, node, backend=backend, prefix=prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +228,7 @@ class Agent:
         m.generation.set(self.generation)
         endpoints = sum(1 for p in cluster.pods if p.node == self.node and not p.host_network)
         chains = getattr(desired, "chains", ())
-        rules = sum(len(specs) for _, specs in chains)
+        rules = sum(len(chain[-1]) for chain in chains)
         sets = len(getattr(desired, "sets", ()))
         m.policies.set(len(cluster.policies))
         m.endpoints.set(endpoints)

@@ -28,6 +28,7 @@ __all__ = ["NftApplier", "normalize_nft"]
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 _HANDLE = re.compile(r"\s*# handle \d+")
 _ELEMENTS = re.compile(r"elements = \{([^}]*)\}", re.S)
+_INLINE_SET = re.compile(r"\{ ([^{}\n]*,[^{}\n]*) \}")
 
 
 def normalize_nft(text: str) -> str:
@@ -41,6 +42,10 @@ def normalize_nft(text: str) -> str:
             + " }"
         ),
         text,
+    )
+    # Anonymous sets and verdict maps are unordered: the kernel lists them in hash order.
+    text = _INLINE_SET.sub(
+        lambda m: "{ " + ", ".join(sorted(e.strip() for e in m.group(1).split(","))) + " }", text
     )
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return "\n".join(line for line in lines if line and not line.startswith("#"))

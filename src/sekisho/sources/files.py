@@ -53,7 +53,10 @@ def manifest_files(root: Path) -> list[Path]:
 def default_loader(paths: Sequence[str]) -> Cluster:
     """The model's loader (``sekisho.model.load_cluster``); raises ``ManifestError``."""
     model = importlib.import_module("sekisho.model")
-    return cast(Cluster, model.load_cluster(list(paths)))
+    load = getattr(model, "load_cluster", None)
+    if load is None:  # the package may not re-export it yet
+        load = importlib.import_module("sekisho.model.load").load_cluster
+    return cast(Cluster, load(list(paths)))
 
 
 class FileSource:
