@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import shlex
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 Verdict = Literal["ACCEPT", "DROP"]
 Hook = Literal["FORWARD", "INPUT", "OUTPUT"]
@@ -245,8 +245,10 @@ class IptablesProgram:
                 t = r.target
                 if t is None:
                     continue
-                if t == "ACCEPT" or t == "DROP":
-                    return t
+                if t == "ACCEPT":
+                    return "ACCEPT"
+                if t == "DROP":
+                    return "DROP"
                 if t == "RETURN":
                     return None
                 if t == "MARK":
@@ -452,7 +454,7 @@ class NftProgram:
             elif kind == "ct state":
                 ok = p.state in arg  # type: ignore[operator]
             elif kind == "mark":
-                mask, value = arg  # type: ignore[misc]
+                mask, value = cast("tuple[int, int]", arg)
                 ok = (w.mark & mask) == value
             elif kind == "l4proto":
                 ok = p.protocol.lower() == arg
@@ -469,7 +471,7 @@ class NftProgram:
                     and (w.dst, p.port) in members
                 )
             elif kind == "dport":
-                proto, ranges = arg  # type: ignore[misc]
+                proto, ranges = cast("tuple[str, list[tuple[int, int]]]", arg)
                 ok = p.protocol.lower() == proto and _ports_match(ranges, p.port)
             else:  # pragma: no cover - the parser produces only the kinds above
                 raise RulesetSyntaxError(kind)
