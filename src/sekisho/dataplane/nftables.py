@@ -55,8 +55,54 @@ def _fingerprint(ruleset: NftRulesetLike) -> str:
     return hashlib.sha1(ruleset.script().encode()).hexdigest()
 
 
+Block = tuple[str, str]
+"""(kind, name) of one top-level object in our table: ``("chain", "sekisho-FORWARD")``."""
+
+_BLOCK_HEAD = re.compile(r"(chain|set|map) (\S+) \{")
+
+
+def table_blocks(normalized: str) -> dict[Block, tuple[str, ...]] | None:
+    """The sets and chains of one normalized table listing, each with its body lines.
+
+    None when the text has a shape we do not take apart (then the whole table is replaced).
+    """
+    blocks: dict[Block, tuple[str, ...]] = {}
+    current: Block | None = None
+    body: list[str] = []
+    depth = 0
+    for line in normalized.splitlines():
+        if depth == 0:
+            if line.startswith("table ") and line.endswith("{"):
+                depth = 1
+                continue
+            return None
+        if depth == 1:
+            if line == "}":
+                depth = 0
+                continue
+            head = _BLOCK_HEAD.fullmatch(line)
+            if head is None:
+                return None
+            current, body, depth = (head.group(1), head.group(2)), [], 2
+            continue
+        if depth == 2 and line == "}":
+            assert current is not None
+            blocks[current] = tuple(body)
+            depth = 1
+            continue
+        depth += line.count("{") - line.count("}")
+        body.append(line)
+    return blocks if depth == 0 else None
+
+
 class NftApplier:
-    """Keeps our nftables table equal to a desired ruleset; touches no other table."""
+    """Keeps our nftables table equal to a desired ruleset; touches no other table.
+
+    When the table exists, only the sets and chains that differ are rewritten, in
+    one ``nft -f`` transaction (flush + refill), so untouched chains keep their
+    rules, handles and counters; a missing table, or a change the partial update
+    cannot express, is one atomic replace of the whole table.
+    """
 
     def __init__(
         self, runner: CommandRunner, prefix: str = "sekisho", family: str = "inet"
@@ -66,10 +112,10 @@ class NftApplier:
         self.runner = runner
         self.prefix = prefix
         self.family = family
-        self._learned: dict[str, str] = {}
-        """fingerprint of a desired ruleset -> the kernel's normalized listing of it."""
-        self._cache: tuple[str, str] | None = None
-        """(fingerprint, normalized listing) of what we last installed and listed."""
+        self._forms: dict[tuple[Block, tuple[str, ...]], tuple[str, ...]] = {}
+        """(block, desired body) -> the body the kernel lists back for it (learned)."""
+        self._cache: str | None = None
+        """Fingerprint of the desired ruleset we last installed and read back."""
 
     def read_back(self, table: str | None = None, family: str | None = None) -> str | None:
         """``nft list table`` of our table, or None when it does not exist."""
@@ -88,46 +134,94 @@ class NftApplier:
                 f"table {ruleset.table!r} does not start with our prefix {self.prefix!r}; refusing to touch it"
             )
 
-    def _differs(self, ruleset: NftRulesetLike, listed: str | None) -> str | None:
+    def _plan(self, ruleset: NftRulesetLike, listed: str | None) -> tuple[list[str], str | None]:
+        """(changes, partial script or None for "replace the whole table"); ([], None): in sync."""
+        where = f"table {ruleset.family} {ruleset.table}"
         if listed is None:
-            return f"table {ruleset.family} {ruleset.table} was missing"
-        have = normalize_nft(listed)
-        want = self._learned.get(_fingerprint(ruleset)) or normalize_nft(ruleset.table_text())
-        if have == want:
-            return None
-        return f"table {ruleset.family} {ruleset.table} differed ({_first_difference(have, want)})"
+            return [f"{where} was missing"], None
+        want_text = normalize_nft(ruleset.table_text())
+        have = table_blocks(normalize_nft(listed))
+        want = table_blocks(want_text)
+        if have is None or want is None:
+            if normalize_nft(listed) == want_text:
+                return [], None
+            return [f"{where} differed"], None
+        changed = [
+            b for b in want if b in have and have[b] != self._forms.get((b, want[b]), want[b])
+        ]
+        new = [b for b in want if b not in have]
+        gone = [b for b in have if b not in want]
+        changes = [f"{k} {n} rewritten" for k, n in changed]
+        changes += [f"{k} {n} created" for k, n in new]
+        changes += [f"{k} {n} deleted" for k, n in gone]
+        if not changes:
+            return [], None
+        t = f"{ruleset.family} {ruleset.table}"
+        lines: list[str] = []
+
+        def define(kind: str, name: str) -> None:
+            body = "\n".join(want[(kind, name)])
+            lines.append(f"table {t} {{\n{kind} {name} {{\n{body}\n}}\n}}")
+
+        for kind, name in new:  # sets and chains exist before any rule refers to them
+            if kind != "chain":
+                define(kind, name)
+            else:
+                header = [x for x in want[(kind, name)] if x.startswith("type ")]
+                lines.append(f"add chain {t} {name}" + (f" {{ {header[0]} }}" if header else ""))
+        for kind, name in changed + gone:
+            lines.append(f"flush {kind} {t} {name}")
+        for kind, name in changed + new:
+            if kind == "chain" or (kind, name) in changed:
+                define(kind, name)
+        lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind == "chain"]
+        lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind != "chain"]
+        return changes, "\n".join(lines) + "\n"
 
     def drift(self, ruleset: NftRulesetLike) -> tuple[str, ...]:
         """How the installed table differs from ``ruleset`` (reads the kernel; changes nothing)."""
         self._check(ruleset)
-        why = self._differs(ruleset, self.read_back(ruleset.table, ruleset.family))
-        return (why,) if why else ()
+        return tuple(self._plan(ruleset, self.read_back(ruleset.table, ruleset.family))[0])
 
     def apply(self, ruleset: NftRulesetLike, *, refresh: bool = False) -> ApplyResult:
         """Make our table equal ``ruleset`` in one transaction, if it differs."""
         self._check(ruleset)
         fp = _fingerprint(ruleset)
-        if not refresh and self._cache is not None and self._cache[0] == fp:
+        if not refresh and self._cache == fp:
             return ApplyResult()
-        why = self._differs(ruleset, self.read_back(ruleset.table, ruleset.family))
+        self._cache = None
+        changes, partial = self._plan(ruleset, self.read_back(ruleset.table, ruleset.family))
         commands = 1
-        if why is not None:
-            try:
-                self.runner(["nft", "-f", "-"], stdin=ruleset.script())
-            except CommandFailed:
-                self._cache = None
-                raise
+        if changes:
             commands += 1
+            if partial is not None:
+                try:
+                    self.runner(["nft", "-f", "-"], stdin=partial)
+                except CommandFailed as exc:
+                    log.warning(
+                        "partial update refused (%s); replacing the table", exc.stderr.strip()
+                    )
+                    partial = None
+                    commands += 1
+            if partial is None:
+                self.runner(["nft", "-f", "-"], stdin=ruleset.script())
         listed = self.read_back(ruleset.table, ruleset.family)
+        commands += 1
         if listed is None:
-            self._cache = None
             raise DataplaneError(f"table {ruleset.family} {ruleset.table} is missing after nft -f")
-        self._learned = {fp: normalize_nft(listed)}
-        self._cache = (fp, self._learned[fp])
-        return ApplyResult((why,) if why else (), commands + 1)
+        self._learn(ruleset, listed)
+        self._cache = fp
+        return ApplyResult(tuple(changes), commands)
+
+    def _learn(self, ruleset: NftRulesetLike, listed: str) -> None:
+        have = table_blocks(normalize_nft(listed))
+        want = table_blocks(normalize_nft(ruleset.table_text()))
+        if have is None or want is None:
+            return
+        self._forms = {(b, body): have[b] for b, body in want.items() if b in have}
 
     def resync(self, ruleset: NftRulesetLike) -> ApplyResult:
-        """Read back our table and replace it if anything drifted."""
+        """Read back our table and rewrite whatever drifted."""
         return self.apply(ruleset, refresh=True)
 
     def tables(self) -> list[tuple[str, str]]:
