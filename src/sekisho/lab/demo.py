@@ -1,0 +1,459 @@
+"""The main job: reproduce every finding of the seed report with real packets.
+
+The seed (``examples/seed``) is built as a lab: 6 nodes, the report's pods,
+labels and IPs, the nginx ingress controller, an external host. Each finding
+of /work/shared/seed/README.md becomes a headed section of checks; every check
+is a real ``ping``/``curl`` run inside a pod or node namespace (or the
+installed rules read back with ``iptables-save``/``ipset``/``nft``), and its
+PASS or FAIL is decided from what that command returned. What the report
+says is the *expectation*; nothing observed is written down here.
+
+Without root or network namespaces, :func:`offline` shows the analysis the
+semantics engine gives for the same cluster instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sekisho.errors import LabError
+from sekisho.lab import netns
+from sekisho.lab.core import Lab
+from sekisho.lab.manifests import read_objects
+from sekisho.model.types import Cluster
+
+Out = Callable[[str], None]
+
+CONTROLLER = "kube-system/nginx-ingress-controller"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One command and what the report says it must show."""
+
+    title: str
+    where: str
+    """Lab target: ``ns/pod``, a node name or ``external``."""
+    argv: tuple[str, ...]
+    expect: str
+    """``reply`` / ``no reply`` (ping); ``answer`` / ``timeout`` / ``refused`` (curl)."""
+    client: str | None = None
+    """For ``answer``: the client IP the answering server must report."""
+    pod: str | None = None
+    """For ``answer``: the pod that must answer."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    check: Check
+    got: str
+    answer: dict[str, Any] | None
+    passed: bool
+    why: str
+
+
+def ping(where: str, ip: str, title: str, expect: str) -> Check:
+    return Check(title, where, ("ping", "-c", "1", "-W", "1", ip), expect)
+
+
+def curl(
+    where: str,
+    url: str,
+    title: str,
+    expect: str,
+    client: str | None = None,
+    pod: str | None = None,
+) -> Check:
+    argv = ("curl", "-sS", "--connect-timeout", "1", "-m", "2", url)
+    return Check(title, where, argv, expect, client, pod)
+
+
+def _classify(check: Check, rc: int, stdout: str) -> tuple[str, dict[str, Any] | None]:
+    if check.argv[0] == "ping":
+        return ("reply" if rc == 0 else "no reply"), None
+    if rc == 0:
+        try:
+            doc = json.loads(stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            doc = None
+        return "answer", doc if isinstance(doc, dict) else None
+    return {7: "refused", 28: "timeout"}.get(rc, f"curl exit {rc}"), None
+
+
+def run_checks(lab: Lab, checks: Sequence[Check]) -> list[Outcome]:
+    """Run every check at once, each inside its namespace; judge each by what it returned."""
+    procs = [
+        subprocess.Popen(
+            lab.exec_argv(c.where, list(c.argv)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in checks
+    ]
+    out: list[Outcome] = []
+    for c, proc in zip(checks, procs, strict=True):
+        try:
+            stdout, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, _ = proc.communicate()
+        got, doc = _classify(c, proc.returncode, stdout)
+        passed, why = got == c.expect, ""
+        if passed and c.pod is not None:
+            who = doc.get("pod") if doc else None
+            passed = who == c.pod
+            why = f"answered by {who}"
+        if passed and c.client is not None:
+            seen = str(doc.get("client", "")).rsplit(":", 1)[0] if doc else ""
+            passed = seen == c.client
+            why = f"server saw client {seen or '?'}"
+        out.append(Outcome(c, got, doc, passed, why))
+    return out
+
+
+class Report:
+    """Collects PASS/FAIL and prints sections through ``out``."""
+
+    def __init__(self, out: Out) -> None:
+        self.out = out
+        self.passed = 0
+        self.failed = 0
+
+    def heading(self, text: str) -> None:
+        self.out("")
+        self.out(f"== {text}")
+
+    def verdict(self, ok: bool, text: str) -> None:
+        self.passed += ok
+        self.failed += not ok
+        self.out(f"  {'PASS' if ok else 'FAIL'}  {text}")
+
+    def outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        for o in outcomes:
+            c = o.check
+            cmd = " ".join(c.argv[:1] + c.argv[-1:])
+            extra = f"; {o.why}" if o.why else ""
+            self.verdict(
+                o.passed,
+                f"{c.title}: [{c.where}]$ {cmd} -> {o.got}{extra} (report: {c.expect})",
+            )
+
+
+def _need(cluster: Cluster, key: str) -> tuple[str, str]:
+    pod = cluster.pod(key)
+    if pod is None or pod.ip is None or pod.node is None:
+        raise LabError(f"the seed cluster has no pod {key} with an IP and a node")
+    return str(pod.ip), pod.node
+
+
+def _node_ip(cluster: Cluster, name: str) -> str:
+    node = cluster.node(name)
+    if node is None:
+        raise LabError(f"the seed cluster has no node {name}")
+    return str(node.internal_ip)
+
+
+def finding1(lab: Lab, r: Report) -> None:
+    c = lab.cluster
+    green_ip, green_node = _need(c, "prod/green")
+    ctrl_ip, _ = _need(c, CONTROLLER)
+    backend = lab.state.backend
+    r.heading(
+        f"Finding 1: enforced with {'iptables + ipset' if backend == 'iptables' else 'nftables sets'}"
+        f" (node {green_node}, where prod/green {green_ip} runs)"
+    )
+    sets: dict[str, list[str]] = {}
+    rules: list[str] = []
+    if backend == "iptables":
+        res = lab.run(green_node, ["ipset", "list"])
+        name = ""
+        members = False
+        for line in res.stdout.splitlines():
+            if line.startswith("Name: "):
+                name, members = line[6:].strip(), False
+                sets[name] = []
+            elif line.startswith("Members:"):
+                members = True
+            elif members and line.strip() and name:
+                sets[name].append(line.split()[0])
+        saved = lab.run(green_node, ["iptables-save", "-t", "filter"]).stdout
+        rules = [ln for ln in saved.splitlines() if "--match-set" in ln]
+    else:
+        text = lab.run(green_node, ["nft", "list", "ruleset"]).stdout
+        for m in re.finditer(r"set (\S+) \{(.*?)\n\s*\}", text, re.S):
+            el = re.search(r"elements = \{([^}]*)\}", m.group(2))
+            sets[m.group(1)] = [e.strip() for e in el.group(1).split(",")] if el else []
+        rules = [ln.strip() for ln in text.splitlines() if "@" in ln]
+    only = [n for n, mem in sets.items() if [m.removesuffix("/32") for m in mem] == [ctrl_ip]]
+    for n in only:
+        r.out(f"  $ {'ipset list' if backend == 'iptables' else 'nft list set'} {n}")
+        r.out(f"    Members: {', '.join(sets[n])}")
+    r.verdict(
+        bool(only),
+        f"a set holds exactly the ingress controller's IP {ctrl_ip}: {', '.join(only) or 'none found'}",
+    )
+    matching = []
+    for ln in rules:
+        for n in only:
+            if backend == "iptables":
+                hit = (
+                    f"--match-set {n} src" in ln and re.search(r"dports? 80\b", ln) and "MARK" in ln
+                )
+            else:
+                hit = f"saddr @{n}" in ln and "dport 80" in ln and "mark set" in ln
+            if hit:
+                matching.append(ln)
+    for ln in matching:
+        r.out(f"  $ {'iptables-save' if backend == 'iptables' else 'nft list ruleset'} (excerpt)")
+        r.out(f"    {ln}")
+    r.verdict(
+        bool(matching),
+        "a policy rule matches that set as the source on TCP 80 and sets the accept mark",
+    )
+
+
+def finding2(lab: Lab, r: Report) -> None:
+    c = lab.cluster
+    ip, node = _need(c, "prod/blue")
+    other_node = next(n.name for n in c.nodes if n.name != node and n.schedulable)
+    same_pod = next(
+        p.key for p in c.pods if p.node == node and p.namespace == "dev" and not p.host_network
+    )
+    far = next(p for p in c.pods if p.node != node and p.namespace == "dev")
+    far_pod = far.key
+    r.heading(
+        f"Finding 2: a pod's own node is not filtered (part1: only TCP 80 into prod;"
+        f" prod/blue {ip} on {node})"
+    )
+    r.outcomes(
+        run_checks(
+            lab,
+            [
+                ping(node, ip, f"its own node {node} pings prod/blue", "reply"),
+                curl(
+                    node,
+                    f"http://{ip}:81/",
+                    f"its own node {node} reaches TCP 81 (the pod answers RST: no listener)",
+                    "refused",
+                ),
+                curl(node, f"http://{ip}/", f"its own node {node} curls prod/blue", "answer"),
+                ping(same_pod, ip, f"{same_pod} (same node) pings prod/blue", "no reply"),
+                curl(
+                    same_pod,
+                    f"http://{ip}:81/",
+                    f"{same_pod} (same node) on TCP 81",
+                    "timeout",
+                ),
+                curl(same_pod, f"http://{ip}/", f"{same_pod} curls prod/blue", "answer"),
+                ping(
+                    far_pod,
+                    ip,
+                    f"{far_pod} (node {far.node}) pings prod/blue",
+                    "no reply",
+                ),
+                curl(far_pod, f"http://{ip}/", f"{far_pod} curls prod/blue", "answer"),
+                ping(other_node, ip, f"another node {other_node} pings prod/blue", "no reply"),
+            ],
+        )
+    )
+
+
+def finding3(lab: Lab, r: Report) -> None:
+    c = lab.cluster
+    ip, node = _need(c, "prod/blue")
+    dev_blue, _ = _need(c, "dev/blue")
+    prod_green, _ = _need(c, "prod/green")
+    ext = str(lab.plan.external_ip)
+    node_ip = _node_ip(c, node)
+    r.heading(
+        "Finding 3: stateful, replies pass (part1: prod/blue accepts only TCP 80,"
+        f" yet its own pings and requests get answers; external host {ext} stands in for 8.8.8.8)"
+    )
+    r.outcomes(
+        run_checks(
+            lab,
+            [
+                ping(
+                    "prod/blue", dev_blue, "prod/blue pings dev/blue, the reply comes back", "reply"
+                ),
+                curl(
+                    "prod/blue",
+                    f"http://{prod_green}/",
+                    "prod/blue curls prod/green, the response comes back",
+                    "answer",
+                    pod="prod/green",
+                ),
+                ping("prod/blue", ext, "prod/blue pings the external host", "reply"),
+                curl(
+                    "prod/blue",
+                    f"http://{ext}/",
+                    f"prod/blue curls the external host through NAT (source becomes node {node_ip})",
+                    "answer",
+                    client=node_ip,
+                ),
+                ping("dev/blue", ip, "contrast: dev/blue's ping INTO prod/blue", "no reply"),
+            ],
+        )
+    )
+
+
+def finding4(lab: Lab, r: Report) -> None:
+    c = lab.cluster
+    red, _ = _need(c, "dev/red")
+    blue, _ = _need(c, "dev/blue")
+    green, _ = _need(c, "dev/green")
+    r.heading(
+        "Finding 4: matchExpressions, ingress and egress together"
+        " (part2: dev/red takes TCP 80 from dev/blue, sends TCP 80 to dev/green)"
+    )
+    r.outcomes(
+        run_checks(
+            lab,
+            [
+                ping("dev/blue", red, "dev/blue -> dev/red ping fails", "no reply"),
+                curl("dev/blue", f"http://{red}/", "dev/blue -> dev/red curl succeeds", "answer"),
+                ping("dev/green", red, "dev/green -> dev/red ping fails", "no reply"),
+                curl("dev/green", f"http://{red}/", "dev/green -> dev/red curl fails", "timeout"),
+                ping("dev/red", blue, "dev/red -> dev/blue ping fails", "no reply"),
+                curl("dev/red", f"http://{blue}/", "dev/red -> dev/blue curl fails", "timeout"),
+                ping("dev/red", green, "dev/red -> dev/green ping fails", "no reply"),
+                curl("dev/red", f"http://{green}/", "dev/red -> dev/green curl succeeds", "answer"),
+            ],
+        )
+    )
+
+
+def finding5(lab: Lab, r: Report) -> None:
+    c = lab.cluster
+    ctrl, _ = _need(c, CONTROLLER)
+    green, _ = _need(c, "prod/green")
+    r.heading(
+        "Finding 5: ingress controller traffic is SNATed"
+        f" (part2: prod/green takes TCP 80 only from the controller {ctrl}; nginx proxies /prod/green)"
+    )
+    r.outcomes(
+        run_checks(
+            lab,
+            [
+                curl(
+                    "prod/blue",
+                    f"http://{ctrl}/prod/green",
+                    "prod/blue -> nginx -> prod/green works; prod/green sees the controller's IP",
+                    "answer",
+                    client=ctrl,
+                    pod="prod/green",
+                ),
+                curl(
+                    "prod/blue",
+                    f"http://{green}/",
+                    "prod/blue -> prod/green directly does not",
+                    "timeout",
+                ),
+            ],
+        )
+    )
+
+
+def full_matrix(lab: Lab, r: Report) -> None:
+    from sekisho.lab.reach import format_tables, measure
+
+    r.heading("Every pod pair, expected (semantics) against observed (packets), part2 in force")
+    result = measure(lab.cluster, lab.plan, [(80, "TCP"), (None, "ICMP")])
+    for line in format_tables(result).splitlines():
+        r.out("  " + line)
+    r.verdict(
+        result.mismatches == 0,
+        f"observed equals expected in every cell ({result.mismatches} wrong)",
+    )
+
+
+def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
+    """Build the seed lab, reproduce findings 1-5, print the matrix, tear down; True if all pass."""
+    from sekisho.lab.lifecycle import guarded
+
+    start = time.monotonic()
+    cluster_objs = read_objects([seed / "cluster.yaml"])
+    part1 = read_objects([seed / "part1"])
+    part2 = read_objects([seed / "part2"])
+    r = Report(out)
+    with guarded(name):
+        Lab(name).down()  # remains of an earlier, crashed demo
+        out(f"building the seed cluster from {seed} ({backend}) ...")
+        lab = Lab.up(cluster_objs + part1, name=name, backend=backend)
+        p = lab.plan
+        out(
+            f"lab up in {time.monotonic() - start:.1f} s: {len(p.nodes)} nodes, {len(p.pods)} pods,"
+            f" one sekisho agent per node, nginx in {CONTROLLER}, external host {p.external_ip}"
+        )
+        out("applied part1 (allow-tcp-80 in prod)")
+        finding2(lab, r)
+        finding3(lab, r)
+        t = time.monotonic()
+        lab.apply(part2)
+        out("")
+        out(
+            f"applied part2 ({', '.join(o['metadata']['name'] for o in part2)})"
+            f" in {time.monotonic() - t:.1f} s"
+        )
+        finding1(lab, r)
+        finding4(lab, r)
+        finding5(lab, r)
+        full_matrix(lab, r)
+        out("")
+        out("removing the lab ...")
+    out(
+        f"{'ALL PASS' if r.failed == 0 else 'FAILED'}: {r.passed} passed, {r.failed} failed"
+        f" in {time.monotonic() - start:.1f} s"
+    )
+    return r.failed == 0
+
+
+def offline(seed: Path, out: Out, why: str) -> None:
+    """The analysis without a kernel: the matrix and the finding-4 traces from the semantics."""
+    from sekisho.lab.reach import ProbeTable, Reachability, format_tables
+    from sekisho.model import cluster_from_objects
+    from sekisho.semantics import Flow, compute_matrix, resolve_endpoint, verdict
+
+    out(f"no lab here: {why}")
+    out("showing the offline analysis (semantics only, no packets) instead.")
+    cluster = cluster_from_objects(read_objects([seed / "cluster.yaml", seed / "part2"]))
+    m = compute_matrix(cluster, [(80, "TCP"), (None, "ICMP")])
+    tables = [
+        ProbeTable(
+            t.port,
+            t.protocol,
+            t.ingress.tolist(),
+            t.egress.tolist(),
+            t.allowed.tolist(),
+            [[None] * len(m.pods) for _ in m.pods],
+        )
+        for t in m.probes
+    ]
+    for line in format_tables(Reachability([p.key for p in m.pods], tables)).splitlines()[:-1]:
+        out(line)
+    out("")
+    out("Finding 4 flows:")
+    for src, dst in (
+        ("dev/blue", "dev/red"),
+        ("dev/green", "dev/red"),
+        ("dev/red", "dev/blue"),
+        ("dev/red", "dev/green"),
+    ):
+        for proto, port in (("ICMP", None), ("TCP", 80)):
+            flow = Flow(resolve_endpoint(cluster, src), resolve_endpoint(cluster, dst), proto, port)  # type: ignore[arg-type]
+            out("")
+            for line in verdict(cluster, flow).lines():
+                out("  " + line)
+
+
+def unavailable() -> str | None:
+    """Why the lab cannot run here, or None when it can."""
+    return netns.namespaces_supported()
