@@ -52,7 +52,7 @@ def foreign_state(ns: str, prefix: str = PREFIX) -> dict[str, list[str]]:
     ipt = [
         line
         for line in iptables_lines(ns)
-        if prefix not in line and not line.startswith(":") or line.startswith(":FOREIGN")
+        if (prefix not in line and not line.startswith(":")) or line.startswith(":FOREIGN")
     ]
     sets = [
         " ".join(w for w in line.split() if not w.startswith("0x"))
