@@ -16,14 +16,9 @@ if TYPE_CHECKING:
 
 def load(paths: Sequence[str]) -> Cluster:
     """The cluster from manifest files (the model's loader; errors exit 2)."""
-    import sekisho.model as model
-    from sekisho.errors import UsageError
+    from sekisho.model import load_cluster
 
-    loader = getattr(model, "load_cluster", None)
-    if loader is None:
-        raise UsageError("this build has no manifest loader (sekisho.model.load_cluster)")
-    cluster: Cluster = loader(list(paths))
-    return cluster
+    return load_cluster(list(paths))
 
 
 def run_trace(
