@@ -124,7 +124,7 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     source = Source(obj.loc.file, obj.loc.line)
     kind = data.get("kind")
     api_version = data.get("apiVersion")
-    r = Report(obj.loc, kind if isinstance(kind, str) else "", "", sink)
+    r = Report(obj.loc, kind if isinstance(kind, str) else "", _display_name(data, kind), sink)
     if not isinstance(kind, str) or not kind:
         r.error(
             ("kind",),
@@ -133,7 +133,7 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
         return
     expected = F.API_VERSIONS.get(kind)
     if expected is None:
-        drafts.skipped.append((str(source), f"{kind} {_display_name(data)}".rstrip()))
+        drafts.skipped.append((str(source), f"{kind} {r.name}".rstrip()))
         return
     meta = _metadata(r, data, kind)
     if api_version != expected:
@@ -179,13 +179,18 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
             drafts.workloads.append(workload)
 
 
-def _display_name(data: dict[str, Any]) -> str:
+def _display_name(data: dict[str, Any], kind: Any = None) -> str:
+    """``namespace/name`` (``name`` for cluster-scoped kinds) as far as the raw object says."""
     meta = data.get("metadata")
     if not isinstance(meta, dict):
         return ""
     name, ns = meta.get("name"), meta.get("namespace")
     if not isinstance(name, str):
         return ""
+    if kind in F.CLUSTER_SCOPED:
+        return name
+    if kind in F.API_VERSIONS and not ns:
+        ns = "default"
     return f"{ns}/{name}" if isinstance(ns, str) and ns else name
 
 
