@@ -136,7 +136,7 @@ def plan_sets(
             lines += restore_lines_create(name, want)
             changes.append(f"set {name} created ({len(want.members)} members)")
             continue
-        if have == SetState(want.type, want.family, want.members):
+        if (have.type, have.family, have.members) == (want.type, want.family, want.members):
             continue
         tmp = temp_set_name(name, prefix)
         used_temps.add(tmp)

@@ -1,0 +1,335 @@
+"""The diff logic of the appliers, with a fake runner: no kernel needed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from sekisho.dataplane import IptablesApplier, NftApplier
+from sekisho.dataplane.ipsets import SetState, normalize_member, parse_ipset_save, plan_sets
+from sekisho.dataplane.iptables import rule_hash
+from sekisho.dataplane.nftables import normalize_nft, table_blocks
+from sekisho.errors import CommandFailed, DataplaneError
+
+
+@dataclass(frozen=True)
+class FakeSet:
+    name: str
+    type: str
+    members: tuple[str, ...]
+    family: str = "inet"
+
+
+@dataclass(frozen=True)
+class FakeRuleset:
+    prefix: str
+    sets: tuple[FakeSet, ...]
+    chains: tuple[tuple[str, tuple[str, ...]], ...]
+    hooks: tuple[tuple[str, str], ...]
+
+
+class FakeRunner:
+    """Answers read-back commands from canned text and records everything run."""
+
+    def __init__(self, save: str = "", ipset: str = "", fail: set[str] | None = None) -> None:
+        self.save = save
+        self.ipset = ipset
+        self.fail = fail or set()
+        self.calls: list[tuple[tuple[str, ...], str | None]] = []
+
+    def __call__(self, argv: Sequence[str], *, stdin: str | None = None) -> str:
+        self.calls.append((tuple(argv), stdin))
+        if argv[0] in self.fail:
+            self.fail.discard(argv[0])
+            raise CommandFailed(argv, 1, "boom")
+        if argv[0] == "iptables-save":
+            return self.save
+        if list(argv[:2]) == ["ipset", "save"]:
+            return self.ipset
+        return ""
+
+    def commands(self) -> list[str]:
+        return [" ".join(argv) for argv, _ in self.calls]
+
+
+def tagged(chain: str, spec: str, prefix: str = "sk") -> str:
+    return f'-A {chain} -m comment --comment "{prefix}:{rule_hash(chain, spec)}" {spec}'
+
+
+RULESET = FakeRuleset(
+    "sk",
+    (FakeSet("sk-s-a", "hash:net", ("10.0.0.1/32",)),),
+    (("sk-FORWARD", ("-j sk-pol",)), ("sk-pol", ("-m set --match-set sk-s-a src -j ACCEPT",))),
+    (("FORWARD", "-j sk-FORWARD"),),
+)
+
+IN_SYNC = "\n".join(
+    [
+        "*filter",
+        ":FORWARD ACCEPT [0:0]",
+        ":sk-FORWARD - [0:0]",
+        ":sk-pol - [0:0]",
+        tagged("FORWARD", "-j sk-FORWARD"),
+        "-A FORWARD -j FOREIGN",
+        tagged("sk-FORWARD", "-j sk-pol"),
+        tagged("sk-pol", "-m set --match-set sk-s-a src -j ACCEPT"),
+        "COMMIT",
+    ]
+)
+SETS_IN_SYNC = "create sk-s-a hash:net family inet hashsize 1024\nadd sk-s-a 10.0.0.1\n"
+
+
+@pytest.mark.parametrize(
+    ("member", "expected"),
+    [
+        pytest.param("10.0.0.1", ["10.0.0.1/32"], id="host"),
+        pytest.param("10.0.0.1/32", ["10.0.0.1/32"], id="host-cidr"),
+        pytest.param("10.1.2.3/16", ["10.1.0.0/16"], id="host-bits"),
+        pytest.param("10.1.0.0/16 nomatch", ["10.1.0.0/16 nomatch"], id="nomatch"),
+        pytest.param("10.0.0.0/24,80", ["10.0.0.0/24,tcp:80"], id="default-proto"),
+        pytest.param("10.0.0.1,UDP:53", ["10.0.0.1/32,udp:53"], id="proto-case"),
+        pytest.param(
+            "10.0.0.0/24,tcp:80-82",
+            ["10.0.0.0/24,tcp:80", "10.0.0.0/24,tcp:81", "10.0.0.0/24,tcp:82"],
+            id="range-expands",
+        ),
+    ],
+)
+def test_normalize_member(member: str, expected: list[str]) -> None:
+    assert normalize_member(member) == expected
+
+
+def test_parse_ipset_save_keeps_only_ours() -> None:
+    text = (
+        "create foreign hash:net family inet\nadd foreign 1.2.3.4\n"
+        "create sk-x hash:net,port family inet hashsize 1024\nadd sk-x 10.0.0.1,tcp:80\n"
+    )
+    assert parse_ipset_save(text, "sk") == {
+        "sk-x": SetState("hash:net,port", "inet", frozenset({"10.0.0.1/32,tcp:80"}))
+    }
+
+
+@pytest.mark.parametrize(
+    ("installed", "desired", "lines", "destroy"),
+    [
+        pytest.param({}, {"sk-a": ("1.1.1.1",)}, ["create sk-a", "add sk-a 1.1.1.1"], [], id="new"),
+        pytest.param({"sk-a": ("1.1.1.1",)}, {"sk-a": ("1.1.1.1/32",)}, [], [], id="unchanged"),
+        pytest.param(
+            {"sk-a": ("1.1.1.1",)},
+            {"sk-a": ("2.2.2.2",)},
+            ["create sk-t-", "add sk-t-", "swap sk-t-", "destroy sk-t-"],
+            [],
+            id="changed-swaps",
+        ),
+        pytest.param({"sk-a": ("1.1.1.1",)}, {}, [], ["sk-a"], id="obsolete-after"),
+    ],
+)
+def test_plan_sets(
+    installed: dict[str, tuple[str, ...]],
+    desired: dict[str, tuple[str, ...]],
+    lines: list[str],
+    destroy: list[str],
+) -> None:
+    def state(members: tuple[str, ...]) -> SetState:
+        return SetState(
+            "hash:net",
+            "inet",
+            frozenset(m + "/32" if "/" not in m else m for m in members),
+            members,
+        )
+
+    got_lines, _, got_destroy = plan_sets(
+        {n: state(m) for n, m in installed.items()}, {n: state(m) for n, m in desired.items()}, "sk"
+    )
+    assert len(got_lines) == len(lines)
+    assert all(g.startswith(w) for g, w in zip(got_lines, lines, strict=True))
+    assert got_destroy == destroy
+
+
+def _plan_doc(save: str, ruleset: FakeRuleset = RULESET) -> list[str]:
+    a = IptablesApplier(FakeRunner(), "sk")
+    return a.plan(a.parse_save(save), ruleset).doc
+
+
+@pytest.mark.parametrize(
+    ("save", "expected"),
+    [
+        pytest.param(IN_SYNC, [], id="in-sync"),
+        pytest.param(
+            "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j FOREIGN\nCOMMIT\n",
+            [
+                "*filter",
+                ":sk-FORWARD - [0:0]",
+                ":sk-pol - [0:0]",
+                tagged("sk-FORWARD", "-j sk-pol"),
+                tagged("sk-pol", "-m set --match-set sk-s-a src -j ACCEPT"),
+                tagged("FORWARD", "-j sk-FORWARD").replace("-A FORWARD", "-I FORWARD 1"),
+                "COMMIT",
+            ],
+            id="fresh",
+        ),
+        pytest.param(
+            IN_SYNC.replace(tagged("sk-pol", "-m set --match-set sk-s-a src -j ACCEPT") + "\n", ""),
+            [
+                "*filter",
+                ":sk-pol - [0:0]",
+                tagged("sk-pol", "-m set --match-set sk-s-a src -j ACCEPT"),
+                "COMMIT",
+            ],
+            id="flushed-chain-only",
+        ),
+        pytest.param(
+            IN_SYNC.replace(
+                ":sk-pol - [0:0]", ":sk-pol - [0:0]\n:sk-old - [0:0]\n-A sk-old -j DROP"
+            ),
+            ["*filter", ":sk-old - [0:0]", "-X sk-old", "COMMIT"],
+            id="obsolete-chain",
+        ),
+        pytest.param(
+            IN_SYNC.replace(
+                tagged("FORWARD", "-j sk-FORWARD") + "\n-A FORWARD -j FOREIGN",
+                "-A FORWARD -j FOREIGN\n" + tagged("FORWARD", "-j sk-FORWARD"),
+            ),
+            [
+                "*filter",
+                tagged("FORWARD", "-j sk-FORWARD").replace("-A FORWARD", "-D FORWARD"),
+                tagged("FORWARD", "-j sk-FORWARD").replace("-A FORWARD", "-I FORWARD 1"),
+                "COMMIT",
+            ],
+            id="hook-not-first",
+        ),
+        pytest.param(
+            IN_SYNC.replace(
+                "-A FORWARD -j FOREIGN", "-A FORWARD -j FOREIGN\n-A FORWARD -j sk-FORWARD"
+            ),
+            [
+                "*filter",
+                tagged("FORWARD", "-j sk-FORWARD").replace("-A FORWARD", "-D FORWARD"),
+                "-D FORWARD -j sk-FORWARD",
+                tagged("FORWARD", "-j sk-FORWARD").replace("-A FORWARD", "-I FORWARD 1"),
+                "COMMIT",
+            ],
+            id="stale-untagged-copy",
+        ),
+    ],
+)
+def test_iptables_plan(save: str, expected: list[str]) -> None:
+    doc = _plan_doc(save)
+    assert doc == expected
+    assert not any("FOREIGN" in line for line in doc)
+
+
+def test_refuses_objects_without_our_prefix() -> None:
+    bad = FakeRuleset("sk", (), (("FOREIGN", ("-j DROP",)),), ())
+    with pytest.raises(DataplaneError, match="FOREIGN"):
+        _plan_doc(IN_SYNC, bad)
+
+
+def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
+    runner = FakeRunner(save="*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
+    a = IptablesApplier(runner, "sk")
+    first = a.apply(RULESET)
+    assert first.changed
+    assert runner.commands() == [
+        "iptables-save -t filter",
+        "ipset save",
+        "ipset restore",
+        "iptables-restore --noflush",
+    ]
+    runner.calls.clear()
+    assert a.apply(RULESET).changes == ()
+    assert runner.calls == [], "an unchanged ruleset runs no command at all"
+    # someone else changed the kernel; our cached write fails -> read back, retry once
+    changed = FakeRuleset(
+        "sk", RULESET.sets, (*RULESET.chains, ("sk-new", ("-j DROP",))), RULESET.hooks
+    )
+    runner.save, runner.ipset = IN_SYNC, SETS_IN_SYNC
+    runner.fail = {"iptables-restore"}
+    a.apply(changed)
+    assert runner.commands() == [
+        "iptables-restore --noflush",
+        "iptables-save -t filter",
+        "ipset save",
+        "iptables-restore --noflush",
+    ]
+    assert (
+        runner.calls[-1][1] == f"*filter\n:sk-new - [0:0]\n{tagged('sk-new', '-j DROP')}\nCOMMIT\n"
+    )
+
+
+def test_cleanup_removes_only_ours() -> None:
+    runner = FakeRunner(save=IN_SYNC, ipset=SETS_IN_SYNC + "create foreign hash:net family inet\n")
+    result = IptablesApplier(runner, "sk").cleanup()
+    doc = runner.calls[2][1] or ""
+    assert "FOREIGN" not in doc
+    assert "-X sk-FORWARD" in doc and "-X sk-pol" in doc
+    assert runner.calls[3] == (("ipset", "restore"), "destroy sk-s-a\n")
+    assert len(result.changes) == 4
+
+
+LISTING = """table inet sk { # handle 3
+\tset s1 {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 10.0.0.2, 10.0.0.1,
+\t\t\t     10.0.0.3 }
+\t}
+
+\tchain c1 { # handle 1
+\t\ttype filter hook forward priority filter - 1; policy accept;
+\t\tiifname vmap { "b" : goto c2, "a" : goto c3 } # handle 4
+\t\tcounter packets 12 bytes 3400 accept # handle 5
+\t}
+}
+"""
+
+
+def test_normalize_nft_ignores_counters_handles_and_order() -> None:
+    assert normalize_nft(LISTING).splitlines() == [
+        "table inet sk {",
+        "set s1 {",
+        "type ipv4_addr",
+        "flags interval",
+        "elements = { 10.0.0.1, 10.0.0.2, 10.0.0.3 }",
+        "}",
+        "chain c1 {",
+        "type filter hook forward priority filter - 1; policy accept;",
+        'iifname vmap { "a" : goto c3, "b" : goto c2 }',
+        "counter accept",
+        "}",
+        "}",
+    ]
+    blocks = table_blocks(normalize_nft(LISTING))
+    assert blocks is not None and set(blocks) == {("set", "s1"), ("chain", "c1")}
+
+
+@dataclass(frozen=True)
+class FakeNft:
+    prefix: str
+    table: str
+    text: str
+    family: str = "inet"
+
+    def script(self) -> str:
+        return f"table inet {self.table} {{}}\ndelete table inet {self.table}\n{self.text}"
+
+    def table_text(self) -> str:
+        return self.text
+
+
+def test_nft_rewrites_only_the_chain_that_differs() -> None:
+    runner = FakeRunner()
+    installed = LISTING.replace("counter packets 12 bytes 3400 accept", "drop")
+
+    def nft(argv: Sequence[str], *, stdin: str | None = None) -> str:
+        runner.calls.append((tuple(argv), stdin))
+        return installed if argv[1] == "list" else ""
+
+    a = NftApplier(nft, "sk")
+    result = a.apply(FakeNft("sk", "sk", LISTING))
+    assert result.changes == ("chain c1 rewritten",)
+    script = runner.calls[1][1] or ""
+    assert script.startswith("flush chain inet sk c1\n")
+    assert "s1" not in script and "delete table" not in script
