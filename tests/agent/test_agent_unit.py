@@ -1,0 +1,222 @@
+"""The agent's loop logic with a fake runner: invalid input, readiness, metrics, logs, watcher."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from sk_kernel import ingress_policy, write_cluster, write_policy
+
+from sekisho.agent import Agent, AgentMetrics, HealthServer
+from sekisho.agent.logs import JsonFormatter, TextFormatter
+from sekisho.sources import DirWatcher, FileSource, manifest_files
+
+
+class FakeRunner:
+    """An empty kernel that accepts every write and remembers it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, argv: Sequence[str], *, stdin: str | None = None) -> str:
+        self.calls.append(" ".join(argv))
+        if argv[0] == "iptables-save":
+            return "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"
+        return ""
+
+    def writes(self) -> list[str]:
+        return [c for c in self.calls if "restore" in c or c.startswith("nft -f")]
+
+
+BAD_POLICY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: bad, namespace: dev}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.0.0.300/8}}]
+"""
+
+
+@pytest.fixture
+def cluster_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    write_cluster(root)
+    write_policy(root, "p1", ingress_policy("p1", target="a0", peer="a1"))
+    return root
+
+
+def make_agent(root: Path, tmp_path: Path, runner: FakeRunner) -> Agent:
+    return Agent(
+        node="n1",
+        source=root,
+        runner=runner,
+        ready_file=tmp_path / "ready.json",
+        metrics=AgentMetrics(),
+        resync=0.2,
+    )
+
+
+def test_first_load_invalid_applies_nothing_and_is_not_ready(
+    cluster_dir: Path, tmp_path: Path
+) -> None:
+    write_policy(cluster_dir, "bad", BAD_POLICY)
+    runner = FakeRunner()
+    agent = make_agent(cluster_dir, tmp_path, runner)
+    summary = agent.sync_once()
+    assert summary.status == "invalid"
+    assert "bad.yaml" in (summary.error or "")
+    assert runner.calls == []
+    ok, reason = agent.ready()
+    assert not ok and "invalid manifests" in reason
+    assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "load"}) == 1
+    assert not (tmp_path / "ready.json").exists()
+
+
+def test_invalid_update_keeps_last_good_state(cluster_dir: Path, tmp_path: Path) -> None:
+    runner = FakeRunner()
+    agent = make_agent(cluster_dir, tmp_path, runner)
+    good = agent.sync_once()
+    assert good.status == "applied" and good.generation == 1
+    assert agent.ready() == (True, "")
+    assert json.loads((tmp_path / "ready.json").read_text())["generation"] == 1
+    assert agent.metrics.value("sekisho_agent_policies") == 1
+    assert agent.metrics.value("sekisho_agent_endpoints") == 4
+    assert agent.metrics.value("sekisho_agent_degraded") == 0
+    desired = agent.desired
+    writes = len(runner.writes())
+
+    write_policy(cluster_dir, "bad", BAD_POLICY)
+    bad = agent.sync_once()
+    assert bad.status == "invalid" and bad.generation == 1
+    assert len(runner.writes()) == writes, "nothing of an invalid change is applied"
+    assert agent.desired is desired
+    ok, reason = agent.ready()
+    assert not ok and "bad.yaml" in reason
+    assert agent.metrics.value("sekisho_agent_degraded") == 1
+    assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "load"}) == 1
+
+    (cluster_dir / "policies" / "bad.yaml").unlink()
+    again = agent.sync_once()
+    assert again.status == "unchanged" and again.generation == 2
+    assert agent.ready() == (True, "")
+    assert json.loads((tmp_path / "ready.json").read_text())["generation"] == 2
+
+
+def test_resync_before_any_good_apply_is_idle(cluster_dir: Path, tmp_path: Path) -> None:
+    agent = make_agent(cluster_dir, tmp_path, FakeRunner())
+    assert agent.resync().status == "idle"
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_health_server_reports_readiness_and_metrics(cluster_dir: Path, tmp_path: Path) -> None:
+    agent = make_agent(cluster_dir, tmp_path, FakeRunner())
+    server = HealthServer(agent.metrics, agent.live, agent.ready, port=0).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert _get(base + "/healthz")[0] == 200
+        code, body = _get(base + "/readyz")
+        assert code == 503 and "no good apply yet" in body
+        agent.sync_once()
+        assert _get(base + "/readyz") == (200, "ok\n")
+        code, body = _get(base + "/metrics")
+        assert code == 200
+        for name in (
+            "sekisho_agent_apply_seconds_bucket",
+            "sekisho_agent_rules ",
+            "sekisho_agent_sets ",
+            "sekisho_agent_last_good_apply_timestamp_seconds",
+            "sekisho_agent_repairs_total",
+        ):
+            assert name in body, name
+        assert _get(base + "/nope")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_run_loop_follows_changes_and_stops(cluster_dir: Path, tmp_path: Path) -> None:
+    runner = FakeRunner()
+    agent = make_agent(cluster_dir, tmp_path, runner)
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while agent.generation < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert agent.generation == 1
+        write_policy(cluster_dir, "p2", ingress_policy("p2", target="a1", peer="a0"))
+        while agent.generation < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert agent.generation == 2
+        assert agent.metrics.value("sekisho_agent_policies") == 2
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("formatter", "check"),
+    [
+        pytest.param(
+            JsonFormatter(),
+            lambda line: (
+                json.loads(line)
+                == {**json.loads(line), "level": "info", "msg": "applied 2", "changed": 2}
+            ),
+            id="json",
+        ),
+        pytest.param(TextFormatter(), lambda line: line.endswith("applied 2 changed=2"), id="text"),
+    ],
+)
+def test_log_formats(formatter: logging.Formatter, check: object) -> None:
+    record = logging.LogRecord("sekisho.agent", logging.INFO, __file__, 1, "applied %d", (2,), None)
+    record.fields = {"changed": 2}
+    line = formatter.format(record)
+    assert callable(check) and check(line), line
+    if isinstance(formatter, JsonFormatter):
+        assert {"ts", "level", "msg"} <= set(json.loads(line))
+
+
+def test_watcher_debounces_follows_renames_and_new_directories(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    root.mkdir()
+    watcher = DirWatcher(root, debounce=0.03)
+    try:
+        assert watcher.wait(0.05) == []
+        for i in range(20):  # a burst is one change
+            (root / "a.yaml").write_text(f"n: {i}\n")
+        assert watcher.wait(1.0) == [str(root / "a.yaml")]
+        assert watcher.wait(0.1) == []
+        tmp = root / ".b.yaml.tmp"  # editors write a temporary and rename it into place
+        tmp.write_text("x: 1\n")
+        tmp.rename(root / "b.yaml")
+        assert str(root / "b.yaml") in watcher.wait(1.0)
+        sub = root / "sub" / "deeper"
+        sub.mkdir(parents=True)
+        assert watcher.wait(1.0)
+        (sub / "c.yaml").write_text("y: 1\n")
+        assert str(sub / "c.yaml") in watcher.wait(1.0)
+    finally:
+        watcher.close()
+    assert manifest_files(root) == [root / "a.yaml", root / "b.yaml", sub / "c.yaml"]
+    before = FileSource(root).fingerprint()
+    assert FileSource(root).fingerprint() == before
+    (root / "a.yaml").write_text("n: changed\n")
+    assert FileSource(root).fingerprint() != before
