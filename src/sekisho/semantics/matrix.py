@@ -70,8 +70,10 @@ class ProbeMatrix:
     """(hostNetwork source pod index, destination pod indexes on its node)."""
 
     def _expand(self, table: BoolArray) -> BoolArray:
+        # Columns first on the small (K, K) table, then whole rows: several times
+        # faster than one 2-D fancy index or rows first (which gathers bytes).
         idx = self.pod_identity
-        out: BoolArray = table[idx[:, None], idx[None, :]]
+        out: BoolArray = np.take(np.take(table, idx, axis=1), idx, axis=0)
         np.fill_diagonal(out, True)
         return out
 
@@ -88,7 +90,11 @@ class ProbeMatrix:
 
     @cached_property
     def allowed(self) -> BoolArray:
-        out: BoolArray = self.ingress & self.egress
+        # One expansion of the identity-level AND; a hostNetwork source's egress is
+        # never isolated, so its same-node cells are allowed outright.
+        out = self._expand(self.identity_allowed)
+        for row, cols in self.same_node:
+            out[row, cols] = True
         return out
 
     @cached_property
