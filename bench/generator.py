@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import math
 import random
 import sys
@@ -504,13 +505,26 @@ def _chunks(items: list[Manifest], size: int | None) -> Iterator[list[Manifest]]
 
 
 def write(
-    objects: Iterable[Manifest], directory: str | Path, *, per_file: int | None = 2000
+    objects: Iterable[Manifest],
+    directory: str | Path,
+    *,
+    per_file: int | None = 2000,
+    fmt: str = "yaml",
+    one_file: bool = False,
 ) -> list[Path]:
-    """Write ``objects`` as multi-document YAML files under ``directory``; return the paths.
+    """Write ``objects`` under ``directory``; return the paths.
 
     One group of files per kind (``nodes``, ``namespaces``, ``pods``,
     ``policies``), at most ``per_file`` objects each (None: one file per kind).
+    ``fmt="yaml"``: multi-document YAML; ``fmt="json"``: one ``kind: List`` per
+    file, as ``kubectl get -o json`` prints it (much faster to parse).
+    ``one_file=True``: everything in ``cluster.<fmt>``, namespaces before pods.
+    NCA needs that: it reads a directory's files in directory order and a pod read
+    before its Namespace object keeps an unlabeled namespace (its namespace
+    selectors then miss), so split files make NCA's answer depend on the file system.
     """
+    if fmt not in ("yaml", "json"):
+        raise ValueError(f"fmt must be 'yaml' or 'json', got {fmt!r}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[Manifest]] = {}
@@ -519,12 +533,23 @@ def write(
     order = {"Node": 0, "Namespace": 1, "Pod": 2, "NetworkPolicy": 3}
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     paths: list[Path] = []
-    for kind in sorted(groups, key=lambda k: (order.get(k, 9), k)):
+    kinds = sorted(groups, key=lambda k: (order.get(k, 9), k))
+    if one_file:
+        groups = {"cluster": [obj for kind in kinds for obj in groups[kind]]}
+        kinds, per_file = ["cluster"], None
+    for kind in kinds:
+        plural = {"NetworkPolicy": "networkpolicies"}.get(kind, kind.lower() + "s")
         for n, chunk in enumerate(_chunks(groups[kind], per_file)):
-            plural = {"NetworkPolicy": "networkpolicies"}.get(kind, kind.lower() + "s")
-            path = out / f"{order.get(kind, 9)}0-{plural}-{n:03d}.yaml"
+            path = out / (
+                f"cluster.{fmt}" if one_file else f"{order.get(kind, 9)}0-{plural}-{n:03d}.{fmt}"
+            )
             with path.open("w", encoding="utf-8") as fh:
-                yaml.dump_all(chunk, fh, Dumper=dumper, sort_keys=False, default_flow_style=False)
+                if fmt == "json":
+                    json.dump({"apiVersion": "v1", "kind": "List", "items": chunk}, fh, indent=1)
+                else:
+                    yaml.dump_all(
+                        chunk, fh, Dumper=dumper, sort_keys=False, default_flow_style=False
+                    )
             paths.append(path)
     return paths
 
@@ -543,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-file", type=int, default=2000, help="objects per YAML file (0: one file per kind)"
     )
+    parser.add_argument("--format", choices=("yaml", "json"), default="yaml", help="file format")
+    parser.add_argument(
+        "--one-file", action="store_true", help="everything in one file (what NCA needs)"
+    )
     parser.add_argument("--out", required=True, help="directory to write the YAML files into")
     args = parser.parse_args(argv)
     objs = generate(
@@ -552,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         owner_refs=args.owner_refs,
     )
-    paths = write(objs, args.out, per_file=args.per_file or None)
+    paths = write(
+        objs, args.out, per_file=args.per_file or None, fmt=args.format, one_file=args.one_file
+    )
     kinds: dict[str, int] = {}
     for obj in objs:
         kinds[obj["kind"]] = kinds.get(obj["kind"], 0) + 1
