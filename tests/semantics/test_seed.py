@@ -77,7 +77,7 @@ def test_finding_5_namespace_explanation() -> None:
     flow = Flow(resolve_endpoint(SEED, "dev/blue"), resolve_endpoint(SEED, "prod/green"), "TCP", 80)
     text = "\n".join(verdict(SEED, flow).lines())
     assert (
-        "namespace dev labels {kubernetes.io/metadata.name: dev} do not satisfy project In [kube-system]"
+        "namespace dev labels {kubernetes.io/metadata.name: dev} do not satisfy project=kube-system"
         in text
     )
 

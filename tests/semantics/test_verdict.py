@@ -154,7 +154,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "namespace a labels {kubernetes.io/metadata.name: a, team: y} do not satisfy team In [x]",
+        "namespace a labels {kubernetes.io/metadata.name: a, team: y} do not satisfy team=x",
         id="namespaceselector-mismatch",
     ),
     pytest.param(
@@ -164,7 +164,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "pod labels {app: client} do not satisfy app In [other]",
+        "pod labels {app: client} do not satisfy app=other",
         id="namespace-and-pod-selector-is-and",
     ),
     pytest.param(

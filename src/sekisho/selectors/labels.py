@@ -69,12 +69,18 @@ class LabelTable:
         return out
 
 
-def first_unsatisfied(selector: LabelSelector, labels: Mapping[str, str]) -> Requirement | None:
-    """The first requirement of ``selector`` that ``labels`` fail, or None when all hold."""
+def first_unsatisfied(selector: LabelSelector, labels: Mapping[str, str]) -> str | None:
+    """The first condition of ``selector`` that ``labels`` fail, as written, or None.
+
+    ``matchLabels`` entries read ``key=value``; ``matchExpressions`` read ``key In [a, b]``.
+    """
+    for key, value in selector.match_labels:
+        if labels.get(key) != value:
+            return f"{key}={value}"
     plain = dict(labels)
-    for req in selector.requirements:
+    for req in selector.match_expressions:
         if not req.matches(plain):
-            return req
+            return str(req)
     return None
 
 
