@@ -1,0 +1,80 @@
+"""Which nodes' filters a flow passes, with which hook and interfaces (Calico's routed model).
+
+A pod's traffic leaves through its host-side veth on its node: another local
+pod is reached in FORWARD (``-i caliSRC -o caliDST``), a remote one in FORWARD on
+the source node (``-o eth0``) and then FORWARD on the destination node
+(``-i eth0``), the node itself (or a hostNetwork pod on it) in INPUT. What a node
+sends to its own pods is in OUTPUT, which is not hooked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sekisho.model.types import Cluster, endpoint_interface
+from sekisho.render.interpret import Decision, Hook, Packet, State
+from sekisho.semantics import Endpoint, Flow
+
+UPLINK = "eth0"
+"""The node's interface towards the node network (any non-``cali`` name would do)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    node: str
+    packet: Packet
+
+
+def _iface(ep: Endpoint) -> str:
+    assert ep.pod is not None
+    return endpoint_interface(ep.pod.namespace, ep.pod.name)
+
+
+def hops(flow: Flow, state: State = "NEW") -> list[Hop]:
+    """The filtering points ``flow`` passes, in order (empty: nothing filters it)."""
+    src, dst = flow.src, flow.dst
+    if src.pod is not None and dst.pod is not None and src.pod.key == dst.pod.key:
+        return []  # a pod to itself never leaves the pod
+
+    def pkt(iif: str, oif: str, hook: Hook = "FORWARD") -> Packet:
+        return Packet(str(src.ip), str(dst.ip), flow.protocol, flow.port, state, iif, oif, hook)
+
+    out: list[Hop] = []
+    dst_node = dst.node_name
+    if src.is_workload:
+        node = src.node_name
+        if node is None:
+            return []
+        here = _iface(src)
+        if dst.is_workload and dst_node == node:
+            return [Hop(node, pkt(here, _iface(dst)))]
+        if dst.is_node_like and dst_node == node:
+            return [Hop(node, pkt(here, "", "INPUT"))]
+        out.append(Hop(node, pkt(here, UPLINK)))
+        if dst.is_workload and dst_node is not None:
+            out.append(Hop(dst_node, pkt(UPLINK, _iface(dst))))
+        return out
+    if dst.is_workload and dst_node is not None:
+        if src.is_node_like and src.node_name == dst_node:
+            return [Hop(dst_node, pkt("", _iface(dst), "OUTPUT"))]
+        return [Hop(dst_node, pkt(UPLINK, _iface(dst)))]
+    return []
+
+
+def enforce(
+    flow: Flow, evaluate: Callable[[str, Packet], Decision], state: State = "NEW"
+) -> tuple[bool, list[tuple[Hop, Decision]]]:
+    """Walk ``flow`` through every node on its path; allowed iff no hop drops it."""
+    trail: list[tuple[Hop, Decision]] = []
+    for hop in hops(flow, state):
+        decision = evaluate(hop.node, hop.packet)
+        trail.append((hop, decision))
+        if decision.verdict == "DROP":
+            return False, trail
+    return True, trail
+
+
+def cluster_nodes(cluster: Cluster) -> list[str]:
+    """Every node name the cluster knows (declared or named by a pod)."""
+    return sorted({n.name for n in cluster.nodes} | {p.node for p in cluster.pods if p.node})
