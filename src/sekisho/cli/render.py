@@ -1,0 +1,131 @@
+"""``sekisho render``: one node's iptables + ipset documents, or its nft script.
+
+Also :func:`explain_enforcement`, the helper ``sekisho trace --node`` uses to
+show what the rendered rules of a node do with a flow (the interpreter walks
+the very text ``render`` prints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import click
+
+if TYPE_CHECKING:
+    from sekisho.model.types import Cluster
+    from sekisho.render import Backend, IptablesRuleset, NftRuleset
+    from sekisho.semantics import Flow
+
+
+def write_outputs(ruleset: IptablesRuleset | NftRuleset, out_dir: Path) -> list[Path]:
+    """Write the documents into ``out_dir`` (created if missing); return the paths written."""
+    from sekisho.render import IptablesRuleset
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str]
+    if isinstance(ruleset, IptablesRuleset):
+        files = {
+            "ipset.restore": ruleset.ipset_restore(),
+            "iptables.restore": ruleset.iptables_restore(),
+            "hooks.txt": ruleset.hook_lines(),
+        }
+    else:
+        files = {"ruleset.nft": ruleset.script()}
+    written = []
+    for name, text in files.items():
+        path = out_dir / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def explain_enforcement(
+    cluster: Cluster, flow: Flow, node: str | None = None, backend: str = "iptables"
+) -> list[str]:
+    """Lines saying what the rendered rules do with ``flow`` on each node it passes.
+
+    With ``node``, only that node's filtering points are shown (and a line when the
+    flow does not pass that node's filters). Each hop shows the hook, interfaces,
+    verdict, the rule that decided and the rules that matched before it.
+    """
+    from functools import cache
+
+    from sekisho.render import check_node, render_node
+    from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet, program
+    from sekisho.render.path import enforce, hops
+
+    if node is not None:
+        check_node(cluster, node)
+
+    @cache
+    def prog(name: str) -> IptablesProgram | NftProgram:
+        return program(render_node(cluster, name, backend=cast("Backend", backend)).render_text())
+
+    def evaluate(name: str, packet: Packet) -> Decision:
+        return prog(name).evaluate(packet)
+
+    path = hops(flow)
+    lines = [
+        f"enforcement ({backend} rules as rendered): {flow.src.label} -> {flow.dst.label} {flow.service}"
+    ]
+    if not path:
+        lines.append("  no node filters this flow (same pod, or node-originated to its own pod)")
+        return lines
+    allowed, trail = enforce(flow, evaluate)
+    shown = [(h, d) for h, d in trail if node is None or h.node == node]
+    if node is not None and not any(h.node == node for h in path):
+        lines.append(f"  the flow does not pass node {node}'s filters")
+    for hop, d in shown:
+        p = hop.packet
+        where = (
+            f"{hop.node} {p.hook}"
+            + (f" in={p.iif}" if p.iif else "")
+            + (f" out={p.oif}" if p.oif else "")
+        )
+        lines.append(f"  {where}: {d.verdict} by: {d.rule}")
+        lines.extend(f"      matched: {c}" for c in d.trail[:-1])
+    lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
+    return lines
+
+
+@click.command("render")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--node", required=True, help="The node whose rules to render.")
+@click.option(
+    "--backend",
+    type=click.Choice(["iptables", "nftables"]),
+    default="iptables",
+    show_default=True,
+)
+@click.option(
+    "--prefix", default="sekisho", show_default=True, help="Prefix of every chain, set and table."
+)
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write ipset.restore, iptables.restore, hooks.txt (or ruleset.nft) here.",
+)
+def render(
+    paths: tuple[str, ...], node: str, backend: str, prefix: str, out_dir: Path | None
+) -> int:
+    """Render NODE's dataplane for the policies in PATH...
+
+    iptables: the `ipset restore` document and the `iptables-restore --noflush`
+    document of table filter (only our own chains), plus the hook rules to insert
+    first in FORWARD and INPUT. nftables: one `nft -f` script that creates or
+    replaces table inet PREFIX. Output is deterministic.
+    """
+    from sekisho.model import load_cluster
+    from sekisho.render import render_node
+
+    cluster = load_cluster(list(paths))
+    ruleset = render_node(cluster, node, backend=cast("Backend", backend), prefix=prefix)
+    if out_dir is None:
+        click.echo(ruleset.render_text(), nl=False)
+    else:
+        for path in write_outputs(ruleset, out_dir):
+            click.echo(f"wrote {path}", err=True)
+    return 0
