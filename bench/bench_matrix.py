@@ -1,0 +1,313 @@
+"""Analysis speed: ``sekisho matrix`` against NCA (network-config-analyzer) on generated clusters.
+
+    .venv/bin/python bench/bench_matrix.py            # 100, 1,000, 5,000 pods + 10,000 pods / 1,000 policies
+    .venv/bin/python bench/bench_matrix.py --quick    # 100 and 1,000 pods only
+    .venv/bin/python bench/bench_matrix.py --full-json  # also the JSON CLI where its output is gigabytes
+
+Every figure is a whole command run as a child process (interpreter start-up,
+imports, parsing the YAML, analysis, output), timed with a monotonic clock; the
+median of ``--repeat`` runs is shown, with the child's peak RSS from ``wait4``.
+The baseline (NCA) is measured in the same run on the same files.
+
+Commands:
+
+* ``sekisho matrix DIR -o json >/dev/null`` (every declared port and ICMP): the
+  CLI as a CI job runs it. Its output is the documented pod-by-pod JSON, i.e.
+  3 tables x probes x pods^2 booleans: ~150 MB at 1,000 pods, ~4 GB at 5,000, so
+  at 5,000 pods and more it runs only with ``--full-json``.
+* sekisho analysis: the same load and ``compute_matrix`` for every port, with
+  every probe's pod-by-pod ``allowed`` table materialized (numpy, n x n), but
+  not serialized: what NCA's run does (NCA prints a compressed rule summary).
+* ``nca --connectivity DIR --resource_list DIR`` (default txt output: the
+  connectivity map as minimized firewall rules), from ``bench/.env-nca``, a
+  separate virtualenv this script creates (``pip install network-config-analyzer``;
+  never a project dependency).
+
+Agreement: on the 100-pod cluster (and the 1,000-pod one unless ``--quick``)
+NCA's per-pair output (``-o txt_no_fw_rules``: ``src => dst : connections``) is
+parsed and compared, for every TCP/UDP probe and every ordered pair of distinct
+pods, with ``allowed`` from ``sekisho matrix -o json``; the script prints the
+number of cells compared, allowed counts on both sides, and any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import generator  # noqa: E402  (bench scripts load siblings by path)
+
+VENV_BIN = Path(sys.executable).parent
+SEKISHO = (
+    [str(VENV_BIN / "sekisho")]
+    if (VENV_BIN / "sekisho").exists()
+    else [sys.executable, "-m", "sekisho"]
+)
+NCA_ENV = HERE / ".env-nca"
+NCA = NCA_ENV / "bin" / "nca"
+
+# Load, compute every probe, materialize every pod-level allowed table; no output.
+ANALYSIS = """
+import sys
+from sekisho.model import load_cluster
+from sekisho.semantics import compute_matrix, default_probes
+cluster = load_cluster(sys.argv[1:2])
+probes = default_probes(cluster) if len(sys.argv) < 3 else [(int(sys.argv[2]), sys.argv[3])]
+m = compute_matrix(cluster, probes)
+cells = sum(int(p.allowed.sum()) for p in m.probes)
+print(len(m.pods), len(m.probes), cells)
+"""
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_kb: int
+    returncode: int
+    stdout: str
+
+
+def run(argv: Sequence[str], *, capture: bool = False, cwd: Path | None = None) -> Run:
+    """Run a command; wall time and the child's own peak RSS (``wait4``)."""
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out if capture else subprocess.DEVNULL,
+            stderr=err,
+            cwd=cwd,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode() if capture else ""
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{tail}")
+        return Run(elapsed, usage.ru_maxrss, proc.returncode, text)
+
+
+def timed(argv: Sequence[str], repeat: int, *, cwd: Path | None = None) -> tuple[float, int, int]:
+    """(median seconds, max peak KB, runs)."""
+    runs = [run(argv, cwd=cwd) for _ in range(repeat)]
+    return statistics.median(r.seconds for r in runs), max(r.peak_kb for r in runs), len(runs)
+
+
+def ensure_nca() -> Path:
+    if NCA.exists():
+        return NCA
+    print(f"creating {NCA_ENV} and installing network-config-analyzer ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(NCA_ENV)], check=True)
+    subprocess.run(
+        [str(NCA_ENV / "bin" / "pip"), "install", "-q", "network-config-analyzer"], check=True
+    )
+    return NCA
+
+
+def nca_argv(directory: Path, *extra: str) -> list[str]:
+    return [str(NCA), "--connectivity", str(directory), "--resource_list", str(directory), *extra]
+
+
+# --- agreement -------------------------------------------------------------------
+
+_LINE = re.compile(r"^(?P<src>\S+) => (?P<dst>\S+) : (?P<conn>.+)$")
+_CONN = re.compile(
+    r"\{protocols:(?P<protos>[A-Z]+(?:, ?[A-Z]+)*)(?:,dst_ports:(?P<ports>[0-9,\-]+))?\}"
+)
+
+
+def _ports(spec: str | None) -> list[tuple[int, int]] | None:
+    if spec is None:
+        return None
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out.append((int(lo), int(hi or lo)))
+    return out
+
+
+def parse_nca_pairs(text: str) -> dict[tuple[str, str], object]:
+    """``{(src, dst): "all" | [(protocols, port ranges or None), ...]}`` for pod-to-pod lines."""
+    pairs: dict[tuple[str, str], object] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line.strip())
+        if not m or not m["src"].endswith("[Pod]") or not m["dst"].endswith("[Pod]"):
+            continue
+        src, dst = m["src"][: -len("[Pod]")], m["dst"][: -len("[Pod]")]
+        conn = m["conn"].strip()
+        if conn == "All connections":
+            pairs[(src, dst)] = "all"
+            continue
+        sets = [
+            (frozenset(p.strip() for p in c["protos"].split(",")), _ports(c["ports"]))
+            for c in _CONN.finditer(conn)
+        ]
+        if not sets:
+            raise ValueError(f"cannot parse NCA connections {conn!r}")
+        pairs[(src, dst)] = sets
+    return pairs
+
+
+def nca_allows(conn: object, port: int, protocol: str) -> bool:
+    if conn == "all":
+        return True
+    assert isinstance(conn, list)
+    for protos, ranges in conn:
+        if protocol in protos and (ranges is None or any(lo <= port <= hi for lo, hi in ranges)):
+            return True
+    return False
+
+
+def agreement(directory: Path) -> str:
+    import numpy as np
+
+    sk = json.loads(run([*SEKISHO, "matrix", str(directory), "-o", "json"], capture=True).stdout)
+    nca = parse_nca_pairs(run(nca_argv(directory, "-o", "txt_no_fw_rules"), capture=True).stdout)
+    pods: list[str] = sk["pods"]
+    index = {p: i for i, p in enumerate(pods)}
+    unknown = {p for pair in nca for p in pair if p not in index}
+    if unknown:
+        return (
+            f"agreement on {directory.name}: NCA names pods sekisho does not: {sorted(unknown)[:5]}"
+        )
+    n = len(pods)
+    off_diagonal = ~np.eye(n, dtype=bool)
+    compared = sk_allowed = nca_allowed = wrong = 0
+    examples: list[str] = []
+    for probe in sk["probes"]:
+        port, proto = probe["port"], probe["protocol"]
+        if proto not in ("TCP", "UDP") or port is None:
+            continue  # compare TCP and UDP ports; ICMP has no NCA counterpart here
+        mine = np.array(probe["allowed"], dtype=bool) & off_diagonal
+        theirs = np.zeros((n, n), dtype=bool)
+        for (src, dst), conn in nca.items():
+            if src != dst and nca_allows(conn, port, proto):
+                theirs[index[src], index[dst]] = True
+        compared += n * (n - 1)
+        sk_allowed += int(mine.sum())
+        nca_allowed += int(theirs.sum())
+        diff = np.argwhere(mine != theirs)
+        wrong += len(diff)
+        for i, j in diff[: max(0, 10 - len(examples))]:
+            examples.append(
+                f"  {pods[i]} -> {pods[j]} {proto}/{port}: sekisho {bool(mine[i, j])}, nca {bool(theirs[i, j])}"
+            )
+    lines = [
+        f"agreement on {directory.name}: {compared} cells (ordered pairs of distinct pods x TCP/UDP "
+        f"probes); allowed: sekisho {sk_allowed}, nca {nca_allowed}; cells that differ: {wrong}"
+    ]
+    return "\n".join(lines + examples)
+
+
+# --- main ------------------------------------------------------------------------
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="sekisho matrix vs NCA on generated clusters")
+    ap.add_argument(
+        "--quick", action="store_true", help="100 and 1,000 pods only; no 10,000-pod run"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per command (median); NCA at 5,000 runs once"
+    )
+    ap.add_argument(
+        "--full-json",
+        action="store_true",
+        help="also run the JSON CLI at 5,000+ pods (GBs of output)",
+    )
+    ap.add_argument(
+        "--no-nca", action="store_true", help="sekisho only (no baseline, no agreement)"
+    )
+    ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    args = ap.parse_args(argv)
+
+    sizes = [100, 1000] if args.quick else [100, 1000, 5000]
+    if not args.no_nca:
+        ensure_nca()
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sekisho-bench-"))
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, clusters in {base}")
+    print(
+        "clusters from bench/generator.py (deployments of 5 replicas, ~pods/10 policies, seed 0),\n"
+        "one file each (cluster.yaml, or cluster.json as one List); both tools read the same file\n"
+    )
+
+    rows = []
+    for n in sizes:
+        objs = generator.generate(n, replicas=5, seed=0)
+        n_pol = sum(1 for o in objs if o["kind"] == "NetworkPolicy")
+        for fmt in ("yaml", "json"):
+            d = base / f"pods-{n}-{fmt}"
+            generator.write(objs, d, fmt=fmt, one_file=True)
+            sk_json = None
+            if n < 5000 or args.full_json:
+                sk_json, _, _ = timed([*SEKISHO, "matrix", str(d), "-o", "json"], args.repeat)
+            sk_an, sk_kb, _ = timed([sys.executable, "-c", ANALYSIS, str(d)], args.repeat)
+            nca_s = nca_kb = None
+            if not args.no_nca:
+                nca_s, nca_kb, _ = timed(nca_argv(d), 1 if n >= 5000 else args.repeat, cwd=base)
+            rows.append((n, n_pol, fmt, sk_json, sk_an, sk_kb, nca_s, nca_kb))
+            print(
+                f"  {n} pods ({fmt}): sekisho -o json {_fmt(sk_json)} s, "
+                f"analysis {sk_an:.2f} s, nca {_fmt(nca_s)} s",
+                flush=True,
+            )
+
+    print()
+    print(
+        "| pods | policies | input | sekisho -o json (s) | sekisho analysis (s) | nca (s) "
+        "| nca / sekisho json | nca / sekisho analysis | peak MB sekisho / nca |"
+    )
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for n, n_pol, fmt, sk_json, sk_an, sk_kb, nca_s, nca_kb in rows:
+        r_json = f"{nca_s / sk_json:.1f}x" if nca_s and sk_json else "-"
+        r_an = f"{nca_s / sk_an:.1f}x" if nca_s else "-"
+        mem = f"{sk_kb // 1024} / {nca_kb // 1024 if nca_kb else '-'}"
+        print(
+            f"| {n} | {n_pol} | {fmt} | {_fmt(sk_json)} | {sk_an:.2f} | {_fmt(nca_s)} "
+            f"| {r_json} | {r_an} | {mem} |"
+        )
+
+    if not args.no_nca:
+        print()
+        for n in [100] if args.quick else [100, 1000]:
+            print(agreement(base / f"pods-{n}-yaml"))
+
+    if not args.quick:
+        print("\n10,000 pods, 1,000 policies, one probe (8080/TCP), full pod-by-pod matrix:")
+        objs10k = generator.generate(10000, policies=1000, seed=0)
+        for fmt in ("yaml", "json"):
+            d = base / f"pods-10000-{fmt}"
+            generator.write(objs10k, d, fmt=fmt, one_file=True)
+            s, kb, k = timed([sys.executable, "-c", ANALYSIS, str(d), "8080", "TCP"], args.repeat)
+            print(
+                f"  analysis from {fmt} files: {s:.2f} s (median of {k}), peak RSS {kb // 1024} MB"
+            )
+        if args.full_json:
+            d = base / "pods-10000-json"
+            s, kb, k = timed([*SEKISHO, "matrix", str(d), "--probe", "8080/TCP", "-o", "json"], 1)
+            print(f"  sekisho matrix -o json: {s:.2f} s, peak RSS {kb // 1024} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
