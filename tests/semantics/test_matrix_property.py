@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -163,6 +164,7 @@ def test_matrix_equals_verdict_on_every_pair(c: Cluster) -> None:
                 v.lines(),
             )
         assert (probe.allowed == expected).all()
+    assert json.loads(b"".join(m.iter_json_bytes())) == m.to_json()
 
 
 def test_selected_subset_of_pods() -> None:
@@ -217,3 +219,19 @@ def test_hostnetwork_pods_in_matrix() -> None:
         True,
     ]  # far hn is its node; near is own node
     assert allowed[0].all()  # hostNetwork targets are never isolated
+
+
+def test_json_bytes_of_empty_cluster() -> None:
+    m = compute_matrix(cluster([], [], NODES, NS), [(80, "TCP"), (None, "ICMP")])
+    doc = json.loads(b"".join(m.iter_json_bytes()))
+    assert (
+        doc
+        == m.to_json()
+        == {
+            "pods": [],
+            "probes": [
+                {"port": 80, "protocol": "TCP", "ingress": [], "egress": [], "allowed": []},
+                {"port": None, "protocol": "ICMP", "ingress": [], "egress": [], "allowed": []},
+            ],
+        }
+    )

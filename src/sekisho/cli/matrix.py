@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -233,7 +233,11 @@ def matrix(
     chosen = choose_probes(port, protocol, probes)
     result = compute_matrix(cluster, chosen if chosen is not None else default_probes(cluster))
     if output == "json":
-        click.echo(json.dumps(result.to_json()))
+        stream = sys.stdout.buffer
+        for chunk in result.iter_json_bytes():
+            stream.write(chunk)
+        stream.write(b"\n")
+        stream.flush()
     elif output == "csv":
         click.echo(csv_text(result), nl=False)
     elif output == "md":

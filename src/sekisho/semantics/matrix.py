@@ -18,7 +18,8 @@ tests check the two agree on every pair.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -127,6 +128,40 @@ class Matrix:
             "pods": [p.key for p in self.pods],
             "probes": [p.to_json() for p in self.probes],
         }
+
+    def iter_json_bytes(self) -> Iterator[bytes]:
+        """:meth:`to_json` as UTF-8 JSON text in chunks (one per table), encoded by numpy.
+
+        Parses to exactly the same object; each cell is written as the fixed-width
+        token ``" true"`` or ``"false"`` so a whole table is one lookup.
+        """
+        yield b'{"pods": ' + json.dumps([p.key for p in self.pods]).encode() + b', "probes": ['
+        for n, probe in enumerate(self.probes):
+            head = {"port": probe.port, "protocol": probe.protocol}
+            yield (b", " if n else b"") + json.dumps(head).encode()[:-1]
+            for name in ("ingress", "egress", "allowed"):
+                yield f', "{name}": '.encode()
+                yield bool_table_json(getattr(probe, name))
+            yield b"}"
+        yield b"]}"
+
+
+_CELLS = np.frombuffer(b"false, true,", dtype=np.uint8).reshape(2, 6)
+
+
+def bool_table_json(table: BoolArray) -> bytes:
+    """A 2-D bool array as a JSON array of arrays, vectorized (cells ``false``/`` true``)."""
+    n_rows, n_cols = table.shape
+    if n_rows == 0:
+        return b"[]"
+    if n_cols == 0:
+        return b"[" + b",".join([b"[]"] * n_rows) + b"]"
+    buf = np.empty((n_rows, 6 * n_cols + 2), dtype=np.uint8)
+    buf[:, 0] = ord("[")
+    buf[:, 1:-1] = _CELLS[table.astype(np.intp)].reshape(n_rows, 6 * n_cols)
+    buf[:, -2] = ord("]")  # replaces the last cell's comma
+    buf[:, -1] = ord(",")
+    return b"[" + buf.tobytes()[:-1] + b"]"
 
 
 def default_probes(cluster: Cluster) -> list[Probe]:
