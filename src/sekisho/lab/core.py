@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -226,19 +225,10 @@ class Lab:
         netns.start_scripts(jobs)
 
     def _spawn(self, role: str, ns: str, argv: list[str], marker: str, log_name: str) -> None:
-        logf = open(self.dir / log_name, "ab")  # noqa: SIM115 - the child keeps it
-        try:
-            proc = subprocess.Popen(
-                netns.exec_argv(ns, argv) if ns else argv,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self.dir,
-            )
-        finally:
-            logf.close()
-        self.state.procs.append(Proc(role, proc.pid, ns, marker))
+        pid = netns.spawn(
+            netns.exec_argv(ns, argv) if ns else argv, str(self.dir / log_name), str(self.dir)
+        )
+        self.state.procs.append(Proc(role, pid, ns, marker))
         self._save()
 
     def _server_argv(
@@ -423,7 +413,7 @@ class Lab:
         except LabError:
             state = None
         if state is not None:
-            netns.kill_pids([p.pid for p in state.procs if p.ours()])
+            netns.kill_pids([p.pid for p in state.procs if p.ours() or netns.is_child(p.pid)])
         existing = set(netns.list_netns(self.runner))
         ours = {n for n in existing if n.startswith(f"{PREFIX}{self.name}-")}
         if state is not None:

@@ -83,6 +83,42 @@ def pids_in(name: str, runner: Runner = run_process) -> list[int]:
     return [int(x) for x in res.stdout.split() if x.isdigit()]
 
 
+_children: dict[int, subprocess.Popen[bytes]] = {}
+"""Detached children this process started, kept so they can be reaped (no zombies, no warnings)."""
+
+
+def spawn(argv: Sequence[str], log: str, cwd: str) -> int:
+    """Start ``argv`` detached (own session and process group), output to ``log``; its pid."""
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+        )
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def _reap(pid: int) -> bool:
+    """True when ``pid`` is gone (reaped if it was our child)."""
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return False
+        del _children[pid]
+        return True
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+    except ChildProcessError:
+        pass
+    return not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+
+
 def kill_pids(pids: Sequence[int], grace: float = 2.0) -> None:
     """SIGTERM each process group (our children lead their own), then SIGKILL what is left."""
     alive = [p for p in pids if p != os.getpid()]
@@ -92,22 +128,18 @@ def kill_pids(pids: Sequence[int], grace: float = 2.0) -> None:
                 fn(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
-        for pid in list(alive):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-                if done == pid:
-                    alive.remove(pid)
-                    continue
-            except ChildProcessError:
-                pass
-            if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
-                alive.remove(pid)
+        alive = [pid for pid in alive if not _reap(pid)]
         if alive:
-            time.sleep(0.05)
+            time.sleep(0.02)
     for pid in alive:
         for fn in (os.killpg, os.kill):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 fn(pid, signal.SIGKILL)
+    for pid in alive:
+        proc = _children.pop(pid, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
 
 
 def _zombie(pid: int) -> bool:
@@ -174,3 +206,8 @@ def namespaces_supported(runner: Runner = run_process) -> str | None:
         return f"'ip netns add' failed: {res.stderr.strip()}"
     runner(["ip", "netns", "del", name], None)
     return None
+
+
+def is_child(pid: int) -> bool:
+    """Whether this process started ``pid`` with :func:`spawn` and has not reaped it yet."""
+    return pid in _children
