@@ -134,12 +134,12 @@ class Verdict:
             )
         if self.egress is not None:
             out += self.egress.lines()
-        elif self.reason not in ("self",):
-            out.append(f"egress: not evaluated ({f.src.label} is not a workload pod)")
+        elif self.reason != "self":
+            out.append(f"egress: not evaluated ({_why_unfiltered(f.src, 'source')})")
         if self.ingress is not None:
             out += self.ingress.lines()
         elif self.reason not in ("self", "same-node"):
-            out.append(f"ingress: not evaluated ({f.dst.label} is not a workload pod)")
+            out.append(f"ingress: not evaluated ({_why_unfiltered(f.dst, 'destination')})")
         out.append(f"verdict: {'ALLOWED' if self.allowed else 'DENIED'} ({self.reason})")
         if self.allowed:
             out.append(
@@ -160,6 +160,18 @@ class Verdict:
             "egress": self.egress.to_json() if self.egress is not None else None,
             "ingress": self.ingress.to_json() if self.ingress is not None else None,
         }
+
+
+def _why_unfiltered(end: Endpoint, role: str) -> str:
+    if end.pod is not None and end.pod.host_network:
+        return f"{end.label} is a hostNetwork pod: policy treats it as its node {end.node_name}"
+    if end.kind == "node":
+        if role == "source":
+            return f"node {end.label} sends from the host: it passes no pod's endpoint chain"
+        return f"node {end.label} is not a pod: only the source's egress applies"
+    if role == "source":
+        return f"{end.label} is outside the cluster: it has no egress policy"
+    return f"{end.label} is outside the cluster: only the source's egress applies"
 
 
 # --- peers ---------------------------------------------------------------------------------------
