@@ -6,10 +6,10 @@ read-back compares token by token after :func:`normalize_iptables_save`.
 
 Layout, all in table ``filter``::
 
-    FORWARD -> P-FORWARD: clear mark; -i cali+ -> P-from-wl-dispatch;
-                          -o cali+ -> P-to-wl-dispatch; mark set -> ACCEPT
-    INPUT   -> P-INPUT:   clear mark; -i cali+ -> P-from-wl-dispatch; mark set -> ACCEPT
-    P-from-wl-dispatch: -i caliX -g P-fw-caliX ... ; DROP (unknown cali interface)
+    FORWARD -> P-FORWARD: clear mark; -i cali+ -> P-fw-dispatch;
+                          -o cali+ -> P-tw-dispatch; mark set -> ACCEPT
+    INPUT   -> P-INPUT:   clear mark; -i cali+ -> P-fw-dispatch; mark set -> ACCEPT
+    P-fw-dispatch: -i caliX -g P-fw-caliX ... ; DROP (unknown cali interface)
     P-fw-caliX: ESTABLISHED,RELATED ACCEPT; INVALID DROP; clear mark;
                 per policy: -j P-po-H; mark set -> RETURN; DROP if isolated else set mark
 

@@ -90,4 +90,4 @@ def top_chain(prefix: str, hook: str) -> str:
 
 def dispatch_chain(prefix: str, direction: str) -> str:
     """The chain that picks a local endpoint's chain by interface."""
-    return f"{prefix}-{'to' if direction == 'ingress' else 'from'}-wl-dispatch"
+    return f"{prefix}-{'tw' if direction == 'ingress' else 'fw'}-dispatch"

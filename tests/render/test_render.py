@@ -1,0 +1,266 @@
+"""Rendered text: goldens for the seed, names and limits, sets, ports, incremental updates."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from render.goldens import check_golden, seed_part2
+from render.seed_cluster import seed_cluster
+from render.test_differential import clusters
+from sekisho.errors import UsageError
+from sekisho.model.types import (
+    Cluster,
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    PolicyPort,
+    Rule,
+)
+from sekisho.render import (
+    IptablesRuleset,
+    NftRuleset,
+    NodeRenderer,
+    render_iptables,
+    render_nftables,
+    render_node,
+)
+from sekisho.render.compile import block_networks
+
+NET = ipaddress.IPv4Network
+
+
+@pytest.mark.parametrize(
+    ("node", "backend"),
+    [
+        pytest.param(n, b, id=f"{n}-{b}")
+        for n in ("k8s-node1", "k8s-node2", "k8s-node3")
+        for b in ("iptables", "nftables")
+    ],
+)
+def test_seed_render_golden(node: str, backend: str) -> None:
+    rs = render_node(seed_part2(), node, backend=backend)  # type: ignore[call-overload]
+    check_golden(f"render/seed-part2-{node}.{backend}", rs.render_text())
+
+
+def test_loader_seed_equals_typed_seed() -> None:
+    for node in ("k8s-node2", "k8s-node3"):
+        a = render_node(seed_part2(), node).render_text()
+        b = render_node(seed_cluster(), node).render_text()
+        assert a == b
+
+
+def test_unknown_node_lists_nodes() -> None:
+    with pytest.raises(UsageError, match=r"expected one of: k8s-master1.*k8s-node3"):
+        render_node(seed_cluster(), "nope")
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("bad-prefix", id="dash"),
+        pytest.param("x" * 13, id="long"),
+    ],
+)
+def test_bad_prefix(prefix: str) -> None:
+    with pytest.raises(UsageError, match="prefix"):
+        render_node(seed_cluster(), "k8s-node2", prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    "prefix", [pytest.param("sekisho", id="default"), pytest.param("abcdefghijkl", id="12-chars")]
+)
+def test_names_within_kernel_limits_and_prefixed(prefix: str) -> None:
+    rs = render_node(seed_cluster(), "k8s-node3", prefix=prefix)
+    assert isinstance(rs, IptablesRuleset)
+    for name, _ in rs.chains:
+        assert name.startswith(prefix + "-") and len(name) <= 28, name
+    for s in rs.sets:
+        assert s.name.startswith(prefix + "-") and len(s.name) <= 31, s.name
+    nft = render_node(seed_cluster(), "k8s-node3", backend="nftables", prefix=prefix)
+    assert isinstance(nft, NftRuleset)
+    assert nft.table == prefix
+
+
+@pytest.mark.parametrize(
+    ("block", "want"),
+    [
+        pytest.param(IPBlock(NET("10.0.0.0/8")), ["10.0.0.0/8"], id="plain"),
+        pytest.param(
+            IPBlock(NET("10.0.0.0/30"), (NET("10.0.0.1/32"),)),
+            ["10.0.0.0/32", "10.0.0.2/31"],
+            id="one-host",
+        ),
+        pytest.param(
+            IPBlock(NET("0.0.0.0/0"), (NET("128.0.0.0/1"),)), ["0.0.0.0/1"], id="half-of-all"
+        ),
+        pytest.param(
+            IPBlock(NET("0.0.0.0/0")), ["0.0.0.0/1", "128.0.0.0/1"], id="all-split-for-hash-net"
+        ),
+        pytest.param(
+            IPBlock(NET("10.0.0.0/29"), (NET("10.0.0.0/30"), NET("10.0.0.0/31"))),
+            ["10.0.0.4/30"],
+            id="nested-excepts",
+        ),
+    ],
+)
+def test_ipblock_except_is_exact(block: IPBlock, want: list[str]) -> None:
+    assert [str(n) for n in block_networks(block)] == want
+
+
+def _cluster(policies: tuple[NetworkPolicy, ...], pods: tuple[Pod, ...] | None = None) -> Cluster:
+    base = seed_cluster()
+    return dataclasses.replace(
+        base,
+        policies=tuple(sorted(policies, key=lambda p: p.key)),
+        pods=base.pods if pods is None else tuple(sorted(pods, key=lambda p: p.key)),
+    )
+
+
+RED = LabelSelector((("app", "red"),))
+BLUE = LabelSelector((("app", "blue"),))
+
+
+def test_identical_peers_share_one_set() -> None:
+    pols = tuple(
+        NetworkPolicy("dev", name, RED, ingress=(Rule((Peer(pod_selector=BLUE),), None),))
+        for name in ("a", "b")
+    )
+    rs = render_node(_cluster(pols), "k8s-node2")
+    assert isinstance(rs, IptablesRuleset)
+    assert len(rs.sets) == 1
+    assert rs.sets[0].members == ("10.244.3.6",)
+    assert rs.iptables_restore().count(f"--match-set {rs.sets[0].name} src") == 2
+
+
+@pytest.mark.parametrize(
+    ("ports", "want"),
+    [
+        pytest.param(
+            tuple(PolicyPort("TCP", p) for p in range(1000, 1020)),
+            [
+                "--dports " + ",".join(map(str, range(1000, 1015))),
+                "--dports 1015,1016,1017,1018,1019",
+            ],
+            id="split-at-15",
+        ),
+        pytest.param(
+            (PolicyPort("TCP", 80, 90), *(PolicyPort("TCP", p) for p in range(1, 15))),
+            ["--dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14 ", "--dports 80:90 "],
+            id="range-counts-two",
+        ),
+        pytest.param(
+            (PolicyPort("UDP", 53), PolicyPort("TCP", 53)),
+            ["-p tcp -m multiport --dports 53", "-p udp -m multiport --dports 53"],
+            id="per-protocol",
+        ),
+        pytest.param((PolicyPort("SCTP"),), ["-p sctp -m comment"], id="protocol-any-port"),
+    ],
+)
+def test_ports(ports: tuple[PolicyPort, ...], want: list[str]) -> None:
+    pol = NetworkPolicy("dev", "p", RED, ingress=(Rule(None, ports),))
+    rs = render_node(_cluster((pol,)), "k8s-node2")
+    assert isinstance(rs, IptablesRuleset)
+    text = rs.iptables_restore()
+    for w in want:
+        assert w in text
+    assert text.count('--comment "policy dev/p ingress') == len(want)
+
+
+def test_named_port_resolved_per_destination_pod() -> None:
+    pods = list(seed_cluster().pods)
+    pods = [
+        dataclasses.replace(p, ports=(ContainerPort(8080, "TCP", "http"),))
+        if p.key == "dev/green"
+        else p
+        for p in pods
+    ]
+    pol = NetworkPolicy(
+        "dev",
+        "p",
+        RED,
+        egress=(Rule((Peer(pod_selector=LabelSelector()),), (PolicyPort("TCP", "http"),)),),
+        affects_ingress=False,
+        affects_egress=True,
+    )
+    rs = render_node(_cluster((pol,), tuple(pods)), "k8s-node2")
+    assert isinstance(rs, IptablesRuleset)
+    port_set = next(s for s in rs.sets if s.type == "hash:ip,port")
+    assert "10.244.5.43,tcp:8080" in port_set.members
+    assert "10.244.3.6,tcp:80" in port_set.members
+    assert f"--match-set {port_set.name} dst,dst" in rs.iptables_restore()
+    nft = render_node(_cluster((pol,), tuple(pods)), "k8s-node2", backend="nftables")
+    assert isinstance(nft, NftRuleset)
+    assert "10.244.5.43 . 8080" in nft.script()
+
+
+def test_ipv6_pod_does_not_crash() -> None:
+    pods = (
+        *seed_cluster().pods,
+        Pod("dev", "six", {"app": "blue"}, "k8s-node2", ipaddress.IPv6Address("fd00::6")),
+    )
+    pol = NetworkPolicy(
+        "dev",
+        "p",
+        LabelSelector(),
+        ingress=(
+            Rule(
+                (
+                    Peer(pod_selector=BLUE),
+                    Peer(ip_block=IPBlock(ipaddress.IPv6Network("fd00::/64"))),
+                ),
+                None,
+            ),
+        ),
+    )
+    for backend in ("iptables", "nftables"):
+        rs = render_node(_cluster((pol,), pods), "k8s-node2", backend=backend)  # type: ignore[call-overload]
+        assert "fd00" not in rs.render_text()
+
+
+# ------------------------------------------------------------------- incremental
+
+
+def _relabel(cluster: Cluster, key: str, labels: dict[str, str]) -> Cluster:
+    pods = tuple(dataclasses.replace(p, labels=labels) if p.key == key else p for p in cluster.pods)
+    return dataclasses.replace(cluster, pods=pods)
+
+
+def test_delta_after_one_label_change() -> None:
+    c0 = seed_cluster()
+    r = NodeRenderer("k8s-node2")
+    first = r.update(c0)
+    assert first.endpoints == {"dev/red", "prod/red"} and first.dispatch
+    assert r.update(c0).empty
+    # dev/green stops being app=green: the egress peer set of dev/red loses it
+    d = r.update(_relabel(c0, "dev/green", {"app": "teal", "environment": "dev"}))
+    assert len(d.sets) == 1 and not d.endpoints and not d.policies and not d.dispatch
+    # dev/red stops being red: no policy selects it any more, chains and sets go away
+    c2 = _relabel(c0, "dev/red", {"app": "rose", "environment": "dev"})
+    d = r.update(c2)
+    assert d.endpoints == {"dev/red"} and len(d.removed_policies) == 2 and len(d.removed_sets) == 2
+    assert render_iptables(r) == render_node(c2, "k8s-node2")
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(clusters(), clusters())
+def test_incremental_equals_full(a: Cluster, b: Cluster) -> None:
+    for node in ("n1", "n2"):
+        r = NodeRenderer(node)
+        r.update(a)
+        r.update(b)
+        assert render_iptables(r) == render_node(b, node)
+        assert render_nftables(r) == render_node(b, node, backend="nftables")
+        # and a pod-by-pod walk back to a
+        for pod in a.pods:
+            if b.pod(pod.key) is not None:
+                b = _relabel(b, pod.key, pod.labels)
+                r.update(b)
+        assert render_iptables(r) == render_node(b, node)
