@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -154,24 +152,26 @@ def table_lines(matrix: Matrix) -> list[Text]:
     return lines
 
 
-def csv_text(matrix: Matrix) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["protocol", "port", "from", "to", "ingress", "egress", "allowed"])
-    keys = [p.key for p in matrix.pods]
+def iter_csv(matrix: Matrix) -> Iterator[str]:
+    """CSV text, one chunk per source pod: a header, then one row per (probe, from, to)."""
+    yield "protocol,port,from,to,ingress,egress,allowed\n"
+    keys = [_csv_field(p.key) for p in matrix.pods]
+    flags = ("false", "true")
+    tails = [f",{flags[c >> 2]},{flags[(c >> 1) & 1]},{flags[c & 1]}\n" for c in range(8)]
     for probe in matrix.probes:
-        ing, eg, ok = probe.ingress, probe.egress, probe.allowed
         port = "" if probe.port is None else str(probe.port)
-        for i, a in enumerate(keys):
-            for j, b in enumerate(keys):
-                writer.writerow(
-                    [probe.protocol, port, a, b, _b(ing[i, j]), _b(eg[i, j]), _b(ok[i, j])]
-                )
-    return buf.getvalue()
+        codes = probe.ingress.astype("u1") * 4 + probe.egress.astype("u1") * 2 + probe.allowed
+        for i, src in enumerate(keys):
+            head = f"{probe.protocol},{port},{src},"
+            yield "".join(
+                [head + dst + tails[c] for dst, c in zip(keys, codes[i].tolist(), strict=True)]
+            )
 
 
-def _b(value: object) -> str:
-    return "true" if value else "false"
+def _csv_field(text: str) -> str:
+    if any(ch in text for ch in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def markdown_text(matrix: Matrix) -> str:
@@ -239,7 +239,9 @@ def matrix(
         stream.write(b"\n")
         stream.flush()
     elif output == "csv":
-        click.echo(csv_text(result), nl=False)
+        for text in iter_csv(result):
+            sys.stdout.write(text)
+        sys.stdout.flush()
     elif output == "md":
         click.echo(markdown_text(result))
     else:
