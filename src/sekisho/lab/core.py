@@ -334,7 +334,8 @@ class Lab:
                 "--backend", self.state.backend,
                 "--ready-file", str(self.ready_file(n.name)),
             ]  # fmt: skip
-            self._spawn(f"agent:{n.name}", "", argv, "agent", f"agent-{n.name}.log")
+            # Run inside the node's namespace too, so a scan of the namespace finds it after a crash.
+            self._spawn(f"agent:{n.name}", n.netns, argv, "agent", f"agent-{n.name}.log")
 
     def _agent_marks(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
