@@ -82,23 +82,37 @@ def groups(pods: Sequence[Pod]) -> list[tuple[str, list[int]]]:
     return out
 
 
-def cell_marks(
-    table: npt.NDArray[np.bool_], rows: list[list[int]], cols: list[list[int]]
-) -> list[list[str]]:
-    """One mark per (row group, column group): all allowed, all denied, mixed or self."""
+def cell_marks(table: npt.NDArray[np.bool_], members: list[list[int]]) -> list[list[str]]:
+    """One mark per (row group, column group): all allowed, all denied, mixed or self.
+
+    Counts allowed pairs per block with one-hot matrix products (in row chunks),
+    leaving out each pod's pair with itself.
+    """
     import numpy as np
 
+    n, g = table.shape[0], len(members)
+    onehot = np.zeros((n, g), dtype=np.float32)
+    for k, rows in enumerate(members):
+        onehot[rows, k] = 1.0
+    counts = np.zeros((g, g), dtype=np.float64)
+    step = 2048
+    for lo in range(0, n, step):
+        part = table[lo : lo + step].astype(np.float32) @ onehot
+        counts += onehot[lo : lo + step].T @ part
+    sizes = np.asarray([len(m) for m in members], dtype=np.float64)
+    pairs = np.outer(sizes, sizes)
+    # the diagonal of ``table`` is self (always True): not a pair between two pods
+    np.fill_diagonal(pairs, sizes * sizes - sizes)
+    np.fill_diagonal(counts, np.diag(counts) - sizes)
     out: list[list[str]] = []
-    for gi, r in enumerate(rows):
+    for i in range(g):
         line = []
-        for gj, c in enumerate(cols):
-            block = table[np.ix_(r, c)]
-            if gi == gj and rows is cols:
-                if len(r) == 1:
-                    line.append(SELF)
-                    continue
-                block = block[~np.eye(len(r), dtype=np.bool_)]
-            line.append(ALLOWED if block.all() else DENIED if not block.any() else MIXED)
+        for j in range(g):
+            total, hit = pairs[i, j], counts[i, j]
+            if total == 0:
+                line.append(SELF)
+            else:
+                line.append(ALLOWED if hit >= total else DENIED if hit <= 0 else MIXED)
         out.append(line)
     return out
 
@@ -141,15 +155,26 @@ def table_lines(matrix: Matrix) -> list[Text]:
             lines.append(Text(f"{probe_name(probe)} {which}", style="bold"))
             lines.append(Text(header))
             lines.append(Text("-" * len(header)))
-            marks = cell_marks(table, members, members)
+            marks = cell_marks(table, members)
             for i, row in enumerate(marks):
-                text = Text(f"{i:>{width}} | ")
-                for n, mark in enumerate(row):
-                    if n:
-                        text.append(" ")
-                    text.append(f"{mark:>{width}}", style=styles[mark])
-                lines.append(text)
+                lines.append(_row(f"{i:>{width}} | ", row, width, styles))
     return lines
+
+
+def _row(head: str, marks: list[str], width: int, styles: dict[str, str]) -> Text:
+    """One table row; runs of equal marks share one style span (rich renders spans slowly)."""
+    from rich.text import Text
+
+    text = Text(head + " ".join(f"{m:>{width}}" for m in marks))
+    start = len(head)
+    run = 0
+    for k in range(1, len(marks) + 1):
+        if k == len(marks) or marks[k] != marks[run]:
+            begin = start + run * (width + 1)
+            end = start + k * (width + 1) - 1
+            text.stylize(styles[marks[run]], begin, end)
+            run = k
+    return text
 
 
 def iter_csv(matrix: Matrix) -> Iterator[str]:
@@ -250,6 +275,10 @@ def matrix(
         console = Console(
             no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True
         )
-        for line in table_lines(result):
-            console.print(line)
+        lines = table_lines(result)
+        if console.no_color or not console.is_terminal:
+            sys.stdout.write("".join(t.plain + "\n" for t in lines))
+        else:
+            for line in lines:
+                console.print(line)
     return 0
