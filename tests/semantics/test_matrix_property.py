@@ -235,3 +235,39 @@ def test_json_bytes_of_empty_cluster() -> None:
             ],
         }
     )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    clusters(),
+    st.lists(peers(), min_size=1, max_size=4),
+    st.lists(selectors(), min_size=1, max_size=4),
+)
+def test_selector_index_equals_scalar_semantics(
+    c: Cluster, some_peers: list[Peer], some_selectors: list[LabelSelector]
+) -> None:
+    from sekisho.selectors import LabelTable, SelectorIndex
+    from sekisho.semantics import peer_mismatch, selecting_policies
+
+    index = SelectorIndex(c)
+    ends = {p.key: pod_endpoint(c, p) for p in c.pods}
+    for ns in ("a", "b", "c"):
+        for s in some_selectors:
+            pol = NetworkPolicy(ns, "x", s)
+            expected = [
+                p.key
+                for p in c.pods
+                if pol in selecting_policies(cluster(list(c.pods), [pol], NODES, NS), p, "ingress")
+            ]
+            assert [p.key for p in index.policy_targets(pol)] == expected
+        for peer in some_peers:
+            pol = NetworkPolicy(ns, "x", LabelSelector())
+            expected = [
+                p.key
+                for p in c.pods
+                if not p.host_network and peer_mismatch(c, pol, peer, ends[p.key]) is None
+            ]
+            assert [p.key for p in index.peer_pods(pol, peer)] == expected
+    table = LabelTable([p.labels for p in c.pods])
+    for s in some_selectors:
+        assert table.select(s).tolist() == [s.matches(p.labels) for p in c.pods]
