@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Literal, Protocol, TypeVar
 
 from sekisho.model.types import (
@@ -37,8 +38,9 @@ Direction = Literal["ingress", "egress"]
 DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
 
 IPv4Net = ipaddress.IPv4Network
-Member = IPv4Net | tuple[ipaddress.IPv4Address, int]
-"""A ``net`` set holds networks; a ``port`` set holds (pod IP, port) of one protocol."""
+IPv4 = ipaddress.IPv4Address
+Member = IPv4 | IPv4Net | tuple[IPv4, int]
+"""A ``net`` set holds pod IPs (hosts) and networks; a ``port`` set (pod IP, port) of one protocol."""
 
 MULTIPORT_MAX = 15
 """``-m multiport`` takes at most 15 ports; a range ``a:b`` counts as two."""
@@ -97,7 +99,7 @@ class SetDef:
             return ()
         if not self.pod_selector.matches(pod.labels):
             return ()
-        return (IPv4Net(pod.ip),)
+        return (pod.ip,)
 
     def static_members(self) -> tuple[Member, ...]:
         """Members of an ipBlock set: the CIDR minus the excepts, exactly, as disjoint CIDRs."""
@@ -132,9 +134,30 @@ def block_networks(block: IPBlock) -> list[IPv4Net]:
 
 
 def member_sort_key(m: Member) -> tuple[int, int]:
+    if isinstance(m, IPv4):
+        return (int(m), 32)
     if isinstance(m, IPv4Net):
         return (int(m.network_address), m.prefixlen)
     return (int(m[0]), m[1])
+
+
+@cache
+def address_text(ip: IPv4) -> str:
+    """``str(ip)``, cached: the same pod IPs are printed in many sets and on every render."""
+    return str(ip)
+
+
+def member_texts(members: Iterable[Member]) -> list[tuple[IPv4 | str, int | None]]:
+    """Sorted members as (address or network text, port or None)."""
+    out: list[tuple[IPv4 | str, int | None]] = []
+    for m in sorted(members, key=member_sort_key):
+        if isinstance(m, IPv4):
+            out.append((address_text(m), None))
+        elif isinstance(m, IPv4Net):
+            out.append((str(m.network_address) if m.prefixlen == 32 else str(m), None))
+        else:
+            out.append((address_text(m[0]), m[1]))
+    return out
 
 
 def peer_set(policy: NetworkPolicy, peer: Peer) -> SetDef:

@@ -29,10 +29,8 @@ from sekisho.render.compile import (
     AllowRule,
     Direction,
     Endpoint,
-    IPv4Net,
-    Member,
     NodeRenderer,
-    member_sort_key,
+    member_texts,
 )
 
 MARK = f"{names.ACCEPT_MARK:#x}/{names.ACCEPT_MARK:#x}"
@@ -123,20 +121,16 @@ def _c(comment: str) -> str:
     return f"-m comment --comment {_q(comment)}"
 
 
-def member_text(m: Member, protocol: str | None) -> str:
-    if isinstance(m, IPv4Net):
-        return str(m.network_address) if m.prefixlen == 32 else str(m)
-    assert protocol is not None
-    return f"{m[0]},{protocol.lower()}:{m[1]}"
-
-
 def set_spec(r: NodeRenderer, key: str) -> IpSetSpec:
     sd = r.set_defs[key]
-    members = sorted(r.members[key], key=member_sort_key)
+    proto = (sd.protocol or "").lower()
     return IpSetSpec(
         name=r.set_name(key),
         type="hash:net" if sd.kind == "net" else "hash:ip,port",
-        members=tuple(member_text(m, sd.protocol) for m in members),
+        members=tuple(
+            f"{a}" if port is None else f"{a},{proto}:{port}"
+            for a, port in member_texts(r.members[key])
+        ),
         description=sd.description,
     )
 

@@ -20,10 +20,8 @@ from sekisho.render.compile import (
     AllowRule,
     Direction,
     Endpoint,
-    IPv4Net,
-    Member,
     NodeRenderer,
-    member_sort_key,
+    member_texts,
 )
 
 MARK = f"0x{names.ACCEPT_MARK:08x}"
@@ -106,19 +104,14 @@ def _c(comment: str) -> str:
     return 'comment "' + comment.replace('"', "'") + '"'
 
 
-def element(m: Member) -> str:
-    if isinstance(m, IPv4Net):
-        return str(m.network_address) if m.prefixlen == 32 else str(m)
-    return f"{m[0]} . {m[1]}"
-
-
 def nft_set(r: NodeRenderer, key: str) -> NftSet:
     sd = r.set_defs[key]
-    members = sorted(r.members[key], key=member_sort_key)
     return NftSet(
         name=r.set_name(key),
         type="ipv4_addr" if sd.kind == "net" else "ipv4_addr . inet_service",
-        elements=tuple(element(m) for m in members),
+        elements=tuple(
+            f"{a}" if port is None else f"{a} . {port}" for a, port in member_texts(r.members[key])
+        ),
         description=sd.description,
     )
 
