@@ -267,6 +267,8 @@ class IptablesProgram:
 
     def evaluate(self, packet: Packet) -> Decision:
         w = _Walk(packet, _addr(packet.src), _addr(packet.dst))
+        if not self.chains.get(packet.hook):
+            return Decision("ACCEPT", f"no rule in builtin chain {packet.hook}: not filtered")
         verdict = self._run(packet.hook, w)
         if verdict is None:
             return Decision("ACCEPT", "no rule decided: builtin policy ACCEPT", tuple(w.trail))
