@@ -108,6 +108,9 @@ class IptablesApplier:
         self._cache: IptablesState | None = None
         self._texts: dict[str, str] = {}
         """hash -> the kernel's saved text of that rule, learned on read-back."""
+        self._wants: dict[tuple[str, str], _Want] = {}
+        """(chain, spec) -> tagged rule, kept from the last plan (hashing is most of a plan)."""
+        self._members: dict[tuple[str, ...], frozenset[str]] = {}
 
     # ---- read back ---------------------------------------------------------------
 
@@ -158,21 +161,37 @@ class IptablesApplier:
                     f"{what} {name!r} does not start with our prefix {self.prefix!r}; refusing to touch it"
                 )
 
+        old_wants, wants = self._wants, {}
+
+        def want(chain: str, spec: str) -> _Want:
+            key = (chain, spec)
+            w = old_wants.get(key)
+            if w is None:
+                w = self._want(chain, spec)
+            wants[key] = w
+            return w
+
         chains: dict[str, list[_Want]] = {}
         for name, specs in ruleset.chains:
             own(name, "chain")
-            chains[name] = [self._want(name, spec) for spec in specs]
+            chains[name] = [want(name, spec) for spec in specs]
         hooks: dict[str, list[_Want]] = {}
         for builtin, spec in ruleset.hooks:
             if builtin.startswith(self.prefix):
                 raise DataplaneError(f"hook chain {builtin!r} is one of ours, not a builtin chain")
-            hooks.setdefault(builtin, []).append(self._want(builtin, spec))
+            hooks.setdefault(builtin, []).append(want(builtin, spec))
+        self._wants = wants
+        old_members, members = self._members, {}
         sets: dict[str, SetState] = {}
         for s in ruleset.sets:
             own(s.name, "set")
-            sets[s.name] = SetState(
-                s.type, s.family, normalize_members(s.members), tuple(s.members)
-            )
+            raw = tuple(s.members)
+            norm = old_members.get(raw)
+            if norm is None:
+                norm = normalize_members(raw)
+            members[raw] = norm
+            sets[s.name] = SetState(s.type, s.family, norm, raw)
+        self._members = members
         return _Desired(chains, hooks, sets)
 
     def _want(self, chain: str, spec: str) -> _Want:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from dataclasses import dataclass
 
 from sekisho.dataplane.desired import NftRulesetLike
 from sekisho.dataplane.iptables import ApplyResult
@@ -58,6 +59,9 @@ def _fingerprint(ruleset: NftRulesetLike) -> str:
 Block = tuple[str, str]
 """(kind, name) of one top-level object in our table: ``("chain", "sekisho-FORWARD")``."""
 
+LIST_EACH_MAX = 4
+"""Up to this many written blocks are listed one by one after a write; more: the whole table."""
+
 _BLOCK_HEAD = re.compile(r"(chain|set|map) (\S+) \{")
 
 
@@ -95,13 +99,25 @@ def table_blocks(normalized: str) -> dict[Block, tuple[str, ...]] | None:
     return blocks if depth == 0 else None
 
 
+@dataclass(slots=True)
+class _Plan:
+    changes: list[str]
+    script: str | None
+    """Partial script (only what differs), or None: replace the whole table (or nothing)."""
+    touched: list[Block]
+    """Blocks the partial script writes (read back afterwards to learn their form)."""
+    gone: list[Block]
+
+
 class NftApplier:
     """Keeps our nftables table equal to a desired ruleset; touches no other table.
 
     When the table exists, only the sets and chains that differ are rewritten, in
     one ``nft -f`` transaction (flush + refill), so untouched chains keep their
     rules, handles and counters; a missing table, or a change the partial update
-    cannot express, is one atomic replace of the whole table.
+    cannot express, is one atomic replace of the whole table. Like the iptables
+    applier it trusts a cache of what it wrote for updates and reads the whole
+    table back on :meth:`resync`.
     """
 
     def __init__(
@@ -114,8 +130,10 @@ class NftApplier:
         self.family = family
         self._forms: dict[tuple[Block, tuple[str, ...]], tuple[str, ...]] = {}
         """(block, desired body) -> the body the kernel lists back for it (learned)."""
+        self._installed: dict[Block, tuple[str, ...]] | None = None
+        """Our table's blocks as the kernel lists them (cache), None when unknown."""
         self._cache: str | None = None
-        """Fingerprint of the desired ruleset we last installed and read back."""
+        """Fingerprint of the desired ruleset installed according to the cache."""
 
     def read_back(self, table: str | None = None, family: str | None = None) -> str | None:
         """``nft list table`` of our table, or None when it does not exist."""
@@ -134,28 +152,23 @@ class NftApplier:
                 f"table {ruleset.table!r} does not start with our prefix {self.prefix!r}; refusing to touch it"
             )
 
-    def _plan(self, ruleset: NftRulesetLike, listed: str | None) -> tuple[list[str], str | None]:
-        """(changes, partial script or None for "replace the whole table"); ([], None): in sync."""
+    def _plan(self, ruleset: NftRulesetLike, have: dict[Block, tuple[str, ...]] | None) -> _Plan:
+        """What takes ``have`` (None: no table) to ``ruleset``."""
         where = f"table {ruleset.family} {ruleset.table}"
-        if listed is None:
-            return [f"{where} was missing"], None
-        want_text = normalize_nft(ruleset.table_text())
-        have = table_blocks(normalize_nft(listed))
-        want = table_blocks(want_text)
-        if have is None or want is None:
-            if normalize_nft(listed) == want_text:
-                return [], None
-            return [f"{where} differed"], None
-        changed = [
-            b for b in want if b in have and have[b] != self._forms.get((b, want[b]), want[b])
-        ]
+        if have is None:
+            return _Plan([f"{where} was missing"], None, [], [])
+        want = table_blocks(normalize_nft(ruleset.table_text()))
+        if want is None:
+            return _Plan([f"{where} replaced (desired text not taken apart)"], None, [], [])
+        forms = self._forms
+        changed = [b for b in want if b in have and have[b] != forms.get((b, want[b]), want[b])]
         new = [b for b in want if b not in have]
         gone = [b for b in have if b not in want]
         changes = [f"{k} {n} rewritten" for k, n in changed]
         changes += [f"{k} {n} created" for k, n in new]
         changes += [f"{k} {n} deleted" for k, n in gone]
         if not changes:
-            return [], None
+            return _Plan([], None, [], [])
         t = f"{ruleset.family} {ruleset.table}"
         lines: list[str] = []
 
@@ -176,49 +189,104 @@ class NftApplier:
                 define(kind, name)
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind == "chain"]
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind != "chain"]
-        return changes, "\n".join(lines) + "\n"
+        return _Plan(changes, "\n".join(lines) + "\n", changed + new, gone)
+
+    def _read_blocks(self, ruleset: NftRulesetLike) -> dict[Block, tuple[str, ...]] | None:
+        listed = self.read_back(ruleset.table, ruleset.family)
+        if listed is None:
+            return None
+        blocks = table_blocks(normalize_nft(listed))
+        if blocks is None:  # a shape we do not take apart: compare nothing, replace all
+            raise DataplaneError(f"cannot parse `nft list table {ruleset.family} {ruleset.table}`")
+        return blocks
 
     def drift(self, ruleset: NftRulesetLike) -> tuple[str, ...]:
         """How the installed table differs from ``ruleset`` (reads the kernel; changes nothing)."""
         self._check(ruleset)
-        return tuple(self._plan(ruleset, self.read_back(ruleset.table, ruleset.family))[0])
+        return tuple(self._plan(ruleset, self._read_blocks(ruleset)).changes)
 
     def apply(self, ruleset: NftRulesetLike, *, refresh: bool = False) -> ApplyResult:
         """Make our table equal ``ruleset`` in one transaction, if it differs."""
         self._check(ruleset)
         fp = _fingerprint(ruleset)
-        if not refresh and self._cache == fp:
+        if not refresh and self._cache == fp and self._installed is not None:
             return ApplyResult()
-        self._cache = None
-        changes, partial = self._plan(ruleset, self.read_back(ruleset.table, ruleset.family))
-        commands = 1
-        if changes:
+        commands = 0
+        cached = not refresh and self._installed is not None
+        if cached:
+            have = self._installed
+        else:
+            have = self._read_blocks(ruleset)
             commands += 1
-            if partial is not None:
-                try:
-                    self.runner(["nft", "-f", "-"], stdin=partial)
-                except CommandFailed as exc:
-                    log.warning(
-                        "partial update refused (%s); replacing the table", exc.stderr.strip()
-                    )
-                    partial = None
-                    commands += 1
-            if partial is None:
-                self.runner(["nft", "-f", "-"], stdin=ruleset.script())
-        listed = self.read_back(ruleset.table, ruleset.family)
-        commands += 1
-        if listed is None:
-            raise DataplaneError(f"table {ruleset.family} {ruleset.table} is missing after nft -f")
-        self._learn(ruleset, listed)
+        self._cache = None
+        plan = self._plan(ruleset, have)
+        try:
+            commands += self._execute(ruleset, plan, have)
+        except CommandFailed as exc:
+            self._installed = None
+            if not cached:
+                raise
+            log.warning("apply from cache failed (%s); reading back and retrying once", exc)
+            have = self._read_blocks(ruleset)
+            plan = self._plan(ruleset, have)
+            commands += 1 + self._execute(ruleset, plan, have)
         self._cache = fp
-        return ApplyResult(tuple(changes), commands)
+        return ApplyResult(tuple(plan.changes), commands)
 
-    def _learn(self, ruleset: NftRulesetLike, listed: str) -> None:
-        have = table_blocks(normalize_nft(listed))
-        want = table_blocks(normalize_nft(ruleset.table_text()))
-        if have is None or want is None:
-            return
-        self._forms = {(b, body): have[b] for b, body in want.items() if b in have}
+    def _execute(
+        self, ruleset: NftRulesetLike, plan: _Plan, have: dict[Block, tuple[str, ...]] | None
+    ) -> int:
+        want = table_blocks(normalize_nft(ruleset.table_text())) or {}
+        if not plan.changes:
+            self._learn(want, have or {}, list(want))
+            self._installed = have
+            return 0
+        if plan.script is not None:
+            try:
+                self.runner(["nft", "-f", "-"], stdin=plan.script)
+            except CommandFailed as exc:
+                log.warning("partial update refused (%s); replacing the table", exc.stderr.strip())
+            else:
+                # Learn how the kernel lists what we just wrote. One `nft list` per block:
+                # nft 1.0 lists a chain wrongly when other lists share its batch.
+                got: dict[Block, tuple[str, ...]] | None = {}
+                if len(plan.touched) <= LIST_EACH_MAX:
+                    for kind, name in plan.touched:
+                        text = self.runner(
+                            ["nft", "list", kind, ruleset.family, ruleset.table, name]
+                        )
+                        more = table_blocks(normalize_nft(text))
+                        if more is not None and got is not None:
+                            got.update(more)
+                else:
+                    got = self._read_blocks(ruleset)
+                installed = {b: body for b, body in (have or {}).items() if b not in plan.gone}
+                installed.update(got or {})
+                self._learn(want, installed, plan.touched)
+                self._installed = installed
+                return 1 + min(len(plan.touched), LIST_EACH_MAX + 1)
+        self.runner(["nft", "-f", "-"], stdin=ruleset.script())
+        full = self._read_blocks(ruleset)
+        if full is None:
+            raise DataplaneError(f"table {ruleset.family} {ruleset.table} is missing after nft -f")
+        self._forms = {}
+        self._learn(want, full, list(want))
+        self._installed = full
+        return 2
+
+    def _learn(
+        self,
+        want: dict[Block, tuple[str, ...]],
+        installed: dict[Block, tuple[str, ...]],
+        blocks: list[Block],
+    ) -> None:
+        forms = {
+            (b, want[b]): self._forms[(b, want[b])] for b in want if (b, want[b]) in self._forms
+        }
+        for b in blocks:
+            if b in want and b in installed:
+                forms[(b, want[b])] = installed[b]
+        self._forms = forms
 
     def resync(self, ruleset: NftRulesetLike) -> ApplyResult:
         """Read back our table and rewrite whatever drifted."""
@@ -238,6 +306,7 @@ class NftApplier:
         """Delete every table of ours (and nothing else) in one transaction."""
         ours = self.tables()
         self._cache = None
+        self._installed = None
         if not ours:
             return ApplyResult()
         self.runner(["nft", "-f", "-"], stdin="".join(f"delete table {f} {t}\n" for f, t in ours))
