@@ -352,10 +352,32 @@ class _Identities:
         return out
 
 
+def _merge(
+    left: list[BoolArray], right: list[BoolArray]
+) -> tuple[list[BoolArray], list[BoolArray]]:
+    """Rows with the same ``left`` share one row whose ``right`` is the OR (and vice versa).
+
+    ``OR_r left[r] x right[r]`` is unchanged; R drops to the number of distinct
+    peer sets (selectors repeat across policies), which is what the product costs.
+    """
+    for _ in range(2):
+        merged: dict[bytes, tuple[BoolArray, BoolArray]] = {}
+        for a, b in zip(left, right, strict=True):
+            key = np.packbits(a).tobytes()
+            seen = merged.get(key)
+            merged[key] = (a, b if seen is None else seen[1] | b)
+        left = [a for a, _ in merged.values()]
+        right = [b for _, b in merged.values()]
+        left, right = right, left
+    return left, right
+
+
 def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> BoolArray:
     """``OR_r left[r][:, None] & right[r][None, :]`` as one matrix product."""
     if not left:
         return np.zeros((size, size), dtype=np.bool_)
+    if len(left) > 64:
+        left, right = _merge(left, right)
     a = np.asarray(left, dtype=np.float32)
     b = np.asarray(right, dtype=np.float32)
     out: BoolArray = (a.T @ b) > 0.5
