@@ -271,3 +271,23 @@ def test_selector_index_equals_scalar_semantics(
     table = LabelTable([p.labels for p in c.pods])
     for s in some_selectors:
         assert table.select(s).tolist() == [s.matches(p.labels) for p in c.pods]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), min_size=1, max_size=200))
+def test_merging_rules_keeps_the_product(pairs: list[tuple[int, int]]) -> None:
+    from sekisho.semantics.matrix import _any_product, _merge
+
+    rows = [np.array([(v >> b) & 1 for b in range(3)], dtype=np.bool_) for v in range(8)]
+    left = [rows[a] for a, _ in pairs]
+    right = [rows[b] for _, b in pairs]
+    expected = np.zeros((3, 3), dtype=np.bool_)
+    for a, b in zip(left, right, strict=True):
+        expected |= a[:, None] & b[None, :]
+    merged_left, merged_right = _merge(left, right)
+    assert len(merged_left) <= 8
+    again = np.zeros((3, 3), dtype=np.bool_)
+    for a, b in zip(merged_left, merged_right, strict=True):
+        again |= a[:, None] & b[None, :]
+    assert (again == expected).all()
+    assert (_any_product(left, right, 3) == expected).all()
