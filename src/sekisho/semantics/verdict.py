@@ -183,8 +183,9 @@ def peer_mismatch(
     """None when ``peer`` (of a rule of ``policy``) matches the endpoint ``other``, else why not."""
     if peer.ip_block is not None:
         # "IPBlock defines policy on a particular IPBlock. If this field is set then
-        # neither of the other fields can be." / "except is a slice of CIDRs that should
-        # not be included within an IPBlock". Calico and upstream conformance match
+        # neither of the other fields can be." / "cidr is a string representing the
+        # IPBlock" / "except is a slice of CIDRs that should not be included within an
+        # IPBlock". Calico and upstream conformance match
         # ipBlocks against pod IPs as well as against node and external IPs.
         block = peer.ip_block
         ip = other.ip
@@ -298,6 +299,7 @@ def _rule(
     flow: Flow,
 ) -> RuleMatch | RuleExplanation:
     # NetworkPolicyIngressRule: "The traffic must match both ports and from."
+    # NetworkPolicyEgressRule: "The traffic must match both ports and to."
     reasons: list[str] = []
     peer_hit: int | None = None
     if rule.peers is not None:
@@ -305,6 +307,10 @@ def _rule(
         # (traffic not restricted by source). If this field is present and contains at
         # least one item, this rule allows traffic only if the traffic matches at least
         # one item in the from list."
+        # to: "If this field is empty or missing, this rule matches all destinations
+        # (traffic not restricted by destination). If this field is present and contains
+        # at least one item, this rule allows traffic only if the traffic matches at least
+        # one item in the to list."
         for i, peer in enumerate(rule.peers):
             why = peer_mismatch(cluster, policy, peer, other)
             if why is None:
