@@ -35,12 +35,19 @@ from sekisho.dataplane import (
 )
 from sekisho.errors import DataplaneError, ManifestError, SekishoError, ToolMissing
 from sekisho.model.types import Cluster
-from sekisho.render import render_node
+from sekisho.render import NodeRenderer, check_node, render_iptables, render_nftables, render_node
 from sekisho.sources import DirWatcher, FileSource
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Agent", "Backend", "SyncSummary", "cleanup"]
+__all__ = [
+    "Agent",
+    "Backend",
+    "IncrementalRenderer",
+    "SyncSummary",
+    "cleanup",
+    "ruleset_fingerprint",
+]
 
 Backend = Literal["iptables", "nftables"]
 BACKENDS: tuple[Backend, ...] = ("iptables", "nftables")
@@ -51,9 +58,39 @@ Renderer = Callable[[Cluster, str, Backend, str], Any]
 Status = Literal["applied", "unchanged", "invalid", "failed", "idle"]
 
 
-def default_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) -> Any:
-    """``sekisho.render.render_node``."""
+def full_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) -> Any:
+    """``sekisho.render.render_node``: everything from scratch."""
     return render_node(cluster, node, backend=backend, prefix=prefix)
+
+
+default_renderer = full_renderer
+"""What the agent's renderer returns, computed from scratch (the lab uses it)."""
+
+
+class IncrementalRenderer:
+    """Keeps one :class:`~sekisho.render.NodeRenderer` and moves it to each new cluster.
+
+    Only what a change can affect is recomputed; the agent checks the result
+    against a full render on every resync.
+    """
+
+    def __init__(self) -> None:
+        self._r: NodeRenderer | None = None
+        self._key: tuple[str, str] | None = None
+
+    def __call__(self, cluster: Cluster, node: str, backend: Backend, prefix: str) -> Any:
+        check_node(cluster, node)
+        if self._r is None or self._key != (node, prefix):
+            self._r, self._key = NodeRenderer(node, prefix=prefix), (node, prefix)
+        try:
+            self._r.update(cluster)
+            return render_iptables(self._r) if backend == "iptables" else render_nftables(self._r)
+        except BaseException:
+            self._r = None  # unknown state: start from scratch next time
+            raise
+
+    def reset(self) -> None:
+        self._r = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +128,16 @@ class SyncSummary:
         }
 
 
-def _fingerprint(ruleset: Any) -> str:
+def ruleset_fingerprint(ruleset: Any) -> str:
+    """A stable hash of a rendered ruleset: equal in every process for equal rulesets.
+
+    The ready file carries it, so a watcher (the lab) can render the same cluster
+    itself and wait for exactly that ruleset.
+    """
     return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
+
+
+_fingerprint = ruleset_fingerprint
 
 
 def _make_applier(
@@ -146,11 +191,13 @@ class Agent:
         self.retry_interval = retry
         self.ready_file = Path(ready_file) if ready_file else None
         self.metrics = metrics or AgentMetrics()
-        self.renderer: Renderer = renderer or default_renderer
+        self.renderer: Renderer = renderer or IncrementalRenderer()
         self.applier = _make_applier(backend, self.runner, prefix)
         self.generation = 0
         self.desired: Any = None
         """The ruleset now enforced (None before the first good apply)."""
+        self.cluster: Cluster | None = None
+        """The cluster it was rendered from."""
         self._health = _Health()
         self._retry_at: float | None = None
         self._lock = threading.Lock()
@@ -219,6 +266,7 @@ class Agent:
     def _good(self, cluster: Cluster, desired: Any, result: ApplyResult, t0: float) -> SyncSummary:
         duration = self.clock() - t0
         self.desired = desired
+        self.cluster = cluster
         self.generation += 1
         self._health.ready, self._health.reason = True, ""
         m = self.metrics
@@ -280,6 +328,7 @@ class Agent:
             if self.desired is None:
                 return SyncSummary("idle", self.generation)
             t0 = self.clock()
+            self._check_incremental()
             try:
                 result = self.applier.resync(self.desired)
             except DataplaneError as exc:
@@ -297,6 +346,20 @@ class Agent:
                 duration=self.clock() - t0,
                 fingerprint=_fingerprint(self.desired),
             )
+
+    def _check_incremental(self) -> None:
+        """An incremental render must equal a full one; if not, log it and use the full one."""
+        if not isinstance(self.renderer, IncrementalRenderer) or self.cluster is None:
+            return
+        try:
+            full = full_renderer(self.cluster, self.node, self.backend, self.prefix)
+        except SekishoError:
+            return
+        if full != self.desired:
+            log.error("incremental render diverged from a full render; using the full one")
+            self.metrics.errors.labels("render").inc()
+            self.renderer.reset()
+            self.desired = full
 
     # ---- the loop --------------------------------------------------------------------
 
