@@ -129,8 +129,13 @@ class Verdict:
         if self.reason == "self":
             out.append("a pod's traffic to itself never leaves the pod: not filtered")
         elif self.reason == "same-node":
+            who = (
+                f"node {f.src.label} is"
+                if f.src.kind == "node"
+                else f"{f.src.label} (hostNetwork) runs on"
+            )
             out.append(
-                f"{f.src.label} is {f.dst.label}'s own node: traffic from the local node is never filtered"
+                f"{who} {f.dst.label}'s own node: traffic from the local node is never filtered"
             )
         if self.egress is not None:
             out += self.egress.lines()
