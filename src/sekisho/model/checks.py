@@ -131,15 +131,26 @@ def string_map(r: Report, value: Any, path: FieldPath) -> None:
             r.error((*path, str(key)), f"expected a string value, got {describe(val)}")
 
 
+_IP_CACHE: dict[str, IPAddress] = {}
+"""Parsed addresses by text: a pod's ``podIP`` repeats in ``podIPs``, a node's IP in ``hostIP``."""
+
+
 def ip_address(r: Report, value: Any, path: FieldPath) -> IPAddress | None:
     text = string(r, value, path)
     if text is None:
         return None
+    ip = _IP_CACHE.get(text)
+    if ip is not None:
+        return ip
     try:
-        return ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
         r.error(path, f'"{text}" is not a valid IP address')
         return None
+    if len(_IP_CACHE) > 100_000:
+        _IP_CACHE.clear()
+    _IP_CACHE[text] = ip
+    return ip
 
 
 def cidr(r: Report, value: Any, path: FieldPath) -> IPNetwork | None:

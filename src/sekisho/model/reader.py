@@ -18,6 +18,8 @@ from typing import Any, TextIO
 import yaml
 
 from sekisho.errors import Problem
+from sekisho.model import fastyaml
+from sekisho.model.fields import API_VERSIONS, CLUSTER_SCOPED
 
 PathElem = str | int
 FieldPath = tuple[PathElem, ...]
@@ -141,18 +143,21 @@ def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) 
         else:
             _add_document(data, file, 0, 1, None, into)
             return
-    loader = yaml.CSafeLoader(text)
+    loader = fastyaml.Loader(text)
     doc = 0
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 break
-            data = loader.construct_document(node)
+            duplicates: list[yaml.Node] = []
+            data = fastyaml.construct(loader, node, duplicates)
             item_lines: list[int] | None = None
             if isinstance(data, dict) and isinstance(data.get("items"), list):
                 item_lines = _item_lines(node)
             _add_document(data, file, doc, node.start_mark.line + 1, item_lines, into)
+            for key_node in duplicates:
+                _duplicate_key(node, key_node, data, file, doc, into)
             doc += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -166,6 +171,42 @@ def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) 
         into.issues.append(Issue(Loc(file, doc), "", "", (), f"YAML error: {exc}"))
     finally:
         loader.dispose()
+
+
+def _duplicate_key(
+    root: yaml.Node, key_node: yaml.Node, data: Any, file: str, doc: int, into: ReadResult
+) -> None:
+    """A key given twice in one mapping: the API server's strict decoding rejects it."""
+    path = fastyaml.path_to(root, key_node) or ()
+    base: FieldPath = ()
+    obj = data
+    if (
+        len(path) > 2
+        and path[0] == "items"
+        and isinstance(path[1], int)
+        and isinstance(data, dict)
+        and isinstance(data.get("items"), list)
+    ):
+        index = path[1]
+        base, path = path[:2], path[2:]
+        obj = data["items"][index]
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    ns = meta.get("namespace") if isinstance(meta, dict) else None
+    if not ns and kind in API_VERSIONS and kind not in CLUSTER_SCOPED:
+        ns = "default"
+    shown = f"{ns}/{name}" if isinstance(ns, str) and isinstance(name, str) else name
+    into.issues.append(
+        Issue(
+            Loc(file, doc, base),
+            kind if isinstance(kind, str) else "",
+            shown if isinstance(shown, str) else "",
+            path,
+            f'duplicate field "{path[-1] if path else key_node.value}" (the last one would win)',
+            key_node.start_mark.line + 1,
+        )
+    )
 
 
 def _item_lines(node: yaml.Node) -> list[int] | None:
