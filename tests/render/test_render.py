@@ -255,12 +255,14 @@ def test_incremental_equals_full(a: Cluster, b: Cluster) -> None:
     for node in ("n1", "n2"):
         r = NodeRenderer(node)
         r.update(a)
+        render_iptables(r), render_nftables(r)  # fill the text cache
         r.update(b)
         assert render_iptables(r) == render_node(b, node)
         assert render_nftables(r) == render_node(b, node, backend="nftables")
-        # and a pod-by-pod walk back to a
+        # and a pod-by-pod walk back to a's labels, rendering (from the cache) each step
         for pod in a.pods:
             if b.pod(pod.key) is not None:
                 b = _relabel(b, pod.key, pod.labels)
                 r.update(b)
-        assert render_iptables(r) == render_node(b, node)
+                assert render_iptables(r) == render_node(b, node)
+                assert render_nftables(r) == render_node(b, node, backend="nftables")

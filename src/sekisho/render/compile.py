@@ -15,10 +15,10 @@ and only the sets those policies use (as Calico's calculation graph does).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, cast
 
 from sekisho.model.types import (
     Cluster,
@@ -54,6 +54,7 @@ class _Keyed(Protocol):
 
 
 _K = TypeVar("_K", bound=_Keyed)
+_T = TypeVar("_T")
 
 
 # --------------------------------------------------------------------------- sets
@@ -377,6 +378,8 @@ class NodeRenderer:
         self._nssel_sets: set[str] = set()
         self._port_sets: dict[tuple[str, str], str] = {}
         self._delta = Delta()
+        self.text_cache: dict[tuple[str, ...], dict[str, object]] = {}
+        """Rendered text per (kind, key) and backend; entries are dropped when they change."""
 
     # ---------------------------------------------------------------- public
 
@@ -401,8 +404,7 @@ class NodeRenderer:
             for ns in sorted(touched):
                 for pod in list(self._pods_by_ns.get(ns, {}).values()):
                     self._refresh_endpoint(pod)
-        delta, self._delta = self._delta, Delta()
-        return delta
+        return self._take_delta()
 
     def _first(self, cluster: Cluster) -> Delta:
         for pol in cluster.policies:
@@ -413,8 +415,26 @@ class NodeRenderer:
         for pod in cluster.pods:
             self._refresh_endpoint(pod)
         self._delta.dispatch = True
+        return self._take_delta()
+
+    def _take_delta(self) -> Delta:
         delta, self._delta = self._delta, Delta()
+        # forget the text of what changed; everything else is reused by the next render
+        for key in delta.sets | delta.removed_sets:
+            self.text_cache.pop(("set", key), None)
+        for ref in delta.policies | delta.removed_policies:
+            self.text_cache.pop(("policy", *ref), None)
+        for pod in delta.endpoints | delta.removed_endpoints:
+            for d in DIRECTIONS:
+                self.text_cache.pop(("endpoint", pod, d), None)
         return delta
+
+    def cached(self, backend: str, key: tuple[str, ...], make: Callable[[], _T]) -> _T:
+        """Text of one set or chain for ``backend``, computed once until it changes."""
+        entry = self.text_cache.setdefault(key, {})
+        if backend not in entry:
+            entry[backend] = make()
+        return cast(_T, entry[backend])
 
     def set_name(self, key: str) -> str:
         return names.set_name(self.prefix, key)

@@ -208,10 +208,15 @@ def render_iptables(r: NodeRenderer) -> IptablesRuleset:
         chains.append((chain, tuple(rules)))
     for ep in eps:
         for d in DIRECTIONS:
-            chains.append((r.endpoint_chain(ep.iface, d), endpoint_rules(r, ep, d)))
+            rules_ = r.cached(
+                "iptables", ("endpoint", ep.pod, d), lambda ep=ep, d=d: endpoint_rules(r, ep, d)
+            )
+            chains.append((r.endpoint_chain(ep.iface, d), rules_))
     for key, d in sorted(r.chains):
-        chains.append((r.policy_chain(key, d), policy_rules(r, key, d)))
-    sets = tuple(sorted((set_spec(r, k) for k in r.set_defs), key=lambda s: s.name))
+        rules_ = r.cached("iptables", ("policy", key, d), lambda k=key, d=d: policy_rules(r, k, d))
+        chains.append((r.policy_chain(key, d), rules_))
+    specs = (r.cached("iptables", ("set", k), lambda k=k: set_spec(r, k)) for k in r.set_defs)
+    sets = tuple(sorted(specs, key=lambda s: s.name))
     hooks = (
         ("FORWARD", f"{_c(p + ': hook')} -j {fwd}"),
         ("INPUT", f"{_c(p + ': hook')} -j {inp}"),

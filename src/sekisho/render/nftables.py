@@ -193,16 +193,24 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
         chains.append((chain, None, tuple(rules)))
     for ep in eps:
         for d2 in DIRECTIONS:
-            chains.append((r.endpoint_chain(ep.iface, d2), None, endpoint_rules(r, ep, d2)))
+            rules2 = r.cached(
+                "nftables", ("endpoint", ep.pod, d2), lambda ep=ep, d=d2: endpoint_rules(r, ep, d)
+            )
+            chains.append((r.endpoint_chain(ep.iface, d2), None, rules2))
     for pkey, d3 in sorted(r.chains):
         chains.append(
             (
                 r.policy_chain(pkey, d3),
                 None,
-                tuple(allow_rule(r, rule, d3) for rule in r.chains[(pkey, d3)]),
+                r.cached(
+                    "nftables",
+                    ("policy", pkey, d3),
+                    lambda k=pkey, d=d3: tuple(allow_rule(r, x, d) for x in r.chains[(k, d)]),
+                ),
             )
         )
-    sets = tuple(sorted((nft_set(r, k) for k in r.set_defs), key=lambda s: s.name))
+    made = (r.cached("nftables", ("set", k), lambda k=k: nft_set(r, k)) for k in r.set_defs)
+    sets = tuple(sorted(made, key=lambda s: s.name))
     return NftRuleset(prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node)
 
 
