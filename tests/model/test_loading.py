@@ -175,7 +175,7 @@ def _policy(spec: str) -> NetworkPolicy:
             id="protocol-defaults-to-tcp",
         ),
         pytest.param(
-            "ingress:\n- from:\n  - podSelector:\n  - namespaceSelector: {}\n",
+            "ingress:\n- from:\n  - podSelector: {}\n    namespaceSelector:\n  - namespaceSelector: {}\n",
             (
                 Rule(
                     peers=(
@@ -186,7 +186,7 @@ def _policy(spec: str) -> NetworkPolicy:
             ),
             (),
             (True, False),
-            id="missing-pod-selector-and-null-selector-are-empty",
+            id="missing-pod-selector-is-empty-null-selector-is-absent",
         ),
     ],
 )

@@ -273,6 +273,13 @@ CASES = [
         id="peer-empty",
     ),
     pytest.param(
+        policy("podSelector: {}\negress:\n- to:\n  - podSelector:"),
+        P.format(line=10, path="spec.egress[0].to[0]")
+        + "a peer must set podSelector, namespaceSelector or ipBlock (podSelector given as null: "
+        "write {} to select everything)",
+        id="peer-null-selector",
+    ),
+    pytest.param(
         policy("podSelector: {}\npolicyTypes: [Ingress, egress]"),
         P.format(line=8, path="spec.policyTypes[1]")
         + 'unsupported value "egress": expected "Ingress" or "Egress"',

@@ -329,23 +329,25 @@ def _peer(r: Report, value: Any, path: FieldPath) -> Peer | None:
     pod_sel = selector(r, raw.get("podSelector"), (*path, "podSelector"))
     ns_sel = selector(r, raw.get("namespaceSelector"), (*path, "namespaceSelector"))
     block = _ip_block(r, raw.get("ipBlock"), (*path, "ipBlock"))
-    has_selector = "podSelector" in raw or "namespaceSelector" in raw
-    if "ipBlock" in raw and has_selector:
+    # A field given as null ("podSelector:" with nothing after it) is a nil pointer to the
+    # API server: absent, not {}. Reading it as {} would widen the peer (fail open).
+    has_selector = raw.get("podSelector") is not None or raw.get("namespaceSelector") is not None
+    has_block = raw.get("ipBlock") is not None
+    if has_block and has_selector:
         r.error(
             path,
             "a peer sets either ipBlock or selectors (podSelector, namespaceSelector), not both",
         )
         return None
-    if not has_selector and "ipBlock" not in raw:
-        r.error(path, "a peer must set podSelector, namespaceSelector or ipBlock")
+    if not has_selector and not has_block:
+        given = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if k in raw]
+        hint = (
+            f" ({', '.join(given)} given as null: write {{}} to select everything)" if given else ""
+        )
+        r.error(path, f"a peer must set podSelector, namespaceSelector or ipBlock{hint}")
         return None
-    if "ipBlock" in raw:
+    if has_block:
         return Peer(ip_block=block) if block is not None else None
-    # A selector given as null ("podSelector:") is treated as {} by the API server.
-    if "podSelector" in raw and pod_sel is None and raw.get("podSelector") is None:
-        pod_sel = LabelSelector()
-    if "namespaceSelector" in raw and ns_sel is None and raw.get("namespaceSelector") is None:
-        ns_sel = LabelSelector()
     if pod_sel is None and ns_sel is None:
         return None
     return Peer(pod_selector=pod_sel, namespace_selector=ns_sel)
@@ -354,8 +356,6 @@ def _peer(r: Report, value: Any, path: FieldPath) -> Peer | None:
 def _ip_block(r: Report, value: Any, path: FieldPath) -> IPBlock | None:
     raw = mapping(r, value, path, F.IP_BLOCK)
     if raw is None:
-        if value is None and value is not ...:
-            return None
         return None
     if raw.get("cidr") is None:
         r.error((*path, "cidr"), "cidr is required")
@@ -550,7 +550,12 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
             c_ports = sequence(r, container.get("ports"), (*c_path, "ports"))
             for j, p in enumerate(c_ports or ()):
                 port = _container_port(r, p, (*c_path, "ports", j), port_names)
-                if port is not None and group != "ephemeralContainers":
+                # Ports of running containers: regular ones and native sidecars (init
+                # containers with restartPolicy Always); other init containers have exited.
+                serving = group == "containers" or (
+                    group == "initContainers" and container.get("restartPolicy") == "Always"
+                )
+                if port is not None and serving:
                     ports.append(port)
     return PodTemplate(dict(pod_labels), node or None, host_network, tuple(ports))
 

@@ -341,7 +341,7 @@ def resolve(issues: Sequence[Issue], texts: Mapping[str, str]) -> list[Problem]:
                 kind=issue.kind,
                 name=issue.name,
                 path=format_path(issue.path),
-                message=issue.message,
+                message=issue.message.replace("\n", "\\n"),  # one problem, one line
             )
         )
     problems.sort(key=lambda p: (file_order[p.file], p.line))
