@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from functools import partial
 
 from sekisho.render import names
 from sekisho.render.compile import (
@@ -209,13 +210,13 @@ def render_iptables(r: NodeRenderer) -> IptablesRuleset:
     for ep in eps:
         for d in DIRECTIONS:
             rules_ = r.cached(
-                "iptables", ("endpoint", ep.pod, d), lambda ep=ep, d=d: endpoint_rules(r, ep, d)
+                "iptables", ("endpoint", ep.pod, d), partial(endpoint_rules, r, ep, d)
             )
             chains.append((r.endpoint_chain(ep.iface, d), rules_))
     for key, d in sorted(r.chains):
-        rules_ = r.cached("iptables", ("policy", key, d), lambda k=key, d=d: policy_rules(r, k, d))
+        rules_ = r.cached("iptables", ("policy", key, d), partial(policy_rules, r, key, d))
         chains.append((r.policy_chain(key, d), rules_))
-    specs = (r.cached("iptables", ("set", k), lambda k=k: set_spec(r, k)) for k in r.set_defs)
+    specs = (r.cached("iptables", ("set", k), partial(set_spec, r, k)) for k in r.set_defs)
     sets = tuple(sorted(specs, key=lambda s: s.name))
     hooks = (
         ("FORWARD", f"{_c(p + ': hook')} -j {fwd}"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from sekisho.render import names
 from sekisho.render.compile import (
@@ -138,6 +139,10 @@ def allow_rule(r: NodeRenderer, rule: AllowRule, direction: Direction) -> str:
     return " ".join(words)
 
 
+def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, ...]:
+    return tuple(allow_rule(r, rule, direction) for rule in r.chains[(key, direction)])
+
+
 def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple[str, ...]:
     what = f"endpoint {ep.pod} {direction}"
     out = [
@@ -194,7 +199,7 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
     for ep in eps:
         for d2 in DIRECTIONS:
             rules2 = r.cached(
-                "nftables", ("endpoint", ep.pod, d2), lambda ep=ep, d=d2: endpoint_rules(r, ep, d)
+                "nftables", ("endpoint", ep.pod, d2), partial(endpoint_rules, r, ep, d2)
             )
             chains.append((r.endpoint_chain(ep.iface, d2), None, rules2))
     for pkey, d3 in sorted(r.chains):
@@ -205,11 +210,11 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
                 r.cached(
                     "nftables",
                     ("policy", pkey, d3),
-                    lambda k=pkey, d=d3: tuple(allow_rule(r, x, d) for x in r.chains[(k, d)]),
+                    partial(policy_rules, r, pkey, d3),
                 ),
             )
         )
-    made = (r.cached("nftables", ("set", k), lambda k=k: nft_set(r, k)) for k in r.set_defs)
+    made = (r.cached("nftables", ("set", k), partial(nft_set, r, k)) for k in r.set_defs)
     sets = tuple(sorted(made, key=lambda s: s.name))
     return NftRuleset(prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node)
 
