@@ -83,7 +83,8 @@ def explain_enforcement(
             + (f" in={p.iif}" if p.iif else "")
             + (f" out={p.oif}" if p.oif else "")
         )
-        lines.append(f"  {where}: {d.verdict} by: {d.rule}")
+        because = "" if d.because == d.rule else f" (because: {d.because})"
+        lines.append(f"  {where}: {d.verdict} by: {d.rule}{because}")
         lines.extend(f"      matched: {c}" for c in d.trail[:-1])
     lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
     return lines

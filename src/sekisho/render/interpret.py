@@ -55,6 +55,18 @@ class Decision:
     trail: tuple[str, ...] = ()
     """Comments of every rule that matched, in order (the last one decided)."""
 
+    @property
+    def because(self) -> str:
+        """The rule that made the difference: for an ACCEPT after the endpoint chains, the
+        last policy rule that set the accept mark (or "not isolated"), else :attr:`rule`."""
+        if self.verdict == "ACCEPT":
+            for comment in reversed(self.trail):
+                if comment.startswith("policy ") or comment.endswith(
+                    (": not isolated", ": replies and related")
+                ):
+                    return comment
+        return self.rule
+
 
 @dataclass(slots=True)
 class _Walk:
