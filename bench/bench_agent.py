@@ -122,7 +122,10 @@ def latency(backend: str, changes: int, pods: int, policies: int) -> dict[str, f
         ready = Path(tmp) / "ready.json"
         argv = [sys.executable, "-m", "sekisho", "agent", "--node", node, "--source", str(root)]
         argv += ["--netns", ns, "--backend", backend, "--ready-file", str(ready), "--resync", "60"]
-        proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        argv += ["--log-format", "json"]
+        log = Path(tmp) / "agent.log"
+        with log.open("wb") as err:
+            proc = subprocess.Popen(argv, stderr=err, stdout=subprocess.DEVNULL)
         try:
             gen = wait_generation(ready, 0, 30.0)
             samples = []
@@ -137,7 +140,13 @@ def latency(backend: str, changes: int, pods: int, policies: int) -> dict[str, f
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+        stages: dict[str, list[float]] = {}
+        for line in log.read_text().splitlines()[2:]:  # skip start-up and the first sync
+            rec = json.loads(line)
+            for name, secs in rec.get("stages", {}).items():
+                stages.setdefault(name, []).append(secs)
         return {
+            **{f"stage_{k}": statistics.median(v) for k, v in stages.items()},
             "p50": statistics.median(samples),
             "p99": pct(samples, 0.99),
             "max": max(samples),
@@ -217,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
             f"  | baseline bare full apply {lat['baseline'] * 1e3:.1f} ms"
             f"  ratio p50/baseline {lat['p50'] / lat['baseline']:.2f}"
             f"  goal p99 < 100 ms: {'met' if lat['p99'] < 0.1 else 'MISSED'}"
+        )
+        print(
+            f"{backend:9}   inside the agent (median per change): "
+            + "  ".join(
+                f"{k[6:]} {v * 1e3:.1f} ms" for k, v in lat.items() if k.startswith("stage_")
+            )
         )
         big = apply_time(backend, args.big_pods, args.big_policies)
         print(

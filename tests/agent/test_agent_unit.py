@@ -220,3 +220,37 @@ def test_watcher_debounces_follows_renames_and_new_directories(tmp_path: Path) -
     assert FileSource(root).fingerprint() == before
     (root / "a.yaml").write_text("n: changed\n")
     assert FileSource(root).fingerprint() != before
+
+
+def test_caching_loader_equals_the_model_loader(cluster_dir: Path) -> None:
+    from sekisho.errors import ManifestError
+    from sekisho.model import load_cluster
+    from sekisho.sources.files import CachingLoader
+
+    loader = CachingLoader()
+    files = [str(p) for p in manifest_files(cluster_dir)]
+    assert loader(files) == load_cluster(files)
+    write_policy(cluster_dir, "p2", ingress_policy("p2", target="a1", peer="a0", port=8080))
+    files = [str(p) for p in manifest_files(cluster_dir)]
+    assert loader(files) == load_cluster(files)
+    write_policy(cluster_dir, "bad", BAD_POLICY)
+    files = [str(p) for p in manifest_files(cluster_dir)]
+    with pytest.raises(ManifestError) as got:
+        loader(files)
+    with pytest.raises(ManifestError) as want:
+        load_cluster(files)
+    assert [str(p) for p in got.value.problems] == [str(p) for p in want.value.problems]
+
+
+def test_incremental_render_equals_full_render(cluster_dir: Path, tmp_path: Path) -> None:
+    from sekisho.agent.agent import full_renderer
+
+    agent = make_agent(cluster_dir, tmp_path, FakeRunner())
+    agent.sync_once()
+    write_policy(cluster_dir, "p2", ingress_policy("p2", target="a1", peer="a0", port=8080))
+    (cluster_dir / "policies" / "p1.yaml").unlink()
+    agent.sync_once()
+    assert agent.cluster is not None
+    assert agent.desired == full_renderer(agent.cluster, "n1", "iptables", "sekisho")
+    assert agent.resync().status in ("unchanged", "applied")
+    assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "render"}) == 0

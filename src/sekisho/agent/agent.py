@@ -112,6 +112,8 @@ class SyncSummary:
     sets: int = 0
     fingerprint: str = ""
     """Hash of the desired ruleset now enforced."""
+    stages: tuple[tuple[str, float], ...] = ()
+    """Seconds spent in each stage (load, render, apply)."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -125,6 +127,7 @@ class SyncSummary:
             "rules": self.rules,
             "sets": self.sets,
             "fingerprint": self.fingerprint,
+            "stages": {k: round(v, 6) for k, v in self.stages},
         }
 
 
@@ -244,11 +247,13 @@ class Agent:
             return self._fail("load", f"cannot load {self.source.root}: {exc}", "invalid", t0)
         if self.node and cluster.node(self.node) is None:
             log.warning("node %s is not in the cluster; rendering no local endpoints", self.node)
+        t_load = self.clock()
         try:
             desired = self.renderer(cluster, self.node, self.backend, self.prefix)
         except SekishoError as exc:
             log.error("cannot render node %s: %s", self.node, exc)
             return self._fail("render", f"render failed: {exc}", "failed", t0)
+        t_render = self.clock()
         try:
             result = self.applier.apply(desired)
         except DataplaneError as exc:
@@ -256,14 +261,26 @@ class Agent:
             self._retry_at = self.clock() + self.retry_interval
             return self._fail("apply", f"apply failed: {exc}", "failed", t0)
         self._retry_at = None
-        return self._good(cluster, desired, result, t0)
+        stages = (
+            ("load", t_load - t0),
+            ("render", t_render - t_load),
+            ("apply", self.clock() - t_render),
+        )
+        return self._good(cluster, desired, result, t0, stages)
 
     def _fail(self, stage: str, reason: str, status: Status, t0: float) -> SyncSummary:
         self.metrics.errors.labels(stage).inc()
         self._degrade(reason)
         return SyncSummary(status, self.generation, error=reason, duration=self.clock() - t0)
 
-    def _good(self, cluster: Cluster, desired: Any, result: ApplyResult, t0: float) -> SyncSummary:
+    def _good(
+        self,
+        cluster: Cluster,
+        desired: Any,
+        result: ApplyResult,
+        t0: float,
+        stages: tuple[tuple[str, float], ...] = (),
+    ) -> SyncSummary:
         duration = self.clock() - t0
         self.desired = desired
         self.cluster = cluster
@@ -293,6 +310,7 @@ class Agent:
             rules,
             sets,
             _fingerprint(desired),
+            stages,
         )
         fields = {k: v for k, v in summary.to_json().items() if k != "changes"}
         fields["changed"] = len(result.changes)
