@@ -90,7 +90,9 @@ def test_directory_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n")
     (tmp_path / "notes.txt").write_text("not a manifest")
     (tmp_path / "empty.yaml").write_text("")
-    result = load_paths([tmp_path])
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "ci.yml").write_text("on: push\n")
+    result = load_paths([tmp_path, tmp_path / "a.yaml"])
     assert result.files == 3
     assert result.problems == ()
     assert result.cluster is not None

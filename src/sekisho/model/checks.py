@@ -47,7 +47,7 @@ def mapping(
     if not isinstance(value, dict):
         r.error(path, f"expected an object, got {describe(value)}")
         return None
-    if known is not None:
+    if known is not None and not known.issuperset(value):
         for key in value:
             if key not in known:
                 if isinstance(key, str):

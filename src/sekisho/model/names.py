@@ -8,6 +8,7 @@ messages in ``k8s.io/apimachinery/pkg/util/validation``).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -48,6 +49,7 @@ def dns1123_subdomain_error(value: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def label_key_error(key: str) -> str | None:
     """A label key: optional DNS-1123 subdomain prefix (<= 253) and '/', then a name (<= 63)."""
     if not key:
@@ -68,6 +70,7 @@ def label_key_error(key: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def label_value_error(value: str) -> str | None:
     """A label value: empty, or at most 63 characters of the label charset."""
     if value == "":
@@ -79,6 +82,7 @@ def label_value_error(value: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def port_name_error(name: str) -> str | None:
     """A named port: an IANA service name (RFC 6335 section 5.1)."""
     if not name:

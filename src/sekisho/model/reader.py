@@ -84,9 +84,22 @@ class ReadResult:
 
 
 def discover(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path | None]], list[Issue]]:
-    """Expand files, directories (recursive, sorted) and ``-`` (stdin, as ``None``)."""
+    """Expand files, directories and ``-`` (stdin, as ``None``) into ``(display name, path)``.
+
+    A directory is read recursively: ``*.yaml``, ``*.yml`` and ``*.json`` files in
+    sorted order, leaving out hidden files and directories (``.git``, ``.github``...).
+    A file reached twice (given twice, or also inside a given directory) is read once.
+    """
     out: list[tuple[str, Path | None]] = []
     issues: list[Issue] = []
+    seen: set[Path] = set()
+
+    def add(display: str, path: Path) -> None:
+        real = path.resolve()
+        if real not in seen:
+            seen.add(real)
+            out.append((display, path))
+
     for given in paths:
         text = str(given)
         if text == "-":
@@ -95,12 +108,21 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path | None]]
         path = Path(given)
         if path.is_dir():
             found = sorted(
-                (p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()),
+                (
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in MANIFEST_SUFFIXES
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                    and p.is_file()
+                ),
                 key=lambda p: p.relative_to(path).parts,
             )
-            out.extend((os.path.join(text, str(p.relative_to(path))), p) for p in found)
+            for p in found:
+                add(os.path.join(text, str(p.relative_to(path))), p)
         elif path.is_file():
-            out.append((text, path))
+            add(text, path)
+        elif path.exists():
+            issues.append(Issue(Loc(text, 0), "", "", (), "not a regular file or directory"))
         else:
             issues.append(Issue(Loc(text, 0), "", "", (), "no such file or directory"))
     return out, issues
