@@ -62,7 +62,7 @@ def load_paths(
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
 ) -> LoadResult:
     """Load files, directories (recursive ``*.yaml``, ``*.yml``, ``*.json``, sorted) and ``-``."""
-    return _finish(read_paths(paths, stdin), cluster_cidr)
+    return load_read(read_paths(paths, stdin), cluster_cidr)
 
 
 def load_cluster(
@@ -85,14 +85,19 @@ def cluster_from_objects(
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
 ) -> Cluster:
     """Validate manifests given as dicts (tests, generators, the lab); raise on any problem."""
-    result = _finish(iter_objects(list(objects), source), cluster_cidr)
+    result = load_read(iter_objects(list(objects), source), cluster_cidr)
     if result.cluster is None:
         raise ManifestError(result.problems)
     return result.cluster
 
 
-def _finish(read: ReadResult, cluster_cidr: str) -> LoadResult:
-    issues = read.issues
+def load_read(read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT) -> LoadResult:
+    """Validate and join what :func:`sekisho.model.reader.read_paths` read (``read`` is not changed).
+
+    For callers that cache parsed files (the file source re-reads only changed files)
+    and join the :class:`ReadResult` of each.
+    """
+    issues = list(read.issues)
     try:
         cidr: IPNetwork = ipaddress.ip_network(cluster_cidr)
     except ValueError:
@@ -110,6 +115,9 @@ def _finish(read: ReadResult, cluster_cidr: str) -> LoadResult:
         files=read.files,
         objects=len(read.objects),
     )
+
+
+_finish = load_read  # the name the file source first used
 
 
 def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluster:
