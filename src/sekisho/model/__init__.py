@@ -8,7 +8,13 @@ problem) and :func:`load_paths` (returns the cluster or the problems).
 from __future__ import annotations
 
 from sekisho.model.ipam import NODE_NETWORK
-from sekisho.model.load import LoadResult, cluster_from_objects, load_cluster, load_paths
+from sekisho.model.load import (
+    LoadResult,
+    cluster_from_objects,
+    load_cluster,
+    load_paths,
+    load_read,
+)
 from sekisho.model.types import (
     DEFAULT_CLUSTER_CIDR,
     Cluster,
@@ -48,4 +54,5 @@ __all__ = [
     "endpoint_interface",
     "load_cluster",
     "load_paths",
+    "load_read",
 ]
