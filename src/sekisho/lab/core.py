@@ -178,6 +178,8 @@ class Lab:
         timeout: float = 30.0,
     ) -> Lab:
         """Build the lab for ``objects`` (manifest dicts); on any failure remove what was built."""
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root: it creates network namespaces (try sudo)")
         if backend not in BACKENDS:
             raise LabError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         lab = cls(name, root, runner)
