@@ -107,6 +107,8 @@ class _Plan:
     touched: list[Block]
     """Blocks the partial script writes (read back afterwards to learn their form)."""
     gone: list[Block]
+    blocks: list[Block]
+    """The block each entry of ``changes`` is about."""
 
 
 class NftApplier:
@@ -134,6 +136,8 @@ class NftApplier:
         """Our table's blocks as the kernel lists them (cache), None when unknown."""
         self._cache: str | None = None
         """Fingerprint of the desired ruleset installed according to the cache."""
+        self._unverified: set[Block] = set()
+        """Blocks written from the cache and not yet listed back (checked on resync)."""
 
     def read_back(self, table: str | None = None, family: str | None = None) -> str | None:
         """``nft list table`` of our table, or None when it does not exist."""
@@ -156,10 +160,16 @@ class NftApplier:
         """What takes ``have`` (None: no table) to ``ruleset``."""
         where = f"table {ruleset.family} {ruleset.table}"
         if have is None:
-            return _Plan([f"{where} was missing"], None, [], [])
+            return _Plan([f"{where} was missing"], None, [], [], [("table", where)])
         want = table_blocks(normalize_nft(ruleset.table_text()))
         if want is None:
-            return _Plan([f"{where} replaced (desired text not taken apart)"], None, [], [])
+            return _Plan(
+                [f"{where} replaced (desired text not taken apart)"],
+                None,
+                [],
+                [],
+                [("table", where)],
+            )
         forms = self._forms
         changed = [b for b in want if b in have and have[b] != forms.get((b, want[b]), want[b])]
         new = [b for b in want if b not in have]
@@ -168,7 +178,7 @@ class NftApplier:
         changes += [f"{k} {n} created" for k, n in new]
         changes += [f"{k} {n} deleted" for k, n in gone]
         if not changes:
-            return _Plan([], None, [], [])
+            return _Plan([], None, [], [], [])
         t = f"{ruleset.family} {ruleset.table}"
         lines: list[str] = []
 
@@ -189,7 +199,7 @@ class NftApplier:
                 define(kind, name)
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind == "chain"]
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind != "chain"]
-        return _Plan(changes, "\n".join(lines) + "\n", changed + new, gone)
+        return _Plan(changes, "\n".join(lines) + "\n", changed + new, gone, changed + new + gone)
 
     def _read_blocks(self, ruleset: NftRulesetLike) -> dict[Block, tuple[str, ...]] | None:
         listed = self.read_back(ruleset.table, ruleset.family)
@@ -206,7 +216,11 @@ class NftApplier:
         return tuple(self._plan(ruleset, self._read_blocks(ruleset)).changes)
 
     def apply(self, ruleset: NftRulesetLike, *, refresh: bool = False) -> ApplyResult:
-        """Make our table equal ``ruleset`` in one transaction, if it differs."""
+        """Make our table equal ``ruleset`` in one transaction, if it differs.
+
+        From the cache (the fast path) nothing is listed before or after the write;
+        blocks written that way are verified by the next read-back (:meth:`resync`).
+        """
         self._check(ruleset)
         fp = _fingerprint(ruleset)
         if not refresh and self._cache == fp and self._installed is not None:
@@ -221,7 +235,7 @@ class NftApplier:
         self._cache = None
         plan = self._plan(ruleset, have)
         try:
-            commands += self._execute(ruleset, plan, have)
+            commands += self._execute(ruleset, plan, have, learn=not cached)
         except CommandFailed as exc:
             self._installed = None
             if not cached:
@@ -229,16 +243,35 @@ class NftApplier:
             log.warning("apply from cache failed (%s); reading back and retrying once", exc)
             have = self._read_blocks(ruleset)
             plan = self._plan(ruleset, have)
-            commands += 1 + self._execute(ruleset, plan, have)
+            commands += 1 + self._execute(ruleset, plan, have, learn=True)
         self._cache = fp
-        return ApplyResult(tuple(plan.changes), commands)
+        changes = plan.changes
+        if not cached and have is not None and self._installed is not None:
+            # A block we wrote unverified that the kernel lists the same before and after
+            # rewriting it differed only in spelling from our text: not drift.
+            spelling = {
+                b
+                for b in plan.touched
+                if b in self._unverified and have.get(b) == self._installed.get(b)
+            }
+            changes = [
+                c for c, b in zip(plan.changes, plan.blocks, strict=True) if b not in spelling
+            ]
+            self._unverified.clear()
+        return ApplyResult(tuple(changes), commands)
 
     def _execute(
-        self, ruleset: NftRulesetLike, plan: _Plan, have: dict[Block, tuple[str, ...]] | None
+        self,
+        ruleset: NftRulesetLike,
+        plan: _Plan,
+        have: dict[Block, tuple[str, ...]] | None,
+        *,
+        learn: bool,
     ) -> int:
         want = table_blocks(normalize_nft(ruleset.table_text())) or {}
         if not plan.changes:
-            self._learn(want, have or {}, list(want))
+            if learn:
+                self._learn(want, have or {}, list(want))
             self._installed = have
             return 0
         if plan.script is not None:
@@ -247,7 +280,16 @@ class NftApplier:
             except CommandFailed as exc:
                 log.warning("partial update refused (%s); replacing the table", exc.stderr.strip())
             else:
-                # Learn how the kernel lists what we just wrote. One `nft list` per block:
+                installed = {b: body for b, body in (have or {}).items() if b not in plan.gone}
+                if not learn:
+                    for b in plan.touched:
+                        known = self._forms.get((b, want[b]))
+                        installed[b] = known if known is not None else want[b]
+                        if known is None:
+                            self._unverified.add(b)
+                    self._installed = installed
+                    return 1
+                # Learn how the kernel lists what we wrote. One `nft list` per block:
                 # nft 1.0 lists a chain wrongly when other lists share its batch.
                 got: dict[Block, tuple[str, ...]] | None = {}
                 if len(plan.touched) <= LIST_EACH_MAX:
@@ -260,7 +302,6 @@ class NftApplier:
                             got.update(more)
                 else:
                     got = self._read_blocks(ruleset)
-                installed = {b: body for b, body in (have or {}).items() if b not in plan.gone}
                 installed.update(got or {})
                 self._learn(want, installed, plan.touched)
                 self._installed = installed
@@ -270,6 +311,7 @@ class NftApplier:
         if full is None:
             raise DataplaneError(f"table {ruleset.family} {ruleset.table} is missing after nft -f")
         self._forms = {}
+        self._unverified.clear()
         self._learn(want, full, list(want))
         self._installed = full
         return 2
@@ -307,6 +349,7 @@ class NftApplier:
         ours = self.tables()
         self._cache = None
         self._installed = None
+        self._unverified.clear()
         if not ours:
             return ApplyResult()
         self.runner(["nft", "-f", "-"], stdin="".join(f"delete table {f} {t}\n" for f, t in ours))
