@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Manifest = dict[str, Any]
-Probe = tuple[int, str]
-"""(port, protocol), protocol as the API spells it: TCP, UDP, SCTP."""
+Probe = tuple[int | None, str]
+"""(port, protocol), protocol as the API spells it: TCP, UDP, SCTP; ``(None, "ICMP")`` for ping."""
 Pair = tuple[str, str]
 """(from, to) as ``namespace/pod``."""
 
@@ -294,6 +294,7 @@ U80: Probe = (80, "UDP")
 U81: Probe = (81, "UDP")
 S80: Probe = (80, "SCTP")
 S81: Probe = (81, "SCTP")
+ICMP: Probe = (None, "ICMP")
 
 _deny_ingress_x = _policy("x", "deny-ingress", ALL, ingress=[])
 _deny_all_x = _policy("x", "deny-all", ALL, ingress=[], egress=[])
@@ -325,8 +326,9 @@ CASES: list[E2ECase] = [
     E2ECase(
         "default-deny-all",
         [_deny_all_x],
-        {T80: denied("*>x/*", "x/*>*")},
+        {T80: denied("*>x/*", "x/*>*"), ICMP: denied("*>x/*", "x/*>*")},
         upstream="should support a 'default-deny-all' policy",
+        note="ICMP is ours: a policy without rules denies ping too.",
     ),
     E2ECase(
         "podselector-same-ns",
@@ -458,9 +460,9 @@ CASES: list[E2ECase] = [
     E2ECase(
         "ports",
         [_allow_81_from_y],
-        {T81: denied("x/*>x/a", "z/*>x/a"), T80: denied("*>x/a")},
+        {T81: denied("x/*>x/a", "z/*>x/a"), T80: denied("*>x/a"), ICMP: denied("*>x/a")},
         upstream="should enforce policy based on Ports",
-        note="T80 as in the stacked-policies case (same policy).",
+        note="T80 as in the stacked-policies case (same policy); ICMP is ours: a rule with ports never matches ICMP.",
     ),
     E2ECase(
         "stacked-policies-step1",
@@ -477,8 +479,9 @@ CASES: list[E2ECase] = [
     E2ECase(
         "allow-all",
         [_policy("x", "allow-all", ALL, ingress=[{}])],
-        {T80: NONE, T81: NONE},
+        {T80: NONE, T81: NONE, ICMP: NONE},
         upstream="should support allow-all policy",
+        note="ICMP is ours: a rule without ports matches every protocol.",
     ),
     E2ECase(
         "ingress-named-port",
@@ -646,9 +649,9 @@ CASES: list[E2ECase] = [
     E2ECase(
         "ingress-any-port-one-protocol",
         [_policy("x", "allow-ingress-by-proto", A, ingress=[{"ports": [_port(protocol="TCP")]}])],
-        {T80: NONE, T81: NONE, U80: denied("*>x/a")},
+        {T80: NONE, T81: NONE, U80: denied("*>x/a"), ICMP: denied("*>x/a")},
         upstream="should enforce ingress policy allowing any port traffic to a server on a specific protocol",
-        note="T81 is ours: no port means every TCP port.",
+        note="T81 and ICMP are ours: no port means every TCP port, and never ICMP.",
     ),
     E2ECase(
         "ingress-allow-all-precedence-step1",
@@ -704,8 +707,9 @@ CASES: list[E2ECase] = [
                 egress=[{"to": [{"ipBlock": {"cidr": pod_ip("y/b") + "/32"}}]}],
             )
         ],
-        {T80: denied("x/a>*", "!x/a>y/b")},
+        {T80: denied("x/a>*", "!x/a>y/b"), ICMP: denied("x/a>*", "!x/a>y/b")},
         upstream="should allow egress access to server in CIDR block",
+        note="ICMP is ours.",
     ),
     E2ECase(
         "egress-cidr-except",

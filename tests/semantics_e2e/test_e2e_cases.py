@@ -39,7 +39,9 @@ def _report(case: E2ECase, probe: Probe, observed: dict[Pair, bool]) -> str:
                 wrong.append(f"{s} -> {d}: expected {'allowed' if want else 'denied'}")
             observed_marks[(s, d)] = mark
     port, proto = probe
-    head = f"{case.id} {proto}/{port}" + (f" (upstream: {case.upstream})" if case.upstream else "")
+    head = f"{case.id} {proto if port is None else f'{proto}/{port}'}" + (
+        f" (upstream: {case.upstream})" if case.upstream else ""
+    )
     return "\n".join(
         [
             head,
