@@ -10,6 +10,8 @@ tests/golden/kernel/.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import secrets
 import shlex
 import subprocess
@@ -18,6 +20,17 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from render.goldens import check_golden, seed_part2
+from render.seed_cluster import seed_cluster
+from sekisho.model.types import (
+    Cluster,
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    PolicyPort,
+    Rule,
+)
 from sekisho.render import (
     IptablesRuleset,
     NftRuleset,
@@ -31,6 +44,7 @@ pytestmark = pytest.mark.privileged
 
 Run = Callable[..., str]
 NODES = ("k8s-node1", "k8s-node2", "k8s-node3")
+NET = ipaddress.IPv4Network
 
 
 @pytest.fixture
@@ -113,3 +127,73 @@ def test_seed_finding_1_ingress_controller_set(netns: Run) -> None:
     assert "--dports 80" in rule
     assert "--set-xmark 0x10000/0x10000" in rule
     assert "policy prod/allow-ingresscontroller-traffic ingress rule 0 peer 0" in rule
+
+
+def kitchen_sink() -> Cluster:
+    """Every shape the renderer emits: ipBlock with excepts and 0.0.0.0/0, named ports
+    (TCP, UDP, SCTP), ranges, more than 15 ports, protocol-only ports, any peer."""
+    base = seed_cluster()
+    pods = tuple(
+        dataclasses.replace(
+            p,
+            ports=(
+                ContainerPort(80, "TCP", "http"),
+                ContainerPort(53, "UDP", "dns"),
+                ContainerPort(9, "SCTP", "sc"),
+            ),
+        )
+        for p in base.pods
+    )
+    everything = LabelSelector()
+    rules = (
+        Rule(
+            (
+                Peer(
+                    ip_block=IPBlock(
+                        NET("0.0.0.0/0"), (NET("10.0.0.0/8"), NET("192.168.110.22/32"))
+                    )
+                ),
+                Peer(namespace_selector=everything),
+                Peer(pod_selector=LabelSelector((("app", "blue"),))),
+            ),
+            (
+                PolicyPort("TCP", "http"),
+                PolicyPort("UDP", "dns"),
+                PolicyPort("SCTP", "sc"),
+                PolicyPort("TCP", 1000, 2000),
+                PolicyPort("UDP"),
+                *(PolicyPort("TCP", p) for p in range(3000, 3020)),
+            ),
+        ),
+        Rule(None, (PolicyPort("SCTP", 7),)),
+        Rule(),
+    )
+    pol = NetworkPolicy(
+        "dev",
+        "sink",
+        everything,
+        ingress=rules,
+        egress=rules,
+        affects_ingress=True,
+        affects_egress=True,
+    )
+    return dataclasses.replace(base, pods=pods, policies=(*base.policies, pol))
+
+
+@pytest.mark.parametrize("backend", [pytest.param(b, id=b) for b in ("iptables", "nftables")])
+def test_kitchen_sink_round_trip(netns: Run, backend: str) -> None:
+    rs = render_node(kitchen_sink(), "k8s-node1", backend=backend)  # type: ignore[call-overload]
+    if isinstance(rs, IptablesRuleset):
+        apply_iptables(netns, rs)
+        apply_iptables(netns, rs)
+        rules = normalize_iptables_save(netns("iptables-save", "-t", "filter"), rs.prefix)
+        want = normalize_iptables_save(rs.iptables_restore() + rs.hook_lines(), rs.prefix)
+        assert sorted(rules) == sorted(want)
+        assert normalize_ipset_save(netns("ipset", "save"), rs.prefix) == normalize_ipset_save(
+            rs.ipset_restore(), rs.prefix
+        )
+        assert any("hash:ip,port" in line for line in netns("ipset", "save").splitlines())
+    else:
+        netns("nft", "-f", "-", stdin=rs.script())
+        netns("nft", "-f", "-", stdin=rs.script())
+        assert normalize_nft(netns("nft", "list", "table", "inet", rs.table)) == rs.table_text()

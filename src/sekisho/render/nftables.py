@@ -118,7 +118,15 @@ def nft_set(r: NodeRenderer, key: str) -> NftSet:
 
 
 def _ports(rule: AllowRule) -> str:
-    items = [str(a) if a == b else f"{a}-{b}" for a, b in rule.ports]
+    # nft merges adjacent and overlapping ranges of an anonymous set; so do we, so that
+    # what we render is what `nft list` prints back
+    merged: list[list[int]] = []
+    for a, b in sorted(rule.ports):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    items = [str(a) if a == b else f"{a}-{b}" for a, b in merged]
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
