@@ -94,7 +94,7 @@ threading.Event().wait()
 CLIENT = """
 import socket, sys
 try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.6).close()
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.0).close()
 except socket.timeout:
     sys.exit(3)
 except OSError:
@@ -166,6 +166,8 @@ def lab() -> Iterator[Lab]:
             )
             _ip("-n", node, "link", "set", cali, "up")
             lab.run("node", "sysctl", "-qw", f"net.ipv4.conf.{cali}.proxy_arp=1")
+            # answer proxy ARP at once (the default waits up to 0.8 s: longer than a probe)
+            lab.run("node", "sysctl", "-qw", f"net.ipv4.neigh.{cali}.proxy_delay=0")
             _ip("-n", node, "route", "add", f"{pod.ip}/32", "dev", cali)
             _ip("-n", pns, "link", "set", "lo", "up")
             _ip("-n", pns, "link", "set", "eth0", "up")
@@ -178,6 +180,12 @@ def lab() -> Iterator[Lab]:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
             servers.append(proc)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        # before any rule: every path works (and neighbours are resolved)
+        ips = {p.key: str(p.ip) for p in cluster.pods} | {"node": str(NODE.internal_ip)}
+        for src in ips:
+            for dst, ip in ips.items():
+                if src != dst:
+                    assert lab.connect(src, ip, 80) == "allowed", f"{src} -> {dst} without rules"
         yield lab
     finally:
         for proc in servers:
