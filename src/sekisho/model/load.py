@@ -18,7 +18,15 @@ from sekisho.errors import ManifestError, Problem
 from sekisho.model import ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
-from sekisho.model.reader import Issue, Loc, ReadResult, iter_objects, read_paths, resolve
+from sekisho.model.reader import (
+    Issue,
+    Loc,
+    ReadResult,
+    iter_objects,
+    paused_gc,
+    read_paths,
+    resolve,
+)
 from sekisho.model.types import DEFAULT_CLUSTER_CIDR, Cluster, Namespace, Node, Pod
 
 DEFAULT_CLUSTER_CIDR_TEXT = str(DEFAULT_CLUSTER_CIDR)
@@ -62,7 +70,8 @@ def load_paths(
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
 ) -> LoadResult:
     """Load files, directories (recursive ``*.yaml``, ``*.yml``, ``*.json``, sorted) and ``-``."""
-    return load_read(read_paths(paths, stdin), cluster_cidr)
+    with paused_gc():
+        return load_read(read_paths(paths, stdin), cluster_cidr)
 
 
 def load_cluster(
@@ -85,7 +94,8 @@ def cluster_from_objects(
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
 ) -> Cluster:
     """Validate manifests given as dicts (tests, generators, the lab); raise on any problem."""
-    result = load_read(iter_objects(list(objects), source), cluster_cidr)
+    with paused_gc():
+        result = load_read(iter_objects(list(objects), source), cluster_cidr)
     if result.cluster is None:
         raise ManifestError(result.problems)
     return result.cluster
@@ -97,6 +107,11 @@ def load_read(read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT) -
     For callers that cache parsed files (the file source re-reads only changed files)
     and join the :class:`ReadResult` of each.
     """
+    with paused_gc():
+        return _load_read(read, cluster_cidr)
+
+
+def _load_read(read: ReadResult, cluster_cidr: str) -> LoadResult:
     issues = list(read.issues)
     try:
         cidr: IPNetwork = ipaddress.ip_network(cluster_cidr)
