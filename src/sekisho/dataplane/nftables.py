@@ -12,10 +12,12 @@ listing differ in spelling.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sekisho.dataplane.desired import NftRulesetLike
 from sekisho.dataplane.iptables import ApplyResult
@@ -136,6 +138,7 @@ class NftApplier:
         """Our table's blocks as the kernel lists them (cache), None when unknown."""
         self._cache: str | None = None
         """Fingerprint of the desired ruleset installed according to the cache."""
+        self._block_memo: dict[tuple[str, Any], tuple[Block, tuple[str, ...]]] = {}
         self._unverified: set[Block] = set()
         """Blocks written from the cache and not yet listed back (checked on resync)."""
 
@@ -161,7 +164,7 @@ class NftApplier:
         where = f"table {ruleset.family} {ruleset.table}"
         if have is None:
             return _Plan([f"{where} was missing"], None, [], [], [("table", where)])
-        want = table_blocks(normalize_nft(ruleset.table_text()))
+        want = self._want_blocks(ruleset)
         if want is None:
             return _Plan(
                 [f"{where} replaced (desired text not taken apart)"],
@@ -200,6 +203,40 @@ class NftApplier:
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind == "chain"]
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind != "chain"]
         return _Plan(changes, "\n".join(lines) + "\n", changed + new, gone, changed + new + gone)
+
+    def _want_blocks(self, ruleset: NftRulesetLike) -> dict[Block, tuple[str, ...]] | None:
+        """The desired table's blocks in normalized form.
+
+        A renderer dataclass with ``sets`` and ``chains`` is taken apart block by
+        block (each block's text from the renderer's own ``table_text`` of a
+        one-block copy), memoized by content, so a change costs only what changed.
+        """
+        rs: Any = ruleset
+        if not all(hasattr(rs, a) for a in ("__dataclass_fields__", "sets", "chains")):
+            return table_blocks(normalize_nft(ruleset.table_text()))
+        old, memo = self._block_memo, {}
+        out: dict[Block, tuple[str, ...]] = {}
+        try:
+            for kind, items in (("set", rs.sets), ("chain", rs.chains)):
+                for item in items:
+                    key = (kind, item)
+                    got = old.get(key)
+                    if got is None:
+                        one = dataclasses.replace(
+                            rs,
+                            sets=(item,) if kind == "set" else (),
+                            chains=(item,) if kind == "chain" else (),
+                        )
+                        blocks = table_blocks(normalize_nft(one.table_text()))
+                        if blocks is None or len(blocks) != 1:
+                            return table_blocks(normalize_nft(ruleset.table_text()))
+                        got = next(iter(blocks.items()))
+                    memo[key] = got
+                    out[got[0]] = got[1]
+        except TypeError:  # unhashable or not replaceable: the whole text it is
+            return table_blocks(normalize_nft(ruleset.table_text()))
+        self._block_memo = memo
+        return out
 
     def _read_blocks(self, ruleset: NftRulesetLike) -> dict[Block, tuple[str, ...]] | None:
         listed = self.read_back(ruleset.table, ruleset.family)
@@ -268,7 +305,7 @@ class NftApplier:
         *,
         learn: bool,
     ) -> int:
-        want = table_blocks(normalize_nft(ruleset.table_text())) or {}
+        want = self._want_blocks(ruleset) or {}
         if not plan.changes:
             if learn:
                 self._learn(want, have or {}, list(want))
