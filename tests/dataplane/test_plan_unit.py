@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -333,3 +334,16 @@ def test_nft_rewrites_only_the_chain_that_differs() -> None:
     script = runner.calls[1][1] or ""
     assert script.startswith("flush chain inet sk c1\n")
     assert "s1" not in script and "delete table" not in script
+
+
+def test_nft_blocks_per_set_and_chain_equal_the_whole_table_text() -> None:
+    from sekisho.model import load_cluster
+    from sekisho.render import render_node
+
+    seed = Path(__file__).resolve().parents[2] / "examples" / "seed"
+    cluster = load_cluster([str(seed)])
+    for node in ("k8s-node1", "k8s-node2"):
+        rs = render_node(cluster, node, backend="nftables", prefix="sekisho")
+        a = NftApplier(FakeRunner(), "sekisho")
+        assert a._want_blocks(rs) == table_blocks(normalize_nft(rs.table_text()))
+        assert a._want_blocks(rs) == a._want_blocks(rs)  # memoized: same answer
