@@ -119,7 +119,17 @@ class Lab:
             assert proc.returncode == 0, f"{role}: {' '.join(argv)}: {proc.stderr}"
         return proc.stdout
 
-    def connect(self, role: str, ip: str, port: int) -> str:
+    def ping(self, role: str, ip: str) -> str:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.names[role], "ping", "-c1", "-W1", "-q", ip],
+            capture_output=True,
+            timeout=30,
+        )
+        return {0: "allowed", 1: "dropped"}.get(proc.returncode, "error")
+
+    def connect(self, role: str, ip: str, port: int | None) -> str:
+        if port is None:
+            return self.ping(role, ip)
         proc = subprocess.run(
             ["ip", "netns", "exec", self.names[role], sys.executable, "-c", CLIENT, ip, str(port)],
             capture_output=True,
@@ -216,6 +226,10 @@ PROBES = [
     pytest.param("node", "a/web", 82, "allowed", id="own-node-not-filtered"),
     pytest.param("a/client", "node", 80, "dropped", id="client-to-node-input-egress"),
     pytest.param("a/web", "node", 80, "allowed", id="web-to-node"),
+    # port None: ICMP echo (rules with ports never match ICMP)
+    pytest.param("a/client", "a/web", None, "dropped", id="client-web-ping"),
+    pytest.param("a/web", "a/client", None, "allowed", id="web-client-ping"),
+    pytest.param("node", "a/web", None, "allowed", id="own-node-ping"),
 ]
 
 
@@ -230,7 +244,8 @@ def test_packets_agree_with_interpreter_and_semantics(lab: Lab, backend: str) ->
     seen = []
     for param in PROBES:
         src, dst, port, want = param.values
-        flow = Flow(ends[src], ends[dst], "TCP", port)  # type: ignore[arg-type]
+        proto = "TCP" if port is not None else "ICMP"
+        flow = Flow(ends[src], ends[dst], proto, port)  # type: ignore[arg-type]
         observed = lab.connect(src, str(ends[dst].ip), port)  # type: ignore[arg-type]
         interpreted = "allowed" if enforce(flow, evaluate)[0] else "dropped"
         semantic = "allowed" if verdict(cluster, flow).allowed else "dropped"
