@@ -10,9 +10,10 @@
 3. New TCP connections per second between pods on different nodes
    (x/a on node1 -> x/b on node2) with 1,000 policies installed that select
    other pods (namespaces y and z), as a ratio to the same with no policy, per
-   backend; goal >= 0.9 for nftables. A bounded connect loop runs in x/a's
-   namespace (threads that setns), against a listener in x/b's namespace;
-   rounds alternate between the two states and the median of each is used.
+   backend; goal >= 0.9 for nftables. Two labs run side by side (no policy /
+   1,000 policies); a bounded connect loop runs in x/a's namespace (threads
+   that setns) against a listener in x/b's namespace, alternating short
+   samples between the two labs so machine noise hits both; medians compared.
 """
 
 from __future__ import annotations
@@ -186,41 +187,45 @@ def _rate(ns: str, ip: str, seconds: float, threads: int = 4) -> float:
 
 
 def bench_connections(root: Path, backend: str, n: int, seconds: float, rounds: int) -> None:
-    name = _name("c")
-    base_objs = model_cluster_objects()
-    lab = Lab.up(base_objs, name=name, root=root, backend=backend)
+    """Two labs side by side (none / ``n`` policies), sampled alternately so noise is shared."""
+    labs = [
+        Lab.up(model_cluster_objects(), name=_name(tag), root=root, backend=backend)
+        for tag in ("c", "m")
+    ]
     stop = threading.Event()
     try:
-        src, dst = lab.plan.pod("x/a"), lab.plan.pod("x/b")
-        assert src is not None and dst is not None and src.node != dst.node
-        _listener(dst.netns, str(dst.ip), stop)
-        many = _policies(n)
         t = time.monotonic()
-        lab.apply(many, timeout=300)
+        labs[1].apply(_policies(n), timeout=300)
         t_apply = time.monotonic() - t
-        lab.apply([])
-        none_rates, many_rates = [], []
-        _rate(src.netns, str(dst.ip), 0.3)  # warm up
-        for _ in range(rounds):
-            lab.apply([])
-            none_rates.append(_rate(src.netns, str(dst.ip), seconds))
-            lab.apply(many, timeout=300)
-            many_rates.append(_rate(src.netns, str(dst.ip), seconds))
-        r0, r1 = statistics.median(none_rates), statistics.median(many_rates)
-        rules = lab.run(
-            dst.node, ["iptables-save"] if backend == "iptables" else ["nft", "list", "ruleset"]
+        ends = []
+        for lab in labs:
+            src, dst = lab.plan.pod("x/a"), lab.plan.pod("x/b")
+            assert src is not None and dst is not None and src.node != dst.node
+            _listener(dst.netns, str(dst.ip), stop)
+            _rate(src.netns, str(dst.ip), 0.2)  # warm up
+            ends.append((src.netns, str(dst.ip)))
+        samples: list[list[float]] = [[], []]
+        for r in range(rounds):
+            order = (0, 1) if r % 2 == 0 else (1, 0)
+            for k in order:
+                samples[k].append(_rate(*ends[k], seconds))
+        r0, r1 = statistics.median(samples[0]), statistics.median(samples[1])
+        src0, dst0 = labs[1].plan.pod("x/a"), labs[1].plan.pod("x/b")
+        assert src0 is not None and dst0 is not None
+        rules = labs[1].run(
+            dst0.node, ["iptables-save"] if backend == "iptables" else ["nft", "list", "ruleset"]
         )
         size = len(rules.stdout.splitlines())
         print(
-            f"new TCP connections/s x/a ({src.node}) -> x/b ({dst.node}), {backend}:"
-            f" {r1:,.0f}/s with {n} policies ({size} lines of rules on {dst.node}, applied in"
+            f"new TCP connections/s x/a ({src0.node}) -> x/b ({dst0.node}), {backend}:"
+            f" {r1:,.0f}/s with {n} policies ({size} lines of rules on {dst0.node}, applied in"
             f" {t_apply:.1f} s) vs {r0:,.0f}/s with none: ratio {r1 / r0:.2f}"
-            f" (goal >= 0.9 for nftables); rounds none={[round(x) for x in none_rates]}"
-            f" many={[round(x) for x in many_rates]}"
+            f" (goal >= 0.9 for nftables); median of {rounds} alternating {seconds:g} s samples"
         )
     finally:
         stop.set()
-        lab.down()
+        for lab in labs:
+            lab.down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--backend", choices=["iptables", "nftables", "both"], default="both")
-    ap.add_argument("--seconds", type=float, default=2.0, help="per connect-rate round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=0.5, help="per connect-rate sample")
+    ap.add_argument("--rounds", type=int, default=16, help="samples per state")
     ap.add_argument("--policies", type=int, default=1000)
     ap.add_argument("--skip", action="append", default=[], choices=["up", "probe", "conn"])
     args = ap.parse_args(argv)
