@@ -171,6 +171,7 @@ def finding1(lab: Lab, r: Report) -> None:
         f" (node {green_node}, where prod/green {green_ip} runs)"
     )
     sets: dict[str, list[str]] = {}
+    blocks: dict[str, list[str]] = {}
     rules: list[str] = []
     if backend == "iptables":
         res = lab.run(green_node, ["ipset", "list"])
@@ -179,23 +180,27 @@ def finding1(lab: Lab, r: Report) -> None:
         for line in res.stdout.splitlines():
             if line.startswith("Name: "):
                 name, members = line[6:].strip(), False
-                sets[name] = []
+                sets[name], blocks[name] = [], []
             elif line.startswith("Members:"):
                 members = True
             elif members and line.strip() and name:
                 sets[name].append(line.split()[0])
+            if name and line.strip():
+                blocks[name].append(line)
         saved = lab.run(green_node, ["iptables-save", "-t", "filter"]).stdout
         rules = [ln for ln in saved.splitlines() if "--match-set" in ln]
     else:
         text = lab.run(green_node, ["nft", "list", "ruleset"]).stdout
-        for m in re.finditer(r"set (\S+) \{(.*?)\n\s*\}", text, re.S):
-            el = re.search(r"elements = \{([^}]*)\}", m.group(2))
-            sets[m.group(1)] = [e.strip() for e in el.group(1).split(",")] if el else []
+        for m in re.finditer(r"\n(\s*)set (\S+) \{(.*?)\n\s*\}", text, re.S):
+            el = re.search(r"elements = \{([^}]*)\}", m.group(3))
+            sets[m.group(2)] = [e.strip() for e in el.group(1).split(",")] if el else []
+            blocks[m.group(2)] = m.group(0).strip("\n").splitlines()
         rules = [ln.strip() for ln in text.splitlines() if "@" in ln]
     only = [n for n, mem in sets.items() if [m.removesuffix("/32") for m in mem] == [ctrl_ip]]
     for n in only:
-        r.out(f"  $ {'ipset list' if backend == 'iptables' else 'nft list set'} {n}")
-        r.out(f"    Members: {', '.join(sets[n])}")
+        r.out(f"  $ {'ipset list' if backend == 'iptables' else 'nft list ruleset'} (the set)")
+        for line in blocks.get(n, []):
+            r.out("    " + line.replace("\t", "  ").rstrip())
     r.verdict(
         bool(only),
         f"a set holds exactly the ingress controller's IP {ctrl_ip}: {', '.join(only) or 'none found'}",
@@ -375,6 +380,13 @@ def full_matrix(lab: Lab, r: Report) -> None:
     )
 
 
+def _apply(lab: Lab, objects: list[dict[str, Any]], what: str, out: Out) -> None:
+    t = time.monotonic()
+    lab.apply(objects)
+    out("")
+    out(f"applied {what}: every agent shows it ({time.monotonic() - t:.1f} s)")
+
+
 def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
     """Build the seed lab, reproduce findings 1-5, print the matrix, tear down; True if all pass."""
     from sekisho.lab.lifecycle import guarded
@@ -387,23 +399,19 @@ def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
     with guarded(name):
         Lab(name).down()  # remains of an earlier, crashed demo
         out(f"building the seed cluster from {seed} ({backend}) ...")
-        lab = Lab.up(cluster_objs + part1, name=name, backend=backend)
+        lab = Lab.up(cluster_objs + part2, name=name, backend=backend)
         p = lab.plan
         out(
             f"lab up in {time.monotonic() - start:.1f} s: {len(p.nodes)} nodes, {len(p.pods)} pods,"
             f" one sekisho agent per node, nginx in {CONTROLLER}, external host {p.external_ip}"
         )
-        out("applied part1 (allow-tcp-80 in prod)")
+        policies = ", ".join(o["metadata"]["name"] for o in part2)
+        out(f"applied part2 ({policies})")
+        finding1(lab, r)
+        _apply(lab, part1, "part1 (allow-tcp-80 in prod)", out)
         finding2(lab, r)
         finding3(lab, r)
-        t = time.monotonic()
-        lab.apply(part2)
-        out("")
-        out(
-            f"applied part2 ({', '.join(o['metadata']['name'] for o in part2)})"
-            f" in {time.monotonic() - t:.1f} s"
-        )
-        finding1(lab, r)
+        _apply(lab, part2, f"part2 ({policies})", out)
         finding4(lab, r)
         finding5(lab, r)
         full_matrix(lab, r)

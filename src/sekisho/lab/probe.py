@@ -61,6 +61,8 @@ class Probe:
     """Whether the destination's server listens there (tells rejected from no-listener)."""
     path: str = "/"
     """HTTP path for TCP probes."""
+    pod: str | None = None
+    """The ``namespace/name`` whose server must answer (checked in the answer); None: any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,17 @@ def _icmp(p: Probe, timeout: float) -> Outcome:
                     return Outcome("rejected", f"ICMP unreachable code {code} from {addr[0]}")
 
 
+def _checked(p: Probe, out: Outcome) -> Outcome:
+    """An answer from the wrong server (an address clash, a stray route) is an error."""
+    if out.outcome == "allowed" and p.pod is not None and p.protocol in ("TCP", "UDP"):
+        who = out.answer.get("pod") if out.answer else None
+        if who != p.pod:
+            return Outcome(
+                "error", f"answered by {who or 'something else'}, not {p.pod}", out.answer
+            )
+    return out
+
+
 def probe_once(p: Probe, timeout: float = 1.0) -> Outcome:
     """Run one probe in the calling thread (which enters ``p.netns`` first)."""
     if p.protocol == "SCTP":
@@ -191,9 +204,9 @@ def probe_once(p: Probe, timeout: float = 1.0) -> Outcome:
     try:
         enter(p.netns)
         if p.protocol == "TCP":
-            return _tcp(p, timeout)
+            return _checked(p, _tcp(p, timeout))
         if p.protocol == "UDP":
-            return _udp(p, timeout)
+            return _checked(p, _udp(p, timeout))
         if p.protocol == "ICMP":
             return _icmp(p, timeout)
         return Outcome("error", f"unknown protocol {p.protocol}")

@@ -144,7 +144,14 @@ def measure(
                         k,
                         i,
                         j,
-                        pr.Probe(s.netns, str(d.ip), port or 0, proto, d.serves(port or 0, proto)),
+                        pr.Probe(
+                            s.netns,
+                            str(d.ip),
+                            port or 0,
+                            proto,
+                            served=d.serves(port or 0, proto),
+                            pod=None if d.host_network else d.key,
+                        ),
                     )
                 )
     start = time.monotonic()
