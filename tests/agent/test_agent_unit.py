@@ -254,3 +254,64 @@ def test_incremental_render_equals_full_render(cluster_dir: Path, tmp_path: Path
     assert agent.desired == full_renderer(agent.cluster, "n1", "iptables", "sekisho")
     assert agent.resync().status in ("unchanged", "applied")
     assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "render"}) == 0
+
+
+class FailingRunner(FakeRunner):
+    """Refuses the next ``fail`` iptables-restore transactions."""
+
+    def __init__(self, fail: int) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def __call__(self, argv: Sequence[str], *, stdin: str | None = None) -> str:
+        if argv[0] == "iptables-restore" and self.fail:
+            self.fail -= 1
+            self.calls.append(" ".join(argv) + " (refused)")
+            from sekisho.errors import CommandFailed
+
+            raise CommandFailed(argv, 1, "iptables-restore: line 3 failed")
+        return super().__call__(argv, stdin=stdin)
+
+
+def test_refused_apply_is_degraded_then_retried(cluster_dir: Path, tmp_path: Path) -> None:
+    runner = FailingRunner(fail=1)
+    agent = make_agent(cluster_dir, tmp_path, runner)
+    failed = agent.sync_once()
+    assert failed.status == "failed" and "line 3 failed" in (failed.error or "")
+    assert agent.desired is None and agent.ready()[0] is False
+    assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "apply"}) == 1
+    assert agent._retry_at is not None
+    assert agent.sync_once().status == "applied"
+    assert agent.ready() == (True, "")
+
+
+def test_loop_survives_a_bug_and_notices_missed_changes(cluster_dir: Path, tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def flaky(cluster: object, node: str, backend: str, prefix: str) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("a bug")
+        from sekisho.agent.agent import full_renderer
+
+        return full_renderer(cluster, node, backend, prefix)  # type: ignore[arg-type]
+
+    agent = Agent(
+        node="n1", source=cluster_dir, runner=FakeRunner(), renderer=flaky, resync=0.2, retry=0.05
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while agent.generation < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert agent.generation == 1, "retried after the bug"
+        assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "internal"}) == 1
+        assert not agent.source.changed_since_load()
+        (cluster_dir / "policies" / "p1.yaml").unlink()
+        assert agent.source.changed_since_load()
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -390,7 +390,7 @@ class Agent:
         watch = watcher or DirWatcher(self.source.root)
         try:
             self._health.last_tick = self.clock()
-            self.sync_once()
+            self._guarded(self.sync_once)
             next_resync = self.clock() + self.resync_interval
             while not stop.is_set():
                 now = self.clock()
@@ -404,16 +404,29 @@ class Agent:
                 now = self.clock()
                 if changed:
                     log.debug("source changed: %s", ", ".join(changed[:5]))
-                    self.sync_once()
+                    self._guarded(self.sync_once)
                 elif self._retry_at is not None and now >= self._retry_at:
-                    self.sync_once()
+                    self._guarded(self.sync_once)
                 if self.clock() >= next_resync:
-                    self.resync()
+                    if self.source.changed_since_load():  # an inotify event was missed
+                        log.warning("source changed without a notification; reloading")
+                        self._guarded(self.sync_once)
+                    self._guarded(self.resync)
                     next_resync = self.clock() + self.resync_interval
         finally:
             if own_watcher:
                 watch.close()
         log.info("stopped; rules stay in place and keep enforcing")
+
+    def _guarded(self, step: Callable[[], SyncSummary]) -> None:
+        """Run one step; a bug in it is logged and retried, it never ends the loop."""
+        try:
+            step()
+        except Exception as exc:  # the loop must outlive any one failure
+            log.exception("internal error in %s: %s", step.__name__, exc)
+            self.metrics.errors.labels("internal").inc()
+            self._degrade(f"internal error: {exc}")
+            self._retry_at = self.clock() + self.retry_interval
 
     def cleanup(self) -> ApplyResult:
         """Remove every object of ours for this agent's backend."""

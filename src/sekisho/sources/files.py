@@ -112,6 +112,7 @@ class FileSource:
     def __init__(self, root: str | Path, *, loader: Loader | None = None) -> None:
         self.root = Path(root)
         self.loader = loader or CachingLoader()
+        self._stats: dict[str, tuple[int, int, int]] = {}
 
     def files(self) -> list[Path]:
         return manifest_files(self.root)
@@ -129,7 +130,24 @@ class FileSource:
 
     def load(self) -> Cluster:
         """Load and validate; raises :class:`~sekisho.errors.ManifestError` with every problem."""
-        return self.loader([str(p) for p in self.files()])
+        files = self.files()
+        self._stats = self._stat(files)
+        return self.loader([str(p) for p in files])
+
+    @staticmethod
+    def _stat(files: list[Path]) -> dict[str, tuple[int, int, int]]:
+        out = {}
+        for path in files:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out[str(path)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        return out
+
+    def changed_since_load(self) -> bool:
+        """Whether any manifest appeared, vanished or changed since the last :meth:`load`."""
+        return self._stat(self.files()) != self._stats
 
 
 _MASK = (
@@ -179,6 +197,9 @@ class DirWatcher:
     def _drain(self, timeout_ms: int) -> list[str]:
         names: list[str] = []
         for event in self._inotify.read(timeout=timeout_ms):
+            if event.mask & flags.Q_OVERFLOW:  # events were lost: say "everything changed"
+                names.append(str(self.root))
+                continue
             base = self._dirs.get(event.wd)
             if event.mask & flags.IGNORED:
                 self._dirs.pop(event.wd, None)
