@@ -237,7 +237,7 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
         "iptables-save -t filter",
         "ipset save",
         "ipset restore",
-        "iptables-restore --noflush",
+        "iptables-restore --noflush -w 5",
     ]
     runner.calls.clear()
     assert a.apply(RULESET).changes == ()
@@ -250,10 +250,10 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
     runner.fail = {"iptables-restore"}
     a.apply(changed)
     assert runner.commands() == [
-        "iptables-restore --noflush",
+        "iptables-restore --noflush -w 5",
         "iptables-save -t filter",
         "ipset save",
-        "iptables-restore --noflush",
+        "iptables-restore --noflush -w 5",
     ]
     assert (
         runner.calls[-1][1] == f"*filter\n:sk-new - [0:0]\n{tagged('sk-new', '-j DROP')}\nCOMMIT\n"

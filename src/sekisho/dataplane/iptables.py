@@ -94,7 +94,11 @@ def rule_hash(chain: str, spec: str) -> str:
 
 
 class IptablesApplier:
-    """Keeps our chains, hook rules and IP sets equal to a desired ruleset."""
+    """Keeps our chains, hook rules and IP sets equal to a desired ruleset.
+
+    ``iptables-restore`` waits up to 5 s for the xtables lock (``-w 5``): with
+    iptables-legacy, kube-proxy and others hold it while they write.
+    """
 
     def __init__(self, runner: CommandRunner, prefix: str = "sekisho") -> None:
         if not prefix or not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
@@ -315,7 +319,9 @@ class IptablesApplier:
             self.runner(["ipset", "restore"], stdin="\n".join(plan.set_lines) + "\n")
             commands += 1
         if plan.doc:
-            self.runner(["iptables-restore", "--noflush"], stdin="\n".join(plan.doc) + "\n")
+            self.runner(
+                ["iptables-restore", "--noflush", "-w", "5"], stdin="\n".join(plan.doc) + "\n"
+            )
             commands += 1
         self._cache = plan.after
         if plan.destroy:
@@ -352,7 +358,7 @@ class IptablesApplier:
         commands = 0
         if doc:
             self.runner(
-                ["iptables-restore", "--noflush"],
+                ["iptables-restore", "--noflush", "-w", "5"],
                 stdin="\n".join(["*filter", *doc, "COMMIT"]) + "\n",
             )
             commands += 1
