@@ -315,3 +315,22 @@ def test_loop_survives_a_bug_and_notices_missed_changes(cluster_dir: Path, tmp_p
         stop.set()
         thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_watcher_sees_a_configmap_style_symlink_swap(tmp_path: Path) -> None:
+    root = tmp_path / "cm"
+    (root / "..v1").mkdir(parents=True)
+    (root / "..v1" / "p.yaml").write_text("a: 1\n")
+    (root / "..data").symlink_to("..v1")
+    (root / "p.yaml").symlink_to("..data/p.yaml")
+    assert manifest_files(root) == [root / "p.yaml"], "the hidden ..data copy is not loaded twice"
+    watcher = DirWatcher(root, debounce=0.02)
+    try:
+        (root / "..v2").mkdir()
+        (root / "..v2" / "p.yaml").write_text("a: 2\n")
+        (root / "..data_tmp").symlink_to("..v2")
+        (root / "..data_tmp").rename(root / "..data")  # what the kubelet does
+        assert watcher.wait(1.0), "the swap is a change"
+    finally:
+        watcher.close()
+    assert (root / "p.yaml").read_text() == "a: 2\n"

@@ -209,7 +209,14 @@ class DirWatcher:
             path = base / event.name if event.name else base
             if event.mask & flags.ISDIR and event.mask & (flags.CREATE | flags.MOVED_TO):
                 self._watch_tree(path)  # a new subdirectory, maybe already holding files
-            if event.name and _ignored(event.name) and not event.mask & flags.MOVED_FROM:
+            # A ConfigMap volume swaps its ``..data`` symlink: that is a change of every file.
+            configmap_swap = event.name.startswith("..")
+            if (
+                event.name
+                and _ignored(event.name)
+                and not configmap_swap
+                and not event.mask & flags.MOVED_FROM
+            ):
                 continue
             names.append(str(path))
         return names
