@@ -347,3 +347,18 @@ def test_nft_blocks_per_set_and_chain_equal_the_whole_table_text() -> None:
         a = NftApplier(FakeRunner(), "sekisho")
         assert a._want_blocks(rs) == table_blocks(normalize_nft(rs.table_text()))
         assert a._want_blocks(rs) == a._want_blocks(rs)  # memoized: same answer
+
+
+def test_obsolete_chain_a_foreign_chain_jumps_to_is_emptied_not_deleted() -> None:
+    save = IN_SYNC.replace(
+        ":sk-pol - [0:0]",
+        ":sk-pol - [0:0]\n:sk-old - [0:0]\n:FOREIGN - [0:0]\n-A FOREIGN -j sk-old\n-A sk-old -j DROP",
+    )
+    a = IptablesApplier(FakeRunner(), "sk")
+    installed = a.parse_save(save)
+    assert installed.pinned == {"sk-old"}
+    assert "FOREIGN" not in installed.hooks, "only builtin chains hold hooks"
+    plan = a.plan(installed, RULESET)
+    assert plan.doc == ["*filter", ":sk-old - [0:0]", "COMMIT"]
+    emptied = a.parse_save(save.replace("-A sk-old -j DROP\n", ""))
+    assert a.plan(emptied, RULESET).doc == [], "an emptied pinned chain is left alone"

@@ -72,6 +72,8 @@ class IptablesState:
     hooks: dict[str, list[tuple[int, InstalledRule]]] = field(default_factory=dict)
     """Builtin chain -> (position, rule) of every rule of ours in it."""
     sets: dict[str, SetState] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)
+    """Chains of ours that a foreign (user) chain jumps to: never deleted, only emptied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,7 @@ class IptablesApplier:
         state = IptablesState()
         in_filter = False
         positions: dict[str, int] = {}
+        builtin: set[str] = set()
         for line in text.splitlines():
             if line.startswith("*"):
                 in_filter = line.strip() == "*filter"
@@ -139,9 +142,11 @@ class IptablesApplier:
             if line.startswith("["):  # counters from `iptables-save -c`
                 line = line.split("] ", 1)[-1]
             if line.startswith(":"):
-                name = line[1:].split()[0]
-                if name.startswith(self.prefix):
-                    state.chains.setdefault(name, [])
+                words = line[1:].split()
+                if words[0].startswith(self.prefix):
+                    state.chains.setdefault(words[0], [])
+                elif len(words) > 1 and words[1] != "-":  # a policy: a builtin chain
+                    builtin.add(words[0])
             elif line.startswith("-A "):
                 parts = line.split(" ", 2)
                 chain, spec = parts[1], parts[2] if len(parts) > 2 else ""
@@ -152,8 +157,11 @@ class IptablesApplier:
                 else:
                     pos = positions.get(chain, 0)
                     positions[chain] = pos + 1
-                    if found or self._jump_re.search(spec):
+                    jump = self._jump_re.search(spec)
+                    if chain in builtin and (found or jump):
                         state.hooks.setdefault(chain, []).append((pos, rule))
+                    elif jump:  # someone else's chain uses ours: leave their rule alone
+                        state.pinned.add(jump.group(0).split()[-1])
         return state
 
     # ---- desired -------------------------------------------------------------------
@@ -252,8 +260,13 @@ class IptablesApplier:
             if why is not None:
                 write.append(name)
                 changes.append(f"chain {name} {why}")
-        delete = sorted(c for c in installed.chains if c not in desired.chains)
+        obsolete = sorted(c for c in installed.chains if c not in desired.chains)
+        delete = [c for c in obsolete if c not in installed.pinned]
         changes += [f"chain {c} deleted" for c in delete]
+        emptied = [c for c in obsolete if c in installed.pinned and installed.chains[c]]
+        for c in emptied:
+            log.warning("chain %s is obsolete but a foreign rule jumps to it: emptied, kept", c)
+            changes.append(f"chain {c} emptied (a foreign rule still jumps to it)")
         fix: list[str] = []
         for builtin in sorted(set(desired.hooks) | set(installed.hooks)):
             why = self._hook_diff(installed.hooks.get(builtin, []), desired.hooks.get(builtin, []))
@@ -261,9 +274,9 @@ class IptablesApplier:
                 fix.append(builtin)
                 changes.append(f"hook {builtin}: {why}")
         doc: list[str] = []
-        if write or delete or fix:
+        if write or delete or emptied or fix:
             doc.append("*filter")
-            doc += [f":{c} - [0:0]" for c in write + delete]
+            doc += [f":{c} - [0:0]" for c in write + delete + emptied]
             for c in write:
                 doc += [f"-A {c} {w.spec}" for w in desired.chains[c]]
             for builtin in fix:
@@ -287,7 +300,11 @@ class IptablesApplier:
                 for b, ws in desired.hooks.items()
             },
             sets={n: SetState(s.type, s.family, s.members) for n, s in desired.sets.items()},
+            pinned=set(installed.pinned),
         )
+        for c in obsolete:
+            if c not in delete:
+                after.chains[c] = []
         return _Plan(tuple(changes), set_lines, doc, destroy, after)
 
     # ---- act -----------------------------------------------------------------------
@@ -353,8 +370,12 @@ class IptablesApplier:
             doc += [f"-D {builtin} {r.spec}" for _, r in rules]
             changes.append(f"hook {builtin}: {len(rules)} jump(s) removed")
         chains = sorted(installed.chains)
-        doc += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in chains]
-        changes += [f"chain {c} deleted" for c in chains]
+        gone = [c for c in chains if c not in installed.pinned]
+        doc += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in gone]
+        changes += [f"chain {c} deleted" for c in gone]
+        changes += [
+            f"chain {c} emptied (a foreign rule jumps to it)" for c in chains if c not in gone
+        ]
         commands = 0
         if doc:
             self.runner(
