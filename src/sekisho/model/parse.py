@@ -124,7 +124,8 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     source = Source(obj.loc.file, obj.loc.line)
     kind = data.get("kind")
     api_version = data.get("apiVersion")
-    r = Report(obj.loc, kind if isinstance(kind, str) else "", _display_name(data, kind), sink)
+    kind_text = kind if isinstance(kind, str) else ""
+    r = Report(obj.loc, kind_text, _display_name(data, kind_text), sink)
     if not isinstance(kind, str) or not kind:
         r.error(
             ("kind",),
@@ -179,7 +180,7 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
             drafts.workloads.append(workload)
 
 
-def _display_name(data: dict[str, Any], kind: Any = None) -> str:
+def _display_name(data: dict[str, Any], kind: str = "") -> str:
     """``namespace/name`` (``name`` for cluster-scoped kinds) as far as the raw object says."""
     meta = data.get("metadata")
     if not isinstance(meta, dict):

@@ -239,6 +239,7 @@ def _duplicate_key(
         base, path = path[:2], path[2:]
         obj = data["items"][index]
     kind = obj.get("kind") if isinstance(obj, dict) else None
+    kind = kind if isinstance(kind, str) else ""
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     name = meta.get("name") if isinstance(meta, dict) else None
     ns = meta.get("namespace") if isinstance(meta, dict) else None
