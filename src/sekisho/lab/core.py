@@ -150,6 +150,7 @@ class Lab:
         os.replace(tmp, self.state_file)
 
     def current_objects(self) -> list[dict[str, Any]]:
+        self.state  # noqa: B018 - raises "no lab named ... is up" before any file error
         return mf.read_objects([self.manifests / mf.CLUSTER_FILE, self.manifests / mf.POLICY_FILE])
 
     @property
@@ -383,6 +384,7 @@ class Lab:
 
     def apply(self, objects: list[dict[str, Any]], timeout: float = 30.0) -> Cluster:
         """Replace the policies (and labels) in place; wait until every agent applied them."""
+        self.state  # noqa: B018 - raises "no lab named ... is up" before any file error
         current = mf.read_objects([self.manifests / mf.CLUSTER_FILE])
         policies = [o for o in objects if mf.is_policy(o)]
         updates = [o for o in objects if not mf.is_policy(o)]
