@@ -273,15 +273,21 @@ class FailingRunner(FakeRunner):
         return super().__call__(argv, stdin=stdin)
 
 
-def test_refused_apply_is_degraded_then_retried(cluster_dir: Path, tmp_path: Path) -> None:
-    runner = FailingRunner(fail=1)
-    agent = make_agent(cluster_dir, tmp_path, runner)
+def test_refused_apply_is_degraded_then_retried_with_backoff(cluster_dir: Path) -> None:
+    now = [100.0]
+    runner = FailingRunner(fail=2)
+    agent = Agent(
+        node="n1", source=cluster_dir, runner=runner, clock=lambda: now[0], retry=1.0, resync=10.0
+    )
     failed = agent.sync_once()
     assert failed.status == "failed" and "line 3 failed" in (failed.error or "")
     assert agent.desired is None and agent.ready()[0] is False
     assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "apply"}) == 1
-    assert agent._retry_at is not None
+    assert agent._retry_at == 101.0
+    assert agent.sync_once().status == "failed"
+    assert agent._retry_at == 102.0, "the delay doubles"
     assert agent.sync_once().status == "applied"
+    assert agent._retry_at is None and agent._failures == 0
     assert agent.ready() == (True, "")
 
 

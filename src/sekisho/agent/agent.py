@@ -203,6 +203,8 @@ class Agent:
         """The cluster it was rendered from."""
         self._health = _Health()
         self._retry_at: float | None = None
+        self._failures = 0
+        """Failed attempts in a row; the retry delay doubles with each (up to ``resync``)."""
         self._lock = threading.Lock()
         self.stats: dict[str, int] = {}
 
@@ -258,9 +260,10 @@ class Agent:
             result = self.applier.apply(desired)
         except DataplaneError as exc:
             log.error("apply failed (last good state stays): %s", exc)
-            self._retry_at = self.clock() + self.retry_interval
+            self._schedule_retry()
             return self._fail("apply", f"apply failed: {exc}", "failed", t0)
         self._retry_at = None
+        self._failures = 0
         stages = (
             ("load", t_load - t0),
             ("render", t_render - t_load),
@@ -426,7 +429,15 @@ class Agent:
             log.exception("internal error in %s: %s", step.__name__, exc)
             self.metrics.errors.labels("internal").inc()
             self._degrade(f"internal error: {exc}")
-            self._retry_at = self.clock() + self.retry_interval
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        delay = min(
+            self.retry_interval * 2**self._failures, max(self.retry_interval, self.resync_interval)
+        )
+        self._failures += 1
+        self._retry_at = self.clock() + delay
+        log.info("retrying in %.1fs", delay)
 
     def cleanup(self) -> ApplyResult:
         """Remove every object of ours for this agent's backend."""
