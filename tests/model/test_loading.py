@@ -270,3 +270,11 @@ def test_node_schedulable_from_unschedulable_and_taints() -> None:
         "prefer": True,
     }
     assert all(isinstance(n.internal_ip, ipaddress.IPv4Address) for n in cluster.nodes)
+
+
+def test_pods_sort_by_namespace_then_name_not_by_key_string() -> None:
+    objs = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": ns}}
+        for ns in ("a-b", "a")
+    ]
+    assert [p.key for p in cluster_from_objects(objs).pods] == ["a/x", "a-b/x"]

@@ -156,7 +156,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 continue
             pod_drafts[key] = draft
 
-    ordered = [pod_drafts[k] for k in sorted(pod_drafts)]
+    ordered = sorted(pod_drafts.values(), key=lambda d: (d.namespace, d.name))
     if nodes:
         for draft in ordered:
             node = draft.template.node
