@@ -85,9 +85,13 @@ class IncrementalRenderer:
         try:
             self._r.update(cluster)
             return render_iptables(self._r) if backend == "iptables" else render_nftables(self._r)
-        except BaseException:
+        except SekishoError:
             self._r = None  # unknown state: start from scratch next time
             raise
+        except Exception:
+            log.exception("incremental render failed; rendering from scratch")
+            self._r = None
+            return full_renderer(cluster, node, backend, prefix)
 
     def reset(self) -> None:
         self._r = None
