@@ -12,7 +12,6 @@ from typing import Literal, overload
 
 from sekisho.errors import UsageError
 from sekisho.model.types import Cluster
-from sekisho.render.compile import Delta, NodeRenderer
 from sekisho.render.iptables import (
     IpSetSpec,
     IptablesRuleset,
@@ -21,6 +20,7 @@ from sekisho.render.iptables import (
     render_iptables,
 )
 from sekisho.render.nftables import NftRuleset, NftSet, normalize_nft, render_nftables
+from sekisho.render.node import Delta, NodeRenderer
 
 Backend = Literal["iptables", "nftables"]
 BACKENDS: tuple[Backend, ...] = ("iptables", "nftables")

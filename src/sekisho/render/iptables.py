@@ -25,14 +25,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from sekisho.render import names
-from sekisho.render.compile import (
-    DIRECTIONS,
-    AllowRule,
-    Direction,
-    Endpoint,
-    NodeRenderer,
-    member_texts,
-)
+from sekisho.render.compile import DIRECTIONS, AllowRule, Direction, member_texts
+from sekisho.render.node import Endpoint, NodeRenderer
 
 MARK = f"{names.ACCEPT_MARK:#x}/{names.ACCEPT_MARK:#x}"
 CLEAR = f"0x0/{names.ACCEPT_MARK:#x}"

@@ -16,14 +16,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from sekisho.render import names
-from sekisho.render.compile import (
-    DIRECTIONS,
-    AllowRule,
-    Direction,
-    Endpoint,
-    NodeRenderer,
-    member_texts,
-)
+from sekisho.render.compile import DIRECTIONS, AllowRule, Direction, member_texts
+from sekisho.render.node import Endpoint, NodeRenderer
 
 MARK = f"0x{names.ACCEPT_MARK:08x}"
 KEEP = f"0x{0xFFFFFFFF & ~names.ACCEPT_MARK:08x}"
