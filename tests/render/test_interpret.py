@@ -1,0 +1,124 @@
+"""The interpreter: what it refuses, and small hand-written rulesets with known outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+import sekisho.render
+from sekisho.render.interpret import Packet, RulesetSyntaxError, program
+
+IPT = """
+create s1 hash:net family inet -exist
+create t1 hash:net family inet -exist
+flush t1
+add t1 10.0.0.0/8
+swap t1 s1
+destroy t1
+*filter
+:c - [0:0]
+-A c -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment est -j ACCEPT
+-A c -p tcp -m set --match-set s1 src -m multiport --dports 80,90:99 -m comment --comment web -j MARK --set-xmark 0x10000/0x10000
+-A c -m mark --mark 0x10000/0x10000 -m comment --comment ok -j RETURN
+-A c -m comment --comment deny -j DROP
+COMMIT
+-I FORWARD 1 -i cali+ -m comment --comment hook -j c
+"""
+
+NFT = """
+table inet t {}
+delete table inet t
+table inet t {
+	set s1 {
+		type ipv4_addr
+		flags interval
+		elements = { 10.0.0.0/8 }
+	}
+	chain fwd {
+		type filter hook forward priority filter - 1; policy accept;
+		iifname "cali*" jump c comment "hook"
+	}
+	chain c {
+		ct state established,related accept comment "est"
+		ip saddr @s1 tcp dport { 80, 90-99 } meta mark set meta mark | 0x00010000 return comment "web"
+		meta mark & 0x00010000 == 0x00010000 return comment "ok"
+		drop comment "deny"
+	}
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "text", [pytest.param(IPT, id="iptables"), pytest.param(NFT, id="nftables")]
+)
+@pytest.mark.parametrize(
+    ("packet", "verdict", "rule"),
+    [
+        pytest.param(
+            Packet("10.1.1.1", "1.1.1.1", "TCP", 80, iif="cali1"), "ACCEPT", None, id="allowed"
+        ),
+        pytest.param(
+            Packet("10.1.1.1", "1.1.1.1", "TCP", 95, iif="cali1"), "ACCEPT", None, id="range"
+        ),
+        pytest.param(
+            Packet("10.1.1.1", "1.1.1.1", "TCP", 100, iif="cali1"), "DROP", "deny", id="port"
+        ),
+        pytest.param(
+            Packet("10.1.1.1", "1.1.1.1", "UDP", 80, iif="cali1"), "DROP", "deny", id="proto"
+        ),
+        pytest.param(
+            Packet("11.1.1.1", "1.1.1.1", "TCP", 80, iif="cali1"), "DROP", "deny", id="peer"
+        ),
+        pytest.param(
+            Packet("10.1.1.1", "1.1.1.1", "ICMP", None, iif="cali1"), "DROP", "deny", id="icmp"
+        ),
+        pytest.param(
+            Packet("11.1.1.1", "1.1.1.1", "TCP", 1, "ESTABLISHED", iif="cali1"),
+            "ACCEPT",
+            "est",
+            id="reply",
+        ),
+        pytest.param(
+            Packet("11.1.1.1", "1.1.1.1", "TCP", 1, iif="eth0"), "ACCEPT", None, id="not-hooked-if"
+        ),
+        pytest.param(
+            Packet("11.1.1.1", "1.1.1.1", "TCP", 1, iif="cali1", hook="OUTPUT"),
+            "ACCEPT",
+            None,
+            id="output",
+        ),
+    ],
+)
+def test_small_rulesets(text: str, packet: Packet, verdict: str, rule: str | None) -> None:
+    d = program(text).evaluate(packet)
+    assert d.verdict == verdict
+    if rule is not None:
+        assert d.rule == rule
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("*filter\n-A c -m foo --bar 1 -j ACCEPT\nCOMMIT\n", id="ipt-unknown-option"),
+        pytest.param(
+            "*filter\n-A c -j nowhere\nCOMMIT\n-I FORWARD 1 -j c\n", id="ipt-unknown-chain"
+        ),
+        pytest.param("something else\n", id="ipt-unknown-line"),
+        pytest.param(
+            "table inet t {\n\tchain c {\n\t\tip saddr 1.2.3.4 accept\n\t}\n}\n",
+            id="nft-literal-addr",
+        ),
+        pytest.param(
+            "table inet t {\n\tchain c {\n\t\tfib daddr type local accept\n\t}\n}\n",
+            id="nft-unknown",
+        ),
+    ],
+)
+def test_refuses_what_it_does_not_know(text: str) -> None:
+    with pytest.raises(RulesetSyntaxError):
+        program(text).evaluate(Packet("1.1.1.1", "2.2.2.2", "TCP", 80, iif="cali1"))
+
+
+def test_public_surface_sorted_and_importable() -> None:
+    assert sekisho.render.__all__ == sorted(sekisho.render.__all__)
+    for name in sekisho.render.__all__:
+        assert hasattr(sekisho.render, name), name
