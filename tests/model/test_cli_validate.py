@@ -84,7 +84,9 @@ def test_json_valid(capsys: pytest.CaptureFixture[str]) -> None:
         "policies": 3,
         "skipped": 0,
         "problems": 0,
+        "warnings": 0,
     }
+    assert doc["warnings"] == []
 
 
 def test_verbose_lists_skipped(capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,7 +44,13 @@ def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: s
 
     Reads Namespace, Node, Pod, NetworkPolicy and the workload controllers
     (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job); other kinds are
-    skipped. Exits 0 when valid, 2 on any problem.
+    skipped. Directories are read recursively (*.yaml, *.yml, *.json, sorted;
+    hidden files and directories left out).
+
+    Each problem is one line, FILE:LINE: KIND NAMESPACE/NAME: FIELD.PATH:
+    message. Warnings (valid, but probably not meant: rules that policyTypes
+    ignores, selectors that select nothing) are printed as "warning: ..." lines.
+    Exits 0 when valid (warnings or not), 2 on any problem.
     """
     from sekisho.model import load_paths
 
@@ -54,6 +60,7 @@ def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: s
         doc: dict[str, object] = {
             "valid": result.valid,
             "problems": [p.to_json() for p in result.problems],
+            "warnings": [w.to_json() for w in result.warnings],
             "summary": summary,
         }
         if verbose:
@@ -65,8 +72,12 @@ def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: s
             click.echo(f"{loc}: skipped {obj}")
     for problem in result.problems:
         click.echo(str(problem))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}")
     if result.valid:
-        click.echo(f"ok: {summary_line(summary)}")
+        n = len(result.warnings)
+        notes = f", {n} warning{'s' if n != 1 else ''}" if n else ""
+        click.echo(f"ok: {summary_line(summary)}{notes}")
         return 0
     n = len(result.problems)
     click.echo(

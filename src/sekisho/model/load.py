@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from sekisho.errors import ManifestError, Problem
 from sekisho.model import ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
+from sekisho.model.lint import lint
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
 from sekisho.model.reader import (
     Issue,
@@ -43,6 +44,8 @@ class LoadResult:
     files: int
     objects: int
     """Objects read (List items counted one by one), skipped ones included."""
+    warnings: tuple[Problem, ...] = ()
+    """Valid but probably not meant (see :mod:`sekisho.model.lint`); only when there are no problems."""
 
     @property
     def valid(self) -> bool:
@@ -60,6 +63,7 @@ class LoadResult:
             "policies": len(c.policies) if c else 0,
             "skipped": len(self.skipped),
             "problems": len(self.problems),
+            "warnings": len(self.warnings),
         }
 
 
@@ -123,12 +127,16 @@ def _load_read(read: ReadResult, cluster_cidr: str) -> LoadResult:
     drafts = parse_objects(read.objects, issues)
     cluster = _build(drafts, cidr, issues)
     problems = tuple(resolve(issues, read.texts))
+    notes: list[Issue] = []
+    if not problems:
+        lint(cluster, drafts, notes)
     return LoadResult(
         cluster=None if problems else cluster,
         problems=problems,
         skipped=tuple(drafts.skipped),
         files=read.files,
         objects=len(read.objects),
+        warnings=tuple(resolve(notes, read.texts)),
     )
 
 

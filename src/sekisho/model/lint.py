@@ -1,0 +1,94 @@
+"""Warnings: valid manifests that probably do not say what their author meant.
+
+The API server accepts all of these, so they never make input invalid; ``sekisho
+validate`` prints them and still exits 0. Each is a classic NetworkPolicy mistake:
+
+- rules for a direction that ``policyTypes`` leaves out are ignored
+  ("policyTypes: [Ingress]" with an ``egress`` section);
+- a ``namespaceSelector`` that selects no namespace (often ``name: kube-system``
+  where namespaces carry ``kubernetes.io/metadata.name``);
+- a ``podSelector`` (of the policy or of a peer) that selects no pod, checked only
+  when the manifests include pods at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sekisho.model.checks import Report
+from sekisho.model.parse import Drafts
+from sekisho.model.reader import FieldPath, Issue
+from sekisho.model.types import Cluster, LabelSelector, Pod
+
+
+def lint(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
+    pods_by_ns: dict[str, list[Pod]] = {}
+    for pod in cluster.pods:
+        if not pod.host_network:  # never selected by a policy or a selector peer
+            pods_by_ns.setdefault(pod.namespace, []).append(pod)
+    check_pods = bool(cluster.pods)
+    namespaces = cluster.namespaces
+
+    def any_pod(selector: LabelSelector, in_namespaces: Iterable[str]) -> bool:
+        return any(
+            selector.matches(pod.labels) for ns in in_namespaces for pod in pods_by_ns.get(ns, ())
+        )
+
+    for policy in cluster.policies:
+        seen = drafts.seen.get(("NetworkPolicy", policy.namespace, policy.name))
+        if seen is None:
+            continue
+        report = seen[1]
+        warn = Report(report.loc, report.kind, report.name, sink)
+        for field, rules, affects, direction in (
+            ("ingress", policy.ingress, policy.affects_ingress, "Ingress"),
+            ("egress", policy.egress, policy.affects_egress, "Egress"),
+        ):
+            if rules and not affects:
+                warn.error(
+                    ("spec", field),
+                    f"ignored: policyTypes does not include {direction}, so these rules do nothing",
+                )
+        if check_pods and not any_pod(policy.pod_selector, [policy.namespace]):
+            warn.error(
+                ("spec", "podSelector"),
+                f"selects no pod in namespace {policy.namespace} ({policy.pod_selector})",
+            )
+        for field, peers_field, rules in (
+            ("ingress", "from", policy.ingress),
+            ("egress", "to", policy.egress),
+        ):
+            for i, rule in enumerate(rules):
+                for j, peer in enumerate(rule.peers or ()):
+                    path: FieldPath = ("spec", field, i, peers_field, j)
+                    if peer.namespace_selector is not None:
+                        selected = [
+                            name
+                            for name, ns in namespaces.items()
+                            if peer.namespace_selector.matches(ns.labels)
+                        ]
+                        if not selected:
+                            known = ", ".join(list(namespaces)[:5]) or "none"
+                            more = ", ..." if len(namespaces) > 5 else ""
+                            warn.error(
+                                (*path, "namespaceSelector"),
+                                f"selects no namespace ({peer.namespace_selector}); "
+                                f"namespaces here: {known}{more}",
+                            )
+                            continue
+                    else:
+                        selected = [policy.namespace]
+                    if (
+                        check_pods
+                        and peer.pod_selector is not None
+                        and not any_pod(peer.pod_selector, selected)
+                    ):
+                        where = (
+                            f"namespace {policy.namespace}"
+                            if peer.namespace_selector is None
+                            else "the selected namespaces"
+                        )
+                        warn.error(
+                            (*path, "podSelector"),
+                            f"selects no pod in {where} ({peer.pod_selector})",
+                        )
