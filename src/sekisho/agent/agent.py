@@ -184,6 +184,7 @@ class Agent:
         metrics: AgentMetrics | None = None,
         renderer: Renderer | None = None,
         retry: float = 1.0,
+        debounce: float = 0.02,
     ) -> None:
         self.node = node
         self.source = source if isinstance(source, FileSource) else FileSource(source)
@@ -196,6 +197,7 @@ class Agent:
         self.sleep = sleep
         self.resync_interval = resync
         self.retry_interval = retry
+        self.debounce = debounce
         self.ready_file = Path(ready_file) if ready_file else None
         self.metrics = metrics or AgentMetrics()
         self.renderer: Renderer = renderer or IncrementalRenderer()
@@ -394,7 +396,7 @@ class Agent:
         Leaves the rules in place when it returns (they keep enforcing).
         """
         own_watcher = watcher is None
-        watch = watcher or DirWatcher(self.source.root)
+        watch = watcher or DirWatcher(self.source.root, debounce=self.debounce)
         try:
             self._health.last_tick = self.clock()
             self._guarded(self.sync_once)

@@ -30,6 +30,13 @@ import click
     help="Seconds between read-backs that repair drift.",
 )
 @click.option(
+    "--debounce",
+    type=click.FloatRange(min=0.0, max=5.0),
+    default=0.02,
+    show_default=True,
+    help="Seconds of quiet after a file event before reloading (a burst is one change).",
+)
+@click.option(
     "--metrics-port", type=int, default=None, help="Serve /metrics, /healthz, /readyz here."
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
@@ -52,6 +59,7 @@ def agent(
     backend: str,
     prefix: str,
     resync: float,
+    debounce: float,
     metrics_port: int | None,
     metrics_host: str,
     ready_file: str | None,
@@ -95,6 +103,7 @@ def agent(
         backend="nftables" if backend == "nftables" else "iptables",
         prefix=prefix,
         resync=resync,
+        debounce=debounce,
         ready_file=ready_file,
         metrics=metrics,
     )
