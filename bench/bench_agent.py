@@ -108,7 +108,9 @@ def wipe(ns: str, backend: str) -> None:
     (IptablesApplier(run, PREFIX) if backend == "iptables" else NftApplier(run, PREFIX)).cleanup()
 
 
-def latency(backend: str, changes: int, pods: int, policies: int) -> dict[str, float]:
+def latency(
+    backend: str, changes: int, pods: int, policies: int, debounce: float | None = None
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, netns() as ns:
         root = Path(tmp) / "src"
         generator.write(generator.generate(pods, policies=policies), root, per_file=None)
@@ -123,6 +125,8 @@ def latency(backend: str, changes: int, pods: int, policies: int) -> dict[str, f
         argv = [sys.executable, "-m", "sekisho", "agent", "--node", node, "--source", str(root)]
         argv += ["--netns", ns, "--backend", backend, "--ready-file", str(ready), "--resync", "60"]
         argv += ["--log-format", "json"]
+        if debounce is not None:
+            argv += ["--debounce", str(debounce)]
         log = Path(tmp) / "agent.log"
         with log.open("wb") as err:
             proc = subprocess.Popen(argv, stderr=err, stdout=subprocess.DEVNULL)
@@ -212,13 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", type=int, default=100)
     parser.add_argument("--big-pods", type=int, default=1000)
     parser.add_argument("--big-policies", type=int, default=1000)
+    parser.add_argument("--debounce", type=float, default=None, help="agent --debounce (s)")
+    parser.add_argument("--skip-big", action="store_true", help="only the latency figures")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_agent needs root (it creates network namespaces)", file=sys.stderr)
         return 2
     backends = ["iptables", "nftables"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        lat = latency(backend, args.changes, args.pods, args.policies)
+        lat = latency(backend, args.changes, args.pods, args.policies, args.debounce)
         print(
             f"{backend:9} change->installed ({args.pods} pods, {args.policies} policies, "
             f"{lat['rules']:.0f} rules, {lat['sets']:.0f} sets, {args.changes} changes): "
@@ -233,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k[6:]} {v * 1e3:.1f} ms" for k, v in lat.items() if k.startswith("stage_")
             )
         )
+        if args.skip_big:
+            continue
         big = apply_time(backend, args.big_pods, args.big_policies)
         print(
             f"{backend:9} apply {big['policies']:.0f} policies ({big['rules']:.0f} rules, "
