@@ -222,7 +222,10 @@ def test_ipv6_pod_does_not_crash() -> None:
     )
     for backend in ("iptables", "nftables"):
         rs = render_node(_cluster((pol,), pods), "k8s-node2", backend=backend)  # type: ignore[call-overload]
-        assert "fd00" not in rs.render_text()
+        text = rs.render_text()
+        assert "fd00" not in "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
+        assert "note: pod dev/six has IPv6 address fd00::6" in text
+        assert "IPv6 ipBlock fd00::/64 not rendered" in text
 
 
 # ------------------------------------------------------------------- incremental

@@ -374,6 +374,9 @@ def _parse_nft_rule(line: str) -> _NftRule:
         elif w == "meta" and rest[0] == "mark" and rest[1] == "&" and rest[3] == "==":
             r.matches.append(("mark", (int(rest[2], 16), int(rest[4], 16))))
             i += 6
+        elif w == "meta" and rest[0] == "nfproto":
+            r.matches.append(("nfproto", rest[1]))
+            i += 3
         elif w == "meta" and rest[0] == "l4proto":
             r.matches.append(("l4proto", rest[1]))
             i += 3
@@ -472,6 +475,8 @@ class NftProgram:
                 ok = (w.mark & mask) == value
             elif kind == "l4proto":
                 ok = p.protocol.lower() == arg
+            elif kind == "nfproto":
+                ok = ("ipv6" if ":" in p.src else "ipv4") == arg
             elif kind in ("saddr", "daddr"):
                 addr = w.src if kind == "saddr" else w.dst
                 members = self._member(str(arg))[1]

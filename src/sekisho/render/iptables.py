@@ -56,6 +56,8 @@ class IptablesRuleset:
     hooks: tuple[tuple[str, str], ...]
     """(builtin chain of table filter, rule spec) to sit first in that builtin chain."""
     node: str = ""
+    notes: tuple[str, ...] = ()
+    """Comment lines for humans (what was not rendered, and why)."""
 
     def ipset_restore(self) -> str:
         """``ipset restore`` input: each set is filled under a scratch name and swapped in.
@@ -93,6 +95,7 @@ class IptablesRuleset:
         parts = [f"# sekisho iptables ruleset for node {self.node} (prefix {self.prefix})\n"]
         for s in self.sets:
             parts.append(f"#   set {s.name} ({s.type}): {s.description}\n")
+        parts.extend(f"#   note: {n}\n" for n in self.notes)
         parts.append("# --- ipset restore ---\n")
         parts.append(self.ipset_restore())
         parts.append("# --- iptables-restore --noflush (table filter) ---\n")
@@ -216,7 +219,9 @@ def render_iptables(r: NodeRenderer) -> IptablesRuleset:
         ("FORWARD", f"{_c(p + ': hook')} -j {fwd}"),
         ("INPUT", f"{_c(p + ': hook')} -j {inp}"),
     )
-    return IptablesRuleset(prefix=p, sets=sets, chains=tuple(chains), hooks=hooks, node=r.node)
+    return IptablesRuleset(
+        prefix=p, sets=sets, chains=tuple(chains), hooks=hooks, node=r.node, notes=r.notes()
+    )
 
 
 # ------------------------------------------------------------------ read-back

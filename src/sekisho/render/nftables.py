@@ -44,6 +44,8 @@ class NftRuleset:
     chains: tuple[tuple[str, str | None, tuple[str, ...]], ...] = ()
     """(chain, base chain header line or None, rules as ``nft list`` prints them)."""
     node: str = ""
+    notes: tuple[str, ...] = ()
+    """Comment lines for humans (what was not rendered, and why)."""
 
     def _body(self) -> list[str]:
         out = [f"table {self.family} {self.table} {{"]
@@ -80,6 +82,7 @@ class NftRuleset:
         head = [
             f"# sekisho nftables ruleset for node {self.node} (prefix {self.prefix})",
             *(f"#   set {s.name}: {s.description}" for s in self.sets),
+            *(f"#   note: {n}" for n in self.notes),
             f"table {self.family} {self.table} {{}}",
             f"delete table {self.family} {self.table}",
         ]
@@ -169,12 +172,15 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
     fwd, inp = names.top_chain(p, "FORWARD"), names.top_chain(p, "INPUT")
     from_d, to_d = names.dispatch_chain(p, "egress"), names.dispatch_chain(p, "ingress")
     clear = f"meta mark set meta mark & {KEEP} {_c(p + ': clear the accept mark')}"
+    # the iptables backend programs only IPv4 (no ip6tables); keep both backends alike
+    v4_only = f"meta nfproto ipv6 return {_c(p + ': IPv4 only, IPv6 is not policed')}"
     accept = f"meta mark & {MARK} == {MARK} accept {_c(p + ': endpoint policy allowed it')}"
     chains: list[tuple[str, str | None, tuple[str, ...]]] = [
         (
             fwd,
             f"type filter hook forward priority {PRIORITY}; policy accept;",
             (
+                v4_only,
                 clear,
                 f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
                 f'oifname "{ip}*" jump {to_d} {_c(p + ": to a local endpoint")}',
@@ -184,7 +190,12 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
         (
             inp,
             f"type filter hook input priority {PRIORITY}; policy accept;",
-            (clear, f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}', accept),
+            (
+                v4_only,
+                clear,
+                f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
+                accept,
+            ),
         ),
     ]
     eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
@@ -218,7 +229,9 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
         )
     made = (r.cached("nftables", ("set", k), partial(nft_set, r, k)) for k in r.set_defs)
     sets = tuple(sorted(made, key=lambda s: s.name))
-    return NftRuleset(prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node)
+    return NftRuleset(
+        prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node, notes=r.notes()
+    )
 
 
 # ------------------------------------------------------------------ read-back

@@ -172,6 +172,24 @@ class NodeRenderer:
             entry[backend] = make()
         return cast(_T, entry[backend])
 
+    def notes(self) -> tuple[str, ...]:
+        """What this node's rules leave out: IPv6 (the dataplane is IPv4 only)."""
+        out: list[str] = []
+        for key in sorted(self.endpoints):
+            ip = self.pods[key].ip
+            if ip is not None and ip.version == 6:
+                out.append(f"pod {key} has IPv6 address {ip}: its IPv6 traffic is not policed")
+        for pkey, d in sorted(self.chains):
+            rules = self.policies[pkey].ingress if d == "ingress" else self.policies[pkey].egress
+            for i, rule in enumerate(rules):
+                for j, peer in enumerate(rule.peers or ()):
+                    if peer.ip_block is not None and peer.ip_block.cidr.version == 6:
+                        out.append(
+                            f"policy {pkey} {d} rule {i} peer {j}: IPv6 ipBlock "
+                            f"{peer.ip_block} not rendered"
+                        )
+        return tuple(out)
+
     def set_name(self, key: str) -> str:
         return names.set_name(self.prefix, key)
 
