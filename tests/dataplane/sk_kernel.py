@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PREFIX = "sekisho"
+OURS = re.compile(PREFIX + r"(?:[-:\s]|$)")
+"""Text naming one of our objects: ``sekisho-...``, our hash tags, our table ``sekisho``."""
 
 
 @contextmanager
@@ -41,42 +44,44 @@ def iptables_lines(ns: str, *, counters: bool = False) -> list[str]:
 
 def ours_everywhere(ns: str, prefix: str = PREFIX) -> list[str]:
     """Every object in ``ns`` whose text mentions our prefix (chains, rules, sets, tables)."""
-    found = [line for line in iptables_lines(ns) if prefix in line]
-    found += [f"set {n}" for n in sh(ns, "ipset list -n").split() if n.startswith(prefix)]
-    found += [t for t in sh(ns, "nft list tables").splitlines() if prefix in t]
+    found = [line for line in iptables_lines(ns) if OURS.search(line)]
+    found += [f"set {n}" for n in sh(ns, "ipset list -n").split() if OURS.match(n)]
+    found += [t for t in sh(ns, "nft list tables").splitlines() if OURS.search(t)]
     return found
 
 
 def foreign_state(ns: str, prefix: str = PREFIX) -> dict[str, list[str]]:
     """Everything NOT ours: iptables lines, ipset save lines, every other nft table."""
-    ipt = [
-        line
-        for line in iptables_lines(ns)
-        if (prefix not in line and not line.startswith(":")) or line.startswith(":FOREIGN")
-    ]
+    ipt = [line for line in iptables_lines(ns) if not OURS.search(line)]
     sets = [
         " ".join(w for w in line.split() if not w.startswith("0x"))
         for line in sh(ns, "ipset save").splitlines()
-        if prefix not in line
+        if not OURS.search(line)
     ]
     tables = {}
     for t in sh(ns, "nft list tables").splitlines():
         words = t.split()
-        if len(words) == 3 and prefix not in words[2] and words[2] != "filter":
+        if len(words) == 3 and not OURS.match(words[2]) and words[2] != "filter":
             tables[t] = sh(ns, f"nft list table {words[1]} {words[2]}").splitlines()
-    return {"iptables": ipt, "ipset": sets, **{k: v for k, v in tables.items()}}
+    return {"iptables": ipt, "ipset": sets, **tables}
 
 
 def make_foreign(ns: str) -> None:
-    """A chain, a rule in FORWARD, a set and an nft table that belong to someone else."""
+    """Objects that belong to someone else, some named like ours (``sekisho_...``)."""
     sh(
         ns,
         "iptables -N FOREIGN && iptables -A FOREIGN -s 10.9.9.9 -j DROP"
         " && iptables -A FORWARD -j FOREIGN"
+        " && iptables -N sekisho_foreign && iptables -A sekisho_foreign -j RETURN"
+        " && iptables -A INPUT -j sekisho_foreign"
         " && ipset create foreign-set hash:net && ipset add foreign-set 10.9.0.0/16"
+        " && ipset create sekisho_foreign hash:net && ipset add sekisho_foreign 10.8.0.0/16"
         " && nft add table inet foreign"
         " && nft add chain inet foreign c '{ type filter hook forward priority 10; }'"
-        " && nft add rule inet foreign c ip saddr 10.9.9.8 counter drop",
+        " && nft add rule inet foreign c ip saddr 10.9.9.8 counter drop"
+        " && nft add table ip sekisho_lab_nat"
+        " && nft add chain ip sekisho_lab_nat post '{ type nat hook postrouting priority 100; }'"
+        " && nft add rule ip sekisho_lab_nat post ip saddr 10.9.9.7 masquerade",
     )
 
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["IpSetLike", "IptablesRulesetLike", "NftRulesetLike"]
+__all__ = ["IpSetLike", "IptablesRulesetLike", "NftRulesetLike", "owned"]
+
+
+def owned(name: str, prefix: str) -> bool:
+    """Whether an object is ours: named ``PREFIX`` or ``PREFIX-...``.
+
+    A bare ``startswith(prefix)`` would also claim ``sekisho_lab_nat`` or
+    ``sekishoX``, which belong to someone else.
+    """
+    return name == prefix or name.startswith(prefix + "-")
 
 
 class IpSetLike(Protocol):

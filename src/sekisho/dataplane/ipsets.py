@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from sekisho.dataplane.desired import owned
+
 __all__ = [
     "SetState",
     "normalize_member",
@@ -83,7 +85,7 @@ def parse_ipset_save(text: str, prefix: str) -> dict[str, SetState]:
     members: dict[str, list[str]] = {}
     for line in text.splitlines():
         words = line.split()
-        if len(words) < 3 or not words[1].startswith(prefix):
+        if len(words) < 3 or not owned(words[1], prefix):
             continue
         if words[0] == "create":
             family = "inet"

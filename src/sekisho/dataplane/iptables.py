@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sekisho.dataplane.desired import IptablesRulesetLike
+from sekisho.dataplane.desired import IptablesRulesetLike, owned
 from sekisho.dataplane.ipsets import SetState, normalize_members, parse_ipset_save, plan_sets
 from sekisho.dataplane.runner import CommandRunner
 from sekisho.errors import CommandFailed, DataplaneError
@@ -110,7 +110,7 @@ class IptablesApplier:
         self._hash_re = re.compile(
             r'--comment "?' + re.escape(prefix) + r':([0-9a-f]{16})(?:"|\s|$)'
         )
-        self._jump_re = re.compile(r"(?:^|\s)-[jg]\s+" + re.escape(prefix) + r"\S*")
+        self._jump_re = re.compile(r"(?:^|\s)-[jg]\s+" + re.escape(prefix) + r"(?:-\S*)?(?=\s|$)")
         self._cache: IptablesState | None = None
         self._texts: dict[str, str] = {}
         """hash -> the kernel's saved text of that rule, learned on read-back."""
@@ -143,7 +143,7 @@ class IptablesApplier:
                 line = line.split("] ", 1)[-1]
             if line.startswith(":"):
                 words = line[1:].split()
-                if words[0].startswith(self.prefix):
+                if owned(words[0], self.prefix):
                     state.chains.setdefault(words[0], [])
                 elif len(words) > 1 and words[1] != "-":  # a policy: a builtin chain
                     builtin.add(words[0])
@@ -152,7 +152,7 @@ class IptablesApplier:
                 chain, spec = parts[1], parts[2] if len(parts) > 2 else ""
                 found = self._hash_re.search(spec)
                 rule = InstalledRule(found.group(1) if found else None, spec)
-                if chain.startswith(self.prefix):
+                if owned(chain, self.prefix):
                     state.chains.setdefault(chain, []).append(rule)
                 else:
                     pos = positions.get(chain, 0)
@@ -168,9 +168,9 @@ class IptablesApplier:
 
     def _desired(self, ruleset: IptablesRulesetLike) -> _Desired:
         def own(name: str, what: str) -> None:
-            if not name.startswith(self.prefix):
+            if not owned(name, self.prefix):
                 raise DataplaneError(
-                    f"{what} {name!r} does not start with our prefix {self.prefix!r}; refusing to touch it"
+                    f"{what} {name!r} is not ours (not named {self.prefix}-...); refusing to touch it"
                 )
 
         old_wants, wants = self._wants, {}
@@ -189,7 +189,7 @@ class IptablesApplier:
             chains[name] = [want(name, spec) for spec in specs]
         hooks: dict[str, list[_Want]] = {}
         for builtin, spec in ruleset.hooks:
-            if builtin.startswith(self.prefix):
+            if owned(builtin, self.prefix):
                 raise DataplaneError(f"hook chain {builtin!r} is one of ours, not a builtin chain")
             hooks.setdefault(builtin, []).append(want(builtin, spec))
         self._wants = wants

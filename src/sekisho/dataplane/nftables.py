@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sekisho.dataplane.desired import NftRulesetLike
+from sekisho.dataplane.desired import NftRulesetLike, owned
 from sekisho.dataplane.iptables import ApplyResult
 from sekisho.dataplane.runner import CommandRunner
 from sekisho.errors import CommandFailed, DataplaneError
@@ -154,9 +154,9 @@ class NftApplier:
             raise
 
     def _check(self, ruleset: NftRulesetLike) -> None:
-        if not ruleset.table.startswith(self.prefix):
+        if not owned(ruleset.table, self.prefix):
             raise DataplaneError(
-                f"table {ruleset.table!r} does not start with our prefix {self.prefix!r}; refusing to touch it"
+                f"table {ruleset.table!r} is not ours (not named {self.prefix}-...); refusing to touch it"
             )
 
     def _plan(self, ruleset: NftRulesetLike, have: dict[Block, tuple[str, ...]] | None) -> _Plan:
@@ -377,7 +377,7 @@ class NftApplier:
         found = []
         for line in out.splitlines():
             words = line.split()
-            if len(words) == 3 and words[0] == "table" and words[2].startswith(self.prefix):
+            if len(words) == 3 and words[0] == "table" and owned(words[2], self.prefix):
                 found.append((words[1], words[2]))
         return found
 
