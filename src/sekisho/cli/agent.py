@@ -82,7 +82,9 @@ def agent(
     from sekisho.agent import cleanup as cleanup_all
     from sekisho.agent.logs import configure
     from sekisho.errors import UsageError
+    from sekisho.render.names import check_prefix
 
+    check_prefix(prefix)  # a bad prefix is a usage error now, not a degraded agent later
     configure(
         "json" if log_format == "json" else "text", logging.DEBUG if verbose else logging.INFO
     )
