@@ -340,3 +340,19 @@ def test_watcher_sees_a_configmap_style_symlink_swap(tmp_path: Path) -> None:
     finally:
         watcher.close()
     assert (root / "p.yaml").read_text() == "a: 2\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(
+            ["agent", "--node", "n1", "--cleanup", "--prefix", "bad prefix!"], id="prefix"
+        ),
+        pytest.param(["agent", "--node", "n1"], id="no-source"),
+        pytest.param(["agent", "--node", "n1", "--source", "/nonexistent"], id="missing-dir"),
+    ],
+)
+def test_cli_usage_errors_exit_2_before_touching_anything(argv: list[str]) -> None:
+    from sekisho.cli.main import main
+
+    assert main(argv) == 2
