@@ -197,3 +197,28 @@ def test_kitchen_sink_round_trip(netns: Run, backend: str) -> None:
         netns("nft", "-f", "-", stdin=rs.script())
         netns("nft", "-f", "-", stdin=rs.script())
         assert normalize_nft(netns("nft", "list", "table", "inet", rs.table)) == rs.table_text()
+
+
+@pytest.mark.parametrize("backend", [pytest.param(b, id=b) for b in ("iptables", "nftables")])
+def test_generated_node_round_trip(netns: Run, backend: str) -> None:
+    """A realistic node (about 100 local pods: the iptables dispatch tree, large sets)."""
+    from collections import Counter
+
+    from render.test_differential import _generator
+    from sekisho.model import cluster_from_objects
+
+    cluster = cluster_from_objects(_generator().generate(1000, policies=100, seed=3))
+    node = Counter(p.node for p in cluster.pods).most_common(1)[0][0]
+    rs = render_node(cluster, str(node), backend=backend)  # type: ignore[call-overload]
+    if isinstance(rs, IptablesRuleset):
+        assert any(name.startswith("sekisho-fw-d-") for name, _ in rs.chains)
+        apply_iptables(netns, rs)
+        rules = normalize_iptables_save(netns("iptables-save", "-t", "filter"), rs.prefix)
+        want = normalize_iptables_save(rs.iptables_restore() + rs.hook_lines(), rs.prefix)
+        assert sorted(rules) == sorted(want)
+        assert normalize_ipset_save(netns("ipset", "save"), rs.prefix) == normalize_ipset_save(
+            rs.ipset_restore(), rs.prefix
+        )
+    else:
+        netns("nft", "-f", "-", stdin=rs.script())
+        assert normalize_nft(netns("nft", "list", "table", "inet", rs.table)) == rs.table_text()

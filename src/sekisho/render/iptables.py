@@ -172,6 +172,44 @@ def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple
     return tuple(out)
 
 
+DISPATCH_TREE_MIN = 16
+"""From this many local endpoints on, dispatch goes through one chain per next character."""
+
+
+def dispatch_chains(
+    r: NodeRenderer, eps: list[Endpoint], d: Direction, chain: str, flag: str
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Dispatch by interface: a flat list, or (many endpoints) a two-level tree like Calico's.
+
+    The tree branches on the first character after the interface prefix (a hex digit of
+    the name's hash), so a packet passes about 16/2 + n/32 rules instead of n/2.
+    """
+    unknown = f"{_c(r.prefix + ': unknown endpoint interface')} -j DROP"
+
+    def leaf(group: list[Endpoint]) -> list[str]:
+        return [
+            f"{flag} {ep.iface} {_c('endpoint ' + ep.pod)} -g {r.endpoint_chain(ep.iface, d)}"
+            for ep in group
+        ]
+
+    if len(eps) < DISPATCH_TREE_MIN:
+        return [(chain, (*leaf(eps), unknown))]
+    at = len(r.iface_prefix)
+    groups: dict[str, list[Endpoint]] = {}
+    for ep in eps:
+        groups.setdefault(ep.iface[at : at + 1], []).append(ep)
+    top: list[str] = []
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for key in sorted(groups):
+        sub = names.fit(r.prefix, ("fw" if d == "egress" else "tw") + "-d", key, 28)
+        top.append(
+            f"{flag} {r.iface_prefix}{key}+ {_c(f'{r.prefix}: endpoints {r.iface_prefix}{key}*')}"
+            f" -g {sub}"
+        )
+        out.append((sub, (*leaf(groups[key]), unknown)))
+    return [(chain, (*top, unknown)), *out]
+
+
 def render_iptables(r: NodeRenderer) -> IptablesRuleset:
     """The whole ruleset from the renderer's current state (deterministic)."""
     p = r.prefix
@@ -198,12 +236,7 @@ def render_iptables(r: NodeRenderer) -> IptablesRuleset:
     eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
     for direction, chain, flag in (("egress", from_d, "-i"), ("ingress", to_d, "-o")):
         d: Direction = "egress" if direction == "egress" else "ingress"
-        rules = [
-            f"{flag} {ep.iface} {_c('endpoint ' + ep.pod)} -g {r.endpoint_chain(ep.iface, d)}"
-            for ep in eps
-        ]
-        rules.append(f"{_c(p + ': unknown endpoint interface')} -j DROP")
-        chains.append((chain, tuple(rules)))
+        chains.extend(dispatch_chains(r, eps, d, chain, flag))
     for ep in eps:
         for d in DIRECTIONS:
             rules_ = r.cached(
