@@ -41,6 +41,7 @@ __all__ = [
     "render_iptables",
     "render_nftables",
     "render_node",
+    "render_state",
 ]
 
 
@@ -72,4 +73,16 @@ def render_node(
         raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     r = NodeRenderer(node, prefix=prefix)
     r.update(cluster)
+    return render_state(r, backend)
+
+
+def render_state(r: NodeRenderer, backend: Backend = "iptables") -> IptablesRuleset | NftRuleset:
+    """The ruleset of a kept :class:`NodeRenderer` (after ``r.update(cluster)``).
+
+    An agent keeps one renderer per node: ``update`` costs well under a millisecond
+    for one pod's change and unchanged sets and chains come from its text cache, so
+    the whole ruleset is produced again in a few milliseconds instead of a full render.
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     return render_iptables(r) if backend == "iptables" else render_nftables(r)
