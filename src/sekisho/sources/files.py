@@ -75,6 +75,9 @@ class CachingLoader:
             from sekisho.model import reader
         except ImportError:  # pragma: no cover - model without the reader split
             return default_loader(paths)
+        finish = getattr(load_mod, "_finish", None)
+        if finish is None or not hasattr(reader, "read_paths") or not hasattr(reader, "ReadResult"):
+            return default_loader(paths)  # the model's internals moved: load everything
         merged = reader.ReadResult()
         cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
         for path in paths:
@@ -91,7 +94,7 @@ class CachingLoader:
             merged.texts.update(one.texts)
             merged.files += one.files
         self._files = cache
-        result = load_mod._finish(merged, load_mod.DEFAULT_CLUSTER_CIDR_TEXT)
+        result = finish(merged, getattr(load_mod, "DEFAULT_CLUSTER_CIDR_TEXT", "10.244.0.0/16"))
         if result.cluster is None:
             raise ManifestError(result.problems)
         return result.cluster
