@@ -97,7 +97,7 @@ class CachingLoader:
         result = finish(merged, getattr(load_mod, "DEFAULT_CLUSTER_CIDR_TEXT", "10.244.0.0/16"))
         if result.cluster is None:
             raise ManifestError(result.problems)
-        return result.cluster
+        return cast(Cluster, result.cluster)
 
 
 def default_loader(paths: Sequence[str]) -> Cluster:
