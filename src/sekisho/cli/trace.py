@@ -73,10 +73,30 @@ def render_text(verdicts: Sequence[Verdict]) -> list[str]:
     show_default=True,
 )
 @click.option(
+    "--node",
+    default=None,
+    help="Also show the rendered rules and sets that enforce the verdict on NODE "
+    "('all' for every node the flow passes).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["iptables", "nftables"]),
+    default="iptables",
+    show_default=True,
+    help="Ruleset to interpret with --node.",
+)
+@click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def trace(
-    paths: tuple[str, ...], src: str, dst: str, port: int | None, protocol: str, output: str
+    paths: tuple[str, ...],
+    src: str,
+    dst: str,
+    port: int | None,
+    protocol: str,
+    node: str | None,
+    backend: str,
+    output: str,
 ) -> int:
     """Say whether SRC can reach DST on a port under the policies in PATH..., and why.
 
@@ -86,14 +106,26 @@ def trace(
     """
     cluster = load(paths)
     verdicts = run_trace(cluster, src, dst, port, protocol)
+    enforcement: list[list[str]] = []
+    if node is not None:
+        from sekisho.cli.render import explain_enforcement
+
+        target = None if node == "all" else node
+        enforcement = [explain_enforcement(cluster, v.flow, target, backend) for v in verdicts]
     if output == "json":
-        doc = {
+        doc: dict[str, object] = {
             "allowed": all(v.allowed for v in verdicts),
             "verdicts": [v.to_json() for v in verdicts],
         }
+        if enforcement:
+            doc["enforcement"] = enforcement
         click.echo(json.dumps(doc, indent=2))
     else:
         color = _color()
         for line in render_text(verdicts):
             click.echo(line, color=color)
+        for lines in enforcement:
+            click.echo("")
+            for line in lines:
+                click.echo(line, color=color)
     return 0 if all(v.allowed for v in verdicts) else 1

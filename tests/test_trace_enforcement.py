@@ -1,0 +1,81 @@
+"""`sekisho trace --node`: the rendered rules agree with the verdict and name their origin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SEED
+from sekisho.cli.main import main
+
+PART2 = [str(SEED / "cluster.yaml"), str(SEED / "part2")]
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+@pytest.mark.parametrize(
+    ("src", "dst", "proto_args", "allowed", "decider"),
+    [
+        pytest.param(
+            "dev/blue",
+            "dev/red",
+            ["--port", "80"],
+            True,
+            "policy dev/allow-tcp-80-from-blue-to-green ingress rule 0",
+            id="finding4-curl-ok",
+        ),
+        pytest.param(
+            "dev/green",
+            "dev/red",
+            ["--protocol", "ICMP"],
+            False,
+            "endpoint dev/red ingress",
+            id="finding4-ping-dropped",
+        ),
+        pytest.param(
+            "kube-system/nginx-ingress-controller",
+            "prod/green",
+            ["--port", "80"],
+            True,
+            "policy prod/allow-ingresscontroller-traffic ingress rule 0",
+            id="finding5-controller",
+        ),
+    ],
+)
+def test_trace_node_shows_the_rule_that_decides(
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    src: str,
+    dst: str,
+    proto_args: list[str],
+    allowed: bool,
+    decider: str,
+) -> None:
+    args = ["trace", *PART2, "--from", src, "--to", dst, *proto_args]
+    status = main([*args, "--node", "all", "--backend", backend, "-o", "json"])
+    assert status == (0 if allowed else 1)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["allowed"] is allowed
+    (lines,) = doc["enforcement"]
+    text = "\n".join(lines)
+    assert decider in text
+    assert lines[-1].strip() == ("rules say: allowed" if allowed else "rules say: denied")
+
+
+def test_trace_node_rejects_an_unknown_node(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(
+        [
+            "trace",
+            *PART2,
+            "--from",
+            "dev/blue",
+            "--to",
+            "dev/red",
+            "--port",
+            "80",
+            "--node",
+            "nowhere",
+        ]
+    )
+    assert status == 2
+    assert "k8s-node1" in capsys.readouterr().err
