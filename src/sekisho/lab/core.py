@@ -176,7 +176,7 @@ class Lab:
         enforce: str = "agent",
         root: Path | None = None,
         runner: netns.Runner = netns.run_process,
-        timeout: float = 30.0,
+        timeout: float = 60.0,
     ) -> Lab:
         """Build the lab for ``objects`` (manifest dicts); on any failure remove what was built."""
         if os.geteuid() != 0:
