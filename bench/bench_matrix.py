@@ -238,10 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-nca", action="store_true", help="sekisho only (no baseline, no agreement)"
     )
+    ap.add_argument(
+        "--sizes",
+        metavar="N,N",
+        help="pod counts to compare with NCA (default 100,1000,5000; '' for none)",
+    )
+    ap.add_argument("--no-10k", action="store_true", help="skip the 10,000-pod single-probe run")
     ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
     args = ap.parse_args(argv)
 
     sizes = [100, 1000] if args.quick else [100, 1000, 5000]
+    if args.sizes is not None:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     if not args.no_nca:
         ensure_nca()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sekisho-bench-"))
@@ -289,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_nca:
         print()
-        for n in [100] if args.quick else [100, 1000]:
+        for n in [n for n in sizes if n <= (100 if args.quick else 1000)]:
             print(agreement(base / f"pods-{n}-yaml"))
 
-    if not args.quick:
+    if not (args.quick or args.no_10k):
         print("\n10,000 pods, 1,000 policies, one probe (8080/TCP), full pod-by-pod matrix:")
         objs10k = generator.generate(10000, policies=1000, seed=0)
         for fmt in ("yaml", "json"):
