@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_matrix.py            # 100, 1,000, 5,000 pods + 10,000 pods / 1,000 policies
     .venv/bin/python bench/bench_matrix.py --quick    # 100 and 1,000 pods only
     .venv/bin/python bench/bench_matrix.py --full-json  # also the JSON CLI where its output is gigabytes
+    .venv/bin/python bench/bench_matrix.py --e2e      # only: the upstream e2e cases through NCA
 
 Every figure is a whole command run as a child process (interpreter start-up,
 imports, parsing the YAML, analysis, output), timed with a monotonic clock; the
@@ -28,11 +29,18 @@ NCA's per-pair output (``-o txt_no_fw_rules``: ``src => dst : connections``) is
 parsed and compared, for every TCP/UDP probe and every ordered pair of distinct
 pods, with ``allowed`` from ``sekisho matrix -o json``; the script prints the
 number of cells compared, allowed counts on both sides, and any mismatch.
+
+``--e2e`` runs every case of ``tests/e2e_cases.py`` (the upstream e2e suite,
+transcribed by hand) through NCA and compares each non-self TCP/UDP/SCTP cell
+with the transcribed expectation: a third opinion, independent of sekisho.
+NCA never matches an ipBlock against pod IPs (Calico and upstream conformance
+do), so the cases whose ipBlocks name pod IPs are expected to differ there.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -215,6 +223,40 @@ def agreement(directory: Path) -> str:
     return "\n".join(lines + examples)
 
 
+def e2e_against_nca() -> list[str]:
+    """Every upstream e2e case (tests/e2e_cases.py) through NCA: a third opinion on the transcription."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    e2e_cases = importlib.import_module("e2e_cases")
+
+    lines = []
+    agree = 0
+    with tempfile.TemporaryDirectory(prefix="sekisho-e2e-nca-") as tmp:
+        for case in e2e_cases.CASES:
+            d = Path(tmp) / case.id
+            generator.write(case.objects(), d, one_file=True)
+            out = run(nca_argv(d, "-o", "txt_no_fw_rules"), capture=True).stdout
+            pairs = parse_nca_pairs(out)
+            wrong = []
+            for port, proto in case.probes:
+                if port is None:
+                    continue  # ICMP: NCA's txt output does not separate it
+                for src in e2e_cases.PODS:
+                    for dst in e2e_cases.PODS:
+                        if src == dst:
+                            continue
+                        theirs = (src, dst) in pairs and nca_allows(pairs[(src, dst)], port, proto)
+                        if theirs != case.allowed((port, proto), src, dst):
+                            wrong.append(f"{src}->{dst} {proto}/{port} nca={theirs}")
+            if wrong:
+                lines.append(f"  {case.id}: {len(wrong)} cells differ, e.g. {', '.join(wrong[:3])}")
+            else:
+                agree += 1
+    return [
+        f"e2e cases through NCA: {agree} of {len(e2e_cases.CASES)} agree with the transcription",
+        *lines,
+    ]
+
+
 # --- main ------------------------------------------------------------------------
 
 
@@ -244,9 +286,16 @@ def main(argv: list[str] | None = None) -> int:
         help="pod counts to compare with NCA (default 100,1000,5000; '' for none)",
     )
     ap.add_argument("--no-10k", action="store_true", help="skip the 10,000-pod single-probe run")
+    ap.add_argument(
+        "--e2e", action="store_true", help="only: run the upstream e2e cases through NCA"
+    )
     ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
     args = ap.parse_args(argv)
 
+    if args.e2e:
+        ensure_nca()
+        print("\n".join(e2e_against_nca()))
+        return 0
     sizes = [100, 1000] if args.quick else [100, 1000, 5000]
     if args.sizes is not None:
         sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
