@@ -63,10 +63,6 @@ def full_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) ->
     return render_node(cluster, node, backend=backend, prefix=prefix)
 
 
-default_renderer = full_renderer
-"""What the agent's renderer returns, computed from scratch (the lab uses it)."""
-
-
 class IncrementalRenderer:
     """Keeps one :class:`~sekisho.render.NodeRenderer` and moves it to each new cluster.
 
@@ -142,9 +138,6 @@ def ruleset_fingerprint(ruleset: Any) -> str:
     itself and wait for exactly that ruleset.
     """
     return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
-
-
-_fingerprint = ruleset_fingerprint
 
 
 def _make_applier(
@@ -318,7 +311,7 @@ class Agent:
             endpoints,
             rules,
             sets,
-            _fingerprint(desired),
+            ruleset_fingerprint(desired),
             stages,
         )
         fields = {k: v for k, v in summary.to_json().items() if k != "changes"}
@@ -371,7 +364,7 @@ class Agent:
                 self.generation,
                 result.changes,
                 duration=self.clock() - t0,
-                fingerprint=_fingerprint(self.desired),
+                fingerprint=ruleset_fingerprint(self.desired),
             )
 
     def _check_incremental(self) -> None:

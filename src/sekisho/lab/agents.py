@@ -24,12 +24,10 @@ AGENT_PREFIX = "sekisho"
 
 def expected_fingerprints(cluster: Cluster, nodes: list[str], backend: str) -> dict[str, str]:
     """Per node, the fingerprint the agent's ready file shows once it enforces ``cluster``."""
-    try:
-        from sekisho.agent.agent import _fingerprint, default_renderer
-    except ImportError:  # an agent without fingerprints: fall back to change detection
-        return {}
+    from sekisho.agent import full_renderer, ruleset_fingerprint
+
     return {
-        node: _fingerprint(default_renderer(cluster, node, backend, AGENT_PREFIX))  # type: ignore[arg-type]
+        node: ruleset_fingerprint(full_renderer(cluster, node, backend, AGENT_PREFIX))  # type: ignore[arg-type]
         for node in nodes
     }
 

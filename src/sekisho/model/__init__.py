@@ -2,7 +2,9 @@
 
 Public surface: the types in :mod:`sekisho.model.types` and the loader functions
 :func:`load_cluster` (raises :class:`~sekisho.errors.ManifestError` with every
-problem) and :func:`load_paths` (returns the cluster or the problems).
+problem) and :func:`load_paths` (returns the cluster or the problems); for callers
+that cache parsed files, :func:`read_paths` (parse only) and :func:`load_read`
+(validate and join what was read).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sekisho.model.load import (
     load_paths,
     load_read,
 )
+from sekisho.model.reader import ReadResult, read_paths
 from sekisho.model.types import (
     DEFAULT_CLUSTER_CIDR,
     Cluster,
@@ -47,6 +50,7 @@ __all__ = [
     "Peer",
     "Pod",
     "PolicyPort",
+    "ReadResult",
     "Requirement",
     "Rule",
     "Source",
@@ -55,4 +59,5 @@ __all__ = [
     "load_cluster",
     "load_paths",
     "load_read",
+    "read_paths",
 ]

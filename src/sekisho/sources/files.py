@@ -63,22 +63,15 @@ class CachingLoader:
     Parsing YAML is most of a load; a policy edit changes one file. Each file's
     parse is kept and the joined objects are validated together by the model, so
     the result equals ``load_cluster(paths)`` (a test holds it to that).
-    Falls back to the plain loader if the model's reader is not as expected.
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[tuple[int, int, int], Any]] = {}
 
     def __call__(self, paths: Sequence[str]) -> Cluster:
-        try:
-            from sekisho.model import load as load_mod
-            from sekisho.model import reader
-        except ImportError:  # pragma: no cover - model without the reader split
-            return default_loader(paths)
-        finish = getattr(load_mod, "_finish", None)
-        if finish is None or not hasattr(reader, "read_paths") or not hasattr(reader, "ReadResult"):
-            return default_loader(paths)  # the model's internals moved: load everything
-        merged = reader.ReadResult()
+        from sekisho.model import ReadResult, load_read, read_paths
+
+        merged = ReadResult()
         cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
         for path in paths:
             try:
@@ -87,17 +80,17 @@ class CachingLoader:
                 return default_loader(paths)  # vanished mid-walk: let the loader report it
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
             hit = self._files.get(path)
-            one = hit[1] if hit is not None and hit[0] == key else reader.read_paths([path])
+            one = hit[1] if hit is not None and hit[0] == key else read_paths([path])
             cache[path] = (key, one)
             merged.objects.extend(one.objects)
             merged.issues.extend(one.issues)
             merged.texts.update(one.texts)
             merged.files += one.files
         self._files = cache
-        result = finish(merged, getattr(load_mod, "DEFAULT_CLUSTER_CIDR_TEXT", "10.244.0.0/16"))
+        result = load_read(merged)
         if result.cluster is None:
             raise ManifestError(result.problems)
-        return cast(Cluster, result.cluster)
+        return result.cluster
 
 
 def default_loader(paths: Sequence[str]) -> Cluster:
