@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from conftest import SEED
 from sekisho.cli.main import main
 
+SEED = Path(__file__).resolve().parent.parent / "examples" / "seed"
 PART2 = [str(SEED / "cluster.yaml"), str(SEED / "part2")]
 
 
