@@ -167,6 +167,7 @@ def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple
 
 
 def render_nftables(r: NodeRenderer) -> NftRuleset:
+    """The whole nftables table from the renderer's current state (deterministic)."""
     p = r.prefix
     ip = r.iface_prefix
     fwd, inp = names.top_chain(p, "FORWARD"), names.top_chain(p, "INPUT")

@@ -95,6 +95,7 @@ def pod_endpoint(cluster: Cluster, pod: Pod) -> Endpoint:
 
 
 def node_endpoint(node: Node) -> Endpoint:
+    """The endpoint of a node itself (its InternalIP), as a source or a destination."""
     return Endpoint("node", None, node, node.internal_ip, node.name)
 
 
