@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,4 +51,27 @@ def test_demo_offline() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "offline analysis" in proc.stdout
-    assert "verdict: DENIED" in proc.stdout and "verdict: ALLOWED" in proc.stdout
+    for finding in range(1, 6):
+        assert f"== Finding {finding}:" in proc.stdout
+    assert "FAIL " not in proc.stdout
+    assert "ALL PASS (offline" in proc.stdout
+
+
+def test_demo_offline_fails_when_the_policies_do_not_do_what_the_report_saw(
+    tmp_path: Path,
+) -> None:
+    """Offline checks are judged against the report, so a wrong policy must show FAIL."""
+    from sekisho.lab.offline import run_offline
+
+    seed = tmp_path / "seed"
+    shutil.copytree(ROOT / "examples" / "seed", seed)
+    policy = seed / "part2" / "allow-tcp-80-from-blue-to-green.yaml"
+    text = policy.read_text()
+    # Drop the ports of the ingress rule: dev/blue's ping into dev/red would now pass.
+    policy.write_text(
+        text.replace("    ports:\n    - protocol: TCP\n      port: 80\n  egress:", "  egress:", 1)
+    )
+    assert policy.read_text() != text
+    lines: list[str] = []
+    assert run_offline(seed, lines.append) is False
+    assert any(line.startswith("  FAIL  dev/blue -> dev/red ping") for line in lines)

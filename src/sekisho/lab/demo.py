@@ -8,8 +8,8 @@ installed rules read back with ``iptables-save``/``ipset``/``nft``), and its
 PASS or FAIL is decided from what that command returned. What the report
 says is the *expectation*; nothing observed is written down here.
 
-Without root or network namespaces, :func:`offline` shows the analysis the
-semantics engine gives for the same cluster instead.
+Without root or network namespaces, :func:`offline` checks the same findings
+with the semantics and the rendered rules instead (:mod:`sekisho.lab.offline`).
 """
 
 from __future__ import annotations
@@ -424,42 +424,14 @@ def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
     return r.failed == 0
 
 
-def offline(seed: Path, out: Out, why: str) -> None:
-    """The analysis without a kernel: the matrix and the finding-4 traces from the semantics."""
-    from sekisho.lab.reach import ProbeTable, Reachability, format_tables
-    from sekisho.model import cluster_from_objects
-    from sekisho.semantics import Flow, compute_matrix, resolve_endpoint, verdict
+def offline(seed: Path, out: Out, why: str) -> bool:
+    """The findings without a kernel (semantics and rendered rules); True if all agree."""
+    from sekisho.lab.offline import run_offline
 
     out(f"no lab here: {why}")
-    out("showing the offline analysis (semantics only, no packets) instead.")
-    cluster = cluster_from_objects(read_objects([seed / "cluster.yaml", seed / "part2"]))
-    m = compute_matrix(cluster, [(80, "TCP"), (None, "ICMP")])
-    tables = [
-        ProbeTable(
-            t.port,
-            t.protocol,
-            t.ingress.tolist(),
-            t.egress.tolist(),
-            t.allowed.tolist(),
-            [[None] * len(m.pods) for _ in m.pods],
-        )
-        for t in m.probes
-    ]
-    for line in format_tables(Reachability([p.key for p in m.pods], tables)).splitlines()[:-1]:
-        out(line)
-    out("")
-    out("Finding 4 flows:")
-    for src, dst in (
-        ("dev/blue", "dev/red"),
-        ("dev/green", "dev/red"),
-        ("dev/red", "dev/blue"),
-        ("dev/red", "dev/green"),
-    ):
-        for proto, port in (("ICMP", None), ("TCP", 80)):
-            flow = Flow(resolve_endpoint(cluster, src), resolve_endpoint(cluster, dst), proto, port)  # type: ignore[arg-type]
-            out("")
-            for line in verdict(cluster, flow).lines():
-                out("  " + line)
+    out("showing the offline analysis instead: each finding checked by the semantics and by")
+    out("walking the flow through the iptables rules sekisho renders (no packets are sent).")
+    return run_offline(seed, out)
 
 
 def unavailable() -> str | None:
