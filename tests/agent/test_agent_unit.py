@@ -8,10 +8,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from inotify_simple import Event, flags
 from sk_kernel import ingress_policy, write_cluster, write_policy
 
 from sekisho.agent import Agent, AgentMetrics, HealthServer
@@ -356,3 +357,84 @@ def test_cli_usage_errors_exit_2_before_touching_anything(argv: list[str]) -> No
     from sekisho.cli.main import main
 
     assert main(argv) == 2
+
+
+class ScriptedWatcher(DirWatcher):
+    """A watcher on a fake clock whose inotify events come from a script of (time, mask, name)."""
+
+    def __init__(self, root: Path, script: list[tuple[float, int, str]], **kw: float) -> None:
+        self.now = 0.0
+        self.script = sorted(script)
+        super().__init__(root, clock=lambda: self.now, **kw)
+        self.wd = next(iter(self._dirs))
+
+    def _read(self, timeout_ms: int) -> list[Event]:
+        end = self.now + timeout_ms / 1000
+        if not self.script or self.script[0][0] > end:
+            self.now = end
+            return []
+        self.now = max(self.now, self.script[0][0])
+        due = [e for e in self.script if e[0] <= self.now]
+        self.script = self.script[len(due) :]
+        return [Event(self.wd, mask, 0, name) for _, mask, name in due]
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Iterator[Callable[..., ScriptedWatcher]]:
+    made: list[ScriptedWatcher] = []
+
+    def make(script: list[tuple[float, int, str]], **kw: float) -> ScriptedWatcher:
+        made.append(ScriptedWatcher(tmp_path, script, **kw))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
+
+
+WRITE = flags.CLOSE_WRITE
+RENAME = flags.MOVED_TO
+
+
+def test_debounce_fires_once_writes_settle_and_coalesces_a_burst(
+    tmp_path: Path, scripted: Callable[..., ScriptedWatcher]
+) -> None:
+    # one write: reported one quiet period (5 ms) after it, not a fixed window later
+    w = scripted([(1.0, RENAME, "a.yaml")], debounce=0.005)
+    assert w.wait(2.0) == [str(tmp_path / "a.yaml")]
+    assert w.now == pytest.approx(1.005)
+    # a burst with gaps under the quiet period is one change, reported after its last event
+    burst = [(1.0 + 0.003 * i, WRITE, f"f{i % 3}.yaml") for i in range(10)]
+    w = scripted(burst, debounce=0.005)
+    assert w.wait(2.0) == [str(tmp_path / f"f{i}.yaml") for i in range(3)]
+    assert w.now == pytest.approx(1.027 + 0.005)
+    assert w.wait(0.1) == []
+    # a gap longer than the quiet period splits two changes
+    w = scripted([(1.0, WRITE, "a.yaml"), (1.02, WRITE, "b.yaml")])
+    assert w.wait(2.0) == [str(tmp_path / "a.yaml")]
+    assert w.wait(2.0) == [str(tmp_path / "b.yaml")]
+    # events that never stop: reported max_delay after the first one
+    endless = [(1.0 + 0.002 * i, WRITE, "a.yaml") for i in range(1000)]
+    w = scripted(endless, debounce=0.005, max_delay=0.25)
+    assert w.wait(2.0) == [str(tmp_path / "a.yaml")]
+    assert 1.25 <= w.now <= 1.26
+
+
+def test_debounce_waits_for_a_created_file_to_be_closed(
+    tmp_path: Path, scripted: Callable[..., ScriptedWatcher]
+) -> None:
+    # created at 1.0, written slowly, closed at 1.1: read only after the close
+    script = [(1.0, flags.CREATE, "new.yaml"), (1.1, WRITE, "new.yaml")]
+    w = scripted(script, debounce=0.005)
+    assert w.wait(2.0) == [str(tmp_path / "new.yaml")]
+    assert w.now == pytest.approx(1.105)
+    # never closed (a symlink, a hard link): max_delay at the latest
+    w = scripted([(1.0, flags.CREATE, "link.yaml")], max_delay=0.25)
+    assert w.wait(2.0) == [str(tmp_path / "link.yaml")]
+    assert 1.25 <= w.now <= 1.26
+    # hidden temporaries are not waited for (write-to-temp-then-rename)
+    script = [(1.0, flags.CREATE, ".x.yaml.tmp"), (1.001, RENAME, "x.yaml")]
+    w = scripted(script, debounce=0.005)
+    assert w.wait(2.0) == []  # only an ignored name so far
+    assert w.wait(2.0) == [str(tmp_path / "x.yaml")]
+    assert w.now == pytest.approx(1.006)

@@ -37,6 +37,7 @@ from sekisho.errors import DataplaneError, ManifestError, SekishoError, ToolMiss
 from sekisho.model.types import Cluster
 from sekisho.render import NodeRenderer, check_node, render_iptables, render_nftables, render_node
 from sekisho.sources import DirWatcher, FileSource
+from sekisho.sources.files import DEBOUNCE
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class Agent:
         metrics: AgentMetrics | None = None,
         renderer: Renderer | None = None,
         retry: float = 1.0,
-        debounce: float = 0.02,
+        debounce: float = DEBOUNCE,
     ) -> None:
         self.node = node
         self.source = source if isinstance(source, FileSource) else FileSource(source)

@@ -32,9 +32,10 @@ import click
 @click.option(
     "--debounce",
     type=click.FloatRange(min=0.0, max=5.0),
-    default=0.02,
+    default=0.005,
     show_default=True,
-    help="Seconds of quiet after a file event before reloading (a burst is one change).",
+    help="Seconds of quiet after the last file event before reloading (a burst is one "
+    "change; reported 0.25 s after its first event at the latest).",
 )
 @click.option(
     "--metrics-port", type=int, default=None, help="Serve /metrics, /healthz, /readyz here."

@@ -62,7 +62,8 @@ class CachingLoader:
 
     Parsing YAML is most of a load; a policy edit changes one file. Each file's
     parse is kept and the joined objects are validated together by the model, so
-    the result equals ``load_cluster(paths)`` (a test holds it to that).
+    the result equals ``load_cluster(paths)``, and the problems of an invalid load
+    equal its problems, lines included (a test holds it to both).
     """
 
     def __init__(self) -> None:
@@ -72,6 +73,7 @@ class CachingLoader:
         from sekisho.model import ReadResult, load_read, read_paths
 
         merged = ReadResult()
+        texts: dict[str, str] = {}
         cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
         for path in paths:
             try:
@@ -84,12 +86,16 @@ class CachingLoader:
             cache[path] = (key, one)
             merged.objects.extend(one.objects)
             merged.issues.extend(one.issues)
-            merged.texts.update(one.texts)
+            texts.update(one.texts)
             merged.files += one.files
         self._files = cache
+        # Without the texts the model finds no line numbers, so it does not re-parse
+        # files to place warnings (the agent does not report them): a valid load skips
+        # that work; an invalid one is validated again with the texts, for the lines.
         result = load_read(merged)
         if result.cluster is None:
-            raise ManifestError(result.problems)
+            merged.texts = texts
+            raise ManifestError(load_read(merged).problems)
         return result.cluster
 
 
@@ -146,6 +152,11 @@ class FileSource:
         return self._stat(self.files()) != self._stats
 
 
+DEBOUNCE = 0.005
+"""Seconds of quiet after the last file event before a change is reported."""
+MAX_DELAY = 0.25
+"""A change is reported at most this long after its first event, even if events keep coming."""
+
 _MASK = (
     flags.CLOSE_WRITE
     | flags.MOVED_TO
@@ -165,8 +176,8 @@ class DirWatcher:
         self,
         root: str | Path,
         *,
-        debounce: float = 0.02,
-        max_delay: float = 0.25,
+        debounce: float = DEBOUNCE,
+        max_delay: float = MAX_DELAY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = Path(root)
@@ -175,6 +186,8 @@ class DirWatcher:
         self.clock = clock
         self._inotify = INotify()
         self._dirs: dict[int, Path] = {}
+        self._writing: set[str] = set()
+        """Files created in this burst and not yet closed after writing."""
         self._watch_tree(self.root if self.root.is_dir() else self.root.parent)
 
     def _watch_tree(self, top: Path) -> None:
@@ -190,9 +203,13 @@ class DirWatcher:
     def fileno(self) -> int:
         return int(self._inotify.fileno())
 
+    def _read(self, timeout_ms: int) -> list[Any]:
+        """The inotify events available within ``timeout_ms`` (none: empty list)."""
+        return list(self._inotify.read(timeout=timeout_ms))
+
     def _drain(self, timeout_ms: int) -> list[str]:
         names: list[str] = []
-        for event in self._inotify.read(timeout=timeout_ms):
+        for event in self._read(timeout_ms):
             if event.mask & flags.Q_OVERFLOW:  # events were lost: say "everything changed"
                 names.append(str(self.root))
                 continue
@@ -214,24 +231,38 @@ class DirWatcher:
                 and not event.mask & flags.MOVED_FROM
             ):
                 continue
+            if event.mask & flags.CREATE and not event.mask & flags.ISDIR:
+                self._writing.add(str(path))  # created, maybe still being written
+            elif event.mask & (flags.CLOSE_WRITE | flags.DELETE | flags.MOVED_FROM):
+                self._writing.discard(str(path))
             names.append(str(path))
         return names
 
     def wait(self, timeout: float) -> list[str]:
         """Block up to ``timeout`` seconds for a change; return the paths touched (empty: none).
 
-        After the first event, keep reading while events arrive closer than
-        ``debounce`` apart (at most ``max_delay`` in all), so a burst is one change.
+        Trailing-edge debounce: after the first event, keep reading until no event
+        came for ``debounce`` seconds (the writes have settled), or ``max_delay``
+        after the first event at the latest, so a burst is one change and a single
+        write is reported ``debounce`` after it, not a fixed window later. A file
+        created in the burst and not yet closed after writing is waited for (up to
+        ``max_delay``): a half-written manifest is not read as the new state.
         """
+        self._writing.clear()
         names = self._drain(max(0, int(timeout * 1000)))
         if not names:
             return []
         deadline = self.clock() + self.max_delay
-        while self.clock() < deadline:
-            more = self._drain(max(1, int(self.debounce * 1000)))
-            if not more:
+        while True:
+            left = deadline - self.clock()
+            if left <= 0:
                 break
-            names += more
+            more = self._drain(max(1, round(min(self.debounce, left) * 1000)))
+            if more:
+                names += more
+            elif not self._writing:
+                break
+        self._writing.clear()
         return sorted(set(names))
 
     def close(self) -> None:
