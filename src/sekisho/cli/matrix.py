@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-    from rich.text import Text
 
     from sekisho.model.types import Pod
     from sekisho.semantics import Matrix, Probe, ProbeMatrix
@@ -21,6 +20,7 @@ MAX_PODS = 40
 """Above this, the table view groups pods by identity (namespace, labels, ports)."""
 ALLOWED, DENIED, SELF, MIXED = ".", "X", "-", "~"
 TABLES = ("ingress", "egress", "allowed")
+STYLES = {ALLOWED: "green", DENIED: "bold red", SELF: "dim", MIXED: "yellow"}
 
 
 def parse_probe(text: str) -> Probe:
@@ -82,48 +82,68 @@ def groups(pods: Sequence[Pod]) -> list[tuple[str, list[int]]]:
     return out
 
 
-def cell_marks(table: npt.NDArray[np.bool_], members: list[list[int]]) -> list[list[str]]:
-    """One mark per (row group, column group): all allowed, all denied, mixed or self.
+def group_counts(
+    probe: ProbeMatrix, which: str, group_of_identity: npt.NDArray[np.int64], n_groups: int
+) -> npt.NDArray[np.int64]:
+    """(G, G): allowed ordered pairs of distinct pods per (row group, column group).
 
-    Counts allowed pairs per block with one-hot matrix products (in row chunks),
-    leaving out each pod's pair with itself.
+    Summed from the identity-level counts (K^2), never from the pods^2 table.
     """
     import numpy as np
 
-    n, g = table.shape[0], len(members)
-    onehot = np.zeros((n, g), dtype=np.float32)
-    for k, rows in enumerate(members):
-        onehot[rows, k] = 1.0
-    counts = np.zeros((g, g), dtype=np.float64)
-    step = 2048
-    for lo in range(0, n, step):
-        part = table[lo : lo + step].astype(np.float32) @ onehot
-        counts += onehot[lo : lo + step].T @ part
-    sizes = np.asarray([len(m) for m in members], dtype=np.float64)
-    pairs = np.outer(sizes, sizes)
-    # the diagonal of ``table`` is self (always True): not a pair between two pods
-    np.fill_diagonal(pairs, sizes * sizes - sizes)
-    np.fill_diagonal(counts, np.diag(counts) - sizes)
-    out: list[list[str]] = []
-    for i in range(g):
-        line = []
-        for j in range(g):
-            total, hit = pairs[i, j], counts[i, j]
-            if total == 0:
-                line.append(SELF)
-            else:
-                line.append(ALLOWED if hit >= total else DENIED if hit <= 0 else MIXED)
-        out.append(line)
+    counts = probe.pair_counts(which).astype(np.float64)  # BLAS; exact below 2**53
+    k = counts.shape[0]
+    if n_groups == k and (group_of_identity == np.arange(k)).all():
+        return counts.astype(np.int64)
+    onehot = np.zeros((k, n_groups), dtype=np.float64)
+    onehot[np.arange(k), group_of_identity] = 1.0
+    out: npt.NDArray[np.int64] = np.rint(onehot.T @ counts @ onehot).astype(np.int64)
     return out
+
+
+def cell_marks(
+    probe: ProbeMatrix,
+    which: str,
+    pod_identity: npt.NDArray[np.int64],
+    members: list[list[int]],
+) -> list[str]:
+    """One string of marks per row group: all allowed, all denied, mixed or self.
+
+    ``members`` are pod indexes per group; every identity must fall in one group.
+    """
+    import numpy as np
+
+    g = len(members)
+    k = probe.identity_ingress.shape[0]
+    group_of_identity = np.zeros(k, dtype=np.int64)
+    sizes = np.zeros(g, dtype=np.int64)
+    for n, rows in enumerate(members):
+        group_of_identity[pod_identity[rows]] = n
+        sizes[n] = len(rows)
+    hit = group_counts(probe, which, group_of_identity, g)
+    total = np.outer(sizes, sizes)
+    total[np.diag_indices(g)] -= sizes
+    code = np.where(total == 0, 2, np.where(hit >= total, 0, np.where(hit <= 0, 1, 3)))
+    symbols = np.array([ALLOWED, DENIED, SELF, MIXED])
+    return ["".join(row) for row in symbols[code].tolist()]
 
 
 # --- views ---------------------------------------------------------------------------------------
 
 
-def table_lines(matrix: Matrix) -> list[Text]:
-    """The e2e ``Reachability`` view: rows = from, columns = to, a legend of indices."""
-    from rich.text import Text
+class Line(NamedTuple):
+    """One line of the table view: plain text and (start, end, style) spans for a terminal."""
 
+    plain: str
+    spans: tuple[tuple[int, int, str], ...] = ()
+    marks: str = ""
+    """A table row's marks, styled on a terminal by :func:`line_spans`."""
+    mark_start: int = 0
+    mark_step: int = 0
+
+
+def table_lines(matrix: Matrix) -> list[Line]:
+    """The e2e ``Reachability`` view: rows = from, columns = to, a legend of indices."""
     pods = matrix.pods
     if len(pods) > MAX_PODS:
         grouped = groups(pods)
@@ -136,45 +156,44 @@ def table_lines(matrix: Matrix) -> list[Text]:
         members = [[i] for i in range(len(pods))]
         note = ""
     width = len(str(max(len(names) - 1, 0)))
-    styles = {ALLOWED: "green", DENIED: "bold red", SELF: "dim", MIXED: "yellow"}
-    lines: list[Text] = [Text("legend:", style="bold")]
-    lines += [Text(f"  {i:>{width}}  {name}") for i, name in enumerate(names)]
+    styles = STYLES
+    lines: list[Line] = [Line("legend:", ((0, 7, "bold"),))]
+    lines += [Line(f"  {i:>{width}}  {name}") for i, name in enumerate(names)]
     if note:
-        lines.append(Text(note, style="dim"))
-    lines.append(
-        Text(
-            f"{ALLOWED} allowed  {DENIED} denied  {SELF} self  (rows: from, columns: to)",
-            style="dim",
-        )
-    )
+        lines.append(Line(note, ((0, len(note), "dim"),)))
+    keys = f"{ALLOWED} allowed  {DENIED} denied  {SELF} self  (rows: from, columns: to)"
+    lines.append(Line(keys, ((0, len(keys), "dim"),)))
     header = " " * width + " | " + " ".join(f"{j:>{width}}" for j in range(len(names)))
+    rule = "-" * len(header)
+    pad = " " * (width - 1)
     for probe in matrix.probes:
         for which in TABLES:
-            table = getattr(probe, which)
-            lines.append(Text(""))
-            lines.append(Text(f"{probe_name(probe)} {which}", style="bold"))
-            lines.append(Text(header))
-            lines.append(Text("-" * len(header)))
-            marks = cell_marks(table, members)
+            title = f"{probe_name(probe)} {which}"
+            lines += [Line(""), Line(title, ((0, len(title), "bold"),)), Line(header), Line(rule)]
+            marks = cell_marks(probe, which, matrix.pod_identity, members)
             for i, row in enumerate(marks):
-                lines.append(_row(f"{i:>{width}} | ", row, width, styles))
+                lines.append(_row(f"{i:>{width}} | ", row, pad, styles))
     return lines
 
 
-def _row(head: str, marks: list[str], width: int, styles: dict[str, str]) -> Text:
-    """One table row; runs of equal marks share one style span (rich renders spans slowly)."""
-    from rich.text import Text
+def _row(head: str, marks: str, pad: str, styles: dict[str, str]) -> Line:
+    """One table row: plain text now; runs of equal marks become style spans only on a terminal."""
+    spread = str.maketrans({m: " " + pad + m for m in styles})
+    return Line(head + marks.translate(spread)[1:], (), marks, len(head), len(pad) + 2)
 
-    text = Text(head + " ".join(f"{m:>{width}}" for m in marks))
-    start = len(head)
-    run = 0
-    for k in range(1, len(marks) + 1):
-        if k == len(marks) or marks[k] != marks[run]:
-            begin = start + run * (width + 1)
-            end = start + k * (width + 1) - 1
-            text.stylize(styles[marks[run]], begin, end)
-            run = k
-    return text
+
+def line_spans(line: Line, styles: dict[str, str]) -> list[tuple[int, int, str]]:
+    """Style spans of a line: its own, plus one per run of equal marks of a table row."""
+    import itertools
+
+    spans = list(line.spans)
+    pos = 0
+    for mark, run in itertools.groupby(line.marks):
+        length = sum(1 for _ in run)
+        begin = line.mark_start + pos * line.mark_step
+        spans.append((begin, begin + length * line.mark_step - 1, styles[mark]))
+        pos += length
+    return spans
 
 
 def iter_csv(matrix: Matrix) -> Iterator[str]:
@@ -270,15 +289,17 @@ def matrix(
     elif output == "md":
         click.echo(markdown_text(result))
     else:
-        from rich.console import Console
-
-        console = Console(
-            no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True
-        )
         lines = table_lines(result)
-        if console.no_color or not console.is_terminal:
+        if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
             sys.stdout.write("".join(t.plain + "\n" for t in lines))
         else:
+            from rich.console import Console
+            from rich.text import Text
+
+            console = Console(highlight=False, soft_wrap=True)
             for line in lines:
-                console.print(line)
+                styled = Text(line.plain)
+                for begin, end, style in line_spans(line, STYLES):
+                    styled.stylize(style, begin, end)
+                console.print(styled)
     return 0

@@ -103,6 +103,41 @@ class ProbeMatrix:
         out: BoolArray = self.identity_ingress & self.identity_egress
         return out
 
+    def identity_table(self, which: str) -> BoolArray:
+        """The (K, K) identity-level ``ingress``, ``egress`` or ``allowed`` table.
+
+        Pod ``i`` to a distinct pod ``j`` has the value at ``[pod_identity[i],
+        pod_identity[j]]``, except the same-node cells of a hostNetwork source
+        (:attr:`same_node`), which are True in ``ingress`` and ``allowed``.
+        """
+        if which == "ingress":
+            return self.identity_ingress
+        if which == "egress":
+            return self.identity_egress
+        if which == "allowed":
+            return self.identity_allowed
+        raise ValueError(f"no table {which!r}")
+
+    def pair_counts(self, which: str) -> npt.NDArray[np.int64]:
+        """(K, K): ordered pairs of distinct pods that ``which`` allows, per identity pair.
+
+        Computed from the identity table and the identity sizes, never from the
+        pod-by-pod table, so it costs K^2, not pods^2.
+        """
+        table = self.identity_table(which)
+        k = table.shape[0]
+        sizes = np.bincount(self.pod_identity, minlength=k).astype(np.int64)
+        pairs = np.outer(sizes, sizes)
+        pairs[np.diag_indices(k)] -= sizes
+        counts: npt.NDArray[np.int64] = np.where(table, pairs, 0)
+        if which != "egress":
+            for row, cols in self.same_node:
+                src = self.pod_identity[row]
+                dst = self.pod_identity[cols]
+                extra = dst[~table[src, dst]]
+                np.add.at(counts[src], extra, 1)
+        return counts
+
     def to_json(self) -> dict[str, object]:
         return {
             "port": self.port,
