@@ -196,6 +196,105 @@ def line_spans(line: Line, styles: dict[str, str]) -> list[tuple[int, int, str]]
     return spans
 
 
+# --- summary ---------------------------------------------------------------------------------------
+
+
+def summary_lines(matrix: Matrix) -> Iterator[str]:
+    """The compact connectivity map: allowed connections between groups of pods, per probe.
+
+    A group is an identity of :func:`compute_matrix` (pods policy cannot tell
+    apart), so every pair of a listed group pair is allowed and every pair not
+    listed is denied; the one exception, a hostNetwork pod reaching the pods
+    of its own node unfiltered, is stated in the group's legend line. Source
+    groups with the same destinations share a line; a namespace whose groups
+    are all listed is written ``NAMESPACE/*``; ``*`` is every group.
+    """
+    import numpy as np
+
+    pods = matrix.pods
+    n = len(pods)
+    order = np.argsort(matrix.pod_identity, kind="stable").tolist()
+    k = len(matrix.identities)
+    sizes = np.bincount(matrix.pod_identity, minlength=k).tolist()
+    members: list[list[int]] = []
+    at = 0
+    for size in sizes:
+        members.append(order[at : at + size])
+        at += size
+    names = [f"g{i + 1}" for i in range(k)]
+    by_ns: dict[str, list[int]] = {}
+    for i, ident in enumerate(matrix.identities):
+        by_ns.setdefault(ident.namespace, []).append(i)
+
+    def spell(ids: list[int]) -> str:
+        if len(ids) == k:
+            return "*"
+        chosen = set(ids)
+        whole = {ns for ns, gs in by_ns.items() if len(gs) > 1 and chosen.issuperset(gs)}
+        out: list[str] = []
+        for i in ids:
+            ns = matrix.identities[i].namespace
+            if ns not in whole:
+                out.append(names[i])
+            elif by_ns[ns][0] == i:
+                out.append(f"{ns}/*")
+        return " ".join(out)
+
+    n_probes = len(matrix.probes)
+    yield f"# {n} pods in {k} groups; {n_probes} probe{'s' if n_probes != 1 else ''}"
+    yield "# a group is pods that policy cannot tell apart (namespace, labels, ports, ipBlocks)"
+    yield "# 'g1 g2 -> g3 ns/*' : every pod of g1 and g2 may connect to every other pod of g3"
+    yield "#   and of every group of namespace ns; '*' is every group; unlisted pairs are denied"
+    yield "# a pod may always reach itself (not counted)"
+    yield ""
+    yield "groups:"
+    for i, ident in enumerate(matrix.identities):
+        labels = ",".join(f"{a}={b}" for a, b in ident.labels)
+        ports = ",".join(
+            (f"{p.name}:" if p.name else "") + f"{p.port}/{p.protocol}" for p in ident.ports
+        )
+        extra = ""
+        if ident.host_network:
+            extra = f" hostNetwork node={ident.node} (also reaches its node's pods, unfiltered)"
+        pod_names = " ".join(pods[j].name for j in members[i])
+        yield (
+            f"  {names[i]} {ident.namespace} {{{labels}}} [{ports}]{extra}"
+            f" {sizes[i]} pod{'s' if sizes[i] != 1 else ''}: {pod_names}"
+        )
+    total = n * (n - 1)
+    seen: dict[bytes, str] = {}
+    for probe in matrix.probes:
+        table = probe.identity_allowed
+        allowed = int(probe.pair_counts("allowed").sum())
+        share = f" ({100 * allowed / total:.1f}%)" if total else ""
+        yield ""
+        yield (
+            f"{probe_name(probe)}: {allowed} of {total} ordered pod pairs allowed{share},"
+            f" {total - allowed} denied"
+        )
+        key = np.packbits(table).tobytes()
+        if key in seen:
+            yield f"  same connections as {seen[key]}"
+            continue
+        seen[key] = probe_name(probe)
+        rows: dict[bytes, list[int]] = {}
+        packed = np.packbits(table, axis=1)
+        for i in range(k):
+            rows.setdefault(packed[i].tobytes(), []).append(i)
+        for sources in rows.values():
+            dst = np.flatnonzero(table[sources[0]]).tolist()
+            if not dst:
+                target = "nothing"
+            elif len(dst) == k:
+                target = "*"
+            elif len(dst) > k // 2 + 1:
+                missing = np.flatnonzero(~table[sources[0]]).tolist()
+                target = f"* except {spell(missing)}"
+            else:
+                target = spell(dst)
+            yield f"  {spell(sources)} -> {target}"
+
+
 def iter_csv(matrix: Matrix) -> Iterator[str]:
     """CSV text, one chunk per source pod: a header, then one row per (probe, from, to)."""
     yield "protocol,port,from,to,ingress,egress,allowed\n"
@@ -255,7 +354,7 @@ def markdown_text(matrix: Matrix) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Choice(["table", "json", "csv", "md"]),
+    type=click.Choice(["table", "summary", "json", "csv", "md"]),
     default="table",
     show_default=True,
 )
@@ -269,6 +368,20 @@ def matrix(
     """Ingress, egress and combined truth tables for every pod pair of PATH...
 
     Without --probe or --port, probes every declared container port and ICMP.
+
+    \b
+    -o table    rows: from, columns: to; above 40 pods, one row and column per
+                group of pods with the same namespace, labels and ports
+                (. allowed, X denied, ~ some pairs allowed, - self)
+    -o summary  the compact connectivity map: a legend of groups (pods policy
+                cannot tell apart, with their pod names), then per probe the
+                allowed/denied pair totals and lines 'g1 g2 -> g3 ns/*'
+                (every pod of g1 and g2 may connect to every other pod of g3
+                and of every group of namespace ns; '*' is every group;
+                'nothing' and '* except ...' as read); unlisted pairs are
+                denied; probes with the same map say 'same connections as'
+    -o json     every probe's pod-by-pod ingress, egress and allowed tables
+    -o csv      one row per (probe, from, to);  -o md  Markdown tables
     """
     from sekisho.cli.trace import load
     from sekisho.semantics import compute_matrix, default_probes
@@ -285,6 +398,9 @@ def matrix(
     elif output == "csv":
         for text in iter_csv(result):
             sys.stdout.write(text)
+        sys.stdout.flush()
+    elif output == "summary":
+        sys.stdout.write("".join(line + "\n" for line in summary_lines(result)))
         sys.stdout.flush()
     elif output == "md":
         click.echo(markdown_text(result))
