@@ -6,29 +6,36 @@
     .venv/bin/python bench/bench_matrix.py --e2e      # only: the upstream e2e cases through NCA
 
 Every figure is a whole command run as a child process (interpreter start-up,
-imports, parsing the YAML, analysis, output), timed with a monotonic clock; the
+imports, parsing the input, analysis, output), timed with a monotonic clock; the
 median of ``--repeat`` runs is shown, with the child's peak RSS from ``wait4``.
 The baseline (NCA) is measured in the same run on the same files.
 
 Commands:
 
-* ``sekisho matrix DIR -o json >/dev/null`` (every declared port and ICMP): the
-  CLI as a CI job runs it. Its output is the documented pod-by-pod JSON, i.e.
-  3 tables x probes x pods^2 booleans: ~150 MB at 1,000 pods, ~4 GB at 5,000, so
-  at 5,000 pods and more it runs only with ``--full-json``.
-* sekisho analysis: the same load and ``compute_matrix`` for every port, with
-  every probe's pod-by-pod ``allowed`` table materialized (numpy, n x n), but
-  not serialized: what NCA's run does (NCA prints a compressed rule summary).
+* headline: ``sekisho matrix FILE -o summary >/dev/null`` (every declared port
+  and ICMP): the compact connectivity map (allowed connections between groups
+  of pods per probe, with totals), the counterpart of what NCA prints, against
 * ``nca --connectivity DIR --resource_list DIR`` (default txt output: the
   connectivity map as minimized firewall rules), from ``bench/.env-nca``, a
   separate virtualenv this script creates (``pip install network-config-analyzer``;
-  never a project dependency).
+  never a project dependency). The ratio nca / summary is the goal's figure.
+* extra: ``sekisho matrix FILE -o json >/dev/null``, the documented pod-by-pod
+  JSON, i.e. 3 tables x probes x pods^2 booleans: ~150 MB at 1,000 pods, ~4 GB
+  at 5,000, so at 5,000 pods and more it runs only with ``--full-json``.
+* extra: sekisho analysis, a child Python that loads and runs ``compute_matrix``
+  for every port with every probe's pod-by-pod ``allowed`` table materialized
+  (numpy, n x n) but not serialized.
 
 Agreement: on the 100-pod cluster (and the 1,000-pod one unless ``--quick``)
 NCA's per-pair output (``-o txt_no_fw_rules``: ``src => dst : connections``) is
 parsed and compared, for every TCP/UDP probe and every ordered pair of distinct
 pods, with ``allowed`` from ``sekisho matrix -o json``; the script prints the
-number of cells compared, allowed counts on both sides, and any mismatch.
+number of cells compared, allowed counts on both sides, and any mismatch. The
+summary's own totals are checked against the JSON's allowed counts.
+
+10,000 pods with 1,000 policies, one probe (8080/TCP): the whole command
+``sekisho matrix FILE --probe 8080/TCP -o summary`` and the analysis with the
+full 10,000 x 10,000 ``allowed`` table materialized, from YAML and from JSON.
 
 ``--e2e`` runs every case of ``tests/e2e_cases.py`` (the upstream e2e suite,
 transcribed by hand) through NCA and compares each non-self TCP/UDP/SCTP cell
@@ -216,6 +223,19 @@ def agreement(directory: Path) -> str:
             examples.append(
                 f"  {pods[i]} -> {pods[j]} {proto}/{port}: sekisho {bool(mine[i, j])}, nca {bool(theirs[i, j])}"
             )
+    summary = run([*SEKISHO, "matrix", str(directory), "-o", "summary"], capture=True).stdout
+    totals = {
+        m[1]: int(m[2])
+        for m in re.finditer(r"^(\S+): (\d+) of \d+ ordered pod pairs allowed", summary, re.M)
+    }
+    off = int(n * (n - 1))
+    for probe in sk["probes"]:
+        name = (
+            probe["protocol"] if probe["port"] is None else f"{probe['protocol']}/{probe['port']}"
+        )
+        full = int(np.array(probe["allowed"], dtype=bool).sum()) - n
+        if totals.get(name) != full:
+            examples.append(f"  summary total {name}: {totals.get(name)} != json {full} of {off}")
     lines = [
         f"agreement on {directory.name}: {compared} cells (ordered pairs of distinct pods x TCP/UDP "
         f"probes); allowed: sekisho {sk_allowed}, nca {nca_allowed}; cells that differ: {wrong}"
@@ -315,33 +335,37 @@ def main(argv: list[str] | None = None) -> int:
         for fmt in ("yaml", "json"):
             d = base / f"pods-{n}-{fmt}"
             generator.write(objs, d, fmt=fmt, one_file=True)
+            f = str(d / f"cluster.{fmt}")
+            sk_sum, sk_kb, _ = timed([*SEKISHO, "matrix", f, "-o", "summary"], args.repeat)
             sk_json = None
             if n < 5000 or args.full_json:
-                sk_json, _, _ = timed([*SEKISHO, "matrix", str(d), "-o", "json"], args.repeat)
-            sk_an, sk_kb, _ = timed([sys.executable, "-c", ANALYSIS, str(d)], args.repeat)
+                sk_json, _, _ = timed([*SEKISHO, "matrix", f, "-o", "json"], args.repeat)
+            sk_an, _, _ = timed([sys.executable, "-c", ANALYSIS, f], args.repeat)
             nca_s = nca_kb = None
             if not args.no_nca:
                 nca_s, nca_kb, _ = timed(nca_argv(d), 1 if n >= 5000 else args.repeat, cwd=base)
-            rows.append((n, n_pol, fmt, sk_json, sk_an, sk_kb, nca_s, nca_kb))
+            rows.append((n, n_pol, fmt, sk_sum, sk_kb, sk_json, sk_an, nca_s, nca_kb))
             print(
-                f"  {n} pods ({fmt}): sekisho -o json {_fmt(sk_json)} s, "
+                f"  {n} pods ({fmt}): sekisho -o summary {sk_sum:.2f} s, -o json {_fmt(sk_json)} s, "
                 f"analysis {sk_an:.2f} s, nca {_fmt(nca_s)} s",
                 flush=True,
             )
 
     print()
     print(
-        "| pods | policies | input | sekisho -o json (s) | sekisho analysis (s) | nca (s) "
-        "| nca / sekisho json | nca / sekisho analysis | peak MB sekisho / nca |"
+        "| pods | policies | input | sekisho -o summary (s) | nca (s) | **nca / summary** "
+        "| peak MB summary / nca | sekisho -o json (s) | nca / json | sekisho analysis (s) "
+        "| nca / analysis |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-    for n, n_pol, fmt, sk_json, sk_an, sk_kb, nca_s, nca_kb in rows:
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, n_pol, fmt, sk_sum, sk_kb, sk_json, sk_an, nca_s, nca_kb in rows:
+        r_sum = f"**{nca_s / sk_sum:.1f}x**" if nca_s else "-"
         r_json = f"{nca_s / sk_json:.1f}x" if nca_s and sk_json else "-"
         r_an = f"{nca_s / sk_an:.1f}x" if nca_s else "-"
         mem = f"{sk_kb // 1024} / {nca_kb // 1024 if nca_kb else '-'}"
         print(
-            f"| {n} | {n_pol} | {fmt} | {_fmt(sk_json)} | {sk_an:.2f} | {_fmt(nca_s)} "
-            f"| {r_json} | {r_an} | {mem} |"
+            f"| {n} | {n_pol} | {fmt} | {sk_sum:.2f} | {_fmt(nca_s)} | {r_sum} | {mem} "
+            f"| {_fmt(sk_json)} | {r_json} | {sk_an:.2f} | {r_an} |"
         )
 
     if not args.no_nca:
@@ -355,9 +379,17 @@ def main(argv: list[str] | None = None) -> int:
         for fmt in ("yaml", "json"):
             d = base / f"pods-10000-{fmt}"
             generator.write(objs10k, d, fmt=fmt, one_file=True)
-            s, kb, k = timed([sys.executable, "-c", ANALYSIS, str(d), "8080", "TCP"], args.repeat)
+            f = str(d / f"cluster.{fmt}")
+            cmd = [*SEKISHO, "matrix", f, "--probe", "8080/TCP", "-o", "summary"]
+            s, kb, k = timed(cmd, args.repeat)
             print(
-                f"  analysis from {fmt} files: {s:.2f} s (median of {k}), peak RSS {kb // 1024} MB"
+                f"  sekisho matrix --probe 8080/TCP -o summary, {fmt}: {s:.2f} s "
+                f"(median of {k}), peak RSS {kb // 1024} MB"
+            )
+            s, kb, k = timed([sys.executable, "-c", ANALYSIS, f, "8080", "TCP"], args.repeat)
+            print(
+                f"  analysis with the full table, {fmt}: {s:.2f} s (median of {k}), "
+                f"peak RSS {kb // 1024} MB"
             )
         if args.full_json:
             d = base / "pods-10000-json"
