@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from sk_kernel import (
     write_policy,
 )
 
-from sekisho.dataplane import IptablesApplier, NftApplier, SubprocessRunner
+from sekisho.dataplane import IptablesApplier, LibnftRunner, NftApplier, SubprocessRunner
+from sekisho.errors import CommandFailed
 from sekisho.render import render_node
 from sekisho.sources import FileSource
 
@@ -46,7 +48,7 @@ def cluster_dir(tmp_path: Path) -> Path:
 
 
 def applier(backend: str, ns: str) -> IptablesApplier | NftApplier:
-    runner = SubprocessRunner(ns)
+    runner = LibnftRunner(ns)  # the agent's runner: nft in-process, everything else as processes
     return IptablesApplier(runner, PREFIX) if backend == "iptables" else NftApplier(runner, PREFIX)
 
 
@@ -240,3 +242,26 @@ def test_hook_is_inserted_before_foreign_rules_and_kept_first(
     ]
     assert f"-j {PREFIX}-FORWARD" in forward[0]
     assert forward[1:] == ["-A FORWARD -j FOREIGN"]
+
+
+def test_libnft_runner_acts_in_its_namespace_like_the_nft_command(
+    ns: str, cluster_dir: Path
+) -> None:
+    host_before = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    lib, cli = LibnftRunner(ns), SubprocessRunner(ns)
+    try:
+        ruleset = desired(cluster_dir, "nftables")
+        lib(["nft", "-f", "-"], stdin=ruleset.script())
+        listed = lib(["nft", "list", "table", "inet", PREFIX])
+        assert listed == cli(["nft", "list", "table", "inet", PREFIX])
+        assert f"table inet {PREFIX}" in lib(["nft", "list", "tables"])
+        with pytest.raises(CommandFailed) as missing:
+            lib(["nft", "list", "table", "inet", "sekisho-absent"])
+        assert "No such file" in missing.value.stderr
+        with pytest.raises(CommandFailed):  # a refused batch changes nothing (one transaction)
+            lib(["nft", "-f", "-"], stdin=f"flush table inet {PREFIX}\nbogus\n")
+        assert cli(["nft", "list", "table", "inet", PREFIX]) == listed
+    finally:
+        lib.close()
+    host_after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert host_after == host_before, "the host's namespace is never touched"

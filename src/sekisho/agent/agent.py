@@ -30,6 +30,7 @@ from sekisho.dataplane import (
     ApplyResult,
     CommandRunner,
     IptablesApplier,
+    LibnftRunner,
     NftApplier,
     SubprocessRunner,
 )
@@ -185,7 +186,7 @@ class Agent:
         self.netns = netns
         self.backend: Backend = backend
         self.prefix = prefix
-        self.runner: CommandRunner = runner or SubprocessRunner(netns)
+        self.runner: CommandRunner = runner or LibnftRunner(netns)
         self.clock = clock
         self.wallclock = wallclock
         self.sleep = sleep

@@ -4,6 +4,8 @@ Public surface:
 
 - :class:`CommandRunner` (protocol) and :class:`SubprocessRunner` (production,
   ``netns=`` runs every command through ``ip netns exec NAME``);
+  :class:`LibnftRunner` (the agent's: the same, but ``nft`` commands run
+  in-process through libnftables on one long-lived netlink socket);
 - :class:`IptablesApplier` (iptables-restore + ipset) and :class:`NftApplier`
   (``nft -f``), each with ``apply(desired)``, ``read_back()``, ``drift(desired)``,
   ``resync(desired)`` and ``cleanup()``;
@@ -16,6 +18,13 @@ from __future__ import annotations
 
 from sekisho.dataplane.iptables import ApplyResult, IptablesApplier
 from sekisho.dataplane.nftables import NftApplier
-from sekisho.dataplane.runner import CommandRunner, SubprocessRunner
+from sekisho.dataplane.runner import CommandRunner, LibnftRunner, SubprocessRunner
 
-__all__ = ["ApplyResult", "CommandRunner", "IptablesApplier", "NftApplier", "SubprocessRunner"]
+__all__ = [
+    "ApplyResult",
+    "CommandRunner",
+    "IptablesApplier",
+    "LibnftRunner",
+    "NftApplier",
+    "SubprocessRunner",
+]
