@@ -107,6 +107,7 @@ def check(matrix: Matrix) -> None:
         for which in ("ingress", "egress", "allowed"):
             full = getattr(probe, which)
             counts = probe.pair_counts(which)
+            assert probe.pair_total(which) == counts.sum() == (full & off).sum()
             for a in range(len(matrix.identities)):
                 rows = np.flatnonzero(matrix.pod_identity == a)
                 for b in range(len(matrix.identities)):

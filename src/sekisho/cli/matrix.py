@@ -222,6 +222,7 @@ def summary_lines(matrix: Matrix) -> Iterator[str]:
         members.append(order[at : at + size])
         at += size
     names = [f"g{i + 1}" for i in range(k)]
+    ns_of = [ident.namespace for ident in matrix.identities]
     by_ns: dict[str, list[int]] = {}
     for i, ident in enumerate(matrix.identities):
         by_ns.setdefault(ident.namespace, []).append(i)
@@ -229,11 +230,13 @@ def summary_lines(matrix: Matrix) -> Iterator[str]:
     def spell(ids: list[int]) -> str:
         if len(ids) == k:
             return "*"
-        chosen = set(ids)
-        whole = {ns for ns, gs in by_ns.items() if len(gs) > 1 and chosen.issuperset(gs)}
+        count: dict[str, int] = {}
+        for i in ids:
+            count[ns_of[i]] = count.get(ns_of[i], 0) + 1
+        whole = {ns for ns, c in count.items() if c > 1 and c == len(by_ns[ns])}
         out: list[str] = []
         for i in ids:
-            ns = matrix.identities[i].namespace
+            ns = ns_of[i]
             if ns not in whole:
                 out.append(names[i])
             elif by_ns[ns][0] == i:
@@ -265,7 +268,7 @@ def summary_lines(matrix: Matrix) -> Iterator[str]:
     seen: dict[bytes, str] = {}
     for probe in matrix.probes:
         table = probe.identity_allowed
-        allowed = int(probe.pair_counts("allowed").sum())
+        allowed = probe.pair_total("allowed")
         share = f" ({100 * allowed / total:.1f}%)" if total else ""
         yield ""
         yield (

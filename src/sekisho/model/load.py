@@ -84,8 +84,12 @@ def load_cluster(
     stdin: TextIO | None = None,
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
 ) -> Cluster:
-    """Like :func:`load_paths`, but raise :class:`ManifestError` with every problem."""
-    result = load_paths(paths, stdin=stdin, cluster_cidr=cluster_cidr)
+    """Like :func:`load_paths`, but raise :class:`ManifestError` with every problem.
+
+    Warnings are not returned, so the linter does not run.
+    """
+    with paused_gc():
+        result = _load_read(read_paths(paths, stdin), cluster_cidr, warnings=False)
     if result.cluster is None:
         raise ManifestError(result.problems)
     return result.cluster
@@ -99,7 +103,7 @@ def cluster_from_objects(
 ) -> Cluster:
     """Validate manifests given as dicts (tests, generators, the lab); raise on any problem."""
     with paused_gc():
-        result = load_read(iter_objects(list(objects), source), cluster_cidr)
+        result = _load_read(iter_objects(list(objects), source), cluster_cidr, warnings=False)
     if result.cluster is None:
         raise ManifestError(result.problems)
     return result.cluster
@@ -115,7 +119,7 @@ def load_read(read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT) -
         return _load_read(read, cluster_cidr)
 
 
-def _load_read(read: ReadResult, cluster_cidr: str) -> LoadResult:
+def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) -> LoadResult:
     issues = list(read.issues)
     try:
         cidr: IPNetwork = ipaddress.ip_network(cluster_cidr)
@@ -128,7 +132,7 @@ def _load_read(read: ReadResult, cluster_cidr: str) -> LoadResult:
     cluster = _build(drafts, cidr, issues)
     problems = tuple(resolve(issues, read.texts))
     notes: list[Issue] = []
-    if not problems:
+    if warnings and not problems:
         lint(cluster, drafts, notes)
     return LoadResult(
         cluster=None if problems else cluster,

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -137,6 +138,19 @@ class ProbeMatrix:
                 extra = dst[~table[src, dst]]
                 np.add.at(counts[src], extra, 1)
         return counts
+
+    def pair_total(self, which: str) -> int:
+        """How many ordered pairs of distinct pods ``which`` allows (``pair_counts(which).sum()``)."""
+        table = self.identity_table(which)
+        k = table.shape[0]
+        sizes = np.bincount(self.pod_identity, minlength=k).astype(np.float64)
+        total = float(sizes @ (table.astype(np.float32) @ sizes.astype(np.float32)))
+        total -= float(sizes[np.diagonal(table)].sum())
+        extra = 0
+        if which != "egress":
+            for row, cols in self.same_node:
+                extra += int((~table[self.pod_identity[row], self.pod_identity[cols]]).sum())
+        return round(total) + extra
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -272,24 +286,32 @@ class _Identities:
         self.block_pos = {k: i for i, k in enumerate(blocks)}
         member = _membership(pods, list(blocks.values()))
         packed = np.packbits(member, axis=1) if len(blocks) else np.zeros((len(pods), 0), np.uint8)
-        ids: dict[Identity, int] = {}
-        pod_identity = np.empty(len(pods), dtype=np.int64)
+        # Keyed by plain tuples (hashing the frozen dataclass per pod costs more);
+        # an Identity is made once per distinct key.
+        ids: dict[tuple[object, ...], int] = {}
+        found: list[Identity] = []
+        index = [0] * len(pods)
         reps: list[int] = []
+        rows = packed.tobytes()
+        width = packed.shape[1]
         for i, pod in enumerate(pods):
-            key = Identity(
+            hn = pod.host_network
+            key = (
                 pod.namespace,
                 tuple(sorted(pod.labels.items())),
                 pod.ports,
-                pod.host_network,
-                pod.node if pod.host_network else None,
-                packed[i].tobytes(),
+                hn,
+                pod.node if hn else None,
+                rows[i * width : (i + 1) * width],
             )
             k = ids.get(key)
             if k is None:
                 k = ids[key] = len(ids)
+                found.append(Identity(*key))
                 reps.append(i)
-            pod_identity[i] = k
-        self.identities = tuple(ids)
+            index[i] = k
+        pod_identity = np.asarray(index, dtype=np.int64)
+        self.identities = tuple(found)
         self.pod_identity = pod_identity
         rep_idx = np.asarray(reps, dtype=np.int64)
         self.member: BoolArray = member[rep_idx] if len(reps) else member[:0]
@@ -423,7 +445,7 @@ def compute_matrix(
     cluster: Cluster, probes: Sequence[Probe], *, pods: Sequence[Pod] | None = None
 ) -> Matrix:
     """Ingress, egress and combined truth tables for ``pods`` (default: all) under each probe."""
-    chosen = sorted(cluster.pods if pods is None else pods, key=lambda p: (p.namespace, p.name))
+    chosen = sorted(cluster.pods if pods is None else pods, key=attrgetter("namespace", "name"))
     checked = [_check_probe(p) for p in probes]
     ids = _Identities(cluster, chosen)
     k = ids.size
