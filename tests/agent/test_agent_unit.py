@@ -464,3 +464,24 @@ def test_a_policy_edit_is_one_write_and_no_read_back(cluster_dir: Path, backend:
     runner.calls.clear()  # nothing changed: nothing run
     assert agent.sync_once().status == "unchanged"
     assert runner.calls == []
+
+
+def test_fingerprint_is_equal_for_equal_rulesets_and_follows_every_change(
+    cluster_dir: Path,
+) -> None:
+    from sekisho.agent import full_renderer, ruleset_fingerprint
+    from sekisho.model import load_cluster
+
+    def render(backend: str) -> object:
+        cluster = load_cluster([str(p) for p in manifest_files(cluster_dir)])
+        return full_renderer(cluster, "n1", backend, "sekisho")  # type: ignore[arg-type]
+
+    for backend in ("iptables", "nftables"):
+        before = ruleset_fingerprint(render(backend))
+        assert ruleset_fingerprint(render(backend)) == before  # separately built, equal
+        write_policy(cluster_dir, "p1", ingress_policy("p1", target="a0", peer="a1", port=81))
+        after = ruleset_fingerprint(render(backend))
+        assert after != before
+        write_policy(cluster_dir, "p1", ingress_policy("p1", target="a0", peer="a1", port=80))
+        assert ruleset_fingerprint(render(backend)) == before  # the memo never goes stale
+    assert ruleset_fingerprint(("not", "a dataclass")) != ruleset_fingerprint(("not", "one"))

@@ -14,6 +14,7 @@ reports itself degraded until a good load.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -137,9 +138,36 @@ def ruleset_fingerprint(ruleset: Any) -> str:
     """A stable hash of a rendered ruleset: equal in every process for equal rulesets.
 
     The ready file carries it, so a watcher (the lab) can render the same cluster
-    itself and wait for exactly that ruleset.
+    itself and wait for exactly that ruleset. For a renderer dataclass it hashes
+    the digest of each set and chain (memoized by value: a change costs what
+    changed), otherwise the ``repr``.
     """
-    return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
+    global _element_digests
+    if not dataclasses.is_dataclass(ruleset) or isinstance(ruleset, type):
+        return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
+    old, memo = _element_digests, {}
+    digest = hashlib.sha1(type(ruleset).__name__.encode())
+    try:
+        for f in dataclasses.fields(ruleset):
+            value = getattr(ruleset, f.name)
+            digest.update(f"\0{f.name}\0".encode())
+            if not isinstance(value, tuple):
+                digest.update(repr(value).encode())
+                continue
+            for item in value:
+                one = old.get(item)
+                if one is None:
+                    one = hashlib.sha1(repr(item).encode()).digest()
+                memo[item] = one
+                digest.update(one)
+    except TypeError:  # an unhashable element: hash the whole text
+        return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
+    _element_digests = memo
+    return digest.hexdigest()[:16]
+
+
+_element_digests: dict[Any, bytes] = {}
+"""Set or chain -> sha1 of its repr, from the last fingerprint taken (see ruleset_fingerprint)."""
 
 
 def _make_applier(
