@@ -21,10 +21,12 @@ Figures, all measured in this run:
   Baseline: a bare ``iptables-restore --noflush`` (``nft -f``) of the node's whole
   document, what a naive agent would run for every change.
 * apply: 1,000 policies (1,000 pods) rendered for the busiest node and applied by
-  the applier into an empty namespace (read-back, diff, transaction); then a
-  resync (read back + compare, nothing to change) and a one-policy update.
+  the applier, with the agent's runner (``LibnftRunner``: nft in-process through
+  libnftables, iptables and ipset as processes), into an empty namespace
+  (read-back, diff, transaction); then a resync (read back + compare, nothing to
+  change) and a one-policy update.
   Baseline: the same documents loaded with bare ``ipset restore`` +
-  ``iptables-restore --noflush`` (``nft -f``), no diff and no read-back.
+  ``iptables-restore --noflush`` (``nft -f``) processes, no diff and no read-back.
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ sys.path.insert(0, str(HERE))
 import generator  # noqa: E402  (bench/ is not a package: loaded from its path)
 
 from sekisho.agent import ruleset_fingerprint  # noqa: E402
-from sekisho.dataplane import IptablesApplier, NftApplier, SubprocessRunner  # noqa: E402
+from sekisho.dataplane import (  # noqa: E402
+    IptablesApplier,
+    LibnftRunner,
+    NftApplier,
+    SubprocessRunner,
+)
 from sekisho.model import load_cluster  # noqa: E402
 from sekisho.render import render_node  # noqa: E402
 
@@ -67,6 +74,18 @@ spec:
   - from: [{{podSelector: {{}}}}]
     ports: [{{protocol: TCP, port: {port}}}]
 """
+
+
+@contextmanager
+def busy(n: int) -> Iterator[None]:
+    """``n`` processes spinning on a CPU (a loaded node), stopped on exit."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 @contextmanager
@@ -210,15 +229,18 @@ def apply_time(backend: str, pods: int, policies: int) -> dict[str, float]:
             with netns() as ns:
                 base.append(timed(lambda: bare_apply(ns, backend, ruleset)))
             with netns() as ns:
-                run = SubprocessRunner(ns)
+                run = LibnftRunner(ns)  # the agent's runner
                 a = (
                     IptablesApplier(run, PREFIX)
                     if backend == "iptables"
                     else NftApplier(run, PREFIX)
                 )
-                full.append(timed(lambda a=a: a.apply(ruleset)))
-                resync.append(timed(lambda a=a: a.resync(ruleset)))
-                update.append(timed(lambda a=a: a.apply(updated)))
+                try:
+                    full.append(timed(lambda a=a: a.apply(ruleset)))
+                    resync.append(timed(lambda a=a: a.resync(ruleset)))
+                    update.append(timed(lambda a=a: a.apply(updated)))
+                finally:
+                    run.close()
         return {
             "baseline": statistics.median(base),
             "apply": statistics.median(full),
@@ -240,16 +262,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-policies", type=int, default=1000)
     parser.add_argument("--debounce", type=float, default=None, help="agent --debounce (s)")
     parser.add_argument("--skip-big", action="store_true", help="only the latency figures")
+    parser.add_argument(
+        "--busy", type=int, default=0, help="CPU-spinning processes during the latency runs"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_agent needs root (it creates network namespaces)", file=sys.stderr)
         return 2
     backends = ["iptables", "nftables"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        lat = latency(backend, args.changes, args.pods, args.policies, args.debounce)
+        with busy(args.busy):
+            lat = latency(backend, args.changes, args.pods, args.policies, args.debounce)
         print(
             f"{backend:9} change->installed ({args.pods} pods, {args.policies} policies, "
-            f"{lat['rules']:.0f} rules, {lat['sets']:.0f} sets, {args.changes} changes): "
+            + (f"{args.busy} busy processes, " if args.busy else "")
+            + f"{lat['rules']:.0f} rules, {lat['sets']:.0f} sets, {args.changes} changes): "
             f"p50 {lat['p50'] * 1e3:.1f} ms  p99 {lat['p99'] * 1e3:.1f} ms  max {lat['max'] * 1e3:.1f} ms"
             f"  | baseline bare full apply {lat['baseline'] * 1e3:.1f} ms"
             f"  ratio p50/baseline {lat['p50'] / lat['baseline']:.2f}"
