@@ -265,3 +265,18 @@ def test_libnft_runner_acts_in_its_namespace_like_the_nft_command(
         lib.close()
     host_after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert host_after == host_before, "the host's namespace is never touched"
+
+
+def test_libnft_runner_follows_a_namespace_re_created_under_its_name() -> None:
+    with throwaway_netns() as ns:
+        lib = LibnftRunner(ns)
+        try:
+            lib(["nft", "-f", "-"], stdin=f"table inet {PREFIX} {{\n}}\n")
+            assert f"table inet {PREFIX}" in lib(["nft", "list", "tables"])
+            subprocess.run(["ip", "netns", "del", ns], check=True)
+            with pytest.raises(CommandFailed):  # gone: reported as `ip netns exec` reports it
+                lib(["nft", "list", "tables"])
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            assert lib(["nft", "list", "tables"]).strip() == ""  # the new, empty namespace
+        finally:
+            lib.close()

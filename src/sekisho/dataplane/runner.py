@@ -16,7 +16,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from sekisho.errors import CommandFailed, ToolMissing
 
@@ -64,19 +64,25 @@ class SubprocessRunner:
         if proc.returncode != 0:
             stderr = proc.stderr
             # `ip netns exec` reports a missing inner tool as exit 255 + "No such file".
-            if self.netns and proc.returncode == 255 and "No such file" in stderr:
+            if (
+                self.netns
+                and proc.returncode == 255
+                and "No such file" in stderr
+                and "network namespace" not in stderr  # that is a missing namespace
+            ):
                 raise ToolMissing(f"{argv[0]} is not installed: {stderr.strip()}")
             raise CommandFailed(full, proc.returncode, stderr)
         log.debug("ran %s", " ".join(full))
         return proc.stdout
 
 
-class _Libnft:
-    """One libnftables context whose netlink socket was opened inside ``netns``."""
+_LIB: Any = None
 
-    CLONE_NEWNET = 0x40000000
 
-    def __init__(self, netns: str | None) -> None:
+def _libnftables() -> Any:
+    """libnftables with its prototypes declared (loaded once); raises OSError when missing."""
+    global _LIB
+    if _LIB is None:
         lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
         lib.nft_ctx_new.restype = ctypes.c_void_p
         lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
@@ -89,8 +95,32 @@ class _Libnft:
         for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
             getattr(lib, name).argtypes = [ctypes.c_void_p]
             getattr(lib, name).restype = ctypes.c_char_p
+        _LIB = lib
+    return _LIB
+
+
+def _netns_id(netns: str | None) -> tuple[int, int] | None:
+    """(device, inode) of a named network namespace; None when it does not exist."""
+    if not netns:
+        return (0, 0)
+    try:
+        st = os.stat(f"/run/netns/{netns}")
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+class _Libnft:
+    """One libnftables context whose netlink socket was opened inside ``netns``."""
+
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self, lib: Any, netns: str | None) -> None:
         self.lib = lib
         self.ctx: int | None = None
+        self.netns_id: tuple[int, int] | None = (0, 0)
+        """Which namespace the socket lives in (a namespace re-created under the same
+        name is another one: the runner then opens a new socket)."""
         box: list[object] = []
 
         def make() -> None:  # in a thread of its own: setns changes only the calling thread
@@ -99,6 +129,8 @@ class _Libnft:
                     libc = ctypes.CDLL(None, use_errno=True)
                     fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
                     try:
+                        st = os.fstat(fd)
+                        self.netns_id = (st.st_dev, st.st_ino)
                         if libc.setns(fd, self.CLONE_NEWNET) != 0:
                             err = ctypes.get_errno()
                             raise OSError(err, f"setns {netns}: {os.strerror(err)}")
@@ -154,12 +186,27 @@ class LibnftRunner(SubprocessRunner):
         self._nft_lock = threading.Lock()
 
     def _lib(self) -> _Libnft | None:
-        if self._nft is None and not self._broken:
+        """The context for this call; None: run ``nft`` as a process this time."""
+        if self._broken:
+            return None
+        current = _netns_id(self.netns)
+        if self._nft is not None and self._nft.netns_id != current:
+            self._nft.close()  # the namespace went away or was re-created under its name
+            self._nft = None
+        if current is None:
+            return None  # no such namespace: the process reports it as `ip netns exec` does
+        if self._nft is None:
             try:
-                self._nft = _Libnft(self.netns)
+                lib = _libnftables()
             except OSError as exc:
                 log.info("libnftables unavailable (%s); running nft as a process", exc)
                 self._broken = True
+                return None
+            try:
+                self._nft = _Libnft(lib, self.netns)
+            except OSError as exc:
+                log.warning("cannot open libnftables in %s (%s); nft as a process", self.netns, exc)
+                return None
         return self._nft
 
     def __call__(self, argv: Sequence[str], *, stdin: str | None = None) -> str:
