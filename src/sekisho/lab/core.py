@@ -397,7 +397,19 @@ class Lab:
         self._cluster = cluster
         if self.state.enforce == "agent":
             self.wait_agents(before, timeout, cluster)
+        self.forget_connections()
         return cluster
+
+    def forget_connections(self) -> None:
+        """Flush conntrack in every node namespace, so that later probes meet the new rules.
+
+        Enforcement is stateful, as Calico's is: a flow accepted before a change
+        keeps passing after it. Probes are about new connections, but a UDP probe
+        that happens to reuse the source port of a recent allowed one would match
+        that old entry and pass; after each change the lab forgets old flows.
+        """
+        for node in self.plan.nodes:
+            netns.check(self.runner, netns.exec_argv(node.netns, ["conntrack", "-F"]))
 
     # -- exec ----------------------------------------------------------------------------------
 
