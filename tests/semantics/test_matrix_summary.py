@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 
+from sekisho.cli.main import main
 from sekisho.cli.matrix import cell_marks, groups, summary_lines
 from sekisho.model import cluster_from_objects
 from sekisho.model.types import Cluster
@@ -158,3 +160,15 @@ def test_summary_reads_well_on_a_small_cluster() -> None:
     assert "  g1 a {app=web} [http:80/TCP] 3 pods: web-0 web-1 web-2" in lines
     start = lines.index("TCP/5432: 12 of 20 ordered pod pairs allowed (60.0%), 8 denied")
     assert lines[start + 1 :] == ["  * -> g1"]
+
+
+def test_summary_cli_on_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    seed = Path(__file__).resolve().parents[2] / "examples" / "seed"
+    code = main(["matrix", str(seed / "cluster.yaml"), str(seed / "part2"), "-o", "summary"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "# 7 pods in 7 groups; 2 probes"
+    start = lines.index("TCP/80: 28 of 42 ordered pod pairs allowed (66.7%), 14 denied")
+    # dev/red (g3) may reach only dev/green (g2): the seed's part 2
+    assert "  g3 -> g2" in lines[start:]
