@@ -191,11 +191,6 @@ def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) 
         else:
             _add_document(data, file, 0, 1, None, into)
             return
-    plain = fastyaml.plain_documents(text)
-    if plain is not None:
-        for doc, (data, line) in enumerate(plain):
-            _add_document(data, file, doc, line, None, into)
-        return
     loader = fastyaml.Loader(text)
     doc = 0
     try:
