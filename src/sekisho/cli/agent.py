@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from sekisho.cli.options import backend_option, prefix_option
+
 
 @click.command(name="agent")
 @click.option("--node", required=True, help="The node whose ruleset to enforce.")
@@ -13,15 +15,8 @@ import click
     help="Directory of manifests (as `validate` takes), followed with inotify.",
 )
 @click.option("--netns", default=None, help="Apply inside this network namespace (ip netns exec).")
-@click.option(
-    "--backend",
-    type=click.Choice(["iptables", "nftables"]),
-    default="iptables",
-    show_default=True,
-)
-@click.option(
-    "--prefix", default="sekisho", show_default=True, help="Prefix of every object we own."
-)
+@backend_option("Dataplane to program.")
+@prefix_option("Prefix of every object we own.")
 @click.option(
     "--resync",
     type=click.FloatRange(min=0.05),

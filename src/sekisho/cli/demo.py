@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from sekisho.cli.options import backend_option
+
 
 def _find_seed(given: str | None) -> Path:
     if given:
@@ -18,13 +20,7 @@ def _find_seed(given: str | None) -> Path:
 
 
 @click.command("demo")
-@click.option(
-    "--backend",
-    type=click.Choice(["iptables", "nftables"]),
-    default="iptables",
-    show_default=True,
-    help="Dataplane the lab's agents program.",
-)
+@backend_option("Dataplane the lab's agents program.")
 @click.option("--seed", "seed", default=None, help="The seed directory (default examples/seed).")
 @click.option("--name", default="demo", show_default=True, help="Lab name.")
 @click.option("--offline", is_flag=True, help="Show the analysis without building a lab.")

@@ -18,22 +18,14 @@ from typing import Any, TypeVar
 
 import click
 
+from sekisho.cli.options import backend_option
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _name_option(f: F) -> F:
     return click.option(
         "--name", "name", default="lab", show_default=True, help="Lab name ([a-z0-9], <= 10)."
-    )(f)
-
-
-def _backend_option(f: F) -> F:
-    return click.option(
-        "--backend",
-        type=click.Choice(["iptables", "nftables"]),
-        default="iptables",
-        show_default=True,
-        help="Dataplane the agents program.",
     )(f)
 
 
@@ -126,7 +118,7 @@ def lab() -> None:
 @lab.command("up")
 @click.argument("paths", nargs=-1, required=True)
 @_name_option
-@_backend_option
+@backend_option("Dataplane the agents program.")
 @click.option(
     "--no-agent", is_flag=True, help="Build the topology only; enforce nothing (debugging)."
 )
@@ -227,7 +219,7 @@ def down(name: str, all_: bool) -> int:
 @lab.command("run")
 @click.argument("paths", nargs=-1, required=True)
 @_name_option
-@_backend_option
+@backend_option("Dataplane the agents program.")
 @_probe_options
 def run(
     paths: tuple[str, ...],

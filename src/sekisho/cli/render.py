@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from sekisho.cli.options import backend_option, prefix_option
+
 if TYPE_CHECKING:
     from sekisho.model.types import Cluster
     from sekisho.render import Backend, IptablesRuleset, NftRuleset
@@ -93,15 +95,8 @@ def explain_enforcement(
 @click.command("render")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--node", required=True, help="The node whose rules to render.")
-@click.option(
-    "--backend",
-    type=click.Choice(["iptables", "nftables"]),
-    default="iptables",
-    show_default=True,
-)
-@click.option(
-    "--prefix", default="sekisho", show_default=True, help="Prefix of every chain, set and table."
-)
+@backend_option("Which ruleset to render.")
+@prefix_option()
 @click.option(
     "-o",
     "--out-dir",

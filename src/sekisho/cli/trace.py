@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from sekisho.cli.options import backend_option
+
 if TYPE_CHECKING:
     from sekisho.model.types import Cluster
     from sekisho.semantics import Verdict
@@ -78,13 +80,7 @@ def render_text(verdicts: Sequence[Verdict]) -> list[str]:
     help="Also show the rendered rules and sets that enforce the verdict on NODE "
     "('all' for every node the flow passes).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["iptables", "nftables"]),
-    default="iptables",
-    show_default=True,
-    help="Ruleset to interpret with --node.",
-)
+@backend_option("Ruleset to interpret with --node.")
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )

@@ -1,0 +1,25 @@
+"""Options several commands share, spelled once so their names, choices and defaults agree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BACKENDS = ("iptables", "nftables")
+"""The dataplanes sekisho renders and applies (``sekisho.render.BACKENDS``, without importing it)."""
+
+
+def backend_option(help: str) -> Callable[[F], F]:
+    """``--backend iptables|nftables`` (default iptables), with a help text for the command."""
+    return click.option(
+        "--backend", type=click.Choice(BACKENDS), default="iptables", show_default=True, help=help
+    )
+
+
+def prefix_option(help: str = "Prefix of every chain, set and table we own.") -> Callable[[F], F]:
+    """``--prefix P`` (default ``sekisho``): the mark of everything sekisho creates."""
+    return click.option("--prefix", default="sekisho", show_default=True, help=help)
