@@ -103,7 +103,7 @@ def test_verbose_lists_skipped(capsys: pytest.CaptureFixture[str]) -> None:
 def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO((SEED / "cluster.yaml").read_text()))
     assert main(["validate", "-"]) == 0
-    assert capsys.readouterr().out.startswith("ok: 1 files, 16 objects")
+    assert capsys.readouterr().out.startswith("ok: 1 file, 16 objects")
 
 
 def test_no_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

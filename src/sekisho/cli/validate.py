@@ -13,11 +13,24 @@ import sys
 import click
 
 
+def _count(n: int, noun: str) -> str:
+    plural = "policies" if noun == "policy" else f"{noun}s"
+    return f"{n} {noun if n == 1 else plural}"
+
+
 def summary_line(summary: dict[str, int]) -> str:
     s = summary
+    counts = ", ".join(
+        _count(s[key], noun)
+        for key, noun in (
+            ("nodes", "node"),
+            ("namespaces", "namespace"),
+            ("pods", "pod"),
+            ("policies", "policy"),
+        )
+    )
     return (
-        f"{s['files']} files, {s['objects']} objects: {s['nodes']} nodes, "
-        f"{s['namespaces']} namespaces, {s['pods']} pods, {s['policies']} policies "
+        f"{_count(s['files'], 'file')}, {_count(s['objects'], 'object')}: {counts} "
         f"({s['skipped']} skipped)"
     )
 
@@ -81,8 +94,8 @@ def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: s
         return 0
     n = len(result.problems)
     click.echo(
-        f"invalid: {n} problem{'s' if n != 1 else ''} in {result.files} files, "
-        f"{result.objects} objects",
+        f"invalid: {_count(n, 'problem')} in {_count(result.files, 'file')}, "
+        f"{_count(result.objects, 'object')}",
         err=True,
     )
     return 2
