@@ -80,3 +80,35 @@ def test_trace_node_rejects_an_unknown_node(capsys: pytest.CaptureFixture[str]) 
     )
     assert status == 2
     assert "k8s-node1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_trace_node_shows_the_enforcing_rule_and_its_set(
+    capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """Finding 1 through trace: the rule that admits the controller, and its one-member set."""
+    status = main(
+        [
+            "trace",
+            *PART2,
+            "--from",
+            "kube-system/nginx-ingress-controller",
+            "--to",
+            "prod/green",
+            "--port",
+            "80",
+            "--node",
+            "k8s-node3",
+            "--backend",
+            backend,
+        ]
+    )
+    assert status == 0
+    out = capsys.readouterr().out
+    rule = next(line for line in out.splitlines() if line.strip().startswith("rule: "))
+    assert "policy prod/allow-ingresscontroller-traffic ingress rule 0" in rule
+    set_lines = [line.strip() for line in out.splitlines() if line.strip().startswith("set ")]
+    assert len(set_lines) == 1
+    name = set_lines[0].split()[1].rstrip(":")
+    assert name in rule
+    assert set_lines[0].endswith(": 10.244.3.8")

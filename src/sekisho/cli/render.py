@@ -61,8 +61,12 @@ def explain_enforcement(
         check_node(cluster, node)
 
     @cache
+    def ruleset(name: str) -> IptablesRuleset | NftRuleset:
+        return render_node(cluster, name, backend=cast("Backend", backend))
+
+    @cache
     def prog(name: str) -> IptablesProgram | NftProgram:
-        return program(render_node(cluster, name, backend=cast("Backend", backend)).render_text())
+        return program(ruleset(name).render_text())
 
     def evaluate(name: str, packet: Packet) -> Decision:
         return prog(name).evaluate(packet)
@@ -88,8 +92,32 @@ def explain_enforcement(
         because = "" if d.because == d.rule else f" (because: {d.because})"
         lines.append(f"  {where}: {d.verdict} by: {d.rule}{because}")
         lines.extend(f"      matched: {c}" for c in d.trail[:-1])
+        lines.extend(_enforcing_rule(ruleset(hop.node), d.because))
     lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
     return lines
+
+
+def _enforcing_rule(ruleset: IptablesRuleset | NftRuleset, comment: str) -> list[str]:
+    """The rendered rule whose comment is ``comment``, and the members of each set it uses."""
+    import re
+
+    from sekisho.render import IpSetSpec
+
+    quoted = f'"{comment}"'
+    rule = next((ln for ln in ruleset.render_text().splitlines() if quoted in ln), None)
+    if rule is None:
+        return []
+    out = [f"      rule: {rule.strip()}"]
+    members: dict[str, tuple[str, ...]] = {
+        s.name: s.members if isinstance(s, IpSetSpec) else s.elements for s in ruleset.sets
+    }
+    for name in re.findall(r"--match-set (\S+)|@([\w.-]+)", rule):
+        set_name = name[0] or name[1]
+        if set_name in members:
+            shown = ", ".join(members[set_name][:8])
+            more = len(members[set_name]) - 8
+            out.append(f"      set {set_name}: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    return out
 
 
 @click.command("render")
