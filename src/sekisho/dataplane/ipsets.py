@@ -109,10 +109,6 @@ def temp_set_name(name: str, prefix: str) -> str:
     return (f"{prefix}-t-{digest}")[:IPSET_NAME_MAX]
 
 
-def is_temp_name(name: str, prefix: str) -> bool:
-    return name.startswith(f"{prefix}-t-")
-
-
 def restore_lines_create(name: str, want: SetState) -> list[str]:
     lines = [f"create {name} {want.type} family {want.family}"]
     lines += [f"add {name} {m}" for m in want.raw]

@@ -391,13 +391,3 @@ class NftApplier:
             return ApplyResult()
         self.runner(["nft", "-f", "-"], stdin="".join(f"delete table {f} {t}\n" for f, t in ours))
         return ApplyResult(tuple(f"table {f} {t} deleted" for f, t in ours), 2)
-
-
-def _first_difference(have: str, want: str) -> str:
-    a, b = have.splitlines(), want.splitlines()
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return f"line {i + 1}: installed {x!r}, wanted {y!r}"
-    if len(a) < len(b):
-        return f"installed lacks {b[len(a)]!r}"
-    return f"installed has extra {a[len(b)]!r}"

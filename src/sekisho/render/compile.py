@@ -62,10 +62,6 @@ class SetDef:
     port_name: str | None = None
     protocol: str | None = None
 
-    @property
-    def pod_based(self) -> bool:
-        return self.block is None
-
     def holds(self, pod: Pod, ns_labels: dict[str, str]) -> tuple[Member, ...]:
         """The members ``pod`` contributes (empty when it is not selected)."""
         if pod.host_network or not isinstance(pod.ip, ipaddress.IPv4Address):
