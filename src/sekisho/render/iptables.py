@@ -154,22 +154,24 @@ def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, 
     return tuple(allow_rule(r, rule, direction) for rule in r.chains[(key, direction)])
 
 
+_ENDPOINT_STEP = {
+    "replies": "-m conntrack --ctstate RELATED,ESTABLISHED {c} -j ACCEPT",
+    "invalid": "-m conntrack --ctstate INVALID {c} -j DROP",
+    "clear": "{c} -j MARK --set-xmark " + CLEAR,
+    "policy": "{c} -j {chain}",
+    "allowed": "-m mark --mark " + MARK + " {c} -j RETURN",
+    "isolated": "{c} -j DROP",
+    "open": "{c} -j MARK --set-xmark " + MARK,
+}
+
+
 def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple[str, ...]:
-    what = f"endpoint {ep.pod} {direction}"
-    out = [
-        f"-m conntrack --ctstate RELATED,ESTABLISHED {_c(what + ': replies and related')} -j ACCEPT",
-        f"-m conntrack --ctstate INVALID {_c(what + ': invalid state')} -j DROP",
-        f"{_c(what + ': clear the accept mark')} -j MARK --set-xmark {CLEAR}",
-    ]
-    policies = ep.policies(direction)
-    for pkey in policies:
-        out.append(f"{_c(f'{what}: policy {pkey}')} -j {r.policy_chain(pkey, direction)}")
-        out.append(f"-m mark --mark {MARK} {_c(f'{what}: allowed by policy {pkey}')} -j RETURN")
-    if policies:
-        out.append(f"{_c(what + ': isolated and no rule allowed it')} -j DROP")
-    else:
-        out.append(f"{_c(what + ': not isolated')} -j MARK --set-xmark {MARK}")
-    return tuple(out)
+    return tuple(
+        _ENDPOINT_STEP[action].format(
+            c=_c(comment), chain=r.policy_chain(pkey, direction) if pkey else ""
+        )
+        for action, comment, pkey in ep.steps(direction)
+    )
 
 
 DISPATCH_TREE_MIN = 16

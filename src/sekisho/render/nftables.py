@@ -148,22 +148,24 @@ def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, 
     return tuple(allow_rule(r, rule, direction) for rule in r.chains[(key, direction)])
 
 
+_ENDPOINT_STEP = {
+    "replies": "ct state established,related accept {c}",
+    "invalid": "ct state invalid drop {c}",
+    "clear": "meta mark set meta mark & " + KEEP + " {c}",
+    "policy": "jump {chain} {c}",
+    "allowed": "meta mark & " + MARK + " == " + MARK + " return {c}",
+    "isolated": "drop {c}",
+    "open": "meta mark set meta mark | " + MARK + " {c}",
+}
+
+
 def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple[str, ...]:
-    what = f"endpoint {ep.pod} {direction}"
-    out = [
-        f"ct state established,related accept {_c(what + ': replies and related')}",
-        f"ct state invalid drop {_c(what + ': invalid state')}",
-        f"meta mark set meta mark & {KEEP} {_c(what + ': clear the accept mark')}",
-    ]
-    policies = ep.policies(direction)
-    for pkey in policies:
-        out.append(f"jump {r.policy_chain(pkey, direction)} {_c(f'{what}: policy {pkey}')}")
-        out.append(f"meta mark & {MARK} == {MARK} return {_c(f'{what}: allowed by policy {pkey}')}")
-    if policies:
-        out.append(f"drop {_c(what + ': isolated and no rule allowed it')}")
-    else:
-        out.append(f"meta mark set meta mark | {MARK} {_c(what + ': not isolated')}")
-    return tuple(out)
+    return tuple(
+        _ENDPOINT_STEP[action].format(
+            c=_c(comment), chain=r.policy_chain(pkey, direction) if pkey else ""
+        )
+        for action, comment, pkey in ep.steps(direction)
+    )
 
 
 def render_nftables(r: NodeRenderer) -> NftRuleset:

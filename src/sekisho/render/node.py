@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, cast
+from typing import Literal, Protocol, TypeVar, cast
 
 from sekisho.model.types import Cluster, Namespace, NetworkPolicy, Pod, endpoint_interface
 from sekisho.render import names
@@ -40,6 +40,11 @@ _T = TypeVar("_T")
 # ---------------------------------------------------------------------- endpoints
 
 
+EndpointAction = Literal["replies", "invalid", "clear", "policy", "allowed", "isolated", "open"]
+EndpointStep = tuple[EndpointAction, str, str | None]
+"""(action, comment, policy key for ``policy``/``allowed``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """A local pod's two chains: which policies run, in order, and whether it is isolated."""
@@ -52,6 +57,29 @@ class Endpoint:
 
     def policies(self, direction: Direction) -> tuple[str, ...]:
         return self.ingress if direction == "ingress" else self.egress
+
+    def steps(self, direction: Direction) -> tuple[EndpointStep, ...]:
+        """The decisions of this endpoint's chain in ``direction``, in order, for any backend.
+
+        Replies pass, invalid packets drop, the accept mark is cleared, each selecting
+        policy runs and a mark it set returns at once; then drop when isolated, or set
+        the mark when not. Each backend only spells these steps (with the comment).
+        """
+        what = f"endpoint {self.pod} {direction}"
+        out: list[EndpointStep] = [
+            ("replies", f"{what}: replies and related", None),
+            ("invalid", f"{what}: invalid state", None),
+            ("clear", f"{what}: clear the accept mark", None),
+        ]
+        policies = self.policies(direction)
+        for pkey in policies:
+            out.append(("policy", f"{what}: policy {pkey}", pkey))
+            out.append(("allowed", f"{what}: allowed by policy {pkey}", pkey))
+        if policies:
+            out.append(("isolated", f"{what}: isolated and no rule allowed it", None))
+        else:
+            out.append(("open", f"{what}: not isolated", None))
+        return tuple(out)
 
 
 @dataclass(slots=True)
