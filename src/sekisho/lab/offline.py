@@ -11,18 +11,16 @@ agree with what the report observed. No packet is sent, and the output says so.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from sekisho.lab.demo import Out, Report
 from sekisho.model.types import Cluster
 from sekisho.render import render_node
 from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet, State, program
 from sekisho.render.path import enforce
 from sekisho.semantics import Flow, compute_matrix, resolve_endpoint, verdict
-
-Out = Callable[[str], None]
 
 EXTERNAL = "203.0.113.10"
 """The lab's external host (a documentation address), standing in for 8.8.8.8."""
@@ -41,14 +39,12 @@ class Expect:
     state: State = "NEW"
 
 
-class Offline:
+class Offline(Report):
     """Checks flows of one cluster with the semantics and with its rendered rules."""
 
     def __init__(self, cluster: Cluster, out: Out) -> None:
+        super().__init__(out)
         self.cluster = cluster
-        self.out = out
-        self.passed = 0
-        self.failed = 0
 
         @cache
         def prog(node: str) -> IptablesProgram | NftProgram:
@@ -58,15 +54,6 @@ class Offline:
 
     def _evaluate(self, node: str, packet: Packet) -> Decision:
         return self._prog(node).evaluate(packet)
-
-    def heading(self, text: str) -> None:
-        self.out("")
-        self.out(f"== {text}")
-
-    def verdict(self, ok: bool, text: str) -> None:
-        self.passed += ok
-        self.failed += not ok
-        self.out(f"  {'PASS' if ok else 'FAIL'}  {text}")
 
     def check(self, e: Expect) -> None:
         c = self.cluster
