@@ -38,14 +38,14 @@ TRACE_CASES = [
         PART2,
         ["--from", "dev/blue", "--to", "dev/red", "--protocol", "ICMP"],
         1,
-        "ports: ICMP is not TCP/80",
+        "protocol ICMP is not TCP",
         id="denied-exit-1",
     ),
     pytest.param(
         PART2,
         ["--from", "dev/green", "--to", "dev/red", "--port", "80"],
         1,
-        "do not satisfy app In [blue]",
+        'do not satisfy app in {"blue"}',
         id="denied-peer-why",
     ),
     pytest.param(
@@ -158,7 +158,11 @@ def test_trace_json(capsys: pytest.CaptureFixture[str]) -> None:
     }
     assert v["egress"]["isolated"] is False
     assert v["ingress"]["policies"][0]["name"] == "dev/allow-tcp-80-from-blue-to-green"
-    assert v["ingress"]["explanations"][0]["rule"] == 0
+    (rule,) = v["ingress"]["tiers"][0]["policies"][0]["rules"]
+    assert rule["origin"] == "ingress rule 0 peer 0 TCP/80" and rule["matched"] is False
+    assert rule["reasons"] == [
+        'source dev/green: labels {app: green, environment: dev} do not satisfy app in {"blue"}'
+    ]
 
 
 def test_trace_workload_traces_every_pod(

@@ -68,16 +68,19 @@ def test_seed_findings_in_matrix(
 def test_finding_4_explanations() -> None:
     flow = Flow(resolve_endpoint(SEED, "dev/green"), resolve_endpoint(SEED, "dev/red"), "TCP", 80)
     text = "\n".join(verdict(SEED, flow).lines())
-    assert "peer 0: pod labels {app: green, environment: dev} do not satisfy app In [blue]" in text
+    assert (
+        'peer 0 TCP/80: source dev/green: labels {app: green, environment: dev} do not satisfy app in {"blue"}'
+        in text
+    )
     flow = Flow(resolve_endpoint(SEED, "dev/blue"), resolve_endpoint(SEED, "dev/red"), "ICMP", None)
-    assert "ports: ICMP is not TCP/80" in "\n".join(verdict(SEED, flow).lines())
+    assert "protocol ICMP is not TCP" in "\n".join(verdict(SEED, flow).lines())
 
 
 def test_finding_5_namespace_explanation() -> None:
     flow = Flow(resolve_endpoint(SEED, "dev/blue"), resolve_endpoint(SEED, "prod/green"), "TCP", 80)
     text = "\n".join(verdict(SEED, flow).lines())
     assert (
-        "namespace dev labels {kubernetes.io/metadata.name: dev} do not satisfy project=kube-system"
+        'namespace dev labels {kubernetes.io/metadata.name: dev} do not satisfy project == "kube-system"'
         in text
     )
 

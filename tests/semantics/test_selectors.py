@@ -1,4 +1,5 @@
-"""The label table, the selector index (policy targets, peer pods) and endpoint resolution."""
+"""The label table, whom a compiled policy applies to and which pods a peer's set holds,
+and endpoint resolution."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import sekisho.selectors
 import sekisho.semantics
 from sekisho.errors import UsageError
 from sekisho.model.types import LabelSelector, NetworkPolicy, Peer, Requirement
-from sekisho.selectors import LabelTable, SelectorIndex
-from sekisho.semantics import resolve_endpoint, resolve_endpoints
+from sekisho.selectors import LabelTable
+from sekisho.semantics import resolve_endpoint, resolve_endpoints, universe_of
+from sekisho.semantics.kubernetes import compile_policy
+from sekisho.semantics.verdict import applies
 
 from .builders import block, cluster, namespaces, node, pod, sel
 
@@ -59,12 +62,15 @@ def test_label_table_matches_scalar_semantics(
     assert table.select(selector) is table.select(selector)  # cached
 
 
+def targets(policy: NetworkPolicy) -> list[str]:
+    compiled = compile_policy(policy)
+    u = universe_of(C)
+    return [e.key for e in u.entities if applies(compiled, e, "ingress")]
+
+
 def test_policy_targets_exclude_hostnetwork_and_other_namespaces() -> None:
-    index = SelectorIndex(C)
-    pol = NetworkPolicy("a", "p", sel(app="web"))
-    assert [p.key for p in index.policy_targets(pol)] == ["a/web-1", "a/web-2"]
-    everyone = NetworkPolicy("b", "q", LabelSelector())
-    assert [p.key for p in index.policy_targets(everyone)] == ["b/web-1"]
+    assert targets(NetworkPolicy("a", "p", sel(app="web"))) == ["a/web-1", "a/web-2"]
+    assert targets(NetworkPolicy("b", "q", LabelSelector())) == ["b/web-1"]
 
 
 @pytest.mark.parametrize(
@@ -90,9 +96,24 @@ def test_policy_targets_exclude_hostnetwork_and_other_namespaces() -> None:
     ],
 )
 def test_peer_pods(peer: Peer, expected: list[str]) -> None:
-    index = SelectorIndex(C)
-    pol = NetworkPolicy("a", "p", LabelSelector())
-    assert [p.key for p in index.peer_pods(pol, peer)] == expected
+    from sekisho.model.types import Rule
+
+    pol = compile_policy(NetworkPolicy("a", "p", LabelSelector(), ingress=(Rule(peers=(peer,)),)))
+    (rule,) = pol.ingress
+    u = universe_of(C)
+    got = []
+    for p in C.pods:
+        if p.host_network or p.ip is None:
+            continue
+        side = rule.src
+        ok = (side.nets is None or side.nets.contains(p.ip)) and (
+            side.not_nets is None or not side.not_nets.contains(p.ip)
+        )
+        if side.selector is not None:
+            ok = ok and u.in_selector(side.selector, p.ip)
+        if ok:
+            got.append(p.key)
+    assert got == expected
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "not in the policy's namespace a",
+        "is in namespace b, not in namespace a",
         id="podselector-alone-is-own-namespace",
     ),
     pytest.param(
@@ -154,7 +154,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "namespace a labels {kubernetes.io/metadata.name: a, team: y} do not satisfy team=x",
+        'namespace a labels {kubernetes.io/metadata.name: a, team: y} do not satisfy team == "x"',
         id="namespaceselector-mismatch",
     ),
     pytest.param(
@@ -164,7 +164,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "pod labels {app: client} do not satisfy app=other",
+        'labels {app: client} do not satisfy app == "other"',
         id="namespace-and-pod-selector-is-and",
     ),
     pytest.param(
@@ -194,7 +194,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "not in the policy's namespace",
+        "not in namespace a",
         id="empty-podselector-own-namespace-only",
     ),
     pytest.param(
@@ -234,7 +234,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "10.0.1.20 is in except 10.0.1.0/24 of ipBlock 10.0.0.0/16",
+        "10.0.1.20 (b/client) is in excluded 10.0.1.0/24",
         id="ipblock-except-pod-ip",
     ),
     pytest.param(
@@ -254,7 +254,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "10.0.2.20 is not in ipBlock 10.9.0.0/16",
+        "10.0.2.20 (b/other) is not in 10.9.0.0/16",
         id="ipblock-outside",
     ),
     pytest.param(
@@ -350,7 +350,7 @@ CASES = [
         "ICMP",
         False,
         "ingress-denied",
-        "ports: ICMP is not TCP/80",
+        "protocol ICMP is not TCP",
         id="icmp-never-matches-ports",
     ),
     pytest.param(
@@ -370,7 +370,7 @@ CASES = [
         "UDP/80",
         False,
         "ingress-denied",
-        "UDP/80 is not TCP/80",
+        "protocol UDP is not TCP",
         id="protocol-must-match",
     ),
     pytest.param(
@@ -380,7 +380,7 @@ CASES = [
         "TCP/81",
         False,
         "ingress-denied",
-        "TCP/81 is not TCP/80",
+        "destination port 81 is not 80",
         id="port-number-must-match",
     ),
     pytest.param(
@@ -430,7 +430,7 @@ CASES = [
         "TCP/9001",
         False,
         "ingress-denied",
-        "TCP/9001 is not TCP/8000-9000",
+        "destination port 9001 is not 8000-9000",
         id="endport-outside",
     ),
     pytest.param(
@@ -668,7 +668,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "do not satisfy tier NotIn [data]",
+        'do not satisfy tier not in {"data"}',
         id="expr-notin",
     ),
     pytest.param(
@@ -712,7 +712,7 @@ CASES = [
         "TCP/80",
         False,
         "ingress-denied",
-        "tier DoesNotExist",
+        "!has(tier)",
         id="expr-doesnotexist",
     ),
     pytest.param(
@@ -766,8 +766,11 @@ def test_match_names_policy_rule_peer_and_port() -> None:
     )
     v = judge([p], "b/client", "a/web", "TCP/80")
     assert v.ingress is not None
-    assert [(m.policy.key, m.rule, m.peer, m.port) for m in v.ingress.matches] == [("a/p", 0, 1, 1)]
-    assert v.ingress.isolated and v.ingress.policies == (p,)
+    decided = v.ingress.decided
+    assert decided is not None and decided.rule.action == "allow"
+    # Calico's order: one program rule per protocol (sorted), then per peer.
+    assert (decided.policy.label, decided.rule.origin) == ("a/p", "ingress rule 0 peer 1 TCP/80")
+    assert v.ingress.isolated and [q.label for q in v.ingress.policies] == ["a/p"]
     assert v.egress is not None and not v.egress.isolated
 
 
@@ -779,11 +782,20 @@ def test_json_shape() -> None:
     ingress = doc["ingress"]
     assert isinstance(ingress, dict)
     assert ingress["isolated"] is True and ingress["policies"] == [
-        {"name": "a/p", "source": "<built>"}
+        {
+            "name": "a/p",
+            "kind": "NetworkPolicy",
+            "tier": "default",
+            "order": 1000.0,
+            "source": "<built>",
+        }
     ]
-    assert ingress["explanations"] == [
-        {"policy": "a/p", "rule": None, "reasons": ["no ingress rules: it only isolates"]}
-    ]
+    assert ingress["ending"] == "end-of-tier" and ingress["decided_by"] is None
+    assert ingress["because"] == "end of tier default: no rule matched: denied"
+    tiers = ingress["tiers"]
+    assert isinstance(tiers, list) and len(tiers) == 1
+    assert tiers[0]["tier"] == "default" and tiers[0]["outcome"] == "end-deny"
+    assert tiers[0]["policies"][0]["rules"] == []
 
 
 def test_replies_line_only_when_allowed() -> None:

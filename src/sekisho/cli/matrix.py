@@ -245,7 +245,8 @@ def summary_lines(matrix: Matrix) -> Iterator[str]:
 
     n_probes = len(matrix.probes)
     yield f"# {n} pods in {k} groups; {n_probes} probe{'s' if n_probes != 1 else ''}"
-    yield "# a group is pods that policy cannot tell apart (namespace, labels, ports, ipBlocks)"
+    yield "# a group is pods that policy cannot tell apart: namespace, the labels and named ports"
+    yield "#   that policies look at (shown), and which ipBlocks hold their address"
     yield "# 'g1 g2 -> g3 ns/*' : every pod of g1 and g2 may connect to every other pod of g3"
     yield "#   and of every group of namespace ns; '*' is every group; unlisted pairs are denied"
     yield "# a pod may always reach itself (not counted)"

@@ -9,12 +9,16 @@ cache, in miniature).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from sekisho.model.types import LabelSelector, Requirement
+
+if TYPE_CHECKING:
+    from sekisho.selectors.expr import Expr
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -54,6 +58,42 @@ class LabelTable:
         codes = [known[v] for v in req.values if v in known]
         hit: BoolArray = np.isin(col, np.asarray(codes, dtype=np.int32))
         return hit if req.operator == "In" else ~hit
+
+    def present(self, key: str) -> BoolArray:
+        """Which label sets have ``key``."""
+        col = self._columns.get(key)
+        if col is None:
+            return np.zeros(self.size, dtype=np.bool_)
+        out: BoolArray = col >= 0
+        return out
+
+    def value_in(self, key: str, values: Sequence[str]) -> BoolArray:
+        """Which label sets have ``key`` with one of ``values``."""
+        col = self._columns.get(key)
+        if col is None:
+            return np.zeros(self.size, dtype=np.bool_)
+        known = self._values[key]
+        codes = [known[v] for v in values if v in known]
+        out: BoolArray = np.isin(col, np.asarray(codes, dtype=np.int32))
+        return out
+
+    def value_where(self, key: str, test: Callable[[str], bool]) -> BoolArray:
+        """Which label sets have ``key`` with a value for which ``test`` is true."""
+        known = self._values.get(key, {})
+        return self.value_in(key, [v for v in known if test(v)])
+
+    def expr(self, expression: Expr) -> BoolArray:
+        """Which label sets satisfy a selector expression (read-only, cached by canonical text)."""
+        from sekisho.selectors.expr import select
+
+        key = "expr " + expression.canonical()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out = select(expression, self)
+        out.flags.writeable = False
+        self._cache[key] = out
+        return out
 
     def select(self, selector: LabelSelector) -> BoolArray:
         """Which label sets the selector matches (read-only, cached by canonical string)."""

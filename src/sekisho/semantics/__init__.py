@@ -1,14 +1,17 @@
 """THE meaning of policy: verdicts with explanations, and truth tables.
 
 Public surface: :class:`Endpoint`, :class:`Flow`, :func:`resolve_endpoint`,
-:func:`resolve_endpoints`, :func:`verdict` (-> :class:`Verdict` with a
-:class:`DirectionVerdict` per evaluated side), :func:`compute_matrix`
+:func:`resolve_endpoints`, :func:`compile_program` (the policy program every
+consumer reads), :func:`verdict` (-> :class:`Verdict` with a
+:class:`DirectionVerdict` per evaluated side: the walk through tiers, policies
+and rules), :func:`compute_matrix`
 (-> :class:`Matrix` of :class:`ProbeMatrix`) and :func:`default_probes`.
 Pure code: no I/O, no clock, no printing.
 """
 
 from __future__ import annotations
 
+from sekisho.semantics.compiler import compile_program
 from sekisho.semantics.endpoint import (
     Endpoint,
     Flow,
@@ -25,16 +28,17 @@ from sekisho.semantics.matrix import (
     compute_matrix,
     default_probes,
 )
+from sekisho.semantics.program import Policy, Program, Tier
 from sekisho.semantics.verdict import (
     DirectionVerdict,
-    RuleExplanation,
-    RuleMatch,
+    PolicyVisit,
+    RuleResult,
+    TierVisit,
     Verdict,
-    evaluate_direction,
-    peer_mismatch,
-    port_mismatch,
-    selecting_policies,
+    rule_mismatch,
+    universe_of,
     verdict,
+    walk,
 )
 
 __all__ = [
@@ -43,20 +47,24 @@ __all__ = [
     "Flow",
     "Identity",
     "Matrix",
+    "Policy",
+    "PolicyVisit",
     "Probe",
     "ProbeMatrix",
-    "RuleExplanation",
-    "RuleMatch",
+    "Program",
+    "RuleResult",
+    "Tier",
+    "TierVisit",
     "Verdict",
+    "compile_program",
     "compute_matrix",
     "default_probes",
-    "evaluate_direction",
     "node_endpoint",
-    "peer_mismatch",
     "pod_endpoint",
-    "port_mismatch",
     "resolve_endpoint",
     "resolve_endpoints",
-    "selecting_policies",
+    "rule_mismatch",
+    "universe_of",
     "verdict",
+    "walk",
 ]

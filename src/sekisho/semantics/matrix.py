@@ -1,18 +1,24 @@
-"""Truth tables of who can reach whom, computed per identity with matrix products.
+"""Truth tables of who can reach whom: the policy program evaluated per identity, vectorized.
 
-An identity is what policy can tell apart: namespace, label set, declared ports,
-hostNetwork (with its node), and which ipBlocks of any policy contain the pod's
-IP. Every policy and rule becomes a boolean row over identities:
+An identity is what the program can tell apart about a pod (see
+:class:`_Identities`). Every set of the program becomes a boolean row over
+identities, and every rule a pair of rows: ``src[s]`` (the source side's
+criteria, evaluated at the source) and ``dst[d]`` (the destination side's and
+the probe's), with the policy's selection on the side it applies to (the
+destination for ingress, the source for egress). Rule ``r`` matches pair
+``(s, d)`` iff ``src_r[s] & dst_r[d]``.
 
-* ``sel[p]``: identities policy ``p`` selects;
-* ``peer[r]``: identities rule ``r``'s peers match (as the far end);
-* ``port[r]``: destination identities rule ``r``'s ports admit for the probe.
-
-Then, with ``R`` rules, ``ingress = ~isolated_dst | (peer.T @ (sel & port) > 0)`` and
-``egress = ~isolated_src | (sel.T @ (peer & port) > 0)``: cost grows with
-identities and rules, not with pods squared. Pod-level tables are expanded by
-fancy indexing only when asked for. The meaning is :func:`verdict`'s, and the
-tests check the two agree on every pair.
+The walk is first-match (:mod:`sekisho.semantics.program`), but rules with the
+same action can be taken together: within a run of consecutive rules of one
+action (across the policies of a tier, in order), which one matches first does
+not matter. So a tier costs one boolean matrix product per run (``OR_r src_r
+(x) dst_r``, merged rows, float32), then a few (K, K) masks: matched pairs leave
+the undecided set as allowed, denied or passed; at the end of the tier the
+pairs it applies to are denied (or passed); after the last tier the undecided
+pairs are allowed (the profile). Kubernetes NetworkPolicies are one run of
+allows in one tier: one product, as before. Cost grows with identities and
+runs, not with pods squared. Pod-level tables are expanded by fancy indexing
+only when asked for. The tests hold this equal to :func:`verdict` on every pair.
 """
 
 from __future__ import annotations
@@ -28,17 +34,29 @@ import numpy as np
 import numpy.typing as npt
 
 from sekisho.errors import UsageError
-from sekisho.model.types import (
-    Cluster,
-    ContainerPort,
-    FlowProtocol,
-    IPBlock,
-    NetworkPolicy,
-    Peer,
-    Pod,
-    PolicyPort,
-)
+from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
+from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.labels import BoolArray, LabelTable
+from sekisho.semantics.compiler import compile_program
+from sekisho.semantics.labels import workload_labels
+from sekisho.semantics.program import (
+    DIRECTIONS,
+    PORT_PROTOCOLS,
+    PROTOCOL_NUMBERS,
+    Action,
+    Direction,
+    EntityMatch,
+    IPNetwork,
+    NamedPortSet,
+    NetSet,
+    PortMatch,
+    Program,
+    Rule,
+    SelectorSet,
+    protocol_name,
+    source_ports_cover,
+)
+from sekisho.semantics.verdict import universe_of
 
 Probe = tuple[int | None, str]
 IntArray = npt.NDArray[np.int64]
@@ -46,16 +64,18 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """What policy can tell apart about a pod; pods with equal identities are equal to policy."""
+    """What the program can tell apart about a pod; pods with equal identities are equal to it."""
 
     namespace: str
     labels: tuple[tuple[str, str], ...]
+    """The pod's labels that some selector looks at."""
     ports: tuple[ContainerPort, ...]
+    """The pod's named ports that some rule names."""
     host_network: bool
     node: str | None
     """Only for hostNetwork pods (they are their node); None otherwise."""
     blocks: bytes
-    """Packed bits: which of the cluster's distinct ipBlocks contain the pod's IP."""
+    """Packed bits: which of the program's nets (and network sets) contain the pod's IP."""
 
 
 @dataclass(frozen=True)
@@ -238,54 +258,27 @@ def _check_probe(probe: Probe) -> tuple[int | None, FlowProtocol]:
     return port, p
 
 
-def _block_key(block: IPBlock) -> tuple[str, tuple[str, ...]]:
-    return str(block.cidr), tuple(str(e) for e in block.excepts)
-
-
-def _membership(pods: Sequence[Pod], blocks: Sequence[IPBlock]) -> BoolArray:
-    """(pods, blocks): whether each block (cidr minus excepts) contains each pod's IP."""
-    out = np.zeros((len(pods), len(blocks)), dtype=np.bool_)
-    if not blocks or not pods:
-        return out
-    v4 = np.array([p.ip is not None and p.ip.version == 4 for p in pods], dtype=np.bool_)
-    ints = np.array(
-        [int(p.ip) if p.ip is not None and p.ip.version == 4 else 0 for p in pods], dtype=np.uint64
-    )
-
-    def inside(net: ipaddress.IPv4Network) -> BoolArray:
-        mask = np.uint64(int(net.netmask))
-        hit: BoolArray = (ints & mask) == np.uint64(int(net.network_address))
-        return hit
-
-    others = [i for i, p in enumerate(pods) if p.ip is not None and p.ip.version != 4]
-    for b, block in enumerate(blocks):
-        if isinstance(block.cidr, ipaddress.IPv4Network):
-            col = v4 & inside(block.cidr)
-            for ex in block.excepts:
-                if isinstance(ex, ipaddress.IPv4Network):
-                    col &= ~inside(ex)
-            out[:, b] = col
-        for i in others:
-            ip = pods[i].ip
-            assert ip is not None
-            out[i, b] = block.contains(ip)
-    return out
-
-
 class _Identities:
-    """The identity-level view of a cluster: selectors and peers as boolean rows."""
+    """The identity-level view of a cluster for one program: every set as a boolean row.
 
-    def __init__(self, cluster: Cluster, pods: Sequence[Pod]) -> None:
+    Pods are grouped by what the program can see of them (issue: identities from
+    what policy can see): their namespace, the labels some selector mentions,
+    the named ports some rule names, whether each net of the program (and of the
+    network sets) holds their address, their address family, and for a
+    hostNetwork pod its node (it sends and receives as that node).
+    """
+
+    def __init__(self, cluster: Cluster, pods: Sequence[Pod], program: Program) -> None:
         self.cluster = cluster
-        blocks: dict[tuple[str, tuple[str, ...]], IPBlock] = {}
-        for pol in cluster.policies:
-            for rule in pol.ingress + pol.egress:
-                for peer in rule.peers or ():
-                    if peer.ip_block is not None:
-                        blocks.setdefault(_block_key(peer.ip_block), peer.ip_block)
-        self.block_pos = {k: i for i, k in enumerate(blocks)}
-        member = _membership(pods, list(blocks.values()))
-        packed = np.packbits(member, axis=1) if len(blocks) else np.zeros((len(pods), 0), np.uint8)
+        universe = universe_of(cluster)
+        looked = _Looked(program)
+        own_keys = looked.own_keys
+        named = looked.named
+        # Address membership: the program's nets, then each network set's nets.
+        self.net_pos = {n.key: i for i, n in enumerate(looked.nets)}
+        nets_list = [n.nets for n in looked.nets] + [e.nets for e in universe.netsets]
+        member = _membership(pods, nets_list)
+        packed = np.packbits(member, axis=1) if nets_list else np.zeros((len(pods), 0), np.uint8)
         # Keyed by plain tuples (hashing the frozen dataclass per pod costs more);
         # an Identity is made once per distinct key.
         ids: dict[tuple[object, ...], int] = {}
@@ -296,117 +289,164 @@ class _Identities:
         width = packed.shape[1]
         for i, pod in enumerate(pods):
             hn = pod.host_network
+            labels = pod.labels
+            if own_keys is None:
+                seen = tuple(sorted(labels.items()))
+            else:
+                seen = tuple(sorted((k, v) for k, v in labels.items() if k in own_keys))
+            ports = (
+                pod.ports
+                if named is None
+                else tuple(
+                    p for p in pod.ports if p.name is not None and (p.name, p.protocol) in named
+                )
+            )
             key = (
                 pod.namespace,
-                tuple(sorted(pod.labels.items())),
-                pod.ports,
+                seen,
+                ports,
                 hn,
                 pod.node if hn else None,
                 rows[i * width : (i + 1) * width],
+                pod.ip.version if pod.ip is not None else 4,
             )
             k = ids.get(key)
             if k is None:
                 k = ids[key] = len(ids)
-                found.append(Identity(*key))
+                found.append(Identity(*key[:6]))
                 reps.append(i)
             index[i] = k
-        pod_identity = np.asarray(index, dtype=np.int64)
         self.identities = tuple(found)
-        self.pod_identity = pod_identity
+        self.pod_identity = np.asarray(index, dtype=np.int64)
         rep_idx = np.asarray(reps, dtype=np.int64)
         self.member: BoolArray = member[rep_idx] if len(reps) else member[:0]
-        self.size = len(self.identities)
-        self.hn = np.array([i.host_network for i in self.identities], dtype=np.bool_)
-        self.labels = LabelTable([dict(i.labels) for i in self.identities])
-        ns_names = sorted(
-            set(cluster.namespaces)
-            | {i.namespace for i in self.identities}
-            | {p.namespace for p in cluster.policies}
-        )
-        self.ns_pos = {n: k for k, n in enumerate(ns_names)}
-        self.ns_table = LabelTable([cluster.namespace_labels(n) for n in ns_names])
-        self.ident_ns = np.array(
-            [self.ns_pos[i.namespace] for i in self.identities], dtype=np.int64
-        )
-        self.named: list[dict[tuple[str, str], int]] = [
-            {(p.name, p.protocol): p.port for p in i.ports if p.name} for i in self.identities
-        ]
+        self.size = k_ = len(self.identities)
+        self.family = np.array([key[6] for key in ids], dtype=np.int64).reshape(k_)
+        self.hn = np.array([i.host_network for i in self.identities], dtype=np.bool_).reshape(k_)
+        # What selectors see: a workload's labels plus Calico's; a hostNetwork pod is
+        # its node (a "node" entity with the node's labels).
+        label_maps: list[dict[str, str]] = []
+        for ident in self.identities:
+            if ident.host_network:
+                node = cluster.node(ident.node) if ident.node else None
+                label_maps.append(dict(node.labels) if node is not None else {})
+            else:
+                label_maps.append(
+                    workload_labels(
+                        dict(ident.labels),
+                        ident.namespace,
+                        cluster.namespace_labels(ident.namespace),
+                    )
+                )
+        self.table = LabelTable(label_maps)
+        self.netsets = universe.netsets
+        self.netset_table = LabelTable([dict(e.labels) for e in universe.netsets])
         self._cache: dict[str, BoolArray] = {}
 
-    def _in_namespace(self, namespace: str) -> BoolArray:
-        pos = self.ns_pos.get(namespace, -1)
-        out: BoolArray = self.ident_ns == pos
+    def _kind(self, kinds: frozenset[str]) -> BoolArray:
+        out = np.zeros(self.size, dtype=np.bool_)
+        if "workload" in kinds:
+            out |= ~self.hn
+        if "node" in kinds:
+            out |= self.hn
         return out
 
-    def selected(self, policy: NetworkPolicy) -> BoolArray:
-        key = f"sel {policy.namespace} {policy.pod_selector.canonical()}"
+    def selector(self, s: SelectorSet) -> BoolArray:
+        """Identities whose address is in the selector's set."""
+        key = s.key
         hit = self._cache.get(key)
         if hit is None:
-            hit = (
-                self._in_namespace(policy.namespace)
-                & self.labels.select(policy.pod_selector)
-                & ~self.hn
-            )
+            hit = self.table.expr(s.selector) & self._kind(s.kinds)
+            if "networkset" in s.kinds and self.netsets:
+                chosen = self.netset_table.expr(s.selector)
+                base = len(self.net_pos)
+                for j in np.flatnonzero(chosen).tolist():
+                    hit = hit | self.member[:, base + j]
             self._cache[key] = hit
         return hit
 
-    def peer(self, policy: NetworkPolicy, peer: Peer) -> BoolArray:
-        if peer.ip_block is not None:
-            col: BoolArray = self.member[:, self.block_pos[_block_key(peer.ip_block)]]
-            return col
-        ns_key = (
-            "ns " + policy.namespace
-            if peer.namespace_selector is None
-            else "nss " + peer.namespace_selector.canonical()
-        )
-        pod_key = "all()" if peer.pod_selector is None else peer.pod_selector.canonical()
-        key = f"peer {ns_key} | {pod_key}"
+    def nets(self, n: NetSet) -> BoolArray:
+        col: BoolArray = self.member[:, self.net_pos[n.key]]
+        return col
+
+    def named(self, n: NamedPortSet, proto: int, port: int) -> BoolArray:
+        """Identities that declare ``n`` as ``port`` (and are in its scope), for ``proto``."""
+        if proto != n.protocol:
+            return np.zeros(self.size, dtype=np.bool_)
+        key = f"{n.key} = {port}"
         hit = self._cache.get(key)
         if hit is None:
-            if peer.namespace_selector is None:
-                hit = self._in_namespace(policy.namespace)
+            want = (n.name, protocol_name(n.protocol))
+            hit = np.array(
+                [
+                    any((p.name, p.protocol) == want and p.port == port for p in i.ports)
+                    for i in self.identities
+                ],
+                dtype=np.bool_,
+            ).reshape(self.size)
+            scope = self.selector(n.within) if n.within is not None else ~self.hn
+            hit = hit & scope
+            self._cache[key] = hit
+        return hit
+
+    def ports(self, pm: PortMatch, proto: int, port: int | None) -> BoolArray:
+        if port is None:
+            return np.zeros(self.size, dtype=np.bool_)
+        if any(a <= port <= b for a, b in pm.ranges):
+            return np.ones(self.size, dtype=np.bool_)
+        out = np.zeros(self.size, dtype=np.bool_)
+        for n in pm.named:
+            out |= self.named(n, proto, port)
+        return out
+
+    def side(self, side: EntityMatch, role: str, proto: int, port: int | None) -> BoolArray | None:
+        """Identities (as the source, or as the destination) this rule side admits;
+        None when it admits none whatever the identity (a source-port condition)."""
+        out = np.ones(self.size, dtype=np.bool_)
+        if side.nets is not None:
+            out &= self.nets(side.nets)
+        if side.not_nets is not None:
+            out &= ~self.nets(side.not_nets)
+        if side.selector is not None:
+            out &= self.selector(side.selector)
+        if side.not_selector is not None:
+            out &= ~self.selector(side.not_selector)
+        for pm, negated in ((side.ports, False), (side.not_ports, True)):
+            if pm is None:
+                continue
+            if role == "source":
+                hit = source_ports_cover(pm)
+                if hit is None or hit == negated:
+                    return None
             else:
-                hit = self.ns_table.select(peer.namespace_selector)[self.ident_ns]
-            if peer.pod_selector is not None:
-                hit = hit & self.labels.select(peer.pod_selector)
-            hit = hit & ~self.hn
-            self._cache[key] = hit
-        return hit
-
-    def peers(self, policy: NetworkPolicy, peers: tuple[Peer, ...] | None) -> BoolArray:
-        if peers is None:
-            return np.ones(self.size, dtype=np.bool_)
-        out = np.zeros(self.size, dtype=np.bool_)
-        for peer in peers:
-            out |= self.peer(policy, peer)
+                got = self.ports(pm, proto, port)
+                out &= ~got if negated else got
         return out
 
-    def ports(
-        self, ports: tuple[PolicyPort, ...] | None, port: int | None, proto: str
-    ) -> BoolArray:
-        """Destination identities whose traffic on ``proto``/``port`` the rule's ports admit."""
-        if ports is None:
-            return np.ones(self.size, dtype=np.bool_)
-        out = np.zeros(self.size, dtype=np.bool_)
-        for pp in ports:
-            if pp.protocol != proto:
-                continue
-            if pp.port is None:
-                return np.ones(self.size, dtype=np.bool_)
-            assert port is not None
-            if isinstance(pp.port, int):
-                end = pp.end_port if pp.end_port is not None else pp.port
-                if pp.port <= port <= end:
-                    return np.ones(self.size, dtype=np.bool_)
-                continue
-            key = f"named {pp.port} {proto} {port}"
-            hit = self._cache.get(key)
-            if hit is None:
-                want = (pp.port, proto)
-                hit = np.array([d.get(want) == port for d in self.named], dtype=np.bool_) & ~self.hn
-                self._cache[key] = hit
-            out |= hit
-        return out
+
+class _Looked:
+    """What a program looks at: label keys, named ports and nets (for identities)."""
+
+    def __init__(self, program: Program) -> None:
+        keys: set[str] = set()
+        named: set[tuple[str, str]] = set()
+        nets: dict[str, NetSet] = {}
+        for pol in (*program.policies(), *program.staged):
+            keys |= expr_keys(pol.selector.selector)
+            for d in DIRECTIONS:
+                for rule in pol.rules(d):
+                    for s in rule.sets():
+                        if isinstance(s, SelectorSet):
+                            keys |= expr_keys(s.selector)
+                        elif isinstance(s, NetSet):
+                            nets.setdefault(s.key, s)
+                        else:
+                            named.add((s.name, protocol_name(s.protocol)))
+                            if s.within is not None:
+                                keys |= expr_keys(s.within.selector)
+        self.own_keys: set[str] | None = keys
+        self.named: set[tuple[str, str]] | None = named
+        self.nets = list(nets.values())
 
 
 def _merge(
@@ -441,35 +481,168 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
     return out
 
 
+def _membership(pods: Sequence[Pod], nets_list: Sequence[tuple[IPNetwork, ...]]) -> BoolArray:
+    """(pods, sets): whether any network of each set contains each pod's IP."""
+    out = np.zeros((len(pods), len(nets_list)), dtype=np.bool_)
+    if not nets_list or not pods:
+        return out
+    v4 = np.array([p.ip is not None and p.ip.version == 4 for p in pods], dtype=np.bool_)
+    ints = np.array(
+        [int(p.ip) if p.ip is not None and p.ip.version == 4 else 0 for p in pods], dtype=np.uint64
+    )
+    others = [i for i, p in enumerate(pods) if p.ip is not None and p.ip.version != 4]
+    for b, nets in enumerate(nets_list):
+        col = np.zeros(len(pods), dtype=np.bool_)
+        for net in nets:
+            if isinstance(net, ipaddress.IPv4Network):
+                mask = np.uint64(int(net.netmask))
+                col |= v4 & ((ints & mask) == np.uint64(int(net.network_address)))
+        for i in others:
+            ip = pods[i].ip
+            assert ip is not None
+            col[i] = any(ip.version == n.version and ip in n for n in nets)
+        out[:, b] = col
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive rules of one action in a tier: their (src, dst) rows."""
+
+    action: Action
+    src: list[BoolArray]
+    dst: list[BoolArray]
+
+
+def _runs(
+    ids: _Identities,
+    program: Program,
+    direction: Direction,
+    subject: dict[str, BoolArray],
+    proto_name: str,
+    port: int | None,
+) -> list[tuple[BoolArray, str, list[_Run]]]:
+    """Per tier that applies to some identity: (applies-to row, end action, runs)."""
+    out: list[tuple[BoolArray, str, list[_Run]]] = []
+    proto = {fam: _proto_number(proto_name, fam) for fam in (4, 6)}
+    echo = proto_name == "ICMP"
+    for tier in program.tiers:
+        applies = np.zeros(ids.size, dtype=np.bool_)
+        runs: list[_Run] = []
+        for pol in tier.policies:
+            if direction not in pol.types:
+                continue
+            sel = subject[pol.selector.key]
+            if not sel.any():
+                continue
+            applies |= sel
+            for rule in pol.rules(direction):
+                rows = _rule_rows(ids, rule, direction, sel, proto, echo, port)
+                if rule.action == "log" or rows is None:
+                    continue
+                if not runs or runs[-1].action != rule.action:
+                    runs.append(_Run(rule.action, [], []))
+                runs[-1].src.append(rows[0])
+                runs[-1].dst.append(rows[1])
+        if applies.any():
+            out.append((applies, tier.default_action, runs))
+    return out
+
+
+def _proto_number(name: str, family: int) -> int:
+    if name == "ICMP":
+        return PROTOCOL_NUMBERS["ICMPv6" if family == 6 else "ICMP"]
+    return PROTOCOL_NUMBERS[name]
+
+
+def _rule_rows(
+    ids: _Identities,
+    rule: Rule,
+    direction: Direction,
+    subject: BoolArray,
+    proto: dict[int, int],
+    echo: bool,
+    port: int | None,
+) -> tuple[BoolArray, BoolArray] | None:
+    """(src row, dst row) of a rule for one probe; None when it matches no pair."""
+    # Protocol-level criteria depend on the probe and on the destination's family.
+    fam_ok = np.zeros(ids.size, dtype=np.bool_)
+    for fam in (4, 6):
+        if not rule.protocol_misses(proto[fam], fam, echo):
+            fam_ok |= ids.family == fam
+    if not fam_ok.any():
+        return None
+    number = proto[4]
+    dst_port = port if number in PORT_PROTOCOLS else None
+    src = ids.side(rule.src, "source", number, None)
+    dst = ids.side(rule.dst, "destination", number, dst_port)
+    if src is None or dst is None:
+        return None
+    dst = dst & fam_ok
+    if direction == "ingress":
+        dst = dst & subject
+    else:
+        src = src & subject
+    if not src.any() or not dst.any():
+        return None
+    return src, dst
+
+
+def _direction_table(
+    ids: _Identities,
+    program: Program,
+    direction: Direction,
+    subject: dict[str, BoolArray],
+    proto_name: str,
+    port: int | None,
+) -> BoolArray:
+    """(K, K) [source, destination]: whether ``direction``'s walk allows the pair."""
+    k = ids.size
+    tiers = _runs(ids, program, direction, subject, proto_name, port)
+    if not tiers:
+        return np.ones((k, k), dtype=np.bool_)
+    allowed = np.zeros((k, k), dtype=np.bool_)
+    undecided = np.ones((k, k), dtype=np.bool_)
+    for applies, end_action, runs in tiers:
+        mask = applies[None, :] if direction == "ingress" else applies[:, None]
+        active = undecided & mask
+        for run in runs:
+            hit = _any_product(run.src, run.dst, k) & active
+            if run.action == "allow":
+                allowed |= hit
+                undecided &= ~hit
+            elif run.action == "deny":
+                undecided &= ~hit
+            active &= ~hit
+        if end_action == "deny":
+            undecided &= ~active
+    # After the last tier, or for pairs no tier applies to: the profile allows.
+    out: BoolArray = allowed | undecided
+    return out
+
+
 def compute_matrix(
-    cluster: Cluster, probes: Sequence[Probe], *, pods: Sequence[Pod] | None = None
+    cluster: Cluster,
+    probes: Sequence[Probe],
+    *,
+    pods: Sequence[Pod] | None = None,
+    program: Program | None = None,
 ) -> Matrix:
-    """Ingress, egress and combined truth tables for ``pods`` (default: all) under each probe."""
+    """Ingress, egress and combined truth tables for ``pods`` (default: all) under each probe.
+
+    ``program``: another program over the same cluster (the staged preview,
+    ``compile_program(cluster).pending()``); default: the cluster's own.
+    """
     chosen = sorted(cluster.pods if pods is None else pods, key=attrgetter("namespace", "name"))
     checked = [_check_probe(p) for p in probes]
-    ids = _Identities(cluster, chosen)
-    k = ids.size
-    sel_in = [(pol, ids.selected(pol)) for pol in cluster.policies if pol.affects_ingress]
-    sel_eg = [(pol, ids.selected(pol)) for pol in cluster.policies if pol.affects_egress]
-    iso_in = np.zeros(k, dtype=np.bool_)
-    for _pol, s in sel_in:
-        iso_in |= s
-    iso_eg = np.zeros(k, dtype=np.bool_)
-    for _pol, s in sel_eg:
-        iso_eg |= s
-    # Peer rows do not depend on the probe: compute them once.
-    in_rules = [
-        (s, ids.peers(pol, rule.peers), rule.ports)
-        for pol, s in sel_in
-        if s.any()
-        for rule in pol.ingress
-    ]
-    eg_rules = [
-        (s, ids.peers(pol, rule.peers), rule.ports)
-        for pol, s in sel_eg
-        if s.any()
-        for rule in pol.egress
-    ]
+    if program is None:
+        program = compile_program(cluster)
+    ids = _Identities(cluster, chosen, program)
+    # Which identities each policy applies to (the same for every probe).
+    subject: dict[str, BoolArray] = {}
+    for pol in program.policies():
+        if pol.selector.key not in subject:
+            subject[pol.selector.key] = ids.selector(pol.selector) & ~ids.hn
     # hostNetwork sources reach pods on their own node unfiltered (pod-level fix-up).
     node_of = [p.node for p in chosen]
     same_node: list[tuple[int, IntArray]] = []
@@ -481,23 +654,7 @@ def compute_matrix(
             same_node.append((i, np.asarray(cols, dtype=np.int64)))
     out: list[ProbeMatrix] = []
     for port, proto in checked:
-        # Ingress: source s may reach destination d if d is not isolated, or some rule
-        # of a policy selecting d has a peer matching s and a port admitting d's port.
-        left, right = [], []
-        for s, peer, ports in in_rules:
-            q = s & ids.ports(ports, port, proto)
-            if q.any() and peer.any():
-                left.append(peer)
-                right.append(q)
-        ingress = _any_product(left, right, k) | ~iso_in[None, :]
-        # Egress: s may send to d if s is not isolated, or some rule of a policy
-        # selecting s has a peer matching d and a port admitting d's port.
-        left, right = [], []
-        for s, peer, ports in eg_rules:
-            q = peer & ids.ports(ports, port, proto)
-            if q.any():
-                left.append(s)
-                right.append(q)
-        egress = _any_product(left, right, k) | ~iso_eg[:, None]
+        ingress = _direction_table(ids, program, "ingress", subject, proto, port)
+        egress = _direction_table(ids, program, "egress", subject, proto, port)
         out.append(ProbeMatrix(port, proto, ingress, egress, ids.pod_identity, tuple(same_node)))
     return Matrix(tuple(chosen), tuple(out), ids.identities, ids.pod_identity)

@@ -1,72 +1,124 @@
-"""THE meaning of policy for one flow: allowed or not, and why.
+"""A flow's verdict with its explanation: the walk through the policy program, and the
+flow-level rules that decide before any policy is read.
 
-The field descriptions quoted in comments are from the networking.k8s.io/v1
-API reference; the code under each quote implements it. Where Calico's
-dataplane decides something the API leaves open (node traffic, hostNetwork
-pods, ipBlock against pod IPs) the comment says so.
+The walk (tiers, policies, rules, actions, end of tier, profile) is the
+program's meaning, documented in :mod:`sekisho.semantics.program`; this module
+follows it for one packet and records every step. What is decided here, each
+in one place:
+
+* A pod to itself never leaves the pod: allowed, shown as self.
+* Egress is policed only for workload pods (hostNetwork pods are their node,
+  and what a node sends does not pass an endpoint chain).
+* "Traffic is allowed to a pod if ... the traffic source is the pod's local
+  node": a node (or hostNetwork pod) reaching a pod on its own node is never
+  filtered (Calico: the node's OUTPUT path is not policed; seed finding 2).
+* Ingress is policed only for workload pods; a node or an external address as
+  destination meets only the source's egress.
+* Replies of an allowed connection are allowed (conntrack), shown on the verdict.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from sekisho.model.types import Cluster, NetworkPolicy, Peer, Pod, PolicyPort, Rule
-from sekisho.selectors.labels import first_unsatisfied, format_labels
+from sekisho.model.types import Cluster
+from sekisho.selectors.expr import explain, matches
+from sekisho.semantics.compiler import compile_program
 from sekisho.semantics.endpoint import Endpoint, Flow
+from sekisho.semantics.labels import NAMESPACE, NS_PREFIX, ORCHESTRATOR
+from sekisho.semantics.program import (
+    EPHEMERAL_PORTS,
+    PORT_PROTOCOLS,
+    PROTOCOL_NUMBERS,
+    Action,
+    Direction,
+    EntityMatch,
+    Policy,
+    PortMatch,
+    Program,
+    Rule,
+    SelectorSet,
+    Tier,
+    protocol_name,
+    source_ports_cover,
+)
+from sekisho.semantics.universe import Entity, IPAddress, Universe
 
-Direction = Literal["ingress", "egress"]
+Ending = Literal["rule", "end-of-tier", "profile"]
+
+_PAST = {"allow": "allowed", "deny": "denied", "pass": "passed", "log": "logged"}
+
+
+# ------------------------------------------------------------------------- the record
 
 
 @dataclass(frozen=True, slots=True)
-class RuleMatch:
-    """A rule that allowed the flow: which policy, rule, peer and port decided."""
+class RuleResult:
+    """One rule met on the walk: whether it matched, and if not, why."""
 
-    policy: NetworkPolicy
+    policy: Policy
     direction: Direction
-    rule: int
-    peer: int | None
-    """Index of the first matching peer; None when the rule has no peers (every peer)."""
-    port: int | None
-    """Index of the first matching port; None when the rule has no ports (every port)."""
+    index: int
+    rule: Rule
+    matched: bool
+    reasons: tuple[str, ...] = ()
+
+    def where(self) -> str:
+        return f"{self.policy.label} {self.rule.origin}"
 
     def __str__(self) -> str:
-        rule = (
-            self.policy.ingress[self.rule]
-            if self.direction == "ingress"
-            else self.policy.egress[self.rule]
-        )
-        peer = "any peer" if self.peer is None else f"peer {self.peer}"
-        if self.port is None or rule.ports is None:
-            port = "any port"
-        else:
-            port = f"port {self.port} ({rule.ports[self.port]})"
-        return f"{self.policy.key} {self.direction} rule {self.rule}: {peer}, {port}"
+        if self.matched:
+            return f"{self.where()}: {self.rule.action}"
+        return f"{self.where()}: " + "; ".join(self.reasons)
 
     def to_json(self) -> dict[str, object]:
         return {
-            "policy": self.policy.key,
-            "rule": self.rule,
-            "peer": self.peer,
-            "port": self.port,
+            "policy": self.policy.label,
+            "kind": self.policy.kind,
+            "tier": self.policy.tier,
+            "rule": self.index,
+            "origin": self.rule.origin,
+            "action": self.rule.action,
+            "matched": self.matched,
+            "reasons": list(self.reasons),
         }
 
 
 @dataclass(frozen=True, slots=True)
-class RuleExplanation:
-    """Why one rule of a selecting policy did not match (rule None: the policy has no rules)."""
-
-    policy: NetworkPolicy
-    direction: Direction
-    rule: int | None
-    reasons: tuple[str, ...]
-
-    def __str__(self) -> str:
-        where = f"rule {self.rule}" if self.rule is not None else "no rules"
-        return f"{self.policy.key} {self.direction} {where}: " + "; ".join(self.reasons)
+class PolicyVisit:
+    policy: Policy
+    rules: tuple[RuleResult, ...]
+    """Every rule evaluated, up to and including the one that decided."""
+    decided: RuleResult | None
+    """The rule whose action (allow, deny, pass) ended the policy; None: none matched."""
 
     def to_json(self) -> dict[str, object]:
-        return {"policy": self.policy.key, "rule": self.rule, "reasons": list(self.reasons)}
+        return {
+            "policy": self.policy.label,
+            "kind": self.policy.kind,
+            "order": self.policy.order,
+            "source": str(self.policy.source),
+            "rules": [r.to_json() for r in self.rules],
+            "decided": None if self.decided is None else self.decided.rule.action,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TierVisit:
+    tier: Tier
+    policies: tuple[PolicyVisit, ...]
+    outcome: Action | Literal["end-deny", "end-pass"]
+    """The deciding rule's action, or the tier's end action when no rule decided."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "tier": self.tier.name,
+            "order": self.tier.order,
+            "policies": [p.to_json() for p in self.policies],
+            "outcome": self.outcome,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,27 +127,69 @@ class DirectionVerdict:
 
     direction: Direction
     endpoint: Endpoint
-    """The pod whose isolation is judged."""
+    """The pod whose policies count."""
     allowed: bool
-    isolated: bool
-    policies: tuple[NetworkPolicy, ...]
-    """The policies that select ``endpoint`` for this direction (in cluster order)."""
-    matches: tuple[RuleMatch, ...]
-    explanations: tuple[RuleExplanation, ...]
-    """For each selecting policy, each rule that did not match and why."""
+    tiers: tuple[TierVisit, ...]
+    """The tiers that apply to the endpoint, in the order walked."""
+    decided: RuleResult | None
+    """The rule that decided; None when the end of a tier or the profile did."""
+    ending: Ending
+    logged: tuple[RuleResult, ...] = ()
+    """Log rules that matched on the way."""
+
+    @property
+    def isolated(self) -> bool:
+        """Some policy applies to the endpoint in this direction."""
+        return bool(self.tiers)
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        return tuple(pv.policy for tv in self.tiers for pv in tv.policies)
+
+    def because(self) -> str:
+        """One line: what decided."""
+        if self.ending == "rule":
+            assert self.decided is not None
+            r = self.decided
+            return f"{_PAST[r.rule.action]} by {r.where()} (tier {r.policy.tier})"
+        if self.ending == "end-of-tier":
+            last = self.tiers[-1].tier.name
+            return f"end of tier {last}: no rule matched: denied"
+        if self.tiers:
+            return "every tier passed: the profile allows"
+        return f"no policy applies for {self.direction}: the profile allows"
 
     def lines(self) -> list[str]:
         head = f"{self.direction} of {self.endpoint.label}"
-        if not self.isolated:
+        if not self.tiers:
             return [f"{head}: not isolated (no policy selects it for {self.direction}): allowed"]
-        out = [
-            f"{head}: isolated by {len(self.policies)} polic{'y' if len(self.policies) == 1 else 'ies'}"
-        ]
-        out += [f"  - {p.key} ({p.source})" for p in self.policies]
-        out += [f"  allowed by {m}" for m in self.matches]
-        if not self.matches:
-            out += [f"  no match: {e}" for e in self.explanations]
-            out.append(f"  {self.direction} denied: no rule of a selecting policy matches")
+        n = len(self.policies)
+        out = [f"{head}: isolated by {n} polic{'y' if n == 1 else 'ies'}"]
+        for tv in self.tiers:
+            order = "" if tv.tier.order is None else f", order {_num(tv.tier.order)}"
+            out.append(f"  tier {tv.tier.name}{order}:")
+            for pv in tv.policies:
+                porder = "" if pv.policy.order is None else f", order {_num(pv.policy.order)}"
+                out.append(f"  - {pv.policy.label} ({pv.policy.source}{porder})")
+                for rr in pv.rules:
+                    if rr.matched:
+                        out.append(f"    {_PAST[rr.rule.action]} by {rr.where()}")
+                    else:
+                        out.append(f"    no match: {rr}")
+                if not pv.rules:
+                    out.append(f"    no {self.direction} rules")
+            if tv.outcome == "pass":
+                out.append(f"  tier {tv.tier.name}: passed to the next tier")
+            elif tv.outcome == "end-pass":
+                out.append(
+                    f"  end of tier {tv.tier.name}: no rule matched: passed to the next tier"
+                )
+            elif tv.outcome == "end-deny":
+                out.append(f"  end of tier {tv.tier.name}: no rule matched: denied")
+        if self.allowed and self.ending == "profile":
+            out.append("  every tier passed: the profile allows")
+        if not self.allowed and self.ending == "rule":
+            out.append(f"  {self.direction} denied: {self.because()}")
         return out
 
     def to_json(self) -> dict[str, object]:
@@ -103,15 +197,27 @@ class DirectionVerdict:
             "endpoint": self.endpoint.label,
             "allowed": self.allowed,
             "isolated": self.isolated,
-            "policies": [{"name": p.key, "source": str(p.source)} for p in self.policies],
-            "matches": [m.to_json() for m in self.matches],
-            "explanations": [e.to_json() for e in self.explanations],
+            "ending": self.ending,
+            "because": self.because(),
+            "policies": [
+                {
+                    "name": p.label,
+                    "kind": p.kind,
+                    "tier": p.tier,
+                    "order": p.order,
+                    "source": str(p.source),
+                }
+                for p in self.policies
+            ],
+            "decided_by": None if self.decided is None else self.decided.to_json(),
+            "tiers": [t.to_json() for t in self.tiers],
+            "logged": [r.to_json() for r in self.logged],
         }
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Whether a flow is allowed, the reason, and both sides' evaluation."""
+    """Whether a flow is allowed, the reason, and both sides' walks."""
 
     flow: Flow
     allowed: bool
@@ -167,6 +273,10 @@ class Verdict:
         }
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if x == int(x) else str(x)
+
+
 def _why_unfiltered(end: Endpoint, role: str) -> str:
     if end.pod is not None and end.pod.host_network:
         return f"{end.label} is a hostNetwork pod: policy treats it as its node {end.node_name}"
@@ -179,225 +289,241 @@ def _why_unfiltered(end: Endpoint, role: str) -> str:
     return f"{end.label} is outside the cluster: only the source's egress applies"
 
 
-# --- peers ---------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------- matching
 
 
-def peer_mismatch(
-    cluster: Cluster, policy: NetworkPolicy, peer: Peer, other: Endpoint
-) -> str | None:
-    """None when ``peer`` (of a rule of ``policy``) matches the endpoint ``other``, else why not."""
-    if peer.ip_block is not None:
-        # "IPBlock defines policy on a particular IPBlock. If this field is set then
-        # neither of the other fields can be." / "cidr is a string representing the
-        # IPBlock" / "except is a slice of CIDRs that should not be included within an
-        # IPBlock". Calico and upstream conformance match
-        # ipBlocks against pod IPs as well as against node and external IPs.
-        block = peer.ip_block
-        ip = other.ip
-        if ip.version != block.cidr.version or ip not in block.cidr:
-            return f"{ip} is not in ipBlock {block.cidr}"
-        for ex in block.excepts:
-            if ip in ex:
-                return f"{ip} is in except {ex} of ipBlock {block.cidr}"
-        return None
-    # Selector peers select pods, and only pods with their own network namespace:
-    # a node, an external address or a hostNetwork pod (which is its node) never matches.
-    pod = other.pod
-    if pod is None or pod.host_network:
-        return f"{other.describe()} is not a pod network endpoint; selectors match only pods"
-    if peer.namespace_selector is not None:
-        # namespaceSelector: "Selects Namespaces using cluster-scoped labels. This field
-        # follows standard label selector semantics; if present but empty, it selects all
-        # namespaces. If PodSelector is also set, then the NetworkPolicyPeer as a whole
-        # selects the Pods matching PodSelector in the Namespaces selected by
-        # NamespaceSelector. Otherwise it selects all Pods in the Namespaces selected by
-        # NamespaceSelector."
-        ns_labels = cluster.namespace_labels(pod.namespace)
-        req = first_unsatisfied(peer.namespace_selector, ns_labels)
-        if req is not None:
-            return (
-                f"namespace {pod.namespace} labels {format_labels(ns_labels)} do not satisfy {req}"
-            )
-    elif pod.namespace != policy.namespace:
-        # podSelector: "... Otherwise it selects the Pods matching PodSelector in the
-        # policy's own Namespace."
-        return f"pod {pod.key} is not in the policy's namespace {policy.namespace}"
-    if peer.pod_selector is not None:
-        # podSelector: "This is a label selector which selects Pods. This field follows
-        # standard label selector semantics; if present but empty, it selects all pods."
-        req = first_unsatisfied(peer.pod_selector, pod.labels)
-        if req is not None:
-            return f"pod labels {format_labels(pod.labels)} do not satisfy {req}"
-    return None
+def flow_protocol(flow: Flow) -> int:
+    """The IP protocol number of a flow (ICMP over IPv6 is ICMPv6)."""
+    if flow.protocol == "ICMP":
+        return PROTOCOL_NUMBERS["ICMPv6" if flow.dst.ip.version == 6 else "ICMP"]
+    return PROTOCOL_NUMBERS[flow.protocol]
 
 
-# --- ports ---------------------------------------------------------------------------------------
+def _who(universe: Universe, ip: IPAddress) -> str:
+    owners = universe.owners(ip)
+    names = [e.key for e in owners if e.kind == "workload"] or [
+        f"node {e.key}" for e in owners if e.kind == "node"
+    ]
+    return f"{ip} ({', '.join(names)})" if names else str(ip)
 
 
-def port_mismatch(pp: PolicyPort, flow: Flow, dst: Endpoint) -> str | None:
-    """None when the policy port matches the flow to ``dst``, else a short reason."""
-    # protocol: "The protocol (TCP, UDP, or SCTP) which traffic must match. If not
-    # specified, this field defaults to TCP." ICMP (or any other protocol) can never
-    # match a rule that lists ports.
-    if flow.protocol != pp.protocol:
-        return f"{flow.service} is not {pp}"
-    # port: "The port on the given protocol. This can either be a numerical or named
-    # port on a pod. If this field is not provided, this matches all port names and
-    # numbers. If present, only traffic on the specified protocol AND port will be matched."
-    if pp.port is None:
-        return None
-    assert flow.port is not None
-    if isinstance(pp.port, int):
-        # endPort: "indicates that the range of ports from port to endPort if set,
-        # inclusive, should be allowed by the policy."
-        end = pp.end_port if pp.end_port is not None else pp.port
-        if pp.port <= flow.port <= end:
-            return None
-        return f"{flow.service} is not {pp}"
-    # A named port is resolved against the destination pod's container ports with the
-    # same name and protocol; a non-pod destination has no named ports.
-    pod = dst.pod
-    if pod is None or pod.host_network:
-        return f"{flow.service} is not {pp} ({dst.label} is not a pod: named ports never match)"
-    number = pod.named_port(pp.port, pp.protocol)
-    if number is None:
+def _selector_miss(universe: Universe, s: SelectorSet, ip: IPAddress) -> str:
+    """Why ``ip`` is not in the selector's set, in the terms of the entity that has it."""
+    owners = [e for e in universe.owners(ip) if e.kind in s.kinds]
+    if not owners:
+        what = "pods" if s.kinds & {"workload"} and "node" not in s.kinds else "nodes"
+        if "node" in s.kinds and "workload" in s.kinds:
+            what = "pods and nodes"
+        return f"{_who(universe, ip)} is not an endpoint: these selectors match only {what}"
+    e = owners[0]
+    term = explain(s.selector, e.labels) or s.selector.canonical()
+    return f"{e.key}{_term_reason(e, term)}"
+
+
+def _term_reason(e: Entity, term: str) -> str:
+    if term.startswith(NAMESPACE + " "):
+        ns = e.labels.get(NAMESPACE, "?")
+        want = term.split(" ", 2)[2].strip("'\"")
+        return f" is in namespace {ns}, not in namespace {want}"
+    if term.startswith(ORCHESTRATOR + " "):
+        return " is not a Kubernetes pod"
+    if NS_PREFIX in term:
+        ns = e.labels.get(NAMESPACE, "?")
+        ns_labels = {k[len(NS_PREFIX) :]: v for k, v in e.labels.items() if k.startswith(NS_PREFIX)}
+        ns_labels.pop("projectcalico.org/name", None)
         return (
-            f"{flow.service} is not {pp} ({pod.key} declares no {pp.protocol} port named {pp.port})"
+            f": namespace {ns} labels {_fmt(ns_labels)} do not satisfy "
+            f"{term.replace(NS_PREFIX, '')}"
         )
-    if number != flow.port:
-        return (
-            f"{flow.service} is not {pp} ({pod.key} declares {pp.port} as {pp.protocol}/{number})"
+    return f": labels {_fmt(e.own_labels)} do not satisfy {term}"
+
+
+def _fmt(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())) + "}"
+
+
+def _side_reasons(
+    universe: Universe,
+    side: EntityMatch,
+    ip: IPAddress,
+    role: str,
+    proto: int,
+    port: int | None,
+) -> list[str]:
+    out: list[str] = []
+    if side.nets is not None and not side.nets.contains(ip):
+        out.append(f"{role} {_who(universe, ip)} is not in {side.nets.description}")
+    if side.not_nets is not None and side.not_nets.contains(ip):
+        out.append(f"{role} {_who(universe, ip)} is in excluded {side.not_nets.description}")
+    if side.selector is not None and not universe.in_selector(side.selector, ip):
+        out.append(f"{role} {_selector_miss(universe, side.selector, ip)}")
+    if side.not_selector is not None and universe.in_selector(side.not_selector, ip):
+        out.append(
+            f"{role} {_who(universe, ip)} matches notSelector {side.not_selector.selector.canonical()}"
         )
-    return None
-
-
-# --- one direction -------------------------------------------------------------------------------
-
-
-def selecting_policies(
-    cluster: Cluster, pod: Pod, direction: Direction
-) -> tuple[NetworkPolicy, ...]:
-    """The policies that select ``pod`` and affect ``direction``."""
-    # podSelector: "Selects the pods to which this NetworkPolicy object applies. ...
-    # Multiple network policies can select the same set of pods. In this case, the
-    # ingress rules for each are combined additively. ... An empty podSelector matches
-    # all pods in this namespace." hostNetwork pods are never selected (they are their node).
-    # policyTypes: "If this field is not specified, it will default based on the existence
-    # of ingress or egress rules" (applied by the model as affects_ingress/affects_egress).
-    if pod.host_network:
-        return ()
-    out = []
-    for pol in cluster.policies:
-        affects = pol.affects_ingress if direction == "ingress" else pol.affects_egress
-        if affects and pol.namespace == pod.namespace and pol.pod_selector.matches(pod.labels):
-            out.append(pol)
-    return tuple(out)
-
-
-def _rule(
-    cluster: Cluster,
-    policy: NetworkPolicy,
-    direction: Direction,
-    index: int,
-    rule: Rule,
-    other: Endpoint,
-    flow: Flow,
-) -> RuleMatch | RuleExplanation:
-    # NetworkPolicyIngressRule: "The traffic must match both ports and from."
-    # NetworkPolicyEgressRule: "The traffic must match both ports and to."
-    reasons: list[str] = []
-    peer_hit: int | None = None
-    if rule.peers is not None:
-        # from/to: "If this field is empty or missing, this rule matches all sources
-        # (traffic not restricted by source). If this field is present and contains at
-        # least one item, this rule allows traffic only if the traffic matches at least
-        # one item in the from list."
-        # to: "If this field is empty or missing, this rule matches all destinations
-        # (traffic not restricted by destination). If this field is present and contains
-        # at least one item, this rule allows traffic only if the traffic matches at least
-        # one item in the to list."
-        for i, peer in enumerate(rule.peers):
-            why = peer_mismatch(cluster, policy, peer, other)
-            if why is None:
-                peer_hit = i
-                break
-            reasons.append(f"peer {i}: {why}")
-        if peer_hit is None:
-            reasons = reasons or ["no peers"]
-    port_hit: int | None = None
-    if rule.ports is not None:
-        # ports: "If this field is empty or missing, this rule matches all ports (traffic
-        # not restricted by port). If this field is present and contains at least one item,
-        # then this rule allows traffic only if the traffic matches at least one port in the list."
-        port_reasons = []
-        for i, pp in enumerate(rule.ports):
-            why = port_mismatch(pp, flow, flow.dst)
-            if why is None:
-                port_hit = i
-                break
-            port_reasons.append(why)
-        if port_hit is None:
-            reasons.append("ports: " + _join_port_reasons(flow, rule.ports, port_reasons))
-    peers_ok = rule.peers is None or peer_hit is not None
-    ports_ok = rule.ports is None or port_hit is not None
-    if peers_ok and ports_ok:
-        return RuleMatch(policy, direction, index, peer_hit, port_hit)
-    return RuleExplanation(policy, direction, index, tuple(reasons))
-
-
-def _join_port_reasons(flow: Flow, ports: tuple[PolicyPort, ...], reasons: list[str]) -> str:
-    details = [r.partition(" (")[2].rstrip(")") for r in reasons]
-    text = f"{flow.service} is not " + ", ".join(str(p) for p in ports)
-    extra = [d for d in details if d]
-    return text + (f" ({'; '.join(extra)})" if extra else "")
-
-
-def evaluate_direction(
-    cluster: Cluster, direction: Direction, subject: Endpoint, other: Endpoint, flow: Flow
-) -> DirectionVerdict:
-    """Judge one side: ``subject`` is the pod whose policies count, ``other`` the far end."""
-    assert subject.pod is not None
-    policies = selecting_policies(cluster, subject.pod, direction)
-    matches: list[RuleMatch] = []
-    explanations: list[RuleExplanation] = []
-    for pol in policies:
-        rules = pol.ingress if direction == "ingress" else pol.egress
-        if not rules:
-            # ingress/egress: "If this field is empty then this NetworkPolicy does not allow
-            # any traffic (and serves solely to ensure that the pods it selects are isolated
-            # by default)."
-            explanations.append(
-                RuleExplanation(pol, direction, None, (f"no {direction} rules: it only isolates",))
-            )
+    for pm, negated in ((side.ports, False), (side.not_ports, True)):
+        if pm is None:
             continue
-        for i, rule in enumerate(rules):
-            result = _rule(cluster, pol, direction, i, rule, other, flow)
-            if isinstance(result, RuleMatch):
-                matches.append(result)
+        if role == "source":
+            hit = source_ports_cover(pm)
+            if hit is None:
+                out.append(
+                    f"source port: a probe's ephemeral port ({EPHEMERAL_PORTS[0]}-"
+                    f"{EPHEMERAL_PORTS[1]}) is not known to be {'outside' if negated else 'in'} {pm}"
+                )
+                continue
+        else:
+            hit = universe.in_ports(pm, ip, proto, port)
+        if hit == negated:
+            shown = "port" if port is None else f"port {port}"
+            if negated:
+                out.append(f"{role} {shown} is one of the excluded ports {pm}")
             else:
-                explanations.append(result)
-    # "Traffic is allowed to a pod if there are no NetworkPolicies selecting the pod ...
-    # OR if the traffic matches at least one ingress rule across all of the NetworkPolicy
-    # objects whose podSelector matches the pod." (and the same for egress)
-    isolated = bool(policies)
-    allowed = not isolated or bool(matches)
-    return DirectionVerdict(
-        direction, subject, allowed, isolated, policies, tuple(matches), tuple(explanations)
+                out.append(f"{role} {shown} is not {pm}" + _named_detail(universe, pm, ip, proto))
+    return out
+
+
+def _named_detail(universe: Universe, pm: PortMatch, ip: IPAddress, proto: int) -> str:
+    if not pm.named:
+        return ""
+    details = []
+    for n in pm.named:
+        owners = [e for e in universe.owners(ip) if e.kind == "workload"]
+        if not owners:
+            details.append(f"{ip} is not a pod: named ports never match")
+            continue
+        number = owners[0].named_port(n.name, protocol_name(n.protocol))
+        if number is None:
+            details.append(
+                f"{owners[0].key} declares no {protocol_name(n.protocol)} port named {n.name}"
+            )
+        else:
+            details.append(
+                f"{owners[0].key} declares {n.name} as {protocol_name(n.protocol)}/{number}"
+            )
+    return f" ({'; '.join(details)})"
+
+
+def rule_mismatch(universe: Universe, rule: Rule, flow: Flow) -> list[str]:
+    """Empty when ``rule`` matches ``flow``; else every criterion that fails, in words."""
+    proto = flow_protocol(flow)
+    out = rule.protocol_misses(proto, flow.dst.ip.version, flow.protocol == "ICMP")
+    if not out:
+        port = flow.port if proto in PORT_PROTOCOLS else None
+        out += _side_reasons(universe, rule.src, flow.src.ip, "source", proto, None)
+        out += _side_reasons(universe, rule.dst, flow.dst.ip, "destination", proto, port)
+    return out
+
+
+def rule_matches(universe: Universe, rule: Rule, flow: Flow) -> bool:
+    return not rule_mismatch(universe, rule, flow)
+
+
+# ------------------------------------------------------------------------- the walk
+
+
+def applies(policy: Policy, entity: Entity, direction: Direction) -> bool:
+    """Whether ``policy`` applies to ``entity`` for ``direction``."""
+    return (
+        direction in policy.types
+        and entity.kind in policy.selector.kinds
+        and matches(policy.selector.selector, entity.labels)
     )
 
 
-# --- the flow ------------------------------------------------------------------------------------
+def walk(
+    program: Program,
+    universe: Universe,
+    direction: Direction,
+    subject: Endpoint,
+    flow: Flow,
+) -> DirectionVerdict:
+    """Walk ``flow`` through the program at ``subject`` (a workload pod) for ``direction``."""
+    assert subject.pod is not None
+    entity = universe.by_key[("workload", subject.pod.key)]
+    visits: list[TierVisit] = []
+    logged: list[RuleResult] = []
+    for tier in program.tiers:
+        chosen = [p for p in tier.policies if applies(p, entity, direction)]
+        if not chosen:
+            continue  # "a tier with no policy for the endpoint is skipped"
+        pvisits: list[PolicyVisit] = []
+        decided: RuleResult | None = None
+        for pol in chosen:
+            results: list[RuleResult] = []
+            for idx, rule in enumerate(pol.rules(direction)):
+                why = rule_mismatch(universe, rule, flow)
+                rr = RuleResult(pol, direction, idx, rule, not why, tuple(why))
+                results.append(rr)
+                if why:
+                    continue
+                if rule.action == "log":
+                    logged.append(rr)
+                    continue
+                decided = rr
+                break
+            pvisits.append(PolicyVisit(pol, tuple(results), decided))
+            if decided is not None:
+                break
+        if decided is not None:
+            visits.append(TierVisit(tier, tuple(pvisits), decided.rule.action))
+            if decided.rule.action == "pass":
+                continue
+            return DirectionVerdict(
+                direction,
+                subject,
+                decided.rule.action == "allow",
+                tuple(visits),
+                decided,
+                "rule",
+                tuple(logged),
+            )
+        if tier.default_action == "pass":
+            visits.append(TierVisit(tier, tuple(pvisits), "end-pass"))
+            continue
+        visits.append(TierVisit(tier, tuple(pvisits), "end-deny"))
+        return DirectionVerdict(
+            direction, subject, False, tuple(visits), None, "end-of-tier", tuple(logged)
+        )
+    return DirectionVerdict(direction, subject, True, tuple(visits), None, "profile", tuple(logged))
 
 
-def verdict(cluster: Cluster, flow: Flow) -> Verdict:
-    """Whether ``flow`` is allowed, with the reason and both sides' evaluation."""
+# ------------------------------------------------------------------------- the flow
+
+_last: tuple[Cluster, Universe] | None = None
+
+
+def universe_of(cluster: Cluster) -> Universe:
+    """The entities of ``cluster`` (kept for the same snapshot object)."""
+    global _last
+    if _last is not None and _last[0] is cluster:
+        return _last[1]
+    u = Universe(cluster)
+    _last = (cluster, u)
+    return u
+
+
+def verdict(
+    cluster: Cluster, flow: Flow, *, program: Program | None = None, pending: bool = False
+) -> Verdict:
+    """Whether ``flow`` is allowed, with the reason and both sides' walks.
+
+    ``program``: another program over the same cluster (default: the cluster's
+    own, :func:`compile_program`); ``pending``: as if its staged policies were
+    applied (Calico's preview).
+    """
+    if program is None:
+        program = compile_program(cluster)
+    if pending:
+        program = program.pending()
+    universe = universe_of(cluster)
     src, dst = flow.src, flow.dst
     # A pod to itself never leaves the pod.
     if src.pod is not None and dst.pod is not None and src.pod.key == dst.pod.key:
         return Verdict(flow, True, "self", None, None)
     # Egress is policed only for workload pods (hostNetwork pods are their node, and
     # node-originated traffic does not pass an endpoint chain).
-    egress = evaluate_direction(cluster, "egress", src, dst, flow) if src.is_workload else None
+    egress = walk(program, universe, "egress", src, flow) if src.is_workload else None
     # "Traffic is allowed to a pod if ... the traffic source is the pod's local node":
     # a node (or hostNetwork pod) reaching a pod on the same node is never filtered.
     same_node = (
@@ -409,7 +535,7 @@ def verdict(cluster: Cluster, flow: Flow) -> Verdict:
     )
     ingress = None
     if dst.is_workload and not same_node:
-        ingress = evaluate_direction(cluster, "ingress", dst, src, flow)
+        ingress = walk(program, universe, "ingress", dst, flow)
     eg_ok = egress is None or egress.allowed
     in_ok = ingress is None or ingress.allowed
     allowed = eg_ok and in_ok

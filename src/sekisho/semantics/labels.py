@@ -1,0 +1,107 @@
+"""The labels Calico adds to what selectors see, and how a rule's selectors are scoped.
+
+Felix evaluates every selector against one label map per entity. For a pod
+(a workload endpoint) Calico adds to the pod's own labels:
+
+* ``projectcalico.org/namespace``: the pod's namespace;
+* ``projectcalico.org/orchestrator``: ``k8s``;
+* ``projectcalico.org/serviceaccount``: the pod's service account (when known);
+* the namespace's labels, each key prefixed with ``pcns.`` (what a rule's
+  ``namespaceSelector`` is evaluated against, after its keys get the prefix);
+  ``pcns.projectcalico.org/name`` is the namespace's name;
+* the service account's labels prefixed with ``pcsa.``.
+
+This module is the one home of those names and of the scoping rules of
+``libcalico-go``'s ``updateprocessors/rules.go`` (quoted below), shared by every
+policy kind's compiler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sekisho.selectors.expr import (
+    ALL,
+    Expr,
+    Has,
+    conj,
+    equal,
+    prefix_keys,
+)
+
+NAMESPACE = "projectcalico.org/namespace"
+ORCHESTRATOR = "projectcalico.org/orchestrator"
+SERVICE_ACCOUNT = "projectcalico.org/serviceaccount"
+NAME = "projectcalico.org/name"
+NS_PREFIX = "pcns."
+SA_PREFIX = "pcsa."
+
+
+def workload_labels(
+    labels: Mapping[str, str],
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    service_account: str | None = None,
+    service_account_labels: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The label map selectors see for a pod: its labels plus the ones Calico adds."""
+    out = dict(labels)
+    for k, v in namespace_labels.items():
+        out[NS_PREFIX + k] = v
+    out[NS_PREFIX + NAME] = namespace
+    if service_account is not None:
+        out[SERVICE_ACCOUNT] = service_account
+        out[SA_PREFIX + NAME] = service_account
+        for k, v in (service_account_labels or {}).items():
+            out[SA_PREFIX + k] = v
+    out[NAMESPACE] = namespace
+    out[ORCHESTRATOR] = "k8s"
+    return out
+
+
+def in_namespace(namespace: str) -> Expr:
+    return equal(NAMESPACE, namespace)
+
+
+K8S_POD = equal(ORCHESTRATOR, "k8s")
+"""Calico's converter prefixes every Kubernetes pod selector with this, so that it
+never selects host endpoints or network sets."""
+
+
+def namespace_selector(selector: Expr) -> Expr:
+    """A ``namespaceSelector`` over endpoint labels: keys get ``pcns.``.
+
+    "We treat "all()" as "select all namespaces". Since in the v1 data model
+    "all()" will select all endpoints, translate this to an equivalent
+    expressions which means select any workload that is in a namespace."
+    """
+    if selector == ALL:
+        return Has(NAMESPACE)
+    return prefix_keys(selector, NS_PREFIX)
+
+
+def entity_selector(
+    policy_namespace: str | None,
+    selector: Expr | None,
+    namespace_sel: Expr | None,
+    *,
+    has_not_selector: bool = False,
+) -> Expr | None:
+    """A rule side's effective selector, as ``entityRuleAPIV2TOBackend`` scopes it.
+
+    "A namespace selector was given - the rule applies to all namespaces which
+    match this selector." / "No namespace selector was given and this is a
+    namespaced network policy, so the rule applies only to its own namespace."
+    / "We need to namespace the rule's selector ... when the selector,
+    NotSelector, or NamespaceSelector is provided". None: the side has no selector.
+    """
+    ns_part: Expr | None = None
+    if namespace_sel is not None:
+        ns_part = namespace_selector(namespace_sel)
+    elif policy_namespace is not None:
+        ns_part = in_namespace(policy_namespace)
+    if ns_part is not None and (
+        selector is not None or has_not_selector or namespace_sel is not None
+    ):
+        return conj(ns_part, selector) if selector is not None else ns_part
+    return selector

@@ -1,0 +1,378 @@
+"""The policy program: one compiled, immutable form of every policy kind, read by every consumer.
+
+This is the model Felix evaluates (``felix/calc`` builds it, ``felix/rules``
+renders it), and the one home of the walk's meaning:
+
+* For each direction, **tiers** in order (``order`` ascending, none last, then
+  name). A tier with no policy that applies to the endpoint (for the direction)
+  is skipped.
+* Inside a tier, the **policies** that select the endpoint, by ``order`` (none
+  last), then by key.
+* Inside a policy, the **rules** in order; the first rule that matches decides
+  with its action: ``allow`` (accepted, the walk ends), ``deny`` (dropped, the
+  walk ends), ``pass`` (on to the next tier), ``log`` (recorded, the walk goes on).
+* A tier whose policies select the endpoint but whose rules all miss ends with
+  its default action: ``deny`` (Calico's "drop if no policies passed packet") or
+  ``pass``.
+* After the last tier, or when no tier applies: the endpoint's profile, which
+  allows (Kubernetes namespaces' profiles allow everything).
+
+Matches are on addresses, as the kernel matches them: a selector is the set of
+the addresses of the entities it selects (and the nets of the network sets it
+selects); a named port is the set of (address, port) of the entities that
+declare it. Sets are values with a canonical key, shared by every rule that
+uses them: the renderer makes one IP set per key, the matrix one boolean vector.
+
+Policy kinds compile into this form (:mod:`sekisho.semantics.kubernetes` for
+Kubernetes NetworkPolicy); consumers never read policy objects directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sekisho.model.types import UNKNOWN_SOURCE, Source
+from sekisho.selectors.expr import ALL, Expr
+
+Direction = Literal["ingress", "egress"]
+DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
+
+Action = Literal["allow", "deny", "pass", "log"]
+ACTIONS: tuple[Action, ...] = ("allow", "deny", "pass", "log")
+
+EndAction = Literal["deny", "pass"]
+"""What a tier does with a packet of an endpoint it applies to when no rule decided."""
+
+EntityKind = Literal["workload", "host", "networkset", "node"]
+"""What a selector can select: pods with their own network namespace (workload
+endpoints), host endpoints, network sets (labelled nets), and nodes (for the
+``nodes`` peers of the cluster-wide APIs)."""
+
+CALICO_UNIVERSE: frozenset[EntityKind] = frozenset(("workload", "host", "networkset"))
+WORKLOADS: frozenset[EntityKind] = frozenset(("workload",))
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# ----------------------------------------------------------------------------- protocols
+
+PROTOCOL_NUMBERS: dict[str, int] = {
+    "ICMP": 1,
+    "TCP": 6,
+    "UDP": 17,
+    "ICMPv6": 58,
+    "SCTP": 132,
+    "UDPLite": 136,
+}
+"""Protocol names Calico accepts, and their IANA numbers (any number 1-255 is also accepted)."""
+
+PORT_PROTOCOLS = frozenset((6, 17, 132, 136))
+"""Protocols with ports: a rule may match ports only for these."""
+
+
+EPHEMERAL_PORTS = (32768, 60999)
+"""Linux's default ``ip_local_port_range``: the source port of a probe is one of these."""
+
+ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
+"""An ICMP probe is an echo request (ICMP type 8 code 0; ICMPv6 type 128 code 0)."""
+
+
+def protocol_name(number: int) -> str:
+    for name, n in PROTOCOL_NUMBERS.items():
+        if n == number:
+            return name
+    return str(number)
+
+
+# ---------------------------------------------------------------------------------- sets
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorSet:
+    """The addresses of the entities (of ``kinds``) whose labels satisfy ``selector``,
+    and the nets of the network sets it selects."""
+
+    selector: Expr
+    kinds: frozenset[EntityKind] = CALICO_UNIVERSE
+    description: str = ""
+    """For humans: what the set holds, in the terms of the policy that made it."""
+
+    @property
+    def key(self) -> str:
+        return f"sel {','.join(sorted(self.kinds))} {self.selector.canonical()}"
+
+
+@dataclass(frozen=True, slots=True)
+class NetSet:
+    """A set of networks (``nets``, an ipBlock's ``cidr`` or its ``except`` list)."""
+
+    nets: tuple[IPNetwork, ...]
+    """Sorted, de-duplicated, as written (overlaps allowed)."""
+
+    @property
+    def key(self) -> str:
+        return "nets " + ",".join(str(n) for n in self.nets)
+
+    def contains(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(ip.version == n.version and ip in n for n in self.nets)
+
+    @property
+    def description(self) -> str:
+        return ", ".join(str(n) for n in self.nets)
+
+
+def net_set(nets: tuple[IPNetwork, ...] | list[IPNetwork]) -> NetSet:
+    return NetSet(
+        tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen)))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPortSet:
+    """(address, port) of every entity in ``within`` that declares a port ``name``/``protocol``."""
+
+    name: str
+    protocol: int
+    within: SelectorSet | None = None
+    """The rule's selector on that side (None: every workload)."""
+
+    @property
+    def key(self) -> str:
+        scope = self.within.key if self.within is not None else "all"
+        return f"port {protocol_name(self.protocol)} {self.name} in {scope}"
+
+
+@dataclass(frozen=True, slots=True)
+class PortMatch:
+    """Ports: numeric ranges (inclusive) or named ports; matches if any one does."""
+
+    ranges: tuple[tuple[int, int], ...] = ()
+    named: tuple[NamedPortSet, ...] = ()
+
+    def __str__(self) -> str:
+        parts = [str(a) if a == b else f"{a}-{b}" for a, b in self.ranges]
+        parts += [n.name for n in self.named]
+        return ",".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityMatch:
+    """One side of a rule (source or destination); every given criterion must match."""
+
+    nets: NetSet | None = None
+    not_nets: NetSet | None = None
+    selector: SelectorSet | None = None
+    not_selector: SelectorSet | None = None
+    ports: PortMatch | None = None
+    not_ports: PortMatch | None = None
+
+    @property
+    def is_any(self) -> bool:
+        return self == ANY_ENTITY
+
+
+ANY_ENTITY = EntityMatch()
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpMatch:
+    type: int
+    code: int | None = None
+
+    def __str__(self) -> str:
+        return f"type {self.type}" + (f" code {self.code}" if self.code is not None else "")
+
+
+def source_ports_cover(pm: PortMatch) -> bool | None:
+    """Whether every ephemeral source port is in ``pm`` (True), none is (False), or it
+    depends on the port the kernel picks (None: such a rule never matches a probe, and
+    the explanation says why)."""
+    lo, hi = EPHEMERAL_PORTS
+    if any(a <= lo and hi <= b for a, b in pm.ranges):
+        return True
+    if not pm.named and all(b < lo or a > hi for a, b in pm.ranges):
+        return False
+    return None
+
+
+# --------------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule of a policy direction: a match and an action."""
+
+    action: Action
+    origin: str
+    """Where it comes from, in the source object's own terms (``ingress rule 0 peer 1``)."""
+    protocol: int | None = None
+    not_protocol: int | None = None
+    icmp: IcmpMatch | None = None
+    not_icmp: IcmpMatch | None = None
+    ip_version: int | None = None
+    src: EntityMatch = ANY_ENTITY
+    dst: EntityMatch = ANY_ENTITY
+
+    def protocol_misses(self, proto: int, family: int, echo: bool) -> list[str]:
+        """Why the rule's protocol-level criteria (IP version, protocol, ICMP type and
+        code) miss a packet of protocol number ``proto`` and IP ``family``; empty when
+        they match. ``echo``: the packet is an ICMP echo request (what probes send)."""
+        out: list[str] = []
+        name = protocol_name(proto)
+        if self.ip_version is not None and family != self.ip_version:
+            out.append(f"the flow is IPv{family}, the rule IPv{self.ip_version}")
+        if self.protocol is not None and proto != self.protocol:
+            out.append(f"protocol {name} is not {protocol_name(self.protocol)}")
+        if self.not_protocol is not None and proto == self.not_protocol:
+            out.append(f"{name} is the excluded protocol {protocol_name(self.not_protocol)}")
+        t, c = ICMP_ECHO[family]
+        for m, negated in ((self.icmp, False), (self.not_icmp, True)):
+            if m is None:
+                continue
+            hit = echo and m.type == t and (m.code is None or m.code == c)
+            if hit == negated:
+                what = "an echo request" if echo else name
+                out.append(f"{what} is {'the excluded' if negated else 'not'} ICMP {m}")
+        return out
+
+    def sets(self) -> Iterator[SelectorSet | NetSet | NamedPortSet]:
+        """Every set this rule refers to."""
+        for side in (self.src, self.dst):
+            for s in (side.nets, side.not_nets, side.selector, side.not_selector):
+                if s is not None:
+                    yield s
+            for pm in (side.ports, side.not_ports):
+                if pm is not None:
+                    yield from pm.named
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One policy of one tier: whom it applies to, and its rules per direction."""
+
+    key: str
+    """Unique in the program (kind tag, namespace, name): names chains, orders ties."""
+    label: str
+    """How a person names it (``dev/allow-web`` for a Kubernetes NetworkPolicy)."""
+    kind: str
+    """The source kind, e.g. ``NetworkPolicy`` (networking.k8s.io/v1)."""
+    tier: str
+    order: float | None
+    selector: SelectorSet
+    """The endpoints it applies to."""
+    types: frozenset[Direction]
+    """Directions it applies to (an endpoint it selects is policed there)."""
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+    namespace: str | None = None
+    staged: Literal["set", "delete"] | None = None
+    """A staged policy is never enforced: it previews replacing (``set``) or
+    deleting (``delete``) the enforced policy of key :attr:`stages`."""
+    stages: str | None = None
+    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+
+    def rules(self, direction: Direction) -> tuple[Rule, ...]:
+        return self.ingress if direction == "ingress" else self.egress
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        # "If the order field is omitted, the policy is applied last"; ties by name.
+        return (math.inf if self.order is None else self.order, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    name: str
+    order: float | None
+    default_action: EndAction = "deny"
+    policies: tuple[Policy, ...] = ()
+    """Sorted by :attr:`Policy.sort_key`."""
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        return (math.inf if self.order is None else self.order, self.name)
+
+
+DEFAULT_TIER = "default"
+DEFAULT_TIER_ORDER = 1_000_000.0
+"""Calico's default tier (where Kubernetes NetworkPolicies live) has order 1,000,000."""
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """The whole ordered program; build with :func:`build_program`."""
+
+    tiers: tuple[Tier, ...] = ()
+    staged: tuple[Policy, ...] = ()
+    """Staged policies, kept out of :attr:`tiers`; see :meth:`pending`."""
+    notes: tuple[str, ...] = ()
+    """What the compilers could not express (shown by every consumer)."""
+
+    def policies(self) -> Iterator[Policy]:
+        for tier in self.tiers:
+            yield from tier.policies
+
+    def policy(self, key: str) -> Policy | None:
+        for p in self.policies():
+            if p.key == key:
+                return p
+        return None
+
+    def pending(self) -> Program:
+        """The program as if every staged policy were applied (Calico's staged preview)."""
+        if not self.staged:
+            return self
+        removed = {s.stages for s in self.staged if s.stages is not None}
+        added = [
+            Policy(
+                key=s.stages or s.key,
+                label=s.label,
+                kind=s.kind,
+                tier=s.tier,
+                order=s.order,
+                selector=s.selector,
+                types=s.types,
+                ingress=s.ingress,
+                egress=s.egress,
+                namespace=s.namespace,
+                source=s.source,
+            )
+            for s in self.staged
+            if s.staged == "set"
+        ]
+        kept = [p for p in self.policies() if p.key not in removed]
+        tiers = {t.name: t for t in self.tiers}
+        return build_program(kept + added, list(tiers.values()), notes=self.notes)
+
+
+def build_program(
+    policies: list[Policy],
+    tiers: list[Tier],
+    *,
+    staged: list[Policy] | None = None,
+    notes: tuple[str, ...] = (),
+) -> Program:
+    """Sort policies into their tiers (tiers named by a policy but not given get the defaults)."""
+    by_name: dict[str, Tier] = {t.name: t for t in tiers}
+    groups: dict[str, list[Policy]] = {}
+    for p in policies:
+        groups.setdefault(p.tier, []).append(p)
+        if p.tier not in by_name:
+            order = DEFAULT_TIER_ORDER if p.tier == DEFAULT_TIER else None
+            by_name[p.tier] = Tier(p.tier, order)
+    out = [
+        Tier(t.name, t.order, t.default_action, tuple(sorted(groups.get(t.name, ()), key=_pkey)))
+        for t in by_name.values()
+    ]
+    out.sort(key=lambda t: t.sort_key)
+    return Program(tuple(out), tuple(staged or ()), notes)
+
+
+def _pkey(p: Policy) -> tuple[float, str]:
+    return p.sort_key
+
+
+EVERYTHING = SelectorSet(ALL)

@@ -1,0 +1,136 @@
+"""What selectors can select, and which addresses a set holds: the entities of a cluster.
+
+The program's sets are definitions (a selector, nets, a named port); this
+module resolves them against one cluster, one address at a time, for the walk
+(:mod:`sekisho.semantics.verdict`). The matrix engine resolves the same sets per
+identity and the renderer per node; all three read the entity labels from
+:mod:`sekisho.semantics.labels`, so they agree by construction.
+
+Entities: every pod with its own network namespace (a workload endpoint; a
+hostNetwork pod is its node and is none), and every node (selectable only by
+the cluster-wide APIs' ``nodes`` peers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sekisho.model.types import Cluster, ContainerPort, Pod
+from sekisho.selectors.expr import matches
+from sekisho.semantics.labels import workload_labels
+from sekisho.semantics.program import (
+    EntityKind,
+    IPNetwork,
+    NamedPortSet,
+    NetSet,
+    PortMatch,
+    SelectorSet,
+    protocol_name,
+)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """Something a selector can select, with the labels selectors see and its addresses."""
+
+    kind: EntityKind
+    key: str
+    """``ns/name`` of a pod, a node's name, a network set's name."""
+    labels: Mapping[str, str] = field(hash=False, compare=False)
+    own_labels: Mapping[str, str] = field(hash=False, compare=False)
+    """The object's own labels (for explanations)."""
+    ips: tuple[IPAddress, ...] = ()
+    nets: tuple[IPNetwork, ...] = ()
+    """A network set's nets (it has no addresses of its own)."""
+    ports: tuple[ContainerPort, ...] = ()
+
+    def named_port(self, name: str, protocol: str) -> int | None:
+        for p in self.ports:
+            if p.name == name and p.protocol == protocol:
+                return p.port
+        return None
+
+
+def pod_entity(pod: Pod, namespace_labels: Mapping[str, str]) -> Entity:
+    """The workload endpoint of a pod (the caller checks it is not hostNetwork)."""
+    return Entity(
+        kind="workload",
+        key=pod.key,
+        labels=workload_labels(pod.labels, pod.namespace, namespace_labels),
+        own_labels=pod.labels,
+        ips=(pod.ip,) if pod.ip is not None else (),
+        ports=pod.ports,
+    )
+
+
+class Universe:
+    """The entities of one cluster, indexed by address."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        entities: list[Entity] = []
+        for pod in cluster.pods:
+            if pod.host_network:
+                continue
+            entities.append(pod_entity(pod, cluster.namespace_labels(pod.namespace)))
+        for node in cluster.nodes:
+            entities.append(
+                Entity("node", node.name, node.labels, node.labels, (node.internal_ip,))
+            )
+        self.entities = tuple(entities)
+        self.by_key = {(e.kind, e.key): e for e in entities}
+        self.by_ip: dict[IPAddress, list[Entity]] = {}
+        self.netsets: list[Entity] = []
+        for e in entities:
+            for ip in e.ips:
+                self.by_ip.setdefault(ip, []).append(e)
+            if e.nets:
+                self.netsets.append(e)
+
+    def owners(self, ip: IPAddress) -> list[Entity]:
+        return self.by_ip.get(ip, [])
+
+    def in_selector(self, s: SelectorSet, ip: IPAddress) -> bool:
+        """Whether ``ip`` is in the set: an address of a selected entity, or inside the
+        nets of a selected network set."""
+        for e in self.owners(ip):
+            if e.kind in s.kinds and matches(s.selector, e.labels):
+                return True
+        if "networkset" in s.kinds:
+            for e in self.netsets:
+                if matches(s.selector, e.labels) and any(
+                    ip.version == n.version and ip in n for n in e.nets
+                ):
+                    return True
+        return False
+
+    def in_named_port(self, s: NamedPortSet, ip: IPAddress, protocol: int, port: int) -> bool:
+        """Whether (``ip``, ``protocol``, ``port``) is in the set of a named port."""
+        if protocol != s.protocol:
+            return False
+        name = protocol_name(s.protocol)
+        for e in self.owners(ip):
+            if s.within is not None and not (
+                e.kind in s.within.kinds and matches(s.within.selector, e.labels)
+            ):
+                continue
+            if s.within is None and e.kind not in ("workload", "host"):
+                continue
+            if e.named_port(s.name, name) == port:
+                return True
+        return False
+
+    def in_ports(self, pm: PortMatch, ip: IPAddress, protocol: int, port: int | None) -> bool:
+        if port is None:
+            return False
+        if any(a <= port <= b for a, b in pm.ranges):
+            return True
+        return any(self.in_named_port(n, ip, protocol, port) for n in pm.named)
+
+    @staticmethod
+    def in_nets(s: NetSet, ip: IPAddress) -> bool:
+        return s.contains(ip)
