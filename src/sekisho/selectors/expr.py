@@ -20,7 +20,7 @@ A syntax error is a :class:`SelectorSyntaxError` that names the column (1-based)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -28,7 +28,7 @@ import numpy as np
 from sekisho.model.types import LabelSelector
 
 if TYPE_CHECKING:
-    from sekisho.selectors.labels import BoolArray, LabelTable
+    from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 
 Op = Literal["==", "!=", "in", "not in", "contains", "starts with", "ends with"]
 
@@ -89,25 +89,38 @@ class Compare:
 @dataclass(frozen=True, slots=True)
 class Not:
     operand: Expr
+    text: str = field(init=False, compare=False, repr=False)
+    """The canonical text, computed once (composite nodes are shared and keyed often)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", "!" + _wrap(self.operand))
 
     def canonical(self) -> str:
-        return "!" + _wrap(self.operand)
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)
 class And:
     operands: tuple[Expr, ...]
+    text: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", " && ".join(sorted({_wrap(o) for o in self.operands})))
 
     def canonical(self) -> str:
-        return " && ".join(sorted({_wrap(o) for o in self.operands}))
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
     operands: tuple[Expr, ...]
+    text: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", " || ".join(sorted({_wrap(o) for o in self.operands})))
 
     def canonical(self) -> str:
-        return " || ".join(sorted({_wrap(o) for o in self.operands}))
+        return self.text
 
 
 Expr = All | Global | Has | Compare | Not | And | Or
@@ -148,8 +161,21 @@ def disj(*parts: Expr) -> Expr:
     return flat[0] if len(flat) == 1 else Or(tuple(flat))
 
 
+_KEYS: dict[str, frozenset[str]] = {}
+
+
 def keys(e: Expr) -> frozenset[str]:
     """Every label key the expression looks at (what policy can see of a label set)."""
+    text = e.canonical()
+    got = _KEYS.get(text)
+    if got is None:
+        got = _keys(e)
+        if len(_KEYS) < 65536:
+            _KEYS[text] = got
+    return got
+
+
+def _keys(e: Expr) -> frozenset[str]:
     if isinstance(e, Has | Compare):
         return frozenset((e.key,))
     if isinstance(e, Not):
@@ -206,7 +232,7 @@ def matches(e: Expr, labels: Mapping[str, str]) -> bool:
     return any(matches(o, labels) for o in e.operands)
 
 
-def select(e: Expr, table: LabelTable) -> BoolArray:
+def select(e: Expr, table: LabelTable | JoinedTable) -> BoolArray:
     """Which of a table's label sets satisfy the expression (a few vector operations)."""
     if isinstance(e, All | Global):
         return np.ones(table.size, dtype=np.bool_)

@@ -74,7 +74,11 @@ class LabelTable:
             return np.zeros(self.size, dtype=np.bool_)
         known = self._values[key]
         codes = [known[v] for v in values if v in known]
-        out: BoolArray = np.isin(col, np.asarray(codes, dtype=np.int32))
+        if not codes:
+            return np.zeros(self.size, dtype=np.bool_)
+        out: BoolArray = (
+            col == codes[0] if len(codes) == 1 else np.isin(col, np.asarray(codes, dtype=np.int32))
+        )
         return out
 
     def value_where(self, key: str, test: Callable[[str], bool]) -> BoolArray:
@@ -104,6 +108,63 @@ class LabelTable:
         out = np.ones(self.size, dtype=np.bool_)
         for req in selector.requirements:
             out &= self.requirement(req)
+        out.flags.writeable = False
+        self._cache[key] = out
+        return out
+
+
+class JoinedTable:
+    """N label sets made of two parts: each row's own labels, and the labels of a group it
+    belongs to (a namespace) for the keys ``group_key`` says are the group's.
+
+    Selectors over both parts cost what they cost on the small tables plus a gather,
+    instead of copying every group label into every row.
+    """
+
+    def __init__(
+        self,
+        own: LabelTable,
+        groups: LabelTable,
+        group_of: npt.NDArray[np.int64],
+        group_key: Callable[[str], bool],
+    ) -> None:
+        self.size = own.size
+        self.own = own
+        self.groups = groups
+        self.group_of = group_of
+        self.group_key = group_key
+        self._cache: dict[str, BoolArray] = {}
+
+    def _pick(self, key: str) -> tuple[LabelTable, bool]:
+        return (self.groups, True) if self.group_key(key) else (self.own, False)
+
+    def _gather(self, col: BoolArray, grouped: bool) -> BoolArray:
+        if not grouped:
+            return col
+        out: BoolArray = col[self.group_of]
+        return out
+
+    def present(self, key: str) -> BoolArray:
+        table, grouped = self._pick(key)
+        return self._gather(table.present(key), grouped)
+
+    def value_in(self, key: str, values: Sequence[str]) -> BoolArray:
+        table, grouped = self._pick(key)
+        return self._gather(table.value_in(key, values), grouped)
+
+    def value_where(self, key: str, test: Callable[[str], bool]) -> BoolArray:
+        table, grouped = self._pick(key)
+        return self._gather(table.value_where(key, test), grouped)
+
+    def expr(self, expression: Expr) -> BoolArray:
+        """Which rows satisfy a selector expression (read-only, cached by canonical text)."""
+        from sekisho.selectors.expr import select
+
+        key = expression.canonical()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out = select(expression, self)
         out.flags.writeable = False
         self._cache[key] = out
         return out

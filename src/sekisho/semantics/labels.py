@@ -37,25 +37,40 @@ NS_PREFIX = "pcns."
 SA_PREFIX = "pcsa."
 
 
+def namespace_part(namespace: str, namespace_labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels a namespace gives each of its pods: ``pcns.`` labels and the namespace."""
+    out = {NS_PREFIX + k: v for k, v in namespace_labels.items()}
+    out[NS_PREFIX + NAME] = namespace
+    out[NAMESPACE] = namespace
+    out[ORCHESTRATOR] = "k8s"
+    return out
+
+
+def is_namespace_key(key: str) -> bool:
+    """Whether a key is one a pod gets from its namespace (see :func:`namespace_part`)."""
+    return key.startswith(NS_PREFIX) or key in (NAMESPACE, ORCHESTRATOR)
+
+
 def workload_labels(
     labels: Mapping[str, str],
     namespace: str,
     namespace_labels: Mapping[str, str],
     service_account: str | None = None,
     service_account_labels: Mapping[str, str] | None = None,
+    *,
+    ns_part: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The label map selectors see for a pod: its labels plus the ones Calico adds."""
+    """The label map selectors see for a pod: its labels plus the ones Calico adds.
+
+    ``ns_part``: :func:`namespace_part` of the pod's namespace, when the caller keeps it.
+    """
     out = dict(labels)
-    for k, v in namespace_labels.items():
-        out[NS_PREFIX + k] = v
-    out[NS_PREFIX + NAME] = namespace
     if service_account is not None:
         out[SERVICE_ACCOUNT] = service_account
         out[SA_PREFIX + NAME] = service_account
         for k, v in (service_account_labels or {}).items():
             out[SA_PREFIX + k] = v
-    out[NAMESPACE] = namespace
-    out[ORCHESTRATOR] = "k8s"
+    out.update(ns_part if ns_part is not None else namespace_part(namespace, namespace_labels))
     return out
 
 

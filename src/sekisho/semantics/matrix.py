@@ -36,9 +36,9 @@ import numpy.typing as npt
 from sekisho.errors import UsageError
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
 from sekisho.selectors.expr import keys as expr_keys
-from sekisho.selectors.labels import BoolArray, LabelTable
+from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 from sekisho.semantics.compiler import compile_program
-from sekisho.semantics.labels import workload_labels
+from sekisho.semantics.labels import is_namespace_key, namespace_part
 from sekisho.semantics.program import (
     DIRECTIONS,
     PORT_PROTOCOLS,
@@ -287,33 +287,39 @@ class _Identities:
         reps: list[int] = []
         rows = packed.tobytes()
         width = packed.shape[1]
+        kept_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+        named_names = {name for name, _proto in named}
         for i, pod in enumerate(pods):
             hn = pod.host_network
             labels = pod.labels
-            if own_keys is None:
-                seen = tuple(sorted(labels.items()))
-            else:
-                seen = tuple(sorted((k, v) for k, v in labels.items() if k in own_keys))
-            ports = (
-                pod.ports
-                if named is None
-                else tuple(
-                    p for p in pod.ports if p.name is not None and (p.name, p.protocol) in named
-                )
-            )
+            # Project the labels on the keys some selector reads (cached per key set).
+            names = tuple(labels)
+            kept = kept_keys.get(names)
+            if kept is None:
+                kept = kept_keys[names] = tuple(sorted(k for k in names if k in own_keys))
+            seen = tuple([(k, labels[k]) for k in kept])
+            # Named ports some rule names.
+            ports = pod.ports
+            if ports and not (named_names and any(q.name in named_names for q in ports)):
+                ports = ()
+            elif ports:
+                ports = tuple(q for q in ports if (q.name, q.protocol) in named)
+            block = rows[i * width : (i + 1) * width]
             key = (
                 pod.namespace,
                 seen,
                 ports,
                 hn,
                 pod.node if hn else None,
-                rows[i * width : (i + 1) * width],
+                block,
                 pod.ip.version if pod.ip is not None else 4,
             )
             k = ids.get(key)
             if k is None:
                 k = ids[key] = len(ids)
-                found.append(Identity(*key[:6]))
+                found.append(
+                    Identity(pod.namespace, seen, ports, hn, pod.node if hn else None, block)
+                )
                 reps.append(i)
             index[i] = k
         self.identities = tuple(found)
@@ -323,25 +329,37 @@ class _Identities:
         self.size = k_ = len(self.identities)
         self.family = np.array([key[6] for key in ids], dtype=np.int64).reshape(k_)
         self.hn = np.array([i.host_network for i in self.identities], dtype=np.bool_).reshape(k_)
-        # What selectors see: a workload's labels plus Calico's; a hostNetwork pod is
-        # its node (a "node" entity with the node's labels).
-        label_maps: list[dict[str, str]] = []
-        for ident in self.identities:
+        # What selectors see: a workload's own labels plus the labels its namespace gives
+        # (Calico's); a hostNetwork pod is its node (a "node" entity with the node's labels
+        # and no namespace).
+        ns_names = sorted({i.namespace for i in self.identities if not i.host_network})
+        ns_pos = {n: j for j, n in enumerate(ns_names)}
+        ns_maps: list[dict[str, str]] = [
+            namespace_part(n, cluster.namespace_labels(n)) for n in ns_names
+        ]
+        ns_maps.append({})  # hostNetwork identities: no namespace
+        own_maps: list[dict[str, str]] = []
+        group_of = np.zeros(k_, dtype=np.int64)
+        for j, ident in enumerate(self.identities):
             if ident.host_network:
                 node = cluster.node(ident.node) if ident.node else None
-                label_maps.append(dict(node.labels) if node is not None else {})
+                own_maps.append(dict(node.labels) if node is not None else {})
+                group_of[j] = len(ns_names)
             else:
-                label_maps.append(
-                    workload_labels(
-                        dict(ident.labels),
-                        ident.namespace,
-                        cluster.namespace_labels(ident.namespace),
-                    )
-                )
-        self.table = LabelTable(label_maps)
+                own_maps.append(dict(ident.labels))
+                group_of[j] = ns_pos[ident.namespace]
+        self.table = JoinedTable(
+            LabelTable(own_maps), LabelTable(ns_maps), group_of, is_namespace_key
+        )
         self.netsets = universe.netsets
         self.netset_table = LabelTable([dict(e.labels) for e in universe.netsets])
         self._cache: dict[str, BoolArray] = {}
+        self._numbers: dict[tuple[str, str], IntArray] = {}
+        self._bases: dict[tuple[str, str, str, str], BoolArray] = {}
+        self._port_rows: dict[tuple[int, int, int | None], BoolArray] = {}
+        """By PortMatch object: the program outlives this view."""
+        self._everyone = np.ones(self.size, dtype=np.bool_)
+        self._everyone.flags.writeable = False
 
     def _kind(self, kinds: frozenset[str]) -> BoolArray:
         out = np.zeros(self.size, dtype=np.bool_)
@@ -376,20 +394,33 @@ class _Identities:
         key = f"{n.key} = {port}"
         hit = self._cache.get(key)
         if hit is None:
-            want = (n.name, protocol_name(n.protocol))
-            hit = np.array(
-                [
-                    any((p.name, p.protocol) == want and p.port == port for p in i.ports)
-                    for i in self.identities
-                ],
-                dtype=np.bool_,
-            ).reshape(self.size)
+            numbers = self._declared(n.name, protocol_name(n.protocol))
             scope = self.selector(n.within) if n.within is not None else ~self.hn
-            hit = hit & scope
+            hit = (numbers == port) & scope
             self._cache[key] = hit
         return hit
 
+    def _declared(self, name: str, protocol: str) -> IntArray:
+        """Per identity, the number it declares for ``name``/``protocol`` (-1: none)."""
+        key = (name, protocol)
+        got = self._numbers.get(key)
+        if got is None:
+            got = np.full(self.size, -1, dtype=np.int64)
+            for i, ident in enumerate(self.identities):
+                for p in ident.ports:
+                    if p.name == name and p.protocol == protocol:
+                        got[i] = p.port
+            self._numbers[key] = got
+        return got
+
     def ports(self, pm: PortMatch, proto: int, port: int | None) -> BoolArray:
+        key = (id(pm), proto, port)
+        got = self._port_rows.get(key)
+        if got is None:
+            got = self._port_rows[key] = self._ports(pm, proto, port)
+        return got
+
+    def _ports(self, pm: PortMatch, proto: int, port: int | None) -> BoolArray:
         if port is None:
             return np.zeros(self.size, dtype=np.bool_)
         if any(a <= port <= b for a, b in pm.ranges):
@@ -399,9 +430,27 @@ class _Identities:
             out |= self.named(n, proto, port)
         return out
 
-    def side(self, side: EntityMatch, role: str, proto: int, port: int | None) -> BoolArray | None:
-        """Identities (as the source, or as the destination) this rule side admits;
-        None when it admits none whatever the identity (a source-port condition)."""
+    def base(self, side: EntityMatch) -> BoolArray:
+        """Identities whose address this rule side's nets and selectors admit (no ports)."""
+        if (
+            side.nets is None
+            and side.not_nets is None
+            and side.selector is None
+            and side.not_selector is None
+        ):
+            return self._everyone
+        key = (
+            side.nets.key if side.nets is not None else "",
+            side.not_nets.key if side.not_nets is not None else "",
+            side.selector.key if side.selector is not None else "",
+            side.not_selector.key if side.not_selector is not None else "",
+        )
+        got = self._bases.get(key)
+        if got is None:
+            got = self._bases[key] = self._base(side)
+        return got
+
+    def _base(self, side: EntityMatch) -> BoolArray:
         out = np.ones(self.size, dtype=np.bool_)
         if side.nets is not None:
             out &= self.nets(side.nets)
@@ -411,16 +460,24 @@ class _Identities:
             out &= self.selector(side.selector)
         if side.not_selector is not None:
             out &= ~self.selector(side.not_selector)
+        return out
+
+    def side_ports(
+        self, side: EntityMatch, role: str, proto: int, port: int | None
+    ) -> BoolArray | bool:
+        """The rule side's port criteria for a probe: a row over identities (destination),
+        or one truth for every identity (no criteria; a source port)."""
+        out: BoolArray | bool = True
         for pm, negated in ((side.ports, False), (side.not_ports, True)):
             if pm is None:
                 continue
             if role == "source":
                 hit = source_ports_cover(pm)
                 if hit is None or hit == negated:
-                    return None
+                    return False
             else:
                 got = self.ports(pm, proto, port)
-                out &= ~got if negated else got
+                out = out & (~got if negated else got)
         return out
 
 
@@ -444,8 +501,8 @@ class _Looked:
                             named.add((s.name, protocol_name(s.protocol)))
                             if s.within is not None:
                                 keys |= expr_keys(s.within.selector)
-        self.own_keys: set[str] | None = keys
-        self.named: set[tuple[str, str]] | None = named
+        self.own_keys = keys
+        self.named = named
         self.nets = list(nets.values())
 
 
@@ -514,21 +571,31 @@ class _Run:
     dst: list[BoolArray]
 
 
-def _runs(
-    ids: _Identities,
-    program: Program,
-    direction: Direction,
-    subject: dict[str, BoolArray],
-    proto_name: str,
-    port: int | None,
-) -> list[tuple[BoolArray, str, list[_Run]]]:
-    """Per tier that applies to some identity: (applies-to row, end action, runs)."""
-    out: list[tuple[BoolArray, str, list[_Run]]] = []
-    proto = {fam: _proto_number(proto_name, fam) for fam in (4, 6)}
-    echo = proto_name == "ICMP"
+@dataclass(frozen=True, slots=True)
+class _PreparedRule:
+    rule: Rule
+    src: BoolArray
+    """The source side's nets and selectors (and the policy's selection, for egress)."""
+    dst: BoolArray
+    """The destination side's nets and selectors (and the policy's selection, for ingress)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedTier:
+    applies: BoolArray
+    end_action: str
+    rules: tuple[_PreparedRule, ...]
+
+
+def _prepare(
+    ids: _Identities, program: Program, direction: Direction, subject: dict[str, BoolArray]
+) -> list[_PreparedTier]:
+    """What does not depend on the probe: per tier that applies to some identity, its
+    rules' rows (rules that can match no pair left out; log rules never decide)."""
+    out: list[_PreparedTier] = []
     for tier in program.tiers:
         applies = np.zeros(ids.size, dtype=np.bool_)
-        runs: list[_Run] = []
+        rules: list[_PreparedRule] = []
         for pol in tier.policies:
             if direction not in pol.types:
                 continue
@@ -537,15 +604,18 @@ def _runs(
                 continue
             applies |= sel
             for rule in pol.rules(direction):
-                rows = _rule_rows(ids, rule, direction, sel, proto, echo, port)
-                if rule.action == "log" or rows is None:
+                if rule.action == "log":
                     continue
-                if not runs or runs[-1].action != rule.action:
-                    runs.append(_Run(rule.action, [], []))
-                runs[-1].src.append(rows[0])
-                runs[-1].dst.append(rows[1])
+                src = ids.base(rule.src)
+                dst = ids.base(rule.dst)
+                if direction == "ingress":
+                    dst = dst & sel
+                else:
+                    src = src & sel
+                if src.any() and dst.any():
+                    rules.append(_PreparedRule(rule, src, dst))
         if applies.any():
-            out.append((applies, tier.default_action, runs))
+            out.append(_PreparedTier(applies, tier.default_action, tuple(rules)))
     return out
 
 
@@ -555,52 +625,63 @@ def _proto_number(name: str, family: int) -> int:
     return PROTOCOL_NUMBERS[name]
 
 
-def _rule_rows(
-    ids: _Identities,
-    rule: Rule,
-    direction: Direction,
-    subject: BoolArray,
-    proto: dict[int, int],
-    echo: bool,
-    port: int | None,
-) -> tuple[BoolArray, BoolArray] | None:
-    """(src row, dst row) of a rule for one probe; None when it matches no pair."""
-    # Protocol-level criteria depend on the probe and on the destination's family.
-    fam_ok = np.zeros(ids.size, dtype=np.bool_)
-    for fam in (4, 6):
-        if not rule.protocol_misses(proto[fam], fam, echo):
-            fam_ok |= ids.family == fam
-    if not fam_ok.any():
-        return None
+def _runs(
+    ids: _Identities, tiers: list[_PreparedTier], proto_name: str, port: int | None
+) -> list[tuple[BoolArray, str, list[_Run]]]:
+    """Per prepared tier for one probe: (applies-to row, end action, runs)."""
+    proto = {fam: _proto_number(proto_name, fam) for fam in (4, 6)}
+    echo = proto_name == "ICMP"
     number = proto[4]
     dst_port = port if number in PORT_PROTOCOLS else None
-    src = ids.side(rule.src, "source", number, None)
-    dst = ids.side(rule.dst, "destination", number, dst_port)
-    if src is None or dst is None:
-        return None
-    dst = dst & fam_ok
-    if direction == "ingress":
-        dst = dst & subject
-    else:
-        src = src & subject
-    if not src.any() or not dst.any():
-        return None
-    return src, dst
+    families = [fam for fam in (4, 6) if (ids.family == fam).any()]
+    fam_rows = {fam: ids.family == fam for fam in families}
+    out: list[tuple[BoolArray, str, list[_Run]]] = []
+    for tier in tiers:
+        runs: list[_Run] = []
+        for pr in tier.rules:
+            rule = pr.rule
+            # Protocol-level criteria depend on the probe and on the destination's family.
+            ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
+            if not ok:
+                continue
+            src_ports = ids.side_ports(rule.src, "source", number, None)
+            if src_ports is False:
+                continue
+            dst: BoolArray = pr.dst & ids.side_ports(rule.dst, "destination", number, dst_port)
+            if len(ok) < len(families):
+                dst = dst & fam_rows[ok[0]]
+            if not dst.any():
+                continue
+            if not runs or runs[-1].action != rule.action:
+                runs.append(_Run(rule.action, [], []))
+            runs[-1].src.append(pr.src)
+            runs[-1].dst.append(dst)
+        out.append((tier.applies, tier.end_action, runs))
+    return out
 
 
 def _direction_table(
     ids: _Identities,
-    program: Program,
+    tiers_prepared: list[_PreparedTier],
     direction: Direction,
-    subject: dict[str, BoolArray],
     proto_name: str,
     port: int | None,
 ) -> BoolArray:
     """(K, K) [source, destination]: whether ``direction``'s walk allows the pair."""
     k = ids.size
-    tiers = _runs(ids, program, direction, subject, proto_name, port)
+    tiers = _runs(ids, tiers_prepared, proto_name, port)
     if not tiers:
         return np.ones((k, k), dtype=np.bool_)
+    if len(tiers) == 1 and tiers[0][1] == "deny" and all(r.action == "allow" for r in tiers[0][2]):
+        # One tier of allows (every Kubernetes NetworkPolicy): allowed where a rule
+        # matches, or where the tier does not apply; the same as the loop below.
+        applies, _end, runs = tiers[0]
+        mask = applies[None, :] if direction == "ingress" else applies[:, None]
+        out1: BoolArray = np.empty((k, k), dtype=np.bool_)
+        out1[...] = ~mask
+        for run in runs:
+            out1 |= _any_product(run.src, run.dst, k)
+        return out1
     allowed = np.zeros((k, k), dtype=np.bool_)
     undecided = np.ones((k, k), dtype=np.bool_)
     for applies, end_action, runs in tiers:
@@ -652,9 +733,10 @@ def compute_matrix(
                 j for j, q in enumerate(chosen) if not q.host_network and node_of[j] == pod.node
             ]
             same_node.append((i, np.asarray(cols, dtype=np.int64)))
+    prepared = {d: _prepare(ids, program, d, subject) for d in DIRECTIONS}
     out: list[ProbeMatrix] = []
     for port, proto in checked:
-        ingress = _direction_table(ids, program, "ingress", subject, proto, port)
-        egress = _direction_table(ids, program, "egress", subject, proto, port)
+        ingress = _direction_table(ids, prepared["ingress"], "ingress", proto, port)
+        egress = _direction_table(ids, prepared["egress"], "egress", proto, port)
         out.append(ProbeMatrix(port, proto, ingress, egress, ids.pod_identity, tuple(same_node)))
     return Matrix(tuple(chosen), tuple(out), ids.identities, ids.pod_identity)

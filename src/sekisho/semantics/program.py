@@ -97,12 +97,14 @@ class SelectorSet:
 
     selector: Expr
     kinds: frozenset[EntityKind] = CALICO_UNIVERSE
-    description: str = ""
+    description: str = field(default="", compare=False)
     """For humans: what the set holds, in the terms of the policy that made it."""
+    key: str = field(init=False, compare=False, repr=False)
+    """Canonical identity: equal keys hold equal addresses (one IP set, one row)."""
 
-    @property
-    def key(self) -> str:
-        return f"sel {','.join(sorted(self.kinds))} {self.selector.canonical()}"
+    def __post_init__(self) -> None:
+        text = f"sel {','.join(sorted(self.kinds))} {self.selector.canonical()}"
+        object.__setattr__(self, "key", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +113,10 @@ class NetSet:
 
     nets: tuple[IPNetwork, ...]
     """Sorted, de-duplicated, as written (overlaps allowed)."""
+    key: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        return "nets " + ",".join(str(n) for n in self.nets)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", "nets " + ",".join(str(n) for n in self.nets))
 
     def contains(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(ip.version == n.version and ip in n for n in self.nets)
@@ -138,11 +140,13 @@ class NamedPortSet:
     protocol: int
     within: SelectorSet | None = None
     """The rule's selector on that side (None: every workload)."""
+    key: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> str:
+    def __post_init__(self) -> None:
         scope = self.within.key if self.within is not None else "all"
-        return f"port {protocol_name(self.protocol)} {self.name} in {scope}"
+        object.__setattr__(
+            self, "key", f"port {protocol_name(self.protocol)} {self.name} in {scope}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,27 +220,40 @@ class Rule:
     src: EntityMatch = ANY_ENTITY
     dst: EntityMatch = ANY_ENTITY
 
-    def protocol_misses(self, proto: int, family: int, echo: bool) -> list[str]:
-        """Why the rule's protocol-level criteria (IP version, protocol, ICMP type and
-        code) miss a packet of protocol number ``proto`` and IP ``family``; empty when
-        they match. ``echo``: the packet is an ICMP echo request (what probes send)."""
-        out: list[str] = []
-        name = protocol_name(proto)
+    def protocol_fails(self, proto: int, family: int, echo: bool) -> tuple[str, ...]:
+        """Which protocol-level criteria (``ip_version``, ``protocol``, ``not_protocol``,
+        ``icmp``, ``not_icmp``) miss a packet of protocol number ``proto`` and IP
+        ``family``; empty when they all match. ``echo``: the packet is an ICMP echo
+        request (what probes send)."""
+        out: tuple[str, ...] = ()
         if self.ip_version is not None and family != self.ip_version:
-            out.append(f"the flow is IPv{family}, the rule IPv{self.ip_version}")
+            out += ("ip_version",)
         if self.protocol is not None and proto != self.protocol:
-            out.append(f"protocol {name} is not {protocol_name(self.protocol)}")
+            out += ("protocol",)
         if self.not_protocol is not None and proto == self.not_protocol:
-            out.append(f"{name} is the excluded protocol {protocol_name(self.not_protocol)}")
-        t, c = ICMP_ECHO[family]
-        for m, negated in ((self.icmp, False), (self.not_icmp, True)):
-            if m is None:
-                continue
-            hit = echo and m.type == t and (m.code is None or m.code == c)
-            if hit == negated:
-                what = "an echo request" if echo else name
-                out.append(f"{what} is {'the excluded' if negated else 'not'} ICMP {m}")
+            out += ("not_protocol",)
+        if self.icmp is not None or self.not_icmp is not None:
+            t, c = ICMP_ECHO[family]
+            for m, negated, what in ((self.icmp, False, "icmp"), (self.not_icmp, True, "not_icmp")):
+                if m is None:
+                    continue
+                hit = echo and m.type == t and (m.code is None or m.code == c)
+                if hit == negated:
+                    out += (what,)
         return out
+
+    def protocol_misses(self, proto: int, family: int, echo: bool) -> list[str]:
+        """:meth:`protocol_fails` in words."""
+        name = protocol_name(proto)
+        what = "an echo request" if echo else name
+        words = {
+            "ip_version": f"the flow is IPv{family}, the rule IPv{self.ip_version}",
+            "protocol": f"protocol {name} is not {protocol_name(self.protocol or 0)}",
+            "not_protocol": f"{name} is the excluded protocol {protocol_name(self.not_protocol or 0)}",
+            "icmp": f"{what} is not ICMP {self.icmp}",
+            "not_icmp": f"{what} is the excluded ICMP {self.not_icmp}",
+        }
+        return [words[f] for f in self.protocol_fails(proto, family, echo)]
 
     def sets(self) -> Iterator[SelectorSet | NetSet | NamedPortSet]:
         """Every set this rule refers to."""

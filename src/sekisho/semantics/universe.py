@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sekisho.model.types import Cluster, ContainerPort, Pod
 from sekisho.selectors.expr import matches
@@ -72,6 +73,12 @@ class Universe:
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        self.netsets: list[Entity] = []
+        """Network sets (their nets; no addresses of their own)."""
+
+    @cached_property
+    def entities(self) -> tuple[Entity, ...]:
+        cluster = self.cluster
         entities: list[Entity] = []
         for pod in cluster.pods:
             if pod.host_network:
@@ -81,15 +88,20 @@ class Universe:
             entities.append(
                 Entity("node", node.name, node.labels, node.labels, (node.internal_ip,))
             )
-        self.entities = tuple(entities)
-        self.by_key = {(e.kind, e.key): e for e in entities}
-        self.by_ip: dict[IPAddress, list[Entity]] = {}
-        self.netsets: list[Entity] = []
-        for e in entities:
+        entities.extend(self.netsets)
+        return tuple(entities)
+
+    @cached_property
+    def by_key(self) -> dict[tuple[str, str], Entity]:
+        return {(e.kind, e.key): e for e in self.entities}
+
+    @cached_property
+    def by_ip(self) -> dict[IPAddress, list[Entity]]:
+        out: dict[IPAddress, list[Entity]] = {}
+        for e in self.entities:
             for ip in e.ips:
-                self.by_ip.setdefault(ip, []).append(e)
-            if e.nets:
-                self.netsets.append(e)
+                out.setdefault(ip, []).append(e)
+        return out
 
     def owners(self, ip: IPAddress) -> list[Entity]:
         return self.by_ip.get(ip, [])
