@@ -94,7 +94,7 @@ TRACE_CASES = [
         PART2,
         ["--from", "dev/blue", "--to", "dev/red"],
         2,
-        "--port is required",
+        "needs --port",
         id="missing-port-exit-2",
     ),
     pytest.param(

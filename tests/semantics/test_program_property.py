@@ -107,3 +107,28 @@ def test_tiers_order_and_actions_by_hand() -> None:
     allowed = m.probes[0].ingress
     assert not allowed[names.index("y"), names.index("x")]
     assert not allowed[names.index("z"), names.index("x")]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), programs())
+def test_named_probe_resolved_on_each_destination(c: Cluster, program: Program) -> None:
+    """``--probe http/TCP``: each destination is probed on the port it names http."""
+    from sekisho.semantics.probe import Service
+
+    for svc in (Service("TCP", name="http"), Service("UDP", name="dns")):
+        if not any(
+            p.named_port(svc.name or "", svc.protocol) for p in c.pods if not p.host_network
+        ):
+            continue
+        m = compute_matrix(c, [svc], program=program)
+        (probe,) = m.probes
+        ends = [pod_endpoint(c, p) for p in m.pods]
+        for (i, s), (j, d) in itertools.product(enumerate(ends), repeat=2):
+            if i == j:
+                continue
+            number = svc.port_on(d.pod)
+            if number is None:
+                assert not probe.allowed[i, j]
+                continue
+            v = verdict(c, Flow(s, d, svc.protocol, number), program=program)
+            assert bool(probe.allowed[i, j]) is v.allowed, (svc, s.label, d.label, v.lines())

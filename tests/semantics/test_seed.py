@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sekisho.semantics import Flow, compute_matrix, default_probes, resolve_endpoint, verdict
+from sekisho.semantics.probe import Service
 
 from .builders import seed_cluster
 
@@ -86,7 +87,7 @@ def test_finding_5_namespace_explanation() -> None:
 
 
 def test_default_probes_are_ports_then_icmp() -> None:
-    assert default_probes(SEED) == [(80, "TCP"), (None, "ICMP")]
+    assert default_probes(SEED) == [Service("TCP", 80), Service("ICMP")]
 
 
 def test_matrix_json_is_the_documented_object() -> None:

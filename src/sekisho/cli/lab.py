@@ -67,22 +67,12 @@ def _probe_options(f: F) -> F:
     return f
 
 
-def _specs(
-    cluster: Any, probes: Sequence[str], port: int | None, protocol: str | None
-) -> list[tuple[int | None, str]]:
-    from sekisho.lab.reach import parse_probe
+def _specs(cluster: Any, probes: Sequence[str], port: int | None, protocol: str | None) -> Any:
+    """The probes of matrix and trace (one rule: :mod:`sekisho.semantics.probe`)."""
+    from sekisho.semantics.probe import default_services, services_from_flags
 
-    if probes:
-        return [parse_probe(p) for p in probes]
-    if protocol and protocol.upper() == "ICMP":
-        return [(None, "ICMP")]
-    if port is not None:
-        return [parse_probe(f"{port}/{(protocol or 'TCP').upper()}")]
-    seen = sorted(
-        {(p.port, p.protocol) for pod in cluster.pods for p in pod.ports},
-        key=lambda x: (x[1], x[0]),
-    )
-    return [(port_, proto) for port_, proto in seen] or [(80, "TCP")]
+    chosen = services_from_flags(probes, port, protocol)
+    return chosen if chosen is not None else default_services(cluster)
 
 
 def _probe_and_print(

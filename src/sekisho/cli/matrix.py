@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from sekisho.model.types import Pod
-    from sekisho.semantics import Matrix, Probe, ProbeMatrix
+    from sekisho.semantics import Matrix, ProbeMatrix
 
 MAX_PODS = 40
 """Above this, the table view groups pods by identity (namespace, labels, ports)."""
@@ -23,46 +23,8 @@ TABLES = ("ingress", "egress", "allowed")
 STYLES = {ALLOWED: "green", DENIED: "bold red", SELF: "dim", MIXED: "yellow"}
 
 
-def parse_probe(text: str) -> Probe:
-    """``80/TCP``, ``53/udp``, ``80`` (TCP) or ``ICMP``."""
-    from sekisho.errors import UsageError
-
-    value = text.strip()
-    if value.upper() == "ICMP":
-        return (None, "ICMP")
-    port_text, _, proto = value.partition("/")
-    proto = (proto or "TCP").upper()
-    if proto not in ("TCP", "UDP", "SCTP") or not port_text.isdigit():
-        raise UsageError(f"--probe {text!r}: expected PORT/PROTOCOL (e.g. 80/TCP, 53/UDP) or ICMP")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--probe {text!r}: port must be 1-65535")
-    return (port, proto)
-
-
-def choose_probes(
-    port: int | None, protocol: str | None, probes: Sequence[str]
-) -> list[Probe] | None:
-    """The probes the flags ask for; None means the cluster's default probes."""
-    from sekisho.errors import UsageError
-
-    if probes and (port is not None or protocol is not None):
-        raise UsageError("use either --probe or --port/--protocol, not both")
-    if probes:
-        return [parse_probe(p) for p in probes]
-    if protocol is not None and protocol.upper() == "ICMP":
-        if port is not None:
-            raise UsageError("--port makes no sense with --protocol ICMP")
-        return [(None, "ICMP")]
-    if port is not None:
-        return [(port, (protocol or "TCP").upper())]
-    if protocol is not None:
-        raise UsageError(f"--protocol {protocol} needs --port")
-    return None
-
-
 def probe_name(probe: ProbeMatrix) -> str:
-    return probe.protocol if probe.port is None else f"{probe.protocol}/{probe.port}"
+    return str(probe.service)
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -353,7 +315,11 @@ def markdown_text(matrix: Matrix) -> str:
     help="One probe's protocol (default TCP).",
 )
 @click.option(
-    "--probe", "probes", multiple=True, metavar="PORT/PROTO", help="A probe: 80/TCP, 53/UDP, ICMP."
+    "--probe",
+    "probes",
+    multiple=True,
+    metavar="PORT/PROTO",
+    help="A probe: 80/TCP, 53/UDP, metrics/TCP (a port name, per pod), 8000-8002/TCP, ICMP.",
 )
 @click.option(
     "-o",
@@ -388,11 +354,12 @@ def matrix(
     -o csv      one row per (probe, from, to);  -o md  Markdown tables
     """
     from sekisho.cli.trace import load
-    from sekisho.semantics import compute_matrix, default_probes
+    from sekisho.semantics import compute_matrix
+    from sekisho.semantics.probe import default_services, services_from_flags
 
     cluster = load(paths)
-    chosen = choose_probes(port, protocol, probes)
-    result = compute_matrix(cluster, chosen if chosen is not None else default_probes(cluster))
+    chosen = services_from_flags(probes, port, protocol)
+    result = compute_matrix(cluster, chosen if chosen is not None else default_services(cluster))
     if output == "json":
         stream = sys.stdout.buffer
         for chunk in result.iter_json_bytes():

@@ -24,24 +24,33 @@ def load(paths: Sequence[str]) -> Cluster:
 
 
 def run_trace(
-    cluster: Cluster, src: str, dst: str, port: int | None, protocol: str
+    cluster: Cluster, src: str, dst: str, port: int | str | None, protocol: str
 ) -> list[Verdict]:
-    """Verdicts for every (source, destination) pair the two names resolve to."""
+    """Verdicts for every (source, destination) pair the two names resolve to.
+
+    ``port`` is a number or a port name (resolved on each destination pod).
+    """
     from sekisho.errors import UsageError
     from sekisho.semantics import Flow, resolve_endpoints, verdict
+    from sekisho.semantics.probe import services_from_flags
 
-    proto = protocol.upper()
-    if proto != "ICMP" and port is None:
-        raise UsageError(f"--port is required for {proto} (only ICMP has no port)")
-    if proto == "ICMP" and port is not None:
-        raise UsageError("--port makes no sense with --protocol ICMP")
+    if port is None:
+        services = services_from_flags((), None, protocol)
+    else:
+        services = services_from_flags((f"{port}/{protocol}",), None, None)
+    if services is None or len(services) != 1:
+        raise UsageError("trace takes one port (or ICMP)")
+    (svc,) = services
     sources = resolve_endpoints(cluster, src)
     destinations = resolve_endpoints(cluster, dst)
-    return [
-        verdict(cluster, Flow(s, d, proto, port))  # type: ignore[arg-type]
-        for s in sources
-        for d in destinations
-    ]
+    out = []
+    for d in destinations:
+        number = svc.port_on(d.pod) if svc.name is not None else svc.port
+        if svc.name is not None and number is None:
+            raise UsageError(f"{d.label} declares no {svc.protocol} port named {svc.name}")
+        for s in sources:
+            out.append(verdict(cluster, Flow(s, d, svc.protocol, number)))
+    return out
 
 
 def _color() -> bool | None:
@@ -63,11 +72,32 @@ def render_text(verdicts: Sequence[Verdict]) -> list[str]:
     return out
 
 
+class _PortType(click.ParamType[int | str]):
+    name = "PORT"
+
+    def convert(self, value: object, param: object, ctx: object) -> int | str:
+        text = str(value)
+        if text.isdigit():
+            number = int(text)
+            if not 1 <= number <= 65535:
+                self.fail(f"{text} is not a port 1-65535")
+            return number
+        return text
+
+
+_PORT = _PortType()
+
+
 @click.command("trace")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--from", "src", required=True, help="Source: ns/pod, ns/workload, node name or IP.")
 @click.option("--to", "dst", required=True, help="Destination: ns/pod, ns/workload, node or IP.")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Destination port.")
+@click.option(
+    "--port",
+    type=_PORT,
+    default=None,
+    help="Destination port: a number, or a port name resolved on the destination pod.",
+)
 @click.option(
     "--protocol",
     type=click.Choice(["TCP", "UDP", "SCTP", "ICMP"], case_sensitive=False),
@@ -88,7 +118,7 @@ def trace(
     paths: tuple[str, ...],
     src: str,
     dst: str,
-    port: int | None,
+    port: int | str | None,
     protocol: str,
     node: str | None,
     backend: str,

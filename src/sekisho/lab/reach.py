@@ -17,8 +17,10 @@ from sekisho.errors import UsageError
 from sekisho.lab import probe as pr
 from sekisho.lab.topology import Plan
 from sekisho.model.types import Cluster
+from sekisho.semantics.probe import Service
 
-ProbeSpec = tuple[int | None, str]
+ProbeSpec = Service | tuple[int | None, str]
+"""A probe (a :class:`~sekisho.semantics.probe.Service`; a ``(port, protocol)`` pair is read as one)."""
 
 SYMBOL = {
     "allowed": ".",
@@ -41,9 +43,13 @@ class ProbeTable:
     observed: list[list[str | None]]
     """Outcome per cell (see :mod:`sekisho.lab.probe`); None when the pair was not probed."""
     detail: list[list[str]] = field(default_factory=list)
+    name: str | None = None
+    """A probed port name, resolved on each destination (``port`` is then None)."""
 
     @property
     def label(self) -> str:
+        if self.name is not None:
+            return f"{self.protocol}/{self.name}"
         return self.protocol if self.port is None else f"{self.protocol}/{self.port}"
 
     def wrong(self, i: int, j: int) -> bool:
@@ -61,9 +67,11 @@ class ProbeTable:
         return [(i, j) for i in range(n) for j in range(n) if self.observed[i][j] == "unsupported"]
 
     def to_json(self) -> dict[str, object]:
+        head: dict[str, object] = {"port": self.port, "protocol": self.protocol}
+        if self.name is not None:
+            head["name"] = self.name
         return {
-            "port": self.port,
-            "protocol": self.protocol,
+            **head,
             "ingress": self.ingress,
             "egress": self.egress,
             "allowed": self.allowed,
@@ -84,23 +92,6 @@ class Reachability:
     def to_json(self) -> dict[str, object]:
         """The object of docs/architecture.md ("Machine-readable output"), with ``observed``."""
         return {"pods": self.pods, "probes": [t.to_json() for t in self.probes]}
-
-
-def parse_probe(text: str) -> ProbeSpec:
-    """``80/TCP``, ``81/udp``, ``ICMP`` or ``80`` (TCP) -> ``(port, PROTOCOL)``."""
-    port_text, _, proto = text.partition("/")
-    if port_text.upper() == "ICMP" and not proto:
-        return (None, "ICMP")
-    proto = (proto or "TCP").upper()
-    if proto not in ("TCP", "UDP", "SCTP"):
-        raise UsageError(f"--probe {text}: expected PORT/TCP, PORT/UDP, PORT/SCTP or ICMP")
-    try:
-        port = int(port_text)
-    except ValueError as exc:
-        raise UsageError(f"--probe {text}: {port_text!r} is not a port number") from exc
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--probe {text}: expected a port 1-65535")
-    return (port, proto)
 
 
 def _select(pods: Sequence[str], wanted: Sequence[str], flag: str) -> set[int]:
@@ -129,16 +120,22 @@ def measure(
     from sekisho.semantics import compute_matrix
 
     matrix = compute_matrix(cluster, list(specs))
+    services = [pm.service for pm in matrix.probes]
     pods = [p.key for p in matrix.pods]
     src_ix = _select(pods, sources, "--from")
     dst_ix = _select(pods, targets, "--to")
     plans = [topo.pod(k) for k in pods]
     jobs: list[tuple[int, int, int, pr.Probe]] = []
-    for k, (port, proto) in enumerate(specs):
+    for k, svc in enumerate(services):
         for i in sorted(src_ix):
             for j in sorted(dst_ix):
                 s, d = plans[i], plans[j]
                 assert s is not None and d is not None
+                # A named port is resolved on the destination; a pod that declares no
+                # such port has nothing to probe (the cell stays "not probed").
+                port = svc.port_on(matrix.pods[j]) if svc.name is not None else svc.port
+                if svc.name is not None and port is None:
+                    continue
                 jobs.append(
                     (
                         k,
@@ -148,8 +145,8 @@ def measure(
                             s.netns,
                             str(d.ip),
                             port or 0,
-                            proto,
-                            served=d.serves(port or 0, proto),
+                            svc.protocol,
+                            served=d.serves(port or 0, svc.protocol),
                             pod=None if d.host_network else d.key,
                         ),
                     )
@@ -164,6 +161,7 @@ def measure(
             ProbeTable(
                 port=pm.port,
                 protocol=pm.protocol,
+                name=pm.name,
                 ingress=pm.ingress.tolist(),
                 egress=pm.egress.tolist(),
                 allowed=pm.allowed.tolist(),

@@ -39,6 +39,7 @@ from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 from sekisho.semantics.compiler import compile_program
 from sekisho.semantics.labels import is_namespace_key, namespace_part
+from sekisho.semantics.probe import Service, default_services
 from sekisho.semantics.program import (
     DIRECTIONS,
     PORT_PROTOCOLS,
@@ -90,6 +91,13 @@ class ProbeMatrix:
     pod_identity: IntArray = field(repr=False)
     same_node: tuple[tuple[int, IntArray], ...] = field(repr=False, default=())
     """(hostNetwork source pod index, destination pod indexes on its node)."""
+    name: str | None = None
+    """A probed port name (``port`` is then None): resolved on each destination pod."""
+
+    @property
+    def service(self) -> Service:
+        proto: FlowProtocol = self.protocol  # type: ignore[assignment]
+        return Service(proto, self.port, self.name)
 
     def _expand(self, table: BoolArray) -> BoolArray:
         # Columns first on the small (K, K) table, then whole rows: several times
@@ -174,8 +182,7 @@ class ProbeMatrix:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "port": self.port,
-            "protocol": self.protocol,
+            **self.service.to_json(),
             "ingress": self.ingress.tolist(),
             "egress": self.egress.tolist(),
             "allowed": self.allowed.tolist(),
@@ -206,7 +213,7 @@ class Matrix:
         """
         yield b'{"pods": ' + json.dumps([p.key for p in self.pods]).encode() + b', "probes": ['
         for n, probe in enumerate(self.probes):
-            head = {"port": probe.port, "protocol": probe.protocol}
+            head = probe.service.to_json()
             yield (b", " if n else b"") + json.dumps(head).encode()[:-1]
             for name in ("ingress", "egress", "allowed"):
                 yield f', "{name}": '.encode()
@@ -233,29 +240,20 @@ def bool_table_json(table: BoolArray) -> bytes:
     return b"[" + buf.tobytes()[:-1] + b"]"
 
 
-def default_probes(cluster: Cluster) -> list[Probe]:
-    """Every declared container port as ``(port, protocol)``, sorted, then ICMP."""
-    seen = {(p.port, p.protocol) for pod in cluster.pods for p in pod.ports}
-    probes: list[Probe] = [
-        (port, proto) for port, proto in sorted(seen, key=lambda x: (x[1], x[0]))
-    ]
-    probes.append((None, "ICMP"))
-    return probes
+def default_probes(cluster: Cluster) -> list[Service]:
+    """The default probes (:func:`sekisho.semantics.probe.default_services`)."""
+    return default_services(cluster)
 
 
-def _check_probe(probe: Probe) -> tuple[int | None, FlowProtocol]:
+def _check_probe(probe: Service | Probe) -> Service:
+    if isinstance(probe, Service):
+        return probe
     port, proto = probe
     upper = proto.upper()
-    if upper == "ICMP":
-        if port is not None:
-            raise UsageError(f"probe {port}/ICMP: ICMP has no port")
-        return None, "ICMP"
-    if upper not in ("TCP", "UDP", "SCTP"):
+    if upper not in ("TCP", "UDP", "SCTP", "ICMP"):
         raise UsageError(f"probe protocol {proto!r}: expected TCP, UDP, SCTP or ICMP")
-    if port is None or not 1 <= port <= 65535:
-        raise UsageError(f"probe {port}/{upper}: expected a port 1-65535")
     p: FlowProtocol = "TCP" if upper == "TCP" else "UDP" if upper == "UDP" else "SCTP"
-    return port, p
+    return Service("ICMP" if upper == "ICMP" else p, port)
 
 
 class _Identities:
@@ -268,12 +266,18 @@ class _Identities:
     hostNetwork pod its node (it sends and receives as that node).
     """
 
-    def __init__(self, cluster: Cluster, pods: Sequence[Pod], program: Program) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        pods: Sequence[Pod],
+        program: Program,
+        probed_names: set[tuple[str, str]] | None = None,
+    ) -> None:
         self.cluster = cluster
         universe = universe_of(cluster)
         looked = _Looked(program)
         own_keys = looked.own_keys
-        named = looked.named
+        named = looked.named | (probed_names or set())
         # Address membership: the program's nets, then each network set's nets.
         self.net_pos = {n.key: i for i, n in enumerate(looked.nets)}
         nets_list = [n.nets for n in looked.nets] + [e.nets for e in universe.netsets]
@@ -394,13 +398,13 @@ class _Identities:
         key = f"{n.key} = {port}"
         hit = self._cache.get(key)
         if hit is None:
-            numbers = self._declared(n.name, protocol_name(n.protocol))
+            numbers = self.declared(n.name, protocol_name(n.protocol))
             scope = self.selector(n.within) if n.within is not None else ~self.hn
             hit = (numbers == port) & scope
             self._cache[key] = hit
         return hit
 
-    def _declared(self, name: str, protocol: str) -> IntArray:
+    def declared(self, name: str, protocol: str) -> IntArray:
         """Per identity, the number it declares for ``name``/``protocol`` (-1: none)."""
         key = (name, protocol)
         got = self._numbers.get(key)
@@ -704,7 +708,7 @@ def _direction_table(
 
 def compute_matrix(
     cluster: Cluster,
-    probes: Sequence[Probe],
+    probes: Sequence[Service | Probe],
     *,
     pods: Sequence[Pod] | None = None,
     program: Program | None = None,
@@ -718,7 +722,10 @@ def compute_matrix(
     checked = [_check_probe(p) for p in probes]
     if program is None:
         program = compile_program(cluster)
-    ids = _Identities(cluster, chosen, program)
+    probed_names: set[tuple[str, str]] = {
+        (s.name, s.protocol) for s in checked if s.name is not None
+    }
+    ids = _Identities(cluster, chosen, program, probed_names)
     # Which identities each policy applies to (the same for every probe).
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
@@ -735,8 +742,38 @@ def compute_matrix(
             same_node.append((i, np.asarray(cols, dtype=np.int64)))
     prepared = {d: _prepare(ids, program, d, subject) for d in DIRECTIONS}
     out: list[ProbeMatrix] = []
-    for port, proto in checked:
-        ingress = _direction_table(ids, prepared["ingress"], "ingress", proto, port)
-        egress = _direction_table(ids, prepared["egress"], "egress", proto, port)
-        out.append(ProbeMatrix(port, proto, ingress, egress, ids.pod_identity, tuple(same_node)))
+    for svc in checked:
+        if svc.name is None:
+            ingress = _direction_table(ids, prepared["ingress"], "ingress", svc.protocol, svc.port)
+            egress = _direction_table(ids, prepared["egress"], "egress", svc.protocol, svc.port)
+        else:
+            # A port name is resolved on each destination: the columns of the identities
+            # that declare it as n come from the tables for port n; a destination that
+            # does not declare it has nothing to reach (denied).
+            numbers = ids.declared(svc.name, svc.protocol)
+            if not (numbers >= 0).any():
+                raise UsageError(
+                    f"probe {svc}: no pod declares a {svc.protocol} port named {svc.name!r}"
+                )
+            ingress = np.zeros((ids.size, ids.size), dtype=np.bool_)
+            egress = np.zeros((ids.size, ids.size), dtype=np.bool_)
+            for n in np.unique(numbers[numbers >= 0]).tolist():
+                cols = numbers == n
+                ig = _direction_table(ids, prepared["ingress"], "ingress", svc.protocol, n)
+                eg = _direction_table(ids, prepared["egress"], "egress", svc.protocol, n)
+                ingress[:, cols] = ig[:, cols]
+                egress[:, cols] = eg[:, cols]
+            declares = numbers[ids.pod_identity] >= 0
+            fixes = tuple((row, cols[declares[cols]]) for row, cols in same_node)
+        out.append(
+            ProbeMatrix(
+                svc.port,
+                svc.protocol,
+                ingress,
+                egress,
+                ids.pod_identity,
+                tuple(same_node) if svc.name is None else fixes,
+                svc.name,
+            )
+        )
     return Matrix(tuple(chosen), tuple(out), ids.identities, ids.pod_identity)
