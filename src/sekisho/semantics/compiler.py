@@ -19,6 +19,14 @@ from sekisho.semantics.program import (
 _last: tuple[Cluster, Program] | None = None
 
 
+def program_inputs(cluster: Cluster) -> tuple[object, ...]:
+    """What of a cluster the program is compiled from (equal inputs, equal programs).
+
+    A compiler that reads another part of the cluster adds it here.
+    """
+    return (cluster.policies,)
+
+
 def compile_program(cluster: Cluster) -> Program:
     """The program of ``cluster`` (the last result is kept for the same snapshot object)."""
     global _last

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from sekisho.errors import UsageError
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
 from sekisho.selectors.expr import keys as expr_keys
+from sekisho.selectors.expr import matches
 from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 from sekisho.semantics.compiler import compile_program
 from sekisho.semantics.labels import is_namespace_key, namespace_part
@@ -50,10 +51,12 @@ from sekisho.semantics.program import (
     IPNetwork,
     NamedPortSet,
     NetSet,
+    Policy,
     PortMatch,
     Program,
     Rule,
     SelectorSet,
+    Tier,
     protocol_name,
     source_ports_cover,
 )
@@ -256,6 +259,76 @@ def _check_probe(probe: Service | Probe) -> Service:
     return Service("ICMP" if upper == "ICMP" else p, port)
 
 
+SCALAR_VIEW = 8
+"""Views of at most this many identities evaluate selectors per label set."""
+
+IdentityKey = tuple[
+    str, tuple[tuple[str, str], ...], tuple[ContainerPort, ...], bool, str | None, bytes, int
+]
+"""(namespace, labels seen, named ports seen, hostNetwork, its node, net bits, IP family)."""
+
+
+class _Keyer:
+    """Computes the identity key of pods for one program (see :class:`_Identities`)."""
+
+    def __init__(
+        self, cluster: Cluster, program: Program, probed_names: set[tuple[str, str]] | None
+    ) -> None:
+        looked = _looked(program)
+        self.own_keys = looked.own_keys
+        self.named = looked.named | (probed_names or set())
+        self.named_names = {name for name, _proto in self.named}
+        # Address membership: the program's nets, then each network set's nets.
+        self.net_pos = {n.key: i for i, n in enumerate(looked.nets)}
+        self.nets_list = [n.nets for n in looked.nets] + [
+            e.nets for e in universe_of(cluster).netsets
+        ]
+        self._kept: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def keys(self, pods: Sequence[Pod]) -> tuple[list[IdentityKey], BoolArray]:
+        """The key of each pod, and each pod's membership in the nets (pods x nets)."""
+        member = _membership(pods, self.nets_list)
+        packed = (
+            np.packbits(member, axis=1) if self.nets_list else np.zeros((len(pods), 0), np.uint8)
+        )
+        rows = packed.tobytes()
+        width = packed.shape[1]
+        own_keys, named, named_names, kept_keys = (
+            self.own_keys,
+            self.named,
+            self.named_names,
+            self._kept,
+        )
+        out: list[IdentityKey] = []
+        for i, pod in enumerate(pods):
+            hn = pod.host_network
+            labels = pod.labels
+            # Project the labels on the keys some selector reads (cached per key set).
+            names = tuple(labels)
+            kept = kept_keys.get(names)
+            if kept is None:
+                kept = kept_keys[names] = tuple(sorted(k for k in names if k in own_keys))
+            seen = tuple([(k, labels[k]) for k in kept])
+            # Named ports some rule (or the probe) names.
+            ports = pod.ports
+            if ports and not (named_names and any(q.name in named_names for q in ports)):
+                ports = ()
+            elif ports:
+                ports = tuple(q for q in ports if (q.name, q.protocol) in named)
+            out.append(
+                (
+                    pod.namespace,
+                    seen,
+                    ports,
+                    hn,
+                    pod.node if hn else None,
+                    rows[i * width : (i + 1) * width],
+                    pod.ip.version if pod.ip is not None else 4,
+                )
+            )
+        return out, member
+
+
 class _Identities:
     """The identity-level view of a cluster for one program: every set as a boolean row.
 
@@ -275,57 +348,23 @@ class _Identities:
     ) -> None:
         self.cluster = cluster
         universe = universe_of(cluster)
-        looked = _Looked(program)
-        own_keys = looked.own_keys
-        named = looked.named | (probed_names or set())
-        # Address membership: the program's nets, then each network set's nets.
-        self.net_pos = {n.key: i for i, n in enumerate(looked.nets)}
-        nets_list = [n.nets for n in looked.nets] + [e.nets for e in universe.netsets]
-        member = _membership(pods, nets_list)
-        packed = np.packbits(member, axis=1) if nets_list else np.zeros((len(pods), 0), np.uint8)
+        keyer = self.keyer = _Keyer(cluster, program, probed_names)
+        self.net_pos = keyer.net_pos
+        keys, member = keyer.keys(pods)
         # Keyed by plain tuples (hashing the frozen dataclass per pod costs more);
         # an Identity is made once per distinct key.
-        ids: dict[tuple[object, ...], int] = {}
+        ids: dict[IdentityKey, int] = {}
         found: list[Identity] = []
         index = [0] * len(pods)
         reps: list[int] = []
-        rows = packed.tobytes()
-        width = packed.shape[1]
-        kept_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
-        named_names = {name for name, _proto in named}
-        for i, pod in enumerate(pods):
-            hn = pod.host_network
-            labels = pod.labels
-            # Project the labels on the keys some selector reads (cached per key set).
-            names = tuple(labels)
-            kept = kept_keys.get(names)
-            if kept is None:
-                kept = kept_keys[names] = tuple(sorted(k for k in names if k in own_keys))
-            seen = tuple([(k, labels[k]) for k in kept])
-            # Named ports some rule names.
-            ports = pod.ports
-            if ports and not (named_names and any(q.name in named_names for q in ports)):
-                ports = ()
-            elif ports:
-                ports = tuple(q for q in ports if (q.name, q.protocol) in named)
-            block = rows[i * width : (i + 1) * width]
-            key = (
-                pod.namespace,
-                seen,
-                ports,
-                hn,
-                pod.node if hn else None,
-                block,
-                pod.ip.version if pod.ip is not None else 4,
-            )
+        for i, key in enumerate(keys):
             k = ids.get(key)
             if k is None:
                 k = ids[key] = len(ids)
-                found.append(
-                    Identity(pod.namespace, seen, ports, hn, pod.node if hn else None, block)
-                )
+                found.append(Identity(*key[:6]))
                 reps.append(i)
             index[i] = k
+        self.key_index = ids
         self.identities = tuple(found)
         self.pod_identity = np.asarray(index, dtype=np.int64)
         rep_idx = np.asarray(reps, dtype=np.int64)
@@ -355,12 +394,20 @@ class _Identities:
         self.table = JoinedTable(
             LabelTable(own_maps), LabelTable(ns_maps), group_of, is_namespace_key
         )
+        # A view of a few identities (the incremental matrix's new ones) evaluates
+        # selectors one label set at a time: the same meaning (the tests hold
+        # expression evaluation equal over a table and over one set), less overhead.
+        self.label_maps: list[dict[str, str]] | None = None
+        if k_ <= SCALAR_VIEW:
+            self.label_maps = [
+                {**own, **ns_maps[g]} for own, g in zip(own_maps, group_of.tolist(), strict=True)
+            ]
         self.netsets = universe.netsets
         self.netset_table = LabelTable([dict(e.labels) for e in universe.netsets])
         self._cache: dict[str, BoolArray] = {}
         self._numbers: dict[tuple[str, str], IntArray] = {}
         self._bases: dict[tuple[str, str, str, str], BoolArray] = {}
-        self._port_rows: dict[tuple[int, int, int | None], BoolArray] = {}
+        self._port_rows: dict[tuple[int, int, int], BoolArray] = {}
         """By PortMatch object: the program outlives this view."""
         self._everyone = np.ones(self.size, dtype=np.bool_)
         self._everyone.flags.writeable = False
@@ -378,7 +425,11 @@ class _Identities:
         key = s.key
         hit = self._cache.get(key)
         if hit is None:
-            hit = self.table.expr(s.selector) & self._kind(s.kinds)
+            if self.label_maps is not None:
+                rows = np.array([matches(s.selector, m) for m in self.label_maps], dtype=np.bool_)
+                hit = rows.reshape(self.size) & self._kind(s.kinds)
+            else:
+                hit = self.table.expr(s.selector) & self._kind(s.kinds)
             if "networkset" in s.kinds and self.netsets:
                 chosen = self.netset_table.expr(s.selector)
                 base = len(self.net_pos)
@@ -417,22 +468,24 @@ class _Identities:
             self._numbers[key] = got
         return got
 
-    def ports(self, pm: PortMatch, proto: int, port: int | None) -> BoolArray:
+    def ports(self, pm: PortMatch, proto: int, port: int | None) -> BoolArray | bool:
+        """Destination identities a port match admits for a probe; one truth for all of
+        them when it has no named port (or the number is in a range)."""
+        if port is None:
+            return False
+        for a, b in pm.ranges:
+            if a <= port <= b:
+                return True
+        if not pm.named:
+            return False
         key = (id(pm), proto, port)
         got = self._port_rows.get(key)
         if got is None:
-            got = self._port_rows[key] = self._ports(pm, proto, port)
+            got = np.zeros(self.size, dtype=np.bool_)
+            for n in pm.named:
+                got = got | self.named(n, proto, port)
+            self._port_rows[key] = got
         return got
-
-    def _ports(self, pm: PortMatch, proto: int, port: int | None) -> BoolArray:
-        if port is None:
-            return np.zeros(self.size, dtype=np.bool_)
-        if any(a <= port <= b for a, b in pm.ranges):
-            return np.ones(self.size, dtype=np.bool_)
-        out = np.zeros(self.size, dtype=np.bool_)
-        for n in pm.named:
-            out |= self.named(n, proto, port)
-        return out
 
     def base(self, side: EntityMatch) -> BoolArray:
         """Identities whose address this rule side's nets and selectors admit (no ports)."""
@@ -481,8 +534,24 @@ class _Identities:
                     return False
             else:
                 got = self.ports(pm, proto, port)
-                out = out & (~got if negated else got)
+                if isinstance(got, bool):
+                    if got == negated:
+                        return False
+                else:
+                    out = out & (~got if negated else got)
         return out
+
+
+_last_looked: tuple[Program, _Looked] | None = None
+
+
+def _looked(program: Program) -> _Looked:
+    global _last_looked
+    if _last_looked is not None and _last_looked[0] is program:
+        return _last_looked[1]
+    got = _Looked(program)
+    _last_looked = (program, got)
+    return got
 
 
 class _Looked:
@@ -592,35 +661,57 @@ class _PreparedTier:
 
 
 def _prepare(
-    ids: _Identities, program: Program, direction: Direction, subject: dict[str, BoolArray]
+    ids: _Identities,
+    program: Program,
+    direction: Direction,
+    subject: dict[str, BoolArray],
+    *,
+    keep_all: bool = False,
 ) -> list[_PreparedTier]:
     """What does not depend on the probe: per tier that applies to some identity, its
-    rules' rows (rules that can match no pair left out; log rules never decide)."""
+    rules' rows (rules that can match no pair left out; log rules never decide).
+
+    ``keep_all``: every tier and rule, so that views of different identities line up
+    rule for rule (:mod:`sekisho.semantics.incremental`)."""
     out: list[_PreparedTier] = []
-    for tier in program.tiers:
+    for tier, policies in walk_order(program, direction):
         applies = np.zeros(ids.size, dtype=np.bool_)
         rules: list[_PreparedRule] = []
-        for pol in tier.policies:
-            if direction not in pol.types:
-                continue
+        for pol, pol_rules in policies:
             sel = subject[pol.selector.key]
-            if not sel.any():
+            if not keep_all and not sel.any():
                 continue
             applies |= sel
-            for rule in pol.rules(direction):
-                if rule.action == "log":
-                    continue
+            for rule in pol_rules:
                 src = ids.base(rule.src)
                 dst = ids.base(rule.dst)
                 if direction == "ingress":
                     dst = dst & sel
                 else:
                     src = src & sel
-                if src.any() and dst.any():
+                if keep_all or (src.any() and dst.any()):
                     rules.append(_PreparedRule(rule, src, dst))
-        if applies.any():
+        if keep_all or applies.any():
             out.append(_PreparedTier(applies, tier.default_action, tuple(rules)))
     return out
+
+
+def walk_order(
+    program: Program, direction: Direction
+) -> list[tuple[Tier, list[tuple[Policy, list[Rule]]]]]:
+    """The program's tiers, their policies for ``direction`` and the rules that can decide
+    (log rules never do), in the walk's order: what the engines iterate."""
+    return [
+        (
+            tier,
+            [
+                (pol, [r for r in pol.rules(direction) if r.action != "log"])
+                for pol in tier.policies
+                if direction in pol.types
+            ],
+        )
+        for tier in program.tiers
+    ]
 
 
 def _proto_number(name: str, family: int) -> int:
@@ -630,14 +721,22 @@ def _proto_number(name: str, family: int) -> int:
 
 
 def _runs(
-    ids: _Identities, tiers: list[_PreparedTier], proto_name: str, port: int | None
+    ids: _Identities,
+    tiers: list[_PreparedTier],
+    proto_name: str,
+    port: int | None,
+    *,
+    keep_all: bool = False,
 ) -> list[tuple[BoolArray, str, list[_Run]]]:
-    """Per prepared tier for one probe: (applies-to row, end action, runs)."""
+    """Per prepared tier for one probe: (applies-to row, end action, runs).
+
+    ``keep_all``: every rule (one that cannot match gets empty rows), so that views of
+    different identities line up rule for rule."""
     proto = {fam: _proto_number(proto_name, fam) for fam in (4, 6)}
     echo = proto_name == "ICMP"
     number = proto[4]
     dst_port = port if number in PORT_PROTOCOLS else None
-    families = [fam for fam in (4, 6) if (ids.family == fam).any()]
+    families = [fam for fam in (4, 6) if keep_all or (ids.family == fam).any()]
     fam_rows = {fam: ids.family == fam for fam in families}
     out: list[tuple[BoolArray, str, list[_Run]]] = []
     for tier in tiers:
@@ -646,15 +745,21 @@ def _runs(
             rule = pr.rule
             # Protocol-level criteria depend on the probe and on the destination's family.
             ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
-            if not ok:
-                continue
-            src_ports = ids.side_ports(rule.src, "source", number, None)
-            if src_ports is False:
-                continue
-            dst: BoolArray = pr.dst & ids.side_ports(rule.dst, "destination", number, dst_port)
-            if len(ok) < len(families):
-                dst = dst & fam_rows[ok[0]]
-            if not dst.any():
+            src_ports = ids.side_ports(rule.src, "source", number, None) if ok else False
+            dst_ports = (
+                ids.side_ports(rule.dst, "destination", number, dst_port)
+                if src_ports is not False
+                else False
+            )
+            if dst_ports is False:
+                if not keep_all:
+                    continue
+                dst: BoolArray = np.zeros(ids.size, dtype=np.bool_)
+            else:
+                dst = pr.dst if dst_ports is True else pr.dst & dst_ports
+                if len(ok) < len(families):
+                    dst = dst & fam_rows[ok[0]]
+            if not keep_all and not dst.any():
                 continue
             if not runs or runs[-1].action != rule.action:
                 runs.append(_Run(rule.action, [], []))
