@@ -134,3 +134,22 @@ def test_cli_validate_counts_cluster_wide_policies(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     # An AdminNetworkPolicy, the BaselineAdminNetworkPolicy and a NetworkPolicy.
     assert "3 policies (0 skipped)" in out
+
+
+@pytest.mark.parametrize("case", [p for p in PARAMS if "050-" in p.id])
+def test_cli_table_marks_every_pod_pair(case: NpaCase) -> None:
+    """The table view equals the pod tables, also where pods share an identity (the two
+    pods of a StatefulSet) and for a hostNetwork pod's own node (centaur-0 on node-1)."""
+    import numpy as np
+
+    from sekisho.cli.matrix import TABLES, table_lines
+
+    m = compute_matrix(_cluster(case), [(80, "TCP")])
+    rows = [line.marks for line in table_lines(m) if line.marks]
+    n = len(m.pods)
+    assert len(rows) == len(TABLES) * n
+    for t, which in enumerate(TABLES):
+        table = getattr(m.probes[0], which)
+        want = np.where(table, ".", "X")
+        np.fill_diagonal(want, "-")
+        assert rows[t * n : (t + 1) * n] == ["".join(r) for r in want.tolist()], which
