@@ -45,22 +45,31 @@ def groups(pods: Sequence[Pod]) -> list[tuple[str, list[int]]]:
 
 
 def group_counts(
-    probe: ProbeMatrix, which: str, group_of_identity: npt.NDArray[np.int64], n_groups: int
+    probe: ProbeMatrix, which: str, group_of_pod: npt.NDArray[np.int64], n_groups: int
 ) -> npt.NDArray[np.int64]:
     """(G, G): allowed ordered pairs of distinct pods per (row group, column group).
 
-    Summed from the identity-level counts (K^2), never from the pods^2 table.
+    Summed from the identity-level table (K^2) and the number of pods of each
+    identity in each group (K x G), never from the pods^2 table. An identity may
+    span groups (pods that differ only in labels no policy reads).
     """
     import numpy as np
 
-    counts = probe.pair_counts(which).astype(np.float64)  # BLAS; exact below 2**53
-    k = counts.shape[0]
-    if n_groups == k and (group_of_identity == np.arange(k)).all():
-        return counts.astype(np.int64)
-    onehot = np.zeros((k, n_groups), dtype=np.float64)
-    onehot[np.arange(k), group_of_identity] = 1.0
-    out: npt.NDArray[np.int64] = np.rint(onehot.T @ counts @ onehot).astype(np.int64)
-    return out
+    allowed = probe.identity_table(which)
+    table = allowed.astype(np.float64)
+    ident = probe.pod_identity
+    per = np.zeros((table.shape[0], n_groups), dtype=np.float64)
+    np.add.at(per, (ident, group_of_pod), 1.0)
+    out = per.T @ table @ per  # BLAS; exact below 2**53
+    # A pod with itself is no pair.
+    np.add.at(out, (group_of_pod, group_of_pod), -np.diagonal(table)[ident])
+    if which != "egress":
+        # A hostNetwork pod reaches the pods of its own node unfiltered.
+        for row, cols in probe.same_node:
+            missed = cols[~allowed[ident[row], ident[cols]]]
+            np.add.at(out, (np.full(len(missed), group_of_pod[row]), group_of_pod[missed]), 1.0)
+    result: npt.NDArray[np.int64] = np.rint(out).astype(np.int64)
+    return result
 
 
 def cell_marks(
@@ -71,18 +80,17 @@ def cell_marks(
 ) -> list[str]:
     """One string of marks per row group: all allowed, all denied, mixed or self.
 
-    ``members`` are pod indexes per group; every identity must fall in one group.
+    ``members`` are pod indexes per group (every pod in one group).
     """
     import numpy as np
 
     g = len(members)
-    k = probe.identity_ingress.shape[0]
-    group_of_identity = np.zeros(k, dtype=np.int64)
+    group_of_pod = np.zeros(len(pod_identity), dtype=np.int64)
     sizes = np.zeros(g, dtype=np.int64)
     for n, rows in enumerate(members):
-        group_of_identity[pod_identity[rows]] = n
+        group_of_pod[rows] = n
         sizes[n] = len(rows)
-    hit = group_counts(probe, which, group_of_identity, g)
+    hit = group_counts(probe, which, group_of_pod, g)
     total = np.outer(sizes, sizes)
     total[np.diag_indices(g)] -= sizes
     code = np.where(total == 0, 2, np.where(hit >= total, 0, np.where(hit <= 0, 1, 3)))

@@ -55,7 +55,8 @@ def summary_line(summary: dict[str, int]) -> str:
 def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: str) -> int:
     """Load manifests (files, directories, or - for stdin) and report every problem.
 
-    Reads Namespace, Node, Pod, NetworkPolicy and the workload controllers
+    Reads Namespace, Node, Pod, NetworkPolicy, ClusterNetworkPolicy,
+    AdminNetworkPolicy, BaselineAdminNetworkPolicy and the workload controllers
     (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job); other kinds are
     skipped. Directories are read recursively (*.yaml, *.yml, *.json, sorted;
     hidden files and directories left out).

@@ -231,7 +231,18 @@ API_VERSIONS: dict[str, str] = {
     "StatefulSet": "apps/v1",
     "DaemonSet": "apps/v1",
     "Job": "batch/v1",
+    "ClusterNetworkPolicy": "policy.networking.k8s.io/v1alpha2",
+    "AdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
+    "BaselineAdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
 }
 """The kinds sekisho reads and the one apiVersion each must carry."""
 
-CLUSTER_SCOPED = frozenset({"Namespace", "Node"})
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "Node",
+        "ClusterNetworkPolicy",
+        "AdminNetworkPolicy",
+        "BaselineAdminNetworkPolicy",
+    }
+)

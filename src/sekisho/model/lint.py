@@ -8,7 +8,9 @@ validate`` prints them and still exits 0. Each is a classic NetworkPolicy mistak
 - a ``namespaceSelector`` that selects no namespace (often ``name: kube-system``
   where namespaces carry ``kubernetes.io/metadata.name``);
 - a ``podSelector`` (of the policy or of a peer) that selects no pod, checked only
-  when the manifests include pods at all.
+  when the manifests include pods at all;
+- two cluster-wide policies of one tier with the same ``priority``: "the
+  implementation can apply any of the matching policies to the connection".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sekisho.model.types import Cluster, LabelSelector, Pod
 
 
 def lint(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
+    _same_priority(cluster, drafts, sink)
     pods_by_ns: dict[str, list[Pod]] = {}
     for pod in cluster.pods:
         if not pod.host_network:  # never selected by a policy or a selector peer
@@ -92,3 +95,24 @@ def lint(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
                             (*path, "podSelector"),
                             f"selects no pod in {where} ({peer.pod_selector})",
                         )
+
+
+def _same_priority(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
+    # priority: "If two (or more) policies in the same tier with the same priority could
+    # match a connection, then the implementation can apply any of the matching policies
+    # to the connection, and there is no way for the user to reliably determine which one
+    # it will choose."
+    first: dict[tuple[str, int], str] = {}
+    for p in cluster.cluster_policies:
+        if p.priority is None:
+            continue
+        earlier = first.setdefault((p.tier, p.priority), f"{p.kind} {p.name}")
+        seen = drafts.seen.get((p.kind, "", p.name))
+        if earlier == f"{p.kind} {p.name}" or seen is None:
+            continue
+        report = seen[1]
+        Report(report.loc, report.kind, report.name, sink).error(
+            ("spec", "priority"),
+            f"same priority {p.priority} as {earlier} in the {p.tier} tier: the API leaves "
+            "their order to the implementation (Calico and sekisho order them by name)",
+        )

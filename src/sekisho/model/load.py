@@ -60,7 +60,7 @@ class LoadResult:
             "nodes": len(c.nodes) if c else 0,
             "namespaces": len(c.namespaces) if c else 0,
             "pods": len(c.pods) if c else 0,
-            "policies": len(c.policies) if c else 0,
+            "policies": len(c.policies) + len(c.cluster_policies) if c else 0,
             "skipped": len(self.skipped),
             "problems": len(self.problems),
             "warnings": len(self.warnings),
@@ -256,6 +256,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
         pods=tuple(pods),
         policies=policies,
         cluster_cidr=cluster_cidr,
+        cluster_policies=tuple(sorted(drafts.cluster_policies, key=lambda p: (p.kind, p.name))),
     )
 
 

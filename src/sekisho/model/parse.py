@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sekisho.model import fields as F
-from sekisho.model import names
+from sekisho.model import names, npa
 from sekisho.model.checks import (
     IPAddress,
     IPNetwork,
@@ -93,6 +93,7 @@ class Drafts:
     pods: list[PodDraft] = field(default_factory=list)
     workloads: list[WorkloadDraft] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
+    cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seen: dict[tuple[str, str, str], tuple[Source, Report]] = field(default_factory=dict)
     mentioned_namespaces: set[str] = field(default_factory=set)
@@ -147,6 +148,10 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
         policy = network_policy(r, spec, meta.namespace, meta.name, source)
         if policy is not None:
             drafts.policies.append(policy)
+    elif kind in npa.API_VERSIONS:
+        cluster_policy = npa.cluster_policy(r, kind, data, meta.name, source)
+        if cluster_policy is not None:
+            drafts.cluster_policies.append(cluster_policy)
     elif kind == "Pod":
         template = _pod_spec(r, spec, ("spec",), meta.labels)
         ip = _pod_status(r, data.get("status"))

@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from sekisho.model.npa import ClusterPolicy
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 """Protocols a NetworkPolicy port or a container port can name."""
@@ -277,6 +280,9 @@ class Cluster:
     pods: tuple[Pod, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
     cluster_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_CLUSTER_CIDR
+    cluster_policies: tuple[ClusterPolicy, ...] = ()
+    """ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies
+    (:mod:`sekisho.model.npa`), sorted by kind and name."""
 
     def node(self, name: str) -> Node | None:
         for n in self.nodes:

@@ -7,7 +7,7 @@ and one line here; nothing downstream changes.
 from __future__ import annotations
 
 from sekisho.model.types import Cluster
-from sekisho.semantics import kubernetes
+from sekisho.semantics import kubernetes, npa
 from sekisho.semantics.program import (
     DEFAULT_TIER,
     DEFAULT_TIER_ORDER,
@@ -24,7 +24,7 @@ def program_inputs(cluster: Cluster) -> tuple[object, ...]:
 
     A compiler that reads another part of the cluster adds it here.
     """
-    return (cluster.policies,)
+    return (cluster.policies, cluster.cluster_policies)
 
 
 def compile_program(cluster: Cluster) -> Program:
@@ -33,6 +33,12 @@ def compile_program(cluster: Cluster) -> Program:
     if _last is not None and _last[0] is cluster:
         return _last[1]
     policies = [kubernetes.compile_policy(p) for p in cluster.policies]
-    program = build_program(policies, [Tier(DEFAULT_TIER, DEFAULT_TIER_ORDER)])
+    tiers = [Tier(DEFAULT_TIER, DEFAULT_TIER_ORDER)]
+    notes: list[str] = []
+    if cluster.cluster_policies:
+        cluster_wide, notes = npa.compile_policies(cluster.cluster_policies)
+        policies += cluster_wide
+        tiers += npa.TIERS
+    program = build_program(policies, tiers, notes=tuple(notes))
     _last = (cluster, program)
     return program

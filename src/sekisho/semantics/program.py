@@ -317,6 +317,21 @@ DEFAULT_TIER = "default"
 DEFAULT_TIER_ORDER = 1_000_000.0
 """Calico's default tier (where Kubernetes NetworkPolicies live) has order 1,000,000."""
 
+KUBE_ADMIN_TIER = "kube-admin"
+KUBE_ADMIN_TIER_ORDER = 1_000.0
+KUBE_BASELINE_TIER = "kube-baseline"
+KUBE_BASELINE_TIER_ORDER = 10_000_000.0
+"""Calico's tiers for the network-policy-api's cluster-wide policies, before and after
+the default tier (``apiv3.KubeAdminTierOrder`` 1K, ``KubeBaselineTierOrder`` 10M);
+both end with Pass."""
+
+BUILTIN_TIERS: dict[str, tuple[float, EndAction]] = {
+    KUBE_ADMIN_TIER: (KUBE_ADMIN_TIER_ORDER, "pass"),
+    DEFAULT_TIER: (DEFAULT_TIER_ORDER, "deny"),
+    KUBE_BASELINE_TIER: (KUBE_BASELINE_TIER_ORDER, "pass"),
+}
+"""The tiers Calico always has: name -> (order, default action)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Program:
@@ -378,8 +393,11 @@ def build_program(
     for p in policies:
         groups.setdefault(p.tier, []).append(p)
         if p.tier not in by_name:
-            order = DEFAULT_TIER_ORDER if p.tier == DEFAULT_TIER else None
-            by_name[p.tier] = Tier(p.tier, order)
+            builtin = BUILTIN_TIERS.get(p.tier)
+            if builtin is not None:
+                by_name[p.tier] = Tier(p.tier, builtin[0], builtin[1])
+            else:
+                by_name[p.tier] = Tier(p.tier, None)
     out = [
         Tier(t.name, t.order, t.default_action, tuple(sorted(groups.get(t.name, ()), key=_pkey)))
         for t in by_name.values()
