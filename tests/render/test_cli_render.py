@@ -102,7 +102,7 @@ def test_render_unknown_node(capsys: pytest.CaptureFixture[str]) -> None:
             80,
             "k8s-node2",
             [
-                "DROP by: endpoint dev/red egress: isolated and no rule allowed it",
+                "DROP by: endpoint dev/red egress: end of tier default: no policy passed it",
                 "rules say: denied",
             ],
             id="finding-4-denied",

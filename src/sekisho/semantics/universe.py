@@ -56,12 +56,17 @@ class Entity:
         return None
 
 
-def pod_entity(pod: Pod, namespace_labels: Mapping[str, str]) -> Entity:
-    """The workload endpoint of a pod (the caller checks it is not hostNetwork)."""
+def pod_entity(
+    pod: Pod, namespace_labels: Mapping[str, str], *, ns_part: Mapping[str, str] | None = None
+) -> Entity:
+    """The workload endpoint of a pod (the caller checks it is not hostNetwork).
+
+    ``ns_part``: :func:`~sekisho.semantics.labels.namespace_part` of its namespace, when
+    the caller keeps it."""
     return Entity(
         kind="workload",
         key=pod.key,
-        labels=workload_labels(pod.labels, pod.namespace, namespace_labels),
+        labels=workload_labels(pod.labels, pod.namespace, namespace_labels, ns_part=ns_part),
         own_labels=pod.labels,
         ips=(pod.ip,) if pod.ip is not None else (),
         ports=pod.ports,
