@@ -21,6 +21,7 @@ from sekisho.render.iptables import (
 )
 from sekisho.render.nftables import NftRuleset, NftSet, normalize_nft, render_nftables
 from sekisho.render.node import Delta, NodeRenderer
+from sekisho.semantics.program import Program
 
 Backend = Literal["iptables", "nftables"]
 BACKENDS: tuple[Backend, ...] = ("iptables", "nftables")
@@ -54,25 +55,47 @@ def check_node(cluster: Cluster, node: str) -> None:
 
 @overload
 def render_node(
-    cluster: Cluster, node: str, *, backend: Literal["iptables"] = ..., prefix: str = ...
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Literal["iptables"] = ...,
+    prefix: str = ...,
+    program: Program | None = ...,
 ) -> IptablesRuleset: ...
 @overload
 def render_node(
-    cluster: Cluster, node: str, *, backend: Literal["nftables"], prefix: str = ...
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Literal["nftables"],
+    prefix: str = ...,
+    program: Program | None = ...,
 ) -> NftRuleset: ...
 @overload
 def render_node(
-    cluster: Cluster, node: str, *, backend: Backend = ..., prefix: str = ...
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Backend = ...,
+    prefix: str = ...,
+    program: Program | None = ...,
 ) -> IptablesRuleset | NftRuleset: ...
 def render_node(
-    cluster: Cluster, node: str, *, backend: Backend = "iptables", prefix: str = "sekisho"
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Backend = "iptables",
+    prefix: str = "sekisho",
+    program: Program | None = None,
 ) -> IptablesRuleset | NftRuleset:
-    """The whole ruleset of ``node`` for ``backend``; deterministic for a given cluster."""
+    """The whole ruleset of ``node`` for ``backend``; deterministic for a given cluster.
+
+    ``program``: render this program instead of the cluster's own (tests)."""
     check_node(cluster, node)
     if backend not in BACKENDS:
         raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     r = NodeRenderer(node, prefix=prefix)
-    r.update(cluster)
+    r.update(cluster, program=program)
     return render_state(r, backend)
 
 

@@ -219,6 +219,15 @@ def match_variants(r: NodeRenderer, m: Match) -> list[list[str]]:
     if m.not_icmp is None:
         return [words]
     t = _icmp_type(m.not_icmp.type)
+    if m.icmp is not None:
+        # the type is fixed already: another type never is the excluded one
+        if m.icmp.type != m.not_icmp.type:
+            return [words]
+        if m.not_icmp.code is None:
+            return []  # "type T and not type T" never holds
+        if m.icmp.code is not None:
+            return [words] if m.icmp.code != m.not_icmp.code else []
+        return [[*words, f"icmp code != {_icmp_code(m.not_icmp.code)}"]]
     if m.not_icmp.code is None:
         return [[*words, f"icmp type != {t}"]]
     return [

@@ -176,6 +176,7 @@ class NodeRenderer:
         self.cluster = Cluster()
         self.program = Program()
         self._inputs: tuple[object, ...] | None = None
+        self._given: Program | None = None
         self.pods: dict[str, Pod] = {}
         self.entities: dict[str, Entity] = {}
         """Workload entities by pod key."""
@@ -207,13 +208,18 @@ class NodeRenderer:
 
     # ---------------------------------------------------------------- public
 
-    def update(self, cluster: Cluster) -> Delta:
-        """Move to ``cluster``; return what changed (everything, the first time)."""
+    def update(self, cluster: Cluster, *, program: Program | None = None) -> Delta:
+        """Move to ``cluster``; return what changed (everything, the first time).
+
+        ``program``: render this program over the cluster's entities instead of the
+        cluster's own (:func:`~sekisho.semantics.compile_program`); tests build
+        programs directly."""
         old = self.cluster
         self.cluster = cluster
+        self._given = program
         if self._inputs is None or self._structural(old, cluster):
             return self._rebuild(cluster)
-        inputs = program_inputs(cluster)
+        inputs = self._program_inputs(cluster)
         changed: set[str] = set()
         if len(inputs) != len(self._inputs) or any(
             a is not b and a != b for a, b in zip(inputs, self._inputs, strict=False)
@@ -273,6 +279,14 @@ class NodeRenderer:
 
     # -------------------------------------------------------------- internals
 
+    def _program_inputs(self, cluster: Cluster) -> tuple[object, ...]:
+        if self._given is not None:
+            return (self._given,)
+        return program_inputs(cluster)
+
+    def _compile(self, cluster: Cluster) -> Program:
+        return self._given if self._given is not None else compile_program(cluster)
+
     @staticmethod
     def _structural(old: Cluster, new: Cluster) -> bool:
         for f in dataclasses.fields(Cluster):
@@ -299,8 +313,8 @@ class NodeRenderer:
             Entity("node", n.name, n.labels, n.labels, (n.internal_ip,)) for n in cluster.nodes
         ]
         self._others += Universe(cluster).netsets
-        self._inputs = program_inputs(cluster)
-        self._set_program(compile_program(cluster))
+        self._inputs = self._program_inputs(cluster)
+        self._set_program(self._compile(cluster))
         self._ns_parts = {}
         for pod in cluster.pods:
             self._add_pod(pod)
@@ -351,7 +365,7 @@ class NodeRenderer:
         old = self.policies
         old_tiers = self._tiers
         old_pos = self._position
-        self._set_program(compile_program(cluster))
+        self._set_program(self._compile(cluster))
         changed = {
             k for k in old.keys() | self.policies.keys() if old.get(k) != self.policies.get(k)
         }
