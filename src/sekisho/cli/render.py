@@ -56,9 +56,7 @@ def explain_enforcement(
     from sekisho.render import check_node, render_node
     from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet, program
     from sekisho.render.path import enforce, hops
-    from sekisho.sources.files import refuse_unrendered
 
-    refuse_unrendered(cluster)
     if node is not None:
         check_node(cluster, node)
 
@@ -146,9 +144,8 @@ def render(
     """
     from sekisho.model import load_cluster
     from sekisho.render import render_node
-    from sekisho.sources.files import refuse_unrendered
 
-    cluster = refuse_unrendered(load_cluster(list(paths)))
+    cluster = load_cluster(list(paths))
     ruleset = render_node(cluster, node, backend=cast("Backend", backend), prefix=prefix)
     if out_dir is None:
         click.echo(ruleset.render_text(), nl=False)

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from inotify_simple import INotify, flags
 
-from sekisho.errors import ManifestError, Problem
+from sekisho.errors import ManifestError
 from sekisho.model.types import Cluster
 
 log = logging.getLogger(__name__)
@@ -99,33 +99,6 @@ class CachingLoader:
         return result.cluster
 
 
-def refuse_unrendered(cluster: Cluster) -> Cluster:
-    """``cluster``, or :class:`ManifestError` when it has policies the renderer cannot draw.
-
-    The renderer reads Kubernetes NetworkPolicies only until it reads the policy
-    program (issue 11); rendering a cluster with cluster-wide policies without them
-    would enforce less than the manifests say. So the agent keeps its last good
-    state and ``render`` stops, naming each such policy (validate, trace and matrix
-    read them).
-    """
-    if not cluster.cluster_policies:
-        return cluster
-    raise ManifestError(
-        [
-            Problem(
-                p.source.file,
-                p.source.line,
-                p.kind,
-                p.name,
-                "",
-                "not rendered yet: the renderer (render, agent, lab) reads Kubernetes "
-                "NetworkPolicies only; refusing to enforce the cluster without this policy",
-            )
-            for p in cluster.cluster_policies
-        ]
-    )
-
-
 def default_loader(paths: Sequence[str]) -> Cluster:
     """The model's loader (``sekisho.model.load_cluster``); raises ``ManifestError``."""
     model = importlib.import_module("sekisho.model")
@@ -161,7 +134,7 @@ class FileSource:
         """Load and validate; raises :class:`~sekisho.errors.ManifestError` with every problem."""
         files = self.files()
         self._stats = self._stat(files)
-        return refuse_unrendered(self.loader([str(p) for p in files]))
+        return self.loader([str(p) for p in files])
 
     @staticmethod
     def _stat(files: list[Path]) -> dict[str, tuple[int, int, int]]:
