@@ -3,7 +3,7 @@
 Modules (imported where used, so ``python -m sekisho.lab.server`` starts fast):
 
 * :mod:`~sekisho.lab.topology`  the plan: namespaces, veths, addresses, routes, NAT (pure)
-* :mod:`~sekisho.lab.netns`     ``ip netns`` and ``setns(2)``; spawning and killing children
+* :mod:`~sekisho.lab.netns`     ``ip netns`` add/del/list, scripts inside; spawning and killing children
 * :mod:`~sekisho.lab.core`      :class:`~sekisho.lab.core.Lab`: up, apply, run, down; state file
 * :mod:`~sekisho.lab.manifests` what the agents watch, written atomically
 * :mod:`~sekisho.lab.agents`    when an agent has applied (its ready file's fingerprint)
