@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "agent": ("sekisho.cli.agent", "agent", "Enforce policies on a node and keep them right."),
     "lab": ("sekisho.cli.lab", "lab", "A virtual cluster of network namespaces: up, probe, down."),
+    "diff": ("sekisho.cli.diff", "diff", "What a policy change does: pairs gained and lost."),
     "demo": ("sekisho.cli.demo", "demo", "Reproduce the seed report with real packets."),
 }
 
