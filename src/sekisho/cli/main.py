@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("sekisho.cli.validate", "validate", "Load manifests and report every problem."),
     "trace": ("sekisho.cli.trace", "trace", "Can A reach B on a port, and why?"),
     "matrix": ("sekisho.cli.matrix", "matrix", "Truth tables of who can reach whom."),
+    "test": ("sekisho.cli.test", "test", "Check expectation files (allow/deny, snapshots)."),
     "render": (
         "sekisho.cli.render",
         "render",
