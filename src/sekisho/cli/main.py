@@ -18,6 +18,7 @@ from sekisho import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("sekisho.cli.validate", "validate", "Load manifests and report every problem."),
     "trace": ("sekisho.cli.trace", "trace", "Can A reach B on a port, and why?"),
+    "lint": ("sekisho.cli.lint", "lint", "Pitfalls in valid policies, with codes and fixes."),
     "matrix": ("sekisho.cli.matrix", "matrix", "Truth tables of who can reach whom."),
     "test": ("sekisho.cli.test", "test", "Check expectation files (allow/deny, snapshots)."),
     "render": (
