@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "trace": ("sekisho.cli.trace", "trace", "Can A reach B on a port, and why?"),
     "lint": ("sekisho.cli.lint", "lint", "Pitfalls in valid policies, with codes and fixes."),
     "matrix": ("sekisho.cli.matrix", "matrix", "Truth tables of who can reach whom."),
+    "report": ("sekisho.cli.report", "report", "One self-contained HTML page: graph, heat map."),
     "test": ("sekisho.cli.test", "test", "Check expectation files (allow/deny, snapshots)."),
     "render": (
         "sekisho.cli.render",
