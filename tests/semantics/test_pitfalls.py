@@ -101,7 +101,8 @@ def test_cli_text_json_sarif_and_exit_codes(capsys: pytest.CaptureFixture[str]) 
     args = [str(DATA / "cluster.yaml"), str(DATA / "sk004.yaml")]
     assert main(["lint", *args]) == 1
     out = capsys.readouterr().out
-    assert "sk004.yaml:8: SK004 NetworkPolicy a/split spec.ingress[0].from[0]:" in out
+    assert "sk004.yaml:8: SK004 NetworkPolicy a/split spec.ingress[0].from[0]\n" in out
+    assert all(len(line) <= 80 for line in out.splitlines() if line.startswith("  "))
     assert "  fix: to allow only those pods in those namespaces" in out
     assert main(["lint", *args, "--format", "json"]) == 1
     doc = json.loads(capsys.readouterr().out)

@@ -79,6 +79,27 @@ def located(findings: list[Finding]) -> list[Finding]:
     return sorted(out, key=lambda f: (f.file, f.line, f.code, f.path, f.message))
 
 
+def text_lines(findings: list[Finding], width: int = 80) -> list[str]:
+    """Per finding: ``FILE:LINE: CODE KIND NAME FIELD`` (one line to grep), then what is
+    wrong and the fix, wrapped to ``width`` columns."""
+    import textwrap
+
+    out: list[str] = []
+    for f in findings:
+        where = f"{f.file}:{f.line}" if f.line else f.file
+        out.append(f"{where}: {f.code} {f.kind} {f.name}" + (f" {f.path}" if f.path else ""))
+        for text, first in ((f.message, "  "), ("fix: " + f.hint, "  ")):
+            out += textwrap.wrap(
+                text,
+                width,
+                initial_indent=first,
+                subsequent_indent="    ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+    return out
+
+
 def sarif(findings: list[Finding]) -> dict[str, object]:
     from sekisho import __version__
     from sekisho.semantics.pitfalls import CODES
@@ -186,9 +207,8 @@ def lint(
     elif fmt == "sarif":
         click.echo(json.dumps(sarif(findings), indent=2))
     else:
-        for f in findings:
-            click.echo(str(f))
-            click.echo(f"  fix: {f.hint}")
+        for line in text_lines(findings):
+            click.echo(line)
         counts: dict[str, int] = {}
         for f in findings:
             counts[f.severity] = counts.get(f.severity, 0) + 1
