@@ -56,7 +56,10 @@ def text_lines(diff: Diff) -> list[str]:
         if probe.lost:
             out += _wrap(f"established: {probe.established}", "  ", "    ")
     if not diff.changed:
-        out.append("no change")
+        policies = diff.policies_added or diff.policies_removed or diff.policies_changed
+        out.append(
+            "no change in who can reach whom" + (" (the policies differ)" if policies else "")
+        )
     return out
 
 
@@ -182,7 +185,8 @@ def diff(args: tuple[str, ...], git: str | None, probes: tuple[str, ...], output
     Each changed group pair names the side and rule that decide after the change.
     Lost pairs keep their open connections (conntrack accepts established
     traffic before any policy): the output says so and for how long.
-    Exit 0 nothing changes, 1 something does, 2 bad input.
+    Exit 0 when who can reach whom does not change (policies rewritten to the
+    same effect included), 1 when it does, 2 on bad input.
     """
     from sekisho.cli.trace import load
     from sekisho.errors import UsageError

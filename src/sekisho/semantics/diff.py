@@ -138,14 +138,10 @@ class Diff:
 
     @property
     def changed(self) -> bool:
-        """Whether any pair, pod or policy differs."""
+        """Whether who can reach whom differs: a pair gained or lost, or a pod added or
+        removed. Policies rewritten to the same effect are no change."""
         return bool(
-            any(p.gained or p.lost for p in self.probes)
-            or self.added_pods
-            or self.removed_pods
-            or self.policies_added
-            or self.policies_removed
-            or self.policies_changed
+            any(p.gained or p.lost for p in self.probes) or self.added_pods or self.removed_pods
         )
 
     def to_json(self) -> dict[str, object]:
