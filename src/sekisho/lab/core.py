@@ -381,8 +381,13 @@ class Lab:
 
     # -- apply ---------------------------------------------------------------------------------
 
-    def apply(self, objects: list[dict[str, Any]], timeout: float = 30.0) -> Cluster:
-        """Replace the policies (and labels) in place; wait until every agent applied them."""
+    def apply(
+        self, objects: list[dict[str, Any]], timeout: float = 30.0, *, forget: bool = True
+    ) -> Cluster:
+        """Replace the policies (and labels) in place; wait until every agent applied them.
+
+        ``forget=False`` keeps conntrack, so connections opened before the change
+        stay established (what ``sekisho lab diff`` shows)."""
         self.state  # noqa: B018 - raises "no lab named ... is up" before any file error
         current = mf.read_objects([self.manifests / mf.CLUSTER_FILE])
         policies = [o for o in objects if mf.is_policy(o)]
@@ -396,7 +401,8 @@ class Lab:
         self._cluster = cluster
         if self.state.enforce == "agent":
             self.wait_agents(before, timeout, cluster)
-        self.forget_connections()
+        if forget:
+            self.forget_connections()
         return cluster
 
     def forget_connections(self) -> None:
