@@ -137,7 +137,7 @@ def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) ->
     cluster = _build(drafts, cidr, issues)
     problems = tuple(resolve(issues, read.texts))
     unsupported = tuple(resolve(drafts.unsupported, read.texts))
-    notes: list[Issue] = []
+    notes: list[Issue] = list(drafts.notes)
     if warnings and not problems:
         lint(cluster, drafts, notes)
     if unsupported and not problems:

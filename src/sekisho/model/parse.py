@@ -96,6 +96,8 @@ class Drafts:
     cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """``(location, "Kind ns/name")`` of every object not read (unsupported ones too)."""
+    notes: list[Issue] = field(default_factory=list)
+    """Warnings found while parsing (an ipBlock with host bits set)."""
     unsupported: list[Issue] = field(default_factory=list)
     """Objects of kinds sekisho does not know (:mod:`sekisho.model.kinds`): warnings."""
     seen: dict[tuple[str, str, str], tuple[Source, Report]] = field(default_factory=dict)
@@ -115,7 +117,7 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     kind = data.get("kind")
     api_version = data.get("apiVersion")
     kind_text = kind if isinstance(kind, str) else ""
-    r = Report(obj.loc, kind_text, _display_name(data, kind_text), sink)
+    r = Report(obj.loc, kind_text, _display_name(data, kind_text), sink, drafts.notes)
     if not isinstance(kind, str) or not kind:
         r.error(
             ("kind",),

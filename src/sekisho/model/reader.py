@@ -346,10 +346,19 @@ def _add_document(
             into.issues.append(
                 Issue(Loc(file, doc, (), line), kind, "", (name,), f'unknown field "{name}"')
             )
+        # A typed list as a REST call returns it (PodList, NetworkPolicyList: what
+        # `kubectl get --raw` prints) leaves kind and apiVersion out of its items:
+        # they are the list's kind without "List" and the list's apiVersion.
+        item_kind = kind[: -len("List")] if kind != "List" else None
+        list_version = data.get("apiVersion")
         for i, item in enumerate(items):
             item_line = item_lines[i] if item_lines is not None and i < len(item_lines) else 0
             loc = Loc(file, doc, ("items", i), item_line)
             if isinstance(item, dict):
+                if item_kind and "kind" not in item:
+                    item = {"kind": item_kind, **item}
+                    if "apiVersion" not in item and isinstance(list_version, str):
+                        item["apiVersion"] = list_version
                 into.objects.append(RawObject(loc, item))
             elif item is not None:
                 into.issues.append(
