@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -291,7 +292,7 @@ def matrix(
     -o json     every probe's pod-by-pod ingress, egress and allowed tables
     -o csv      one row per (probe, from, to);  -o md  Markdown tables
     """
-    from sekisho.cli.trace import load
+    from sekisho.cli.trace import load, warnings_json
     from sekisho.semantics import compute_matrix
     from sekisho.semantics.probe import default_services, services_from_flags
 
@@ -300,8 +301,9 @@ def matrix(
     result = compute_matrix(cluster, chosen if chosen is not None else default_services(cluster))
     if output == "json":
         stream = sys.stdout.buffer
-        for chunk in result.iter_json_bytes():
-            stream.write(chunk)
+        stream.write(b'{"warnings": ' + json.dumps(warnings_json(cluster)).encode() + b", ")
+        for n, chunk in enumerate(result.iter_json_bytes()):
+            stream.write(chunk[1:] if n == 0 else chunk)  # the object opened above
         stream.write(b"\n")
         stream.flush()
     elif output == "csv":
