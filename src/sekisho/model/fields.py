@@ -234,8 +234,34 @@ API_VERSIONS: dict[str, str] = {
     "ClusterNetworkPolicy": "policy.networking.k8s.io/v1alpha2",
     "AdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
     "BaselineAdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
+    # Calico's own kinds (model/calico.py); Calico's NetworkPolicy is told apart from
+    # Kubernetes' by its apiVersion projectcalico.org/v3.
+    "GlobalNetworkPolicy": "projectcalico.org/v3",
+    "GlobalNetworkSet": "projectcalico.org/v3",
+    "HostEndpoint": "projectcalico.org/v3",
+    "NetworkSet": "projectcalico.org/v3",
+    "StagedGlobalNetworkPolicy": "projectcalico.org/v3",
+    "StagedKubernetesNetworkPolicy": "projectcalico.org/v3",
+    "StagedNetworkPolicy": "projectcalico.org/v3",
+    "Tier": "projectcalico.org/v3",
+    "ServiceAccount": "v1",
 }
 """The kinds sekisho reads and the one apiVersion each must carry."""
+
+CALICO_KINDS = frozenset(
+    {
+        "GlobalNetworkPolicy",
+        "GlobalNetworkSet",
+        "HostEndpoint",
+        "NetworkSet",
+        "StagedGlobalNetworkPolicy",
+        "StagedKubernetesNetworkPolicy",
+        "StagedNetworkPolicy",
+        "Tier",
+        "ServiceAccount",
+    }
+)
+"""The kinds :mod:`sekisho.model.calico` reads (besides Calico's NetworkPolicy)."""
 
 CLUSTER_SCOPED = frozenset(
     {
@@ -244,5 +270,10 @@ CLUSTER_SCOPED = frozenset(
         "ClusterNetworkPolicy",
         "AdminNetworkPolicy",
         "BaselineAdminNetworkPolicy",
+        "GlobalNetworkPolicy",
+        "GlobalNetworkSet",
+        "HostEndpoint",
+        "StagedGlobalNetworkPolicy",
+        "Tier",
     }
 )

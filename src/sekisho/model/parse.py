@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sekisho.model import calico, names, npa
 from sekisho.model import fields as F
-from sekisho.model import names, npa
 from sekisho.model.checks import (
     IPAddress,
     IPNetwork,
@@ -60,6 +60,8 @@ class PodTemplate:
     host_network: bool
     ports: tuple[ContainerPort, ...]
     ip: IPAddress | None = None
+    service_account: str = "default"
+    """``serviceAccountName`` (the ServiceAccount admission plugin sets "default")."""
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class Drafts:
     workloads: list[WorkloadDraft] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
     cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
+    calico: calico.CalicoDrafts = field(default_factory=calico.CalicoDrafts)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seen: dict[tuple[str, str, str], tuple[Source, Report]] = field(default_factory=dict)
     mentioned_namespaces: set[str] = field(default_factory=set)
@@ -120,6 +123,9 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
         )
         return
     expected = F.API_VERSIONS.get(kind)
+    is_calico = calico.is_calico(kind, api_version)
+    if is_calico and kind == "NetworkPolicy":
+        expected = calico.API_VERSION
     if expected is None:
         drafts.skipped.append((str(source), f"{kind} {r.name}".rstrip()))
         return
@@ -132,10 +138,10 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
                 ("apiVersion",),
                 f'"{api_version}" is not supported for {kind}: expected {expected}',
             )
-    mapping(r, data, (), F.TOP)
+    mapping(r, data, (), calico.SERVICE_ACCOUNT_TOP if kind == "ServiceAccount" else F.TOP)
     if meta is None:
         return
-    key = (kind, meta.namespace, meta.name)
+    key = (("calico/" if is_calico else "") + kind, meta.namespace, meta.name)
     first = drafts.seen.get(key)
     if first is not None:
         r.error(("metadata", "name"), f"duplicate {kind} {r.name} (first defined at {first[0]})")
@@ -144,7 +150,11 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     if meta.namespace:
         drafts.mentioned_namespaces.add(meta.namespace)
     spec = data.get("spec")
-    if kind == "NetworkPolicy":
+    if is_calico:
+        calico.parse_object(
+            r, kind, data, meta.name, meta.namespace, meta.labels, source, drafts.calico
+        )
+    elif kind == "NetworkPolicy":
         policy = network_policy(r, spec, meta.namespace, meta.name, source)
         if policy is not None:
             drafts.policies.append(policy)
@@ -243,6 +253,9 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
             r.error((*path, "nodeName"), err)
             node = None
     labels(r, spec.get("nodeSelector"), (*path, "nodeSelector"))
+    account = string(r, spec.get("serviceAccountName"), (*path, "serviceAccountName"))
+    # serviceAccount: "DeprecatedServiceAccount is a deprecated alias for ServiceAccountName."
+    account = account or string(r, spec.get("serviceAccount"), (*path, "serviceAccount"))
     ports: list[ContainerPort] = []
     port_names: dict[str, FieldPath] = {}
     for group in ("initContainers", "containers", "ephemeralContainers"):
@@ -267,7 +280,9 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
                 )
                 if port is not None and serving:
                     ports.append(port)
-    return PodTemplate(dict(pod_labels), node or None, host_network, tuple(ports))
+    return PodTemplate(
+        dict(pod_labels), node or None, host_network, tuple(ports), None, account or "default"
+    )
 
 
 def _container_port(

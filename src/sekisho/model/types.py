@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from sekisho.model.calico import CalicoResources
     from sekisho.model.npa import ClusterPolicy
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
@@ -242,6 +243,8 @@ class Pod:
     workload: str | None = None
     """``Kind/name`` of the controller it was expanded from, if any."""
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+    service_account: str = "default"
+    """``serviceAccountName``; Calico selects on it (``serviceAccountSelector``)."""
 
     @property
     def key(self) -> str:
@@ -283,6 +286,8 @@ class Cluster:
     cluster_policies: tuple[ClusterPolicy, ...] = ()
     """ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies
     (:mod:`sekisho.model.npa`), sorted by kind and name."""
+    calico: CalicoResources | None = None
+    """Calico's own objects (:mod:`sekisho.model.calico`); None when there are none."""
 
     def node(self, name: str) -> Node | None:
         for n in self.nodes:
