@@ -39,7 +39,13 @@ from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.expr import matches
 from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 from sekisho.semantics.compiler import compile_program
-from sekisho.semantics.labels import is_namespace_key, namespace_part
+from sekisho.semantics.labels import (
+    SA_PREFIX,
+    SERVICE_ACCOUNT,
+    is_namespace_key,
+    namespace_part,
+    workload_labels,
+)
 from sekisho.semantics.probe import Service, default_services
 from sekisho.semantics.program import (
     DIRECTIONS,
@@ -278,12 +284,22 @@ class _Keyer:
         self.own_keys = looked.own_keys
         self.named = looked.named | (probed_names or set())
         self.named_names = {name for name, _proto in self.named}
-        # Address membership: the program's nets, then each network set's nets.
+        # Address membership: the program's nets, then each network set's nets, then
+        # each host endpoint's addresses (a selector that selects a host endpoint holds
+        # its expected IPs, which may be a node's, i.e. a hostNetwork pod's).
+        universe = universe_of(cluster)
         self.net_pos = {n.key: i for i, n in enumerate(looked.nets)}
-        self.nets_list = [n.nets for n in looked.nets] + [
-            e.nets for e in universe_of(cluster).netsets
-        ]
+        self.nets_list = (
+            [n.nets for n in looked.nets]
+            + [e.nets for e in universe.netsets]
+            + [tuple(ipaddress.ip_network(ip) for ip in e.ips) for e in universe.hosts]
+        )
         self._kept: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Service account labels (Calico's projectcalico.org/serviceaccount and pcsa.*)
+        # join a pod's own labels when some selector reads them.
+        self.accounts: dict[tuple[str, str], dict[str, str]] | None = None
+        if any(k == SERVICE_ACCOUNT or k.startswith(SA_PREFIX) for k in self.own_keys):
+            self.accounts = cluster.calico.service_account_labels() if cluster.calico else {}
 
     def keys(self, pods: Sequence[Pod]) -> tuple[list[IdentityKey], BoolArray]:
         """The key of each pod, and each pod's membership in the nets (pods x nets)."""
@@ -303,6 +319,15 @@ class _Keyer:
         for i, pod in enumerate(pods):
             hn = pod.host_network
             labels = pod.labels
+            if self.accounts is not None and not hn:
+                labels = workload_labels(
+                    labels,
+                    pod.namespace,
+                    {},
+                    pod.service_account,
+                    self.accounts.get((pod.namespace, pod.service_account)),
+                    ns_part={},
+                )
             # Project the labels on the keys some selector reads (cached per key set).
             names = tuple(labels)
             kept = kept_keys.get(names)
@@ -403,6 +428,7 @@ class _Identities:
                 {**own, **ns_maps[g]} for own, g in zip(own_maps, group_of.tolist(), strict=True)
             ]
         self.netsets = universe.netsets
+        self.hosts = universe.hosts
         self.netset_table = LabelTable([dict(e.labels) for e in universe.netsets])
         self._cache: dict[str, BoolArray] = {}
         self._numbers: dict[tuple[str, str], IntArray] = {}
@@ -435,6 +461,11 @@ class _Identities:
                 base = len(self.net_pos)
                 for j in np.flatnonzero(chosen).tolist():
                     hit = hit | self.member[:, base + j]
+            if "host" in s.kinds and self.hosts:
+                base = len(self.net_pos) + len(self.netsets)
+                for j, h in enumerate(self.hosts):
+                    if matches(s.selector, h.labels):
+                        hit = hit | self.member[:, base + j]
             self._cache[key] = hit
         return hit
 
