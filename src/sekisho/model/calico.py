@@ -66,6 +66,10 @@ BUILTIN_TIER_ORDERS: dict[str, float] = {
 """The tiers Calico always has and the order each must keep (``apiv3.DefaultTierOrder``,
 ``KubeAdminTierOrder``, ``KubeBaselineTierOrder``)."""
 
+DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
+"""The one profile sekisho knows: Calico's built-in profile that allows everything (the
+profile of auto-created host endpoints). Other profiles are not read."""
+
 FAILSAFE_INBOUND: tuple[tuple[str, int], ...] = (
     ("TCP", 22),
     ("UDP", 68),
@@ -973,7 +977,15 @@ def _host_endpoint(
     profiles: list[str] = []
     for i, item in enumerate(sequence(r, spec.get("profiles"), (*path, "profiles")) or ()):
         text = string(r, item, (*path, "profiles", i))
-        if text is not None:
+        if text is not None and text != DEFAULT_ALLOW_PROFILE:
+            # A profile's rules come after every tier; sekisho reads no Profile objects,
+            # so it refuses to guess what one would allow.
+            r.error(
+                (*path, "profiles", i),
+                f'profile "{text}" is not read by sekisho: only {DEFAULT_ALLOW_PROFILE} '
+                "(allow everything) is known; leave profiles out to deny what no policy allows",
+            )
+        elif text is not None:
             profiles.append(text)
     ports: list[EndpointPort] = []
     for i, item in enumerate(sequence(r, spec.get("ports"), (*path, "ports")) or ()):

@@ -48,6 +48,7 @@ from sekisho.semantics.matrix import (
     _proto_number,
     _runs,
     compute_matrix,
+    refuse_host_endpoint_pods,
     walk_order,
 )
 from sekisho.semantics.probe import Service
@@ -279,6 +280,7 @@ class IncrementalMatrix:
 
     def update(self, cluster: Cluster) -> Matrix:
         """Move to ``cluster``; recompute only what its changes touch."""
+        refuse_host_endpoint_pods(cluster, cluster.pods)
         old = self.cluster
         if (
             program_inputs(cluster) != program_inputs(old)

@@ -842,6 +842,26 @@ def _direction_table(
     return out
 
 
+def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
+    """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint.
+
+    Such a pod is its node, whose own traffic the host endpoint polices; the matrix
+    does not evaluate host endpoint policy yet (``trace`` does), and it does not
+    answer rather than answer wrong. Pods with their own network namespace are not
+    affected.
+    """
+    if cluster.calico is None or not cluster.calico.host_endpoints:
+        return
+    nodes = {h.node for h in cluster.calico.host_endpoints}
+    hit = [p.key for p in pods if p.host_network and p.node in nodes]
+    if hit:
+        shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+        raise UsageError(
+            f"hostNetwork pods on nodes with host endpoints ({shown}): the matrix does not "
+            "evaluate host endpoint policy yet; use `sekisho trace` for them"
+        )
+
+
 def compute_matrix(
     cluster: Cluster,
     probes: Sequence[Service | Probe],
@@ -855,6 +875,7 @@ def compute_matrix(
     ``compile_program(cluster).pending()``); default: the cluster's own.
     """
     chosen = sorted(cluster.pods if pods is None else pods, key=attrgetter("namespace", "name"))
+    refuse_host_endpoint_pods(cluster, chosen)
     checked = [_check_probe(p) for p in probes]
     if program is None:
         program = compile_program(cluster)
