@@ -41,6 +41,15 @@ def pending_verdict(cluster: Cluster, flow: Flow) -> Verdict | None:
 def verdict_lines(enforced: Verdict, pending: Verdict, cluster: Cluster) -> list[str]:
     """Text for a pending verdict, under the enforced one."""
     word = "ALLOWED" if pending.allowed else "DENIED"
+    staged_met = [
+        p.label
+        for side in (pending.egress, pending.ingress)
+        if side is not None
+        for p in side.policies
+        if p.kind.startswith("Staged")
+    ]
+    if pending.allowed == enforced.allowed and not staged_met:
+        return [f"staged (not enforced): {', '.join(staged_labels(cluster))}: no change here"]
     change = (
         "the same verdict"
         if pending.allowed == enforced.allowed
