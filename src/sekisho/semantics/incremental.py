@@ -200,7 +200,7 @@ def _part_rows(
     """Per tier for probe ``k``: (applies, per run (src rows, dst rows)) of a view."""
     n = part.size
     subj = np.asarray(
-        [part.selector(s) & ~part.hn for s in plan.subjects] or np.zeros((0, n), np.bool_),
+        [part.subject(s) for s in plan.subjects] or np.zeros((0, n), np.bool_),
         dtype=np.bool_,
     ).reshape(len(plan.subjects), n)
     base = np.asarray(
@@ -415,7 +415,7 @@ def _subjects(ids: _Identities, program: Program) -> dict[str, BoolArray]:
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
         if pol.selector.key not in subject:
-            subject[pol.selector.key] = ids.selector(pol.selector) & ~ids.hn
+            subject[pol.selector.key] = ids.subject(pol.selector)
     return subject
 
 

@@ -51,6 +51,7 @@ from sekisho.semantics.program import (
     DIRECTIONS,
     PORT_PROTOCOLS,
     PROTOCOL_NUMBERS,
+    WORKLOADS,
     Action,
     Direction,
     EntityMatch,
@@ -468,6 +469,14 @@ class _Identities:
                         hit = hit | self.member[:, base + j]
             self._cache[key] = hit
         return hit
+
+    def subject(self, s: SelectorSet) -> BoolArray:
+        """Identities a policy of selector ``s`` applies to: workload endpoints whose labels
+        match (a policy's selector is evaluated on endpoints, not on addresses: the nets
+        of a network set it also selects make no pod its subject)."""
+        only = SelectorSet(s.selector, s.kinds & WORKLOADS)
+        out: BoolArray = self.selector(only) & ~self.hn
+        return out
 
     def nets(self, n: NetSet) -> BoolArray:
         col: BoolArray = self.member[:, self.net_pos[n.key]]
@@ -887,7 +896,7 @@ def compute_matrix(
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
         if pol.selector.key not in subject:
-            subject[pol.selector.key] = ids.selector(pol.selector) & ~ids.hn
+            subject[pol.selector.key] = ids.subject(pol.selector)
     # hostNetwork sources reach pods on their own node unfiltered (pod-level fix-up).
     node_of = [p.node for p in chosen]
     same_node: list[tuple[int, IntArray]] = []
