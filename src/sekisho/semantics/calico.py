@@ -39,23 +39,16 @@ from sekisho.model.calico import (
     CalicoRule,
     EntityRule,
     Icmp,
-    Selector,
-    ServiceAccountMatch,
 )
-from sekisho.selectors.expr import (
-    All,
-    And,
-    Compare,
-    Expr,
-    Global,
-    Has,
-    Not,
-    Or,
-    conj,
-    prefix_keys,
-)
+from sekisho.selectors.expr import Compare, Expr, conj
 from sekisho.semantics import kubernetes
-from sekisho.semantics.labels import NAMESPACE, NS_PREFIX, SA_PREFIX, SERVICE_ACCOUNT
+from sekisho.semantics.labels import (
+    NAMESPACE,
+    entity_selector,
+    namespace_selector,
+    service_account_selector,
+    service_accounts,
+)
 from sekisho.semantics.program import (
     CALICO_UNIVERSE,
     DEFAULT_TIER,
@@ -166,42 +159,15 @@ def compile_policy(policy: CalicoPolicy) -> ProgramPolicy:
     )
 
 
-def _replace_all(e: Expr, by: Expr) -> Expr:
-    """``e`` with every ``all()`` replaced (Calico's ``strings.Replace(sel, "all()", ...)``)."""
-    if isinstance(e, All):
-        return by
-    if isinstance(e, Not):
-        return Not(_replace_all(e.operand, by))
-    if isinstance(e, And):
-        return And(tuple(_replace_all(o, by) for o in e.operands))
-    if isinstance(e, Or):
-        return Or(tuple(_replace_all(o, by) for o in e.operands))
-    return e
-
-
-def _namespaces(s: Selector) -> Expr:
-    """A namespaceSelector over endpoint labels: keys get ``pcns.``; "We treat "all()" as
-    "select all namespaces"" (``has(projectcalico.org/namespace)``); "We treat "global()" as
-    opposite to `all()`, selects only host endpoints or GlobalNetworksets"."""
-    if isinstance(s.expr, Global):
-        return Not(Has(NAMESPACE))
-    return _replace_all(prefix_keys(s.expr, NS_PREFIX), Has(NAMESPACE))
-
-
-def _service_accounts(s: Selector) -> Expr:
-    """A serviceAccountSelector over ``pcsa.`` labels ("all()": any service account)."""
-    return _replace_all(prefix_keys(s.expr, SA_PREFIX), Has(SERVICE_ACCOUNT))
-
-
 def _subject(policy: CalicoPolicy) -> Expr:
     parts: list[Expr] = [policy.selector.expr]
     if policy.namespace is not None:
         # networkpolicyprocessor: the selector "&& projectcalico.org/namespace == 'ns'".
         parts.append(Compare(NAMESPACE, "==", (policy.namespace,)))
     elif policy.namespace_selector is not None:
-        parts.append(_namespaces(policy.namespace_selector))
+        parts.append(namespace_selector(policy.namespace_selector.expr))
     if policy.service_account_selector is not None:
-        parts.append(_service_accounts(policy.service_account_selector))
+        parts.append(service_account_selector(policy.service_account_selector.expr))
     return conj(*parts)
 
 
@@ -214,46 +180,6 @@ def _describe_subject(policy: CalicoPolicy) -> str:
     if policy.service_account_selector is not None:
         what += f" with service accounts matching {policy.service_account_selector}"
     return what
-
-
-def _sa_match(sam: ServiceAccountMatch) -> Expr | None:
-    # parseServiceAccounts: the names become "projectcalico.org/serviceaccount in {...}",
-    # AND'd with the selector over pcsa. labels.
-    parts: list[Expr] = []
-    if sam.selector is not None:
-        parts.append(prefix_keys(sam.selector.expr, SA_PREFIX))
-    if sam.names:
-        parts.append(Compare(SERVICE_ACCOUNT, "in", tuple(sorted(set(sam.names)))))
-    return conj(*parts) if parts else None
-
-
-def entity_selector(er: EntityRule, namespace: str | None) -> Expr | None:
-    """The selector of a rule side, as ``GetEntityRuleSelector`` forms it.
-
-    "Determine which namespaces are impacted by this entityRule": a namespaceSelector
-    selects namespaces; "No namespace selector was given and this is a namespaced network
-    policy, so the rule applies only to its own namespace." "We need to namespace the
-    rule's selector ... when the selector (and/or SA Selector), NotSelector, or
-    NamespaceSelector is provided". None: the side has no selector.
-    """
-    ns_part: Expr | None = None
-    if er.namespace_selector is not None:
-        ns_part = _namespaces(er.namespace_selector)
-    elif namespace is not None:
-        ns_part = Compare(NAMESPACE, "==", (namespace,))
-    chosen: list[Expr] = []
-    if er.service_accounts is not None:
-        sa = _sa_match(er.service_accounts)
-        if sa is not None:
-            chosen.append(sa)
-    if er.selector is not None:
-        chosen.append(er.selector.expr)
-    selector = conj(*chosen) if chosen else None
-    if ns_part is not None and (
-        selector is not None or er.not_selector is not None or er.namespace_selector is not None
-    ):
-        return conj(ns_part, selector) if selector is not None else ns_part
-    return selector
 
 
 def _side_text(er: EntityRule, namespace: str | None) -> str:
@@ -286,7 +212,16 @@ def _ports(
 
 
 def _side(er: EntityRule, namespace: str | None, protocol: int | None) -> EntityMatch:
-    expr = entity_selector(er, namespace)
+    sam = er.service_accounts
+    expr = entity_selector(
+        namespace,
+        None if er.selector is None else er.selector.expr,
+        None if er.namespace_selector is None else er.namespace_selector.expr,
+        has_not_selector=er.not_selector is not None,
+        accounts=None
+        if sam is None
+        else service_accounts(sam.names, None if sam.selector is None else sam.selector.expr),
+    )
     selector = (
         None if expr is None else SelectorSet(expr, CALICO_UNIVERSE, _side_text(er, namespace))
     )
