@@ -15,7 +15,7 @@ pods, and only the sets those policies use (as Felix's calculation graph does).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal, Protocol, TypeVar, cast
@@ -202,6 +202,7 @@ class NodeRenderer:
         self._tab: tuple[list[Entity], LabelTable] | None = None
         self._ports: dict[tuple[str, str], list[int]] | None = None
         self._ns_parts: dict[str, dict[str, str]] = {}
+        self._accounts: Mapping[tuple[str, str], Mapping[str, str]] = {}
         self._delta = Delta()
         self.text_cache: dict[tuple[str, ...], dict[str, object]] = {}
         """Rendered text per (kind, key) and backend; entries are dropped when they change."""
@@ -312,7 +313,9 @@ class NodeRenderer:
         self._others = [
             Entity("node", n.name, n.labels, n.labels, (n.internal_ip,)) for n in cluster.nodes
         ]
-        self._others += Universe(cluster).netsets
+        universe = Universe(cluster)
+        self._others += universe.hosts + universe.netsets
+        self._accounts = cluster.calico.service_account_labels() if cluster.calico else {}
         self._inputs = self._program_inputs(cluster)
         self._set_program(self._compile(cluster))
         self._ns_parts = {}
@@ -411,7 +414,8 @@ class NodeRenderer:
             labels = self.cluster.namespace_labels(ns)
             if part is None:
                 part = self._ns_parts[ns] = namespace_part(ns, labels)
-            self.entities[pod.key] = pod_entity(pod, labels, ns_part=part)
+            accounts = self._accounts.get((ns, pod.service_account))
+            self.entities[pod.key] = pod_entity(pod, labels, accounts, ns_part=part)
 
     def _refresh_all_endpoints(self) -> None:
         """Which policies apply to every local pod: each policy's selector once over a

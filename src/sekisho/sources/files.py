@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from inotify_simple import INotify, flags
 
-from sekisho.errors import ManifestError
+from sekisho.errors import ManifestError, Problem
 from sekisho.model.types import Cluster
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,46 @@ class CachingLoader:
         return result.cluster
 
 
+def refuse_unrendered(cluster: Cluster) -> Cluster:
+    """``cluster``, or :class:`ManifestError` when it has objects the renderer cannot draw.
+
+    The renderer draws every policy of the program on workload endpoints; it does
+    not draw host endpoints (the node's own traffic, with failsafe ports), which
+    the semantics walk. Enforcing a cluster without them would enforce less than
+    the manifests say, so the agent keeps its last good state and ``render`` and
+    ``trace --node`` stop, naming each one (validate, trace and matrix read them).
+    """
+    if cluster.calico is None or not cluster.calico.host_endpoints:
+        return cluster
+    raise ManifestError(
+        [
+            Problem(
+                h.source.file,
+                h.source.line,
+                "HostEndpoint",
+                h.name,
+                "",
+                "not rendered yet: the renderer (render, agent, lab) draws workload endpoints "
+                "only; refusing to enforce the cluster without this host endpoint",
+            )
+            for h in cluster.calico.host_endpoints
+        ]
+    )
+
+
+def refuse_unsupported(cluster: Cluster) -> Cluster:
+    """``cluster``, or :class:`ManifestError` when it has objects of kinds sekisho does not read.
+
+    Such an object (a Calico or Cilium policy, a custom resource, see
+    :mod:`sekisho.model.kinds`) may deny or allow traffic that the rendered rules
+    would not: enforcing without it is enforcing a partial picture. The agent keeps
+    its last good state and reports itself degraded with these problems as the reason.
+    """
+    if not cluster.unsupported:
+        return cluster
+    raise ManifestError(cluster.unsupported)
+
+
 def default_loader(paths: Sequence[str]) -> Cluster:
     """The model's loader (``sekisho.model.load_cluster``); raises ``ManifestError``."""
     model = importlib.import_module("sekisho.model")
@@ -134,7 +174,7 @@ class FileSource:
         """Load and validate; raises :class:`~sekisho.errors.ManifestError` with every problem."""
         files = self.files()
         self._stats = self._stat(files)
-        return self.loader([str(p) for p in files])
+        return refuse_unsupported(refuse_unrendered(self.loader([str(p) for p in files])))
 
     @staticmethod
     def _stat(files: list[Path]) -> dict[str, tuple[int, int, int]]:
