@@ -1,0 +1,95 @@
+"""The backend registry: one object per backend, from rendering to the kernel.
+
+A :class:`Backend` joins what the pure core knows of a backend
+(:class:`~sekisho.render.backends.RenderBackend`: render, files, interpreter,
+digest) with its applier (the only code that sends its ruleset to the kernel).
+The agent, the lab and the CLI look a backend up here by name and never switch
+on the name themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sekisho.dataplane.iptables import ApplyResult, IptablesApplier
+from sekisho.dataplane.nftables import NftApplier
+from sekisho.dataplane.runner import CommandRunner
+from sekisho.errors import DataplaneError
+from sekisho.render.backends import (
+    BACKEND_NAMES,
+    RenderBackend,
+    Ruleset,
+    render_backend,
+)
+from sekisho.render.iptables import IptablesRuleset
+from sekisho.render.nftables import NftRuleset
+
+__all__ = ["BACKEND_NAMES", "Applier", "Backend", "backend"]
+
+
+@dataclass(frozen=True, slots=True)
+class Applier:
+    """A backend's applier, typed on the rulesets that backend renders."""
+
+    name: str
+    target: IptablesApplier | NftApplier
+
+    def _check(self, ruleset: Ruleset) -> Ruleset:
+        want = IptablesRuleset if isinstance(self.target, IptablesApplier) else NftRuleset
+        if not isinstance(ruleset, want):
+            raise DataplaneError(f"the {self.name} applier was handed a {type(ruleset).__name__}")
+        return ruleset
+
+    def apply(self, ruleset: Ruleset, *, refresh: bool = False) -> ApplyResult:
+        """Make the kernel hold ``ruleset`` (only what differs, in one transaction)."""
+        checked = self._check(ruleset)
+        if isinstance(self.target, IptablesApplier):
+            assert isinstance(checked, IptablesRuleset)
+            return self.target.apply(checked, refresh=refresh)
+        assert isinstance(checked, NftRuleset)
+        return self.target.apply(checked, refresh=refresh)
+
+    def resync(self, ruleset: Ruleset) -> ApplyResult:
+        """Read back what is installed and repair drift."""
+        checked = self._check(ruleset)
+        if isinstance(self.target, IptablesApplier):
+            assert isinstance(checked, IptablesRuleset)
+            return self.target.resync(checked)
+        assert isinstance(checked, NftRuleset)
+        return self.target.resync(checked)
+
+    def cleanup(self) -> ApplyResult:
+        """Remove every object of ours."""
+        return self.target.cleanup()
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One backend: its spelling (render, files, interpreter, digest) and its applier."""
+
+    spelling: RenderBackend
+    make: Callable[[CommandRunner, str], IptablesApplier | NftApplier]
+
+    @property
+    def name(self) -> str:
+        return self.spelling.name
+
+    def applier(self, runner: CommandRunner, prefix: str) -> Applier:
+        return Applier(self.name, self.make(runner, prefix))
+
+
+_REGISTRY: dict[str, Backend] = {
+    "iptables": Backend(render_backend("iptables"), IptablesApplier),
+    "nftables": Backend(render_backend("nftables"), NftApplier),
+}
+assert tuple(_REGISTRY) == BACKEND_NAMES
+
+
+def backend(name: str) -> Backend:
+    """The backend called ``name`` (:class:`~sekisho.errors.UsageError` naming the known ones)."""
+    found = _REGISTRY.get(name)
+    if found is None:
+        render_backend(name)  # raises, naming the known ones
+        raise AssertionError(name)  # pragma: no cover - the registries list the same names
+    return found
