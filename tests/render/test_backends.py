@@ -26,7 +26,7 @@ def test_one_object_renders_interprets_writes_and_digests(name: str) -> None:
     r.update(seed_part2())
     ruleset = b.spelling.render(r)
     assert ruleset == render_node(seed_part2(), "k8s-node2", backend=name)  # type: ignore[call-overload]
-    files = b.spelling.files(ruleset)
+    files = b.files(ruleset)
     assert files and all(text for text in files.values())
     verdict = b.spelling.interpret(ruleset.render_text()).evaluate(Packet("1.1.1.1", "1.1.1.2"))
     assert verdict.verdict == "ACCEPT"

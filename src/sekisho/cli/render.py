@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 def write_outputs(ruleset: Ruleset, out_dir: Path, backend: str) -> list[Path]:
     """Write the documents into ``out_dir`` (created if missing); return the paths written."""
-    from sekisho.render import render_backend
+    from sekisho.dataplane.backends import backend as backend_named
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render_backend(backend).files(ruleset).items():
+    for name, text in backend_named(backend).files(ruleset).items():
         path = out_dir / name
         path.write_text(text)
         written.append(path)
@@ -53,19 +53,22 @@ def explain_enforcement(
     "--out-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Write ipset.restore, iptables.restore, hooks.txt (or ruleset.nft) here.",
+    help="Write ipset.restore and iptables.restore (or ruleset.nft) here.",
 )
 def render(
     paths: tuple[str, ...], node: str, backend: str, prefix: str, out_dir: Path | None
 ) -> int:
     """Render NODE's dataplane for the policies in PATH...
 
+    Exactly what the agent sends to a node that has nothing of ours yet.
     iptables: the `ipset restore` document and the `iptables-restore --noflush`
-    document of table filter (only our own chains), plus the hook rules to insert
-    first in FORWARD and INPUT. nftables: one `nft -f` script that creates or
-    replaces table inet PREFIX. Output is deterministic.
+    document of table filter (only our own chains, each rule tagged with its
+    hash, then the hook rules inserted first in FORWARD and INPUT). nftables: one
+    `nft -f` script that creates or replaces table inet PREFIX. Output is
+    deterministic.
     """
     from sekisho.cli.trace import warn_unsupported
+    from sekisho.dataplane.backends import backend as backend_named
     from sekisho.model import load_cluster
     from sekisho.render import render_node
     from sekisho.sources.files import refuse_unrendered
@@ -74,7 +77,7 @@ def render(
     warn_unsupported(cluster)
     ruleset = render_node(cluster, node, backend=cast("Backend", backend), prefix=prefix)
     if out_dir is None:
-        click.echo(ruleset.render_text(), nl=False)
+        click.echo(backend_named(backend).documents(ruleset), nl=False)
     else:
         for path in write_outputs(ruleset, out_dir, backend):
             click.echo(f"wrote {path}", err=True)

@@ -9,7 +9,7 @@ on the name themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sekisho.dataplane.iptables import ApplyResult, IptablesApplier
@@ -63,6 +63,15 @@ class Applier:
         """Remove every object of ours."""
         return self.target.cleanup()
 
+    def first_documents(self, ruleset: Ruleset) -> list[tuple[str, str]]:
+        """(tool, document) sent to a node that has nothing of ours yet."""
+        checked = self._check(ruleset)
+        if isinstance(self.target, IptablesApplier):
+            assert isinstance(checked, IptablesRuleset)
+            return self.target.first_documents(checked)
+        assert isinstance(checked, NftRuleset)
+        return self.target.first_documents(checked)
+
 
 @dataclass(frozen=True, slots=True)
 class Backend:
@@ -77,6 +86,37 @@ class Backend:
 
     def applier(self, runner: CommandRunner, prefix: str) -> Applier:
         return Applier(self.name, self.make(runner, prefix))
+
+    def files(self, ruleset: Ruleset) -> dict[str, str]:
+        """File name -> document, as the applier sends them (``sekisho render -o DIR``)."""
+        docs = self.applier(_no_commands, ruleset.prefix).first_documents(ruleset)
+        return {FILE_NAMES[tool]: text for tool, text in docs}
+
+    def documents(self, ruleset: Ruleset) -> str:
+        """What ``sekisho render`` prints: the ruleset's own comment lines (what each set
+        holds, notes), then each document exactly as the applier sends it to a node that
+        has nothing of ours, after a ``# --- TOOL ---`` line."""
+        applier = self.applier(_no_commands, ruleset.prefix)
+        docs = applier.first_documents(ruleset)
+        if isinstance(ruleset, NftRuleset):
+            return "".join(text for _tool, text in docs)
+        parts = [ruleset.header()]
+        for tool, text in docs:
+            parts.append(f"# --- {tool} ---\n")
+            parts.append(text)
+        return "".join(parts)
+
+
+FILE_NAMES = {
+    "ipset restore": "ipset.restore",
+    "iptables-restore --noflush": "iptables.restore",
+    "nft -f": "ruleset.nft",
+}
+"""The file ``sekisho render -o DIR`` writes each document to, by the tool that reads it."""
+
+
+def _no_commands(argv: Sequence[str], *, stdin: str | None = None) -> str:
+    raise DataplaneError(f"planning only: no command may run ({' '.join(argv)})")
 
 
 _REGISTRY: dict[str, Backend] = {

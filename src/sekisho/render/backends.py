@@ -2,10 +2,9 @@
 
 A :class:`RenderBackend` is everything the pure core knows of a backend: how
 to spell a :class:`~sekisho.render.node.NodeRenderer`'s state as a typed
-ruleset, the files ``sekisho render -o DIR`` writes, the text ``sekisho
-render`` prints (the documents the applier hands to the kernel's tools), the
-interpreter that walks a packet through that text, and a digest of a ruleset
-(equal in every process for equal rulesets; the agent's ready file carries it).
+ruleset, the interpreter that walks a packet through its text, and a digest of
+a ruleset (equal in every process for equal rulesets; the agent's ready file
+carries it).
 :mod:`sekisho.dataplane.backends` adds each backend's applier. A new backend is
 a module that spells the state, its applier, and one entry in each registry.
 """
@@ -47,10 +46,6 @@ class RenderBackend(Protocol):
         """The whole ruleset from a renderer's current state (deterministic)."""
         ...
 
-    def files(self, ruleset: Ruleset) -> dict[str, str]:
-        """File name -> text: the documents ``sekisho render -o DIR`` writes."""
-        ...
-
     def interpret(self, text: str) -> IptablesProgram | NftProgram:
         """The packet interpreter over a rendered text of this backend."""
         ...
@@ -67,14 +62,6 @@ class _Iptables:
     def render(self, r: NodeRenderer) -> IptablesRuleset:
         return render_iptables(r)
 
-    def files(self, ruleset: Ruleset) -> dict[str, str]:
-        assert isinstance(ruleset, IptablesRuleset)
-        return {
-            "ipset.restore": ruleset.ipset_restore(),
-            "iptables.restore": ruleset.iptables_restore(),
-            "hooks.txt": ruleset.hook_lines(),
-        }
-
     def interpret(self, text: str) -> IptablesProgram:
         return IptablesProgram(text)
 
@@ -88,10 +75,6 @@ class _Nftables:
 
     def render(self, r: NodeRenderer) -> NftRuleset:
         return render_nftables(r)
-
-    def files(self, ruleset: Ruleset) -> dict[str, str]:
-        assert isinstance(ruleset, NftRuleset)
-        return {"ruleset.nft": ruleset.script()}
 
     def interpret(self, text: str) -> NftProgram:
         return NftProgram(text)

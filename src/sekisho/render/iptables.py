@@ -95,12 +95,18 @@ class IptablesRuleset:
         """The hook rules as ``-I BUILTIN 1 ...`` lines (first hook inserted last)."""
         return "".join(f"-I {chain} 1 {rule}\n" for chain, rule in self.hooks)
 
-    def render_text(self) -> str:
-        """What ``sekisho render`` prints: both documents and the hooks, each after a comment."""
+    def header(self) -> str:
+        """Comment lines for humans: the node, what each set holds, the notes."""
         parts = [f"# sekisho iptables ruleset for node {self.node} (prefix {self.prefix})\n"]
         for s in self.sets:
             parts.append(f"#   set {s.name} ({s.type}): {s.description}\n")
         parts.extend(f"#   note: {n}\n" for n in self.notes)
+        return "".join(parts)
+
+    def render_text(self) -> str:
+        """Both documents and the hooks, each after a comment (the renderer's own form;
+        ``sekisho render`` prints what the applier sends, with its hash comments)."""
+        parts = [self.header()]
         parts.append("# --- ipset restore ---\n")
         parts.append(self.ipset_restore())
         parts.append("# --- iptables-restore --noflush (table filter) ---\n")
