@@ -193,7 +193,11 @@ class NodeRenderer:
         """Local endpoints by pod key."""
         self.chains: dict[tuple[str, Direction], tuple[PolicyRule, ...]] = {}
         """Active policy chains (a policy applying to at least one local pod)."""
-        self._chain_sets: dict[tuple[str, Direction], tuple[str, ...]] = {}
+        self._chain_sets: dict[tuple[str, Direction], tuple[tuple[str, str], ...]] = {}
+        """(set key, the description that chain gives it) of each active chain's sets."""
+        self._descriptions: dict[str, dict[str, int]] = {}
+        """Set key -> description -> how many chains give it; a set shows the least one,
+        so its text does not depend on which chain came first."""
         self._policy_refs: dict[tuple[str, Direction], int] = {}
         self.set_defs: dict[str, SetDef] = {}
         self.members: dict[str, dict[Member, int]] = {}
@@ -308,6 +312,7 @@ class NodeRenderer:
         self._applies, self.endpoints, self.chains = {}, {}, {}
         self._chain_sets, self._policy_refs = {}, {}
         self.set_defs, self.members, self._set_refs = {}, {}, {}
+        self._descriptions = {}
         self._tab = self._ports = None
         self._delta = Delta()
         self._others = [
@@ -549,7 +554,7 @@ class NodeRenderer:
         if self.chains.get(ref) != rules:
             self._delta.policies.add(ref)
         self.chains[ref] = rules
-        self._chain_sets[ref] = tuple(sorted(sets))
+        self._chain_sets[ref] = tuple((k, sets[k].description) for k in sorted(sets))
         for sd in sets.values():
             self._acquire_set(sd)
         self._delta.removed_policies.discard(ref)
@@ -561,15 +566,32 @@ class NodeRenderer:
             del self.chains[ref]
             self._delta.policies.discard(ref)
             self._delta.removed_policies.add(ref)
-        for skey in self._chain_sets.pop(ref):
-            self._release_set(skey)
+        for skey, description in self._chain_sets.pop(ref):
+            self._release_set(skey, description)
+
+    def _describe(self, key: str, description: str, step: int) -> None:
+        """Count one chain's description of a set; show the least one."""
+        counts = self._descriptions.setdefault(key, {})
+        left = counts.get(description, 0) + step
+        if left > 0:
+            counts[description] = left
+        else:
+            counts.pop(description, None)
+        current = self.set_defs.get(key)
+        if counts and current is not None:
+            least = min(counts)
+            if current.description != least:
+                self.set_defs[key] = dataclasses.replace(current, description=least)
+                self._delta.sets.add(key)
 
     def _acquire_set(self, sd: SetDef) -> None:
         count = self._set_refs.get(sd.key, 0)
         self._set_refs[sd.key] = count + 1
         if count:
+            self._describe(sd.key, sd.description, +1)
             return
         self.set_defs[sd.key] = sd
+        self._describe(sd.key, sd.description, +1)
         members: dict[Member, int] = {}
         if sd.static:
             for m in sd.static_members():
@@ -607,12 +629,14 @@ class NodeRenderer:
         self._delta.sets.add(sd.key)
         self._delta.removed_sets.discard(sd.key)
 
-    def _release_set(self, skey: str) -> None:
+    def _release_set(self, skey: str, description: str) -> None:
         count = self._set_refs[skey] - 1
         if count:
             self._set_refs[skey] = count
+            self._describe(skey, description, -1)
             return
         del self._set_refs[skey]
+        self._descriptions.pop(skey, None)
         del self.set_defs[skey]
         del self.members[skey]
         self._delta.sets.discard(skey)
