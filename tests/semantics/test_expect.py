@@ -17,7 +17,7 @@ from .builders import seed_cluster
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 PART1 = [str(SEED / "cluster.yaml"), str(SEED / "part1")]
 PART2 = [str(SEED / "cluster.yaml"), str(SEED / "part2")]
-EXPECT = str(SEED.parent / "expectations" / "seed-part2.yaml")
+EXPECT = str(SEED.parent / "expect" / "seed-part2.yaml")
 
 
 def one(text: str) -> tuple[int, list[str]]:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sekisho.dataplane.netns import enter
 from sekisho.lab import probe as pr
-from sekisho.lab.netns import enter
 from sekisho.lab.topology import Plan
 from sekisho.model.types import Cluster
 from sekisho.semantics.expect import Check, Observed, Oracle

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sekisho.dataplane.netns import exec_argv
 from sekisho.errors import LabError
 from sekisho.lab import manifests as mf
 from sekisho.lab import netns
@@ -228,9 +229,7 @@ class Lab:
         netns.start_scripts(jobs)
 
     def _spawn(self, role: str, ns: str, argv: list[str], marker: str, log_name: str) -> None:
-        pid = netns.spawn(
-            netns.exec_argv(ns, argv) if ns else argv, str(self.dir / log_name), str(self.dir)
-        )
+        pid = netns.spawn(exec_argv(ns, argv), str(self.dir / log_name), str(self.dir))
         self.state.procs.append(Proc(role, pid, ns, marker))
         self._save()
 
@@ -415,12 +414,12 @@ class Lab:
         that old entry and pass; after each change the lab forgets old flows.
         """
         for node in self.plan.nodes:
-            netns.check(self.runner, netns.exec_argv(node.netns, ["conntrack", "-F"]))
+            netns.check(self.runner, exec_argv(node.netns, ["conntrack", "-F"]))
 
     # -- exec ----------------------------------------------------------------------------------
 
     def exec_argv(self, target: str, argv: Sequence[str]) -> list[str]:
-        return netns.exec_argv(self.plan.resolve(target), argv)
+        return exec_argv(self.plan.resolve(target), argv)
 
     def run(self, target: str, argv: Sequence[str]) -> netns.Result:
         """Run a command inside a node, pod or the external host and capture its output."""

@@ -8,6 +8,7 @@ input never fails open: with any problem there is no cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sekisho.errors import ManifestError, Problem
-from sekisho.model import ipam, workloads
+from sekisho.model import calico, ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
@@ -45,7 +46,10 @@ class LoadResult:
     objects: int
     """Objects read (List items counted one by one), skipped ones included."""
     warnings: tuple[Problem, ...] = ()
-    """Valid but probably not meant (see :mod:`sekisho.model.lint`); only when there are no problems."""
+    """The unsupported objects (always), then what is valid but probably not meant
+    (:mod:`sekisho.model.lint`, only when there are no problems)."""
+    unsupported: tuple[Problem, ...] = ()
+    """Objects of kinds sekisho does not read (:mod:`sekisho.model.kinds`); also in ``warnings``."""
 
     @property
     def valid(self) -> bool:
@@ -60,11 +64,21 @@ class LoadResult:
             "nodes": len(c.nodes) if c else 0,
             "namespaces": len(c.namespaces) if c else 0,
             "pods": len(c.pods) if c else 0,
-            "policies": len(c.policies) + len(c.cluster_policies) if c else 0,
+            "policies": _policy_count(c),
             "skipped": len(self.skipped),
+            "unsupported": len(self.unsupported),
             "problems": len(self.problems),
             "warnings": len(self.warnings),
         }
+
+
+def _policy_count(c: Cluster | None) -> int:
+    if c is None:
+        return 0
+    n = len(c.policies) + len(c.cluster_policies)
+    if c.calico is not None:
+        n += len(c.calico.policies) + len(c.calico.staged_kubernetes)
+    return n
 
 
 def load_paths(
@@ -131,16 +145,20 @@ def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) ->
     drafts = parse_objects(read.objects, issues)
     cluster = _build(drafts, cidr, issues)
     problems = tuple(resolve(issues, read.texts))
-    notes: list[Issue] = []
+    unsupported = tuple(resolve(drafts.unsupported, read.texts))
+    notes: list[Issue] = list(drafts.notes)
     if warnings and not problems:
         lint(cluster, drafts, notes)
+    if unsupported and not problems:
+        cluster = dataclasses.replace(cluster, unsupported=unsupported)
     return LoadResult(
         cluster=None if problems else cluster,
         problems=problems,
         skipped=tuple(drafts.skipped),
         files=read.files,
         objects=len(read.objects),
-        warnings=tuple(resolve(notes, read.texts)),
+        warnings=unsupported + tuple(resolve(notes, read.texts)),
+        unsupported=unsupported,
     )
 
 
@@ -239,6 +257,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 ports=t.ports,
                 workload=draft.workload,
                 source=draft.source,
+                service_account=t.service_account,
             )
         )
 
@@ -250,6 +269,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
     namespaces = dict(sorted(namespaces.items()))
 
     policies = tuple(sorted(drafts.policies, key=lambda p: (p.namespace, p.name)))
+    calico_objects = calico.finish(drafts.calico, set(node_by_name), sink)
     return Cluster(
         nodes=tuple(nodes),
         namespaces=namespaces,
@@ -257,6 +277,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
         policies=policies,
         cluster_cidr=cluster_cidr,
         cluster_policies=tuple(sorted(drafts.cluster_policies, key=lambda p: (p.kind, p.name))),
+        calico=calico_objects or None,
     )
 
 
