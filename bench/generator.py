@@ -4,7 +4,7 @@
 
 The cluster looks like one a platform team runs:
 
-* ``Node`` objects, about one per 100 pods, each owning a /24 of 10.244.0.0/16
+* ``Node`` objects, about one per 100 pods, each owning a /24 of 10.244.0.0/14
   (``spec.podCIDR``) with an InternalIP on 192.168.0.0/16;
 * ``kube-system`` (CoreDNS, label ``k8s-app: kube-dns``), ``monitoring``
   (Prometheus) and team namespaces labelled ``team``/``env``;
@@ -52,7 +52,8 @@ import yaml
 
 Manifest = dict[str, Any]
 
-CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
+CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/14")
+"""Node i owns 10.(244 + i // 256).(i % 256).0/24: up to 1,024 nodes (256 below 64,000 pods)."""
 NODE_NETWORK = ipaddress.IPv4Network("192.168.0.0/16")
 PODS_PER_NODE = 100
 MAX_PODS_PER_NODE = 250  # a /24 holds 254 usable addresses; keep a margin
@@ -76,6 +77,10 @@ __all__ = ["generate", "main", "write"]
 
 def _suffix(rng: random.Random, n: int, alphabet: str = _ALNUM) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _node_cidr(i: int) -> str:
+    return f"10.{244 + i // 256}.{i % 256}.0/24"
 
 
 def _labels_selector(labels: dict[str, str]) -> Manifest:
@@ -378,7 +383,7 @@ def generate(
         )
 
     # Nodes: about one per PODS_PER_NODE pods, each a /24 of the pod network.
-    per_node = max(PODS_PER_NODE, math.ceil(pods / 256))
+    per_node = max(PODS_PER_NODE, math.ceil(pods / 1024))
     if per_node > MAX_PODS_PER_NODE:
         raise ValueError(f"{pods} pods do not fit in {CLUSTER_CIDR} at {MAX_PODS_PER_NODE} per /24")
     n_nodes = max(1, math.ceil(pods / per_node))
@@ -396,7 +401,7 @@ def generate(
                         "topology.kubernetes.io/zone": f"zone-{'abc'[i % 3]}",
                     },
                 },
-                "spec": {"podCIDR": f"10.244.{i}.0/24", "podCIDRs": [f"10.244.{i}.0/24"]},
+                "spec": {"podCIDR": _node_cidr(i), "podCIDRs": [_node_cidr(i)]},
                 "status": {"addresses": [{"type": "InternalIP", "address": str(node_ip)}]},
             }
         )
@@ -411,7 +416,7 @@ def generate(
         for _ in range(dep.replicas):
             node = slots[len(pod_objs)]
             used[node] += 1
-            ip = f"10.244.{node}.{used[node] + 1}"
+            ip = _node_cidr(node).replace(".0/24", f".{used[node] + 1}")
             metadata: Manifest = {
                 "name": f"{dep.name}-{rs_hash}-{_suffix(rng, 5)}",
                 "namespace": dep.namespace,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import yaml
 
 from sekisho.errors import Problem
@@ -27,6 +28,8 @@ PathElem = str | int
 FieldPath = tuple[PathElem, ...]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+_NOT_JSON = object()
 
 
 def format_path(path: FieldPath) -> str:
@@ -206,10 +209,14 @@ def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) 
     """Parse one file's text into raw objects (one per document; List items unpacked)."""
     if is_json or _looks_like_json(text):
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            pass  # not JSON after all (or YAML flow style, or too deep): the YAML parser reports it
-        else:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:  # orjson refuses some JSON the standard parser reads (integers past 64 bits)
+                data = json.loads(text)
+            except (ValueError, RecursionError):
+                data = _NOT_JSON
+        # Not JSON after all (or YAML flow style, or too deep): the YAML parser reports it.
+        if data is not _NOT_JSON:
             _add_document(data, file, 0, 1, None, into)
             return
     anchors = "&" in text  # no anchor, no alias: nothing to count
