@@ -1,9 +1,12 @@
 """Files in, raw objects out: discovery, YAML/JSON parsing, and field-path-to-line mapping.
 
-Parsing uses libyaml (``yaml.CSafeLoader``) once per file. Line numbers cost a
+JSON is parsed by orjson. YAML is parsed by a Rust parser (``yaml_rs``) where it
+reads exactly what libyaml reads (:func:`sekisho.model.fastyaml.fast_documents`
+decides, conservatively), otherwise by libyaml (``yaml.CSafeLoader``), which
+also counts alias expansion the way the API server does. Line numbers cost a
 second pass, so they are looked up only when there are problems: the file is
-re-composed (``yaml.compose_all``) and each problem's field path is walked down
-the node tree to the line of the field itself.
+re-composed by libyaml (``yaml.compose_all``) and each problem's field path is
+walked down the node tree to the line of the field itself.
 """
 
 from __future__ import annotations
@@ -205,8 +208,15 @@ def _looks_like_json(text: str) -> bool:
     return stripped.startswith("{") or stripped.startswith("[")
 
 
-def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) -> None:
-    """Parse one file's text into raw objects (one per document; List items unpacked)."""
+def read_text(
+    text: str, file: str, into: ReadResult, *, is_json: bool = False, fast: bool = True
+) -> None:
+    """Parse one file's text into raw objects (one per document; List items unpacked).
+
+    JSON goes through orjson; YAML through the Rust parser where it reads what
+    libyaml reads (:func:`~sekisho.model.fastyaml.fast_documents`), otherwise (or
+    with ``fast=False``) through libyaml.
+    """
     if is_json or _looks_like_json(text):
         try:
             data = orjson.loads(text)
@@ -220,6 +230,12 @@ def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) 
             _add_document(data, file, 0, 1, None, into)
             return
     anchors = "&" in text  # no anchor, no alias: nothing to count
+    if fast and not anchors:
+        docs = fastyaml.fast_documents(text)
+        if docs is not None:
+            for doc, (line, data) in enumerate(docs):
+                _add_document(data, file, doc, line, None, into)
+            return
     loader = fastyaml.Loader(text)
     doc = 0
     try:
