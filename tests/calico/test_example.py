@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SEED
 from sekisho.cli.main import main
 
-CLUSTER = str(SEED / "cluster.yaml")
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = str(ROOT / "examples" / "seed" / "cluster.yaml")
 EXAMPLE = str(ROOT / "examples" / "calico")
 
 CASES = [
