@@ -10,7 +10,9 @@ import pytest
 from sekisho.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-CLUSTER = str(ROOT / "examples" / "seed" / "cluster.yaml")
+SEED = ROOT / "examples" / "seed"
+
+CLUSTER = str(SEED / "cluster.yaml")
 EXAMPLE = str(ROOT / "examples" / "calico")
 
 CASES = [
