@@ -25,6 +25,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Render one node's iptables/ipset or nftables rules.",
     ),
     "agent": ("sekisho.cli.agent", "agent", "Enforce policies on a node and keep them right."),
+    "apply": (
+        "sekisho.cli.store",
+        "apply",
+        "Write objects to the cluster's store (etcd), validated.",
+    ),
+    "delete": ("sekisho.cli.store", "delete", "Delete objects from the cluster's store (etcd)."),
+    "get": ("sekisho.cli.store", "get", "Print objects from the cluster's store (etcd)."),
+    "store": ("sekisho.cli.store", "store", "The cluster's store (etcd): apply, delete, get."),
     "lab": ("sekisho.cli.lab", "lab", "A virtual cluster of network namespaces: up, probe, down."),
     "demo": ("sekisho.cli.demo", "demo", "Reproduce the seed report with real packets."),
 }
