@@ -233,7 +233,7 @@ def test_source_keeps_its_state_while_etcd_is_down_and_resumes() -> None:
             source.load()
             etcd.kill()
             wait_for(source, lambda: not source.health()[0])
-            with pytest.raises(StoreUnavailable, match="keeping the last good state"):
+            with pytest.raises(StoreUnavailable, match="out of step with the store"):
                 source.load()
             etcd.start()
             wait_for(source, lambda: source.health()[0])

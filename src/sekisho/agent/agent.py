@@ -253,11 +253,14 @@ class Agent:
         """/readyz: the first good apply happened, the last load and apply were good, and the
         store (etcd) is in step; otherwise why not (the last good state keeps enforcing)."""
         h = self._health
-        if h.ready and isinstance(self.source, EtcdSource):
-            ok, why = self.source.health()
-            if not ok:
-                return False, f"{why}; enforcing the last good state (generation {self.generation})"
-        return h.ready, h.reason
+        ok, reason = h.ready, h.reason
+        if isinstance(self.source, EtcdSource):
+            up, why = self.source.health()
+            if not up:
+                ok, reason = False, why
+        if not ok and self.desired is not None:
+            reason += f"; enforcing the last good state (generation {self.generation})"
+        return ok, reason
 
     def _degrade(self, reason: str) -> None:
         self._health.ready = False

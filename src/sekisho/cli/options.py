@@ -60,6 +60,13 @@ def etcd_options(required: bool = False) -> Callable[[F], F]:
             help="Its password [env SEKISHO_ETCD_PASSWORD].",
         ),
         click.option(
+            "--etcd-password-file",
+            envvar="SEKISHO_ETCD_PASSWORD_FILE",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="Read the password from this file instead.",
+        ),
+        click.option(
             "--etcd-prefix",
             envvar="SEKISHO_ETCD_PREFIX",
             default="/sekisho/",
@@ -81,6 +88,10 @@ def etcd_config(kwargs: dict[str, Any]) -> Any:
     urls = kwargs.pop("etcd", None)
     names = ("ca", "cert", "key", "user", "password", "prefix")
     values = {n: kwargs.pop(f"etcd_{n}", None) for n in names}
+    pw_file = kwargs.pop("etcd_password_file", None)
+    if pw_file and not values["password"]:
+        with open(pw_file) as fh:
+            values["password"] = fh.read().strip()
     if not urls:
         return None
     from sekisho.sources.etcd import EtcdConfig

@@ -228,7 +228,7 @@ def wait_healthy(client: EtcdClient, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            client.range_prefix("/health-check/")
+            client.get(client.config.prefix + "meta/write")
             return
         except StoreError as exc:
             if time.monotonic() > deadline:

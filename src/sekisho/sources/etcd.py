@@ -232,6 +232,7 @@ class EtcdClient:
     def _authenticate(self, client: Etcd3Client) -> None:
         if self.config.user is None:
             return
+        client.session.headers.pop("Authorization", None)  # an old token would be refused
         try:
             got = client.post(
                 client.get_url("/auth/authenticate"),
@@ -588,7 +589,7 @@ class _NoObserver:
 
 
 BACKOFF_MIN = 0.1
-BACKOFF_MAX = 5.0
+BACKOFF_MAX = 2.0
 
 
 class EtcdSource:
@@ -642,7 +643,7 @@ class EtcdSource:
         with self._cond:
             if not self._synced:
                 raise StoreUnavailable(
-                    f"{self.root}: {self._problem or 'out of step'}; keeping the last good state"
+                    f"{self.root}: out of step with the store: {self._problem or 'not listed'}"
                 )
             snap = Snapshot(self._snap.revision, dict(self._snap.values))
             self._loaded_rev = snap.revision

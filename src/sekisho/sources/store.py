@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,12 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def apply(self, read: Any) -> Outcome:
-        """Create or replace the objects of ``read`` (a model ``ReadResult``), validated, in one txn."""
+    def apply(self, read: Any, prune: Callable[[Identity], bool] | None = None) -> Outcome:
+        """Create or replace the objects of ``read`` (a model ``ReadResult``), validated, in one txn.
+
+        With ``prune``, stored objects it selects that ``read`` does not hold are deleted
+        in the same transaction (the lab replaces its policies so).
+        """
         from sekisho.model.fields import API_VERSIONS, CLUSTER_SCOPED
 
         if read.issues:
@@ -146,15 +150,29 @@ class Store:
             new[object_key(self.prefix, kind, ns, name)] = (ident, data)
         if problems:
             raise ManifestError(problems)
-        return self._write(lambda values: (new, ()), read)
+
+        def change(values: dict[str, KeyValue]) -> tuple[dict[str, Any], list[str]]:
+            if prune is None:
+                return new, []
+            stale = []
+            for key in values:
+                ident = split_key(self.prefix, key)
+                if ident is not None and key not in new and prune(ident):
+                    stale.append(key)
+            return new, stale
+
+        return self._write(change, read)
 
     def apply_objects(
-        self, objects: Iterable[Mapping[str, Any]], source: str = "<objects>"
+        self,
+        objects: Iterable[Mapping[str, Any]],
+        source: str = "<objects>",
+        prune: Callable[[Identity], bool] | None = None,
     ) -> Outcome:
         """:meth:`apply` for objects given as dicts (the lab, tests)."""
         from sekisho.model.reader import iter_objects
 
-        return self.apply(iter_objects(list(objects), source))
+        return self.apply(iter_objects(list(objects), source), prune)
 
     def delete(self, idents: Sequence[Identity]) -> Outcome:
         """Delete these objects (each must exist), if what stays is valid; one txn."""
