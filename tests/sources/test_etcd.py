@@ -157,6 +157,11 @@ def test_cli_apply_get_delete(config: EtcdConfig, tmp_path: Path, capsys: Any) -
     ]
     assert main(["store", "get", "networkpolicy", "deny", "-n", "dev", "-o", "json", *args]) == 0
     assert json.loads(capsys.readouterr().out)["metadata"]["name"] == "deny"
+    assert main(["get", "all", "-o", "yaml", *args]) == 0  # every command reads it so
+    dump = tmp_path / "dump.yaml"
+    dump.write_text(capsys.readouterr().out)
+    assert main(["validate", str(dump)]) == 0
+    capsys.readouterr()
     assert main(["delete", "-f", str(good), *args]) == 0
     assert "NetworkPolicy dev/deny deleted" in capsys.readouterr().out
 

@@ -118,7 +118,11 @@ def delete(
 )
 @etcd_options()
 def get(kind: str, name: str | None, namespace: str | None, output: str, **kwargs: Any) -> int:
-    """Print stored objects of KIND (maybe one NAME); status 1 when none is found."""
+    """Print stored objects of KIND (maybe one NAME); status 1 when none is found.
+
+    KIND ``all`` prints every object, so any command reads the store through a pipe:
+    ``sekisho get all -o yaml --etcd URL | sekisho matrix -``.
+    """
     import yaml
 
     from sekisho.sources.etcd import identity

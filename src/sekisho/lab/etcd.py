@@ -34,6 +34,7 @@ from sekisho.sources.etcd import DEFAULT_PREFIX, EtcdClient, EtcdConfig, _b64, _
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
+MAX_TXN_OPS = 20000
 WRITER = "sekisho-writer"
 AGENT = "sekisho-agent"
 USERS = ("root", WRITER, AGENT)
@@ -136,6 +137,10 @@ def member_argv(
         "--heartbeat-interval", "50",
         "--election-timeout", "500",
         "--experimental-watch-progress-notify-interval", "2s",
+        # One `sekisho apply` is one transaction: allow whole clusters in one (the
+        # defaults, 128 operations and 1.5 MiB, would refuse a few hundred objects).
+        "--max-txn-ops", str(MAX_TXN_OPS),
+        "--max-request-bytes", str(64 << 20),
         "--logger", "zap",
         "--log-level", "warn",
     ]  # fmt: skip

@@ -533,7 +533,7 @@ def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
         read.objects.append(RawObject(Loc(where, 0), data))
         read.files += 1
     _decoded = memo
-    result = load_read(read)
+    result = load_read(read, warnings=False)
     if result.cluster is None:
         raise ManifestError(result.problems)
     if result.skipped:

@@ -100,11 +100,12 @@ class Store:
         return out
 
     def get(self, kind: str, name: str | None = None, namespace: str | None = None) -> list[Any]:
-        """Objects of ``kind`` (case-insensitive), maybe one name, maybe one namespace."""
+        """Objects of ``kind`` (case-insensitive; ``all``: every kind), maybe one name and namespace."""
         found = []
         for obj in self.objects():
             k, ns, n = identity(obj)
-            if k.lower() != kind.lower() and k.lower() + "s" != kind.lower():
+            wanted = kind.lower()
+            if wanted != "all" and k.lower() != wanted and k.lower() + "s" != wanted:
                 continue
             if name is not None and n != name:
                 continue
