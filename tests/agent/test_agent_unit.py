@@ -112,6 +112,25 @@ def test_invalid_update_keeps_last_good_state(cluster_dir: Path, tmp_path: Path)
     assert json.loads((tmp_path / "ready.json").read_text())["generation"] == 2
 
 
+def test_unsupported_kind_is_refused_and_keeps_last_good_state(
+    cluster_dir: Path, tmp_path: Path
+) -> None:
+    runner = FakeRunner()
+    agent = make_agent(cluster_dir, tmp_path, runner)
+    assert agent.sync_once().status == "applied"
+    writes = len(runner.writes())
+    write_policy(
+        cluster_dir,
+        "cilium",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n"
+        "metadata: {name: deny, namespace: dev}\nspec: {endpointSelector: {}}\n",
+    )
+    refused = agent.sync_once()
+    assert refused.status == "invalid" and len(runner.writes()) == writes
+    ok, reason = agent.ready()
+    assert not ok and "cilium.yaml:1: CiliumNetworkPolicy dev/deny: unsupported kind" in reason
+
+
 def test_resync_before_any_good_apply_is_idle(cluster_dir: Path, tmp_path: Path) -> None:
     agent = make_agent(cluster_dir, tmp_path, FakeRunner())
     assert agent.resync().status == "idle"

@@ -244,3 +244,14 @@ def run(
     with guarded(name):
         lab_ = Lab.up(objects, name=name, backend=backend)
         return _probe_and_print(lab_, probes, port, protocol, sources, targets, timeout, output)
+
+
+def _author_commands() -> None:
+    # `lab test` and `lab diff` live beside the offline commands they mirror.
+    from sekisho.cli.lab_author import lab_diff, lab_test
+
+    lab.add_command(lab_test)
+    lab.add_command(lab_diff)
+
+
+_author_commands()

@@ -18,7 +18,10 @@ from sekisho import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("sekisho.cli.validate", "validate", "Load manifests and report every problem."),
     "trace": ("sekisho.cli.trace", "trace", "Can A reach B on a port, and why?"),
+    "lint": ("sekisho.cli.lint", "lint", "Pitfalls in valid policies, with codes and fixes."),
     "matrix": ("sekisho.cli.matrix", "matrix", "Truth tables of who can reach whom."),
+    "report": ("sekisho.cli.report", "report", "One self-contained HTML page: graph, heat map."),
+    "test": ("sekisho.cli.test", "test", "Check expectation files (allow/deny, snapshots)."),
     "render": (
         "sekisho.cli.render",
         "render",
@@ -34,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "get": ("sekisho.cli.store", "get", "Print objects from the cluster's store (etcd)."),
     "store": ("sekisho.cli.store", "store", "The cluster's store (etcd): apply, delete, get."),
     "lab": ("sekisho.cli.lab", "lab", "A virtual cluster of network namespaces: up, probe, down."),
+    "diff": ("sekisho.cli.diff", "diff", "What a policy change does: pairs gained and lost."),
     "demo": ("sekisho.cli.demo", "demo", "Reproduce the seed report with real packets."),
 }
 

@@ -144,11 +144,13 @@ def render(
     first in FORWARD and INPUT. nftables: one `nft -f` script that creates or
     replaces table inet PREFIX. Output is deterministic.
     """
+    from sekisho.cli.trace import warn_unsupported
     from sekisho.model import load_cluster
     from sekisho.render import render_node
     from sekisho.sources.files import refuse_unrendered
 
     cluster = refuse_unrendered(load_cluster(list(paths)))
+    warn_unsupported(cluster)
     ruleset = render_node(cluster, node, backend=cast("Backend", backend), prefix=prefix)
     if out_dir is None:
         click.echo(ruleset.render_text(), nl=False)

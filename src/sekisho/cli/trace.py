@@ -17,10 +17,27 @@ if TYPE_CHECKING:
 
 
 def load(paths: Sequence[str]) -> Cluster:
-    """The cluster from manifest files (the model's loader; errors exit 2)."""
+    """The cluster from manifest files (the model's loader; errors exit 2).
+
+    Objects of kinds sekisho does not read are never ignored in silence: each is
+    a warning on stderr (and in the JSON outputs, see :func:`warnings_json`).
+    """
     from sekisho.model import load_cluster
 
-    return load_cluster(list(paths))
+    cluster = load_cluster(list(paths))
+    warn_unsupported(cluster)
+    return cluster
+
+
+def warn_unsupported(cluster: Cluster) -> None:
+    """One ``warning:`` line on stderr per object of a kind sekisho does not read."""
+    for problem in cluster.unsupported:
+        click.echo(f"warning: {problem}", err=True)
+
+
+def warnings_json(cluster: Cluster) -> list[dict[str, object]]:
+    """The unsupported objects as the JSON outputs carry them (``"warnings"``)."""
+    return [p.to_json() for p in cluster.unsupported]
 
 
 def run_trace(
@@ -142,6 +159,7 @@ def trace(
         doc: dict[str, object] = {
             "allowed": all(v.allowed for v in verdicts),
             "verdicts": [v.to_json() for v in verdicts],
+            "warnings": warnings_json(cluster),
         }
         if enforcement:
             doc["enforcement"] = enforcement

@@ -29,9 +29,10 @@ def summary_line(summary: dict[str, int]) -> str:
             ("policies", "policy"),
         )
     )
+    unsupported = f", {s['unsupported']} unsupported" if s.get("unsupported") else ""
     return (
         f"{_count(s['files'], 'file')}, {_count(s['objects'], 'object')}: {counts} "
-        f"({s['skipped']} skipped)"
+        f"({s['skipped']} skipped{unsupported})"
     )
 
 
@@ -57,8 +58,10 @@ def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: s
 
     Reads Namespace, Node, Pod, NetworkPolicy, ClusterNetworkPolicy,
     AdminNetworkPolicy, BaselineAdminNetworkPolicy and the workload controllers
-    (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job); other kinds are
-    skipped. Directories are read recursively (*.yaml, *.yml, *.json, sorted;
+    (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job). Built-in kinds that
+    neither allow traffic nor run pods (Service, ConfigMap, RBAC...) are skipped;
+    any other kind (Calico or Cilium policies, custom resources) is unsupported:
+    a "warning: ... unsupported kind" line, since verdicts leave it out. Directories are read recursively (*.yaml, *.yml, *.json, sorted;
     hidden files and directories left out).
 
     Each problem is one line, FILE:LINE: KIND NAMESPACE/NAME: FIELD.PATH:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sekisho.dataplane.netns import exec_argv
 from sekisho.errors import LabError
 from sekisho.lab import manifests as mf
 from sekisho.lab import netns
@@ -250,9 +251,7 @@ class Lab:
         netns.start_scripts(jobs)
 
     def _spawn(self, role: str, ns: str, argv: list[str], marker: str, log_name: str) -> None:
-        pid = netns.spawn(
-            netns.exec_argv(ns, argv) if ns else argv, str(self.dir / log_name), str(self.dir)
-        )
+        pid = netns.spawn(exec_argv(ns, argv), str(self.dir / log_name), str(self.dir))
         self.state.procs.append(Proc(role, pid, ns, marker))
         self._save()
 
@@ -407,8 +406,13 @@ class Lab:
 
     # -- apply ---------------------------------------------------------------------------------
 
-    def apply(self, objects: list[dict[str, Any]], timeout: float = 30.0) -> Cluster:
-        """Replace the policies (and labels) in place; wait until every agent applied them."""
+    def apply(
+        self, objects: list[dict[str, Any]], timeout: float = 30.0, *, forget: bool = True
+    ) -> Cluster:
+        """Replace the policies (and labels) in place; wait until every agent applied them.
+
+        ``forget=False`` keeps conntrack, so connections opened before the change
+        stay established (what ``sekisho lab diff`` shows)."""
         self.state  # noqa: B018 - raises "no lab named ... is up" before any file error
         current = mf.read_objects([self.manifests / mf.CLUSTER_FILE])
         policies = [o for o in objects if mf.is_policy(o)]
@@ -417,14 +421,17 @@ class Lab:
         cluster = load_cluster_objects(merged + policies)  # validate before touching anything
         before = self._agent_marks() if self.state.enforce == "agent" else None
         if self.store is not None:  # as `sekisho apply` would: one validated transaction
-            self.store.apply(merged + policies, prune=lambda ident: ident[0] == "NetworkPolicy")
+            self.store.apply(
+                merged + policies, prune=lambda ident: mf.is_policy({"kind": ident[0]})
+            )
         if updates:
             mf.write_atomic(self.manifests / mf.CLUSTER_FILE, merged)
         mf.write_atomic(self.manifests / mf.POLICY_FILE, policies)
         self._cluster = cluster
         if self.state.enforce == "agent":
             self.wait_agents(before, timeout, cluster)
-        self.forget_connections()
+        if forget:
+            self.forget_connections()
         return cluster
 
     def forget_connections(self) -> None:
@@ -436,12 +443,12 @@ class Lab:
         that old entry and pass; after each change the lab forgets old flows.
         """
         for node in self.plan.nodes:
-            netns.check(self.runner, netns.exec_argv(node.netns, ["conntrack", "-F"]))
+            netns.check(self.runner, exec_argv(node.netns, ["conntrack", "-F"]))
 
     # -- exec ----------------------------------------------------------------------------------
 
     def exec_argv(self, target: str, argv: Sequence[str]) -> list[str]:
-        return netns.exec_argv(self.plan.resolve(target), argv)
+        return exec_argv(self.plan.resolve(target), argv)
 
     def run(self, target: str, argv: Sequence[str]) -> netns.Result:
         """Run a command inside a node, pod or the external host and capture its output."""

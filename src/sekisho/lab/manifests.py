@@ -17,42 +17,28 @@ from typing import Any
 
 import yaml
 
-from sekisho.errors import LabError
+from sekisho.errors import LabError, ManifestError
 from sekisho.model.types import Cluster
 
 CLUSTER_FILE = "00-cluster.yaml"
 POLICY_FILE = "10-policies.yaml"
-_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def read_objects(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Every object of the files (directories walked, ``List`` kinds flattened)."""
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix in _SUFFIXES and f.is_file())
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise LabError(f"{p}: no such file or directory")
-    out: list[dict[str, Any]] = []
-    for f in files:
-        try:
-            docs = list(yaml.safe_load_all(f.read_text()))
-        except (OSError, yaml.YAMLError) as exc:
-            raise LabError(f"{f}: cannot read manifests: {exc}") from exc
-        for doc in docs:
-            out += _flatten(doc)
-    return out
+    """Every object of the files, read and checked by the model (as ``sekisho validate`` does).
 
+    Directories are walked and ``List`` kinds flattened the model's way; a file
+    that does not parse or an object that does not validate raises
+    :class:`~sekisho.errors.ManifestError` with every problem located (file,
+    line, field path), before the lab touches anything.
+    """
+    from sekisho.model import load_read, read_paths
 
-def _flatten(doc: Any) -> list[dict[str, Any]]:
-    if not isinstance(doc, dict):
-        return []
-    if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
-        return [item for d in doc["items"] for item in _flatten(d)]
-    return [doc]
+    read = read_paths(paths)
+    result = load_read(read)
+    if result.cluster is None:
+        raise ManifestError(result.problems)
+    return [obj.data for obj in read.objects]
 
 
 def is_policy(obj: dict[str, Any]) -> bool:

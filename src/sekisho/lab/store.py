@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sekisho.dataplane.netns import enter
 from sekisho.lab import netns
 from sekisho.lab.etcd import (
     AGENT,
@@ -135,7 +136,7 @@ class LabStore:
         """Run ``fn`` in the worker thread that lives in the orchestrator's namespace."""
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, initializer=netns.enter, initargs=(self.plan.orchestrator,)
+                max_workers=1, initializer=enter, initargs=(self.plan.orchestrator,)
             )
         return self._pool.submit(fn).result()
 
@@ -278,7 +279,7 @@ class LabStore:
         assert n is not None
 
         def ask() -> tuple[int, str]:
-            netns.enter(n.netns)
+            enter(n.netns)
             try:
                 with urllib.request.urlopen(
                     f"http://127.0.0.1:{METRICS_PORT}{path}", timeout=2

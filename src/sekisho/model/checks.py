@@ -27,9 +27,15 @@ class Report:
     kind: str
     name: str
     sink: list[Issue]
+    notes: list[Issue] | None = None
+    """Where warnings go (valid, but worth saying); None: they are dropped."""
 
     def error(self, path: FieldPath, message: str) -> None:
         self.sink.append(Issue(self.loc, self.kind, self.name, path, message))
+
+    def warn(self, path: FieldPath, message: str) -> None:
+        if self.notes is not None:
+            self.notes.append(Issue(self.loc, self.kind, self.name, path, message))
 
 
 def unknown_field_message(key: str, known: frozenset[str]) -> str:
@@ -153,8 +159,9 @@ def ip_address(r: Report, value: Any, path: FieldPath) -> IPAddress | None:
     return ip
 
 
-def cidr(r: Report, value: Any, path: FieldPath) -> IPNetwork | None:
-    """A CIDR; host bits set are an error that suggests the canonical form."""
+def cidr(r: Report, value: Any, path: FieldPath, *, host_bits: bool = False) -> IPNetwork | None:
+    """A CIDR. Host bits set are an error that suggests the canonical form, unless
+    ``host_bits``: then the CIDR means its network, with a warning that says so."""
     text = string(r, value, path)
     if text is None:
         return None
@@ -169,6 +176,9 @@ def cidr(r: Report, value: Any, path: FieldPath) -> IPNetwork | None:
         r.error(path, f'"{text}" is not a valid CIDR')
         return None
     if net.network_address != ipaddress.ip_interface(text).ip:
+        if host_bits:
+            r.warn(path, f'"{text}" has host bits set: it means "{net}"')
+            return net
         r.error(path, f'"{text}" has host bits set: did you mean "{net}"?')
         return None
     return net

@@ -119,3 +119,97 @@ def path_to(root: Node, target: Node) -> tuple[str | int, ...] | None:
             for i, item in enumerate(node.value):
                 stack.append((item, (*path, i)))
     return None
+
+
+# --- hostile input: alias expansion ("billion laughs") ---------------------------------------
+
+ALIAS_RATIO_LOW = 400_000
+"""Up to this many decoded nodes, 99% of them may come from alias expansion."""
+ALIAS_RATIO_HIGH = 4_000_000
+"""From this many on, 10%; in between the allowance falls linearly."""
+
+
+def allowed_alias_ratio(decoded: int) -> float:
+    """The share of a document's decoded nodes that may come from aliases.
+
+    The API server decodes YAML with go-yaml, which stops a document whose
+    decoding is mostly alias expansion with "document contains excessive
+    aliasing" (the fix of CVE-2019-11253, "billion laughs"): it counts every node
+    decoded and every node decoded inside an alias, and fails once more than 100
+    nodes came from aliases, more than 1,000 were decoded, and the alias share
+    exceeds 99% (up to 400,000 decoded nodes), falling linearly to 10% (from
+    4,000,000 on). sekisho counts the same way, so a document the API server
+    takes is read and one it refuses is refused, within milliseconds.
+    """
+    if decoded <= ALIAS_RATIO_LOW:
+        return 0.99
+    if decoded >= ALIAS_RATIO_HIGH:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - ALIAS_RATIO_LOW) / (ALIAS_RATIO_HIGH - ALIAS_RATIO_LOW)
+
+
+class AliasError(Exception):
+    """A document whose aliases the API server would refuse to expand."""
+
+    def __init__(self, message: str, node: Node) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = node.start_mark.line + 1
+        self.column = node.start_mark.column + 1
+
+
+def check_aliases(root: Node) -> None:
+    """Raise :class:`AliasError` when expanding the aliases of ``root`` is excessive.
+
+    Walks the node graph in document order as a decoder would, counting an alias
+    as a node and the nodes of its target as decoded inside an alias, and stops
+    at the first node past the limit of :func:`allowed_alias_ratio`, so the walk
+    costs at most about a hundred times the document's own nodes. An anchor whose
+    value contains an alias of itself (which libyaml composes into a cycle) is
+    refused as go-yaml refuses it.
+    """
+    decoded = from_aliases = 0
+    seen: set[int] = set()
+    open_nodes: set[int] = set()
+    # (node, inside an alias, leaving): the leaving entry closes a node's subtree.
+    stack: list[tuple[Node, Node | None, bool]] = [(root, None, False)]
+    while stack:
+        node, alias_of, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            open_nodes.discard(key)
+            continue
+        decoded += 1  # this node, or the alias node that leads to it
+        if alias_of is not None:
+            from_aliases += 1
+        if key in seen:  # a second visit of a node is an alias of its anchor
+            if key in open_nodes:
+                raise AliasError("an anchor's value contains an alias of itself", node)
+            if alias_of is None:
+                alias_of = node
+            decoded += 1  # the target, decoded inside the alias
+            from_aliases += 1
+        seen.add(key)
+        if alias_of is not None and (
+            from_aliases > 100
+            and decoded > 1000
+            and from_aliases / decoded > allowed_alias_ratio(decoded)
+        ):
+            raise AliasError(
+                f"excessive aliasing: {from_aliases:,} of the first {decoded:,} nodes "
+                "come from expanding aliases of the anchor on this line (the API server "
+                'refuses such a document: "document contains excessive aliasing")',
+                alias_of,
+            )
+        cls = node.__class__
+        if cls is ScalarNode:
+            continue
+        open_nodes.add(key)
+        stack.append((node, alias_of, True))
+        if cls is MappingNode:
+            for key_node, value_node in reversed(node.value):
+                stack.append((value_node, alias_of, False))
+                stack.append((key_node, alias_of, False))
+        else:
+            for item in reversed(node.value):
+                stack.append((item, alias_of, False))

@@ -8,6 +8,7 @@ input never fails open: with any problem there is no cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,10 @@ class LoadResult:
     objects: int
     """Objects read (List items counted one by one), skipped ones included."""
     warnings: tuple[Problem, ...] = ()
-    """Valid but probably not meant (see :mod:`sekisho.model.lint`); only when there are no problems."""
+    """The unsupported objects (always), then what is valid but probably not meant
+    (:mod:`sekisho.model.lint`, only when there are no problems)."""
+    unsupported: tuple[Problem, ...] = ()
+    """Objects of kinds sekisho does not read (:mod:`sekisho.model.kinds`); also in ``warnings``."""
 
     @property
     def valid(self) -> bool:
@@ -62,6 +66,7 @@ class LoadResult:
             "pods": len(c.pods) if c else 0,
             "policies": len(c.policies) + len(c.cluster_policies) if c else 0,
             "skipped": len(self.skipped),
+            "unsupported": len(self.unsupported),
             "problems": len(self.problems),
             "warnings": len(self.warnings),
         }
@@ -134,16 +139,20 @@ def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) ->
     drafts = parse_objects(read.objects, issues)
     cluster = _build(drafts, cidr, issues)
     problems = tuple(resolve(issues, read.texts))
-    notes: list[Issue] = []
+    unsupported = tuple(resolve(drafts.unsupported, read.texts))
+    notes: list[Issue] = list(drafts.notes)
     if warnings and not problems:
         lint(cluster, drafts, notes)
+    if unsupported and not problems:
+        cluster = dataclasses.replace(cluster, unsupported=unsupported)
     return LoadResult(
         cluster=None if problems else cluster,
         problems=problems,
         skipped=tuple(drafts.skipped),
         files=read.files,
         objects=len(read.objects),
-        warnings=tuple(resolve(notes, read.texts)),
+        warnings=unsupported + tuple(resolve(notes, read.texts)),
+        unsupported=unsupported,
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sekisho.model import fields as F
-from sekisho.model import names, npa
+from sekisho.model import kinds, names, npa
 from sekisho.model.checks import (
     IPAddress,
     IPNetwork,
@@ -95,6 +95,11 @@ class Drafts:
     policies: list[NetworkPolicy] = field(default_factory=list)
     cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    """``(location, "Kind ns/name")`` of every object not read (unsupported ones too)."""
+    notes: list[Issue] = field(default_factory=list)
+    """Warnings found while parsing (an ipBlock with host bits set)."""
+    unsupported: list[Issue] = field(default_factory=list)
+    """Objects of kinds sekisho does not know (:mod:`sekisho.model.kinds`): warnings."""
     seen: dict[tuple[str, str, str], tuple[Source, Report]] = field(default_factory=dict)
     mentioned_namespaces: set[str] = field(default_factory=set)
 
@@ -112,21 +117,30 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     kind = data.get("kind")
     api_version = data.get("apiVersion")
     kind_text = kind if isinstance(kind, str) else ""
-    r = Report(obj.loc, kind_text, _display_name(data, kind_text), sink)
+    r = Report(obj.loc, kind_text, _display_name(data, kind_text), sink, drafts.notes)
     if not isinstance(kind, str) or not kind:
         r.error(
             ("kind",),
             "missing kind" if kind is None else f"expected a string, got {describe(kind)}",
         )
         return
-    expected = F.API_VERSIONS.get(kind)
-    if expected is None:
+    found = kinds.classify(api_version, kind)
+    if found.verdict == "skipped":
         drafts.skipped.append((str(source), f"{kind} {r.name}".rstrip()))
         return
+    if found.verdict == "unsupported":
+        drafts.unsupported.append(
+            Issue(obj.loc, kind, r.name, (), kinds.unsupported_message(api_version, kind))
+        )
+        return
+    assert found.info is not None
+    expected = found.info.api_version
     meta = _metadata(r, data, kind)
-    if api_version != expected:
+    if found.verdict == "wrong-version":
         if api_version is None:
             r.error(("apiVersion",), f"missing apiVersion: expected {expected} for {kind}")
+        elif not isinstance(api_version, str):
+            r.error(("apiVersion",), f"expected a string, got {describe(api_version)}")
         else:
             r.error(
                 ("apiVersion",),
@@ -144,7 +158,8 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     if meta.namespace:
         drafts.mentioned_namespaces.add(meta.namespace)
     spec = data.get("spec")
-    if kind == "NetworkPolicy":
+    # One branch per kind of sekisho.model.kinds.READ.
+    if kind == "NetworkPolicy" and found.info.group == "networking.k8s.io":
         policy = network_policy(r, spec, meta.namespace, meta.name, source)
         if policy is not None:
             drafts.policies.append(policy)

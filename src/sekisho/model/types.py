@@ -14,6 +14,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from sekisho.errors import Problem
+
 if TYPE_CHECKING:
     from sekisho.model.npa import ClusterPolicy
 
@@ -283,6 +285,10 @@ class Cluster:
     cluster_policies: tuple[ClusterPolicy, ...] = ()
     """ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies
     (:mod:`sekisho.model.npa`), sorted by kind and name."""
+    unsupported: tuple[Problem, ...] = ()
+    """One warning per object of a kind sekisho does not read (:mod:`sekisho.model.kinds`):
+    what it says is missing from every verdict, so every command shows these and
+    the agent refuses to enforce such a cluster."""
 
     def node(self, name: str) -> Node | None:
         for n in self.nodes:

@@ -126,6 +126,19 @@ def refuse_unrendered(cluster: Cluster) -> Cluster:
     )
 
 
+def refuse_unsupported(cluster: Cluster) -> Cluster:
+    """``cluster``, or :class:`ManifestError` when it has objects of kinds sekisho does not read.
+
+    Such an object (a Calico or Cilium policy, a custom resource, see
+    :mod:`sekisho.model.kinds`) may deny or allow traffic that the rendered rules
+    would not: enforcing without it is enforcing a partial picture. The agent keeps
+    its last good state and reports itself degraded with these problems as the reason.
+    """
+    if not cluster.unsupported:
+        return cluster
+    raise ManifestError(cluster.unsupported)
+
+
 def default_loader(paths: Sequence[str]) -> Cluster:
     """The model's loader (``sekisho.model.load_cluster``); raises ``ManifestError``."""
     model = importlib.import_module("sekisho.model")
@@ -161,7 +174,7 @@ class FileSource:
         """Load and validate; raises :class:`~sekisho.errors.ManifestError` with every problem."""
         files = self.files()
         self._stats = self._stat(files)
-        return refuse_unrendered(self.loader([str(p) for p in files]))
+        return refuse_unsupported(refuse_unrendered(self.loader([str(p) for p in files])))
 
     @staticmethod
     def _stat(files: list[Path]) -> dict[str, tuple[int, int, int]]:
