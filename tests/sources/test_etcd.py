@@ -198,6 +198,8 @@ def test_source_refuses_what_it_cannot_understand(config: EtcdConfig) -> None:
         with pytest.raises(ManifestError) as err:
             source.load()
         assert str(err.value.problems[0]).startswith(f"etcd:{bad_key}: NetworkPolicy x: not JSON")
+        args = ["--etcd", config.endpoints[0], "--etcd-prefix", config.prefix]
+        assert main(["validate", *args]) == 2  # what an operator runs to see what agents see
         rev = client.put(bad_key, json.dumps(deny_all("y")).encode())  # under the wrong name
         wait_for(source, lambda: source.revision >= rev)
         with pytest.raises(ManifestError, match="does not belong under this key"):

@@ -480,14 +480,30 @@ def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
 
     A value that is not JSON, or an object whose kind, namespace or name differ from
     its key, is a problem located at ``etcd:KEY`` like a file's. Keys outside the
-    resource layout are problems too: the agent never enforces a store it does not
-    fully understand.
+    resource layout, and kinds sekisho does not read, are problems too: the agent
+    never enforces a store it does not fully understand.
     """
-    global _decoded
     from sekisho.errors import Problem
+    from sekisho.sources.files import refuse_unrendered, refuse_unsupported
+
+    result = snapshot_result(snapshot, prefix, warnings=False)
+    if result.cluster is None:
+        raise ManifestError(result.problems)
+    if result.skipped:
+        raise ManifestError(
+            [
+                Problem(where, 0, "", what, "", "a kind sekisho does not read")
+                for where, what in result.skipped
+            ]
+        )
+    return refuse_unsupported(refuse_unrendered(result.cluster))
+
+
+def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -> Any:
+    """The model's ``LoadResult`` of ``snapshot`` (what ``validate --etcd`` prints)."""
+    global _decoded
     from sekisho.model import ReadResult, load_read
     from sekisho.model.reader import Issue, Loc, RawObject
-    from sekisho.sources.files import refuse_unrendered
 
     read = ReadResult()
     memo: dict[tuple[str, int], Any] = {}
@@ -533,17 +549,7 @@ def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
         read.objects.append(RawObject(Loc(where, 0), data))
         read.files += 1
     _decoded = memo
-    result = load_read(read, warnings=False)
-    if result.cluster is None:
-        raise ManifestError(result.problems)
-    if result.skipped:
-        raise ManifestError(
-            [
-                Problem(where, 0, "", what, "", "a kind sekisho does not read")
-                for where, what in result.skipped
-            ]
-        )
-    return refuse_unrendered(result.cluster)
+    return load_read(read, warnings=warnings)
 
 
 def identity(data: Mapping[str, Any]) -> tuple[str, str, str]:
