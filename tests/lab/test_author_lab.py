@@ -21,7 +21,7 @@ pytestmark = pytest.mark.privileged
 
 PART1 = [str(SEED / "cluster.yaml"), str(SEED / "part1")]
 PART2 = [str(SEED / "cluster.yaml"), str(SEED / "part2")]
-EXPECT = SEED / "expect-part2.yaml"
+EXPECT = SEED.parent / "expect" / "seed-part2.yaml"
 
 
 @pytest.fixture(scope="module", params=["iptables", "nftables"])

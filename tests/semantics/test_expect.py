@@ -17,7 +17,7 @@ from .builders import seed_cluster
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 PART1 = [str(SEED / "cluster.yaml"), str(SEED / "part1")]
 PART2 = [str(SEED / "cluster.yaml"), str(SEED / "part2")]
-EXPECT = str(SEED / "expect-part2.yaml")
+EXPECT = str(SEED.parent / "expect" / "seed-part2.yaml")
 
 
 def one(text: str) -> tuple[int, list[str]]:
@@ -139,7 +139,7 @@ def test_seed_file_passes_on_part2_and_fails_on_part1(
     assert main(["test", EXPECT, *PART1, "--junit", str(junit)]) == 1
     out = capsys.readouterr().out
     assert "FAIL: 2 of 7 expectations hold" in out
-    assert "expect-part2.yaml:29: prod/blue -> prod/green TCP/80: expected deny, got allow" in out
+    assert "seed-part2.yaml:29: prod/blue -> prod/green TCP/80: expected deny, got allow" in out
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("tests") == "7" and suite.get("failures") == "5"
     assert main(["test", EXPECT, *PART1, "-o", "json"]) == 1

@@ -87,6 +87,27 @@ def test_apply_get_delete_round_trip(config: EtcdConfig) -> None:
     assert store.get("NetworkPolicy") == []
 
 
+def test_calico_and_kubernetes_policies_of_one_name_have_their_own_keys(
+    config: EtcdConfig,
+) -> None:
+    calico = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "deny", "namespace": "dev"},
+        "spec": {"selector": "all()", "types": ["Ingress"]},
+    }
+    store = Store(EtcdClient(config))
+    out = store.apply_objects([ns("dev"), deny_all(), calico])
+    assert [i for i, _ in out.results][1:] == [
+        ("NetworkPolicy", "dev", "deny"),
+        ("NetworkPolicy.projectcalico.org", "dev", "deny"),
+    ]
+    assert len(store.get("networkpolicy")) == 1
+    assert store.get("NetworkPolicy.projectcalico.org")[0]["spec"]["selector"] == "all()"
+    store.delete([("NetworkPolicy.projectcalico.org", "dev", "deny")])
+    assert store.get("NetworkPolicy.projectcalico.org") == []
+
+
 def test_a_bad_object_in_an_apply_writes_nothing(config: EtcdConfig) -> None:
     store = Store(EtcdClient(config))
     store.apply_objects([ns("dev")])

@@ -82,7 +82,7 @@ def delete(
 ) -> int:
     """Delete objects (KIND NAME... or -f PATH...), in one transaction, if what stays is valid."""
     from sekisho.errors import ManifestError
-    from sekisho.model.fields import API_VERSIONS, CLUSTER_SCOPED
+    from sekisho.model.kinds import READ, is_kubernetes_group
     from sekisho.sources.store import identities_of
 
     if paths and kind:
@@ -92,13 +92,14 @@ def delete(
     else:
         if not kind or not names:
             raise click.UsageError("give KIND NAME... or -f PATH...")
-        known = {k.lower(): k for k in API_VERSIONS}
-        real = known.get(kind.lower()) or known.get(kind.lower().removesuffix("s"))
+        known = {
+            (k.kind if is_kubernetes_group(k.group) else f"{k.kind}.{k.group}"): k for k in READ
+        }
+        lower = {name.lower(): name for name in known}
+        real = lower.get(kind.lower()) or lower.get(kind.lower().removesuffix("s"))
         if real is None:
-            raise click.UsageError(
-                f"kind {kind!r}: expected one of {', '.join(sorted(API_VERSIONS))}"
-            )
-        ns = "" if real in CLUSTER_SCOPED else namespace
+            raise click.UsageError(f"kind {kind!r}: expected one of {', '.join(sorted(known))}")
+        ns = "" if known[real].cluster_scoped else namespace
         idents = [(real, ns, name) for name in names]
     store = _store(kwargs)
     try:

@@ -56,6 +56,19 @@ READ: tuple[KindInfo, ...] = (
     KindInfo(
         "policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy", cluster_scoped=True
     ),
+    # Calico's own kinds (sekisho.model.calico); Calico's NetworkPolicy is told apart
+    # from Kubernetes' by its apiVersion. ServiceAccounts are read for
+    # serviceAccountSelector.
+    KindInfo("projectcalico.org/v3", "NetworkPolicy"),
+    KindInfo("projectcalico.org/v3", "GlobalNetworkPolicy", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "GlobalNetworkSet", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "HostEndpoint", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "NetworkSet"),
+    KindInfo("projectcalico.org/v3", "StagedGlobalNetworkPolicy", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "StagedKubernetesNetworkPolicy"),
+    KindInfo("projectcalico.org/v3", "StagedNetworkPolicy"),
+    KindInfo("projectcalico.org/v3", "Tier", cluster_scoped=True),
+    KindInfo("v1", "ServiceAccount"),
 )
 """The kinds sekisho reads (a policy kind added here is no longer reported unsupported)."""
 
@@ -74,7 +87,6 @@ SKIPPED: dict[str, frozenset[str]] = {
             "ResourceQuota",
             "Secret",
             "Service",
-            "ServiceAccount",
         }
     ),
     "admissionregistration.k8s.io": frozenset(
@@ -176,15 +188,18 @@ def unsupported_message(api_version: object, kind: str) -> str:
     )
 
 
-def _kubernetes_versions() -> dict[str, str]:
+def _versions() -> dict[str, str]:
     out: dict[str, str] = {}
     for k in READ:
-        if is_kubernetes_group(k.group):
-            out.setdefault(k.kind, k.api_version)
+        out.setdefault(k.kind, k.api_version)
     return out
 
 
-API_VERSIONS: dict[str, str] = _kubernetes_versions()
-"""Kind name -> apiVersion, for the read kinds of Kubernetes' own API groups."""
+API_VERSIONS: dict[str, str] = _versions()
+"""Kind name -> apiVersion of the read kinds (NetworkPolicy: Kubernetes' own, listed first)."""
+CALICO_KINDS = frozenset(
+    k.kind for k in READ if k.group == "projectcalico.org" and k.kind != "NetworkPolicy"
+) | {"ServiceAccount"}
+"""The kinds :mod:`sekisho.model.calico` reads besides Calico's NetworkPolicy."""
 CLUSTER_SCOPED = frozenset(k.kind for k in READ if k.cluster_scoped)
 """Names of the read kinds that are cluster-scoped."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sekisho.errors import ManifestError, Problem
-from sekisho.model import ipam, workloads
+from sekisho.model import calico, ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
@@ -64,12 +64,21 @@ class LoadResult:
             "nodes": len(c.nodes) if c else 0,
             "namespaces": len(c.namespaces) if c else 0,
             "pods": len(c.pods) if c else 0,
-            "policies": len(c.policies) + len(c.cluster_policies) if c else 0,
+            "policies": _policy_count(c),
             "skipped": len(self.skipped),
             "unsupported": len(self.unsupported),
             "problems": len(self.problems),
             "warnings": len(self.warnings),
         }
+
+
+def _policy_count(c: Cluster | None) -> int:
+    if c is None:
+        return 0
+    n = len(c.policies) + len(c.cluster_policies)
+    if c.calico is not None:
+        n += len(c.calico.policies) + len(c.calico.staged_kubernetes)
+    return n
 
 
 def load_paths(
@@ -251,6 +260,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 ports=t.ports,
                 workload=draft.workload,
                 source=draft.source,
+                service_account=t.service_account,
             )
         )
 
@@ -262,6 +272,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
     namespaces = dict(sorted(namespaces.items()))
 
     policies = tuple(sorted(drafts.policies, key=lambda p: (p.namespace, p.name)))
+    calico_objects = calico.finish(drafts.calico, set(node_by_name), sink)
     return Cluster(
         nodes=tuple(nodes),
         namespaces=namespaces,
@@ -269,6 +280,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
         policies=policies,
         cluster_cidr=cluster_cidr,
         cluster_policies=tuple(sorted(drafts.cluster_policies, key=lambda p: (p.kind, p.name))),
+        calico=calico_objects or None,
     )
 
 

@@ -39,12 +39,19 @@ from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.expr import matches
 from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 from sekisho.semantics.compiler import compile_program
-from sekisho.semantics.labels import is_namespace_key, namespace_part
+from sekisho.semantics.labels import (
+    SA_PREFIX,
+    SERVICE_ACCOUNT,
+    is_namespace_key,
+    namespace_part,
+    workload_labels,
+)
 from sekisho.semantics.probe import Service, default_services
 from sekisho.semantics.program import (
     DIRECTIONS,
     PORT_PROTOCOLS,
     PROTOCOL_NUMBERS,
+    WORKLOADS,
     Action,
     Direction,
     EntityMatch,
@@ -278,12 +285,22 @@ class _Keyer:
         self.own_keys = looked.own_keys
         self.named = looked.named | (probed_names or set())
         self.named_names = {name for name, _proto in self.named}
-        # Address membership: the program's nets, then each network set's nets.
+        # Address membership: the program's nets, then each network set's nets, then
+        # each host endpoint's addresses (a selector that selects a host endpoint holds
+        # its expected IPs, which may be a node's, i.e. a hostNetwork pod's).
+        universe = universe_of(cluster)
         self.net_pos = {n.key: i for i, n in enumerate(looked.nets)}
-        self.nets_list = [n.nets for n in looked.nets] + [
-            e.nets for e in universe_of(cluster).netsets
-        ]
+        self.nets_list = (
+            [n.nets for n in looked.nets]
+            + [e.nets for e in universe.netsets]
+            + [tuple(ipaddress.ip_network(ip) for ip in e.ips) for e in universe.hosts]
+        )
         self._kept: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Service account labels (Calico's projectcalico.org/serviceaccount and pcsa.*)
+        # join a pod's own labels when some selector reads them.
+        self.accounts: dict[tuple[str, str], dict[str, str]] | None = None
+        if any(k == SERVICE_ACCOUNT or k.startswith(SA_PREFIX) for k in self.own_keys):
+            self.accounts = cluster.calico.service_account_labels() if cluster.calico else {}
 
     def keys(self, pods: Sequence[Pod]) -> tuple[list[IdentityKey], BoolArray]:
         """The key of each pod, and each pod's membership in the nets (pods x nets)."""
@@ -303,6 +320,15 @@ class _Keyer:
         for i, pod in enumerate(pods):
             hn = pod.host_network
             labels = pod.labels
+            if self.accounts is not None and not hn:
+                labels = workload_labels(
+                    labels,
+                    pod.namespace,
+                    {},
+                    pod.service_account,
+                    self.accounts.get((pod.namespace, pod.service_account)),
+                    ns_part={},
+                )
             # Project the labels on the keys some selector reads (cached per key set).
             names = tuple(labels)
             kept = kept_keys.get(names)
@@ -403,6 +429,7 @@ class _Identities:
                 {**own, **ns_maps[g]} for own, g in zip(own_maps, group_of.tolist(), strict=True)
             ]
         self.netsets = universe.netsets
+        self.hosts = universe.hosts
         self.netset_table = LabelTable([dict(e.labels) for e in universe.netsets])
         self._cache: dict[str, BoolArray] = {}
         self._numbers: dict[tuple[str, str], IntArray] = {}
@@ -435,8 +462,21 @@ class _Identities:
                 base = len(self.net_pos)
                 for j in np.flatnonzero(chosen).tolist():
                     hit = hit | self.member[:, base + j]
+            if "host" in s.kinds and self.hosts:
+                base = len(self.net_pos) + len(self.netsets)
+                for j, h in enumerate(self.hosts):
+                    if matches(s.selector, h.labels):
+                        hit = hit | self.member[:, base + j]
             self._cache[key] = hit
         return hit
+
+    def subject(self, s: SelectorSet) -> BoolArray:
+        """Identities a policy of selector ``s`` applies to: workload endpoints whose labels
+        match (a policy's selector is evaluated on endpoints, not on addresses: the nets
+        of a network set it also selects make no pod its subject)."""
+        only = SelectorSet(s.selector, s.kinds & WORKLOADS)
+        out: BoolArray = self.selector(only) & ~self.hn
+        return out
 
     def nets(self, n: NetSet) -> BoolArray:
         col: BoolArray = self.member[:, self.net_pos[n.key]]
@@ -811,6 +851,26 @@ def _direction_table(
     return out
 
 
+def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
+    """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint.
+
+    Such a pod is its node, whose own traffic the host endpoint polices; the matrix
+    does not evaluate host endpoint policy yet (``trace`` does), and it does not
+    answer rather than answer wrong. Pods with their own network namespace are not
+    affected.
+    """
+    if cluster.calico is None or not cluster.calico.host_endpoints:
+        return
+    nodes = {h.node for h in cluster.calico.host_endpoints}
+    hit = [p.key for p in pods if p.host_network and p.node in nodes]
+    if hit:
+        shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+        raise UsageError(
+            f"hostNetwork pods on nodes with host endpoints ({shown}): the matrix does not "
+            "evaluate host endpoint policy yet; use `sekisho trace` for them"
+        )
+
+
 def compute_matrix(
     cluster: Cluster,
     probes: Sequence[Service | Probe],
@@ -824,6 +884,7 @@ def compute_matrix(
     ``compile_program(cluster).pending()``); default: the cluster's own.
     """
     chosen = sorted(cluster.pods if pods is None else pods, key=attrgetter("namespace", "name"))
+    refuse_host_endpoint_pods(cluster, chosen)
     checked = [_check_probe(p) for p in probes]
     if program is None:
         program = compile_program(cluster)
@@ -835,7 +896,7 @@ def compute_matrix(
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
         if pol.selector.key not in subject:
-            subject[pol.selector.key] = ids.selector(pol.selector) & ~ids.hn
+            subject[pol.selector.key] = ids.subject(pol.selector)
     # hostNetwork sources reach pods on their own node unfiltered (pod-level fix-up).
     node_of = [p.node for p in chosen]
     same_node: list[tuple[int, IntArray]] = []

@@ -553,19 +553,28 @@ def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -
 
 
 def identity(data: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(kind, namespace, name) an object is stored under (namespace ``default`` when left out)."""
-    from sekisho.model.fields import CLUSTER_SCOPED
+    """(kind, namespace, name) an object is stored under (namespace ``default`` when left out).
+
+    The kind is qualified by its API group outside Kubernetes' own groups
+    (``NetworkPolicy.projectcalico.org``), as ``kubectl`` names resources, so
+    Calico's NetworkPolicy and Kubernetes' never share a key.
+    """
+    from sekisho.model.kinds import classify, group_of, is_kubernetes_group
 
     kind = data.get("kind")
     meta = data.get("metadata")
     kind = kind if isinstance(kind, str) else ""
+    version = data.get("apiVersion")
+    group = group_of(version) if isinstance(version, str) else ""
+    info = classify(version, kind).info
     name = meta.get("name") if isinstance(meta, dict) else None
     ns = meta.get("namespace") if isinstance(meta, dict) else None
-    if kind in CLUSTER_SCOPED:
+    if info is not None and info.cluster_scoped:
         ns = ""
     elif not ns:
         ns = "default"
-    return kind, ns if isinstance(ns, str) else "", name if isinstance(name, str) else ""
+    segment = kind if is_kubernetes_group(group) else f"{kind}.{group}"
+    return segment, ns if isinstance(ns, str) else "", name if isinstance(name, str) else ""
 
 
 # ---- the watched source --------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, cast
 from inotify_simple import INotify, flags
 
 from sekisho.errors import ManifestError, Problem
-from sekisho.model.types import Cluster
+from sekisho.model.types import Cluster, Source
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +100,40 @@ class CachingLoader:
 
 
 def refuse_unrendered(cluster: Cluster) -> Cluster:
-    """``cluster``, or :class:`ManifestError` when it has policies the renderer cannot draw.
+    """``cluster``, or :class:`ManifestError` when it has objects the renderer cannot draw.
 
     The renderer reads Kubernetes NetworkPolicies only until it reads the policy
-    program (issue 11); rendering a cluster with cluster-wide policies without them
-    would enforce less than the manifests say. So the agent keeps its last good
-    state and ``render`` stops, naming each such policy (validate, trace and matrix
-    read them).
+    program (issue 11); rendering a cluster with cluster-wide policies, Calico
+    policies or host endpoints without them would enforce less than the manifests
+    say. So the agent keeps its last good state and ``render`` stops, naming each
+    such object (validate, trace and matrix read them). Staged Calico policies are
+    never enforced, so they are not in the way; neither are tiers, network sets or
+    service accounts, which mean something only through a policy.
     """
-    if not cluster.cluster_policies:
+    unrendered: list[tuple[Source, str, str]] = [
+        (p.source, p.kind, p.name) for p in cluster.cluster_policies
+    ]
+    if cluster.calico is not None:
+        unrendered += [
+            (p.source, p.kind, p.display)
+            for p in cluster.calico.policies
+            if p.staged_action is None
+        ]
+        unrendered += [(h.source, "HostEndpoint", h.name) for h in cluster.calico.host_endpoints]
+    if not unrendered:
         return cluster
     raise ManifestError(
         [
             Problem(
-                p.source.file,
-                p.source.line,
-                p.kind,
-                p.name,
+                source.file,
+                source.line,
+                kind,
+                name,
                 "",
                 "not rendered yet: the renderer (render, agent, lab) reads Kubernetes "
-                "NetworkPolicies only; refusing to enforce the cluster without this policy",
+                "NetworkPolicies only; refusing to enforce the cluster without this object",
             )
-            for p in cluster.cluster_policies
+            for source, kind, name in unrendered
         ]
     )
 

@@ -122,7 +122,7 @@ class Store:
         With ``prune``, stored objects it selects that ``read`` does not hold are deleted
         in the same transaction (the lab replaces its policies so).
         """
-        from sekisho.model.fields import API_VERSIONS, CLUSTER_SCOPED
+        from sekisho.model.kinds import classify
 
         if read.issues:
             from sekisho.model.reader import resolve
@@ -133,7 +133,8 @@ class Store:
         for obj in read.objects:
             ident = identity(obj.data)
             kind, ns, name = ident
-            if kind not in API_VERSIONS:
+            known = classify(obj.data.get("apiVersion"), obj.data.get("kind") or "")
+            if known.verdict in ("skipped", "unsupported"):
                 problems.append(
                     Problem(
                         obj.loc.file,
@@ -146,7 +147,8 @@ class Store:
                 )
                 continue
             data = dict(obj.data)
-            if kind not in CLUSTER_SCOPED and isinstance(data.get("metadata"), dict):
+            scoped = known.info is not None and known.info.cluster_scoped
+            if not scoped and isinstance(data.get("metadata"), dict):
                 data["metadata"] = {**data["metadata"], "namespace": ns}
             new[object_key(self.prefix, kind, ns, name)] = (ident, data)
         if problems:
