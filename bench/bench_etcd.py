@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -185,6 +186,7 @@ def lab_run(store: str, changes: int, background: int) -> dict[str, list[float]]
             time.sleep(0.02)
     finally:
         lab.down()
+        shutil.rmtree(root, ignore_errors=True)
     return {"last": last, "spread": spread}
 
 
@@ -322,6 +324,7 @@ def files_scale(
             time.sleep(0.01)
         stop.set()
         thread.join(10)
+    shutil.rmtree(root, ignore_errors=True)
     return lat
 
 
