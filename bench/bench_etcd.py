@@ -260,7 +260,7 @@ def section_scale(args: argparse.Namespace) -> None:
     pols = [o for o in objs if o["kind"] == "NetworkPolicy"]
     target = next(p for p in pols if p["spec"].get("ingress"))
     with LocalEtcd() as etcd, netns() as ns:
-        config = etcd.config()
+        config = etcd.config(timeout=120.0)
         client = EtcdClient(config)
         t = time.perf_counter()
         Store(client).apply_objects(objs)
@@ -344,7 +344,7 @@ def section_churn(args: argparse.Namespace) -> None:
     ]
     local = [p for p in cluster.pods if p.node == node and not p.host_network]
     with LocalEtcd() as etcd, netns() as ns:
-        config = etcd.config()
+        config = etcd.config(timeout=120.0)
         client = EtcdClient(config)
         Store(client).apply_objects(objs)
         source = EtcdSource(config)
@@ -409,14 +409,18 @@ def rss_mib(pid: int) -> float:
 
 
 def fan(etcd: LocalEtcd, watchers: int, changes: int) -> tuple[float, list[float]]:
-    config = etcd.config()
+    config = etcd.config(timeout=120.0)  # a cold start of many nodes: lists take long
     seen: list[dict[int, float]] = [{} for _ in range(watchers)]
     stop = threading.Event()
     listed = threading.Barrier(watchers + 1)
 
     def watch(i: int) -> None:
         client = EtcdClient(config)
-        rev, _ = client.range_prefix(config.prefix)
+        try:
+            rev, _ = client.range_prefix(config.prefix)
+        except Exception:
+            listed.abort()
+            raise
         listed.wait()
         for r, _events in client.watch(config.prefix, rev + 1, stop):
             if r > 0:
@@ -454,7 +458,7 @@ def section_fanout(args: argparse.Namespace) -> None:
     )
     objs = generator.generate(args.pods, policies=args.pods // 10, seed=3)
     with LocalEtcd() as etcd:
-        Store(EtcdClient(etcd.config())).apply_objects(objs)
+        Store(EtcdClient(etcd.config(timeout=120.0))).apply_objects(objs)
         assert etcd.proc is not None
         before = rss_mib(etcd.proc.pid)
         one_list, one = fan(etcd, 1, args.changes)

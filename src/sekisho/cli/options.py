@@ -67,6 +67,14 @@ def etcd_options(required: bool = False) -> Callable[[F], F]:
             help="Read the password from this file instead.",
         ),
         click.option(
+            "--etcd-timeout",
+            envvar="SEKISHO_ETCD_TIMEOUT",
+            type=click.FloatRange(min=0.1),
+            default=5.0,
+            show_default=True,
+            help="Seconds for one request to etcd (a large apply may need more).",
+        ),
+        click.option(
             "--etcd-prefix",
             envvar="SEKISHO_ETCD_PREFIX",
             default="/sekisho/",
@@ -89,6 +97,7 @@ def etcd_config(kwargs: dict[str, Any]) -> Any:
     names = ("ca", "cert", "key", "user", "password", "prefix")
     values = {n: kwargs.pop(f"etcd_{n}", None) for n in names}
     pw_file = kwargs.pop("etcd_password_file", None)
+    timeout = kwargs.pop("etcd_timeout", None)
     if pw_file and not values["password"]:
         with open(pw_file) as fh:
             values["password"] = fh.read().strip()
@@ -96,4 +105,4 @@ def etcd_config(kwargs: dict[str, Any]) -> Any:
         return None
     from sekisho.sources.etcd import EtcdConfig
 
-    return EtcdConfig.parse(urls, **values)
+    return EtcdConfig.parse(urls, timeout=float(timeout or 5.0), **values)
