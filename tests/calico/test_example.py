@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SEED
 from sekisho.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "examples" / "seed"
 
 CLUSTER = str(SEED / "cluster.yaml")
 EXAMPLE = str(ROOT / "examples" / "calico")
