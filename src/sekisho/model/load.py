@@ -123,14 +123,17 @@ def cluster_from_objects(
     return result.cluster
 
 
-def load_read(read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT) -> LoadResult:
+def load_read(
+    read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT, *, warnings: bool = True
+) -> LoadResult:
     """Validate and join what :func:`sekisho.model.reader.read_paths` read (``read`` is not changed).
 
     For callers that cache parsed files (the file source re-reads only changed files)
-    and join the :class:`ReadResult` of each.
+    and join the :class:`ReadResult` of each. ``warnings=False`` skips the linter
+    (an agent does not report warnings).
     """
     with paused_gc():
-        return _load_read(read, cluster_cidr)
+        return _load_read(read, cluster_cidr, warnings=warnings)
 
 
 def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) -> LoadResult:
