@@ -33,11 +33,12 @@ from sekisho.dataplane import (
 )
 from sekisho.dataplane.backends import Applier
 from sekisho.dataplane.backends import backend as backend_named
-from sekisho.errors import DataplaneError, ManifestError, SekishoError, ToolMissing
+from sekisho.errors import DataplaneError, ManifestError, SekishoError, StoreError, ToolMissing
 from sekisho.model.types import Cluster
 from sekisho.render import NodeRenderer, Ruleset, check_node, render_node, ruleset_digest
 from sekisho.render.backends import BACKEND_NAMES
 from sekisho.sources import DirWatcher, FileSource
+from sekisho.sources.etcd import EtcdSource
 from sekisho.sources.files import DEBOUNCE
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class Agent:
         self,
         *,
         node: str,
-        source: str | Path | FileSource,
+        source: str | Path | FileSource | EtcdSource,
         netns: str | None = None,
         backend: Backend = "iptables",
         prefix: str = "sekisho",
@@ -176,7 +177,7 @@ class Agent:
         debounce: float = DEBOUNCE,
     ) -> None:
         self.node = node
-        self.source = source if isinstance(source, FileSource) else FileSource(source)
+        self.source = source if isinstance(source, FileSource | EtcdSource) else FileSource(source)
         self.netns = netns
         self.backend: Backend = backend
         self.prefix = prefix
@@ -215,9 +216,17 @@ class Agent:
         return (stale < limit, "" if stale < limit else f"loop stalled for {stale:.0f}s")
 
     def ready(self) -> tuple[bool, str]:
-        """/readyz: the first good apply happened and the last load and apply were good."""
+        """/readyz: the first good apply happened, the last load and apply were good, and the
+        store (etcd) is in step; otherwise why not (the last good state keeps enforcing)."""
         h = self._health
-        return h.ready, h.reason
+        ok, reason = h.ready, h.reason
+        if isinstance(self.source, EtcdSource):
+            up, why = self.source.health()
+            if not up:
+                ok, reason = False, why
+        if not ok and self.desired is not None:
+            reason += f"; enforcing the last good state (generation {self.generation})"
+        return ok, reason
 
     def _degrade(self, reason: str) -> None:
         self._health.ready = False
@@ -239,6 +248,9 @@ class Agent:
             for problem in exc.problems:
                 log.error("invalid manifest: %s", problem, extra={"fields": problem.to_json()})
             return self._fail("load", f"invalid manifests: {exc}", "invalid", t0)
+        except StoreError as exc:
+            log.error("store: %s", exc)
+            return self._fail("store", str(exc), "invalid", t0)
         except (SekishoError, OSError) as exc:
             log.error("cannot load %s: %s", self.source.root, exc)
             return self._fail("load", f"cannot load {self.source.root}: {exc}", "invalid", t0)
@@ -384,7 +396,14 @@ class Agent:
         Leaves the rules in place when it returns (they keep enforcing).
         """
         own_watcher = watcher is None
-        watch = watcher or DirWatcher(self.source.root, debounce=self.debounce)
+        watch: DirWatcher | EtcdSource
+        if watcher is not None:
+            watch = watcher
+        elif isinstance(self.source, EtcdSource):
+            watch = self.source.start()
+            self.source.synced.wait(self.source.config.timeout)  # the first list, usually
+        else:
+            watch = DirWatcher(self.source.root, debounce=self.debounce)
         try:
             self._health.last_tick = self.clock()
             self._guarded(self.sync_once)
