@@ -22,5 +22,7 @@ from sekisho.semantics import compile_program
 )
 @given(objects())
 def test_rendered_calico_objects_agree(objs: list[dict[str, Any]]) -> None:
-    cluster = cluster_from_objects([*BASE, *objs], source="random")
+    # host endpoints are not drawn (render and the agent refuse them): leave them out
+    drawn = [o for o in objs if o.get("kind") != "HostEndpoint"]
+    cluster = cluster_from_objects([*BASE, *drawn], source="random")
     check(cluster, compile_program(cluster))
