@@ -123,14 +123,17 @@ def cluster_from_objects(
     return result.cluster
 
 
-def load_read(read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT) -> LoadResult:
+def load_read(
+    read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT, *, warnings: bool = True
+) -> LoadResult:
     """Validate and join what :func:`sekisho.model.reader.read_paths` read (``read`` is not changed).
 
     For callers that cache parsed files (the file source re-reads only changed files)
-    and join the :class:`ReadResult` of each.
+    and join the :class:`ReadResult` of each. ``warnings=False`` skips the linter
+    (an agent does not report warnings).
     """
     with paused_gc():
-        return _load_read(read, cluster_cidr)
+        return _load_read(read, cluster_cidr, warnings=warnings)
 
 
 def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) -> LoadResult:
@@ -297,10 +300,23 @@ def _nodes(drafts: list[NodeDraft], cluster_cidr: IPNetwork) -> list[Node]:
         else:
             ip_owner[int(d.internal_ip)] = d.name
     cidrs: list[tuple[IPNetwork, str]] = []
+    # Two CIDRs overlap when one holds the other: look the new one's supernets up
+    # among the CIDRs so far, and the new one among their supernets (not n x n).
+    exact: dict[tuple[int, int, int], str] = {}
+    inside: dict[tuple[int, int, int], str] = {}
     for d in ordered:
         if d.pod_cidr is None:
             continue
-        clash = next((name for net, name in cidrs if net.overlaps(d.pod_cidr)), None)
+        net = d.pod_cidr
+        bits, base = net.max_prefixlen, int(net.network_address)
+        supernets = [
+            (net.version, base >> (bits - plen) << (bits - plen), plen)
+            for plen in range(net.prefixlen, -1, -1)
+        ]
+        clash = inside.get(supernets[0]) or next((exact[k] for k in supernets if k in exact), None)
+        exact.setdefault(supernets[0], d.name)
+        for k in supernets:
+            inside.setdefault(k, d.name)
         if clash is not None:
             d.report.error(
                 ("spec", "podCIDR"), f"podCIDR {d.pod_cidr} overlaps the podCIDR of node {clash}"
