@@ -111,7 +111,8 @@ def rule(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def objects(draw: st.DrawFn) -> list[dict[str, Any]]:
+def objects(draw: st.DrawFn, hosts: bool = True) -> list[dict[str, Any]]:
+    """``hosts``: host endpoints too (the renderer does not draw them)."""
     out: list[dict[str, Any]] = [
         {
             "apiVersion": V3,
@@ -125,7 +126,8 @@ def objects(draw: st.DrawFn) -> list[dict[str, Any]]:
             "metadata": {"name": "default", "namespace": NAMESPACES[0], "labels": {"team": "a"}},
         },
     ]
-    for node in draw(st.lists(st.sampled_from(["node-1", "node-2"]), max_size=2, unique=True)):
+    host_nodes = st.lists(st.sampled_from(["node-1", "node-2"]), max_size=2, unique=True)
+    for node in draw(host_nodes) if hosts else []:
         # The hostNetwork centaurs run on node-1 and node-2: their node's host endpoint
         # polices their traffic.
         hep_spec: dict[str, Any] = {"node": node, "interfaceName": "eth0"}
