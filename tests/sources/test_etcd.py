@@ -202,6 +202,11 @@ def test_source_lists_then_follows_each_transaction_whole(config: EtcdConfig) ->
         assert [p.name for p in cluster.pods] == ["a", "b", "c"]
         assert [p.name for p in cluster.policies] == ["deny"]
         assert source.health() == (True, "")
+        assert not source.changed_since_load()
+        client = EtcdClient(config)
+        client.put("/elsewhere/x", b"1")  # the store's revision moves, this prefix does not
+        client.put(config.prefix + "resources/Namespace/_/late", json.dumps(ns("late")).encode())
+        wait_for(source, source.changed_since_load)
     finally:
         source.close()
 

@@ -634,6 +634,10 @@ class EtcdSource:
         """A complete list arrived and the watch since then is unbroken."""
         self._problem: str | None = "not listed yet"
         self._loaded_rev = -1
+        self._content = 0
+        """Bumped whenever the snapshot's objects change (a progress notification moves the
+        revision only)."""
+        self._loaded_content = -1
         self._changed: list[str] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -662,6 +666,7 @@ class EtcdSource:
                 )
             snap = Snapshot(self._snap.revision, dict(self._snap.values))
             self._loaded_rev = snap.revision
+            self._loaded_content = self._content
         return snapshot_cluster(snap, self.config.prefix)
 
     @property
@@ -675,7 +680,7 @@ class EtcdSource:
 
     def changed_since_load(self) -> bool:
         with self._cond:
-            return self._synced and self._snap.revision != self._loaded_rev
+            return self._synced and self._content != self._loaded_content
 
     def wait(self, timeout: float) -> list[str]:
         """Block up to ``timeout`` for a change; the keys that changed (``<store>`` for a status change)."""
@@ -720,6 +725,7 @@ class EtcdSource:
         rev, kvs = self.client.range_prefix(self.config.prefix)
         with self._cond:
             self._snap = Snapshot(rev, {kv.key: kv for kv in kvs})
+            self._content += 1
             was, self._synced, self._problem = self._synced, True, None
             self._changed.append("<relist>")
             self._cond.notify_all()
@@ -803,6 +809,8 @@ class EtcdSource:
                     else:
                         values[kv.key] = kv
                 self._snap.revision = max(self._snap.revision, rev)
+                if events:
+                    self._content += 1
                 if not self._synced:
                     self._synced, self._problem = True, None
                     keys.append("<store>")
