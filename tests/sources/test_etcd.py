@@ -183,6 +183,23 @@ def test_cli_apply_get_delete(config: EtcdConfig, tmp_path: Path, capsys: Any) -
     dump.write_text(capsys.readouterr().out)
     assert main(["validate", str(dump)]) == 0
     capsys.readouterr()
+    assert main(["validate", *args]) == 0
+    capsys.readouterr()
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}
+    Store(EtcdClient(config)).apply_objects([node, pod("a", "10.244.1.5"), pod("b", "10.244.1.6")])
+    # The analysis commands read the store as they read files (deny: ingress isolated).
+    assert main(["trace", "--from", "dev/a", "--to", "dev/b", "--port", "80", *args]) == 1
+    assert "DENIED" in capsys.readouterr().out
+    assert main(["matrix", "--probe", "80/TCP", "-o", "json", *args]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["pods"] == ["dev/a", "dev/b"] and doc["probes"][0]["allowed"] == [
+        [True, False],
+        [False, True],
+    ]
+    assert main(["render", "--node", "node-1", *args]) == 0
+    assert "dev/deny" in capsys.readouterr().out  # the policy that selects both pods
+    assert main(["matrix", str(good), *args]) == 2  # paths or the store, not both
+    capsys.readouterr()
     assert main(["delete", "-f", str(good), *args]) == 0
     assert "NetworkPolicy dev/deny deleted" in capsys.readouterr().out
 

@@ -499,6 +499,22 @@ def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
     return refuse_unsupported(refuse_unrendered(result.cluster))
 
 
+def store_cluster(config: EtcdConfig) -> Cluster:
+    """The cluster the store holds now, validated (``trace``, ``matrix``, ``render`` with
+    ``--etcd``); ManifestError with every problem, located at ``etcd:KEY``."""
+    client = EtcdClient(config)
+    try:
+        rev, kvs = client.range_prefix(config.prefix)
+    finally:
+        client.close()
+    result = snapshot_result(
+        Snapshot(rev, {kv.key: kv for kv in kvs}), config.prefix, warnings=False
+    )
+    if result.cluster is None:
+        raise ManifestError(result.problems)
+    return result.cluster  # type: ignore[no-any-return]
+
+
 def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -> Any:
     """The model's ``LoadResult`` of ``snapshot`` (what ``validate --etcd`` prints)."""
     global _decoded
