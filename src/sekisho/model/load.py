@@ -19,10 +19,11 @@ from sekisho.errors import ManifestError, Problem
 from sekisho.model import calico, ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
-from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
+from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_object, parse_objects
 from sekisho.model.reader import (
     Issue,
     Loc,
+    RawObject,
     ReadResult,
     iter_objects,
     paused_gc,
@@ -166,6 +167,101 @@ def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) ->
 
 
 _finish = load_read  # the name the file source first used
+
+
+class PartCache:
+    """Each object's own parse, kept between loads by a caller that knows which objects
+    did not change (the etcd source: key and revision). See :func:`load_parts`."""
+
+    def __init__(self) -> None:
+        self.parts: dict[object, tuple[Drafts, list[Issue], int]] = {}
+        self.hits = 0
+        """Objects whose parse the last load reused."""
+
+
+def _merge(into: Any, part: Any) -> bool:
+    """Add one object's drafts to the joined ones; False when a key collides (a duplicate)."""
+    for f in dataclasses.fields(into):
+        mine, theirs = getattr(into, f.name), getattr(part, f.name)
+        if isinstance(mine, list):
+            mine.extend(theirs)
+        elif isinstance(mine, set):
+            mine |= theirs
+        elif isinstance(mine, dict):
+            if any(k in mine for k in theirs):
+                return False
+            mine.update(theirs)
+        elif dataclasses.is_dataclass(mine):
+            if not _merge(mine, theirs):
+                return False
+        else:
+            raise TypeError(f"cannot join drafts field {f.name}")
+    return True
+
+
+def load_parts(
+    objects: Sequence[tuple[object, RawObject]],
+    cache: PartCache,
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
+) -> LoadResult:
+    """:func:`load_read` of ``objects`` (no texts, no linter), re-parsing only objects whose
+    key is not in ``cache``: what a change costs is its objects' parse plus the join.
+
+    The result equals a full load (a test holds it to that). Problems found while
+    joining land in the objects' own reports, so every object's problem list is
+    scanned after the join; when there is any problem, or two objects collide, the
+    cache is dropped (the join may have changed drafts) and a duplicate is left to
+    the full load to report.
+    """
+    with paused_gc():
+        fresh: dict[object, tuple[Drafts, list[Issue], int]] = {}
+        drafts = Drafts()
+        issues: list[Issue] = []
+        hits = 0
+        for key, obj in objects:
+            part = cache.parts.get(key)
+            if part is None:
+                sink: list[Issue] = []
+                one = Drafts()
+                parse_object(obj, one, sink)
+                part = (one, sink, len(sink))
+            else:
+                hits += 1
+            fresh[key] = part
+            if not _merge(drafts, part[0]):
+                cache.parts = {}
+                read = ReadResult(objects=[o for _, o in objects], files=len(objects))
+                return _load_read(read, cluster_cidr, warnings=False)
+            issues.extend(part[1][: part[2]])
+        try:
+            cidr: IPNetwork = ipaddress.ip_network(cluster_cidr)
+        except ValueError:
+            cache.parts = {}
+            read = ReadResult(objects=[o for _, o in objects], files=len(objects))
+            return _load_read(read, cluster_cidr, warnings=False)
+        cluster = _build(drafts, cidr, issues)
+        for _, sink, n in fresh.values():
+            if len(sink) > n:  # a problem the join found, told to the object's report
+                issues.extend(sink[n:])
+                del sink[n:]
+        problems = tuple(resolve(issues, {}))
+        unsupported = tuple(resolve(drafts.unsupported, {}))
+        if problems:
+            cache.parts = {}
+        else:
+            cache.parts = fresh
+            cache.hits = hits
+        if unsupported and not problems:
+            cluster = dataclasses.replace(cluster, unsupported=unsupported)
+        return LoadResult(
+            cluster=None if problems else cluster,
+            problems=problems,
+            skipped=tuple(drafts.skipped),
+            files=len(objects),
+            objects=len(objects),
+            warnings=unsupported + tuple(resolve(drafts.notes, {})),
+            unsupported=unsupported,
+        )
 
 
 def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluster:

@@ -475,7 +475,7 @@ _decoded: dict[tuple[str, int], Any] = {}
 """(key, mod_revision) -> decoded JSON, kept for the keys of the last snapshot loaded."""
 
 
-def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
+def snapshot_cluster(snapshot: Snapshot, prefix: str, cache: Any = None) -> Cluster:
     """Validate every object of ``snapshot`` with the model's loader; raise ManifestError.
 
     A value that is not JSON, or an object whose kind, namespace or name differ from
@@ -486,7 +486,7 @@ def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
     from sekisho.errors import Problem
     from sekisho.sources.files import refuse_unrendered, refuse_unsupported
 
-    result = snapshot_result(snapshot, prefix, warnings=False)
+    result = snapshot_result(snapshot, prefix, warnings=False, cache=cache)
     if result.cluster is None:
         raise ManifestError(result.problems)
     if result.skipped:
@@ -515,13 +515,21 @@ def store_cluster(config: EtcdConfig) -> Cluster:
     return result.cluster  # type: ignore[no-any-return]
 
 
-def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -> Any:
-    """The model's ``LoadResult`` of ``snapshot`` (what ``validate --etcd`` prints)."""
+def snapshot_result(
+    snapshot: Snapshot, prefix: str, *, warnings: bool = True, cache: Any = None
+) -> Any:
+    """The model's ``LoadResult`` of ``snapshot`` (what ``validate --etcd`` prints).
+
+    With ``cache`` (a ``model.load.PartCache``), objects whose key and revision were
+    parsed by the last load are not parsed again (the agent's path).
+    """
     global _decoded
     from sekisho.model import ReadResult, load_read
+    from sekisho.model.load import load_parts
     from sekisho.model.reader import Issue, Loc, RawObject
 
     read = ReadResult()
+    keys: list[tuple[str, int]] = []
     memo: dict[tuple[str, int], Any] = {}
     for key in sorted(snapshot.values):
         kv = snapshot.values[key]
@@ -563,8 +571,11 @@ def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -
             )
             continue
         read.objects.append(RawObject(Loc(where, 0), data))
+        keys.append(cache_key)
         read.files += 1
     _decoded = memo
+    if cache is not None and not read.issues and not warnings:
+        return load_parts(list(zip(keys, read.objects, strict=True)), cache)
     return load_read(read, warnings=warnings)
 
 
@@ -660,6 +671,10 @@ class EtcdSource:
         self._thread: threading.Thread | None = None
         self._wait = sleep or self._stop.wait
         self.relists = 0
+        from sekisho.model.load import PartCache
+
+        self.parts = PartCache()
+        """Each stored object's parse, kept while its revision stays (a change costs its objects)."""
         self.synced = threading.Event()
         """Set once the first list arrived."""
 
@@ -683,7 +698,7 @@ class EtcdSource:
             snap = Snapshot(self._snap.revision, dict(self._snap.values))
             self._loaded_rev = snap.revision
             self._loaded_content = self._content
-        return snapshot_cluster(snap, self.config.prefix)
+        return snapshot_cluster(snap, self.config.prefix, self.parts)
 
     @property
     def revision(self) -> int:
