@@ -174,28 +174,47 @@ class PartCache:
     did not change (the etcd source: key and revision). See :func:`load_parts`."""
 
     def __init__(self) -> None:
-        self.parts: dict[object, tuple[Drafts, list[Issue], int]] = {}
+        self.parts: dict[object, _Part] = {}
         self.hits = 0
         """Objects whose parse the last load reused."""
 
 
-def _merge(into: Any, part: Any) -> bool:
-    """Add one object's drafts to the joined ones; False when a key collides (a duplicate)."""
-    for f in dataclasses.fields(into):
-        mine, theirs = getattr(into, f.name), getattr(part, f.name)
-        if isinstance(mine, list):
-            mine.extend(theirs)
-        elif isinstance(mine, set):
-            mine |= theirs
-        elif isinstance(mine, dict):
-            if any(k in mine for k in theirs):
-                return False
-            mine.update(theirs)
-        elif dataclasses.is_dataclass(mine):
-            if not _merge(mine, theirs):
-                return False
+_Part = tuple[Drafts, list[Issue], int, tuple[tuple[str, Any], ...]]
+"""One object's drafts, its problem list, how many problems its parse found, and the
+fields it filled (``calico.policies`` for a nested one): what a join has to add."""
+
+
+def _filled(drafts: Any, prefix: str = "") -> tuple[tuple[str, Any], ...]:
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(drafts):
+        value = getattr(drafts, f.name)
+        if dataclasses.is_dataclass(value):
+            out += _filled(value, f"{prefix}{f.name}.")
+        elif isinstance(value, list | set | dict):
+            if value:
+                out.append((prefix + f.name, value))
         else:
             raise TypeError(f"cannot join drafts field {f.name}")
+    return tuple(out)
+
+
+def _merge(into: Drafts, filled: tuple[tuple[str, Any], ...], targets: dict[str, Any]) -> bool:
+    """Add one object's filled fields to the joined drafts; False when a key collides."""
+    for name, value in filled:
+        target: Any = targets.get(name)
+        if target is None:
+            target = into
+            for part in name.split("."):
+                target = getattr(target, part)
+            targets[name] = target
+        if isinstance(target, list):
+            target.extend(value)
+        elif isinstance(target, set):
+            target |= value
+        else:
+            if any(k in target for k in value):
+                return False
+            target.update(value)
     return True
 
 
@@ -214,8 +233,9 @@ def load_parts(
     the full load to report.
     """
     with paused_gc():
-        fresh: dict[object, tuple[Drafts, list[Issue], int]] = {}
+        fresh: dict[object, _Part] = {}
         drafts = Drafts()
+        targets: dict[str, Any] = {}
         issues: list[Issue] = []
         hits = 0
         for key, obj in objects:
@@ -224,11 +244,11 @@ def load_parts(
                 sink: list[Issue] = []
                 one = Drafts()
                 parse_object(obj, one, sink)
-                part = (one, sink, len(sink))
+                part = (one, sink, len(sink), _filled(one))
             else:
                 hits += 1
             fresh[key] = part
-            if not _merge(drafts, part[0]):
+            if not _merge(drafts, part[3], targets):
                 cache.parts = {}
                 read = ReadResult(objects=[o for _, o in objects], files=len(objects))
                 return _load_read(read, cluster_cidr, warnings=False)
@@ -240,7 +260,7 @@ def load_parts(
             read = ReadResult(objects=[o for _, o in objects], files=len(objects))
             return _load_read(read, cluster_cidr, warnings=False)
         cluster = _build(drafts, cidr, issues)
-        for _, sink, n in fresh.values():
+        for _, sink, n, _ in fresh.values():
             if len(sink) > n:  # a problem the join found, told to the object's report
                 issues.extend(sink[n:])
                 del sink[n:]

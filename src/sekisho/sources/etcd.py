@@ -546,19 +546,27 @@ def snapshot_result(
             )
             continue
         cache_key = (key, kv.mod_revision)
-        data = _decoded.get(cache_key)
-        if data is None:
+        known = _decoded.get(cache_key)
+        if known is None:
             try:
                 data = json.loads(kv.value)
             except (ValueError, UnicodeDecodeError) as exc:
                 read.issues.append(Issue(Loc(where, 0), parts[0], parts[2], (), f"not JSON: {exc}"))
                 continue
-        memo[cache_key] = data
-        if not isinstance(data, dict):
-            read.issues.append(Issue(Loc(where, 0), parts[0], parts[2], (), "not an object"))
+            known = (data, identity(data) if isinstance(data, dict) else None, None)
+        data, got, raw = known
+        if raw is None and got is not None and got == parts:
+            raw = RawObject(Loc(where, 0), data)
+            known = (data, got, raw)
+        memo[cache_key] = known
+        if raw is not None:  # a value already checked against its key
+            read.objects.append(raw)
+            keys.append(cache_key)
+            read.files += 1
             continue
-        got = identity(data)
-        if got != parts:
+        if got is None:
+            read.issues.append(Issue(Loc(where, 0), parts[0], parts[2], (), "not an object"))
+        else:
             read.issues.append(
                 Issue(
                     Loc(where, 0),
@@ -569,10 +577,6 @@ def snapshot_result(
                     "it does not belong under this key",
                 )
             )
-            continue
-        read.objects.append(RawObject(Loc(where, 0), data))
-        keys.append(cache_key)
-        read.files += 1
     _decoded = memo
     if cache is not None and not read.issues and not warnings:
         return load_parts(list(zip(keys, read.objects, strict=True)), cache)
