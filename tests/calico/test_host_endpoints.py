@@ -16,7 +16,7 @@ import pytest
 from sekisho.errors import UsageError
 from sekisho.model import Cluster, cluster_from_objects
 from sekisho.model.types import FlowProtocol
-from sekisho.semantics import Flow, compute_matrix, resolve_endpoint, verdict
+from sekisho.semantics import Flow, compute_matrix, pod_endpoint, resolve_endpoint, verdict
 from semantics_npa.test_mixed import BASE
 
 Manifest = dict[str, Any]
@@ -197,13 +197,31 @@ def test_node_source_matched_by_host_endpoint_selector() -> None:
     assert not no.allowed
 
 
-def test_matrix_refuses_hostnetwork_pods_under_host_endpoints() -> None:
+@pytest.mark.parametrize(
+    "objects", [case.values[0] for case in CASES], ids=[str(case.id) for case in CASES]
+)
+def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None:
+    # a/agent is hostNetwork on n1: its node's host endpoint polices its traffic.
+    has_n1 = any(o["kind"] == "HostEndpoint" and o["spec"]["node"] == "n1" for o in objects)
+    cluster = _cluster([*objects, *([] if has_n1 else [hep("n1", ALLOW)])])
+    probes = [(80, "TCP"), (22, "TCP"), (53, "UDP"), (10250, "TCP"), (None, "ICMP")]
+    m = compute_matrix(cluster, probes)
+    ends = [pod_endpoint(cluster, p) for p in m.pods]
+    for probe in m.probes:
+        for i, s in enumerate(ends):
+            for j, d in enumerate(ends):
+                v = verdict(cluster, Flow(s, d, probe.protocol, probe.port))  # type: ignore[arg-type]
+                assert bool(probe.allowed[i, j]) is v.allowed, (probe.service, v.lines())
+                for table, side in ((probe.egress, v.egress), (probe.ingress, v.ingress)):
+                    assert bool(table[i, j]) is (side is None or side.allowed), v.lines()
+
+
+def test_incremental_matrix_refuses_hostnetwork_pods_under_host_endpoints() -> None:
+    from sekisho.semantics.incremental import IncrementalMatrix
+
     cluster = _cluster([hep("n1", ALLOW)])
     with pytest.raises(UsageError, match="a/agent"):
-        compute_matrix(cluster, [(80, "TCP")])
-    pods = [p for p in cluster.pods if not p.host_network]
-    matrix = compute_matrix(cluster, [(80, "TCP")], pods=pods)
-    assert matrix.probes[0].allowed.all()
+        IncrementalMatrix(cluster, [(80, "TCP")])
 
 
 def test_unknown_profiles_are_refused() -> None:

@@ -1,7 +1,8 @@
 """Random Calico v3 objects (tiers with both default actions, policies of both scopes with
 every action, orders and ties, selectors with namespace and service account scoping,
 notSelector, nets and notNets, ports and notPorts with ranges and names, protocol and
-notProtocol, ICMP, ipVersion; network sets; service accounts) with a Kubernetes
+notProtocol, ICMP, ipVersion; network sets; service accounts; host endpoints of the
+hostNetwork pods' nodes, with and without an allowing profile, failsafe ports) with a Kubernetes
 NetworkPolicy on the conformance cluster: the matrix engine equals the walk, pair by
 pair, for the enforced program and for the pending one (staged policies applied)."""
 
@@ -22,7 +23,7 @@ V3 = "projectcalico.org/v3"
 BASE = [o for o in yaml.safe_load_all((CORPUS / "base" / "cluster.yaml").read_text()) if o]
 HOUSES = ["gryffindor", "slytherin", "hufflepuff", "ravenclaw"]
 NAMESPACES = [f"network-policy-conformance-{h}" for h in HOUSES]
-PROBES = [(80, "TCP"), (53, "UDP"), (8080, "TCP"), (None, "ICMP")]
+PROBES = [(80, "TCP"), (53, "UDP"), (8080, "TCP"), (22, "TCP"), (None, "ICMP")]
 
 selector = st.sampled_from(
     [
@@ -34,6 +35,8 @@ selector = st.sampled_from(
         "statefulset.kubernetes.io/pod-name ends with '-0'",
         "role == 'partners'",
         "conformance-house starts with 'r' || role contains 'part'",
+        "has(hep)",
+        "hep == 'node-1'",
     ]
 )
 ns_selector = st.sampled_from(
@@ -114,6 +117,20 @@ def objects(draw: st.DrawFn) -> list[dict[str, Any]]:
             "metadata": {"name": "default", "namespace": NAMESPACES[0], "labels": {"team": "a"}},
         },
     ]
+    for node in draw(st.lists(st.sampled_from(["node-1", "node-2"]), max_size=2, unique=True)):
+        # The hostNetwork centaurs run on node-1 and node-2: their node's host endpoint
+        # polices their traffic.
+        hep_spec: dict[str, Any] = {"node": node, "interfaceName": "eth0"}
+        if draw(st.booleans()):
+            hep_spec["profiles"] = ["projectcalico-default-allow"]
+        out.append(
+            {
+                "apiVersion": V3,
+                "kind": "HostEndpoint",
+                "metadata": {"name": f"{node}-eth0", "labels": {"hep": node}},
+                "spec": hep_spec,
+            }
+        )
     tiers = ["default"]
     for name in draw(st.lists(st.sampled_from(["t1", "t2"]), max_size=2, unique=True)):
         spec: dict[str, Any] = {}

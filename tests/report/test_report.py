@@ -91,9 +91,14 @@ def test_seed_report_in_chromium(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "seed.html"
     assert main(["report", *PART2, "-o", str(out)]) == 0
     assert "7 pods in 7 groups" in capsys.readouterr().out
-    status, errors = body_state(browse(out, tmp_path, "--dump-dom"))
+    dom = browse(out, tmp_path, "--dump-dom")
+    status, errors = body_state(dom)
     assert errors == ""
     assert status == "ok"
+    # drawn: a heat map cell per group pair, edges, and the first pair's walk shown
+    assert dom.count('class="c"') + dom.count('class="c sel"') == 49
+    assert 'class="edge' in dom
+    assert "flow: pod dev/blue" in dom and "verdict: ALLOWED" in dom
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report-seed.png"
     shot.unlink(missing_ok=True)

@@ -170,3 +170,14 @@ def test_git_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     )
     assert code == 1
     assert "TCP/80: 0 pairs gained, 14 pairs lost" in out
+
+
+def test_staged_preview(capsys: pytest.CaptureFixture[str]) -> None:
+    # examples/calico stages prod/lockdown: applying it would deny prod's pods to each other.
+    args = [str(SEED / "cluster.yaml"), str(SEED.parent / "calico"), "--probe", "80/TCP"]
+    code, out = run(capsys, "diff", "--staged", *args)
+    assert code == 1
+    assert "+ StagedNetworkPolicy prod/lockdown\n" in out
+    assert "TCP/80: 0 pairs gained, 6 pairs lost" in out
+    assert "denied by StagedNetworkPolicy prod/lockdown ingress" in out
+    assert main(["diff", "--staged"]) == 2

@@ -120,3 +120,14 @@ def test_cli_text_json_sarif_and_exit_codes(capsys: pytest.CaptureFixture[str]) 
     capsys.readouterr()
     assert main(["lint", *args, "--only", "split-peer", "--format", "json"]) == 1
     assert [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]] == ["SK004"]
+
+
+def test_shadowing_under_calico_order() -> None:
+    # examples/calico: Calico's block-blue-to-red (order 500) denies before the Kubernetes
+    # allow (order 1000); deny-green-to-red (1500) before allow-green-to-red (2000).
+    cluster = load_cluster([str(SEED / "cluster.yaml"), str(SEED.parent / "calico")])
+    shadowed = {(f.name, f.path) for f in lint_cluster(cluster) if f.code == "SK009"}
+    assert shadowed == {
+        ("dev/allow-blue-to-red", "spec.ingress[0].from[0]"),
+        ("dev/allow-green-to-red", "spec.ingress[0]"),
+    }

@@ -173,14 +173,22 @@ def _git(argv: list[str], cwd: Path) -> str:
     help="A probe: 80/TCP, 53/UDP, metrics/TCP, ICMP (default: every declared port and ICMP).",
 )
 @click.option(
+    "--staged",
+    is_flag=True,
+    help="PATH...: what applying its staged policies would change (Calico's preview).",
+)
+@click.option(
     "-o", "--output", type=click.Choice(["text", "json", "md"]), default="text", show_default=True
 )
-def diff(args: tuple[str, ...], git: str | None, probes: tuple[str, ...], output: str) -> int:
+def diff(
+    args: tuple[str, ...], git: str | None, probes: tuple[str, ...], staged: bool, output: str
+) -> int:
     """What changing OLD... into NEW... does: the pod pairs gained and lost per probe.
 
     \b
     sekisho diff OLD... --against NEW...
     sekisho diff --git main..HEAD PATH...
+    sekisho diff --staged PATH...
 
     Each changed group pair names the side and rule that decide after the change.
     Lost pairs keep their open connections (conntrack accepts established
@@ -194,7 +202,13 @@ def diff(args: tuple[str, ...], git: str | None, probes: tuple[str, ...], output
     from sekisho.semantics.probe import services_from_flags
 
     chosen = services_from_flags(probes, None, None)
-    if git is not None:
+    if staged:
+        if git is not None or "--against" in args or not args:
+            raise UsageError("--staged takes PATH... alone")
+        from sekisho.semantics.diff import diff_staged
+
+        result = diff_staged(load(args), chosen)
+    elif git is not None:
         if "--against" in args:
             raise UsageError("use either --git REV1..REV2 PATH... or OLD... --against NEW...")
         with git_snapshots(git, args) as (old, new):

@@ -141,7 +141,6 @@ def sarif(findings: list[Finding]) -> dict[str, object]:
                     "driver": {
                         "name": "sekisho",
                         "version": __version__,
-                        "informationUri": "https://github.com/sekisho",
                         "rules": rules,
                     }
                 },

@@ -10,7 +10,9 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 BACKENDS = ("iptables", "nftables")
-"""The dataplanes sekisho renders and applies (``sekisho.render.BACKENDS``, without importing it)."""
+"""The dataplanes sekisho renders and applies: the names of the backend registry
+(``sekisho.render.backends.BACKEND_NAMES``, spelled here so that parsing options does not
+import the renderer; a test holds them equal)."""
 
 
 def backend_option(help: str) -> Callable[[F], F]:

@@ -26,11 +26,12 @@ from sekisho.lab import netns
 from sekisho.lab.nginx import is_ingress_controller, nginx_config
 from sekisho.lab.topology import PREFIX, Plan, PodPlan, check_lab_name, plan
 from sekisho.model.types import Cluster
+from sekisho.render.backends import BACKEND_NAMES
 
 log = logging.getLogger(__name__)
 
 STATE_ROOT = Path(os.environ.get("SEKISHO_LAB_ROOT", "/run/sekisho/lab"))
-BACKENDS = ("iptables", "nftables")
+BACKENDS = BACKEND_NAMES
 NGINX = "/usr/sbin/nginx"
 
 

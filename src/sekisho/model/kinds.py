@@ -12,8 +12,8 @@ Every object falls under exactly one rule, decided by its ``apiVersion`` and ``k
    traffic is allowed nor run pods (Service, ConfigMap, RBAC, ...), and CronJob,
    whose pods exist only while one of its Jobs runs (Jobs are read when given).
    ``validate -v`` lists them; they change no verdict.
-4. **unsupported**: anything else, custom resources included (Calico's and
-   Cilium's policies, a ReplicationController whose pods sekisho would not
+4. **unsupported**: anything else, custom resources included (Cilium's policies,
+   Calico's storage CRDs ``crd.projectcalico.org/v1``, a ReplicationController whose pods sekisho would not
    expand, a kind of a group it has never heard of). sekisho cannot tell whether
    such an object changes what traffic is allowed, so it never ignores it in
    silence: every command warns, naming the object, the JSON outputs carry the
@@ -182,9 +182,13 @@ def read_info(kind: str) -> KindInfo | None:
 
 def unsupported_message(api_version: object, kind: str) -> str:
     version = api_version if isinstance(api_version, str) and api_version else "no apiVersion"
+    hint = ""
+    if isinstance(api_version, str) and group_of(api_version) == "crd.projectcalico.org":
+        # Calico's storage CRDs, as kubectl shows them: not the v3 API Calico validates.
+        hint = "; export Calico's objects with calicoctl get -o yaml (projectcalico.org/v3)"
     return (
         f"unsupported kind {kind} ({version}): sekisho does not read it, so what it says "
-        "is missing from every verdict (the agent refuses to enforce without it)"
+        f"is missing from every verdict (the agent refuses to enforce without it){hint}"
     )
 
 

@@ -416,10 +416,23 @@ def _nodes(drafts: list[NodeDraft], cluster_cidr: IPNetwork) -> list[Node]:
         else:
             ip_owner[int(d.internal_ip)] = d.name
     cidrs: list[tuple[IPNetwork, str]] = []
+    # Two CIDRs overlap when one holds the other: look the new one's supernets up
+    # among the CIDRs so far, and the new one among their supernets (not n x n).
+    exact: dict[tuple[int, int, int], str] = {}
+    inside: dict[tuple[int, int, int], str] = {}
     for d in ordered:
         if d.pod_cidr is None:
             continue
-        clash = next((name for net, name in cidrs if net.overlaps(d.pod_cidr)), None)
+        net = d.pod_cidr
+        bits, base = net.max_prefixlen, int(net.network_address)
+        supernets = [
+            (net.version, base >> (bits - plen) << (bits - plen), plen)
+            for plen in range(net.prefixlen, -1, -1)
+        ]
+        clash = inside.get(supernets[0]) or next((exact[k] for k in supernets if k in exact), None)
+        exact.setdefault(supernets[0], d.name)
+        for k in supernets:
+            inside.setdefault(k, d.name)
         if clash is not None:
             d.report.error(
                 ("spec", "podCIDR"), f"podCIDR {d.pod_cidr} overlaps the podCIDR of node {clash}"

@@ -272,6 +272,8 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
     ports: list[ContainerPort] = []
     port_names: dict[str, FieldPath] = {}
     for group in ("initContainers", "containers", "ephemeralContainers"):
+        if spec.get(group) is None:
+            continue
         containers = sequence(r, spec.get(group), (*path, group))
         for i, item in enumerate(containers or ()):
             c_path = (*path, group, i)
@@ -298,7 +300,37 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
     )
 
 
+_PORT_CACHE: dict[tuple[tuple[str, Any], ...], ContainerPort] = {}
+"""Container ports that validated without a problem, by their fields: replicas repeat them."""
+
+
 def _container_port(
+    r: Report, value: Any, path: FieldPath, seen_names: dict[str, FieldPath]
+) -> ContainerPort | None:
+    if type(value) is dict:
+        try:
+            key = tuple(value.items())
+            cached = _PORT_CACHE.get(key)
+        except TypeError:  # an unhashable value: validate it the long way
+            key, cached = (), None
+        if cached is not None:
+            name = cached.name
+            if name is None or name not in seen_names:
+                if name is not None:
+                    seen_names[name] = path
+                return cached
+    else:
+        key = ()
+    before = len(r.sink)
+    port = _check_container_port(r, value, path, seen_names)
+    if port is not None and key and len(r.sink) == before:
+        if len(_PORT_CACHE) > 10_000:
+            _PORT_CACHE.clear()
+        _PORT_CACHE[key] = port
+    return port
+
+
+def _check_container_port(
     r: Report, value: Any, path: FieldPath, seen_names: dict[str, FieldPath]
 ) -> ContainerPort | None:
     raw = mapping(r, value, path, F.CONTAINER_PORT)

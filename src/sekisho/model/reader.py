@@ -1,9 +1,12 @@
 """Files in, raw objects out: discovery, YAML/JSON parsing, and field-path-to-line mapping.
 
-Parsing uses libyaml (``yaml.CSafeLoader``) once per file. Line numbers cost a
+JSON is parsed by orjson. YAML is parsed by a Rust parser (``yaml_rs``) where it
+reads exactly what libyaml reads (:func:`sekisho.model.fastyaml.fast_documents`
+decides, conservatively), otherwise by libyaml (``yaml.CSafeLoader``), which
+also counts alias expansion the way the API server does. Line numbers cost a
 second pass, so they are looked up only when there are problems: the file is
-re-composed (``yaml.compose_all``) and each problem's field path is walked down
-the node tree to the line of the field itself.
+re-composed by libyaml (``yaml.compose_all``) and each problem's field path is
+walked down the node tree to the line of the field itself.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import yaml
 
 from sekisho.errors import Problem
@@ -27,6 +31,8 @@ PathElem = str | int
 FieldPath = tuple[PathElem, ...]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+_NOT_JSON = object()
 
 
 def format_path(path: FieldPath) -> str:
@@ -202,17 +208,34 @@ def _looks_like_json(text: str) -> bool:
     return stripped.startswith("{") or stripped.startswith("[")
 
 
-def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) -> None:
-    """Parse one file's text into raw objects (one per document; List items unpacked)."""
+def read_text(
+    text: str, file: str, into: ReadResult, *, is_json: bool = False, fast: bool = True
+) -> None:
+    """Parse one file's text into raw objects (one per document; List items unpacked).
+
+    JSON goes through orjson; YAML through the Rust parser where it reads what
+    libyaml reads (:func:`~sekisho.model.fastyaml.fast_documents`), otherwise (or
+    with ``fast=False``) through libyaml.
+    """
     if is_json or _looks_like_json(text):
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            pass  # not JSON after all (or YAML flow style, or too deep): the YAML parser reports it
-        else:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:  # orjson refuses some JSON the standard parser reads (integers past 64 bits)
+                data = json.loads(text)
+            except (ValueError, RecursionError):
+                data = _NOT_JSON
+        # Not JSON after all (or YAML flow style, or too deep): the YAML parser reports it.
+        if data is not _NOT_JSON:
             _add_document(data, file, 0, 1, None, into)
             return
     anchors = "&" in text  # no anchor, no alias: nothing to count
+    if fast and not anchors:
+        docs = fastyaml.fast_documents(text)
+        if docs is not None:
+            for doc, (line, data) in enumerate(docs):
+                _add_document(data, file, doc, line, None, into)
+            return
     loader = fastyaml.Loader(text)
     doc = 0
     try:

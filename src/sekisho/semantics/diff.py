@@ -29,6 +29,7 @@ from sekisho.semantics.compiler import compile_program
 from sekisho.semantics.endpoint import Flow, pod_endpoint
 from sekisho.semantics.matrix import compute_matrix
 from sekisho.semantics.probe import Service, default_services
+from sekisho.semantics.program import Program
 from sekisho.semantics.verdict import DirectionVerdict, Verdict, verdict
 
 CONNTRACK_TIMEOUTS: dict[str, str] = {
@@ -160,10 +161,17 @@ class Diff:
 
 
 def diff_clusters(
-    before: Cluster, after: Cluster, services: Sequence[Service] | None = None
+    before: Cluster,
+    after: Cluster,
+    services: Sequence[Service] | None = None,
+    *,
+    programs: tuple[Program, Program] | None = None,
 ) -> Diff:
     """Compare what ``before`` and ``after`` allow, for ``services`` (default: the
-    default probes of both snapshots) on the pods both have (same namespace and name)."""
+    default probes of both snapshots) on the pods both have (same namespace and name).
+
+    ``programs``: the programs to compare instead of the snapshots' own (the
+    enforced program and its staged preview, :func:`diff_staged`)."""
     keys_before = {p.key: p for p in before.pods}
     keys_after = {p.key: p for p in after.pods}
     common = sorted(set(keys_before) & set(keys_after))
@@ -176,8 +184,7 @@ def diff_clusters(
         services = chosen
     pods_b = [keys_before[k] for k in common]
     pods_a = [keys_after[k] for k in common]
-    prog_b = compile_program(before)
-    prog_a = compile_program(after)
+    prog_b, prog_a = programs or (compile_program(before), compile_program(after))
     out: list[ProbeDiff] = []
     if common:
         checked = [s for s in services if s.name is None or _declared(s, pods_b, pods_a)]
@@ -187,11 +194,12 @@ def diff_clusters(
         for svc, pb, pa in zip(checked, m_b.probes, m_a.probes, strict=True):
             old = pb.allowed
             new = pa.allowed
-            gained = _changes(before, after, pods_b, pods_a, svc, new & ~old, groups)
-            lost = _changes(before, after, pods_b, pods_a, svc, old & ~new, groups)
+            sides = ((before, prog_b), (after, prog_a))
+            gained = _changes(sides, pods_b, pods_a, svc, new & ~old, groups)
+            lost = _changes(sides, pods_b, pods_a, svc, old & ~new, groups)
             out.append(ProbeDiff(svc, tuple(gained), tuple(lost)))
-    labels_b = _policy_texts(before)
-    labels_a = _policy_texts(after)
+    labels_b = _policy_texts(prog_b)
+    labels_a = _policy_texts(prog_a)
     return Diff(
         tuple(out),
         len(common),
@@ -207,13 +215,18 @@ def _declared(svc: Service, *pod_lists: Sequence[Pod]) -> bool:
     return any(svc.port_on(p) is not None for pods in pod_lists for p in pods)
 
 
-def _policy_texts(cluster: Cluster) -> dict[str, str]:
+def diff_staged(cluster: Cluster, services: Sequence[Service] | None = None) -> Diff:
+    """What applying the staged policies would change (Calico's staged preview, offline)."""
+    program = compile_program(cluster)
+    return diff_clusters(cluster, cluster, services, programs=(program, program.pending()))
+
+
+def _policy_texts(program: Program) -> dict[str, str]:
     """Each policy of the program by its label, with a canonical text of its meaning."""
     out: dict[str, str] = {}
-    for pol in compile_program(cluster).policies():
-        out[f"{pol.kind} {pol.label}"] = repr(
-            (pol.tier, pol.order, pol.selector, pol.types, pol.ingress, pol.egress)
-        )
+    for pol in program.policies():
+        name = pol.label if pol.label.startswith(pol.kind + " ") else f"{pol.kind} {pol.label}"
+        out[name] = repr((pol.tier, pol.order, pol.selector, pol.types, pol.ingress, pol.egress))
     return out
 
 
@@ -230,8 +243,7 @@ def _groups(pods: Sequence[Pod]) -> tuple[list[Group], np.ndarray]:
 
 
 def _changes(
-    before: Cluster,
-    after: Cluster,
+    sides: tuple[tuple[Cluster, Program], tuple[Cluster, Program]],
     pods_b: Sequence[Pod],
     pods_a: Sequence[Pod],
     svc: Service,
@@ -257,17 +269,18 @@ def _changes(
                 len(members),
                 total,
                 (pods_a[i].key, pods_a[j].key),
-                _walk(before, pods_b[i], pods_b[j], svc),
-                _walk(after, pods_a[i], pods_a[j], svc),
+                _walk(sides[0], pods_b[i], pods_b[j], svc),
+                _walk(sides[1], pods_a[i], pods_a[j], svc),
             )
         )
     return out
 
 
-def _walk(cluster: Cluster, src: Pod, dst: Pod, svc: Service) -> Verdict:
+def _walk(side: tuple[Cluster, Program], src: Pod, dst: Pod, svc: Service) -> Verdict:
+    cluster, program = side
     port = svc.port_on(dst)
     flow = Flow(pod_endpoint(cluster, src), pod_endpoint(cluster, dst), svc.protocol, port)
-    return verdict(cluster, flow)
+    return verdict(cluster, flow, program=program)
 
 
 def _side(v: Verdict, allowed: bool) -> list[DirectionVerdict]:

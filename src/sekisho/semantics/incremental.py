@@ -336,6 +336,7 @@ class IncrementalMatrix:
     # ------------------------------------------------------------- internals
 
     def _full(self, cluster: Cluster) -> None:
+        refuse_host_endpoint_pods(cluster, cluster.pods)
         self.full_computations += 1
         self.cluster = cluster
         self.program = program = self._given_program or compile_program(cluster)

@@ -673,7 +673,13 @@ def _node_traffic(cluster: Cluster, program: Program, universe: Universe) -> Ite
             dv = walk(program, universe, "ingress", dst, Flow(src, dst, svc.protocol, port))
             if dv.allowed or not dv.policies:
                 continue
-            for pol in dv.policies:
+            # The policy whose rule denies, or those of the tier whose end denies.
+            deciders = (
+                (dv.decided.policy,)
+                if dv.decided is not None
+                else tuple(pv.policy for pv in dv.tiers[-1].policies)
+            )
+            for pol in deciders:
                 if pol.key in reported:
                     continue
                 reported.add(pol.key)

@@ -60,8 +60,13 @@ def pod_entity(
     pod: Pod,
     namespace_labels: Mapping[str, str],
     service_account_labels: Mapping[str, str] | None = None,
+    *,
+    ns_part: Mapping[str, str] | None = None,
 ) -> Entity:
-    """The workload endpoint of a pod (the caller checks it is not hostNetwork)."""
+    """The workload endpoint of a pod (the caller checks it is not hostNetwork).
+
+    ``ns_part``: :func:`~sekisho.semantics.labels.namespace_part` of its namespace, when
+    the caller keeps it."""
     return Entity(
         kind="workload",
         key=pod.key,
@@ -71,6 +76,7 @@ def pod_entity(
             namespace_labels,
             pod.service_account,
             service_account_labels,
+            ns_part=ns_part,
         ),
         own_labels=pod.labels,
         ips=(pod.ip,) if pod.ip is not None else (),

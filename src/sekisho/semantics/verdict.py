@@ -548,20 +548,26 @@ def walk(
 
 def host_endpoint_of(cluster: Cluster, end: Endpoint) -> HostEndpoint | None:
     """The host endpoint that polices a node's own traffic (a node, or a hostNetwork pod,
-    which is its node), if the node has one.
+    which is its node), if the node has one (:func:`node_host_endpoint`)."""
+    if not end.is_node_like or end.node_name is None:
+        return None
+    return node_host_endpoint(cluster, end.node_name, end.ip)
+
+
+def node_host_endpoint(cluster: Cluster, node: str, ip: IPAddress | None) -> HostEndpoint | None:
+    """The host endpoint of ``node`` that polices the traffic of its address ``ip``.
 
     sekisho's nodes have one interface, with their InternalIP: the host endpoint whose
     ``expectedIPs`` hold that address, else one named for an interface, else the node's
     all-interfaces (``*``) one.
     """
-    if cluster.calico is None or not cluster.calico.host_endpoints or not end.is_node_like:
+    if cluster.calico is None or not cluster.calico.host_endpoints:
         return None
-    name = end.node_name
-    heps = [h for h in cluster.calico.host_endpoints if h.node == name]
+    heps = [h for h in cluster.calico.host_endpoints if h.node == node]
     if not heps:
         return None
     for h in heps:
-        if end.ip in h.expected_ips:
+        if ip is not None and ip in h.expected_ips:
             return h
     named = [h for h in heps if h.interface not in (None, "*")]
     return (named or heps)[0]

@@ -20,7 +20,7 @@ from typing import Any, cast
 from inotify_simple import INotify, flags
 
 from sekisho.errors import ManifestError, Problem
-from sekisho.model.types import Cluster, Source
+from sekisho.model.types import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -102,38 +102,26 @@ class CachingLoader:
 def refuse_unrendered(cluster: Cluster) -> Cluster:
     """``cluster``, or :class:`ManifestError` when it has objects the renderer cannot draw.
 
-    The renderer reads Kubernetes NetworkPolicies only until it reads the policy
-    program (issue 11); rendering a cluster with cluster-wide policies, Calico
-    policies or host endpoints without them would enforce less than the manifests
-    say. So the agent keeps its last good state and ``render`` stops, naming each
-    such object (validate, trace and matrix read them). Staged Calico policies are
-    never enforced, so they are not in the way; neither are tiers, network sets or
-    service accounts, which mean something only through a policy.
+    The renderer draws every policy of the program on workload endpoints; it does
+    not draw host endpoints (the node's own traffic, with failsafe ports), which
+    the semantics walk. Enforcing a cluster without them would enforce less than
+    the manifests say, so the agent keeps its last good state and ``render`` and
+    ``trace --node`` stop, naming each one (validate, trace and matrix read them).
     """
-    unrendered: list[tuple[Source, str, str]] = [
-        (p.source, p.kind, p.name) for p in cluster.cluster_policies
-    ]
-    if cluster.calico is not None:
-        unrendered += [
-            (p.source, p.kind, p.display)
-            for p in cluster.calico.policies
-            if p.staged_action is None
-        ]
-        unrendered += [(h.source, "HostEndpoint", h.name) for h in cluster.calico.host_endpoints]
-    if not unrendered:
+    if cluster.calico is None or not cluster.calico.host_endpoints:
         return cluster
     raise ManifestError(
         [
             Problem(
-                source.file,
-                source.line,
-                kind,
-                name,
+                h.source.file,
+                h.source.line,
+                "HostEndpoint",
+                h.name,
                 "",
-                "not rendered yet: the renderer (render, agent, lab) reads Kubernetes "
-                "NetworkPolicies only; refusing to enforce the cluster without this object",
+                "not rendered yet: the renderer (render, agent, lab) draws workload endpoints "
+                "only; refusing to enforce the cluster without this host endpoint",
             )
-            for source, kind, name in unrendered
+            for h in cluster.calico.host_endpoints
         ]
     )
 
