@@ -34,7 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from e2e_cases import CASES, model_cluster_objects  # noqa: E402
-from sekisho.lab import netns  # noqa: E402
+from sekisho.dataplane import netns  # noqa: E402
 from sekisho.lab.core import Lab  # noqa: E402
 from sekisho.lab.manifests import read_objects  # noqa: E402
 from sekisho.lab.reach import measure  # noqa: E402

@@ -488,10 +488,13 @@ def test_a_policy_edit_is_one_write_and_no_read_back(cluster_dir: Path, backend:
 def test_fingerprint_is_equal_for_equal_rulesets_and_follows_every_change(
     cluster_dir: Path,
 ) -> None:
+    import dataclasses
+
     from sekisho.agent import full_renderer, ruleset_fingerprint
     from sekisho.model import load_cluster
+    from sekisho.render import IptablesRuleset, Ruleset
 
-    def render(backend: str) -> object:
+    def render(backend: str) -> Ruleset:
         cluster = load_cluster([str(p) for p in manifest_files(cluster_dir)])
         return full_renderer(cluster, "n1", backend, "sekisho")  # type: ignore[arg-type]
 
@@ -503,4 +506,10 @@ def test_fingerprint_is_equal_for_equal_rulesets_and_follows_every_change(
         assert after != before
         write_policy(cluster_dir, "p1", ingress_policy("p1", target="a0", peer="a1", port=80))
         assert ruleset_fingerprint(render(backend)) == before  # the memo never goes stale
-    assert ruleset_fingerprint(("not", "a dataclass")) != ruleset_fingerprint(("not", "one"))
+    # the fingerprint tells the backends apart, and changes with a rule's text only
+    ipt, nft = render("iptables"), render("nftables")
+    assert ruleset_fingerprint(ipt) != ruleset_fingerprint(nft)
+    assert isinstance(ipt, IptablesRuleset)
+    name, rules = ipt.chains[-1]
+    changed = dataclasses.replace(ipt, chains=(*ipt.chains[:-1], (name, (*rules[:-1], "x"))))
+    assert ruleset_fingerprint(changed) != ruleset_fingerprint(ipt)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from sekisho.errors import LabError
+from sekisho.errors import LabError, ManifestError
 from sekisho.lab.manifests import cluster_objects, merge_labels, read_objects
 from sekisho.model import cluster_from_objects, load_cluster
 
@@ -68,9 +70,38 @@ def test_merge_labels(update: dict[str, object], error: str | None) -> None:
     assert len(merged) == len(current)
 
 
-def test_read_objects_walks_directories_and_lists(tmp_path: object) -> None:
+def test_read_objects_walks_directories_and_lists(tmp_path: Path) -> None:
     objs = read_objects([SEED])
     kinds = {o["kind"] for o in objs}
     assert "NetworkPolicy" in kinds and "Pod" in kinds
-    with pytest.raises(LabError, match="no such file"):
+    listed = tmp_path / "list.yaml"
+    listed.write_text(
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Namespace, metadata: {name: a}}\n"
+        "- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n"
+    )
+    assert [o["metadata"]["name"] for o in read_objects([listed])] == ["a", "b"]
+    with pytest.raises(ManifestError, match="no such file"):
         read_objects([SEED / "missing.yaml"])
+
+
+def test_read_objects_locates_problems_as_validate_does(tmp_path: Path) -> None:
+    """The lab reads with the model's reader: a problem names its file, line and field."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        "metadata: {name: x, namespace: d}\nspec:\n  podSelector: {}\n"
+        "  ingress:\n  - ports:\n    - port: 99999\n"
+    )
+    with pytest.raises(ManifestError) as err:
+        read_objects([bad])
+    (problem,) = err.value.problems
+    assert (problem.file, problem.line, problem.path) == (
+        str(bad),
+        8,
+        "spec.ingress[0].ports[0].port",
+    )
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [\n")
+    with pytest.raises(ManifestError, match=f"{broken}:2: YAML syntax error"):
+        read_objects([broken])

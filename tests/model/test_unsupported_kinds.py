@@ -33,7 +33,7 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: cfg, namespace: default}
 ---
-apiVersion: projectcalico.org/v3
+apiVersion: crd.projectcalico.org/v1
 kind: GlobalNetworkPolicy
 metadata:
   name: deny-blue
@@ -65,8 +65,11 @@ def cluster_dir(tmp_path: Path) -> Path:
         ("rbac.authorization.k8s.io/v1", "ClusterRole", "skipped"),
         ("batch/v1", "CronJob", "skipped"),
         (None, "ConfigMap", "skipped"),
-        ("projectcalico.org/v3", "NetworkPolicy", "unsupported"),
-        ("projectcalico.org/v3", "GlobalNetworkPolicy", "unsupported"),
+        ("projectcalico.org/v3", "NetworkPolicy", "read"),
+        ("projectcalico.org/v3", "GlobalNetworkPolicy", "read"),
+        ("projectcalico.org/v1", "GlobalNetworkPolicy", "wrong-version"),
+        ("v1", "ServiceAccount", "read"),
+        ("crd.projectcalico.org/v1", "GlobalNetworkPolicy", "unsupported"),
         ("crd.projectcalico.org/v1", "NetworkPolicy", "unsupported"),
         ("cilium.io/v2", "CiliumNetworkPolicy", "unsupported"),
         ("v1", "ReplicationController", "unsupported"),
@@ -93,6 +96,8 @@ def test_load_names_each_unsupported_object(cluster_dir: Path) -> None:
     ]
     assert all(p.file.endswith("foreign.yaml") for p in result.unsupported)
     assert "unsupported kind CiliumNetworkPolicy (cilium.io/v2)" in result.unsupported[0].message
+    # Calico's storage CRDs are not what calicoctl prints: the message says what to do.
+    assert "calicoctl get -o yaml" in result.unsupported[1].message
     assert result.warnings[:2] == result.unsupported
     assert [obj for _, obj in result.skipped] == ["ConfigMap default/cfg"]
     assert result.summary()["unsupported"] == 2

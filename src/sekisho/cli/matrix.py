@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from sekisho.model.types import Pod
     from sekisho.semantics import Matrix, ProbeMatrix
+    from sekisho.semantics.summary import Connection, GroupSet
 
 MAX_PODS = 40
 """Above this, the table view groups pods by identity (namespace, labels, ports)."""
@@ -28,49 +29,19 @@ def probe_name(probe: ProbeMatrix) -> str:
     return str(probe.service)
 
 
-# --- grouping ------------------------------------------------------------------------------------
+# --- grouping (decided in sekisho.semantics.summary; spelled here) ------------------------------
 
 
 def groups(pods: Sequence[Pod]) -> list[tuple[str, list[int]]]:
-    """Pods grouped by what policy sees (namespace, labels, ports, hostNetwork), in order."""
-    found: dict[tuple[str, tuple[tuple[str, str], ...], object, bool], list[int]] = {}
-    for i, pod in enumerate(pods):
-        key = (pod.namespace, tuple(sorted(pod.labels.items())), pod.ports, pod.host_network)
-        found.setdefault(key, []).append(i)
+    """Pods grouped by what policy sees, each with its legend name, in order."""
+    from sekisho.semantics.summary import pod_groups
+
     out = []
-    for (ns, labels, _ports, host_network), members in found.items():
-        text = ",".join(f"{k}={v}" for k, v in labels) or "(no labels)"
-        hn = " hostNetwork" if host_network else ""
-        out.append((f"{ns} {{{text}}}{hn} x{len(members)}", members))
+    for g in pod_groups(pods):
+        text = ",".join(f"{k}={v}" for k, v in g.labels) or "(no labels)"
+        hn = " hostNetwork" if g.host_network else ""
+        out.append((f"{g.namespace} {{{text}}}{hn} x{len(g.members)}", g.members))
     return out
-
-
-def group_counts(
-    probe: ProbeMatrix, which: str, group_of_pod: npt.NDArray[np.int64], n_groups: int
-) -> npt.NDArray[np.int64]:
-    """(G, G): allowed ordered pairs of distinct pods per (row group, column group).
-
-    Summed from the identity-level table (K^2) and the number of pods of each
-    identity in each group (K x G), never from the pods^2 table. An identity may
-    span groups (pods that differ only in labels no policy reads).
-    """
-    import numpy as np
-
-    allowed = probe.identity_table(which)
-    table = allowed.astype(np.float64)
-    ident = probe.pod_identity
-    per = np.zeros((table.shape[0], n_groups), dtype=np.float64)
-    np.add.at(per, (ident, group_of_pod), 1.0)
-    out = per.T @ table @ per  # BLAS; exact below 2**53
-    # A pod with itself is no pair.
-    np.add.at(out, (group_of_pod, group_of_pod), -np.diagonal(table)[ident])
-    if which != "egress":
-        # A hostNetwork pod reaches the pods of its own node unfiltered.
-        for row, cols in probe.same_node:
-            missed = cols[~allowed[ident[row], ident[cols]]]
-            np.add.at(out, (np.full(len(missed), group_of_pod[row]), group_of_pod[missed]), 1.0)
-    result: npt.NDArray[np.int64] = np.rint(out).astype(np.int64)
-    return result
 
 
 def cell_marks(
@@ -79,24 +50,14 @@ def cell_marks(
     pod_identity: npt.NDArray[np.int64],
     members: list[list[int]],
 ) -> list[str]:
-    """One string of marks per row group: all allowed, all denied, mixed or self.
-
-    ``members`` are pod indexes per group (every pod in one group).
-    """
+    """One string of marks per row group: all allowed, all denied, mixed or self."""
     import numpy as np
 
-    g = len(members)
-    group_of_pod = np.zeros(len(pod_identity), dtype=np.int64)
-    sizes = np.zeros(g, dtype=np.int64)
-    for n, rows in enumerate(members):
-        group_of_pod[rows] = n
-        sizes[n] = len(rows)
-    hit = group_counts(probe, which, group_of_pod, g)
-    total = np.outer(sizes, sizes)
-    total[np.diag_indices(g)] -= sizes
-    code = np.where(total == 0, 2, np.where(hit >= total, 0, np.where(hit <= 0, 1, 3)))
-    symbols = np.array([ALLOWED, DENIED, SELF, MIXED])
-    return ["".join(row) for row in symbols[code].tolist()]
+    from sekisho.semantics.summary import group_cells
+
+    symbols = np.array([ALLOWED, DENIED, SELF, MIXED])  # in the order of the codes
+    codes = group_cells(probe, which, pod_identity, members)
+    return ["".join(row) for row in symbols[codes].tolist()]
 
 
 # --- views ---------------------------------------------------------------------------------------
@@ -170,50 +131,38 @@ def line_spans(line: Line, styles: dict[str, str]) -> list[tuple[int, int, str]]
 # --- summary ---------------------------------------------------------------------------------------
 
 
+def _spell(groups: GroupSet) -> str:
+    if groups.every:
+        return "*"
+    return " ".join(f"{p}/*" if isinstance(p, str) else f"g{p + 1}" for p in groups.parts)
+
+
+def _target(c: Connection) -> str:
+    if c.reach == "nothing":
+        return "nothing"
+    if c.reach == "every":
+        return "*"
+    if c.reach == "every-except":
+        return f"* except {_spell(c.groups)}"
+    return _spell(c.groups)
+
+
 def summary_lines(matrix: Matrix) -> Iterator[str]:
-    """The compact connectivity map: allowed connections between groups of pods, per probe.
+    """The compact connectivity map (:func:`sekisho.semantics.summary.summarize`), spelled.
 
-    A group is an identity of :func:`compute_matrix` (pods policy cannot tell
-    apart), so every pair of a listed group pair is allowed and every pair not
-    listed is denied; the one exception, a hostNetwork pod reaching the pods
-    of its own node unfiltered, is stated in the group's legend line. Source
-    groups with the same destinations share a line; a namespace whose groups
-    are all listed is written ``NAMESPACE/*``; ``*`` is every group.
+    Groups are ``g1``, ``g2``... in identity order; every pair of a listed group
+    pair is allowed and every pair not listed is denied; the one exception, a
+    hostNetwork pod reaching the pods of its own node unfiltered, is stated in
+    the group's legend line. Source groups with the same destinations share a
+    line; a namespace whose groups are all listed is written ``NAMESPACE/*``;
+    ``*`` is every group.
     """
-    import numpy as np
+    from sekisho.semantics.summary import summarize
 
+    summary = summarize(matrix)
     pods = matrix.pods
     n = len(pods)
-    order = np.argsort(matrix.pod_identity, kind="stable").tolist()
     k = len(matrix.identities)
-    sizes = np.bincount(matrix.pod_identity, minlength=k).tolist()
-    members: list[list[int]] = []
-    at = 0
-    for size in sizes:
-        members.append(order[at : at + size])
-        at += size
-    names = [f"g{i + 1}" for i in range(k)]
-    ns_of = [ident.namespace for ident in matrix.identities]
-    by_ns: dict[str, list[int]] = {}
-    for i, ident in enumerate(matrix.identities):
-        by_ns.setdefault(ident.namespace, []).append(i)
-
-    def spell(ids: list[int]) -> str:
-        if len(ids) == k:
-            return "*"
-        count: dict[str, int] = {}
-        for i in ids:
-            count[ns_of[i]] = count.get(ns_of[i], 0) + 1
-        whole = {ns for ns, c in count.items() if c > 1 and c == len(by_ns[ns])}
-        out: list[str] = []
-        for i in ids:
-            ns = ns_of[i]
-            if ns not in whole:
-                out.append(names[i])
-            elif by_ns[ns][0] == i:
-                out.append(f"{ns}/*")
-        return " ".join(out)
-
     n_probes = len(matrix.probes)
     yield f"# {n} pods in {k} groups; {n_probes} probe{'s' if n_probes != 1 else ''}"
     yield "# a group is pods that policy cannot tell apart: namespace, the labels and named ports"
@@ -223,7 +172,7 @@ def summary_lines(matrix: Matrix) -> Iterator[str]:
     yield "# a pod may always reach itself (not counted)"
     yield ""
     yield "groups:"
-    for i, ident in enumerate(matrix.identities):
+    for i, (ident, members) in enumerate(zip(matrix.identities, summary.members, strict=True)):
         labels = ",".join(f"{a}={b}" for a, b in ident.labels)
         ports = ",".join(
             (f"{p.name}:" if p.name else "") + f"{p.port}/{p.protocol}" for p in ident.ports
@@ -231,43 +180,24 @@ def summary_lines(matrix: Matrix) -> Iterator[str]:
         extra = ""
         if ident.host_network:
             extra = f" hostNetwork node={ident.node} (also reaches its node's pods, unfiltered)"
-        pod_names = " ".join(pods[j].name for j in members[i])
+        pod_names = " ".join(pods[j].name for j in members)
+        size = len(members)
         yield (
-            f"  {names[i]} {ident.namespace} {{{labels}}} [{ports}]{extra}"
-            f" {sizes[i]} pod{'s' if sizes[i] != 1 else ''}: {pod_names}"
+            f"  g{i + 1} {ident.namespace} {{{labels}}} [{ports}]{extra}"
+            f" {size} pod{'s' if size != 1 else ''}: {pod_names}"
         )
-    total = n * (n - 1)
-    seen: dict[bytes, str] = {}
-    for probe in matrix.probes:
-        table = probe.identity_allowed
-        allowed = probe.pair_total("allowed")
-        share = f" ({100 * allowed / total:.1f}%)" if total else ""
+    for p in summary.probes:
+        share = f" ({100 * p.allowed / p.total:.1f}%)" if p.total else ""
         yield ""
         yield (
-            f"{probe_name(probe)}: {allowed} of {total} ordered pod pairs allowed{share},"
-            f" {total - allowed} denied"
+            f"{probe_name(p.probe)}: {p.allowed} of {p.total} ordered pod pairs allowed{share},"
+            f" {p.total - p.allowed} denied"
         )
-        key = np.packbits(table).tobytes()
-        if key in seen:
-            yield f"  same connections as {seen[key]}"
+        if p.same_as is not None:
+            yield f"  same connections as {probe_name(matrix.probes[p.same_as])}"
             continue
-        seen[key] = probe_name(probe)
-        rows: dict[bytes, list[int]] = {}
-        packed = np.packbits(table, axis=1)
-        for i in range(k):
-            rows.setdefault(packed[i].tobytes(), []).append(i)
-        for sources in rows.values():
-            dst = np.flatnonzero(table[sources[0]]).tolist()
-            if not dst:
-                target = "nothing"
-            elif len(dst) == k:
-                target = "*"
-            elif len(dst) > k // 2 + 1:
-                missing = np.flatnonzero(~table[sources[0]]).tolist()
-                target = f"* except {spell(missing)}"
-            else:
-                target = spell(dst)
-            yield f"  {spell(sources)} -> {target}"
+        for c in p.connections:
+            yield f"  {_spell(c.sources)} -> {_target(c)}"
 
 
 def iter_csv(matrix: Matrix) -> Iterator[str]:
@@ -365,11 +295,22 @@ def matrix(
     from sekisho.cli.trace import load, warnings_json
     from sekisho.semantics import compute_matrix
     from sekisho.semantics.probe import default_services, services_from_flags
+    from sekisho.semantics.staged import matrix_changes, pending_matrix, staged_labels
 
     cluster = load(paths)
     chosen = services_from_flags(probes, port, protocol)
-    result = compute_matrix(cluster, chosen if chosen is not None else default_services(cluster))
-    if output == "json":
+    services = chosen if chosen is not None else default_services(cluster)
+    result = compute_matrix(cluster, services)
+    # Staged policies are never enforced: what they would change is shown beside.
+    pending = pending_matrix(cluster, services, result)
+    if output == "json" and pending is not None:
+        doc = {"warnings": warnings_json(cluster), **result.to_json()}
+        doc["pending"] = {
+            "staged": staged_labels(cluster),
+            "probes": [p.to_json() for p in pending.probes],
+        }
+        click.echo(json.dumps(doc))
+    elif output == "json":
         stream = sys.stdout.buffer
         stream.write(b'{"warnings": ' + json.dumps(warnings_json(cluster)).encode() + b", ")
         for n, chunk in enumerate(result.iter_json_bytes()):
@@ -399,4 +340,9 @@ def matrix(
                 for begin, end, style in line_spans(line, STYLES):
                     styled.stylize(style, begin, end)
                 console.print(styled)
+    if pending is not None and output in ("table", "summary", "md"):
+        click.echo("")
+        click.echo(f"staged (not enforced): {', '.join(staged_labels(cluster))}")
+        for change in matrix_changes(result, pending):
+            click.echo(change)
     return 0

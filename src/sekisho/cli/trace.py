@@ -147,8 +147,11 @@ def trace(
     which policies (file:line), the rule, peer and port that matched, or for each
     rule why it did not. Exit 0 allowed, 1 denied, 2 bad input.
     """
+    from sekisho.semantics.staged import pending_verdict, verdict_lines
+
     cluster = load(paths)
     verdicts = run_trace(cluster, src, dst, port, protocol)
+    pending = [pending_verdict(cluster, v.flow) for v in verdicts]
     enforcement: list[list[str]] = []
     if node is not None:
         from sekisho.cli.render import explain_enforcement
@@ -161,6 +164,9 @@ def trace(
             "verdicts": [v.to_json() for v in verdicts],
             "warnings": warnings_json(cluster),
         }
+        if any(p is not None for p in pending):
+            # Staged policies are never enforced: their verdicts are shown beside.
+            doc["pending"] = [None if p is None else p.to_json() for p in pending]
         if enforcement:
             doc["enforcement"] = enforcement
         click.echo(json.dumps(doc, indent=2))
@@ -168,6 +174,13 @@ def trace(
         color = _color()
         for line in render_text(verdicts):
             click.echo(line, color=color)
+        for v, p in zip(verdicts, pending, strict=True):
+            if p is not None:
+                click.echo("")
+                if len(verdicts) > 1:
+                    click.echo(f"{v.flow.src.label} -> {v.flow.dst.label}:")
+                for line in verdict_lines(v, p, cluster):
+                    click.echo(line, color=color)
         for lines in enforcement:
             click.echo("")
             for line in lines:

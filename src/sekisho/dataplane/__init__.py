@@ -11,6 +11,10 @@ Public surface:
   ``resync(desired)`` and ``cleanup()``;
 - :class:`ApplyResult`: what one call changed.
 
+:mod:`sekisho.dataplane.netns` is the one way into a network namespace (a
+command through ``ip netns exec``, a thread through ``setns(2)``), used by the
+runners here and by the lab.
+
 Both appliers touch only objects whose names start with their prefix.
 """
 

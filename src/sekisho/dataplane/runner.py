@@ -2,8 +2,8 @@
 
 Every command the dataplane issues goes through a :class:`CommandRunner`, so tests
 can pass a fake and the agent can aim the same code at the host or at a network
-namespace (``ip netns exec NAME ...``). Failures are translated here, once:
-a missing binary becomes :class:`~sekisho.errors.ToolMissing`, a non-zero exit
+namespace (``ip netns exec NAME ...``; :mod:`sekisho.dataplane.netns` is the one way
+in). Failures are translated here, once: a missing binary becomes :class:`~sekisho.errors.ToolMissing`, a non-zero exit
 :class:`~sekisho.errors.CommandFailed` carrying argv, status and stderr.
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
 import subprocess
 import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sekisho.errors import CommandFailed, ToolMissing
+from sekisho.dataplane.netns import enter, exec_argv, identity
+from sekisho.errors import CommandFailed, DataplaneError, ToolMissing
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ class SubprocessRunner:
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         """The command line actually run (``ip netns exec NAME`` prefixed when in a netns)."""
-        if self.netns:
-            return ["ip", "netns", "exec", self.netns, *argv]
-        return list(argv)
+        return exec_argv(self.netns, argv)
 
     def __call__(self, argv: Sequence[str], *, stdin: str | None = None) -> str:
         full = self.argv(argv)
@@ -99,21 +97,8 @@ def _libnftables() -> Any:
     return _LIB
 
 
-def _netns_id(netns: str | None) -> tuple[int, int] | None:
-    """(device, inode) of a named network namespace; None when it does not exist."""
-    if not netns:
-        return (0, 0)
-    try:
-        st = os.stat(f"/run/netns/{netns}")
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 class _Libnft:
     """One libnftables context whose netlink socket was opened inside ``netns``."""
-
-    CLONE_NEWNET = 0x40000000
 
     def __init__(self, lib: Any, netns: str | None) -> None:
         self.lib = lib
@@ -126,16 +111,7 @@ class _Libnft:
         def make() -> None:  # in a thread of its own: setns changes only the calling thread
             try:
                 if netns:
-                    libc = ctypes.CDLL(None, use_errno=True)
-                    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        st = os.fstat(fd)
-                        self.netns_id = (st.st_dev, st.st_ino)
-                        if libc.setns(fd, self.CLONE_NEWNET) != 0:
-                            err = ctypes.get_errno()
-                            raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-                    finally:
-                        os.close(fd)
+                    self.netns_id = enter(netns)
                 ctx = lib.nft_ctx_new(0)  # NFT_CTX_DEFAULT: opens the netlink socket now
                 if not ctx:
                     raise OSError("nft_ctx_new failed")
@@ -189,7 +165,7 @@ class LibnftRunner(SubprocessRunner):
         """The context for this call; None: run ``nft`` as a process this time."""
         if self._broken:
             return None
-        current = _netns_id(self.netns)
+        current = identity(self.netns)
         if self._nft is not None and self._nft.netns_id != current:
             self._nft.close()  # the namespace went away or was re-created under its name
             self._nft = None
@@ -204,7 +180,7 @@ class LibnftRunner(SubprocessRunner):
                 return None
             try:
                 self._nft = _Libnft(lib, self.netns)
-            except OSError as exc:
+            except (OSError, DataplaneError) as exc:
                 log.warning("cannot open libnftables in %s (%s); nft as a process", self.netns, exc)
                 return None
         return self._nft

@@ -18,7 +18,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,8 @@ from sekisho.errors import LabError
 from sekisho.lab import netns
 from sekisho.lab.core import Lab
 from sekisho.lab.manifests import read_objects
+from sekisho.lab.report import Out, Report, conclusion
 from sekisho.model.types import Cluster
-
-Out = Callable[[str], None]
 
 CONTROLLER = "kube-system/nginx-ingress-controller"
 
@@ -119,32 +118,16 @@ def run_checks(lab: Lab, checks: Sequence[Check]) -> list[Outcome]:
     return out
 
 
-class Report:
-    """Collects PASS/FAIL and prints sections through ``out``."""
-
-    def __init__(self, out: Out) -> None:
-        self.out = out
-        self.passed = 0
-        self.failed = 0
-
-    def heading(self, text: str) -> None:
-        self.out("")
-        self.out(f"== {text}")
-
-    def verdict(self, ok: bool, text: str) -> None:
-        self.passed += ok
-        self.failed += not ok
-        self.out(f"  {'PASS' if ok else 'FAIL'}  {text}")
-
-    def outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        for o in outcomes:
-            c = o.check
-            cmd = " ".join(c.argv[:1] + c.argv[-1:])
-            extra = f"; {o.why}" if o.why else ""
-            self.verdict(
-                o.passed,
-                f"{c.title}: [{c.where}]$ {cmd} -> {o.got}{extra} (report: {c.expect})",
-            )
+def report_outcomes(r: Report, outcomes: Sequence[Outcome]) -> None:
+    """One PASS/FAIL line per check: the command, what it returned and what the report saw."""
+    for o in outcomes:
+        c = o.check
+        cmd = " ".join(c.argv[:1] + c.argv[-1:])
+        extra = f"; {o.why}" if o.why else ""
+        r.verdict(
+            o.passed,
+            f"{c.title}: [{c.where}]$ {cmd} -> {o.got}{extra} (report: {c.expect})",
+        )
 
 
 def _need(cluster: Cluster, key: str) -> tuple[str, str]:
@@ -238,7 +221,8 @@ def finding2(lab: Lab, r: Report) -> None:
         f"Finding 2: a pod's own node is not filtered (part1: only TCP 80 into prod;"
         f" prod/blue {ip} on {node})"
     )
-    r.outcomes(
+    report_outcomes(
+        r,
         run_checks(
             lab,
             [
@@ -267,7 +251,7 @@ def finding2(lab: Lab, r: Report) -> None:
                 curl(far_pod, f"http://{ip}/", f"{far_pod} curls prod/blue", "answer"),
                 ping(other_node, ip, f"another node {other_node} pings prod/blue", "no reply"),
             ],
-        )
+        ),
     )
 
 
@@ -282,7 +266,8 @@ def finding3(lab: Lab, r: Report) -> None:
         "Finding 3: stateful, replies pass (part1: prod/blue accepts only TCP 80,"
         f" yet its own pings and requests get answers; external host {ext} stands in for 8.8.8.8)"
     )
-    r.outcomes(
+    report_outcomes(
+        r,
         run_checks(
             lab,
             [
@@ -306,7 +291,7 @@ def finding3(lab: Lab, r: Report) -> None:
                 ),
                 ping("dev/blue", ip, "contrast: dev/blue's ping INTO prod/blue", "no reply"),
             ],
-        )
+        ),
     )
 
 
@@ -319,7 +304,8 @@ def finding4(lab: Lab, r: Report) -> None:
         "Finding 4: matchExpressions, ingress and egress together"
         " (part2: dev/red takes TCP 80 from dev/blue, sends TCP 80 to dev/green)"
     )
-    r.outcomes(
+    report_outcomes(
+        r,
         run_checks(
             lab,
             [
@@ -332,7 +318,7 @@ def finding4(lab: Lab, r: Report) -> None:
                 ping("dev/red", green, "dev/red -> dev/green ping fails", "no reply"),
                 curl("dev/red", f"http://{green}/", "dev/red -> dev/green curl succeeds", "answer"),
             ],
-        )
+        ),
     )
 
 
@@ -344,7 +330,8 @@ def finding5(lab: Lab, r: Report) -> None:
         "Finding 5: ingress controller traffic is SNATed"
         f" (part2: prod/green takes TCP 80 only from the controller {ctrl}; nginx proxies /prod/green)"
     )
-    r.outcomes(
+    report_outcomes(
+        r,
         run_checks(
             lab,
             [
@@ -363,7 +350,7 @@ def finding5(lab: Lab, r: Report) -> None:
                     "timeout",
                 ),
             ],
-        )
+        ),
     )
 
 
@@ -387,7 +374,7 @@ def _apply(lab: Lab, objects: list[dict[str, Any]], what: str, out: Out) -> None
     out(f"applied {what}: every agent shows it ({time.monotonic() - t:.1f} s)")
 
 
-def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
+def run(seed: Path, backend: str, out: Out, name: str = "demo", store: str = "etcd") -> bool:
     """Build the seed lab, reproduce findings 1-5, print the matrix, tear down; True if all pass."""
     from sekisho.lab.lifecycle import guarded
 
@@ -399,12 +386,17 @@ def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
     with guarded(name):
         Lab(name).down()  # remains of an earlier, crashed demo
         out(f"building the seed cluster from {seed} ({backend}) ...")
-        lab = Lab.up(cluster_objs + part2, name=name, backend=backend)
+        lab = Lab.up(cluster_objs + part2, name=name, backend=backend, store=store)
         p = lab.plan
         out(
             f"lab up in {time.monotonic() - start:.1f} s: {len(p.nodes)} nodes, {len(p.pods)} pods,"
             f" one sekisho agent per node, nginx in {CONTROLLER}, external host {p.external_ip}"
         )
+        if store == "etcd":
+            out(
+                "the agents learn the cluster from a three-member etcd inside the lab"
+                " (TLS, read-only role); changes are written to it as `sekisho apply` does"
+            )
         policies = ", ".join(o["metadata"]["name"] for o in part2)
         out(f"applied part2 ({policies})")
         finding1(lab, r)
@@ -417,10 +409,7 @@ def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
         full_matrix(lab, r)
         out("")
         out("removing the lab ...")
-    out(
-        f"{'ALL PASS' if r.failed == 0 else 'FAILED'}: {r.passed} passed, {r.failed} failed"
-        f" in {time.monotonic() - start:.1f} s"
-    )
+    out(f"{conclusion(r.passed, r.failed)} in {time.monotonic() - start:.1f} s")
     return r.failed == 0
 
 

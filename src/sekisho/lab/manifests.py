@@ -17,46 +17,39 @@ from typing import Any
 
 import yaml
 
-from sekisho.errors import LabError
+from sekisho.errors import LabError, ManifestError
+from sekisho.model import npa
+from sekisho.model.fields import CALICO_KINDS
 from sekisho.model.types import Cluster
 
 CLUSTER_FILE = "00-cluster.yaml"
 POLICY_FILE = "10-policies.yaml"
-_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def read_objects(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Every object of the files (directories walked, ``List`` kinds flattened)."""
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix in _SUFFIXES and f.is_file())
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise LabError(f"{p}: no such file or directory")
-    out: list[dict[str, Any]] = []
-    for f in files:
-        try:
-            docs = list(yaml.safe_load_all(f.read_text()))
-        except (OSError, yaml.YAMLError) as exc:
-            raise LabError(f"{f}: cannot read manifests: {exc}") from exc
-        for doc in docs:
-            out += _flatten(doc)
-    return out
+    """Every object of the files, read and checked by the model (as ``sekisho validate`` does).
 
+    Directories are walked and ``List`` kinds flattened the model's way; a file
+    that does not parse or an object that does not validate raises
+    :class:`~sekisho.errors.ManifestError` with every problem located (file,
+    line, field path), before the lab touches anything.
+    """
+    from sekisho.model import load_read, read_paths
 
-def _flatten(doc: Any) -> list[dict[str, Any]]:
-    if not isinstance(doc, dict):
-        return []
-    if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
-        return [item for d in doc["items"] for item in _flatten(d)]
-    return [doc]
+    read = read_paths(paths)
+    result = load_read(read)
+    if result.cluster is None:
+        raise ManifestError(result.problems)
+    return [obj.data for obj in read.objects]
 
 
 def is_policy(obj: dict[str, Any]) -> bool:
-    return obj.get("kind") == "NetworkPolicy"
+    """An object ``lab apply`` replaces as a whole: a policy of any kind sekisho reads
+    (Kubernetes and Calico NetworkPolicy, the cluster-wide APIs, Calico's other kinds)."""
+    kind = obj.get("kind")
+    if kind == "NetworkPolicy" or kind in npa.KINDS:
+        return True
+    return kind in CALICO_KINDS and str(obj.get("apiVersion", "")).startswith("projectcalico.org/")
 
 
 def cluster_objects(cluster: Cluster) -> list[dict[str, Any]]:
@@ -135,7 +128,7 @@ def merge_labels(
         k = _key(upd)
         if k[0] not in ("Pod", "Namespace", "Node"):
             raise LabError(
-                f"lab apply: {k[0]} {k[2]}: only NetworkPolicy objects and label changes of"
+                f"lab apply: {k[0]} {k[2]}: only policies (of any kind sekisho reads) and label changes of"
                 " existing Pods, Namespaces and Nodes can be applied to a running lab"
             )
         if k not in index:

@@ -1,16 +1,14 @@
-"""Network namespaces: create, run inside, enter from a thread, list and delete.
+"""Network namespaces: create, run scripts inside, list and delete; spawn and kill children.
 
 The only module of the lab that runs ``ip``. Commands go through a
-:class:`Runner` so tests can record them; threads enter a namespace with
-``setns(2)`` (network namespaces are per thread in Linux), which lets the
-probes run in-process instead of one process per probe.
+:class:`Runner` so tests can record them. Getting into a namespace (a command
+through ``ip netns exec``, a thread through ``setns(2)``) is
+:mod:`sekisho.dataplane.netns`'s, shared with the dataplane.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -18,10 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sekisho.dataplane.netns import NETNS_DIR, exec_argv
 from sekisho.errors import CommandFailed, LabError, ToolMissing
-
-NETNS_DIR = "/run/netns"
-CLONE_NEWNET = 0x40000000
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +146,6 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
-    """``argv`` run inside ``netns``."""
-    return ["ip", "netns", "exec", netns, *argv]
-
-
 def run_script(netns: str, script: str, runner: Runner = run_process) -> None:
     """Run a ``sh -e`` script inside ``netns``; raise with its stderr on failure."""
     check(runner, exec_argv(netns, ["sh", "-ec", script]))
@@ -173,27 +164,6 @@ def start_scripts(jobs: Sequence[tuple[str, str]]) -> None:
             errors.append(f"{ns}: {err.strip()}")
     if errors:
         raise LabError("building namespaces failed: " + "; ".join(errors))
-
-
-_libc: ctypes.CDLL | None = None
-
-
-def enter(netns: str) -> None:
-    """Move the CALLING THREAD into ``netns`` (sockets it opens afterwards live there)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    path = os.path.join(NETNS_DIR, netns)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise LabError(f"network namespace {netns} does not exist ({path})") from exc
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise LabError(f"setns into {netns}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 def namespaces_supported(runner: Runner = run_process) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sekisho.lab.demo import Out, Report
+from sekisho.lab.report import Out, Report, conclusion
 from sekisho.model.types import Cluster
 from sekisho.render import render_node
 from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet, State, program
@@ -204,8 +204,5 @@ def run_offline(seed: Path, out: Out) -> bool:
     passed = part1.passed + part2.passed
     failed = part1.failed + part2.failed
     out("")
-    out(
-        f"{'ALL PASS' if failed == 0 else 'FAILED'} (offline: semantics and rendered rules,"
-        f" no packets): {passed} passed, {failed} failed"
-    )
+    out(conclusion(passed, failed, " (offline: semantics and rendered rules, no packets)"))
     return failed == 0

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sekisho.lab.netns import enter
+from sekisho.dataplane.netns import enter
 
 OUTCOMES = ("allowed", "dropped", "rejected", "no-listener", "unsupported", "error")
 REACHED = frozenset({"allowed", "no-listener"})

@@ -226,3 +226,4 @@ WORKLOAD_SPEC: dict[str, frozenset[str]] = {
 # The registry of kinds is sekisho.model.kinds; these names stay for the modules that read them.
 API_VERSIONS = _kinds.API_VERSIONS
 CLUSTER_SCOPED = _kinds.CLUSTER_SCOPED
+CALICO_KINDS = _kinds.CALICO_KINDS

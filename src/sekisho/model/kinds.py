@@ -12,8 +12,8 @@ Every object falls under exactly one rule, decided by its ``apiVersion`` and ``k
    traffic is allowed nor run pods (Service, ConfigMap, RBAC, ...), and CronJob,
    whose pods exist only while one of its Jobs runs (Jobs are read when given).
    ``validate -v`` lists them; they change no verdict.
-4. **unsupported**: anything else, custom resources included (Calico's and
-   Cilium's policies, a ReplicationController whose pods sekisho would not
+4. **unsupported**: anything else, custom resources included (Cilium's policies,
+   Calico's storage CRDs ``crd.projectcalico.org/v1``, a ReplicationController whose pods sekisho would not
    expand, a kind of a group it has never heard of). sekisho cannot tell whether
    such an object changes what traffic is allowed, so it never ignores it in
    silence: every command warns, naming the object, the JSON outputs carry the
@@ -56,6 +56,19 @@ READ: tuple[KindInfo, ...] = (
     KindInfo(
         "policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy", cluster_scoped=True
     ),
+    # Calico's own kinds (sekisho.model.calico); Calico's NetworkPolicy is told apart
+    # from Kubernetes' by its apiVersion. ServiceAccounts are read for
+    # serviceAccountSelector.
+    KindInfo("projectcalico.org/v3", "NetworkPolicy"),
+    KindInfo("projectcalico.org/v3", "GlobalNetworkPolicy", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "GlobalNetworkSet", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "HostEndpoint", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "NetworkSet"),
+    KindInfo("projectcalico.org/v3", "StagedGlobalNetworkPolicy", cluster_scoped=True),
+    KindInfo("projectcalico.org/v3", "StagedKubernetesNetworkPolicy"),
+    KindInfo("projectcalico.org/v3", "StagedNetworkPolicy"),
+    KindInfo("projectcalico.org/v3", "Tier", cluster_scoped=True),
+    KindInfo("v1", "ServiceAccount"),
 )
 """The kinds sekisho reads (a policy kind added here is no longer reported unsupported)."""
 
@@ -74,7 +87,6 @@ SKIPPED: dict[str, frozenset[str]] = {
             "ResourceQuota",
             "Secret",
             "Service",
-            "ServiceAccount",
         }
     ),
     "admissionregistration.k8s.io": frozenset(
@@ -170,21 +182,28 @@ def read_info(kind: str) -> KindInfo | None:
 
 def unsupported_message(api_version: object, kind: str) -> str:
     version = api_version if isinstance(api_version, str) and api_version else "no apiVersion"
+    hint = ""
+    if isinstance(api_version, str) and group_of(api_version) == "crd.projectcalico.org":
+        # Calico's storage CRDs, as kubectl shows them: not the v3 API Calico validates.
+        hint = "; export Calico's objects with calicoctl get -o yaml (projectcalico.org/v3)"
     return (
         f"unsupported kind {kind} ({version}): sekisho does not read it, so what it says "
-        "is missing from every verdict (the agent refuses to enforce without it)"
+        f"is missing from every verdict (the agent refuses to enforce without it){hint}"
     )
 
 
-def _kubernetes_versions() -> dict[str, str]:
+def _versions() -> dict[str, str]:
     out: dict[str, str] = {}
     for k in READ:
-        if is_kubernetes_group(k.group):
-            out.setdefault(k.kind, k.api_version)
+        out.setdefault(k.kind, k.api_version)
     return out
 
 
-API_VERSIONS: dict[str, str] = _kubernetes_versions()
-"""Kind name -> apiVersion, for the read kinds of Kubernetes' own API groups."""
+API_VERSIONS: dict[str, str] = _versions()
+"""Kind name -> apiVersion of the read kinds (NetworkPolicy: Kubernetes' own, listed first)."""
+CALICO_KINDS = frozenset(
+    k.kind for k in READ if k.group == "projectcalico.org" and k.kind != "NetworkPolicy"
+) | {"ServiceAccount"}
+"""The kinds :mod:`sekisho.model.calico` reads besides Calico's NetworkPolicy."""
 CLUSTER_SCOPED = frozenset(k.kind for k in READ if k.cluster_scoped)
 """Names of the read kinds that are cluster-scoped."""

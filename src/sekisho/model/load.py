@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sekisho.errors import ManifestError, Problem
-from sekisho.model import ipam, workloads
+from sekisho.model import calico, ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
@@ -64,12 +64,21 @@ class LoadResult:
             "nodes": len(c.nodes) if c else 0,
             "namespaces": len(c.namespaces) if c else 0,
             "pods": len(c.pods) if c else 0,
-            "policies": len(c.policies) + len(c.cluster_policies) if c else 0,
+            "policies": _policy_count(c),
             "skipped": len(self.skipped),
             "unsupported": len(self.unsupported),
             "problems": len(self.problems),
             "warnings": len(self.warnings),
         }
+
+
+def _policy_count(c: Cluster | None) -> int:
+    if c is None:
+        return 0
+    n = len(c.policies) + len(c.cluster_policies)
+    if c.calico is not None:
+        n += len(c.calico.policies) + len(c.calico.staged_kubernetes)
+    return n
 
 
 def load_paths(
@@ -114,14 +123,17 @@ def cluster_from_objects(
     return result.cluster
 
 
-def load_read(read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT) -> LoadResult:
+def load_read(
+    read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT, *, warnings: bool = True
+) -> LoadResult:
     """Validate and join what :func:`sekisho.model.reader.read_paths` read (``read`` is not changed).
 
     For callers that cache parsed files (the file source re-reads only changed files)
-    and join the :class:`ReadResult` of each.
+    and join the :class:`ReadResult` of each. ``warnings=False`` skips the linter
+    (an agent does not report warnings).
     """
     with paused_gc():
-        return _load_read(read, cluster_cidr)
+        return _load_read(read, cluster_cidr, warnings=warnings)
 
 
 def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) -> LoadResult:
@@ -248,6 +260,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 ports=t.ports,
                 workload=draft.workload,
                 source=draft.source,
+                service_account=t.service_account,
             )
         )
 
@@ -259,6 +272,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
     namespaces = dict(sorted(namespaces.items()))
 
     policies = tuple(sorted(drafts.policies, key=lambda p: (p.namespace, p.name)))
+    calico_objects = calico.finish(drafts.calico, set(node_by_name), sink)
     return Cluster(
         nodes=tuple(nodes),
         namespaces=namespaces,
@@ -266,6 +280,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
         policies=policies,
         cluster_cidr=cluster_cidr,
         cluster_policies=tuple(sorted(drafts.cluster_policies, key=lambda p: (p.kind, p.name))),
+        calico=calico_objects or None,
     )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sekisho.model import calico, kinds, names, npa
 from sekisho.model import fields as F
-from sekisho.model import kinds, names, npa
 from sekisho.model.checks import (
     IPAddress,
     IPNetwork,
@@ -60,6 +60,8 @@ class PodTemplate:
     host_network: bool
     ports: tuple[ContainerPort, ...]
     ip: IPAddress | None = None
+    service_account: str = "default"
+    """``serviceAccountName`` (the ServiceAccount admission plugin sets "default")."""
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class Drafts:
     workloads: list[WorkloadDraft] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
     cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
+    calico: calico.CalicoDrafts = field(default_factory=calico.CalicoDrafts)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """``(location, "Kind ns/name")`` of every object not read (unsupported ones too)."""
     notes: list[Issue] = field(default_factory=list)
@@ -135,6 +138,7 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
         return
     assert found.info is not None
     expected = found.info.api_version
+    is_calico = calico.is_calico(kind, expected)
     meta = _metadata(r, data, kind)
     if found.verdict == "wrong-version":
         if api_version is None:
@@ -146,10 +150,10 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
                 ("apiVersion",),
                 f'"{api_version}" is not supported for {kind}: expected {expected}',
             )
-    mapping(r, data, (), F.TOP)
+    mapping(r, data, (), calico.SERVICE_ACCOUNT_TOP if kind == "ServiceAccount" else F.TOP)
     if meta is None:
         return
-    key = (kind, meta.namespace, meta.name)
+    key = (("calico/" if is_calico else "") + kind, meta.namespace, meta.name)
     first = drafts.seen.get(key)
     if first is not None:
         r.error(("metadata", "name"), f"duplicate {kind} {r.name} (first defined at {first[0]})")
@@ -159,7 +163,11 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
         drafts.mentioned_namespaces.add(meta.namespace)
     spec = data.get("spec")
     # One branch per kind of sekisho.model.kinds.READ.
-    if kind == "NetworkPolicy" and found.info.group == "networking.k8s.io":
+    if is_calico:
+        calico.parse_object(
+            r, kind, data, meta.name, meta.namespace, meta.labels, source, drafts.calico
+        )
+    elif kind == "NetworkPolicy":
         policy = network_policy(r, spec, meta.namespace, meta.name, source)
         if policy is not None:
             drafts.policies.append(policy)
@@ -258,6 +266,9 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
             r.error((*path, "nodeName"), err)
             node = None
     labels(r, spec.get("nodeSelector"), (*path, "nodeSelector"))
+    account = string(r, spec.get("serviceAccountName"), (*path, "serviceAccountName"))
+    # serviceAccount: "DeprecatedServiceAccount is a deprecated alias for ServiceAccountName."
+    account = account or string(r, spec.get("serviceAccount"), (*path, "serviceAccount"))
     ports: list[ContainerPort] = []
     port_names: dict[str, FieldPath] = {}
     for group in ("initContainers", "containers", "ephemeralContainers"):
@@ -284,7 +295,9 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
                 )
                 if port is not None and serving:
                     ports.append(port)
-    return PodTemplate(dict(pod_labels), node or None, host_network, tuple(ports))
+    return PodTemplate(
+        dict(pod_labels), node or None, host_network, tuple(ports), None, account or "default"
+    )
 
 
 _PORT_CACHE: dict[tuple[tuple[str, Any], ...], ContainerPort] = {}

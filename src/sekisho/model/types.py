@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from sekisho.errors import Problem
 
 if TYPE_CHECKING:
+    from sekisho.model.calico import CalicoResources
     from sekisho.model.npa import ClusterPolicy
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
@@ -244,6 +245,8 @@ class Pod:
     workload: str | None = None
     """``Kind/name`` of the controller it was expanded from, if any."""
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+    service_account: str = "default"
+    """``serviceAccountName``; Calico selects on it (``serviceAccountSelector``)."""
 
     @property
     def key(self) -> str:
@@ -289,6 +292,8 @@ class Cluster:
     """One warning per object of a kind sekisho does not read (:mod:`sekisho.model.kinds`):
     what it says is missing from every verdict, so every command shows these and
     the agent refuses to enforce such a cluster."""
+    calico: CalicoResources | None = None
+    """Calico's own objects (:mod:`sekisho.model.calico`); None when there are none."""
 
     def node(self, name: str) -> Node | None:
         for n in self.nodes:

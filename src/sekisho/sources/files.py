@@ -100,28 +100,28 @@ class CachingLoader:
 
 
 def refuse_unrendered(cluster: Cluster) -> Cluster:
-    """``cluster``, or :class:`ManifestError` when it has policies the renderer cannot draw.
+    """``cluster``, or :class:`ManifestError` when it has objects the renderer cannot draw.
 
-    The renderer reads Kubernetes NetworkPolicies only until it reads the policy
-    program (issue 11); rendering a cluster with cluster-wide policies without them
-    would enforce less than the manifests say. So the agent keeps its last good
-    state and ``render`` stops, naming each such policy (validate, trace and matrix
-    read them).
+    The renderer draws every policy of the program on workload endpoints; it does
+    not draw host endpoints (the node's own traffic, with failsafe ports), which
+    the semantics walk. Enforcing a cluster without them would enforce less than
+    the manifests say, so the agent keeps its last good state and ``render`` and
+    ``trace --node`` stop, naming each one (validate, trace and matrix read them).
     """
-    if not cluster.cluster_policies:
+    if cluster.calico is None or not cluster.calico.host_endpoints:
         return cluster
     raise ManifestError(
         [
             Problem(
-                p.source.file,
-                p.source.line,
-                p.kind,
-                p.name,
+                h.source.file,
+                h.source.line,
+                "HostEndpoint",
+                h.name,
                 "",
-                "not rendered yet: the renderer (render, agent, lab) reads Kubernetes "
-                "NetworkPolicies only; refusing to enforce the cluster without this policy",
+                "not rendered yet: the renderer (render, agent, lab) draws workload endpoints "
+                "only; refusing to enforce the cluster without this host endpoint",
             )
-            for p in cluster.cluster_policies
+            for h in cluster.calico.host_endpoints
         ]
     )
 
