@@ -238,6 +238,10 @@ def _text_agrees(text: str) -> bool:
         return False
     if any(indicator in text for indicator in _INDICATORS):
         return False
+    # Flow collections other than the empty {} and [] are left to libyaml: the two
+    # parsers part on odd flow content (an indicator starting a scalar, empty keys).
+    if text.count("{") != text.count("{}") or text.count("[") != text.count("[]"):
+        return False
     if not text.replace("\n", "").isprintable():  # tabs, CR, control, BOM, line separators
         return False
     # Scan for a zero before a digit or "o" (fast, a few thousand hits a megabyte: 8080,
@@ -292,7 +296,8 @@ def fast_documents(text: str) -> list[tuple[int, Any]] | None:
     go-yaml) read YAML 1.1, so a text in which a scalar could be read differently
     (``yes``, ``0755``, ``1:30``, ``1e3``: any float, any 1.1 boolean word, any
     leading-zero number, quoted or not), or that uses anchors, tags, merge keys,
-    directives, explicit keys, tabs or unusual characters, is left to libyaml, and so is
+    directives, explicit keys, flow collections (but ``{}`` and ``[]``), tabs or unusual
+    characters, is left to libyaml, and so is
     anything the Rust parser refuses (syntax errors and duplicate keys, which the
     libyaml path locates), a document that is not a mapping, and a ``List``
     (whose items' lines libyaml gives). The line of each document is its first
