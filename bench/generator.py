@@ -4,7 +4,7 @@
 
 The cluster looks like one a platform team runs:
 
-* ``Node`` objects, about one per 100 pods, each owning a /24 of 10.244.0.0/16
+* ``Node`` objects, about one per 100 pods, each owning a /24 of 10.244.0.0/14
   (``spec.podCIDR``) with an InternalIP on 192.168.0.0/16;
 * ``kube-system`` (CoreDNS, label ``k8s-app: kube-dns``), ``monitoring``
   (Prometheus) and team namespaces labelled ``team``/``env``;
@@ -52,7 +52,8 @@ import yaml
 
 Manifest = dict[str, Any]
 
-CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
+CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/14")
+"""Node i owns 10.(244 + i // 256).(i % 256).0/24: up to 1,024 nodes (256 below 64,000 pods)."""
 NODE_NETWORK = ipaddress.IPv4Network("192.168.0.0/16")
 PODS_PER_NODE = 100
 MAX_PODS_PER_NODE = 250  # a /24 holds 254 usable addresses; keep a margin
@@ -69,13 +70,16 @@ PORTS: tuple[tuple[str, int, str, tuple[str, ...]], ...] = (
     ("postgres", 5432, "TCP", ("db",)),
 )
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated name suffixes
-_HEX = "0123456789abcdef"
 
-__all__ = ["generate", "main", "write"]
+__all__ = ["generate", "generate_apps", "main", "write", "write_by_namespace"]
 
 
 def _suffix(rng: random.Random, n: int, alphabet: str = _ALNUM) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _node_cidr(i: int) -> str:
+    return f"10.{244 + i // 256}.{i % 256}.0/24"
 
 
 def _labels_selector(labels: dict[str, str]) -> Manifest:
@@ -378,7 +382,7 @@ def generate(
         )
 
     # Nodes: about one per PODS_PER_NODE pods, each a /24 of the pod network.
-    per_node = max(PODS_PER_NODE, math.ceil(pods / 256))
+    per_node = max(PODS_PER_NODE, math.ceil(pods / 1024))
     if per_node > MAX_PODS_PER_NODE:
         raise ValueError(f"{pods} pods do not fit in {CLUSTER_CIDR} at {MAX_PODS_PER_NODE} per /24")
     n_nodes = max(1, math.ceil(pods / per_node))
@@ -396,7 +400,7 @@ def generate(
                         "topology.kubernetes.io/zone": f"zone-{'abc'[i % 3]}",
                     },
                 },
-                "spec": {"podCIDR": f"10.244.{i}.0/24", "podCIDRs": [f"10.244.{i}.0/24"]},
+                "spec": {"podCIDR": _node_cidr(i), "podCIDRs": [_node_cidr(i)]},
                 "status": {"addresses": [{"type": "InternalIP", "address": str(node_ip)}]},
             }
         )
@@ -407,11 +411,11 @@ def generate(
     used = [0] * n_nodes
     pod_objs: list[Manifest] = []
     for dep in deployments:
-        rs_hash = _suffix(rng, 10, _HEX[:10] + "bcdf")
+        rs_hash = _suffix(rng, 10)  # as the ReplicaSet controller spells it (SafeEncodeString)
         for _ in range(dep.replicas):
             node = slots[len(pod_objs)]
             used[node] += 1
-            ip = f"10.244.{node}.{used[node] + 1}"
+            ip = _node_cidr(node).replace(".0/24", f".{used[node] + 1}")
             metadata: Manifest = {
                 "name": f"{dep.name}-{rs_hash}-{_suffix(rng, 5)}",
                 "namespace": dep.namespace,
@@ -496,6 +500,258 @@ def generate(
     return nodes + namespaces + pod_objs + chosen
 
 
+# --- the second shape: applications as teams ship them ---------------------------------------
+
+_SIDECARS: tuple[tuple[str, list[Manifest]], ...] = (
+    (
+        "envoy",
+        [
+            {"name": "envoy-admin", "containerPort": 15000},
+            {"name": "envoy-http", "containerPort": 15001},
+        ],
+    ),
+    ("exporter", [{"name": "metrics", "containerPort": 9102}]),
+    ("log-shipper", []),
+)
+_EXTRA_LABELS = (
+    ("app.kubernetes.io/managed-by", ("Helm", "argocd")),
+    ("security.example.com/tier", ("pci", "internal", "public")),
+    ("cost-center", ("cc-100", "cc-200", "cc-300", "cc-400")),
+    ("sidecar.istio.io/inject", ("true", "false")),
+)
+
+
+def generate_apps(
+    pods: int,
+    *,
+    policies: int | None = None,
+    replicas: int = 5,
+    seed: int = 0,
+    deployments: bool = False,
+) -> list[Manifest]:
+    """The second shape (issue 13): about 100 pods a namespace, Deployments of ``replicas``
+    pods, 6 to 10 labels a pod (the ``app.kubernetes.io`` set, a per-Deployment
+    ``pod-template-hash``, a version, and some of a few organisation labels), 2 to 4
+    containers a pod with named ports (the app's ``http``/``grpc``, sidecars'
+    ``envoy-admin``, ``metrics``...). Policies per namespace: default-deny, DNS egress,
+    metrics scraping from ``monitoring``, and per Deployment an ingress from two other
+    components of the namespace on a named port and one from a labelled namespace.
+
+    With ``deployments=True`` the Deployments are emitted instead of their pods, for
+    sekisho to expand (NCA would invent its own pods for them).
+    """
+    rng = random.Random(seed)
+    n_ns = max(1, math.ceil(pods / 100))
+    want_policies = max(1, round(pods / 10)) if policies is None else policies
+    namespaces = [
+        _namespace("kube-system", {}),
+        _namespace("monitoring", {"team": "platform", "purpose": "observability"}),
+    ]
+    per_node = max(PODS_PER_NODE, math.ceil(pods / 1024))
+    n_nodes = max(1, math.ceil(pods / per_node))
+    nodes = [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": f"node-{i:03d}",
+                "labels": {"kubernetes.io/hostname": f"node-{i:03d}"},
+            },
+            "spec": {"podCIDR": _node_cidr(i), "podCIDRs": [_node_cidr(i)]},
+            "status": {
+                "addresses": [
+                    {"type": "InternalIP", "address": str(NODE_NETWORK.network_address + 10 + i)}
+                ]
+            },
+        }
+        for i in range(n_nodes)
+    ]
+    out_pods: list[Manifest] = []
+    out_deploys: list[Manifest] = []
+    out_policies: list[list[Manifest]] = []
+    used = [0] * n_nodes
+    made = 0
+    components = ("web", "api", "worker", "cache", "gateway", "auth", "search", "billing")
+    for k in range(n_ns):
+        team = TEAMS[k % len(TEAMS)]
+        ns = f"{team}-{k:03d}"
+        namespaces.append(
+            _namespace(ns, {"team": team, "env": ENVS[k % len(ENVS)], "tenant": f"t{k % 7}"})
+        )
+        comps: list[str] = []
+        ns_pods = min(100, pods - made) if k < n_ns - 1 else pods - made
+        d = 0
+        while ns_pods > 0:
+            comp = components[d % len(components)] + (
+                str(d // len(components)) if d >= len(components) else ""
+            )
+            comps.append(comp)
+            count = min(replicas, ns_pods)
+            ns_pods -= count
+            d += 1
+            labels = {
+                "app.kubernetes.io/name": comp,
+                "app.kubernetes.io/instance": f"{ns}-{comp}",
+                "app.kubernetes.io/component": ("frontend", "backend", "data")[d % 3],
+                "app.kubernetes.io/part-of": team,
+                "app.kubernetes.io/version": f"1.{rng.randrange(20)}.{rng.randrange(10)}",
+            }
+            for key, values in _EXTRA_LABELS[: rng.randrange(len(_EXTRA_LABELS) + 1)]:
+                labels[key] = rng.choice(values)
+            containers = [
+                {
+                    "name": comp[:50],
+                    "image": f"registry.example.com/{team}/{comp}:1.{d}",
+                    "ports": [
+                        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                        {"name": "grpc", "containerPort": 9000 + d % 3, "protocol": "TCP"},
+                    ],
+                }
+            ]
+            for name, ports in _SIDECARS[: 1 + rng.randrange(len(_SIDECARS))]:
+                containers.append(
+                    {"name": name, "image": f"registry.example.com/{name}:2", "ports": ports}
+                )
+            rs_hash = _suffix(rng, 10)
+            if deployments:
+                out_deploys.append(
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "metadata": {"name": comp, "namespace": ns, "labels": dict(labels)},
+                        "spec": {
+                            "replicas": count,
+                            "selector": {
+                                "matchLabels": {"app.kubernetes.io/instance": f"{ns}-{comp}"}
+                            },
+                            "template": {
+                                "metadata": {"labels": labels},
+                                "spec": {"containers": containers},
+                            },
+                        },
+                    }
+                )
+                made += count
+                continue
+            for _ in range(count):
+                node = made % n_nodes
+                used[node] += 1
+                ip = _node_cidr(node).replace(".0/24", f".{used[node] + 1}")
+                out_pods.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": f"{comp}-{rs_hash}-{_suffix(rng, 5)}",
+                            "namespace": ns,
+                            "labels": {**labels, "pod-template-hash": rs_hash},
+                        },
+                        "spec": {"nodeName": f"node-{node:03d}", "containers": containers},
+                        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
+                    }
+                )
+                made += 1
+        wide = [
+            _policy(ns, "default-deny", {}, types=("Ingress", "Egress")),
+            _policy(
+                ns,
+                "allow-dns",
+                {},
+                egress=[
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                                }
+                            }
+                        ],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    }
+                ],
+                types=("Egress",),
+            ),
+            _policy(
+                ns,
+                "allow-scrape",
+                {},
+                ingress=[
+                    {
+                        "from": [
+                            {"namespaceSelector": {"matchLabels": {"purpose": "observability"}}}
+                        ],
+                        "ports": [{"port": "metrics"}, {"port": "envoy-admin"}],
+                    }
+                ],
+            ),
+        ]
+        per = []
+        for i, comp in enumerate(comps):
+            callers = [comps[(i + 1) % len(comps)], comps[(i + 2) % len(comps)]]
+            per.append(
+                _policy(
+                    ns,
+                    f"{comp}-ingress",
+                    {"matchLabels": {"app.kubernetes.io/name": comp}},
+                    ingress=[
+                        {
+                            "from": [
+                                {
+                                    "podSelector": {
+                                        "matchExpressions": [
+                                            {
+                                                "key": "app.kubernetes.io/name",
+                                                "operator": "In",
+                                                "values": sorted(set(callers)),
+                                            }
+                                        ]
+                                    }
+                                },
+                                {
+                                    "namespaceSelector": {
+                                        "matchLabels": {"tenant": f"t{(k + i) % 7}"}
+                                    },
+                                    "podSelector": {
+                                        "matchLabels": {"app.kubernetes.io/component": "frontend"}
+                                    },
+                                },
+                            ],
+                            "ports": [{"port": "http"}, {"port": "grpc"}],
+                        }
+                    ],
+                )
+            )
+        out_policies.append(wide + per)
+    chosen: list[Manifest] = []
+    depth = max((len(r) for r in out_policies), default=0)
+    for level in range(depth):
+        for r in out_policies:
+            if level < len(r) and len(chosen) < want_policies:
+                chosen.append(r[level])
+    return nodes + namespaces + (out_deploys if deployments else out_pods) + chosen
+
+
+def write_by_namespace(objects: Iterable[Manifest], directory: str | Path) -> list[Path]:
+    """Nodes and namespaces in ``00-cluster.yaml``, then a file per namespace (its pods or
+    Deployments and its policies), as a GitOps repository lays them out."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[Manifest]] = {}
+    for obj in objects:
+        ns = obj.get("metadata", {}).get("namespace")
+        groups.setdefault(f"ns-{ns}" if ns else "00-cluster", []).append(obj)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    paths = []
+    for name in sorted(groups):
+        path = out / f"{name}.yaml"
+        with path.open("w", encoding="utf-8") as fh:
+            yaml.dump_all(
+                groups[name], fh, Dumper=dumper, sort_keys=False, default_flow_style=False
+            )
+        paths.append(path)
+    return paths
+
+
 def _chunks(items: list[Manifest], size: int | None) -> Iterator[list[Manifest]]:
     if size is None or size <= 0:
         yield items
@@ -573,17 +829,41 @@ def main(argv: list[str] | None = None) -> int:
         "--one-file", action="store_true", help="everything in one file (what NCA needs)"
     )
     parser.add_argument("--out", required=True, help="directory to write the YAML files into")
+    parser.add_argument(
+        "--shape",
+        choices=("tiers", "apps"),
+        default="tiers",
+        help="tiers: the first shape; apps: the second (see generate_apps)",
+    )
+    parser.add_argument(
+        "--deployments", action="store_true", help="apps shape: Deployments instead of pods"
+    )
+    parser.add_argument(
+        "--by-namespace", action="store_true", help="a YAML file per namespace (apps shape)"
+    )
     args = parser.parse_args(argv)
-    objs = generate(
-        args.pods,
-        policies=args.policies,
-        replicas=args.replicas,
-        seed=args.seed,
-        owner_refs=args.owner_refs,
-    )
-    paths = write(
-        objs, args.out, per_file=args.per_file or None, fmt=args.format, one_file=args.one_file
-    )
+    if args.shape == "apps":
+        objs = generate_apps(
+            args.pods,
+            policies=args.policies,
+            replicas=args.replicas,
+            seed=args.seed,
+            deployments=args.deployments,
+        )
+    else:
+        objs = generate(
+            args.pods,
+            policies=args.policies,
+            replicas=args.replicas,
+            seed=args.seed,
+            owner_refs=args.owner_refs,
+        )
+    if args.by_namespace:
+        paths = write_by_namespace(objs, args.out)
+    else:
+        paths = write(
+            objs, args.out, per_file=args.per_file or None, fmt=args.format, one_file=args.one_file
+        )
     kinds: dict[str, int] = {}
     for obj in objs:
         kinds[obj["kind"]] = kinds.get(obj["kind"], 0) + 1

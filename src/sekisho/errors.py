@@ -7,6 +7,9 @@
     ├── DataplaneError           the kernel or a netfilter tool refused what we asked
     │   ├── CommandFailed        a command (iptables-restore, ipset, nft, ip) exited non-zero
     │   └── ToolMissing          a tool we need is not installed
+    ├── StoreError               the cluster's store (etcd) failed or refused a request
+    │   ├── StoreUnavailable     no endpoint answered, or the watch is out of step with etcd
+    │   └── StoreConflict        a write raced another (the store changed since it was read)
     └── LabError                 the lab could not build, probe or remove a namespace
 
 Foreign exceptions (yaml, OSError, subprocess) are translated at the seam where
@@ -92,6 +95,18 @@ class CommandFailed(DataplaneError):
 
 class ToolMissing(DataplaneError):
     """A tool we need (iptables-restore, ipset, nft, ip) is not installed."""
+
+
+class StoreError(SekishoError):
+    """The cluster's store (etcd) failed or refused a request."""
+
+
+class StoreUnavailable(StoreError):
+    """No etcd endpoint answered, or the watch is out of step: nothing newer can be trusted."""
+
+
+class StoreConflict(StoreError):
+    """A write raced another: the objects changed since they were read; nothing was written."""
 
 
 class LabError(SekishoError):

@@ -112,6 +112,25 @@ def test_invalid_update_keeps_last_good_state(cluster_dir: Path, tmp_path: Path)
     assert json.loads((tmp_path / "ready.json").read_text())["generation"] == 2
 
 
+def test_unsupported_kind_is_refused_and_keeps_last_good_state(
+    cluster_dir: Path, tmp_path: Path
+) -> None:
+    runner = FakeRunner()
+    agent = make_agent(cluster_dir, tmp_path, runner)
+    assert agent.sync_once().status == "applied"
+    writes = len(runner.writes())
+    write_policy(
+        cluster_dir,
+        "cilium",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n"
+        "metadata: {name: deny, namespace: dev}\nspec: {endpointSelector: {}}\n",
+    )
+    refused = agent.sync_once()
+    assert refused.status == "invalid" and len(runner.writes()) == writes
+    ok, reason = agent.ready()
+    assert not ok and "cilium.yaml:1: CiliumNetworkPolicy dev/deny: unsupported kind" in reason
+
+
 def test_resync_before_any_good_apply_is_idle(cluster_dir: Path, tmp_path: Path) -> None:
     agent = make_agent(cluster_dir, tmp_path, FakeRunner())
     assert agent.resync().status == "idle"
@@ -469,10 +488,13 @@ def test_a_policy_edit_is_one_write_and_no_read_back(cluster_dir: Path, backend:
 def test_fingerprint_is_equal_for_equal_rulesets_and_follows_every_change(
     cluster_dir: Path,
 ) -> None:
+    import dataclasses
+
     from sekisho.agent import full_renderer, ruleset_fingerprint
     from sekisho.model import load_cluster
+    from sekisho.render import IptablesRuleset, Ruleset
 
-    def render(backend: str) -> object:
+    def render(backend: str) -> Ruleset:
         cluster = load_cluster([str(p) for p in manifest_files(cluster_dir)])
         return full_renderer(cluster, "n1", backend, "sekisho")  # type: ignore[arg-type]
 
@@ -484,4 +506,10 @@ def test_fingerprint_is_equal_for_equal_rulesets_and_follows_every_change(
         assert after != before
         write_policy(cluster_dir, "p1", ingress_policy("p1", target="a0", peer="a1", port=80))
         assert ruleset_fingerprint(render(backend)) == before  # the memo never goes stale
-    assert ruleset_fingerprint(("not", "a dataclass")) != ruleset_fingerprint(("not", "one"))
+    # the fingerprint tells the backends apart, and changes with a rule's text only
+    ipt, nft = render("iptables"), render("nftables")
+    assert ruleset_fingerprint(ipt) != ruleset_fingerprint(nft)
+    assert isinstance(ipt, IptablesRuleset)
+    name, rules = ipt.chains[-1]
+    changed = dataclasses.replace(ipt, chains=(*ipt.chains[:-1], (name, (*rules[:-1], "x"))))
+    assert ruleset_fingerprint(changed) != ruleset_fingerprint(ipt)

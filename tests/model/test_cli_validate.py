@@ -83,6 +83,7 @@ def test_json_valid(capsys: pytest.CaptureFixture[str]) -> None:
         "pods": 7,
         "policies": 3,
         "skipped": 0,
+        "unsupported": 0,
         "problems": 0,
         "warnings": 0,
     }

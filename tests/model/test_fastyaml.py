@@ -72,3 +72,101 @@ def test_public_names_are_sorted_and_exported() -> None:
     assert names == sorted(names, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
     for name in names:
         assert getattr(sekisho.model, name) is not None
+
+
+# --- the Rust fast path reads exactly what the libyaml path reads ---------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+YAML_FILES = sorted(
+    p
+    for top in ("examples", "tests/data")
+    for p in (REPO / top).rglob("*")
+    if p.suffix in (".yaml", ".yml")
+)
+
+
+def _both(text: str) -> tuple[object, object, bool]:
+    from sekisho.model.reader import ReadResult, read_text
+
+    fast, slow = ReadResult(), ReadResult()
+    read_text(text, "f.yaml", fast)
+    read_text(text, "f.yaml", slow, fast=False)
+    took = fastyaml.fast_documents(text) is not None
+    return (fast.objects, fast.issues), (slow.objects, slow.issues), took
+
+
+def test_fast_path_equals_libyaml_on_every_manifest_here() -> None:
+    taken = 0
+    for path in YAML_FILES:
+        fast, slow, took = _both(path.read_text())
+        assert fast == slow, path
+        taken += took
+    assert taken > len(YAML_FILES) // 2, "the fast path should take most plain manifests"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: yes\n",
+        "a: 0755\nb: 089\n",
+        "a: 1:30\n",
+        "a: 1e3\nb: 5e12345678\n",
+        "a: 0o17\n",
+        "a: !!str 80\n",
+        "base: &b {x: 1}\nuse: *b\n",
+        "a: {<<: {b: 1}}\n",
+        "%YAML 1.1\n---\na: 1\n",
+        "a: 1\n...\nb: 2\n",
+        "a:\n\tb: 1\n",
+        "a: 1\na: 2\n",
+        "- 1\n- 2\n",
+        "---\n- 1\n---\na: 1\n",
+        "apiVersion: v1\nkind: List\nitems: [{kind: Namespace}]\n",
+        "a: b: c\n",
+        "a: [1, 2\n",
+        "\ufeffa: 1\n",
+        "a: 'x\u2028y'\n",
+    ],
+)
+def test_what_the_fast_path_leaves_to_libyaml(text: str) -> None:
+    assert fastyaml.fast_documents(text) is None
+    fast, slow, _ = _both(text)
+    assert fast == slow
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\n",
+        "---\n# comment\n\napiVersion: v1\nkind: Pod\n---\nkind: X\n",
+        "--- {a: 1}\n--- {b: 2}\n--- # c\n\nc: 3\n",
+        "---\n---\nkind: A\n---\n",
+        "a: 'it''s'\nb: \"\\u00e9\"\nc: |\n  x\n  y\nd: >-\n  p\n  q\n",
+        "a: ~\nb: null\nc:\nd: true\nf: -3\ng: 0x1F\nh: 2024-05-01T10:00:00Z\n",
+        "image: nginx:1.25\nhash: 029c4fc908\ncpu: 100m\nport: 8080\n",
+    ],
+)
+def test_fast_path_takes_plain_manifests(text: str) -> None:
+    assert fastyaml.fast_documents(text) is not None
+    fast, slow, _ = _both(text)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fast_path_equals_libyaml_on_mutated_manifests(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    texts = [p.read_text() for p in YAML_FILES if p.stat().st_size < 20_000]
+    chars = list(" :-\n{}[]&*!|>'\"#%@`,?\t0aZ\\<yn1e.")
+    took = 0
+    for _ in range(300):
+        text = list(rng.choice(texts))
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(text))
+            text[i] = rng.choice(chars)
+        mutated = "".join(text)
+        fast, slow, taken = _both(mutated)
+        assert fast == slow, mutated
+        took += taken
+    assert took > 30

@@ -278,3 +278,43 @@ def test_pods_sort_by_namespace_then_name_not_by_key_string() -> None:
         for ns in ("a-b", "a")
     ]
     assert [p.key for p in cluster_from_objects(objs).pods] == ["a/x", "a-b/x"]
+
+
+def test_typed_lists_as_the_api_returns_them(tmp_path: Path) -> None:
+    # A REST call (kubectl get --raw /api/v1/pods) returns a PodList whose items carry
+    # neither kind nor apiVersion; v1 List items always carry both.
+    pods = {
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "metadata": {"resourceVersion": "1"},
+        "items": [
+            {"metadata": {"name": "a", "namespace": "x", "labels": {"app": "a"}}, "spec": {}},
+            {"metadata": {"name": "b", "namespace": "x"}, "spec": {}},
+        ],
+    }
+    (tmp_path / "pods.json").write_text(json.dumps(pods, indent=1))
+    (tmp_path / "ns.yaml").write_text(
+        "apiVersion: v1\nkind: NamespaceList\nitems:\n- metadata: {name: x, labels: {t: 1}}\n"
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nitems:\n"
+        "- metadata: {name: p, namespace: x}\n  spec: {podSelector: {}}\n"
+        "- metadata: {name: q, namespace: x}\n  spec: {podSelector: {matchLabels: {app: 1}}}\n"
+    )
+    result = load_paths([tmp_path])
+    assert [str(p) for p in result.problems] == [
+        f"{tmp_path / 'ns.yaml'}:4: Namespace x: metadata.labels.t: "
+        'label values must be strings, got the number 1 (quote it: "1")',
+        f"{tmp_path / 'ns.yaml'}:12: NetworkPolicy x/q: spec.podSelector.matchLabels.app: "
+        'label values must be strings, got the number 1 (quote it: "1")',
+    ]
+    (tmp_path / "ns.yaml").write_text(
+        "apiVersion: v1\nkind: NamespaceList\nitems:\n- metadata: {name: x, labels: {t: '1'}}\n"
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nitems:\n"
+        "- metadata: {name: p, namespace: x}\n  spec: {podSelector: {}}\n"
+    )
+    cluster = load_cluster([tmp_path])
+    assert [p.key for p in cluster.pods] == ["x/a", "x/b"]
+    assert cluster.namespaces["x"].labels["t"] == "1"
+    assert [p.name for p in cluster.policies] == ["p"]
+    plain = {"apiVersion": "v1", "kind": "List", "items": [{"metadata": {"name": "y"}}]}
+    (tmp_path / "ns.yaml").write_text(json.dumps(plain))
+    assert [p.message for p in load_paths([tmp_path]).problems] == ["missing kind"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,12 @@ import pytest
 from render.goldens import SEED, seed_part2
 from sekisho.cli.main import main
 from sekisho.cli.render import explain_enforcement
-from sekisho.errors import UsageError
+from sekisho.dataplane.backends import backend as dataplane_backend
+from sekisho.errors import CommandFailed, UsageError
 from sekisho.render import render_node
-from sekisho.semantics import Flow, resolve_endpoint
+from sekisho.render.interpret import program
+from sekisho.render.path import enforce
+from sekisho.semantics import Flow, pod_endpoint, resolve_endpoint
 
 PART2 = [str(SEED / "cluster.yaml"), str(SEED / "part2")]
 
@@ -45,15 +49,54 @@ def test_render_stdout(
         assert w in out
 
 
-def test_render_stdout_is_render_text(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["render", *PART2, "--node", "k8s-node2"]) == 0
-    assert capsys.readouterr().out == render_node(seed_part2(), "k8s-node2").render_text()
+class Recorder:
+    """A node with nothing of ours: read-back finds nothing; every document sent is kept."""
+
+    def __init__(self, listing: str = "") -> None:
+        self.sent: list[str] = []
+        self.listing = listing
+        """What ``nft list table`` shows once a script was sent."""
+
+    def __call__(self, argv: Sequence[str], *, stdin: str | None = None) -> str:
+        if argv[0] == "nft" and list(argv[1:3]) == ["list", "table"]:
+            if not self.sent:
+                raise CommandFailed(argv, 1, "No such file or directory")
+            return self.listing
+        if stdin is not None:
+            self.sent.append(stdin)
+        return ""
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_render_prints_exactly_what_the_applier_sends(
+    capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    assert main(["render", *PART2, "--node", "k8s-node2", "--backend", backend]) == 0
+    printed = capsys.readouterr().out
+    rs = render_node(seed_part2(), "k8s-node2", backend=backend)  # type: ignore[call-overload]
+    recorder = Recorder(rs.table_text() if backend == "nftables" else "")
+    dataplane_backend(backend).applier(recorder, "sekisho").apply(rs)
+    body = "".join(ln for ln in printed.splitlines(keepends=True) if not ln.startswith("#"))
+    if backend == "iptables":
+        assert body == "".join(recorder.sent)
+    else:
+        assert recorder.sent == [printed]
+    # and what it prints says what the renderer's own text says, packet for packet
+    ours, theirs = program(rs.render_text()), program(printed)
+    cluster = seed_part2()
+    eps = [pod_endpoint(cluster, p) for p in cluster.pods if p.node == "k8s-node2"]
+    for src in [pod_endpoint(cluster, p) for p in cluster.pods]:
+        for dst in eps:
+            flow = Flow(src, dst, "TCP", 80)
+            a = enforce(flow, lambda _n, pkt: ours.evaluate(pkt))[0]
+            b = enforce(flow, lambda _n, pkt: theirs.evaluate(pkt))[0]
+            assert a == b, (src.label, dst.label)
 
 
 @pytest.mark.parametrize(
     ("backend", "files"),
     [
-        pytest.param("iptables", ["hooks.txt", "ipset.restore", "iptables.restore"], id="iptables"),
+        pytest.param("iptables", ["ipset.restore", "iptables.restore"], id="iptables"),
         pytest.param("nftables", ["ruleset.nft"], id="nftables"),
     ],
 )
@@ -64,11 +107,9 @@ def test_render_out_dir(tmp_path: Path, backend: str, files: list[str]) -> None:
     )
     assert sorted(p.name for p in out.iterdir()) == files
     rs = render_node(seed_part2(), "k8s-node3", backend=backend)  # type: ignore[call-overload]
-    if backend == "iptables":
-        assert (out / "iptables.restore").read_text() == rs.iptables_restore()
-        assert (out / "ipset.restore").read_text() == rs.ipset_restore()
-    else:
-        assert (out / "ruleset.nft").read_text() == rs.script()
+    want = dataplane_backend(backend).files(rs)
+    for name in files:
+        assert (out / name).read_text() == want[name]
 
 
 def test_render_unknown_node(capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,7 +143,7 @@ def test_render_unknown_node(capsys: pytest.CaptureFixture[str]) -> None:
             80,
             "k8s-node2",
             [
-                "DROP by: endpoint dev/red egress: isolated and no rule allowed it",
+                "DROP by: endpoint dev/red egress: end of tier default: no policy passed it",
                 "rules say: denied",
             ],
             id="finding-4-denied",

@@ -14,8 +14,6 @@ reports itself degraded until a good load.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -24,21 +22,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from sekisho.agent.metrics import AgentMetrics
 from sekisho.dataplane import (
     ApplyResult,
     CommandRunner,
-    IptablesApplier,
     LibnftRunner,
-    NftApplier,
     SubprocessRunner,
 )
-from sekisho.errors import DataplaneError, ManifestError, SekishoError, ToolMissing
+from sekisho.dataplane.backends import Applier
+from sekisho.dataplane.backends import backend as backend_named
+from sekisho.errors import DataplaneError, ManifestError, SekishoError, StoreError, ToolMissing
 from sekisho.model.types import Cluster
-from sekisho.render import NodeRenderer, check_node, render_iptables, render_nftables, render_node
+from sekisho.render import NodeRenderer, Ruleset, check_node, render_node, ruleset_digest
+from sekisho.render.backends import BACKEND_NAMES
 from sekisho.sources import DirWatcher, FileSource
+from sekisho.sources.etcd import EtcdSource
 from sekisho.sources.files import DEBOUNCE
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,15 @@ __all__ = [
 ]
 
 Backend = Literal["iptables", "nftables"]
-BACKENDS: tuple[Backend, ...] = ("iptables", "nftables")
+BACKENDS: tuple[Backend, ...] = BACKEND_NAMES
 
-Renderer = Callable[[Cluster, str, Backend, str], Any]
-"""(cluster, node, backend, prefix) -> IptablesRuleset | NftRuleset."""
+Renderer = Callable[[Cluster, str, Backend, str], Ruleset]
+"""(cluster, node, backend, prefix) -> the node's ruleset for that backend."""
 
 Status = Literal["applied", "unchanged", "invalid", "failed", "idle"]
 
 
-def full_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) -> Any:
+def full_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) -> Ruleset:
     """``sekisho.render.render_node``: everything from scratch."""
     return render_node(cluster, node, backend=backend, prefix=prefix)
 
@@ -77,13 +77,13 @@ class IncrementalRenderer:
         self._r: NodeRenderer | None = None
         self._key: tuple[str, str] | None = None
 
-    def __call__(self, cluster: Cluster, node: str, backend: Backend, prefix: str) -> Any:
+    def __call__(self, cluster: Cluster, node: str, backend: Backend, prefix: str) -> Ruleset:
         check_node(cluster, node)
         if self._r is None or self._key != (node, prefix):
             self._r, self._key = NodeRenderer(node, prefix=prefix), (node, prefix)
         try:
             self._r.update(cluster)
-            return render_iptables(self._r) if backend == "iptables" else render_nftables(self._r)
+            return backend_named(backend).spelling.render(self._r)
         except SekishoError:
             self._r = None  # unknown state: start from scratch next time
             raise
@@ -134,50 +134,17 @@ class SyncSummary:
         }
 
 
-def ruleset_fingerprint(ruleset: Any) -> str:
+def ruleset_fingerprint(ruleset: Ruleset) -> str:
     """A stable hash of a rendered ruleset: equal in every process for equal rulesets.
 
     The ready file carries it, so a watcher (the lab) can render the same cluster
-    itself and wait for exactly that ruleset. For a renderer dataclass it hashes
-    the digest of each set and chain (memoized by value: a change costs what
-    changed), otherwise the ``repr``.
+    itself and wait for exactly that ruleset (:func:`sekisho.render.ruleset_digest`).
     """
-    global _element_digests
-    if not dataclasses.is_dataclass(ruleset) or isinstance(ruleset, type):
-        return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
-    old, memo = _element_digests, {}
-    digest = hashlib.sha1(type(ruleset).__name__.encode())
-    try:
-        for f in dataclasses.fields(ruleset):
-            value = getattr(ruleset, f.name)
-            digest.update(f"\0{f.name}\0".encode())
-            if not isinstance(value, tuple):
-                digest.update(repr(value).encode())
-                continue
-            for item in value:
-                one = old.get(item)
-                if one is None:
-                    one = hashlib.sha1(repr(item).encode()).digest()
-                memo[item] = one
-                digest.update(one)
-    except TypeError:  # an unhashable element: hash the whole text
-        return hashlib.sha1(repr(ruleset).encode()).hexdigest()[:16]
-    _element_digests = memo
-    return digest.hexdigest()[:16]
+    return ruleset_digest(ruleset)
 
 
-_element_digests: dict[Any, bytes] = {}
-"""Set or chain -> sha1 of its repr, from the last fingerprint taken (see ruleset_fingerprint)."""
-
-
-def _make_applier(
-    backend: Backend, runner: CommandRunner, prefix: str
-) -> IptablesApplier | NftApplier:
-    if backend == "iptables":
-        return IptablesApplier(runner, prefix)
-    if backend == "nftables":
-        return NftApplier(runner, prefix)
-    raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+def _make_applier(backend: Backend, runner: CommandRunner, prefix: str) -> Applier:
+    return backend_named(backend).applier(runner, prefix)
 
 
 @dataclass(slots=True)
@@ -194,7 +161,7 @@ class Agent:
         self,
         *,
         node: str,
-        source: str | Path | FileSource,
+        source: str | Path | FileSource | EtcdSource,
         netns: str | None = None,
         backend: Backend = "iptables",
         prefix: str = "sekisho",
@@ -210,7 +177,7 @@ class Agent:
         debounce: float = DEBOUNCE,
     ) -> None:
         self.node = node
-        self.source = source if isinstance(source, FileSource) else FileSource(source)
+        self.source = source if isinstance(source, FileSource | EtcdSource) else FileSource(source)
         self.netns = netns
         self.backend: Backend = backend
         self.prefix = prefix
@@ -226,7 +193,7 @@ class Agent:
         self.renderer: Renderer = renderer or IncrementalRenderer()
         self.applier = _make_applier(backend, self.runner, prefix)
         self.generation = 0
-        self.desired: Any = None
+        self.desired: Ruleset | None = None
         """The ruleset now enforced (None before the first good apply)."""
         self.cluster: Cluster | None = None
         """The cluster it was rendered from."""
@@ -249,9 +216,17 @@ class Agent:
         return (stale < limit, "" if stale < limit else f"loop stalled for {stale:.0f}s")
 
     def ready(self) -> tuple[bool, str]:
-        """/readyz: the first good apply happened and the last load and apply were good."""
+        """/readyz: the first good apply happened, the last load and apply were good, and the
+        store (etcd) is in step; otherwise why not (the last good state keeps enforcing)."""
         h = self._health
-        return h.ready, h.reason
+        ok, reason = h.ready, h.reason
+        if isinstance(self.source, EtcdSource):
+            up, why = self.source.health()
+            if not up:
+                ok, reason = False, why
+        if not ok and self.desired is not None:
+            reason += f"; enforcing the last good state (generation {self.generation})"
+        return ok, reason
 
     def _degrade(self, reason: str) -> None:
         self._health.ready = False
@@ -273,6 +248,9 @@ class Agent:
             for problem in exc.problems:
                 log.error("invalid manifest: %s", problem, extra={"fields": problem.to_json()})
             return self._fail("load", f"invalid manifests: {exc}", "invalid", t0)
+        except StoreError as exc:
+            log.error("store: %s", exc)
+            return self._fail("store", str(exc), "invalid", t0)
         except (SekishoError, OSError) as exc:
             log.error("cannot load %s: %s", self.source.root, exc)
             return self._fail("load", f"cannot load {self.source.root}: {exc}", "invalid", t0)
@@ -308,7 +286,7 @@ class Agent:
     def _good(
         self,
         cluster: Cluster,
-        desired: Any,
+        desired: Ruleset,
         result: ApplyResult,
         t0: float,
         stages: tuple[tuple[str, float], ...] = (),
@@ -324,9 +302,8 @@ class Agent:
         m.last_good_apply.set(self.wallclock())
         m.generation.set(self.generation)
         endpoints = sum(1 for p in cluster.pods if p.node == self.node and not p.host_network)
-        chains = getattr(desired, "chains", ())
-        rules = sum(len(chain[-1]) for chain in chains)
-        sets = len(getattr(desired, "sets", ()))
+        rules = sum(len(chain[-1]) for chain in desired.chains)
+        sets = len(desired.sets)
         m.policies.set(len(cluster.policies))
         m.endpoints.set(endpoints)
         m.rules.set(rules)
@@ -419,7 +396,14 @@ class Agent:
         Leaves the rules in place when it returns (they keep enforcing).
         """
         own_watcher = watcher is None
-        watch = watcher or DirWatcher(self.source.root, debounce=self.debounce)
+        watch: DirWatcher | EtcdSource
+        if watcher is not None:
+            watch = watcher
+        elif isinstance(self.source, EtcdSource):
+            watch = self.source.start()
+            self.source.synced.wait(self.source.config.timeout)  # the first list, usually
+        else:
+            watch = DirWatcher(self.source.root, debounce=self.debounce)
         try:
             self._health.last_tick = self.clock()
             self._guarded(self.sync_once)

@@ -55,6 +55,38 @@ class AgentMetrics:
         self.generation = Gauge(
             "sekisho_agent_generation", "Successful syncs since start.", registry=r
         )
+        self.store_up = Gauge(
+            "sekisho_agent_store_up",
+            "1 while the agent is in step with the store (etcd), 0 while it is not "
+            "(the last good state keeps enforcing).",
+            registry=r,
+        )
+        self.store_revision = Gauge(
+            "sekisho_agent_store_revision", "The store revision last seen.", registry=r
+        )
+        self.store_events = Counter(
+            "sekisho_agent_store_events", "Watch events received from the store.", registry=r
+        )
+        self.store_relists = Counter(
+            "sekisho_agent_store_relists",
+            "Full lists of the store, by reason (start, compacted, reconnect, error).",
+            ["reason"],
+            registry=r,
+        )
+
+    # The store's observer (sekisho.sources.etcd.StoreObserver).
+
+    def store_connected(self, up: bool) -> None:
+        self.store_up.set(1 if up else 0)
+
+    def store_revision_seen(self, revision: int) -> None:
+        self.store_revision.set(revision)
+
+    def store_events_seen(self, count: int) -> None:
+        self.store_events.inc(count)
+
+    def store_relist(self, reason: str) -> None:
+        self.store_relists.labels(reason).inc()
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample's current value (0 when absent), for tests and the CLI."""

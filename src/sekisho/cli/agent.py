@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from sekisho.cli.options import backend_option, prefix_option
+from sekisho.cli.options import backend_option, etcd_config, etcd_options, prefix_option
 
 
 @click.command(name="agent")
@@ -14,6 +16,7 @@ from sekisho.cli.options import backend_option, prefix_option
     type=click.Path(exists=True, file_okay=True, dir_okay=True),
     help="Directory of manifests (as `validate` takes), followed with inotify.",
 )
+@etcd_options()
 @click.option("--netns", default=None, help="Apply inside this network namespace (ip netns exec).")
 @backend_option("Dataplane to program.")
 @prefix_option("Prefix of every object we own.")
@@ -63,11 +66,16 @@ def agent(
     verbose: bool,
     once: bool,
     cleanup: bool,
+    **etcd: Any,
 ) -> int:
-    """Enforce NetworkPolicy on NODE from the manifests in --source; runs until SIGTERM/SIGINT.
+    """Enforce NetworkPolicy on NODE from --source DIR or --etcd URLS; runs until SIGTERM/SIGINT.
 
-    Rules stay in place when the agent stops (they keep enforcing); use
-    --cleanup to remove them.
+    With --etcd it lists the store, then watches it from that revision (relisting
+    after a compaction); while etcd is unreachable it keeps enforcing the last good
+    state, reports degraded on /readyz and reconnects with backoff.
+
+        Rules stay in place when the agent stops (they keep enforcing); use
+        --cleanup to remove them.
     """
     import json
     import logging
@@ -91,12 +99,20 @@ def agent(
             click.echo(change)
         click.echo(f"removed {len(result.changes)} object(s) with prefix {prefix!r}", err=True)
         return 0
-    if source is None:
-        raise UsageError("--source is required (a directory of manifests), unless --cleanup")
+    config = etcd_config(etcd)
+    if (source is None) == (config is None):
+        raise UsageError(
+            "give one of --source DIR (a directory of manifests) or --etcd URLS, unless --cleanup"
+        )
     metrics = AgentMetrics()
+    the_source: Any = source
+    if config is not None:
+        from sekisho.sources.etcd import EtcdSource
+
+        the_source = EtcdSource(config, observer=metrics, debounce=debounce)
     the_agent = Agent(
         node=node,
-        source=source,
+        source=the_source,
         netns=netns,
         backend="nftables" if backend == "nftables" else "iptables",
         prefix=prefix,
@@ -128,7 +144,7 @@ def agent(
         extra={
             "fields": {
                 "node": node,
-                "source": source,
+                "source": source or config.describe(),
                 "netns": netns,
                 "backend": backend,
                 "prefix": prefix,
@@ -141,4 +157,6 @@ def agent(
     finally:
         if server is not None:
             server.stop()
+        if config is not None:
+            the_source.close()
     return 0

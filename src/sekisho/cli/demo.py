@@ -24,7 +24,14 @@ def _find_seed(given: str | None) -> Path:
 @click.option("--seed", "seed", default=None, help="The seed directory (default examples/seed).")
 @click.option("--name", default="demo", show_default=True, help="Lab name.")
 @click.option("--offline", is_flag=True, help="Show the analysis without building a lab.")
-def demo(backend: str, seed: str | None, name: str, offline: bool) -> int:
+@click.option(
+    "--store",
+    type=click.Choice(["etcd", "files"]),
+    default="etcd",
+    show_default=True,
+    help="Where the nodes learn the cluster: the lab's etcd, or a shared directory.",
+)
+def demo(backend: str, seed: str | None, name: str, offline: bool, store: str) -> int:
     """Build the seed's 6-node cluster as a lab and reproduce each finding of the report.
 
     Every PASS comes from a real ping/curl (or the installed rules read back).
@@ -38,4 +45,4 @@ def demo(backend: str, seed: str | None, name: str, offline: bool) -> int:
     why = "--offline given" if offline else d.unavailable()
     if why:
         return 0 if d.offline(seed_dir, click.echo, why) else 1
-    return 0 if d.run(seed_dir, backend, click.echo, name) else 1
+    return 0 if d.run(seed_dir, backend, click.echo, name, store) else 1

@@ -112,7 +112,15 @@ def lab() -> None:
 @click.option(
     "--no-agent", is_flag=True, help="Build the topology only; enforce nothing (debugging)."
 )
-def up(paths: tuple[str, ...], name: str, backend: str, no_agent: bool) -> int:
+@click.option(
+    "--store",
+    type=click.Choice(["files", "etcd"]),
+    default="files",
+    show_default=True,
+    help="Where agents learn the cluster: a shared directory, or a three-member etcd inside "
+    "the lab (TLS, roles; `lab apply` writes through it as `sekisho apply` does).",
+)
+def up(paths: tuple[str, ...], name: str, backend: str, no_agent: bool, store: str) -> int:
     """Build the cluster of PATH... and start servers and one agent per node."""
     import time
 
@@ -121,13 +129,17 @@ def up(paths: tuple[str, ...], name: str, backend: str, no_agent: bool) -> int:
 
     start = time.monotonic()
     lab_ = Lab.up(
-        read_objects(paths), name=name, backend=backend, enforce="none" if no_agent else "agent"
+        read_objects(paths),
+        name=name,
+        backend=backend,
+        enforce="none" if no_agent else "agent",
+        store=store,
     )
     p = lab_.plan
     click.echo(
         f"lab {name} up in {time.monotonic() - start:.1f} s: {len(p.nodes)} nodes,"
         f" {len(p.pods)} pods, external host {p.external_ip} ({backend}"
-        f"{', no agents' if no_agent else ''})"
+        f"{', no agents' if no_agent else ''}{', etcd store' if store == 'etcd' else ''})"
     )
     for n in p.nodes:
         click.echo(f"  node {n.name:<16} {n.ip!s:<16} netns {n.netns}")
@@ -232,3 +244,14 @@ def run(
     with guarded(name):
         lab_ = Lab.up(objects, name=name, backend=backend)
         return _probe_and_print(lab_, probes, port, protocol, sources, targets, timeout, output)
+
+
+def _author_commands() -> None:
+    # `lab test` and `lab diff` live beside the offline commands they mirror.
+    from sekisho.cli.lab_author import lab_diff, lab_test
+
+    lab.add_command(lab_test)
+    lab.add_command(lab_diff)
+
+
+_author_commands()

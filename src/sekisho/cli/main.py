@@ -18,14 +18,26 @@ from sekisho import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("sekisho.cli.validate", "validate", "Load manifests and report every problem."),
     "trace": ("sekisho.cli.trace", "trace", "Can A reach B on a port, and why?"),
+    "lint": ("sekisho.cli.lint", "lint", "Pitfalls in valid policies, with codes and fixes."),
     "matrix": ("sekisho.cli.matrix", "matrix", "Truth tables of who can reach whom."),
+    "report": ("sekisho.cli.report", "report", "One self-contained HTML page: graph, heat map."),
+    "test": ("sekisho.cli.test", "test", "Check expectation files (allow/deny, snapshots)."),
     "render": (
         "sekisho.cli.render",
         "render",
         "Render one node's iptables/ipset or nftables rules.",
     ),
     "agent": ("sekisho.cli.agent", "agent", "Enforce policies on a node and keep them right."),
+    "apply": (
+        "sekisho.cli.store",
+        "apply",
+        "Write objects to the cluster's store (etcd), validated.",
+    ),
+    "delete": ("sekisho.cli.store", "delete", "Delete objects from the cluster's store (etcd)."),
+    "get": ("sekisho.cli.store", "get", "Print objects from the cluster's store (etcd)."),
+    "store": ("sekisho.cli.store", "store", "The cluster's store (etcd): apply, delete, get."),
     "lab": ("sekisho.cli.lab", "lab", "A virtual cluster of network namespaces: up, probe, down."),
+    "diff": ("sekisho.cli.diff", "diff", "What a policy change does: pairs gained and lost."),
     "demo": ("sekisho.cli.demo", "demo", "Reproduce the seed report with real packets."),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -291,17 +292,29 @@ def matrix(
     -o json     every probe's pod-by-pod ingress, egress and allowed tables
     -o csv      one row per (probe, from, to);  -o md  Markdown tables
     """
-    from sekisho.cli.trace import load
+    from sekisho.cli.trace import load, warnings_json
     from sekisho.semantics import compute_matrix
     from sekisho.semantics.probe import default_services, services_from_flags
+    from sekisho.semantics.staged import matrix_changes, pending_matrix, staged_labels
 
     cluster = load(paths)
     chosen = services_from_flags(probes, port, protocol)
-    result = compute_matrix(cluster, chosen if chosen is not None else default_services(cluster))
-    if output == "json":
+    services = chosen if chosen is not None else default_services(cluster)
+    result = compute_matrix(cluster, services)
+    # Staged policies are never enforced: what they would change is shown beside.
+    pending = pending_matrix(cluster, services, result)
+    if output == "json" and pending is not None:
+        doc = {"warnings": warnings_json(cluster), **result.to_json()}
+        doc["pending"] = {
+            "staged": staged_labels(cluster),
+            "probes": [p.to_json() for p in pending.probes],
+        }
+        click.echo(json.dumps(doc))
+    elif output == "json":
         stream = sys.stdout.buffer
-        for chunk in result.iter_json_bytes():
-            stream.write(chunk)
+        stream.write(b'{"warnings": ' + json.dumps(warnings_json(cluster)).encode() + b", ")
+        for n, chunk in enumerate(result.iter_json_bytes()):
+            stream.write(chunk[1:] if n == 0 else chunk)  # the object opened above
         stream.write(b"\n")
         stream.flush()
     elif output == "csv":
@@ -327,4 +340,9 @@ def matrix(
                 for begin, end, style in line_spans(line, STYLES):
                     styled.stylize(style, begin, end)
                 console.print(styled)
+    if pending is not None and output in ("table", "summary", "md"):
+        click.echo("")
+        click.echo(f"staged (not enforced): {', '.join(staged_labels(cluster))}")
+        for change in matrix_changes(result, pending):
+            click.echo(change)
     return 0

@@ -17,10 +17,27 @@ if TYPE_CHECKING:
 
 
 def load(paths: Sequence[str]) -> Cluster:
-    """The cluster from manifest files (the model's loader; errors exit 2)."""
+    """The cluster from manifest files (the model's loader; errors exit 2).
+
+    Objects of kinds sekisho does not read are never ignored in silence: each is
+    a warning on stderr (and in the JSON outputs, see :func:`warnings_json`).
+    """
     from sekisho.model import load_cluster
 
-    return load_cluster(list(paths))
+    cluster = load_cluster(list(paths))
+    warn_unsupported(cluster)
+    return cluster
+
+
+def warn_unsupported(cluster: Cluster) -> None:
+    """One ``warning:`` line on stderr per object of a kind sekisho does not read."""
+    for problem in cluster.unsupported:
+        click.echo(f"warning: {problem}", err=True)
+
+
+def warnings_json(cluster: Cluster) -> list[dict[str, object]]:
+    """The unsupported objects as the JSON outputs carry them (``"warnings"``)."""
+    return [p.to_json() for p in cluster.unsupported]
 
 
 def run_trace(
@@ -130,8 +147,11 @@ def trace(
     which policies (file:line), the rule, peer and port that matched, or for each
     rule why it did not. Exit 0 allowed, 1 denied, 2 bad input.
     """
+    from sekisho.semantics.staged import pending_verdict, verdict_lines
+
     cluster = load(paths)
     verdicts = run_trace(cluster, src, dst, port, protocol)
+    pending = [pending_verdict(cluster, v.flow) for v in verdicts]
     enforcement: list[list[str]] = []
     if node is not None:
         from sekisho.cli.render import explain_enforcement
@@ -142,7 +162,11 @@ def trace(
         doc: dict[str, object] = {
             "allowed": all(v.allowed for v in verdicts),
             "verdicts": [v.to_json() for v in verdicts],
+            "warnings": warnings_json(cluster),
         }
+        if any(p is not None for p in pending):
+            # Staged policies are never enforced: their verdicts are shown beside.
+            doc["pending"] = [None if p is None else p.to_json() for p in pending]
         if enforcement:
             doc["enforcement"] = enforcement
         click.echo(json.dumps(doc, indent=2))
@@ -150,6 +174,13 @@ def trace(
         color = _color()
         for line in render_text(verdicts):
             click.echo(line, color=color)
+        for v, p in zip(verdicts, pending, strict=True):
+            if p is not None:
+                click.echo("")
+                if len(verdicts) > 1:
+                    click.echo(f"{v.flow.src.label} -> {v.flow.dst.label}:")
+                for line in verdict_lines(v, p, cluster):
+                    click.echo(line, color=color)
         for lines in enforcement:
             click.echo("")
             for line in lines:

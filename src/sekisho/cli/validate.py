@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
+
+from sekisho.cli.options import etcd_config, etcd_options
 
 
 def _count(n: int, noun: str) -> str:
@@ -29,14 +32,15 @@ def summary_line(summary: dict[str, int]) -> str:
             ("policies", "policy"),
         )
     )
+    unsupported = f", {s['unsupported']} unsupported" if s.get("unsupported") else ""
     return (
         f"{_count(s['files'], 'file')}, {_count(s['objects'], 'object')}: {counts} "
-        f"({s['skipped']} skipped)"
+        f"({s['skipped']} skipped{unsupported})"
     )
 
 
 @click.command(name="validate")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, required=False, metavar="PATH...")
 @click.option(
     "-o",
     "--output",
@@ -52,23 +56,40 @@ def summary_line(summary: dict[str, int]) -> str:
     show_default=True,
     help="Pod network from which nodes without a podCIDR get a /24.",
 )
-def validate(paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: str) -> int:
+@etcd_options()
+def validate(
+    paths: tuple[str, ...], output: str, verbose: bool, cluster_cidr: str, **etcd: Any
+) -> int:
     """Load manifests (files, directories, or - for stdin) and report every problem.
 
     Reads Namespace, Node, Pod, NetworkPolicy, ClusterNetworkPolicy,
     AdminNetworkPolicy, BaselineAdminNetworkPolicy and the workload controllers
-    (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job); other kinds are
-    skipped. Directories are read recursively (*.yaml, *.yml, *.json, sorted;
+    (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job). Built-in kinds that
+    neither allow traffic nor run pods (Service, ConfigMap, RBAC...) are skipped;
+    any other kind (Calico or Cilium policies, custom resources) is unsupported:
+    a "warning: ... unsupported kind" line, since verdicts leave it out. Directories are read recursively (*.yaml, *.yml, *.json, sorted;
     hidden files and directories left out).
 
     Each problem is one line, FILE:LINE: KIND NAMESPACE/NAME: FIELD.PATH:
     message. Warnings (valid, but probably not meant: rules that policyTypes
     ignores, selectors that select nothing) are printed as "warning: ..." lines.
-    Exits 0 when valid (warnings or not), 2 on any problem.
+    Exits 0 when valid (warnings or not), 2 on any problem. With --etcd URLS
+    instead of paths it validates what the store holds, as an agent reads it
+    (problems at etcd:KEY).
     """
-    from sekisho.model import load_paths
+    config = etcd_config(etcd)
+    if bool(paths) == (config is not None):
+        raise click.UsageError("give PATH... or --etcd URLS")
+    if config is not None:
+        from sekisho.sources.etcd import EtcdClient, Snapshot, snapshot_result
 
-    result = load_paths(list(paths), stdin=sys.stdin, cluster_cidr=cluster_cidr)
+        rev, kvs = EtcdClient(config).range_prefix(config.prefix)
+        snapshot = Snapshot(rev, {kv.key: kv for kv in kvs})
+        result = snapshot_result(snapshot, config.prefix)
+    else:
+        from sekisho.model import load_paths
+
+        result = load_paths(list(paths), stdin=sys.stdin, cluster_cidr=cluster_cidr)
     summary = result.summary()
     if output == "json":
         doc: dict[str, object] = {

@@ -307,6 +307,15 @@ class IptablesApplier:
                 after.chains[c] = []
         return _Plan(tuple(changes), set_lines, doc, destroy, after)
 
+    def first_documents(self, ruleset: IptablesRulesetLike) -> list[tuple[str, str]]:
+        """(tool, document) that :meth:`apply` sends to a node that has nothing of ours:
+        what ``sekisho render`` prints, byte for byte."""
+        plan = self.plan(IptablesState(), ruleset)
+        return [
+            ("ipset restore", "".join(line + "\n" for line in plan.set_lines)),
+            ("iptables-restore --noflush", "".join(line + "\n" for line in plan.doc)),
+        ]
+
     # ---- act -----------------------------------------------------------------------
 
     def drift(self, ruleset: IptablesRulesetLike) -> tuple[str, ...]:

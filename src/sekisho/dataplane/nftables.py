@@ -381,6 +381,11 @@ class NftApplier:
                 found.append((words[1], words[2]))
         return found
 
+    def first_documents(self, ruleset: NftRulesetLike) -> list[tuple[str, str]]:
+        """(tool, document) that :meth:`apply` sends when our table is missing (one script
+        that creates or replaces it): what ``sekisho render`` prints, byte for byte."""
+        return [("nft -f", ruleset.script())]
+
     def cleanup(self) -> ApplyResult:
         """Delete every table of ours (and nothing else) in one transaction."""
         ours = self.tables()

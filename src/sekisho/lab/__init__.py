@@ -7,6 +7,8 @@ Modules (imported where used, so ``python -m sekisho.lab.server`` starts fast):
 * :mod:`~sekisho.lab.core`      :class:`~sekisho.lab.core.Lab`: up, apply, run, down; state file
 * :mod:`~sekisho.lab.manifests` what the agents watch, written atomically
 * :mod:`~sekisho.lab.agents`    when an agent has applied (its ready file's fingerprint)
+* :mod:`~sekisho.lab.etcd`      etcd members, certificates, roles; ``LocalEtcd`` on loopback
+* :mod:`~sekisho.lab.store`     the lab's three-member etcd and the faults tests inject into it
 * :mod:`~sekisho.lab.server`    the server in every pod (HTTP and UDP echo naming the client)
 * :mod:`~sekisho.lab.nginx`     the seed's ingress controller as a real nginx
 * :mod:`~sekisho.lab.probe`     real probes from inside a namespace and how they are classified

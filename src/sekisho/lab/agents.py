@@ -24,10 +24,12 @@ AGENT_PREFIX = "sekisho"
 
 def expected_fingerprints(cluster: Cluster, nodes: list[str], backend: str) -> dict[str, str]:
     """Per node, the fingerprint the agent's ready file shows once it enforces ``cluster``."""
-    from sekisho.agent import full_renderer, ruleset_fingerprint
+    from sekisho.agent import full_renderer
+    from sekisho.dataplane.backends import backend as backend_named
 
+    spelling = backend_named(backend).spelling
     return {
-        node: ruleset_fingerprint(full_renderer(cluster, node, backend, AGENT_PREFIX))  # type: ignore[arg-type]
+        node: spelling.digest(full_renderer(cluster, node, spelling.name, AGENT_PREFIX))
         for node in nodes
     }
 

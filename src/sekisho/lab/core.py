@@ -26,11 +26,12 @@ from sekisho.lab import netns
 from sekisho.lab.nginx import is_ingress_controller, nginx_config
 from sekisho.lab.topology import PREFIX, Plan, PodPlan, check_lab_name, plan
 from sekisho.model.types import Cluster
+from sekisho.render.backends import BACKEND_NAMES
 
 log = logging.getLogger(__name__)
 
 STATE_ROOT = Path(os.environ.get("SEKISHO_LAB_ROOT", "/run/sekisho/lab"))
-BACKENDS = ("iptables", "nftables")
+BACKENDS = BACKEND_NAMES
 NGINX = "/usr/sbin/nginx"
 
 
@@ -69,6 +70,9 @@ class State:
     namespaces: list[str] = field(default_factory=list)
     procs: list[Proc] = field(default_factory=list)
     created: float = 0.0
+    store: str = "files"
+    """Where agents learn the cluster: ``files`` (a shared directory) or ``etcd`` (the lab's
+    three-member etcd, :mod:`sekisho.lab.store`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class State:
             "namespaces": self.namespaces,
             "procs": [p.__dict__ for p in self.procs],
             "created": self.created,
+            "store": self.store,
         }
 
     @classmethod
@@ -89,6 +94,7 @@ class State:
             namespaces=list(doc.get("namespaces", [])),
             procs=[Proc(**p) for p in doc.get("procs", [])],
             created=float(doc.get("created", 0.0)),
+            store=str(doc.get("store", "files")),
         )
 
 
@@ -115,6 +121,7 @@ class Lab:
         self._state: State | None = None
         self._cluster: Cluster | None = None
         self._plan: Plan | None = None
+        self._store: Any = None
 
     # -- paths and state ---------------------------------------------------------------------
 
@@ -161,6 +168,15 @@ class Lab:
         return self._cluster
 
     @property
+    def store(self) -> Any:
+        """The lab's etcd (:class:`sekisho.lab.store.LabStore`) when it runs on one, else None."""
+        if self._store is None and self.state.store == "etcd":
+            from sekisho.lab.store import LabStore
+
+            self._store = LabStore(self)
+        return self._store
+
+    @property
     def plan(self) -> Plan:
         if self._plan is None:
             self._plan = plan(self.cluster, self.name)
@@ -178,6 +194,7 @@ class Lab:
         root: Path | None = None,
         runner: netns.Runner = netns.run_process,
         timeout: float = 60.0,
+        store: str = "files",
     ) -> Lab:
         """Build the lab for ``objects`` (manifest dicts); on any failure remove what was built."""
         if os.geteuid() != 0:
@@ -199,7 +216,9 @@ class Lab:
             )
         lab.dir.mkdir(parents=True, exist_ok=True)
         lab.manifests.mkdir(exist_ok=True)
-        lab._state = State(name, backend, enforce, list(topo.namespaces), [], time.time())
+        if store not in ("files", "etcd"):
+            raise LabError(f"store {store!r}: expected files or etcd")
+        lab._state = State(name, backend, enforce, list(topo.namespaces), [], time.time(), store)
         lab._save()
         lab._cluster, lab._plan = cluster, topo
         try:
@@ -207,6 +226,10 @@ class Lab:
             mf.write_atomic(lab.manifests / mf.CLUSTER_FILE, mf.cluster_objects(cluster))
             mf.write_atomic(lab.manifests / mf.POLICY_FILE, policies)
             lab._build(topo)
+            if lab.store is not None:
+                lab.store.build(topo)
+                lab.store.start()
+                lab.store.apply(mf.cluster_objects(cluster) + policies)
             lab._start_servers(topo)
             if enforce == "agent":
                 lab._start_agents(topo)
@@ -326,16 +349,19 @@ class Lab:
 
     # -- agents --------------------------------------------------------------------------------
 
+    def _agent_argv(self, node: str, netns_: str) -> list[str]:
+        return [
+            sys.executable, "-m", "sekisho", "agent",
+            "--node", node,
+            *(self.store.agent_args(node) if self.store else ["--source", str(self.manifests)]),
+            "--netns", netns_,
+            "--backend", self.state.backend,
+            "--ready-file", str(self.ready_file(node)),
+        ]  # fmt: skip
+
     def _start_agents(self, p: Plan) -> None:
         for n in p.nodes:
-            argv = [
-                sys.executable, "-m", "sekisho", "agent",
-                "--node", n.name,
-                "--source", str(self.manifests),
-                "--netns", n.netns,
-                "--backend", self.state.backend,
-                "--ready-file", str(self.ready_file(n.name)),
-            ]  # fmt: skip
+            argv = self._agent_argv(n.name, n.netns)
             # Run inside the node's namespace too, so a scan of the namespace finds it after a crash.
             self._spawn(f"agent:{n.name}", n.netns, argv, "agent", f"agent-{n.name}.log")
 
@@ -381,8 +407,13 @@ class Lab:
 
     # -- apply ---------------------------------------------------------------------------------
 
-    def apply(self, objects: list[dict[str, Any]], timeout: float = 30.0) -> Cluster:
-        """Replace the policies (and labels) in place; wait until every agent applied them."""
+    def apply(
+        self, objects: list[dict[str, Any]], timeout: float = 30.0, *, forget: bool = True
+    ) -> Cluster:
+        """Replace the policies (and labels) in place; wait until every agent applied them.
+
+        ``forget=False`` keeps conntrack, so connections opened before the change
+        stay established (what ``sekisho lab diff`` shows)."""
         self.state  # noqa: B018 - raises "no lab named ... is up" before any file error
         current = mf.read_objects([self.manifests / mf.CLUSTER_FILE])
         policies = [o for o in objects if mf.is_policy(o)]
@@ -390,13 +421,18 @@ class Lab:
         merged = mf.merge_labels(current, updates)
         cluster = load_cluster_objects(merged + policies)  # validate before touching anything
         before = self._agent_marks() if self.state.enforce == "agent" else None
+        if self.store is not None:  # as `sekisho apply` would: one validated transaction
+            self.store.apply(
+                merged + policies, prune=lambda ident: mf.is_policy({"kind": ident[0]})
+            )
         if updates:
             mf.write_atomic(self.manifests / mf.CLUSTER_FILE, merged)
         mf.write_atomic(self.manifests / mf.POLICY_FILE, policies)
         self._cluster = cluster
         if self.state.enforce == "agent":
             self.wait_agents(before, timeout, cluster)
-        self.forget_connections()
+        if forget:
+            self.forget_connections()
         return cluster
 
     def forget_connections(self) -> None:
@@ -428,6 +464,9 @@ class Lab:
             state = self.state
         except LabError:
             state = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if state is not None:
             netns.kill_pids([p.pid for p in state.procs if p.ours() or netns.is_child(p.pid)])
         existing = set(netns.list_netns(self.runner))

@@ -374,7 +374,7 @@ def _apply(lab: Lab, objects: list[dict[str, Any]], what: str, out: Out) -> None
     out(f"applied {what}: every agent shows it ({time.monotonic() - t:.1f} s)")
 
 
-def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
+def run(seed: Path, backend: str, out: Out, name: str = "demo", store: str = "etcd") -> bool:
     """Build the seed lab, reproduce findings 1-5, print the matrix, tear down; True if all pass."""
     from sekisho.lab.lifecycle import guarded
 
@@ -386,12 +386,17 @@ def run(seed: Path, backend: str, out: Out, name: str = "demo") -> bool:
     with guarded(name):
         Lab(name).down()  # remains of an earlier, crashed demo
         out(f"building the seed cluster from {seed} ({backend}) ...")
-        lab = Lab.up(cluster_objs + part2, name=name, backend=backend)
+        lab = Lab.up(cluster_objs + part2, name=name, backend=backend, store=store)
         p = lab.plan
         out(
             f"lab up in {time.monotonic() - start:.1f} s: {len(p.nodes)} nodes, {len(p.pods)} pods,"
             f" one sekisho agent per node, nginx in {CONTROLLER}, external host {p.external_ip}"
         )
+        if store == "etcd":
+            out(
+                "the agents learn the cluster from a three-member etcd inside the lab"
+                " (TLS, read-only role); changes are written to it as `sekisho apply` does"
+            )
         policies = ", ".join(o["metadata"]["name"] for o in part2)
         out(f"applied part2 ({policies})")
         finding1(lab, r)

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 from sekisho.errors import LabError, ManifestError
+from sekisho.model import npa
+from sekisho.model.fields import CALICO_KINDS
 from sekisho.model.types import Cluster
 
 CLUSTER_FILE = "00-cluster.yaml"
@@ -42,7 +44,12 @@ def read_objects(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def is_policy(obj: dict[str, Any]) -> bool:
-    return obj.get("kind") == "NetworkPolicy"
+    """An object ``lab apply`` replaces as a whole: a policy of any kind sekisho reads
+    (Kubernetes and Calico NetworkPolicy, the cluster-wide APIs, Calico's other kinds)."""
+    kind = obj.get("kind")
+    if kind == "NetworkPolicy" or kind in npa.KINDS:
+        return True
+    return kind in CALICO_KINDS and str(obj.get("apiVersion", "")).startswith("projectcalico.org/")
 
 
 def cluster_objects(cluster: Cluster) -> list[dict[str, Any]]:
@@ -121,7 +128,7 @@ def merge_labels(
         k = _key(upd)
         if k[0] not in ("Pod", "Namespace", "Node"):
             raise LabError(
-                f"lab apply: {k[0]} {k[2]}: only NetworkPolicy objects and label changes of"
+                f"lab apply: {k[0]} {k[2]}: only policies (of any kind sekisho reads) and label changes of"
                 " existing Pods, Namespaces and Nodes can be applied to a running lab"
             )
         if k not in index:

@@ -8,6 +8,8 @@ type-checked where they are read. The sets follow the Kubernetes 1.30 API.
 
 from __future__ import annotations
 
+from sekisho.model import kinds as _kinds
+
 TOP = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 
 METADATA = frozenset(
@@ -221,28 +223,7 @@ WORKLOAD_SPEC: dict[str, frozenset[str]] = {
     ),
 }
 
-API_VERSIONS: dict[str, str] = {
-    "Namespace": "v1",
-    "Node": "v1",
-    "Pod": "v1",
-    "NetworkPolicy": "networking.k8s.io/v1",
-    "Deployment": "apps/v1",
-    "ReplicaSet": "apps/v1",
-    "StatefulSet": "apps/v1",
-    "DaemonSet": "apps/v1",
-    "Job": "batch/v1",
-    "ClusterNetworkPolicy": "policy.networking.k8s.io/v1alpha2",
-    "AdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
-    "BaselineAdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
-}
-"""The kinds sekisho reads and the one apiVersion each must carry."""
-
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "Node",
-        "ClusterNetworkPolicy",
-        "AdminNetworkPolicy",
-        "BaselineAdminNetworkPolicy",
-    }
-)
+# The registry of kinds is sekisho.model.kinds; these names stay for the modules that read them.
+API_VERSIONS = _kinds.API_VERSIONS
+CLUSTER_SCOPED = _kinds.CLUSTER_SCOPED
+CALICO_KINDS = _kinds.CALICO_KINDS

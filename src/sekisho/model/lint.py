@@ -15,27 +15,45 @@ validate`` prints them and still exits 0. Each is a classic NetworkPolicy mistak
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from sekisho.model.checks import Report
 from sekisho.model.parse import Drafts
 from sekisho.model.reader import FieldPath, Issue
-from sekisho.model.types import Cluster, LabelSelector, Pod
+from sekisho.model.types import Cluster, LabelSelector
 
 
 def lint(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
     _same_priority(cluster, drafts, sink)
-    pods_by_ns: dict[str, list[Pod]] = {}
+    # Pods that policy can select, as the distinct label sets of each namespace
+    # (replicas share theirs); answers are memoized per selector and namespaces, so
+    # the cost grows with distinct selectors and label sets, not policies x pods.
+    labels_by_ns: dict[str, dict[tuple[tuple[str, str], ...], dict[str, str]]] = {}
     for pod in cluster.pods:
         if not pod.host_network:  # never selected by a policy or a selector peer
-            pods_by_ns.setdefault(pod.namespace, []).append(pod)
+            distinct = labels_by_ns.setdefault(pod.namespace, {})
+            distinct.setdefault(tuple(pod.labels.items()), pod.labels)
     check_pods = bool(cluster.pods)
     namespaces = cluster.namespaces
+    any_memo: dict[tuple[LabelSelector, tuple[str, ...]], bool] = {}
+    ns_memo: dict[LabelSelector, tuple[str, ...]] = {}
 
-    def any_pod(selector: LabelSelector, in_namespaces: Iterable[str]) -> bool:
-        return any(
-            selector.matches(pod.labels) for ns in in_namespaces for pod in pods_by_ns.get(ns, ())
-        )
+    def any_pod(selector: LabelSelector, in_namespaces: tuple[str, ...]) -> bool:
+        key = (selector, in_namespaces)
+        found = any_memo.get(key)
+        if found is None:
+            found = any_memo[key] = any(
+                selector.matches(labels)
+                for ns in in_namespaces
+                for labels in labels_by_ns.get(ns, {}).values()
+            )
+        return found
+
+    def selected_namespaces(selector: LabelSelector) -> tuple[str, ...]:
+        found = ns_memo.get(selector)
+        if found is None:
+            found = ns_memo[selector] = tuple(
+                name for name, ns in namespaces.items() if selector.matches(ns.labels)
+            )
+        return found
 
     for policy in cluster.policies:
         seen = drafts.seen.get(("NetworkPolicy", policy.namespace, policy.name))
@@ -52,7 +70,7 @@ def lint(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
                     ("spec", field),
                     f"ignored: policyTypes does not include {direction}, so these rules do nothing",
                 )
-        if check_pods and not any_pod(policy.pod_selector, [policy.namespace]):
+        if check_pods and not any_pod(policy.pod_selector, (policy.namespace,)):
             warn.error(
                 ("spec", "podSelector"),
                 f"selects no pod in namespace {policy.namespace} ({policy.pod_selector})",
@@ -65,11 +83,7 @@ def lint(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
                 for j, peer in enumerate(rule.peers or ()):
                     path: FieldPath = ("spec", field, i, peers_field, j)
                     if peer.namespace_selector is not None:
-                        selected = [
-                            name
-                            for name, ns in namespaces.items()
-                            if peer.namespace_selector.matches(ns.labels)
-                        ]
+                        selected = selected_namespaces(peer.namespace_selector)
                         if not selected:
                             known = ", ".join(list(namespaces)[:5]) or "none"
                             more = ", ..." if len(namespaces) > 5 else ""
@@ -80,7 +94,7 @@ def lint(cluster: Cluster, drafts: Drafts, sink: list[Issue]) -> None:
                             )
                             continue
                     else:
-                        selected = [policy.namespace]
+                        selected = (policy.namespace,)
                     if (
                         check_pods
                         and peer.pod_selector is not None

@@ -8,6 +8,7 @@ input never fails open: with any problem there is no cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sekisho.errors import ManifestError, Problem
-from sekisho.model import ipam, workloads
+from sekisho.model import calico, ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
@@ -45,7 +46,10 @@ class LoadResult:
     objects: int
     """Objects read (List items counted one by one), skipped ones included."""
     warnings: tuple[Problem, ...] = ()
-    """Valid but probably not meant (see :mod:`sekisho.model.lint`); only when there are no problems."""
+    """The unsupported objects (always), then what is valid but probably not meant
+    (:mod:`sekisho.model.lint`, only when there are no problems)."""
+    unsupported: tuple[Problem, ...] = ()
+    """Objects of kinds sekisho does not read (:mod:`sekisho.model.kinds`); also in ``warnings``."""
 
     @property
     def valid(self) -> bool:
@@ -60,11 +64,21 @@ class LoadResult:
             "nodes": len(c.nodes) if c else 0,
             "namespaces": len(c.namespaces) if c else 0,
             "pods": len(c.pods) if c else 0,
-            "policies": len(c.policies) + len(c.cluster_policies) if c else 0,
+            "policies": _policy_count(c),
             "skipped": len(self.skipped),
+            "unsupported": len(self.unsupported),
             "problems": len(self.problems),
             "warnings": len(self.warnings),
         }
+
+
+def _policy_count(c: Cluster | None) -> int:
+    if c is None:
+        return 0
+    n = len(c.policies) + len(c.cluster_policies)
+    if c.calico is not None:
+        n += len(c.calico.policies) + len(c.calico.staged_kubernetes)
+    return n
 
 
 def load_paths(
@@ -109,14 +123,17 @@ def cluster_from_objects(
     return result.cluster
 
 
-def load_read(read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT) -> LoadResult:
+def load_read(
+    read: ReadResult, cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT, *, warnings: bool = True
+) -> LoadResult:
     """Validate and join what :func:`sekisho.model.reader.read_paths` read (``read`` is not changed).
 
     For callers that cache parsed files (the file source re-reads only changed files)
-    and join the :class:`ReadResult` of each.
+    and join the :class:`ReadResult` of each. ``warnings=False`` skips the linter
+    (an agent does not report warnings).
     """
     with paused_gc():
-        return _load_read(read, cluster_cidr)
+        return _load_read(read, cluster_cidr, warnings=warnings)
 
 
 def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) -> LoadResult:
@@ -131,16 +148,20 @@ def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) ->
     drafts = parse_objects(read.objects, issues)
     cluster = _build(drafts, cidr, issues)
     problems = tuple(resolve(issues, read.texts))
-    notes: list[Issue] = []
+    unsupported = tuple(resolve(drafts.unsupported, read.texts))
+    notes: list[Issue] = list(drafts.notes)
     if warnings and not problems:
         lint(cluster, drafts, notes)
+    if unsupported and not problems:
+        cluster = dataclasses.replace(cluster, unsupported=unsupported)
     return LoadResult(
         cluster=None if problems else cluster,
         problems=problems,
         skipped=tuple(drafts.skipped),
         files=read.files,
         objects=len(read.objects),
-        warnings=tuple(resolve(notes, read.texts)),
+        warnings=unsupported + tuple(resolve(notes, read.texts)),
+        unsupported=unsupported,
     )
 
 
@@ -239,6 +260,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 ports=t.ports,
                 workload=draft.workload,
                 source=draft.source,
+                service_account=t.service_account,
             )
         )
 
@@ -250,6 +272,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
     namespaces = dict(sorted(namespaces.items()))
 
     policies = tuple(sorted(drafts.policies, key=lambda p: (p.namespace, p.name)))
+    calico_objects = calico.finish(drafts.calico, set(node_by_name), sink)
     return Cluster(
         nodes=tuple(nodes),
         namespaces=namespaces,
@@ -257,6 +280,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
         policies=policies,
         cluster_cidr=cluster_cidr,
         cluster_policies=tuple(sorted(drafts.cluster_policies, key=lambda p: (p.kind, p.name))),
+        calico=calico_objects or None,
     )
 
 
@@ -276,10 +300,23 @@ def _nodes(drafts: list[NodeDraft], cluster_cidr: IPNetwork) -> list[Node]:
         else:
             ip_owner[int(d.internal_ip)] = d.name
     cidrs: list[tuple[IPNetwork, str]] = []
+    # Two CIDRs overlap when one holds the other: look the new one's supernets up
+    # among the CIDRs so far, and the new one among their supernets (not n x n).
+    exact: dict[tuple[int, int, int], str] = {}
+    inside: dict[tuple[int, int, int], str] = {}
     for d in ordered:
         if d.pod_cidr is None:
             continue
-        clash = next((name for net, name in cidrs if net.overlaps(d.pod_cidr)), None)
+        net = d.pod_cidr
+        bits, base = net.max_prefixlen, int(net.network_address)
+        supernets = [
+            (net.version, base >> (bits - plen) << (bits - plen), plen)
+            for plen in range(net.prefixlen, -1, -1)
+        ]
+        clash = inside.get(supernets[0]) or next((exact[k] for k in supernets if k in exact), None)
+        exact.setdefault(supernets[0], d.name)
+        for k in supernets:
+            inside.setdefault(k, d.name)
         if clash is not None:
             d.report.error(
                 ("spec", "podCIDR"), f"podCIDR {d.pod_cidr} overlaps the podCIDR of node {clash}"

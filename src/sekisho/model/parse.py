@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sekisho.model import calico, kinds, names, npa
 from sekisho.model import fields as F
-from sekisho.model import names, npa
 from sekisho.model.checks import (
     IPAddress,
     IPNetwork,
@@ -60,6 +60,8 @@ class PodTemplate:
     host_network: bool
     ports: tuple[ContainerPort, ...]
     ip: IPAddress | None = None
+    service_account: str = "default"
+    """``serviceAccountName`` (the ServiceAccount admission plugin sets "default")."""
 
 
 @dataclass(slots=True)
@@ -94,7 +96,13 @@ class Drafts:
     workloads: list[WorkloadDraft] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
     cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
+    calico: calico.CalicoDrafts = field(default_factory=calico.CalicoDrafts)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    """``(location, "Kind ns/name")`` of every object not read (unsupported ones too)."""
+    notes: list[Issue] = field(default_factory=list)
+    """Warnings found while parsing (an ipBlock with host bits set)."""
+    unsupported: list[Issue] = field(default_factory=list)
+    """Objects of kinds sekisho does not know (:mod:`sekisho.model.kinds`): warnings."""
     seen: dict[tuple[str, str, str], tuple[Source, Report]] = field(default_factory=dict)
     mentioned_namespaces: set[str] = field(default_factory=set)
 
@@ -112,30 +120,40 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     kind = data.get("kind")
     api_version = data.get("apiVersion")
     kind_text = kind if isinstance(kind, str) else ""
-    r = Report(obj.loc, kind_text, _display_name(data, kind_text), sink)
+    r = Report(obj.loc, kind_text, _display_name(data, kind_text), sink, drafts.notes)
     if not isinstance(kind, str) or not kind:
         r.error(
             ("kind",),
             "missing kind" if kind is None else f"expected a string, got {describe(kind)}",
         )
         return
-    expected = F.API_VERSIONS.get(kind)
-    if expected is None:
+    found = kinds.classify(api_version, kind)
+    if found.verdict == "skipped":
         drafts.skipped.append((str(source), f"{kind} {r.name}".rstrip()))
         return
+    if found.verdict == "unsupported":
+        drafts.unsupported.append(
+            Issue(obj.loc, kind, r.name, (), kinds.unsupported_message(api_version, kind))
+        )
+        return
+    assert found.info is not None
+    expected = found.info.api_version
+    is_calico = calico.is_calico(kind, expected)
     meta = _metadata(r, data, kind)
-    if api_version != expected:
+    if found.verdict == "wrong-version":
         if api_version is None:
             r.error(("apiVersion",), f"missing apiVersion: expected {expected} for {kind}")
+        elif not isinstance(api_version, str):
+            r.error(("apiVersion",), f"expected a string, got {describe(api_version)}")
         else:
             r.error(
                 ("apiVersion",),
                 f'"{api_version}" is not supported for {kind}: expected {expected}',
             )
-    mapping(r, data, (), F.TOP)
+    mapping(r, data, (), calico.SERVICE_ACCOUNT_TOP if kind == "ServiceAccount" else F.TOP)
     if meta is None:
         return
-    key = (kind, meta.namespace, meta.name)
+    key = (("calico/" if is_calico else "") + kind, meta.namespace, meta.name)
     first = drafts.seen.get(key)
     if first is not None:
         r.error(("metadata", "name"), f"duplicate {kind} {r.name} (first defined at {first[0]})")
@@ -144,7 +162,12 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     if meta.namespace:
         drafts.mentioned_namespaces.add(meta.namespace)
     spec = data.get("spec")
-    if kind == "NetworkPolicy":
+    # One branch per kind of sekisho.model.kinds.READ.
+    if is_calico:
+        calico.parse_object(
+            r, kind, data, meta.name, meta.namespace, meta.labels, source, drafts.calico
+        )
+    elif kind == "NetworkPolicy":
         policy = network_policy(r, spec, meta.namespace, meta.name, source)
         if policy is not None:
             drafts.policies.append(policy)
@@ -243,9 +266,14 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
             r.error((*path, "nodeName"), err)
             node = None
     labels(r, spec.get("nodeSelector"), (*path, "nodeSelector"))
+    account = string(r, spec.get("serviceAccountName"), (*path, "serviceAccountName"))
+    # serviceAccount: "DeprecatedServiceAccount is a deprecated alias for ServiceAccountName."
+    account = account or string(r, spec.get("serviceAccount"), (*path, "serviceAccount"))
     ports: list[ContainerPort] = []
     port_names: dict[str, FieldPath] = {}
     for group in ("initContainers", "containers", "ephemeralContainers"):
+        if spec.get(group) is None:
+            continue
         containers = sequence(r, spec.get(group), (*path, group))
         for i, item in enumerate(containers or ()):
             c_path = (*path, group, i)
@@ -267,10 +295,42 @@ def _pod_spec(r: Report, value: Any, path: FieldPath, pod_labels: dict[str, str]
                 )
                 if port is not None and serving:
                     ports.append(port)
-    return PodTemplate(dict(pod_labels), node or None, host_network, tuple(ports))
+    return PodTemplate(
+        dict(pod_labels), node or None, host_network, tuple(ports), None, account or "default"
+    )
+
+
+_PORT_CACHE: dict[tuple[tuple[str, Any], ...], ContainerPort] = {}
+"""Container ports that validated without a problem, by their fields: replicas repeat them."""
 
 
 def _container_port(
+    r: Report, value: Any, path: FieldPath, seen_names: dict[str, FieldPath]
+) -> ContainerPort | None:
+    if type(value) is dict:
+        try:
+            key = tuple(value.items())
+            cached = _PORT_CACHE.get(key)
+        except TypeError:  # an unhashable value: validate it the long way
+            key, cached = (), None
+        if cached is not None:
+            name = cached.name
+            if name is None or name not in seen_names:
+                if name is not None:
+                    seen_names[name] = path
+                return cached
+    else:
+        key = ()
+    before = len(r.sink)
+    port = _check_container_port(r, value, path, seen_names)
+    if port is not None and key and len(r.sink) == before:
+        if len(_PORT_CACHE) > 10_000:
+            _PORT_CACHE.clear()
+        _PORT_CACHE[key] = port
+    return port
+
+
+def _check_container_port(
     r: Report, value: Any, path: FieldPath, seen_names: dict[str, FieldPath]
 ) -> ContainerPort | None:
     raw = mapping(r, value, path, F.CONTAINER_PORT)

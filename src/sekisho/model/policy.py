@@ -160,12 +160,17 @@ def _ip_block(r: Report, value: Any, path: FieldPath) -> IPBlock | None:
     if raw.get("cidr") is None:
         r.error((*path, "cidr"), "cidr is required")
         return None
-    net = cidr(r, raw.get("cidr"), (*path, "cidr"))
+    # "cidr is a string representing the IPBlock. Valid examples are "192.168.1.0/24" or
+    # "2001:db8::/64"". The API server parses it (and except) sloppily, host bits and
+    # all (IsValidCIDRForLegacyField, ParseCIDRSloppy: the network), and so does
+    # Calico's converter (cnet.ParseCIDR): "192.168.242.213/24" is 192.168.242.0/24.
+    # Accepted as they do, with a warning.
+    net = cidr(r, raw.get("cidr"), (*path, "cidr"), host_bits=True)
     excepts: list[IPNetwork] = []
     ok = net is not None
     for i, item in enumerate(sequence(r, raw.get("except"), (*path, "except")) or ()):
         ex_path = (*path, "except", i)
-        ex = cidr(r, item, ex_path)
+        ex = cidr(r, item, ex_path, host_bits=True)
         if ex is None:
             ok = False
             continue

@@ -1,9 +1,12 @@
 """Files in, raw objects out: discovery, YAML/JSON parsing, and field-path-to-line mapping.
 
-Parsing uses libyaml (``yaml.CSafeLoader``) once per file. Line numbers cost a
+JSON is parsed by orjson. YAML is parsed by a Rust parser (``yaml_rs``) where it
+reads exactly what libyaml reads (:func:`sekisho.model.fastyaml.fast_documents`
+decides, conservatively), otherwise by libyaml (``yaml.CSafeLoader``), which
+also counts alias expansion the way the API server does. Line numbers cost a
 second pass, so they are looked up only when there are problems: the file is
-re-composed (``yaml.compose_all``) and each problem's field path is walked down
-the node tree to the line of the field itself.
+re-composed by libyaml (``yaml.compose_all``) and each problem's field path is
+walked down the node tree to the line of the field itself.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import yaml
 
 from sekisho.errors import Problem
@@ -27,6 +31,8 @@ PathElem = str | int
 FieldPath = tuple[PathElem, ...]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+_NOT_JSON = object()
 
 
 def format_path(path: FieldPath) -> str:
@@ -166,7 +172,13 @@ def _read_paths(paths: Sequence[str | Path], stdin: TextIO | None) -> ReadResult
                     stdin = sys.stdin
                 text = stdin.read()
             else:
-                text = path.read_text(encoding="utf-8")
+                raw = path.read_bytes()
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    result.files += 1
+                    result.issues.append(_not_utf8(display, raw, exc))
+                    continue
         except (OSError, UnicodeDecodeError) as exc:
             result.issues.append(Issue(Loc(display, 0), "", "", (), f"cannot read: {exc}"))
             continue
@@ -176,20 +188,53 @@ def _read_paths(paths: Sequence[str | Path], stdin: TextIO | None) -> ReadResult
     return result
 
 
+def _not_utf8(file: str, raw: bytes, exc: UnicodeDecodeError) -> Issue:
+    """Binary or mis-encoded input: where its first byte that is not UTF-8 sits."""
+    line = raw.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+    return Issue(
+        Loc(file, 0),
+        "",
+        "",
+        (),
+        f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {column} cannot be decoded "
+        "(manifests are UTF-8 YAML or JSON)",
+        line,
+    )
+
+
 def _looks_like_json(text: str) -> bool:
     stripped = text.lstrip()
     return stripped.startswith("{") or stripped.startswith("[")
 
 
-def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) -> None:
-    """Parse one file's text into raw objects (one per document; List items unpacked)."""
+def read_text(
+    text: str, file: str, into: ReadResult, *, is_json: bool = False, fast: bool = True
+) -> None:
+    """Parse one file's text into raw objects (one per document; List items unpacked).
+
+    JSON goes through orjson; YAML through the Rust parser where it reads what
+    libyaml reads (:func:`~sekisho.model.fastyaml.fast_documents`), otherwise (or
+    with ``fast=False``) through libyaml.
+    """
     if is_json or _looks_like_json(text):
         try:
-            data = json.loads(text)
-        except ValueError:
-            pass  # not JSON after all (or YAML flow style): the YAML parser reports it
-        else:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:  # orjson refuses some JSON the standard parser reads (integers past 64 bits)
+                data = json.loads(text)
+            except (ValueError, RecursionError):
+                data = _NOT_JSON
+        # Not JSON after all (or YAML flow style, or too deep): the YAML parser reports it.
+        if data is not _NOT_JSON:
             _add_document(data, file, 0, 1, None, into)
+            return
+    anchors = "&" in text  # no anchor, no alias: nothing to count
+    if fast and not anchors:
+        docs = fastyaml.fast_documents(text)
+        if docs is not None:
+            for doc, (line, data) in enumerate(docs):
+                _add_document(data, file, doc, line, None, into)
             return
     loader = fastyaml.Loader(text)
     doc = 0
@@ -198,6 +243,22 @@ def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) 
             node = loader.get_node()
             if node is None:
                 break
+            if anchors:
+                try:
+                    fastyaml.check_aliases(node)
+                except fastyaml.AliasError as exc:
+                    into.issues.append(
+                        Issue(
+                            Loc(file, doc),
+                            "",
+                            "",
+                            (),
+                            f"YAML error: {exc.message} (column {exc.column})",
+                            exc.line,
+                        )
+                    )
+                    doc += 1
+                    continue
             duplicates: list[yaml.Node] = []
             data = fastyaml.construct(loader, node, duplicates)
             item_lines: list[int] | None = None
@@ -214,6 +275,16 @@ def read_text(text: str, file: str, into: ReadResult, *, is_json: bool = False) 
         what = exc.problem or exc.context or "invalid YAML"
         into.issues.append(
             Issue(Loc(file, doc), "", "", (), f"YAML syntax error: {what} (column {col})", line)
+        )
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (binary input)
+        pos = exc.position
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        what = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        if isinstance(exc.character, bytes):
+            what = f"unacceptable byte #x{exc.character[0]:02x}: {exc.reason}"
+        into.issues.append(
+            Issue(Loc(file, doc), "", "", (), f"YAML error: {what} (column {col})", line)
         )
     except yaml.YAMLError as exc:
         into.issues.append(Issue(Loc(file, doc), "", "", (), f"YAML error: {exc}"))
@@ -298,10 +369,19 @@ def _add_document(
             into.issues.append(
                 Issue(Loc(file, doc, (), line), kind, "", (name,), f'unknown field "{name}"')
             )
+        # A typed list as a REST call returns it (PodList, NetworkPolicyList: what
+        # `kubectl get --raw` prints) leaves kind and apiVersion out of its items:
+        # they are the list's kind without "List" and the list's apiVersion.
+        item_kind = kind[: -len("List")] if kind != "List" else None
+        list_version = data.get("apiVersion")
         for i, item in enumerate(items):
             item_line = item_lines[i] if item_lines is not None and i < len(item_lines) else 0
             loc = Loc(file, doc, ("items", i), item_line)
             if isinstance(item, dict):
+                if item_kind and "kind" not in item:
+                    item = {"kind": item_kind, **item}
+                    if "apiVersion" not in item and isinstance(list_version, str):
+                        item["apiVersion"] = list_version
                 into.objects.append(RawObject(loc, item))
             elif item is not None:
                 into.issues.append(

@@ -14,7 +14,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from sekisho.errors import Problem
+
 if TYPE_CHECKING:
+    from sekisho.model.calico import CalicoResources
     from sekisho.model.npa import ClusterPolicy
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
@@ -242,6 +245,8 @@ class Pod:
     workload: str | None = None
     """``Kind/name`` of the controller it was expanded from, if any."""
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+    service_account: str = "default"
+    """``serviceAccountName``; Calico selects on it (``serviceAccountSelector``)."""
 
     @property
     def key(self) -> str:
@@ -283,6 +288,12 @@ class Cluster:
     cluster_policies: tuple[ClusterPolicy, ...] = ()
     """ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies
     (:mod:`sekisho.model.npa`), sorted by kind and name."""
+    unsupported: tuple[Problem, ...] = ()
+    """One warning per object of a kind sekisho does not read (:mod:`sekisho.model.kinds`):
+    what it says is missing from every verdict, so every command shows these and
+    the agent refuses to enforce such a cluster."""
+    calico: CalicoResources | None = None
+    """Calico's own objects (:mod:`sekisho.model.calico`); None when there are none."""
 
     def node(self, name: str) -> Node | None:
         for n in self.nodes:

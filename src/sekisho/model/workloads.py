@@ -61,6 +61,7 @@ def expand(workload: WorkloadDraft, schedulable_nodes: Sequence[str]) -> list[Po
             node=node,
             host_network=t.host_network,
             ports=t.ports,
+            service_account=t.service_account,
         )
         return PodDraft(
             namespace=workload.namespace,

@@ -12,6 +12,14 @@ from typing import Literal, overload
 
 from sekisho.errors import UsageError
 from sekisho.model.types import Cluster
+from sekisho.render.backends import (
+    BACKEND_NAMES,
+    Backend,
+    RenderBackend,
+    Ruleset,
+    render_backend,
+    ruleset_digest,
+)
 from sekisho.render.iptables import (
     IpSetSpec,
     IptablesRuleset,
@@ -21,9 +29,9 @@ from sekisho.render.iptables import (
 )
 from sekisho.render.nftables import NftRuleset, NftSet, normalize_nft, render_nftables
 from sekisho.render.node import Delta, NodeRenderer
+from sekisho.semantics.program import Program
 
-Backend = Literal["iptables", "nftables"]
-BACKENDS: tuple[Backend, ...] = ("iptables", "nftables")
+BACKENDS: tuple[Backend, ...] = BACKEND_NAMES
 
 __all__ = [
     "BACKENDS",
@@ -34,14 +42,18 @@ __all__ = [
     "NftRuleset",
     "NftSet",
     "NodeRenderer",
+    "RenderBackend",
+    "Ruleset",
     "check_node",
     "normalize_ipset_save",
     "normalize_iptables_save",
     "normalize_nft",
+    "render_backend",
     "render_iptables",
     "render_nftables",
     "render_node",
     "render_state",
+    "ruleset_digest",
 ]
 
 
@@ -54,26 +66,47 @@ def check_node(cluster: Cluster, node: str) -> None:
 
 @overload
 def render_node(
-    cluster: Cluster, node: str, *, backend: Literal["iptables"] = ..., prefix: str = ...
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Literal["iptables"] = ...,
+    prefix: str = ...,
+    program: Program | None = ...,
 ) -> IptablesRuleset: ...
 @overload
 def render_node(
-    cluster: Cluster, node: str, *, backend: Literal["nftables"], prefix: str = ...
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Literal["nftables"],
+    prefix: str = ...,
+    program: Program | None = ...,
 ) -> NftRuleset: ...
 @overload
 def render_node(
-    cluster: Cluster, node: str, *, backend: Backend = ..., prefix: str = ...
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Backend = ...,
+    prefix: str = ...,
+    program: Program | None = ...,
 ) -> IptablesRuleset | NftRuleset: ...
 def render_node(
-    cluster: Cluster, node: str, *, backend: Backend = "iptables", prefix: str = "sekisho"
+    cluster: Cluster,
+    node: str,
+    *,
+    backend: Backend = "iptables",
+    prefix: str = "sekisho",
+    program: Program | None = None,
 ) -> IptablesRuleset | NftRuleset:
-    """The whole ruleset of ``node`` for ``backend``; deterministic for a given cluster."""
+    """The whole ruleset of ``node`` for ``backend``; deterministic for a given cluster.
+
+    ``program``: render this program instead of the cluster's own (tests)."""
     check_node(cluster, node)
-    if backend not in BACKENDS:
-        raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    spell = render_backend(backend)
     r = NodeRenderer(node, prefix=prefix)
-    r.update(cluster)
-    return render_state(r, backend)
+    r.update(cluster, program=program)
+    return spell.render(r)
 
 
 def render_state(r: NodeRenderer, backend: Backend = "iptables") -> IptablesRuleset | NftRuleset:
@@ -83,6 +116,4 @@ def render_state(r: NodeRenderer, backend: Backend = "iptables") -> IptablesRule
     for one pod's change and unchanged sets and chains come from its text cache, so
     the whole ruleset is produced again in a few milliseconds instead of a full render.
     """
-    if backend not in BACKENDS:
-        raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    return render_iptables(r) if backend == "iptables" else render_nftables(r)
+    return render_backend(backend).render(r)

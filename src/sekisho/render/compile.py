@@ -1,43 +1,79 @@
-"""From policies to backend-neutral rules: IP set identities and members, policy chains.
+"""From the policy program to backend-neutral rules: IP sets and their members, policy chains.
 
-Each selector peer becomes a :class:`SetDef` whose canonical identity (namespace
-scope + canonical selectors, or the ipBlock) names the set, so identical peers
-in different policies share one set; named ports become (pod IP, port) sets.
-A policy direction becomes a tuple of :class:`AllowRule`. The state of a node
-is kept by :class:`sekisho.render.node.NodeRenderer`; the backends
-(:mod:`sekisho.render.iptables`, :mod:`sekisho.render.nftables`) print it.
+The renderer reads the compiled :class:`~sekisho.semantics.program.Program` and
+nothing else (plus the addresses of the entities its sets hold). Each set of the
+program (a :class:`SelectorSet`, a :class:`NetSet`, a :class:`NamedPortSet`)
+becomes one :class:`SetDef`, named by the set's canonical key, so every rule
+that uses it (in any policy) shares one IP set. A policy direction becomes a
+tuple of :class:`PolicyRule`: a match and the rule's action, as Felix renders
+them (``felix/rules/policy.go``): allow sets the accept mark and returns, pass
+sets the pass mark and returns, deny drops, log logs and goes on.
+
+A match the kernel cannot say in one rule is split the way the program's OR
+reads: a port list is "any one of" its numeric ranges (at most 15 multiport
+slots per rule) and its named ports, so a rule with several such alternatives
+becomes one rendered rule per alternative, in a row, with the same action
+(first match decides, so the row decides as the program rule does; a log rule
+may log once per alternative that matches). Negations are ANDed in one rule.
+
+Only IPv4 is policed (the dataplane is IPv4): a rule for IPv6 only is left
+out, a net set keeps its IPv4 nets (a positive match on a set with none never
+matches, so its rule is left out; a negated one is no constraint).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from sekisho.model.types import (
-    IPBlock,
-    LabelSelector,
-    NetworkPolicy,
-    Peer,
-    Pod,
-    PolicyPort,
+from sekisho.selectors.expr import matches
+from sekisho.semantics.program import (
+    PORT_PROTOCOLS,
+    PROTOCOL_NUMBERS,
+    Action,
+    Direction,
+    EntityMatch,
+    IcmpMatch,
+    NamedPortSet,
+    NetSet,
+    Policy,
+    PortMatch,
     Rule,
+    SelectorSet,
+    protocol_name,
 )
+from sekisho.semantics.universe import Entity
 
-Direction = Literal["ingress", "egress"]
+__all__ = [
+    "DIRECTIONS",
+    "MULTIPORT_MAX",
+    "Direction",
+    "Match",
+    "Member",
+    "PolicyRule",
+    "SetDef",
+    "compile_rules",
+    "member_texts",
+    "v4_networks",
+]
+
 DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
 
 IPv4Net = ipaddress.IPv4Network
 IPv4 = ipaddress.IPv4Address
 Member = IPv4 | IPv4Net | tuple[IPv4, int]
-"""A ``net`` set holds pod IPs (hosts) and networks; a ``port`` set (pod IP, port) of one protocol."""
+"""A ``net`` set holds addresses (hosts) and networks; a ``port`` set (address, port) of one protocol."""
+
+ProgramSet = SelectorSet | NetSet | NamedPortSet
+
+PROTOCOL_ICMP = PROTOCOL_NUMBERS["ICMP"]
 
 MULTIPORT_MAX = 15
 """``-m multiport`` takes at most 15 ports; a range ``a:b`` counts as two."""
-
-_EMPTY = LabelSelector()
 
 
 # --------------------------------------------------------------------------- sets
@@ -45,72 +81,92 @@ _EMPTY = LabelSelector()
 
 @dataclass(frozen=True, slots=True)
 class SetDef:
-    """What an IP set holds, as a canonical identity (equal identity => one shared set)."""
+    """One IP set: a program set, named by its canonical key (equal key => one shared set)."""
 
     key: str
-    """Canonical identity, hashed into the set's name."""
     kind: Literal["net", "port"]
-    """``net``: IPv4 networks (pod IPs as /32); ``port``: (pod IP, port) of ``protocol``."""
+    """``net``: IPv4 networks (addresses as /32); ``port``: (address, port) of ``protocol``."""
     description: str
-    """One line for humans: which pods or addresses."""
-    scope_ns: str | None = None
-    """Pods of this namespace only (a peer with ``podSelector`` alone)."""
-    ns_selector: LabelSelector | None = None
-    """Pods of namespaces matching this (a peer with ``namespaceSelector``)."""
-    pod_selector: LabelSelector = _EMPTY
-    block: IPBlock | None = None
-    port_name: str | None = None
+    """One line for humans: what the set holds."""
+    source: ProgramSet
     protocol: str | None = None
+    """Lower-case protocol name of a ``port`` set (``tcp``)."""
 
-    def holds(self, pod: Pod, ns_labels: dict[str, str]) -> tuple[Member, ...]:
-        """The members ``pod`` contributes (empty when it is not selected)."""
-        if pod.host_network or not isinstance(pod.ip, ipaddress.IPv4Address):
-            # hostNetwork pods count as their node: no selector ever selects them.
-            # IPv6 pods are not rendered (IPv4 dataplane only).
-            return ()
-        if self.port_name is not None:
-            assert self.protocol is not None
-            number = pod.named_port(self.port_name, self.protocol)
-            return () if number is None else ((pod.ip, number),)
-        if self.scope_ns is not None:
-            if pod.namespace != self.scope_ns:
+    @property
+    def static(self) -> bool:
+        """Members depend on no entity (a net set)."""
+        return isinstance(self.source, NetSet)
+
+    @property
+    def selector(self) -> SelectorSet | None:
+        """The selector an entity must satisfy to contribute (None: a net set, or a named
+        port of every workload)."""
+        s = self.source
+        if isinstance(s, NamedPortSet):
+            return s.within
+        return s if isinstance(s, SelectorSet) else None
+
+    def holds(self, entity: Entity, selected: bool | None = None) -> tuple[Member, ...]:
+        """The members ``entity`` contributes (empty when the set does not hold it).
+
+        ``selected``: whether the entity's labels satisfy :attr:`selector`, when the
+        caller evaluated it already (over a whole table at once)."""
+        s = self.source
+        if isinstance(s, NamedPortSet):
+            if s.within is not None:
+                if entity.kind not in s.within.kinds:
+                    return ()
+                if selected is None:
+                    selected = matches(s.within.selector, entity.labels)
+                if not selected:
+                    return ()
+            elif entity.kind not in ("workload", "host"):
                 return ()
-        elif self.ns_selector is None or not self.ns_selector.matches(ns_labels):
-            return ()
-        if not self.pod_selector.matches(pod.labels):
-            return ()
-        return (pod.ip,)
+            number = entity.named_port(s.name, protocol_name(s.protocol))
+            if number is None:
+                return ()
+            return tuple((ip, number) for ip in entity.ips if isinstance(ip, IPv4))
+        if isinstance(s, SelectorSet):
+            if entity.kind not in s.kinds:
+                return ()
+            if selected is None:
+                selected = matches(s.selector, entity.labels)
+            if not selected:
+                return ()
+            out: list[Member] = [ip for ip in entity.ips if isinstance(ip, IPv4)]
+            out += v4_networks(entity.nets)
+            return tuple(out)
+        return ()
 
     def static_members(self) -> tuple[Member, ...]:
-        """Members of an ipBlock set: the CIDR minus the excepts, exactly, as disjoint CIDRs."""
-        assert self.block is not None
-        return tuple(block_networks(self.block))
+        """Members of a net set: its IPv4 nets."""
+        assert isinstance(self.source, NetSet)
+        return tuple(v4_networks(self.source.nets))
 
 
-def block_networks(block: IPBlock) -> list[IPv4Net]:
-    """``cidr`` minus every ``except``, as sorted disjoint IPv4 networks of prefix >= 1.
+def set_def(s: ProgramSet) -> SetDef:
+    if isinstance(s, NamedPortSet):
+        proto = protocol_name(s.protocol)
+        within = "every pod" if s.within is None else (s.within.description or s.within.key)
+        return SetDef(
+            s.key,
+            "port",
+            f"{proto} port {s.name!r} of {within}, and its number",
+            s,
+            proto.lower(),
+        )
+    if isinstance(s, NetSet):
+        return SetDef(s.key, "net", f"nets {s.description}", s)
+    return SetDef(s.key, "net", s.description or s.selector.canonical(), s)
 
-    ipset's hash:net refuses /0, so 0.0.0.0/0 becomes its two halves.
-    """
-    if not isinstance(block.cidr, IPv4Net):
-        return []
-    nets: list[IPv4Net] = [block.cidr]
-    for ex in block.excepts:
-        if not isinstance(ex, IPv4Net):
-            continue
-        out: list[IPv4Net] = []
-        for net in nets:
-            if ex.subnet_of(net):
-                out.extend(net.address_exclude(ex))
-            elif net.subnet_of(ex):
-                continue
-            else:
-                out.append(net)
-        nets = out
-    halves: list[IPv4Net] = []
-    for net in nets:
-        halves.extend(net.subnets(1) if net.prefixlen == 0 else (net,))
-    return sorted(halves, key=member_sort_key)
+
+def v4_networks(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> list[IPv4Net]:
+    """The IPv4 networks of ``nets``, /0 as its two halves (ipset's hash:net refuses /0)."""
+    out: list[IPv4Net] = []
+    for n in nets:
+        if isinstance(n, IPv4Net):
+            out.extend(n.subnets(1) if n.prefixlen == 0 else (n,))
+    return out
 
 
 def member_sort_key(m: Member) -> tuple[int, int]:
@@ -127,10 +183,30 @@ def address_text(ip: IPv4) -> str:
     return str(ip)
 
 
-def member_texts(members: Iterable[Member]) -> list[tuple[IPv4 | str, int | None]]:
-    """Sorted members as (address or network text, port or None)."""
-    out: list[tuple[IPv4 | str, int | None]] = []
-    for m in sorted(members, key=member_sort_key):
+def disjoint(members: Iterable[Member]) -> list[Member]:
+    """Sorted members with every address or network inside another network left out
+    (nftables' interval sets refuse overlapping elements; ipset would keep both)."""
+    items = sorted(set(members), key=member_sort_key)
+    if not any(isinstance(m, IPv4Net) for m in items):
+        return items
+    out: list[Member] = []
+    cover: IPv4Net | None = None
+    for m in items:
+        if isinstance(m, tuple):
+            out.append(m)
+            continue
+        net = m if isinstance(m, IPv4Net) else IPv4Net(m)
+        if cover is not None and net.subnet_of(cover):
+            continue
+        out.append(m)
+        cover = net
+    return out
+
+
+def member_texts(members: Iterable[Member]) -> list[tuple[str, int | None]]:
+    """Sorted, disjoint members as (address or network text, port or None)."""
+    out: list[tuple[str, int | None]] = []
+    for m in disjoint(members):
         if isinstance(m, IPv4):
             out.append((address_text(m), None))
         elif isinstance(m, IPv4Net):
@@ -140,141 +216,170 @@ def member_texts(members: Iterable[Member]) -> list[tuple[IPv4 | str, int | None
     return out
 
 
-def peer_set(policy: NetworkPolicy, peer: Peer) -> SetDef:
-    """The set a peer becomes (spec: "namespaceSelector and podSelector ... both ... AND")."""
-    if peer.ip_block is not None:
-        b = peer.ip_block
-        key = f"block {b.cidr} except {','.join(sorted(map(str, b.excepts)))}"
-        return SetDef(key=key, kind="net", description=f"ipBlock {b}", block=b)
-    pods = peer.pod_selector or _EMPTY
-    if peer.namespace_selector is None:
-        # "podSelector ... selects particular Pods in the same namespace as the NetworkPolicy"
-        key = f"pods ns={policy.namespace} sel={pods.canonical()}"
-        desc = f"pods in namespace {policy.namespace} matching {pods}"
-        return SetDef(key=key, kind="net", description=desc, scope_ns=policy.namespace,
-                      pod_selector=pods)  # fmt: skip
-    nss = peer.namespace_selector
-    key = f"pods nssel={nss.canonical()} sel={pods.canonical()}"
-    desc = f"pods matching {pods} in namespaces matching {nss}"
-    return SetDef(key=key, kind="net", description=desc, ns_selector=nss, pod_selector=pods)
-
-
-def named_port_set(name: str, protocol: str) -> SetDef:
-    """(pod IP, port) of every pod declaring a container port ``name``/``protocol``."""
-    return SetDef(
-        key=f"port {protocol} {name}",
-        kind="port",
-        description=f"pods with a {protocol} container port named {name!r}, and its number",
-        port_name=name,
-        protocol=protocol,
-    )
-
-
 # -------------------------------------------------------------------------- rules
 
 
 @dataclass(frozen=True, slots=True)
-class AllowRule:
-    """One rendered match of a policy chain; when it matches, the accept mark is set."""
+class Match:
+    """What one rendered rule matches; every criterion must hold."""
 
+    protocol: int | None = None
+    not_protocol: int | None = None
+    icmp: IcmpMatch | None = None
+    not_icmp: IcmpMatch | None = None
+    src_sets: tuple[str, ...] = ()
+    """Net set keys the source address must be in."""
+    not_src_sets: tuple[str, ...] = ()
+    dst_sets: tuple[str, ...] = ()
+    not_dst_sets: tuple[str, ...] = ()
+    src_ports: tuple[tuple[int, int], ...] = ()
+    """One multiport group of inclusive source port ranges (empty: any)."""
+    dst_ports: tuple[tuple[int, int], ...] = ()
+    not_src_ports: tuple[tuple[tuple[int, int], ...], ...] = ()
+    """Multiport groups the source port must be outside of (each at most 15 slots)."""
+    not_dst_ports: tuple[tuple[tuple[int, int], ...], ...] = ()
+    src_named: str | None = None
+    """A named-port set key that (source address, source port) must be in."""
+    dst_named: str | None = None
+    not_src_named: tuple[str, ...] = ()
+    not_dst_named: tuple[str, ...] = ()
+
+    @property
+    def proto_name(self) -> str | None:
+        return None if self.protocol is None else protocol_name(self.protocol).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One rendered rule of a policy chain: a match and the program rule's action."""
+
+    action: Action
+    match: Match
     comment: str
-    peer_set: str | None = None
-    """Set key matched against the peer address (source for ingress, destination for egress)."""
-    port_set: str | None = None
-    """Named-port set key matched against (destination, destination port)."""
-    protocol: str | None = None
-    """Lower-case protocol, or None for every protocol (ICMP included)."""
-    ports: tuple[tuple[int, int], ...] = ()
-    """Inclusive destination port ranges; empty means any port of ``protocol``."""
+    """Names the policy and the program rule (its origin) and the action."""
+    first: bool = True
+    """The first rendered rule of its program rule (False for further alternatives)."""
+    last: bool = True
+    """The last rendered rule of its program rule (allow and pass return after it)."""
 
 
-def _port_groups(ports: tuple[PolicyPort, ...]) -> list[AllowRule]:
-    """Rules for one peer's ``ports``: numeric ports of one protocol share a multiport rule."""
-    out: list[AllowRule] = []
-    numeric: dict[str, list[tuple[int, int]]] = {}
-    any_port: set[str] = set()
-    for pp in ports:
-        proto = pp.protocol.lower()
-        if pp.port is None:
-            # "If this field is not provided, this matches all port names and numbers."
-            any_port.add(proto)
-        elif isinstance(pp.port, str):
-            out.append(AllowRule("", port_set=named_port_set(pp.port, pp.protocol).key,
-                                 protocol=proto, ports=()))  # fmt: skip
-        else:
-            # "endPort ... indicates that the range of ports from port to endPort if set, inclusive"
-            end = pp.end_port if pp.end_port is not None else pp.port
-            numeric.setdefault(proto, []).append((pp.port, end))
-    for proto in sorted(any_port):
-        out.append(AllowRule("", protocol=proto))
-    for proto in sorted(numeric):
-        if proto in any_port:
-            continue
-        ranges = sorted(set(numeric[proto]))
-        chunk: list[tuple[int, int]] = []
-        slots = 0
-        for r in ranges:
-            need = 1 if r[0] == r[1] else 2
-            if slots + need > MULTIPORT_MAX:
-                out.append(AllowRule("", protocol=proto, ports=tuple(chunk)))
-                chunk, slots = [], 0
-            chunk.append(r)
-            slots += need
-        if chunk:
-            out.append(AllowRule("", protocol=proto, ports=tuple(chunk)))
+def _groups(ranges: tuple[tuple[int, int], ...]) -> list[tuple[tuple[int, int], ...]]:
+    """Ranges in groups of at most 15 multiport slots (a range takes two)."""
+    out: list[tuple[tuple[int, int], ...]] = []
+    chunk: list[tuple[int, int]] = []
+    slots = 0
+    for r in sorted(set(ranges)):
+        need = 1 if r[0] == r[1] else 2
+        if slots + need > MULTIPORT_MAX:
+            out.append(tuple(chunk))
+            chunk, slots = [], 0
+        chunk.append(r)
+        slots += need
+    if chunk:
+        out.append(tuple(chunk))
     return out
 
 
+def _alternatives(pm: PortMatch | None) -> list[tuple[tuple[tuple[int, int], ...], str | None]]:
+    """A port match as alternatives: (one multiport group, or a named-port set key)."""
+    if pm is None:
+        return [((), None)]
+    out: list[tuple[tuple[tuple[int, int], ...], str | None]] = [
+        (g, None) for g in _groups(pm.ranges)
+    ]
+    out += [((), n.key) for n in pm.named]
+    return out
+
+
+def _nets(s: NetSet | None) -> tuple[bool, NetSet | None]:
+    """(the side can match at all, the set to match if any) for a positive net match."""
+    if s is None:
+        return True, None
+    if not v4_networks(s.nets):
+        return False, None
+    return True, s
+
+
+def compile_rule(
+    policy: Policy, direction: Direction, rule: Rule, sets: dict[str, SetDef]
+) -> list[PolicyRule]:
+    """One program rule as rendered rules (none when it can never match an IPv4 packet)."""
+    if rule.ip_version == 6:
+        return []  # an IPv6 rule never matches an IPv4 packet
+    not_protocol = rule.not_protocol
+    if rule.protocol is not None and not_protocol is not None:
+        if rule.protocol == not_protocol:
+            return []  # "protocol P and not P" never holds
+        not_protocol = None  # implied by the positive protocol
+    if (rule.icmp is not None or rule.not_icmp is not None) and rule.protocol != PROTOCOL_ICMP:
+        # ICMPv6 type matches never meet an IPv4 packet; a negated ICMP match on
+        # every protocol is not something any policy kind compiles to
+        if rule.protocol is not None:
+            return []
+        if rule.icmp is None:
+            raise ValueError(f"{policy.label} {rule.origin}: an ICMP match needs protocol ICMP")
+    for side in (rule.src, rule.dst):
+        if (side.ports is not None or side.not_ports is not None) and (
+            rule.protocol not in PORT_PROTOCOLS
+        ):
+            raise ValueError(f"{policy.label} {rule.origin}: ports need TCP, UDP, SCTP or UDPLite")
+    sides: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for name, side in (("src", rule.src), ("dst", rule.dst)):
+        ok, nets = _nets(side.nets)
+        if not ok:
+            return []  # "in one of no IPv4 nets" never holds
+        pos: list[ProgramSet] = [s for s in (nets, side.selector) if s is not None]
+        neg: list[ProgramSet] = [s for s in (side.not_selector,) if s is not None]
+        if side.not_nets is not None and v4_networks(side.not_nets.nets):
+            neg.insert(0, side.not_nets)
+        for s in (*pos, *neg):
+            sets.setdefault(s.key, set_def(s))
+        sides[name] = (tuple(s.key for s in pos), tuple(s.key for s in neg))
+    for side in (rule.src, rule.dst):
+        for pm in (side.ports, side.not_ports):
+            for n in pm.named if pm is not None else ():
+                sets.setdefault(n.key, set_def(n))
+    base = Match(
+        protocol=PROTOCOL_ICMP if rule.icmp is not None else rule.protocol,
+        not_protocol=not_protocol,
+        icmp=rule.icmp,
+        not_icmp=rule.not_icmp,
+        src_sets=sides["src"][0],
+        not_src_sets=sides["src"][1],
+        dst_sets=sides["dst"][0],
+        not_dst_sets=sides["dst"][1],
+        not_src_ports=_negated_groups(rule.src),
+        not_dst_ports=_negated_groups(rule.dst),
+        not_src_named=_negated_named(rule.src),
+        not_dst_named=_negated_named(rule.dst),
+    )
+    comment = f"policy {policy.label} {rule.origin}: {rule.action}"
+    matches_: list[Match] = [
+        dataclasses.replace(base, src_ports=sp, src_named=sn, dst_ports=dp, dst_named=dn)
+        for sp, sn in _alternatives(rule.src.ports)
+        for dp, dn in _alternatives(rule.dst.ports)
+    ]
+    count = len(matches_)
+    return [
+        PolicyRule(rule.action, m, comment, first=i == 0, last=i == count - 1)
+        for i, m in enumerate(matches_)
+    ]
+
+
+def _negated_groups(side: EntityMatch) -> tuple[tuple[tuple[int, int], ...], ...]:
+    return tuple(_groups(side.not_ports.ranges)) if side.not_ports is not None else ()
+
+
+def _negated_named(side: EntityMatch) -> tuple[str, ...]:
+    return tuple(n.key for n in side.not_ports.named) if side.not_ports is not None else ()
+
+
 def compile_rules(
-    policy: NetworkPolicy, direction: Direction
-) -> tuple[tuple[AllowRule, ...], dict[str, SetDef]]:
+    policy: Policy, direction: Direction
+) -> tuple[tuple[PolicyRule, ...], dict[str, SetDef]]:
     """A policy's chain for one direction and the sets it uses (by key)."""
-    rules: tuple[Rule, ...] = policy.ingress if direction == "ingress" else policy.egress
-    out: list[AllowRule] = []
+    out: list[PolicyRule] = []
     sets: dict[str, SetDef] = {}
-    for i, rule in enumerate(rules):
-        peers: tuple[Peer | None, ...] = (None,) if rule.peers is None else rule.peers
-        for j, peer in enumerate(peers):
-            where = f"policy {policy.key} {direction} rule {i}"
-            peer_key: str | None = None
-            if peer is not None:
-                if peer.ip_block is not None and not isinstance(peer.ip_block.cidr, IPv4Net):
-                    continue  # an IPv6 block never matches an IPv4 packet
-                sd = peer_set(policy, peer)
-                sets[sd.key] = sd
-                peer_key = sd.key
-                where += f" peer {j}"
-            else:
-                where += " any peer"
-            if rule.ports is None:
-                # "If this field is empty or missing, this rule matches all ports"
-                out.append(AllowRule(where, peer_set=peer_key))
-                continue
-            for part in _port_groups(rule.ports):
-                if part.port_set is not None:
-                    assert part.protocol is not None
-                    sd = next(
-                        named_port_set(str(pp.port), pp.protocol)
-                        for pp in rule.ports
-                        if named_port_set(str(pp.port), pp.protocol).key == part.port_set
-                    )
-                    sets[sd.key] = sd
-                out.append(
-                    AllowRule(
-                        where + " " + _describe(part),
-                        peer_set=peer_key,
-                        port_set=part.port_set,
-                        protocol=part.protocol,
-                        ports=part.ports,
-                    )
-                )
+    for rule in policy.rules(direction):
+        out += compile_rule(policy, direction, rule, sets)
     return tuple(out), sets
-
-
-def _describe(part: AllowRule) -> str:
-    proto = (part.protocol or "any").upper()
-    if part.port_set is not None:
-        return f"{proto}/{part.port_set.rsplit(' ', 1)[-1]}"
-    if not part.ports:
-        return f"{proto}/*"
-    return f"{proto}/" + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in part.ports)

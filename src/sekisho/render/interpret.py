@@ -20,6 +20,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from sekisho.render.nftables import ICMP_CODES, ICMP_TYPES, PROTOCOL_WORDS
+
 Verdict = Literal["ACCEPT", "DROP"]
 Hook = Literal["FORWARD", "INPUT", "OUTPUT"]
 State = Literal["NEW", "ESTABLISHED", "RELATED", "INVALID"]
@@ -45,6 +47,10 @@ class Packet:
     iif: str = ""
     oif: str = ""
     hook: Hook = "FORWARD"
+    sport: int | None = None
+    """Source port; None: unknown (a rule on source ports does not match it, a negated one does)."""
+    icmp: tuple[int, int] = (8, 0)
+    """ICMP type and code of an ICMP packet (an echo request, as probes send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +67,13 @@ class Decision:
         last policy rule that set the accept mark (or "not isolated"), else :attr:`rule`."""
         if self.verdict == "ACCEPT":
             for comment in reversed(self.trail):
-                if comment.startswith("policy ") or comment.endswith(
-                    (": not isolated", ": replies and related")
-                ):
+                if comment.endswith(ALLOWING):
                     return comment
         return self.rule
+
+
+ALLOWING = (": allow", ": not isolated", ": the profile allows", ": replies and related")
+"""How the comments of the rules that can allow a packet end (see :attr:`Decision.because`)."""
 
 
 @dataclass(slots=True)
@@ -93,7 +101,8 @@ def _ports_match(spec: list[tuple[int, int]], port: int | None) -> bool:
     return port is not None and any(a <= port <= b for a, b in spec)
 
 
-_PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+_PORT_PROTOCOLS = ("tcp", "udp", "sctp", "udplite")
+_PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132, "udplite": 136}
 
 # ====================================================================== iptables
 
@@ -104,10 +113,15 @@ class _IptRule:
     comment: str = ""
     iif: str | None = None
     oif: str | None = None
-    protocol: str | None = None
+    protocol: tuple[str, bool] | None = None
+    """(protocol, negated)."""
     ctstates: frozenset[str] | None = None
-    sets: list[tuple[str, list[str]]] = field(default_factory=list)
-    dports: list[tuple[int, int]] | None = None
+    sets: list[tuple[str, list[str], bool]] = field(default_factory=list)
+    """(set, directions, negated)."""
+    ports: list[tuple[str, list[tuple[int, int]], bool]] = field(default_factory=list)
+    """(``sport`` or ``dport``, ranges, negated): every one must hold."""
+    icmp: list[tuple[int, int | None, bool]] = field(default_factory=list)
+    """(type, code or None, negated)."""
     mark: tuple[int, int] | None = None
     target: str | None = None
     goto: bool = False
@@ -122,6 +136,7 @@ def _mask(text: str) -> tuple[int, int]:
 def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
     r = _IptRule(text)
     i = 0
+    negated = False
 
     def arg() -> str:
         nonlocal i
@@ -132,23 +147,31 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
 
     while i < len(words):
         w = words[i]
+        if w == "!":
+            negated = True
+            i += 1
+            continue
         if w == "-i":
             r.iif = arg()
         elif w == "-o":
             r.oif = arg()
         elif w == "-p":
-            r.protocol = arg().lower()
+            r.protocol = (arg().lower(), negated)
         elif w == "-m":
             arg()  # the option names below identify the module
         elif w == "--ctstate":
             r.ctstates = frozenset(arg().split(","))
         elif w == "--match-set":
             name = arg()
-            r.sets.append((name, arg().split(",")))
-        elif w == "--dports":
-            r.dports = [
+            r.sets.append((name, arg().split(","), negated))
+        elif w in ("--dports", "--sports"):
+            ranges = [
                 (int(a), int(b or a)) for a, _, b in (p.partition(":") for p in arg().split(","))
             ]
+            r.ports.append((w[2:-1], ranges, negated))
+        elif w == "--icmp-type":
+            t, _, c = arg().partition("/")
+            r.icmp.append((int(t), int(c) if c else None, negated))
         elif w == "--mark":
             r.mark = _mask(arg())
         elif w == "--comment":
@@ -158,8 +181,13 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
             r.target = arg()
         elif w == "--set-xmark":
             r.set_xmark = _mask(arg())
+        elif w in ("--log-prefix", "--log-level"):
+            arg()
         else:
             raise RulesetSyntaxError(f"unknown word {w!r} in rule: {text}")
+        if negated and w not in ("-p", "--match-set", "--dports", "--sports", "--icmp-type"):
+            raise RulesetSyntaxError(f"'!' before {w!r} in rule: {text}")
+        negated = False
         i += 1
     return r
 
@@ -223,10 +251,13 @@ class IptablesProgram:
             return False
         if kind == "hash:net":
             return any(addr in net for net in members)  # type: ignore[operator]
+        if len(dirs) != 2:
+            raise RulesetSyntaxError(f"set {name} of type {kind} needs two directions")
         proto = w.packet.protocol.lower()
-        if len(dirs) < 2 or dirs[1] != "dst" or w.packet.port is None:
+        port = w.packet.sport if dirs[1] == "src" else w.packet.port
+        if port is None or proto not in _PORT_PROTOCOLS:
             return False
-        return (addr, proto, w.packet.port) in members
+        return (addr, proto, port) in members
 
     def _matches(self, r: _IptRule, w: _Walk) -> bool:
         p = w.packet
@@ -234,15 +265,25 @@ class IptablesProgram:
             return False
         if r.oif is not None and not _iface_match(r.oif, p.oif):
             return False
-        if r.protocol is not None and r.protocol != p.protocol.lower():
+        if r.protocol is not None and (r.protocol[0] == p.protocol.lower()) == r.protocol[1]:
             return False
         if r.ctstates is not None and p.state not in r.ctstates:
             return False
         if r.mark is not None and (w.mark & r.mark[1]) != r.mark[0]:
             return False
-        if r.dports is not None and not _ports_match(r.dports, p.port):
-            return False
-        return all(self._in_set(name, dirs, w) for name, dirs in r.sets)
+        for which, ranges, negated in r.ports:
+            if r.protocol is None or r.protocol[1] or r.protocol[0] not in _PORT_PROTOCOLS:
+                raise RulesetSyntaxError(f"multiport without a port protocol: {r.text}")
+            port = p.port if which == "dport" else p.sport
+            if _ports_match(ranges, port) == negated:
+                return False
+        for t, c, negated in r.icmp:
+            if r.protocol != ("icmp", False):
+                raise RulesetSyntaxError(f"--icmp-type without -p icmp: {r.text}")
+            hit = p.icmp[0] == t and (c is None or p.icmp[1] == c)
+            if hit == negated:
+                return False
+        return all(self._in_set(name, dirs, w) != neg for name, dirs, neg in r.sets)
 
     def _run(self, chain: str, w: _Walk) -> Verdict | None:
         w.depth += 1
@@ -263,6 +304,8 @@ class IptablesProgram:
                     return "DROP"
                 if t == "RETURN":
                     return None
+                if t == "LOG":
+                    continue
                 if t == "MARK":
                     assert r.set_xmark is not None
                     value, mask = r.set_xmark
@@ -341,9 +384,28 @@ class _NftRule:
     verdict: tuple[str, str] | None = None
     vmap: tuple[str, dict[str, tuple[str, str]]] | None = None
     comment: str = ""
+    log: bool = False
+    """A ``log`` statement (records the packet; changes nothing)."""
 
 
 _VERDICTS = ("accept", "drop", "return")
+
+
+def _neg(rest: list[str], at: int) -> tuple[bool, int]:
+    """Whether ``rest[at]`` is ``!=`` (and the index of the value after it)."""
+    if at < len(rest) and rest[at] == "!=":
+        return True, at + 1
+    return False, at
+
+
+def _number(tok: str, names: dict[int, str]) -> int:
+    for number, name in names.items():
+        if name == tok:
+            return number
+    try:
+        return int(tok)
+    except ValueError:
+        raise RulesetSyntaxError(f"unknown name {tok!r}") from None
 
 
 def _parse_nft_rule(line: str) -> _NftRule:
@@ -378,21 +440,35 @@ def _parse_nft_rule(line: str) -> _NftRule:
             r.matches.append(("nfproto", rest[1]))
             i += 3
         elif w == "meta" and rest[0] == "l4proto":
-            r.matches.append(("l4proto", rest[1]))
-            i += 3
+            neg, at = _neg(rest, 1)
+            r.matches.append(("l4proto", (_number(rest[at], PROTOCOL_WORDS), neg)))
+            i += at + 2
         elif w == "ip" and rest[0] in ("saddr", "daddr") and rest[1:3] == [".", "th"]:
-            if rest[3] != "dport" or not rest[4].startswith("@"):
+            neg, at = _neg(rest, 4)
+            if rest[3] not in ("sport", "dport") or not rest[at].startswith("@"):
                 raise RulesetSyntaxError(f"unknown concatenation in: {line}")
-            r.matches.append(("daddr.dport", rest[4][1:]))
-            i += 6
+            r.matches.append(("addr.port", (rest[0], rest[3], rest[at][1:], neg)))
+            i += at + 2
         elif w == "ip" and rest[0] in ("saddr", "daddr"):
-            if not rest[1].startswith("@"):
+            neg, at = _neg(rest, 1)
+            if not rest[at].startswith("@"):
                 raise RulesetSyntaxError(f"expected a named set in: {line}")
-            r.matches.append((rest[0], rest[1][1:]))
+            r.matches.append(("addr", (rest[0], rest[at][1:], neg)))
+            i += at + 2
+        elif w in _PORT_PROTOCOLS and rest[0] in ("sport", "dport"):
+            neg, at = _neg(rest, 1)
+            r.matches.append(("port", (w, rest[0], _port_ranges(rest[at]), neg)))
+            i += at + 2
+        elif w == "icmp" and rest[0] in ("type", "code"):
+            neg, at = _neg(rest, 1)
+            names = ICMP_TYPES if rest[0] == "type" else ICMP_CODES
+            r.matches.append(("icmp " + rest[0], (_number(rest[at], names), neg)))
+            i += at + 2
+        elif w == "log" and rest[0] == "prefix":
+            r.log = True
             i += 3
-        elif w in _PORT_PROTOCOLS and rest[0] == "dport":
-            r.matches.append(("dport", (w, _port_ranges(rest[1]))))
-            i += 3
+            if i < len(t) and t[i] == "level":
+                i += 2
         elif w == "comment":
             r.comment = _unquote(rest[0])
             i += 2
@@ -463,6 +539,8 @@ class NftProgram:
 
     def _matches(self, r: _NftRule, w: _Walk) -> bool:
         p = w.packet
+        proto = p.protocol.lower()
+        number = _PROTOCOL_NUMBERS.get(proto, -1)
         for kind, arg in r.matches:
             if kind == "iifname":
                 ok = _iface_match(str(arg), p.iif)
@@ -474,24 +552,37 @@ class NftProgram:
                 mask, value = cast("tuple[int, int]", arg)
                 ok = (w.mark & mask) == value
             elif kind == "l4proto":
-                ok = p.protocol.lower() == arg
+                want, neg = cast("tuple[int, bool]", arg)
+                ok = (number == want) != neg
             elif kind == "nfproto":
                 ok = ("ipv6" if ":" in p.src else "ipv4") == arg
-            elif kind in ("saddr", "daddr"):
-                addr = w.src if kind == "saddr" else w.dst
-                members = self._member(str(arg))[1]
-                ok = addr is not None and any(addr in n for n in members)  # type: ignore[operator]
-            elif kind == "daddr.dport":
-                members = self._member(str(arg))[1]
-                ok = (
-                    w.dst is not None
-                    and p.port is not None
-                    and p.protocol.lower() in _PORT_PROTOCOLS
-                    and (w.dst, p.port) in members
+            elif kind == "addr":
+                where, name, neg = cast("tuple[str, str, bool]", arg)
+                addr = w.src if where == "saddr" else w.dst
+                members = self._member(name)[1]
+                hit = addr is not None and any(addr in n for n in members)  # type: ignore[operator]
+                ok = hit != neg
+            elif kind == "addr.port":
+                where, which, name, neg = cast("tuple[str, str, str, bool]", arg)
+                addr = w.src if where == "saddr" else w.dst
+                port = p.port if which == "dport" else p.sport
+                members = self._member(name)[1]
+                if addr is None or port is None or proto not in _PORT_PROTOCOLS:
+                    # nft needs a transport header for th: without one the rule fails
+                    ok = False
+                else:
+                    ok = ((addr, port) in members) != neg
+            elif kind == "port":
+                want_proto, which, ranges, neg = cast(
+                    "tuple[str, str, list[tuple[int, int]], bool]", arg
                 )
-            elif kind == "dport":
-                proto, ranges = cast("tuple[str, list[tuple[int, int]]]", arg)
-                ok = p.protocol.lower() == proto and _ports_match(ranges, p.port)
+                port = p.port if which == "dport" else p.sport
+                # "tcp dport != 80" needs TCP too: the protocol is a dependency, not negated
+                ok = proto == want_proto and _ports_match(ranges, port) != neg
+            elif kind in ("icmp type", "icmp code"):
+                want, neg = cast("tuple[int, bool]", arg)
+                value = p.icmp[0] if kind == "icmp type" else p.icmp[1]
+                ok = proto == "icmp" and (value == want) != neg
             else:  # pragma: no cover - the parser produces only the kinds above
                 raise RulesetSyntaxError(kind)
             if not ok:

@@ -10,8 +10,12 @@ Layout, all in table ``filter``::
                           -o cali+ -> P-tw-dispatch; mark set -> ACCEPT
     INPUT   -> P-INPUT:   clear mark; -i cali+ -> P-fw-dispatch; mark set -> ACCEPT
     P-fw-dispatch: -i caliX -g P-fw-caliX ... ; DROP (unknown cali interface)
-    P-fw-caliX: ESTABLISHED,RELATED ACCEPT; INVALID DROP; clear mark;
-                per policy: -j P-po-H; mark set -> RETURN; DROP if isolated else set mark
+    P-fw-caliX: ESTABLISHED,RELATED ACCEPT; INVALID DROP; clear the accept and pass marks;
+                per tier: clear the pass mark; per policy of it: pass mark clear -> P-po-H,
+                accept mark set -> RETURN; pass mark clear -> DROP (end of tier, deny);
+                then the profile: set the accept mark
+    P-po-H:     per rule: match -> MARK accept (then RETURN) | MARK pass (then RETURN)
+                | DROP | LOG
 
 A from-endpoint chain RETURNs with the accept mark rather than accepting, so a
 packet between two local pods still passes the destination's to-endpoint chain.
@@ -25,8 +29,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from sekisho.render import names
-from sekisho.render.compile import DIRECTIONS, AllowRule, Direction, member_texts
+from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
 from sekisho.render.node import Endpoint, NodeRenderer
+from sekisho.semantics.program import IcmpMatch
 
 MARK = f"{names.ACCEPT_MARK:#x}/{names.ACCEPT_MARK:#x}"
 CLEAR = f"0x0/{names.ACCEPT_MARK:#x}"
@@ -90,12 +95,18 @@ class IptablesRuleset:
         """The hook rules as ``-I BUILTIN 1 ...`` lines (first hook inserted last)."""
         return "".join(f"-I {chain} 1 {rule}\n" for chain, rule in self.hooks)
 
-    def render_text(self) -> str:
-        """What ``sekisho render`` prints: both documents and the hooks, each after a comment."""
+    def header(self) -> str:
+        """Comment lines for humans: the node, what each set holds, the notes."""
         parts = [f"# sekisho iptables ruleset for node {self.node} (prefix {self.prefix})\n"]
         for s in self.sets:
             parts.append(f"#   set {s.name} ({s.type}): {s.description}\n")
         parts.extend(f"#   note: {n}\n" for n in self.notes)
+        return "".join(parts)
+
+    def render_text(self) -> str:
+        """Both documents and the hooks, each after a comment (the renderer's own form;
+        ``sekisho render`` prints what the applier sends, with its hash comments)."""
+        parts = [self.header()]
         parts.append("# --- ipset restore ---\n")
         parts.append(self.ipset_restore())
         parts.append("# --- iptables-restore --noflush (table filter) ---\n")
@@ -112,16 +123,28 @@ class IptablesRuleset:
 
 
 def _q(comment: str) -> str:
-    return '"' + comment.replace('"', "'") + '"'
+    return '"' + names.comment_text(comment) + '"'
 
 
 def _c(comment: str) -> str:
     return f"-m comment --comment {_q(comment)}"
 
 
+PASS = f"{names.PASS_MARK:#x}/{names.PASS_MARK:#x}"
+NO_PASS = f"0x0/{names.PASS_MARK:#x}"
+CLEAR_BOTH = f"0x0/{names.ACCEPT_MARK | names.PASS_MARK:#x}"
+
+PROTOCOL_WORDS = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite"}
+"""How ``iptables-save`` names the protocols the program names (others stay numbers)."""
+
+
+def protocol_word(number: int) -> str:
+    return PROTOCOL_WORDS.get(number, str(number))
+
+
 def set_spec(r: NodeRenderer, key: str) -> IpSetSpec:
     sd = r.set_defs[key]
-    proto = (sd.protocol or "").lower()
+    proto = sd.protocol or ""
     return IpSetSpec(
         name=r.set_name(key),
         type="hash:net" if sd.kind == "net" else "hash:ip,port",
@@ -133,34 +156,79 @@ def set_spec(r: NodeRenderer, key: str) -> IpSetSpec:
     )
 
 
-def allow_rule(r: NodeRenderer, rule: AllowRule, direction: Direction) -> str:
+def _multiport(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in ranges)
+
+
+def _icmp(m: IcmpMatch) -> str:
+    return str(m.type) if m.code is None else f"{m.type}/{m.code}"
+
+
+def match_words(r: NodeRenderer, m: Match) -> list[str]:
+    """The match of one rendered rule in ``iptables-save`` order."""
     words: list[str] = []
-    if rule.protocol is not None:
-        words.append(f"-p {rule.protocol}")
-    if rule.peer_set is not None:
-        where = "src" if direction == "ingress" else "dst"
-        words.append(f"-m set --match-set {r.set_name(rule.peer_set)} {where}")
-    if rule.port_set is not None:
-        words.append(f"-m set --match-set {r.set_name(rule.port_set)} dst,dst")
-    if rule.ports:
-        ports = ",".join(str(a) if a == b else f"{a}:{b}" for a, b in rule.ports)
-        words.append(f"-m multiport --dports {ports}")
-    words.append(_c(rule.comment))
-    words.append(f"-j MARK --set-xmark {MARK}")
-    return " ".join(words)
+    if m.protocol is not None:
+        words.append(f"-p {protocol_word(m.protocol)}")
+    elif m.not_protocol is not None:
+        words.append(f"! -p {protocol_word(m.not_protocol)}")
+    for keys, neg, where in (
+        (m.src_sets, "", "src"),
+        (m.not_src_sets, "! ", "src"),
+        (m.dst_sets, "", "dst"),
+        (m.not_dst_sets, "! ", "dst"),
+        ((m.src_named,) if m.src_named else (), "", "src,src"),
+        (m.not_src_named, "! ", "src,src"),
+        ((m.dst_named,) if m.dst_named else (), "", "dst,dst"),
+        (m.not_dst_named, "! ", "dst,dst"),
+    ):
+        words.extend(f"-m set {neg}--match-set {r.set_name(k)} {where}" for k in keys)
+    if m.src_ports:
+        words.append(f"-m multiport --sports {_multiport(m.src_ports)}")
+    words.extend(f"-m multiport ! --sports {_multiport(g)}" for g in m.not_src_ports)
+    if m.dst_ports:
+        words.append(f"-m multiport --dports {_multiport(m.dst_ports)}")
+    words.extend(f"-m multiport ! --dports {_multiport(g)}" for g in m.not_dst_ports)
+    if m.icmp is not None:
+        words.append(f"-m icmp --icmp-type {_icmp(m.icmp)}")
+    if m.not_icmp is not None:
+        words.append(f"-m icmp ! --icmp-type {_icmp(m.not_icmp)}")
+    return words
+
+
+def _target(r: NodeRenderer, action: str) -> str:
+    if action == "allow":
+        return f"-j MARK --set-xmark {MARK}"
+    if action == "pass":
+        return f"-j MARK --set-xmark {PASS}"
+    if action == "deny":
+        return "-j DROP"
+    return f'-j LOG --log-prefix "{r.prefix}-packet: "'
+
+
+def policy_rule(r: NodeRenderer, rule: PolicyRule) -> list[str]:
+    """One rendered rule (and, after the last of its program rule, the return of an
+    allow or a pass: Felix's "set the mark, then return if it is set")."""
+    out = [" ".join([*match_words(r, rule.match), _c(rule.comment), _target(r, rule.action)])]
+    if rule.last and rule.action == "allow":
+        out.append(f"-m mark --mark {MARK} -j RETURN")
+    elif rule.last and rule.action == "pass":
+        out.append(f"-m mark --mark {PASS} -j RETURN")
+    return out
 
 
 def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, ...]:
-    return tuple(allow_rule(r, rule, direction) for rule in r.chains[(key, direction)])
+    return tuple(line for rule in r.chains[(key, direction)] for line in policy_rule(r, rule))
 
 
 _ENDPOINT_STEP = {
     "replies": "-m conntrack --ctstate RELATED,ESTABLISHED {c} -j ACCEPT",
     "invalid": "-m conntrack --ctstate INVALID {c} -j DROP",
-    "clear": "{c} -j MARK --set-xmark " + CLEAR,
-    "policy": "{c} -j {chain}",
+    "clear": "{c} -j MARK --set-xmark " + CLEAR_BOTH,
+    "tier": "{c} -j MARK --set-xmark " + NO_PASS,
+    "policy": "-m mark --mark " + NO_PASS + " {c} -j {chain}",
     "allowed": "-m mark --mark " + MARK + " {c} -j RETURN",
-    "isolated": "{c} -j DROP",
+    "end-of-tier": "-m mark --mark " + NO_PASS + " {c} -j DROP",
+    "profile": "{c} -j MARK --set-xmark " + MARK,
     "open": "{c} -j MARK --set-xmark " + MARK,
 }
 

@@ -23,6 +23,8 @@ MIN_HASH = 8
 
 ACCEPT_MARK = 0x10000
 """The mark bit a policy rule sets when it allows a packet (Calico's accept mark)."""
+PASS_MARK = 0x20000
+"""The mark bit a policy rule sets when it passes a packet to the next tier (Calico's pass mark)."""
 
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,11}$")
 
@@ -91,3 +93,17 @@ def top_chain(prefix: str, hook: str) -> str:
 def dispatch_chain(prefix: str, direction: str) -> str:
     """The chain that picks a local endpoint's chain by interface."""
     return f"{prefix}-{'tw' if direction == 'ingress' else 'fw'}-dispatch"
+
+
+COMMENT_MAX = 120
+"""Longest comment we write: nftables keeps at most 128 bytes, iptables 256."""
+
+
+def comment_text(comment: str) -> str:
+    """A rule's comment as written by both backends: double quotes made single, at most
+    :data:`COMMENT_MAX` characters (cut with ``...``)."""
+    text = comment.replace('"', "'")
+    if len(text.encode()) <= COMMENT_MAX:
+        return text
+    cut = text.encode()[: COMMENT_MAX - 3].decode(errors="ignore")
+    return cut + "..."

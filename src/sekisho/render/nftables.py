@@ -2,8 +2,8 @@
 
 Same layout and marks as the iptables backend (see :mod:`sekisho.render.iptables`),
 with nftables' own tools so per-packet cost does not grow with the cluster:
-dispatch by interface through a verdict map, peers as named ``ipv4_addr`` sets
-with ``flags interval`` (ipBlock excepts already subtracted exactly), named
+dispatch by interface through a verdict map, every program set as a named
+``ipv4_addr`` set with ``flags interval`` (its members disjoint), named
 ports as ``ipv4_addr . inet_service`` concatenations, port lists as anonymous
 sets. Rules are written the way ``nft list table`` prints them, so a read-back
 compares after :func:`normalize_nft`.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from sekisho.render import names
-from sekisho.render.compile import DIRECTIONS, AllowRule, Direction, member_texts
+from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
 from sekisho.render.node import Endpoint, NodeRenderer
 
 MARK = f"0x{names.ACCEPT_MARK:08x}"
@@ -99,7 +99,7 @@ class NftRuleset:
 
 
 def _c(comment: str) -> str:
-    return 'comment "' + comment.replace('"', "'") + '"'
+    return 'comment "' + names.comment_text(comment) + '"'
 
 
 def nft_set(r: NodeRenderer, key: str) -> NftSet:
@@ -114,11 +114,54 @@ def nft_set(r: NodeRenderer, key: str) -> NftSet:
     )
 
 
-def _ports(rule: AllowRule) -> str:
+PASS = f"0x{names.PASS_MARK:08x}"
+KEEP_NO_PASS = f"0x{0xFFFFFFFF & ~names.PASS_MARK:08x}"
+KEEP_NEITHER = f"0x{0xFFFFFFFF & ~(names.ACCEPT_MARK | names.PASS_MARK):08x}"
+NONE = "0x00000000"
+
+PROTOCOL_WORDS = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite"}
+"""How ``nft list`` names the protocols the program names (others stay numbers)."""
+
+ICMP_TYPES = {
+    0: "echo-reply",
+    3: "destination-unreachable",
+    4: "source-quench",
+    5: "redirect",
+    8: "echo-request",
+    9: "router-advertisement",
+    10: "router-solicitation",
+    11: "time-exceeded",
+    12: "parameter-problem",
+    13: "timestamp-request",
+    14: "timestamp-reply",
+    15: "info-request",
+    16: "info-reply",
+    17: "address-mask-request",
+    18: "address-mask-reply",
+}
+"""``nft list`` prints ICMP types by these names."""
+ICMP_CODES = {
+    0: "net-unreachable",
+    1: "host-unreachable",
+    2: "prot-unreachable",
+    3: "port-unreachable",
+    4: "frag-needed",
+    9: "net-prohibited",
+    10: "host-prohibited",
+    13: "admin-prohibited",
+}
+"""... and ICMP codes by these."""
+
+
+def protocol_word(number: int) -> str:
+    return PROTOCOL_WORDS.get(number, str(number))
+
+
+def _ports(ranges: tuple[tuple[int, int], ...]) -> str:
     # nft merges adjacent and overlapping ranges of an anonymous set; so do we, so that
     # what we render is what `nft list` prints back
     merged: list[list[int]] = []
-    for a, b in sorted(rule.ports):
+    for a, b in sorted(ranges):
         if merged and a <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], b)
         else:
@@ -127,34 +170,102 @@ def _ports(rule: AllowRule) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
-def allow_rule(r: NodeRenderer, rule: AllowRule, direction: Direction) -> str:
+def _icmp_type(t: int) -> str:
+    return ICMP_TYPES.get(t, str(t))
+
+
+def _icmp_code(c: int) -> str:
+    return ICMP_CODES.get(c, str(c))
+
+
+def match_variants(r: NodeRenderer, m: Match) -> list[list[str]]:
+    """The match of one rendered rule as ``nft list`` prints it; a negated ICMP type
+    and code ("not this type with this code") is two rules: another type, or this
+    type with another code."""
     words: list[str] = []
-    if rule.peer_set is not None:
-        where = "saddr" if direction == "ingress" else "daddr"
-        words.append(f"ip {where} @{r.set_name(rule.peer_set)}")
-    if rule.port_set is not None:
-        words.append(f"ip daddr . th dport @{r.set_name(rule.port_set)}")
-        words.append(f"meta l4proto {rule.protocol}")
-    elif rule.ports:
-        words.append(f"{rule.protocol} dport {_ports(rule)}")
-    elif rule.protocol is not None:
-        words.append(f"meta l4proto {rule.protocol}")
-    words.append(f"meta mark set meta mark | {MARK} return")
-    words.append(_c(rule.comment))
-    return " ".join(words)
+    # named-port lookups first: after a protocol match nft would print them as
+    # ``ip daddr . tcp dport`` (it folds the protocol into them)
+    for named, neg, where in (
+        ((m.src_named,) if m.src_named else (), "", "saddr . th sport"),
+        (m.not_src_named, "!= ", "saddr . th sport"),
+        ((m.dst_named,) if m.dst_named else (), "", "daddr . th dport"),
+        (m.not_dst_named, "!= ", "daddr . th dport"),
+    ):
+        words.extend(f"ip {where} {neg}@{r.set_name(k)}" for k in named)
+    for keys, neg, where in (
+        (m.src_sets, "", "saddr"),
+        (m.not_src_sets, "!= ", "saddr"),
+        (m.dst_sets, "", "daddr"),
+        (m.not_dst_sets, "!= ", "daddr"),
+    ):
+        words.extend(f"ip {where} {neg}@{r.set_name(k)}" for k in keys)
+    proto = None if m.protocol is None else protocol_word(m.protocol)
+    ports = bool(m.src_ports or m.dst_ports or m.not_src_ports or m.not_dst_ports)
+    if ports:
+        if m.src_ports:
+            words.append(f"{proto} sport {_ports(m.src_ports)}")
+        words.extend(f"{proto} sport != {_ports(g)}" for g in m.not_src_ports)
+        if m.dst_ports:
+            words.append(f"{proto} dport {_ports(m.dst_ports)}")
+        words.extend(f"{proto} dport != {_ports(g)}" for g in m.not_dst_ports)
+    elif m.icmp is None and m.not_icmp is None and proto is not None:
+        words.append(f"meta l4proto {proto}")
+    if m.not_protocol is not None:
+        words.append(f"meta l4proto != {protocol_word(m.not_protocol)}")
+    if m.icmp is not None:
+        words.append(f"icmp type {_icmp_type(m.icmp.type)}")
+        if m.icmp.code is not None:
+            words.append(f"icmp code {_icmp_code(m.icmp.code)}")
+    if m.not_icmp is None:
+        return [words]
+    t = _icmp_type(m.not_icmp.type)
+    if m.icmp is not None:
+        # the type is fixed already: another type never is the excluded one
+        if m.icmp.type != m.not_icmp.type:
+            return [words]
+        if m.not_icmp.code is None:
+            return []  # "type T and not type T" never holds
+        if m.icmp.code is not None:
+            return [words] if m.icmp.code != m.not_icmp.code else []
+        return [[*words, f"icmp code != {_icmp_code(m.not_icmp.code)}"]]
+    if m.not_icmp.code is None:
+        return [[*words, f"icmp type != {t}"]]
+    return [
+        [*words, f"icmp type != {t}"],
+        [*words, f"icmp type {t}", f"icmp code != {_icmp_code(m.not_icmp.code)}"],
+    ]
+
+
+def _verdict(r: NodeRenderer, action: str) -> str:
+    if action == "allow":
+        return f"meta mark set meta mark | {MARK} return"
+    if action == "pass":
+        return f"meta mark set meta mark | {PASS} return"
+    if action == "deny":
+        return "drop"
+    return f'log prefix "{r.prefix}-packet: "'
+
+
+def policy_rule(r: NodeRenderer, rule: PolicyRule) -> list[str]:
+    return [
+        " ".join([*words, _verdict(r, rule.action), _c(rule.comment)])
+        for words in match_variants(r, rule.match)
+    ]
 
 
 def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, ...]:
-    return tuple(allow_rule(r, rule, direction) for rule in r.chains[(key, direction)])
+    return tuple(line for rule in r.chains[(key, direction)] for line in policy_rule(r, rule))
 
 
 _ENDPOINT_STEP = {
     "replies": "ct state established,related accept {c}",
     "invalid": "ct state invalid drop {c}",
-    "clear": "meta mark set meta mark & " + KEEP + " {c}",
-    "policy": "jump {chain} {c}",
+    "clear": "meta mark set meta mark & " + KEEP_NEITHER + " {c}",
+    "tier": "meta mark set meta mark & " + KEEP_NO_PASS + " {c}",
+    "policy": "meta mark & " + PASS + " == " + NONE + " jump {chain} {c}",
     "allowed": "meta mark & " + MARK + " == " + MARK + " return {c}",
-    "isolated": "drop {c}",
+    "end-of-tier": "meta mark & " + PASS + " == " + NONE + " drop {c}",
+    "profile": "meta mark set meta mark | " + MARK + " {c}",
     "open": "meta mark set meta mark | " + MARK + " {c}",
 }
 

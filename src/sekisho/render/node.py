@@ -1,31 +1,52 @@
-"""One node's dataplane state, kept incrementally: :class:`NodeRenderer` and its :class:`Delta`.
+"""One node's dataplane state from the policy program, kept incrementally: :class:`NodeRenderer`.
 
-A policy's chain depends only on the policy (peers become IP sets named by
-their canonical identity), an endpoint's chains only on which policies select
-it, and a set's members only on the pods. So when one pod's labels change, only
-the sets whose selectors could see that pod and (if the pod is local) its own
-endpoint chains are recomputed, and only their text is rendered again.
+The renderer reads the compiled program (:func:`sekisho.semantics.compile_program`)
+and the entities its sets hold (pods, nodes, network sets). A policy's chain
+depends only on the policy, an endpoint's chains only on which policies of
+which tiers apply to it, and a set's members only on the entities. So when one
+pod changes, only the sets that could hold it and (if it is local) its own
+endpoint chains are recomputed, and only their text is rendered again; when a
+policy changes, its chain and the endpoints' tier lists.
 
-A node renders only the policies that select at least one of its local pods,
-and only the sets those policies use (as Calico's calculation graph does).
+A node renders only the policies that apply to at least one of its local
+pods, and only the sets those policies use (as Felix's calculation graph does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Literal, Protocol, TypeVar, cast
 
-from sekisho.model.types import Cluster, Namespace, NetworkPolicy, Pod, endpoint_interface
+import numpy as np
+
+from sekisho.model.types import Cluster, Pod, endpoint_interface
 from sekisho.render import names
 from sekisho.render.compile import (
     DIRECTIONS,
-    AllowRule,
     Direction,
     Member,
+    PolicyRule,
     SetDef,
     compile_rules,
+    v4_networks,
 )
+from sekisho.selectors.expr import select
+from sekisho.selectors.labels import LabelTable
+from sekisho.semantics.compiler import compile_program, program_inputs
+from sekisho.semantics.labels import namespace_part
+from sekisho.semantics.program import (
+    EndAction,
+    NamedPortSet,
+    Policy,
+    Program,
+    SelectorSet,
+    protocol_name,
+)
+from sekisho.semantics.universe import Entity, Universe, pod_entity
+from sekisho.semantics.verdict import applies
 
 
 class _Keyed(Protocol):
@@ -40,43 +61,67 @@ _T = TypeVar("_T")
 # ---------------------------------------------------------------------- endpoints
 
 
-EndpointAction = Literal["replies", "invalid", "clear", "policy", "allowed", "isolated", "open"]
+EndpointAction = Literal[
+    "replies", "invalid", "clear", "tier", "policy", "allowed", "end-of-tier", "profile", "open"
+]
 EndpointStep = tuple[EndpointAction, str, str | None]
-"""(action, comment, policy key for ``policy``/``allowed``)."""
+"""(action, comment, policy key for ``policy``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TierRef:
+    """One tier as an endpoint meets it: the policies of it that apply, in order."""
+
+    name: str
+    end: EndAction
+    policies: tuple[tuple[str, str], ...]
+    """(key, label) of each applying policy, in the tier's order."""
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A local pod's two chains: which policies run, in order, and whether it is isolated."""
+    """A local pod's two chains: the tiers that apply to it in each direction, in order."""
 
     pod: str
     iface: str
-    ingress: tuple[str, ...]
-    """Keys of selecting policies that affect ingress, sorted by namespace/name."""
-    egress: tuple[str, ...]
+    ingress: tuple[TierRef, ...]
+    egress: tuple[TierRef, ...]
+
+    def tiers(self, direction: Direction) -> tuple[TierRef, ...]:
+        return self.ingress if direction == "ingress" else self.egress
 
     def policies(self, direction: Direction) -> tuple[str, ...]:
-        return self.ingress if direction == "ingress" else self.egress
+        return tuple(k for t in self.tiers(direction) for k, _ in t.policies)
 
     def steps(self, direction: Direction) -> tuple[EndpointStep, ...]:
         """The decisions of this endpoint's chain in ``direction``, in order, for any backend.
 
-        Replies pass, invalid packets drop, the accept mark is cleared, each selecting
-        policy runs and a mark it set returns at once; then drop when isolated, or set
-        the mark when not. Each backend only spells these steps (with the comment).
+        As Felix's endpoint chains (``felix/rules/endpoints.go``): replies pass,
+        invalid packets drop, the accept and pass marks are cleared; per tier the
+        pass mark is cleared, each applying policy runs unless a policy of the tier
+        passed the packet, and a set accept mark returns at once; a tier whose end
+        action is deny drops what no policy passed; after the last tier (or with
+        none) the profile allows: the accept mark is set. Each backend only spells
+        these steps (with the comment).
         """
         what = f"endpoint {self.pod} {direction}"
         out: list[EndpointStep] = [
             ("replies", f"{what}: replies and related", None),
             ("invalid", f"{what}: invalid state", None),
-            ("clear", f"{what}: clear the accept mark", None),
+            ("clear", f"{what}: clear the accept and pass marks", None),
         ]
-        policies = self.policies(direction)
-        for pkey in policies:
-            out.append(("policy", f"{what}: policy {pkey}", pkey))
-            out.append(("allowed", f"{what}: allowed by policy {pkey}", pkey))
-        if policies:
-            out.append(("isolated", f"{what}: isolated and no rule allowed it", None))
+        tiers = self.tiers(direction)
+        for t in tiers:
+            out.append(("tier", f"{what}: start of tier {t.name}", None))
+            for key, label in t.policies:
+                out.append(("policy", f"{what}: tier {t.name} policy {label}", key))
+                out.append(("allowed", f"{what}: allowed by policy {label}", None))
+            if t.end == "deny":
+                out.append(
+                    ("end-of-tier", f"{what}: end of tier {t.name}: no policy passed it", None)
+                )
+        if tiers:
+            out.append(("profile", f"{what}: every tier passed: the profile allows", None))
         else:
             out.append(("open", f"{what}: not isolated", None))
         return tuple(out)
@@ -111,6 +156,10 @@ class Delta:
         )
 
 
+_POD_FIELDS = ("pods", "policies", "cluster_policies")
+"""Cluster fields the incremental path follows; a change in any other one rebuilds."""
+
+
 class NodeRenderer:
     """One node's desired dataplane, kept up to date incrementally.
 
@@ -125,60 +174,170 @@ class NodeRenderer:
         self.prefix = names.check_prefix(prefix)
         self.iface_prefix = iface_prefix
         self.cluster = Cluster()
+        self.program = Program()
+        self._inputs: tuple[object, ...] | None = None
+        self._given: Program | None = None
         self.pods: dict[str, Pod] = {}
-        self.policies: dict[str, NetworkPolicy] = {}
-        self._policies_by_ns: dict[str, list[str]] = {}
-        self._pods_by_ns: dict[str, dict[str, Pod]] = {}
+        self.entities: dict[str, Entity] = {}
+        """Workload entities by pod key."""
+        self._others: list[Entity] = []
+        """Entities that are not pods (nodes, network sets)."""
+        self.policies: dict[str, Policy] = {}
+        """Enforced policies of the program by key."""
+        self._position: dict[str, int] = {}
+        self._tier_of: dict[str, int] = {}
+        self._tiers: list[tuple[str, EndAction]] = []
+        self._applies: dict[str, dict[Direction, set[str]]] = {}
+        """Local pod key -> direction -> keys of the policies that apply to it."""
         self.endpoints: dict[str, Endpoint] = {}
         """Local endpoints by pod key."""
-        self.chains: dict[tuple[str, Direction], tuple[AllowRule, ...]] = {}
-        """Active policy chains (a policy selecting at least one local pod)."""
+        self.chains: dict[tuple[str, Direction], tuple[PolicyRule, ...]] = {}
+        """Active policy chains (a policy applying to at least one local pod)."""
         self._chain_sets: dict[tuple[str, Direction], tuple[str, ...]] = {}
-        self._policy_refs: dict[str, int] = {}
+        self._policy_refs: dict[tuple[str, Direction], int] = {}
         self.set_defs: dict[str, SetDef] = {}
-        self.members: dict[str, set[Member]] = {}
+        self.members: dict[str, dict[Member, int]] = {}
+        """Set key -> member -> how many entities hold it."""
         self._set_refs: dict[str, int] = {}
-        self._sets_by_ns: dict[str, set[str]] = {}
-        self._nssel_sets: set[str] = set()
-        self._port_sets: dict[tuple[str, str], str] = {}
+        self._tab: tuple[list[Entity], LabelTable] | None = None
+        self._ports: dict[tuple[str, str], list[int]] | None = None
+        self._ns_parts: dict[str, dict[str, str]] = {}
+        self._accounts: Mapping[tuple[str, str], Mapping[str, str]] = {}
         self._delta = Delta()
         self.text_cache: dict[tuple[str, ...], dict[str, object]] = {}
         """Rendered text per (kind, key) and backend; entries are dropped when they change."""
 
     # ---------------------------------------------------------------- public
 
-    def update(self, cluster: Cluster) -> Delta:
-        """Move to ``cluster``; return what changed (everything, the first time)."""
+    def update(self, cluster: Cluster, *, program: Program | None = None) -> Delta:
+        """Move to ``cluster``; return what changed (everything, the first time).
+
+        ``program``: render this program over the cluster's entities instead of the
+        cluster's own (:func:`~sekisho.semantics.compile_program`); tests build
+        programs directly."""
         old = self.cluster
         self.cluster = cluster
-        ns_changed = self._namespaces_changed(old.namespaces, cluster.namespaces)
-        if not self.pods and not self.policies:
-            return self._first(cluster)
-        changed_pols = _diff(old.policies, cluster.policies)
-        pod_changes = _diff(old.pods, cluster.pods)
-        for key, _old, new in changed_pols:
-            self._policy_changed(key, new)
-        if ns_changed:
-            for skey in sorted(self._nssel_sets):
-                self._recompute_set(skey)
-        for key, old_pod, new_pod in pod_changes:
+        self._given = program
+        if self._inputs is None or self._structural(old, cluster):
+            return self._rebuild(cluster)
+        inputs = self._program_inputs(cluster)
+        changed: set[str] = set()
+        if len(inputs) != len(self._inputs) or any(
+            a is not b and a != b for a, b in zip(inputs, self._inputs, strict=False)
+        ):
+            changed = self._program_changed(cluster)
+        self._inputs = inputs
+        for key, old_pod, new_pod in _diff(old.pods, cluster.pods):
             self._pod_changed(key, old_pod, new_pod)
-        if changed_pols:
-            touched = {k.split("/", 1)[0] for k, _o, _n in changed_pols}
-            for ns in sorted(touched):
-                for pod in list(self._pods_by_ns.get(ns, {}).values()):
-                    self._refresh_endpoint(pod)
+        if changed:
+            for key in list(self.pods):
+                if self._is_local(self.pods[key]):
+                    self._refresh_endpoint(key, changed)
         return self._take_delta()
 
-    def _first(self, cluster: Cluster) -> Delta:
-        for pol in cluster.policies:
-            self._policy_changed(pol.key, pol)
+    def cached(self, backend: str, key: tuple[str, ...], make: Callable[[], _T]) -> _T:
+        """Text of one set or chain for ``backend``, computed once until it changes."""
+        entry = self.text_cache.setdefault(key, {})
+        if backend not in entry:
+            entry[backend] = make()
+        return cast(_T, entry[backend])
+
+    def notes(self) -> tuple[str, ...]:
+        """What this node's rules leave out: IPv6 (the dataplane is IPv4 only), and the
+        program's own notes."""
+        out: list[str] = list(self.program.notes)
+        for key in sorted(self.endpoints):
+            ip = self.pods[key].ip
+            if ip is not None and ip.version == 6:
+                out.append(f"pod {key} has IPv6 address {ip}: its IPv6 traffic is not policed")
+        for pkey, d in sorted(self.chains):
+            pol = self.policies[pkey]
+            for rule in pol.rules(d):
+                v6 = [
+                    str(n)
+                    for side in (rule.src, rule.dst)
+                    for s in (side.nets, side.not_nets)
+                    if s is not None
+                    for n in s.nets
+                    if n.version == 6
+                ]
+                if rule.ip_version == 6:
+                    out.append(f"policy {pol.label} {rule.origin}: IPv6 rule not rendered")
+                elif v6:
+                    out.append(
+                        f"policy {pol.label} {rule.origin}: IPv6 nets {', '.join(v6)} not rendered"
+                    )
+        return tuple(out)
+
+    def set_name(self, key: str) -> str:
+        return names.set_name(self.prefix, key)
+
+    def policy_chain(self, key: str, direction: Direction) -> str:
+        return names.policy_chain(self.prefix, key, direction)
+
+    def endpoint_chain(self, iface: str, direction: Direction) -> str:
+        return names.endpoint_chain(self.prefix, iface, direction)
+
+    # -------------------------------------------------------------- internals
+
+    def _program_inputs(self, cluster: Cluster) -> tuple[object, ...]:
+        if self._given is not None:
+            return (self._given,)
+        return program_inputs(cluster)
+
+    def _compile(self, cluster: Cluster) -> Program:
+        return self._given if self._given is not None else compile_program(cluster)
+
+    @staticmethod
+    def _structural(old: Cluster, new: Cluster) -> bool:
+        for f in dataclasses.fields(Cluster):
+            if f.name in _POD_FIELDS:
+                continue
+            a, b = getattr(old, f.name), getattr(new, f.name)
+            if a is not b and a != b:
+                return True
+        return False
+
+    def _rebuild(self, cluster: Cluster) -> Delta:
+        """Everything from scratch; the delta is the difference to the state before."""
+        before_chains = dict(self.chains)
+        before_eps = dict(self.endpoints)
+        before_members = {k: set(v) for k, v in self.members.items()}
+        before_defs = dict(self.set_defs)
+        self.pods, self.entities, self.policies = {}, {}, {}
+        self._applies, self.endpoints, self.chains = {}, {}, {}
+        self._chain_sets, self._policy_refs = {}, {}
+        self.set_defs, self.members, self._set_refs = {}, {}, {}
+        self._tab = self._ports = None
+        self._delta = Delta()
+        self._others = [
+            Entity("node", n.name, n.labels, n.labels, (n.internal_ip,)) for n in cluster.nodes
+        ]
+        universe = Universe(cluster)
+        self._others += universe.hosts + universe.netsets
+        self._accounts = cluster.calico.service_account_labels() if cluster.calico else {}
+        self._inputs = self._program_inputs(cluster)
+        self._set_program(self._compile(cluster))
+        self._ns_parts = {}
         for pod in cluster.pods:
-            self.pods[pod.key] = pod
-            self._pods_by_ns.setdefault(pod.namespace, {})[pod.key] = pod
-        for pod in cluster.pods:
-            self._refresh_endpoint(pod)
-        self._delta.dispatch = True
+            self._add_pod(pod)
+        self._refresh_all_endpoints()
+        d = Delta()
+        d.sets = {
+            k
+            for k in self.set_defs
+            if before_defs.get(k) != self.set_defs[k]
+            or before_members.get(k) != set(self.members[k])
+        }
+        d.removed_sets = set(before_defs) - set(self.set_defs)
+        d.policies = {k for k, v in self.chains.items() if before_chains.get(k) != v}
+        d.removed_policies = set(before_chains) - set(self.chains)
+        d.endpoints = {k for k, v in self.endpoints.items() if before_eps.get(k) != v}
+        d.removed_endpoints = set(before_eps) - set(self.endpoints)
+        d.dispatch = {k: e.iface for k, e in before_eps.items()} != {
+            k: e.iface for k, e in self.endpoints.items()
+        } or not before_eps
+        self._delta = d
         return self._take_delta()
 
     def _take_delta(self) -> Delta:
@@ -193,131 +352,177 @@ class NodeRenderer:
                 self.text_cache.pop(("endpoint", pod, d), None)
         return delta
 
-    def cached(self, backend: str, key: tuple[str, ...], make: Callable[[], _T]) -> _T:
-        """Text of one set or chain for ``backend``, computed once until it changes."""
-        entry = self.text_cache.setdefault(key, {})
-        if backend not in entry:
-            entry[backend] = make()
-        return cast(_T, entry[backend])
+    def _set_program(self, program: Program) -> None:
+        self.program = program
+        self.policies = {}
+        self._position, self._tier_of, self._tiers = {}, {}, []
+        for ti, tier in enumerate(program.tiers):
+            self._tiers.append((tier.name, tier.default_action))
+            for p in tier.policies:
+                self._position[p.key] = len(self._position)
+                self._tier_of[p.key] = ti
+                self.policies[p.key] = p
 
-    def notes(self) -> tuple[str, ...]:
-        """What this node's rules leave out: IPv6 (the dataplane is IPv4 only)."""
-        out: list[str] = []
-        for key in sorted(self.endpoints):
-            ip = self.pods[key].ip
-            if ip is not None and ip.version == 6:
-                out.append(f"pod {key} has IPv6 address {ip}: its IPv6 traffic is not policed")
-        for pkey, d in sorted(self.chains):
-            rules = self.policies[pkey].ingress if d == "ingress" else self.policies[pkey].egress
-            for i, rule in enumerate(rules):
-                for j, peer in enumerate(rule.peers or ()):
-                    if peer.ip_block is not None and peer.ip_block.cidr.version == 6:
-                        out.append(
-                            f"policy {pkey} {d} rule {i} peer {j}: IPv6 ipBlock "
-                            f"{peer.ip_block} not rendered"
-                        )
-        return tuple(out)
+    def _program_changed(self, cluster: Cluster) -> set[str]:
+        """Take the new program; recompile changed active chains; return the changed keys."""
+        old = self.policies
+        old_tiers = self._tiers
+        old_pos = self._position
+        self._set_program(self._compile(cluster))
+        changed = {
+            k for k in old.keys() | self.policies.keys() if old.get(k) != self.policies.get(k)
+        }
+        if self._tiers != old_tiers or self._position != old_pos:
+            # the order moved: every endpoint's tier list is rebuilt (membership is kept)
+            changed |= {""}
+        for key in sorted(k for k in changed if k in old):
+            for d in DIRECTIONS:
+                ref = (key, d)
+                if ref in self.chains and key in self.policies:
+                    self._deactivate(ref, keep_refs=True)
+                    self._activate(ref)
+        return changed
 
-    def set_name(self, key: str) -> str:
-        return names.set_name(self.prefix, key)
+    def _table(self) -> tuple[list[Entity], LabelTable]:
+        """Every entity and a label table over them (kept until a pod changes), so a new
+        set's members cost a few vector operations rather than a walk over every pod."""
+        if self._tab is None:
+            entities = [*self.entities.values(), *self._others]
+            self._tab = (entities, LabelTable([e.labels for e in entities]))
+        return self._tab
 
-    def policy_chain(self, key: str, direction: Direction) -> str:
-        return names.policy_chain(self.prefix, key, direction)
-
-    def endpoint_chain(self, iface: str, direction: Direction) -> str:
-        return names.endpoint_chain(self.prefix, iface, direction)
-
-    # -------------------------------------------------------------- internals
-
-    def _namespaces_changed(self, old: dict[str, Namespace], new: dict[str, Namespace]) -> bool:
-        if old is new:
-            return False
-        if old.keys() != new.keys():
-            return True
-        return any(old[k] is not new[k] and old[k].labels != new[k].labels for k in new)
-
-    def _ns_labels(self, namespace: str) -> dict[str, str]:
-        return self.cluster.namespace_labels(namespace)
+    def _port_index(self) -> dict[tuple[str, str], list[int]]:
+        """Positions in :meth:`_table` of the entities that declare each (port name,
+        protocol) (kept like the table)."""
+        if self._ports is None:
+            index: dict[tuple[str, str], list[int]] = {}
+            for i, e in enumerate(self._table()[0]):
+                for cp in e.ports:
+                    if cp.name is not None:
+                        index.setdefault((cp.name, cp.protocol), []).append(i)
+            self._ports = index
+        return self._ports
 
     def _is_local(self, pod: Pod) -> bool:
         return pod.node == self.node and not pod.host_network
 
-    def _selects(self, policy: NetworkPolicy, pod: Pod) -> bool:
-        # "podSelector selects the grouping of pods to which the policy applies"
-        # (pods of the policy's namespace; hostNetwork pods are never selected).
-        return (
-            pod.namespace == policy.namespace
-            and not pod.host_network
-            and policy.pod_selector.matches(pod.labels)
-        )
+    def _add_pod(self, pod: Pod) -> None:
+        self.pods[pod.key] = pod
+        if not pod.host_network:
+            ns = pod.namespace
+            part = self._ns_parts.get(ns)
+            labels = self.cluster.namespace_labels(ns)
+            if part is None:
+                part = self._ns_parts[ns] = namespace_part(ns, labels)
+            accounts = self._accounts.get((ns, pod.service_account))
+            self.entities[pod.key] = pod_entity(pod, labels, accounts, ns_part=part)
+
+    def _refresh_all_endpoints(self) -> None:
+        """Which policies apply to every local pod: each policy's selector once over a
+        table of the local pods."""
+        local = [k for k, p in self.pods.items() if self._is_local(p)]
+        if not local:
+            return
+        ents = [self.entities[k] for k in local]
+        table = LabelTable([e.labels for e in ents])
+        have: dict[str, dict[Direction, set[str]]] = {
+            k: {d: set() for d in DIRECTIONS} for k in local
+        }
+        for pkey, pol in self.policies.items():
+            if "workload" not in pol.selector.kinds or not pol.types:
+                continue
+            for i in np.flatnonzero(select(pol.selector.selector, table)):
+                for d in pol.types:
+                    have[local[i]][d].add(pkey)
+        for key in local:
+            self._applies[key] = have[key]
+            self._refresh_endpoint(key, set())
 
     def _pod_changed(self, key: str, old: Pod | None, new: Pod | None) -> None:
-        if old is not None:
-            del self.pods[key]
-            self._pods_by_ns[old.namespace].pop(key, None)
+        self._tab = self._ports = None
+        before = self.entities.get(key)
+        self.pods.pop(key, None)
+        self.entities.pop(key, None)
         if new is not None:
-            self.pods[key] = new
-            self._pods_by_ns.setdefault(new.namespace, {})[key] = new
-        candidates: set[str] = set(self._nssel_sets)
-        for pod in (old, new):
-            if pod is None:
+            self._add_pod(new)
+        after = self.entities.get(key)
+        for skey, sd in self.set_defs.items():
+            if sd.static:
                 continue
-            candidates |= self._sets_by_ns.get(pod.namespace, set())
-            for cp in pod.ports:
-                if cp.name is not None:
-                    skey = self._port_sets.get((cp.name, cp.protocol))
-                    if skey is not None:
-                        candidates.add(skey)
-        for skey in candidates:
-            sd = self.set_defs[skey]
-            before = sd.holds(old, self._ns_labels(old.namespace)) if old is not None else ()
-            after = sd.holds(new, self._ns_labels(new.namespace)) if new is not None else ()
-            if before != after:
+            was = sd.holds(before) if before is not None else ()
+            now = sd.holds(after) if after is not None else ()
+            if was != now:
                 members = self.members[skey]
-                for m in before:
-                    members.discard(m)
-                for m in after:
-                    members.add(m)
+                for m in was:
+                    left = members[m] - 1
+                    if left:
+                        members[m] = left
+                    else:
+                        del members[m]
+                for m in now:
+                    members[m] = members.get(m, 0) + 1
                 self._delta.sets.add(skey)
         if old is not None and self._is_local(old) and (new is None or not self._is_local(new)):
             self._drop_endpoint(key)
         if new is not None and self._is_local(new):
-            self._refresh_endpoint(new)
+            self._refresh_endpoint(key, None)
 
-    def _refresh_endpoint(self, pod: Pod) -> None:
-        if not self._is_local(pod):
-            return
-        ingress: list[str] = []
-        egress: list[str] = []
-        for pkey in self._policies_by_ns.get(pod.namespace, ()):
-            pol = self.policies[pkey]
-            if self._selects(pol, pod):
-                if pol.affects_ingress:
-                    ingress.append(pkey)
-                if pol.affects_egress:
-                    egress.append(pkey)
+    def _refresh_endpoint(self, key: str, changed: set[str] | None) -> None:
+        """Recompute which policies apply to a local pod (all, or only ``changed`` keys)."""
+        pod = self.pods[key]
+        entity = self.entities[key]
+        have = self._applies.get(key)
+        if have is None or changed is None:
+            have = {d: set() for d in DIRECTIONS}
+            candidates: Sequence[str] = list(self.policies)
+        else:
+            candidates = [k for k in changed if k]
+            for d in DIRECTIONS:
+                have[d] -= set(candidates)
+        for pkey in candidates:
+            pol = self.policies.get(pkey)
+            if pol is None:
+                continue
+            for d in DIRECTIONS:
+                if applies(pol, entity, d):
+                    have[d].add(pkey)
+        self._applies[key] = have
+        tiers: dict[Direction, tuple[TierRef, ...]] = {}
+        for d in DIRECTIONS:
+            refs: list[TierRef] = []
+            for pkey in sorted(have[d], key=self._position.__getitem__):
+                ti = self._tier_of[pkey]
+                name, end = self._tiers[ti]
+                label = self.policies[pkey].label
+                if refs and refs[-1].name == name:
+                    last = refs[-1]
+                    refs[-1] = TierRef(name, end, (*last.policies, (pkey, label)))
+                else:
+                    refs.append(TierRef(name, end, ((pkey, label),)))
+            tiers[d] = tuple(refs)
         ep = Endpoint(
-            pod.key,
+            key,
             endpoint_interface(pod.namespace, pod.name, self.iface_prefix),
-            tuple(ingress),
-            tuple(egress),
+            tiers["ingress"],
+            tiers["egress"],
         )
-        old = self.endpoints.get(pod.key)
+        old = self.endpoints.get(key)
         if old == ep:
             return
         if old is None or old.iface != ep.iface:
             self._delta.dispatch = True
-        self.endpoints[pod.key] = ep
-        self._delta.endpoints.add(pod.key)
-        self._delta.removed_endpoints.discard(pod.key)
+        self.endpoints[key] = ep
+        self._delta.endpoints.add(key)
+        self._delta.removed_endpoints.discard(key)
         for d in DIRECTIONS:
             for pkey in ep.policies(d):
-                self._ref_policy(pkey, d, +1)
+                self._ref_policy((pkey, d), +1)
             if old is not None:
                 for pkey in old.policies(d):
-                    self._ref_policy(pkey, d, -1)
+                    self._ref_policy((pkey, d), -1)
 
     def _drop_endpoint(self, key: str) -> None:
+        self._applies.pop(key, None)
         old = self.endpoints.pop(key, None)
         if old is None:
             return
@@ -326,16 +531,14 @@ class NodeRenderer:
         self._delta.removed_endpoints.add(key)
         for d in DIRECTIONS:
             for pkey in old.policies(d):
-                self._ref_policy(pkey, d, -1)
+                self._ref_policy((pkey, d), -1)
 
-    def _ref_policy(self, pkey: str, direction: Direction, step: int) -> None:
-        ref = (pkey, direction)
-        rk = f"{pkey}\0{direction}"
-        count = self._policy_refs.get(rk, 0) + step
+    def _ref_policy(self, ref: tuple[str, Direction], step: int) -> None:
+        count = self._policy_refs.get(ref, 0) + step
         if count > 0:
-            self._policy_refs[rk] = count
+            self._policy_refs[ref] = count
         else:
-            self._policy_refs.pop(rk, None)
+            self._policy_refs.pop(ref, None)
         if count == 1 and step > 0:
             self._activate(ref)
         elif count == 0:
@@ -343,21 +546,23 @@ class NodeRenderer:
 
     def _activate(self, ref: tuple[str, Direction]) -> None:
         rules, sets = compile_rules(self.policies[ref[0]], ref[1])
+        if self.chains.get(ref) != rules:
+            self._delta.policies.add(ref)
         self.chains[ref] = rules
         self._chain_sets[ref] = tuple(sorted(sets))
         for sd in sets.values():
             self._acquire_set(sd)
-        self._delta.policies.add(ref)
         self._delta.removed_policies.discard(ref)
 
-    def _deactivate(self, ref: tuple[str, Direction]) -> None:
+    def _deactivate(self, ref: tuple[str, Direction], *, keep_refs: bool = False) -> None:
         if ref not in self.chains:
             return
-        del self.chains[ref]
+        if not keep_refs:
+            del self.chains[ref]
+            self._delta.policies.discard(ref)
+            self._delta.removed_policies.add(ref)
         for skey in self._chain_sets.pop(ref):
             self._release_set(skey)
-        self._delta.policies.discard(ref)
-        self._delta.removed_policies.add(ref)
 
     def _acquire_set(self, sd: SetDef) -> None:
         count = self._set_refs.get(sd.key, 0)
@@ -365,14 +570,41 @@ class NodeRenderer:
         if count:
             return
         self.set_defs[sd.key] = sd
-        if sd.port_name is not None:
-            assert sd.protocol is not None
-            self._port_sets[(sd.port_name, sd.protocol)] = sd.key
-        elif sd.scope_ns is not None:
-            self._sets_by_ns.setdefault(sd.scope_ns, set()).add(sd.key)
-        elif sd.block is None:
-            self._nssel_sets.add(sd.key)
-        self._recompute_set(sd.key)
+        members: dict[Member, int] = {}
+        if sd.static:
+            for m in sd.static_members():
+                members[m] = 1
+        else:
+            entities, table = self._table()
+            sel = sd.selector
+            if isinstance(sd.source, NamedPortSet):
+                # only the entities that declare a port of that name can hold one
+                want = (sd.source.name, protocol_name(sd.source.protocol))
+                mask = None if sel is None else select(sel.selector, table)
+                for i in self._port_index().get(want, ()):
+                    if mask is None or mask[i]:
+                        for m in sd.holds(entities[i], None if mask is None else True):
+                            members[m] = members.get(m, 0) + 1
+            elif sel is None:
+                for entity in entities:
+                    for m in sd.holds(entity):
+                        members[m] = members.get(m, 0) + 1
+            elif isinstance(sd.source, SelectorSet):
+                # the common case inline: addresses of the selected entities of its kinds
+                kinds = sd.source.kinds
+                get = members.get
+                for i in np.flatnonzero(select(sel.selector, table)).tolist():
+                    entity = entities[i]
+                    if entity.kind not in kinds:
+                        continue
+                    for ip in entity.ips:
+                        if type(ip) is IPv4Address:
+                            members[ip] = get(ip, 0) + 1
+                    for m in v4_networks(entity.nets):
+                        members[m] = get(m, 0) + 1
+
+        self.members[sd.key] = members
+        self._delta.sets.add(sd.key)
         self._delta.removed_sets.discard(sd.key)
 
     def _release_set(self, skey: str) -> None:
@@ -381,59 +613,10 @@ class NodeRenderer:
             self._set_refs[skey] = count
             return
         del self._set_refs[skey]
-        sd = self.set_defs.pop(skey)
+        del self.set_defs[skey]
         del self.members[skey]
-        if sd.port_name is not None:
-            assert sd.protocol is not None
-            self._port_sets.pop((sd.port_name, sd.protocol), None)
-        elif sd.scope_ns is not None:
-            self._sets_by_ns[sd.scope_ns].discard(skey)
-        else:
-            self._nssel_sets.discard(skey)
         self._delta.sets.discard(skey)
         self._delta.removed_sets.add(skey)
-
-    def _recompute_set(self, skey: str) -> None:
-        sd = self.set_defs[skey]
-        members: set[Member] = set()
-        if sd.block is not None:
-            members.update(sd.static_members())
-        else:
-            groups: Iterable[tuple[str, dict[str, Pod]]]
-            if sd.scope_ns is not None:
-                groups = [(sd.scope_ns, self._pods_by_ns.get(sd.scope_ns, {}))]
-            else:
-                groups = self._pods_by_ns.items()
-            for ns, pods in groups:
-                labels = self._ns_labels(ns)
-                if sd.ns_selector is not None and not sd.ns_selector.matches(labels):
-                    continue
-                for pod in pods.values():
-                    members.update(sd.holds(pod, labels))
-        if self.members.get(skey) != members:
-            self.members[skey] = members
-            self._delta.sets.add(skey)
-
-    def _policy_changed(self, key: str, new: NetworkPolicy | None) -> None:
-        old = self.policies.get(key)
-        ns = key.split("/", 1)[0]
-        if old is None and new is not None:
-            keys = self._policies_by_ns.setdefault(ns, [])
-            keys.append(key)
-            keys.sort()
-        if new is None:
-            self.policies.pop(key, None)
-            self._policies_by_ns.get(ns, []).remove(key)
-            # endpoints refresh (by the caller) drops the references
-            return
-        self.policies[key] = new
-        for d in DIRECTIONS:
-            if (key, d) in self.chains:
-                # recompile in place; the references from endpoints stay
-                for skey in self._chain_sets.pop((key, d)):
-                    self._release_set(skey)
-                del self.chains[(key, d)]
-                self._activate((key, d))
 
 
 def _diff(old_seq: Sequence[_K], new_seq: Sequence[_K]) -> list[tuple[str, _K | None, _K | None]]:

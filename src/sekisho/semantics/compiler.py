@@ -7,10 +7,11 @@ and one line here; nothing downstream changes.
 from __future__ import annotations
 
 from sekisho.model.types import Cluster
-from sekisho.semantics import kubernetes, npa
+from sekisho.semantics import calico, kubernetes, npa
 from sekisho.semantics.program import (
     DEFAULT_TIER,
     DEFAULT_TIER_ORDER,
+    Policy,
     Program,
     Tier,
     build_program,
@@ -24,7 +25,7 @@ def program_inputs(cluster: Cluster) -> tuple[object, ...]:
 
     A compiler that reads another part of the cluster adds it here.
     """
-    return (cluster.policies, cluster.cluster_policies)
+    return (cluster.policies, cluster.cluster_policies, cluster.calico)
 
 
 def compile_program(cluster: Cluster) -> Program:
@@ -39,6 +40,12 @@ def compile_program(cluster: Cluster) -> Program:
         cluster_wide, notes = npa.compile_policies(cluster.cluster_policies)
         policies += cluster_wide
         tiers += npa.TIERS
-    program = build_program(policies, tiers, notes=tuple(notes))
+    staged: list[Policy] = []
+    if cluster.calico is not None:
+        enforced, staged, calico_notes = calico.compile_resources(cluster.calico)
+        policies += enforced
+        tiers += calico.tiers(cluster.calico)
+        notes += calico_notes
+    program = build_program(policies, tiers, staged=staged, notes=tuple(notes))
     _last = (cluster, program)
     return program

@@ -48,6 +48,7 @@ from sekisho.semantics.matrix import (
     _proto_number,
     _runs,
     compute_matrix,
+    refuse_host_endpoint_pods,
     walk_order,
 )
 from sekisho.semantics.probe import Service
@@ -199,7 +200,7 @@ def _part_rows(
     """Per tier for probe ``k``: (applies, per run (src rows, dst rows)) of a view."""
     n = part.size
     subj = np.asarray(
-        [part.selector(s) & ~part.hn for s in plan.subjects] or np.zeros((0, n), np.bool_),
+        [part.subject(s) for s in plan.subjects] or np.zeros((0, n), np.bool_),
         dtype=np.bool_,
     ).reshape(len(plan.subjects), n)
     base = np.asarray(
@@ -279,6 +280,7 @@ class IncrementalMatrix:
 
     def update(self, cluster: Cluster) -> Matrix:
         """Move to ``cluster``; recompute only what its changes touch."""
+        refuse_host_endpoint_pods(cluster, cluster.pods)
         old = self.cluster
         if (
             program_inputs(cluster) != program_inputs(old)
@@ -334,6 +336,7 @@ class IncrementalMatrix:
     # ------------------------------------------------------------- internals
 
     def _full(self, cluster: Cluster) -> None:
+        refuse_host_endpoint_pods(cluster, cluster.pods)
         self.full_computations += 1
         self.cluster = cluster
         self.program = program = self._given_program or compile_program(cluster)
@@ -413,7 +416,7 @@ def _subjects(ids: _Identities, program: Program) -> dict[str, BoolArray]:
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
         if pol.selector.key not in subject:
-            subject[pol.selector.key] = ids.selector(pol.selector) & ~ids.hn
+            subject[pol.selector.key] = ids.subject(pol.selector)
     return subject
 
 

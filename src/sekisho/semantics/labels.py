@@ -21,9 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sekisho.selectors.expr import (
-    ALL,
+    All,
+    And,
+    Compare,
     Expr,
+    Global,
     Has,
+    Not,
+    Or,
     conj,
     equal,
     prefix_keys,
@@ -83,16 +88,50 @@ K8S_POD = equal(ORCHESTRATOR, "k8s")
 never selects host endpoints or network sets."""
 
 
+def _replace_all(e: Expr, by: Expr) -> Expr:
+    """``e`` with every ``all()`` replaced (Calico's ``strings.Replace(sel, "all()", ...)``)."""
+    if isinstance(e, All):
+        return by
+    if isinstance(e, Not):
+        return Not(_replace_all(e.operand, by))
+    if isinstance(e, And):
+        return And(tuple(_replace_all(o, by) for o in e.operands))
+    if isinstance(e, Or):
+        return Or(tuple(_replace_all(o, by) for o in e.operands))
+    return e
+
+
 def namespace_selector(selector: Expr) -> Expr:
     """A ``namespaceSelector`` over endpoint labels: keys get ``pcns.``.
 
     "We treat "all()" as "select all namespaces". Since in the v1 data model
     "all()" will select all endpoints, translate this to an equivalent
     expressions which means select any workload that is in a namespace."
+    "We treat "global()" as opposite to `all()`, selects only host endpoints or
+    GlobalNetworksets".
     """
-    if selector == ALL:
-        return Has(NAMESPACE)
-    return prefix_keys(selector, NS_PREFIX)
+    if isinstance(selector, Global):
+        return Not(Has(NAMESPACE))
+    return _replace_all(prefix_keys(selector, NS_PREFIX), Has(NAMESPACE))
+
+
+def service_account_selector(selector: Expr) -> Expr:
+    """A policy's ``serviceAccountSelector`` over endpoint labels: keys get ``pcsa.``;
+    "all()" is any service account (``has(projectcalico.org/serviceaccount)``)."""
+    return _replace_all(prefix_keys(selector, SA_PREFIX), Has(SERVICE_ACCOUNT))
+
+
+def service_accounts(names: tuple[str, ...], selector: Expr | None) -> Expr | None:
+    """A rule's ``serviceAccounts`` match (``parseServiceAccounts``): "converting the list
+    of service account names into a set of service account with key:
+    "projectcalico.org/serviceaccount" in { 'sa-1', 'sa-2' } AND by prefixing the keys
+    with the `pcsa.` prefix"; None when it has neither."""
+    parts: list[Expr] = []
+    if selector is not None:
+        parts.append(prefix_keys(selector, SA_PREFIX))
+    if names:
+        parts.append(Compare(SERVICE_ACCOUNT, "in", tuple(sorted(set(names)))))
+    return conj(*parts) if parts else None
 
 
 def entity_selector(
@@ -101,22 +140,27 @@ def entity_selector(
     namespace_sel: Expr | None,
     *,
     has_not_selector: bool = False,
+    accounts: Expr | None = None,
 ) -> Expr | None:
-    """A rule side's effective selector, as ``entityRuleAPIV2TOBackend`` scopes it.
+    """A rule side's effective selector, as ``GetEntityRuleSelector`` scopes it.
 
     "A namespace selector was given - the rule applies to all namespaces which
     match this selector." / "No namespace selector was given and this is a
     namespaced network policy, so the rule applies only to its own namespace."
-    / "We need to namespace the rule's selector ... when the selector,
-    NotSelector, or NamespaceSelector is provided". None: the side has no selector.
+    / "We need to namespace the rule's selector when converting to a v1 object.
+    This occurs when the selector (and/or SA Selector), NotSelector, or
+    NamespaceSelector is provided". ``accounts``: the side's service account
+    match (:func:`service_accounts`). None: the side has no selector.
     """
     ns_part: Expr | None = None
     if namespace_sel is not None:
         ns_part = namespace_selector(namespace_sel)
     elif policy_namespace is not None:
         ns_part = in_namespace(policy_namespace)
+    chosen = [e for e in (accounts, selector) if e is not None]
+    combined = conj(*chosen) if chosen else None
     if ns_part is not None and (
-        selector is not None or has_not_selector or namespace_sel is not None
+        combined is not None or has_not_selector or namespace_sel is not None
     ):
-        return conj(ns_part, selector) if selector is not None else ns_part
-    return selector
+        return conj(ns_part, combined) if combined is not None else ns_part
+    return combined

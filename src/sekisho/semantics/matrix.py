@@ -34,18 +34,26 @@ import numpy as np
 import numpy.typing as npt
 
 from sekisho.errors import UsageError
+from sekisho.model.calico import DEFAULT_ALLOW_PROFILE, HostEndpoint
 from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
 from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.expr import matches
 from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 from sekisho.semantics.compiler import compile_program
-from sekisho.semantics.labels import is_namespace_key, namespace_part
+from sekisho.semantics.labels import (
+    SA_PREFIX,
+    SERVICE_ACCOUNT,
+    is_namespace_key,
+    namespace_part,
+    workload_labels,
+)
 from sekisho.semantics.probe import Service, default_services
 from sekisho.semantics.program import (
     DIRECTIONS,
     PORT_PROTOCOLS,
     PROTOCOL_NUMBERS,
+    WORKLOADS,
     Action,
     Direction,
     EntityMatch,
@@ -61,7 +69,7 @@ from sekisho.semantics.program import (
     protocol_name,
     source_ports_cover,
 )
-from sekisho.semantics.verdict import universe_of
+from sekisho.semantics.verdict import node_host_endpoint, universe_of
 
 Probe = tuple[int | None, str]
 IntArray = npt.NDArray[np.int64]
@@ -78,7 +86,9 @@ class Identity:
     """The pod's named ports that some rule names."""
     host_network: bool
     node: str | None
-    """Only for hostNetwork pods (they are their node); None otherwise."""
+    """For hostNetwork pods (they are their node), and for every pod of a node whose
+    host endpoint polices a hostNetwork pod (what a node sends to its own pods, and
+    they to it, passes no host endpoint policy); None otherwise."""
     blocks: bytes
     """Packed bits: which of the program's nets (and network sets) contain the pod's IP."""
 
@@ -279,12 +289,29 @@ class _Keyer:
         self.own_keys = looked.own_keys
         self.named = looked.named | (probed_names or set())
         self.named_names = {name for name, _proto in self.named}
-        # Address membership: the program's nets, then each network set's nets.
+        # Address membership: the program's nets, then each network set's nets, then
+        # each host endpoint's addresses (a selector that selects a host endpoint holds
+        # its expected IPs, which may be a node's, i.e. a hostNetwork pod's).
+        universe = universe_of(cluster)
         self.net_pos = {n.key: i for i, n in enumerate(looked.nets)}
-        self.nets_list = [n.nets for n in looked.nets] + [
-            e.nets for e in universe_of(cluster).netsets
-        ]
+        self.nets_list = (
+            [n.nets for n in looked.nets]
+            + [e.nets for e in universe.netsets]
+            + [tuple(ipaddress.ip_network(ip) for ip in e.ips) for e in universe.hosts]
+        )
         self._kept: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Nodes whose host endpoint polices a hostNetwork pod: their pods are told apart
+        # by node (traffic between a node and its own pods passes no host endpoint).
+        self.split_nodes: frozenset[str] = frozenset()
+        if cluster.calico is not None and cluster.calico.host_endpoints:
+            self.split_nodes = frozenset(h.node for h in cluster.calico.host_endpoints) & {
+                p.node for p in cluster.pods if p.host_network and p.node is not None
+            }
+        # Service account labels (Calico's projectcalico.org/serviceaccount and pcsa.*)
+        # join a pod's own labels when some selector reads them.
+        self.accounts: dict[tuple[str, str], dict[str, str]] | None = None
+        if any(k == SERVICE_ACCOUNT or k.startswith(SA_PREFIX) for k in self.own_keys):
+            self.accounts = cluster.calico.service_account_labels() if cluster.calico else {}
 
     def keys(self, pods: Sequence[Pod]) -> tuple[list[IdentityKey], BoolArray]:
         """The key of each pod, and each pod's membership in the nets (pods x nets)."""
@@ -304,6 +331,15 @@ class _Keyer:
         for i, pod in enumerate(pods):
             hn = pod.host_network
             labels = pod.labels
+            if self.accounts is not None and not hn:
+                labels = workload_labels(
+                    labels,
+                    pod.namespace,
+                    {},
+                    pod.service_account,
+                    self.accounts.get((pod.namespace, pod.service_account)),
+                    ns_part={},
+                )
             # Project the labels on the keys some selector reads (cached per key set).
             names = tuple(labels)
             kept = kept_keys.get(names)
@@ -322,7 +358,7 @@ class _Keyer:
                     seen,
                     ports,
                     hn,
-                    pod.node if hn else None,
+                    pod.node if hn or pod.node in self.split_nodes else None,
                     rows[i * width : (i + 1) * width],
                     pod.ip.version if pod.ip is not None else 4,
                 )
@@ -373,6 +409,20 @@ class _Identities:
         self.size = k_ = len(self.identities)
         self.family = np.array([key[6] for key in ids], dtype=np.int64).reshape(k_)
         self.hn = np.array([i.host_network for i in self.identities], dtype=np.bool_).reshape(k_)
+        # Host endpoints of hostNetwork identities (their node's), and the rows that
+        # depend on them.
+        self.hep: list[HostEndpoint | None] = [None] * k_
+        if keyer.split_nodes:
+            for j, ident in enumerate(self.identities):
+                if ident.host_network and ident.node is not None:
+                    node = cluster.node(ident.node)
+                    ip = node.internal_ip if node is not None else None
+                    self.hep[j] = node_host_endpoint(cluster, ident.node, ip)
+        self.has_hep = np.array([h is not None for h in self.hep], dtype=np.bool_).reshape(k_)
+        self.profile_denies = np.array(
+            [h is not None and DEFAULT_ALLOW_PROFILE not in h.profiles for h in self.hep],
+            dtype=np.bool_,
+        ).reshape(k_)
         # What selectors see: a workload's own labels plus the labels its namespace gives
         # (Calico's); a hostNetwork pod is its node (a "node" entity with the node's labels
         # and no namespace).
@@ -404,6 +454,7 @@ class _Identities:
                 {**own, **ns_maps[g]} for own, g in zip(own_maps, group_of.tolist(), strict=True)
             ]
         self.netsets = universe.netsets
+        self.hosts = universe.hosts
         self.netset_table = LabelTable([dict(e.labels) for e in universe.netsets])
         self._cache: dict[str, BoolArray] = {}
         self._numbers: dict[tuple[str, str], IntArray] = {}
@@ -436,8 +487,28 @@ class _Identities:
                 base = len(self.net_pos)
                 for j in np.flatnonzero(chosen).tolist():
                     hit = hit | self.member[:, base + j]
+            if "host" in s.kinds and self.hosts:
+                base = len(self.net_pos) + len(self.netsets)
+                for j, h in enumerate(self.hosts):
+                    if matches(s.selector, h.labels):
+                        hit = hit | self.member[:, base + j]
             self._cache[key] = hit
         return hit
+
+    def subject(self, s: SelectorSet) -> BoolArray:
+        """Identities a policy of selector ``s`` applies to: workload endpoints whose labels
+        match (a policy's selector is evaluated on endpoints, not on addresses: the nets
+        of a network set it also selects make no pod its subject)."""
+        only = SelectorSet(s.selector, s.kinds & WORKLOADS)
+        out: BoolArray = self.selector(only) & ~self.hn
+        if "host" in s.kinds and self.has_hep.any():
+            # A hostNetwork pod is its node: a policy that selects the node's host
+            # endpoint applies to its traffic.
+            out = out.copy()
+            for j, h in enumerate(self.hep):
+                if h is not None and matches(s.selector, h.labels):
+                    out[j] = True
+        return out
 
     def nets(self, n: NetSet) -> BoolArray:
         col: BoolArray = self.member[:, self.net_pos[n.key]]
@@ -823,17 +894,67 @@ def _direction_table(
     port: int | None,
 ) -> BoolArray:
     """(K, K) [source, destination]: whether ``direction``'s walk allows the pair."""
+    if ids.has_hep.any():
+        return _host_fixes(
+            ids,
+            _walk_table(ids, tiers_prepared, direction, proto_name, port),
+            direction,
+            proto_name,
+            port,
+        )
+    return _walk_table(ids, tiers_prepared, direction, proto_name, port)
+
+
+def _host_fixes(
+    ids: _Identities, table: BoolArray, direction: Direction, proto_name: str, port: int | None
+) -> BoolArray:
+    """What the walk decides before the program for host endpoints (verdict.py): Felix's
+    failsafe ports, and a node's traffic to and from its own pods, which passes no host
+    endpoint policy."""
+    from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
+
+    failsafe = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
+    hep = ids.has_hep
+    if port is not None and (proto_name, port) in failsafe:
+        if direction == "ingress":
+            table[:, hep] = True
+        else:
+            table[hep, :] = True
+    nodes = [i.node for i in ids.identities]
+    for h in np.flatnonzero(hep).tolist():
+        own = np.array(
+            [not ids.hn[j] and nodes[j] == nodes[h] for j in range(ids.size)], dtype=np.bool_
+        )
+        if direction == "ingress":
+            table[own, h] = True  # a pod to its own node: its egress only
+        else:
+            table[h, own] = True  # a node to its own pods: never filtered (finding 2)
+    return table
+
+
+def _walk_table(
+    ids: _Identities,
+    tiers_prepared: list[_PreparedTier],
+    direction: Direction,
+    proto_name: str,
+    port: int | None,
+) -> BoolArray:
     k = ids.size
+    # The profile: allows, except a host endpoint's without projectcalico-default-allow.
+    prof: BoolArray = ~ids.profile_denies
+    prof_mask = prof[None, :] if direction == "ingress" else prof[:, None]
     tiers = _runs(ids, tiers_prepared, proto_name, port)
     if not tiers:
-        return np.ones((k, k), dtype=np.bool_)
+        out0: BoolArray = np.empty((k, k), dtype=np.bool_)
+        out0[...] = prof_mask
+        return out0
     if len(tiers) == 1 and tiers[0][1] == "deny" and all(r.action == "allow" for r in tiers[0][2]):
         # One tier of allows (every Kubernetes NetworkPolicy): allowed where a rule
         # matches, or where the tier does not apply; the same as the loop below.
         applies, _end, runs = tiers[0]
         mask = applies[None, :] if direction == "ingress" else applies[:, None]
         out1: BoolArray = np.empty((k, k), dtype=np.bool_)
-        out1[...] = ~mask
+        out1[...] = ~mask & prof_mask
         for run in runs:
             out1 |= _any_product(run.src, run.dst, k)
         return out1
@@ -852,9 +973,29 @@ def _direction_table(
             active &= ~hit
         if end_action == "deny":
             undecided &= ~active
-    # After the last tier, or for pairs no tier applies to: the profile allows.
-    out: BoolArray = allowed | undecided
+    # After the last tier, or for pairs no tier applies to: the profile.
+    out: BoolArray = allowed | (undecided & prof_mask)
     return out
+
+
+def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
+    """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint.
+
+    Such a pod is its node, whose own traffic the host endpoint polices; the full
+    matrix evaluates it (:func:`compute_matrix`), the incremental one does not yet
+    and calls this rather than answer wrong. Pods with their own network namespace
+    are not affected.
+    """
+    if cluster.calico is None or not cluster.calico.host_endpoints:
+        return
+    nodes = {h.node for h in cluster.calico.host_endpoints}
+    hit = [p.key for p in pods if p.host_network and p.node in nodes]
+    if hit:
+        shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+        raise UsageError(
+            f"hostNetwork pods on nodes with host endpoints ({shown}): the incremental "
+            "matrix does not evaluate host endpoint policy yet; compute it whole"
+        )
 
 
 def compute_matrix(
@@ -894,7 +1035,7 @@ def _compute_matrix(
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
         if pol.selector.key not in subject:
-            subject[pol.selector.key] = ids.selector(pol.selector) & ~ids.hn
+            subject[pol.selector.key] = ids.subject(pol.selector)
     # hostNetwork sources reach pods on their own node unfiltered (pod-level fix-up).
     node_of = [p.node for p in chosen]
     same_node: list[tuple[int, IntArray]] = []

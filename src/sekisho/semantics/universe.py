@@ -20,7 +20,7 @@ from functools import cached_property
 
 from sekisho.model.types import Cluster, ContainerPort, Pod
 from sekisho.selectors.expr import matches
-from sekisho.semantics.labels import workload_labels
+from sekisho.semantics.labels import ORCHESTRATOR, namespace_part, workload_labels
 from sekisho.semantics.program import (
     EntityKind,
     IPNetwork,
@@ -56,16 +56,71 @@ class Entity:
         return None
 
 
-def pod_entity(pod: Pod, namespace_labels: Mapping[str, str]) -> Entity:
-    """The workload endpoint of a pod (the caller checks it is not hostNetwork)."""
+def pod_entity(
+    pod: Pod,
+    namespace_labels: Mapping[str, str],
+    service_account_labels: Mapping[str, str] | None = None,
+    *,
+    ns_part: Mapping[str, str] | None = None,
+) -> Entity:
+    """The workload endpoint of a pod (the caller checks it is not hostNetwork).
+
+    ``ns_part``: :func:`~sekisho.semantics.labels.namespace_part` of its namespace, when
+    the caller keeps it."""
     return Entity(
         kind="workload",
         key=pod.key,
-        labels=workload_labels(pod.labels, pod.namespace, namespace_labels),
+        labels=workload_labels(
+            pod.labels,
+            pod.namespace,
+            namespace_labels,
+            pod.service_account,
+            service_account_labels,
+            ns_part=ns_part,
+        ),
         own_labels=pod.labels,
         ips=(pod.ip,) if pod.ip is not None else (),
         ports=pod.ports,
     )
+
+
+def network_set_entities(cluster: Cluster) -> list[Entity]:
+    """NetworkSets and GlobalNetworkSets as entities with the labels selectors see.
+
+    A namespaced NetworkSet also carries ``projectcalico.org/namespace`` and its
+    namespace's ``pcns.`` labels (so a rule's namespace scoping and
+    ``namespaceSelector`` reach it), but not the orchestrator label: Kubernetes
+    policies never select network sets.
+    """
+    if cluster.calico is None:
+        return []
+    out: list[Entity] = []
+    for ns in cluster.calico.network_sets:
+        labels = dict(ns.labels)
+        if ns.namespace is not None:
+            part = namespace_part(ns.namespace, cluster.namespace_labels(ns.namespace))
+            part.pop(ORCHESTRATOR, None)
+            labels.update(part)
+        out.append(Entity("networkset", ns.key, labels, ns.labels, (), ns.nets))
+    return out
+
+
+def host_entities(cluster: Cluster) -> list[Entity]:
+    """HostEndpoints as entities: their own labels, expected IPs and named ports."""
+    if cluster.calico is None:
+        return []
+    return [
+        Entity(
+            "host",
+            h.name,
+            h.labels,
+            h.labels,
+            h.expected_ips,
+            (),
+            tuple(ContainerPort(p.port, p.protocol, p.name) for p in h.ports),  # type: ignore[arg-type]
+        )
+        for h in cluster.calico.host_endpoints
+    ]
 
 
 class Universe:
@@ -73,21 +128,31 @@ class Universe:
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.netsets: list[Entity] = []
+        self.netsets: list[Entity] = network_set_entities(cluster)
         """Network sets (their nets; no addresses of their own)."""
+        self.hosts: list[Entity] = host_entities(cluster)
+        """Host endpoints (their expected IPs and named ports)."""
 
     @cached_property
     def entities(self) -> tuple[Entity, ...]:
         cluster = self.cluster
         entities: list[Entity] = []
+        accounts = cluster.calico.service_account_labels() if cluster.calico else {}
         for pod in cluster.pods:
             if pod.host_network:
                 continue
-            entities.append(pod_entity(pod, cluster.namespace_labels(pod.namespace)))
+            entities.append(
+                pod_entity(
+                    pod,
+                    cluster.namespace_labels(pod.namespace),
+                    accounts.get((pod.namespace, pod.service_account)),
+                )
+            )
         for node in cluster.nodes:
             entities.append(
                 Entity("node", node.name, node.labels, node.labels, (node.internal_ip,))
             )
+        entities.extend(self.hosts)
         entities.extend(self.netsets)
         return tuple(entities)
 

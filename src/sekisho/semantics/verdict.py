@@ -23,6 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from sekisho.model.calico import (
+    DEFAULT_ALLOW_PROFILE,
+    FAILSAFE_INBOUND,
+    FAILSAFE_OUTBOUND,
+    HostEndpoint,
+)
 from sekisho.model.types import Cluster
 from sekisho.selectors.expr import explain, matches
 from sekisho.semantics.compiler import compile_program
@@ -46,7 +52,7 @@ from sekisho.semantics.program import (
 )
 from sekisho.semantics.universe import Entity, IPAddress, Universe
 
-Ending = Literal["rule", "end-of-tier", "profile"]
+Ending = Literal["rule", "end-of-tier", "profile", "failsafe"]
 
 _PAST = {"allow": "allowed", "deny": "denied", "pass": "passed", "log": "logged"}
 
@@ -136,6 +142,8 @@ class DirectionVerdict:
     ending: Ending
     logged: tuple[RuleResult, ...] = ()
     """Log rules that matched on the way."""
+    host: HostEndpoint | None = None
+    """The host endpoint walked (the node's own traffic); None for a workload pod."""
 
     @property
     def isolated(self) -> bool:
@@ -155,12 +163,29 @@ class DirectionVerdict:
         if self.ending == "end-of-tier":
             last = self.tiers[-1].tier.name
             return f"end of tier {last}: no rule matched: denied"
-        if self.tiers:
-            return "every tier passed: the profile allows"
-        return f"no policy applies for {self.direction}: the profile allows"
+        if self.ending == "failsafe":
+            assert self.host is not None
+            return (
+                f"a failsafe port of Felix (Failsafe{'Inbound' if self.direction == 'ingress' else 'Outbound'}"
+                f"HostPorts): host endpoint {self.host.name} always allows it, before any policy"
+            )
+        if self.host is not None and not self.allowed:
+            head = "every tier passed" if self.tiers else f"no policy applies for {self.direction}"
+            return (
+                f"{head}: host endpoint {self.host.name} has no profile that allows "
+                "(projectcalico-default-allow): denied"
+            )
+        head = "every tier passed" if self.tiers else f"no policy applies for {self.direction}"
+        if self.host is not None:
+            return f"{head}: its profile {DEFAULT_ALLOW_PROFILE} allows"
+        return f"{head}: the profile allows"
 
     def lines(self) -> list[str]:
         head = f"{self.direction} of {self.endpoint.label}"
+        if self.host is not None:
+            head += f" (host endpoint {self.host.name})"
+            if self.ending == "failsafe" or not self.tiers:
+                return [f"{head}: {self.because()}"]
         if not self.tiers:
             return [f"{head}: not isolated (no policy selects it for {self.direction}): allowed"]
         n = len(self.policies)
@@ -186,8 +211,8 @@ class DirectionVerdict:
                 )
             elif tv.outcome == "end-deny":
                 out.append(f"  end of tier {tv.tier.name}: no rule matched: denied")
-        if self.allowed and self.ending == "profile":
-            out.append("  every tier passed: the profile allows")
+        if self.ending == "profile":
+            out.append(f"  {self.because()}")
         if not self.allowed and self.ending == "rule":
             out.append(f"  {self.direction} denied: {self.because()}")
         return out
@@ -212,6 +237,7 @@ class DirectionVerdict:
             "decided_by": None if self.decided is None else self.decided.to_json(),
             "tiers": [t.to_json() for t in self.tiers],
             "logged": [r.to_json() for r in self.logged],
+            "host_endpoint": None if self.host is None else self.host.name,
         }
 
 
@@ -228,6 +254,11 @@ class Verdict:
     """None when the source is not a workload pod (its egress is not evaluated)."""
     ingress: DirectionVerdict | None
     """None when the destination is not a workload pod, or the source is its own node."""
+    src_host: str | None = None
+    """The source node's host endpoint (a node or hostNetwork pod source), if any."""
+    dst_host: str | None = None
+    hosts: bool = False
+    """Whether the cluster has host endpoints (explanations then say when a node has none)."""
 
     def lines(self) -> list[str]:
         f = self.flow
@@ -243,14 +274,30 @@ class Verdict:
             out.append(
                 f"{who} {f.dst.label}'s own node: traffic from the local node is never filtered"
             )
+            if self.src_host is not None:
+                out.append(
+                    f"  not even by host endpoint {self.src_host}: Felix returns early in "
+                    "OUTPUT for traffic to local workloads (cali+ interfaces)"
+                )
         if self.egress is not None:
             out += self.egress.lines()
         elif self.reason != "self":
-            out.append(f"egress: not evaluated ({_why_unfiltered(f.src, 'source')})")
+            why = _why_unfiltered(f.src, "source")
+            if f.src.is_node_like and self.src_host is None and self.hosts:
+                why += "; its node has no host endpoint"
+            out.append(f"egress: not evaluated ({why})")
         if self.ingress is not None:
             out += self.ingress.lines()
         elif self.reason not in ("self", "same-node"):
-            out.append(f"ingress: not evaluated ({_why_unfiltered(f.dst, 'destination')})")
+            why = _why_unfiltered(f.dst, "destination")
+            if f.dst.is_node_like and self.dst_host is not None:
+                why = (
+                    f"traffic from a pod to its own node passes the pod's egress, not host "
+                    f"endpoint {self.dst_host}'s ingress"
+                )
+            elif f.dst.is_node_like and self.hosts:
+                why += "; its node has no host endpoint"
+            out.append(f"ingress: not evaluated ({why})")
         out.append(f"verdict: {'ALLOWED' if self.allowed else 'DENIED'} ({self.reason})")
         if self.allowed:
             out.append(
@@ -437,10 +484,15 @@ def walk(
     direction: Direction,
     subject: Endpoint,
     flow: Flow,
+    host: HostEndpoint | None = None,
 ) -> DirectionVerdict:
-    """Walk ``flow`` through the program at ``subject`` (a workload pod) for ``direction``."""
-    assert subject.pod is not None
-    entity = universe.by_key[("workload", subject.pod.key)]
+    """Walk ``flow`` through the program at ``subject`` for ``direction``: a workload pod,
+    or (``host``) the host endpoint of a node whose own traffic it is."""
+    if host is not None:
+        entity = universe.by_key[("host", host.name)]
+    else:
+        assert subject.pod is not None
+        entity = universe.by_key[("workload", subject.pod.key)]
     visits: list[TierVisit] = []
     logged: list[RuleResult] = []
     for tier in program.tiers:
@@ -477,15 +529,71 @@ def walk(
                 decided,
                 "rule",
                 tuple(logged),
+                host,
             )
         if tier.default_action == "pass":
             visits.append(TierVisit(tier, tuple(pvisits), "end-pass"))
             continue
         visits.append(TierVisit(tier, tuple(pvisits), "end-deny"))
         return DirectionVerdict(
-            direction, subject, False, tuple(visits), None, "end-of-tier", tuple(logged)
+            direction, subject, False, tuple(visits), None, "end-of-tier", tuple(logged), host
         )
-    return DirectionVerdict(direction, subject, True, tuple(visits), None, "profile", tuple(logged))
+    # The profile: a Kubernetes namespace's allows; a host endpoint's only when it names
+    # projectcalico-default-allow ("Drop if no profiles matched").
+    ok = host is None or DEFAULT_ALLOW_PROFILE in host.profiles
+    return DirectionVerdict(
+        direction, subject, ok, tuple(visits), None, "profile", tuple(logged), host
+    )
+
+
+def host_endpoint_of(cluster: Cluster, end: Endpoint) -> HostEndpoint | None:
+    """The host endpoint that polices a node's own traffic (a node, or a hostNetwork pod,
+    which is its node), if the node has one (:func:`node_host_endpoint`)."""
+    if not end.is_node_like or end.node_name is None:
+        return None
+    return node_host_endpoint(cluster, end.node_name, end.ip)
+
+
+def node_host_endpoint(cluster: Cluster, node: str, ip: IPAddress | None) -> HostEndpoint | None:
+    """The host endpoint of ``node`` that polices the traffic of its address ``ip``.
+
+    sekisho's nodes have one interface, with their InternalIP: the host endpoint whose
+    ``expectedIPs`` hold that address, else one named for an interface, else the node's
+    all-interfaces (``*``) one.
+    """
+    if cluster.calico is None or not cluster.calico.host_endpoints:
+        return None
+    heps = [h for h in cluster.calico.host_endpoints if h.node == node]
+    if not heps:
+        return None
+    for h in heps:
+        if ip is not None and ip in h.expected_ips:
+            return h
+    named = [h for h in heps if h.interface not in (None, "*")]
+    return (named or heps)[0]
+
+
+def _failsafe(
+    host: HostEndpoint, direction: Direction, subject: Endpoint, flow: Flow
+) -> DirectionVerdict | None:
+    """Felix's failsafe rules come before any host endpoint policy."""
+    ports = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
+    if flow.port is None or (flow.protocol, flow.port) not in ports:
+        return None
+    return DirectionVerdict(direction, subject, True, (), None, "failsafe", (), host)
+
+
+def _host_walk(
+    program: Program,
+    universe: Universe,
+    direction: Direction,
+    subject: Endpoint,
+    flow: Flow,
+    host: HostEndpoint,
+) -> DirectionVerdict:
+    return _failsafe(host, direction, subject, flow) or walk(
+        program, universe, direction, subject, flow, host
+    )
 
 
 # ------------------------------------------------------------------------- the flow
@@ -521,11 +629,9 @@ def verdict(
     # A pod to itself never leaves the pod.
     if src.pod is not None and dst.pod is not None and src.pod.key == dst.pod.key:
         return Verdict(flow, True, "self", None, None)
-    # Egress is policed only for workload pods (hostNetwork pods are their node, and
-    # node-originated traffic does not pass an endpoint chain).
-    egress = walk(program, universe, "egress", src, flow) if src.is_workload else None
     # "Traffic is allowed to a pod if ... the traffic source is the pod's local node":
-    # a node (or hostNetwork pod) reaching a pod on the same node is never filtered.
+    # a node (or hostNetwork pod) reaching a pod on the same node is never filtered
+    # (Felix returns early for it in OUTPUT, host endpoint or not).
     same_node = (
         dst.is_workload
         and src.is_node_like
@@ -533,9 +639,29 @@ def verdict(
         and dst.pod is not None
         and src.node_name == dst.pod.node
     )
+    # Egress: a workload pod's own policy; a node's (or hostNetwork pod's) own traffic
+    # only under its host endpoint, and never toward its own pods.
+    src_host = host_endpoint_of(cluster, src)
+    egress = None
+    if src.is_workload:
+        egress = walk(program, universe, "egress", src, flow)
+    elif src_host is not None and not same_node:
+        egress = _host_walk(program, universe, "egress", src, flow, src_host)
+    # Ingress: a workload pod's policy; a node's under its host endpoint, except traffic
+    # from its own pods (Felix sends it through the pod's egress, then its
+    # DefaultEndpointToHostAction, not through the host endpoint's ingress policy).
+    dst_host = host_endpoint_of(cluster, dst)
+    from_own_pod = (
+        src.is_workload
+        and src.pod is not None
+        and dst.node_name is not None
+        and src.pod.node == dst.node_name
+    )
     ingress = None
     if dst.is_workload and not same_node:
         ingress = walk(program, universe, "ingress", dst, flow)
+    elif dst_host is not None and not from_own_pod:
+        ingress = _host_walk(program, universe, "ingress", dst, flow, dst_host)
     eg_ok = egress is None or egress.allowed
     in_ok = ingress is None or ingress.allowed
     allowed = eg_ok and in_ok
@@ -553,4 +679,13 @@ def verdict(
         reason = "policy"
     else:
         reason = "not-isolated"
-    return Verdict(flow, allowed, reason, egress, ingress)
+    return Verdict(
+        flow,
+        allowed,
+        reason,
+        egress,
+        ingress,
+        src_host.name if src_host is not None else None,
+        dst_host.name if dst_host is not None else None,
+        bool(cluster.calico and cluster.calico.host_endpoints),
+    )

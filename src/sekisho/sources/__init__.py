@@ -1,7 +1,10 @@
-"""Where clusters come from: files now (watched with inotify); etcd and the API later.
+"""Where clusters come from: files (watched with inotify) and etcd (listed, then watched).
 
 Public surface: :class:`FileSource` (``load()``, ``fingerprint()``) and
-:class:`DirWatcher` (``wait(timeout)`` -> changed paths, debounced).
+:class:`DirWatcher` (``wait(timeout)`` -> changed paths, debounced). The store
+lives in its own modules, imported only by those who use it (they bring in
+requests): :mod:`sekisho.sources.etcd` (``EtcdConfig``, ``EtcdClient``,
+``EtcdSource``) and :mod:`sekisho.sources.store` (``Store``: apply, delete, get).
 """
 
 from __future__ import annotations

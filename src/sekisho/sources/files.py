@@ -100,30 +100,43 @@ class CachingLoader:
 
 
 def refuse_unrendered(cluster: Cluster) -> Cluster:
-    """``cluster``, or :class:`ManifestError` when it has policies the renderer cannot draw.
+    """``cluster``, or :class:`ManifestError` when it has objects the renderer cannot draw.
 
-    The renderer reads Kubernetes NetworkPolicies only until it reads the policy
-    program (issue 11); rendering a cluster with cluster-wide policies without them
-    would enforce less than the manifests say. So the agent keeps its last good
-    state and ``render`` stops, naming each such policy (validate, trace and matrix
-    read them).
+    The renderer draws every policy of the program on workload endpoints; it does
+    not draw host endpoints (the node's own traffic, with failsafe ports), which
+    the semantics walk. Enforcing a cluster without them would enforce less than
+    the manifests say, so the agent keeps its last good state and ``render`` and
+    ``trace --node`` stop, naming each one (validate, trace and matrix read them).
     """
-    if not cluster.cluster_policies:
+    if cluster.calico is None or not cluster.calico.host_endpoints:
         return cluster
     raise ManifestError(
         [
             Problem(
-                p.source.file,
-                p.source.line,
-                p.kind,
-                p.name,
+                h.source.file,
+                h.source.line,
+                "HostEndpoint",
+                h.name,
                 "",
-                "not rendered yet: the renderer (render, agent, lab) reads Kubernetes "
-                "NetworkPolicies only; refusing to enforce the cluster without this policy",
+                "not rendered yet: the renderer (render, agent, lab) draws workload endpoints "
+                "only; refusing to enforce the cluster without this host endpoint",
             )
-            for p in cluster.cluster_policies
+            for h in cluster.calico.host_endpoints
         ]
     )
+
+
+def refuse_unsupported(cluster: Cluster) -> Cluster:
+    """``cluster``, or :class:`ManifestError` when it has objects of kinds sekisho does not read.
+
+    Such an object (a Calico or Cilium policy, a custom resource, see
+    :mod:`sekisho.model.kinds`) may deny or allow traffic that the rendered rules
+    would not: enforcing without it is enforcing a partial picture. The agent keeps
+    its last good state and reports itself degraded with these problems as the reason.
+    """
+    if not cluster.unsupported:
+        return cluster
+    raise ManifestError(cluster.unsupported)
 
 
 def default_loader(paths: Sequence[str]) -> Cluster:
@@ -161,7 +174,7 @@ class FileSource:
         """Load and validate; raises :class:`~sekisho.errors.ManifestError` with every problem."""
         files = self.files()
         self._stats = self._stat(files)
-        return refuse_unrendered(self.loader([str(p) for p in files]))
+        return refuse_unsupported(refuse_unrendered(self.loader([str(p) for p in files])))
 
     @staticmethod
     def _stat(files: list[Path]) -> dict[str, tuple[int, int, int]]:

@@ -1,0 +1,503 @@
+"""The cluster's store: change-to-installed on every node, a change at scale, endpoint churn, fan-out.
+
+    .venv/bin/python bench/bench_etcd.py                      # every section, default sizes
+    .venv/bin/python bench/bench_etcd.py --only lab --changes 200 --background 1000
+    .venv/bin/python bench/bench_etcd.py --only scale --pods 10000 --policies 1000
+    .venv/bin/python bench/bench_etcd.py --only churn --local-pods 250 --policies 2000
+    .venv/bin/python bench/bench_etcd.py --only fanout --watchers 100 --pods 10000
+
+Every etcd here listens on loopback (``LocalEtcd``) or inside a lab's namespaces;
+agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
+
+* lab: a six-node lab (three pods per node, ``--background`` extra policies that
+  select nothing); ``--changes`` times one policy is added or deleted. For the
+  etcd store the change is written through the store (``sekisho apply``'s code,
+  validated whole, one transaction) from the lab's orchestrator namespace; the
+  clock starts when that write returns and stops when every node's ready file
+  shows the fingerprint of exactly that change's ruleset (computed beforehand;
+  polled every 0.5 ms). p50/p99 of the last node, and the spread between the
+  first and the last node (fan-out). Baseline, same run: the same lab on the
+  files store, the same change written as a file into the directory every
+  agent watches (what the lab faked before).
+* scale: ``--pods``/``--policies`` (generator.py) in a loopback etcd; one agent
+  (in-process, its rules in a throwaway namespace, nftables through
+  libnftables) on the busiest node; ``--changes`` times one policy's port is
+  changed with a raw put; time from the put to the agent's sync of that
+  revision being applied, and the agent's own stages (load = validate the
+  snapshot, render, apply). Baseline: the same agent on the files source,
+  the same change written as a file.
+* churn: a node with ``--local-pods`` pods and ``--policies`` policies; pods of
+  that node are deleted and added back by raw puts (as an API server would
+  write them) at ``--rate`` per second for ``--seconds``; per change, the time
+  until the agent applied a revision that includes it (p50/p99), and the rate
+  of endpoint updates it sustained (updates / seconds until the last one was
+  applied). Batching is the design: one sync takes every change that came.
+* fanout: ``--watchers`` watch streams (threads, the work of an agent without a
+  dataplane) on one etcd holding ``--pods`` pods; time for all to list
+  (a cold start of every node), delivery of ``--changes`` puts to every
+  watcher (p50/p99 of the last watcher), and etcd's resident memory before and
+  after. Baseline: one watcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import generator  # noqa: E402  (bench/ is not a package: loaded from its path)
+from bench_agent import netns  # noqa: E402
+
+from sekisho.agent import Agent, AgentMetrics, full_renderer, ruleset_fingerprint  # noqa: E402
+from sekisho.lab.etcd import LocalEtcd  # noqa: E402
+from sekisho.model import cluster_from_objects  # noqa: E402
+from sekisho.sources.etcd import EtcdClient, EtcdSource, object_key  # noqa: E402
+from sekisho.sources.store import Store, encode  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
+
+
+def dist(values: list[float]) -> str:
+    return f"p50 {ms(pct(values, 0.5))}, p99 {ms(pct(values, 0.99))}, max {ms(max(values))}"
+
+
+# ---- lab: six nodes, change to installed on every node ---------------------------------------
+
+
+def lab_objects(background: int) -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}
+    ]
+    for n in range(6):
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": f"n{n}"},
+                "spec": {"podCIDR": f"10.244.{n}.0/24"},
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": f"192.168.110.{10 + n}"}]
+                },
+            }
+        )
+        for i in range(3):
+            objs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": f"p{n}-{i}", "namespace": "b", "labels": {"app": f"a{i}"}},
+                    "spec": {
+                        "nodeName": f"n{n}",
+                        "containers": [{"name": "c", "ports": [{"containerPort": 80}]}],
+                    },
+                    "status": {"podIP": f"10.244.{n}.{10 + i}"},
+                }
+            )
+    for k in range(background):
+        objs.append(policy(f"bg{k}", {"app": f"none{k}"}, 80))
+    return objs
+
+
+def policy(name: str, select: dict[str, str], port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": "b"},
+        "spec": {
+            "podSelector": {"matchLabels": select},
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app": "a0"}}}],
+                    "ports": [{"port": port}],
+                }
+            ],
+        },
+    }
+
+
+def lab_run(store: str, changes: int, background: int) -> dict[str, list[float]]:
+    from sekisho.lab import manifests as mf
+    from sekisho.lab.core import Lab
+
+    base = lab_objects(background)
+    name = "b" + os.urandom(3).hex()
+    root = Path(tempfile.mkdtemp(prefix="sekisho-bench-"))
+    t = time.perf_counter()
+    lab = Lab.up(base, name=name, root=root, store=store, timeout=120)
+    print(f"  lab ({store}) up in {time.perf_counter() - t:.1f} s", flush=True)
+    last: list[float] = []
+    spread: list[float] = []
+    try:
+        nodes = [n.name for n in lab.plan.nodes]
+        probe = policy("probe", {"app": "a1"}, 8080)
+        for k in range(changes):
+            on = k % 2 == 0
+            objs = base + ([probe] if on else [])
+            cluster = cluster_from_objects(objs)
+            want = {
+                n: ruleset_fingerprint(full_renderer(cluster, n, lab.state.backend, "sekisho"))
+                for n in nodes
+            }
+            if store == "etcd":
+                assert lab.store is not None
+                if on:
+                    lab.store.apply([probe])
+                else:
+                    lab.store.delete([("NetworkPolicy", "b", "probe")])
+            else:
+                policies = [o for o in objs if mf.is_policy(o)]
+                mf.write_atomic(lab.manifests / mf.POLICY_FILE, policies)
+            t0 = time.perf_counter()
+            seen: dict[str, float] = {}
+            deadline = t0 + 30
+            while len(seen) < len(nodes):
+                for n in nodes:
+                    if n in seen:
+                        continue
+                    try:
+                        got = json.loads(lab.ready_file(n).read_text()).get("fingerprint")
+                    except (OSError, ValueError):
+                        got = None
+                    if got == want[n]:
+                        seen[n] = time.perf_counter() - t0
+                if time.perf_counter() > deadline:
+                    raise SystemExit(f"change {k}: nodes not converged: {set(nodes) - set(seen)}")
+                time.sleep(0.0005)
+            last.append(max(seen.values()))
+            spread.append(max(seen.values()) - min(seen.values()))
+            time.sleep(0.02)
+    finally:
+        lab.down()
+        shutil.rmtree(root, ignore_errors=True)
+    return {"last": last, "spread": spread}
+
+
+def section_lab(args: argparse.Namespace) -> None:
+    print(f"== lab: six nodes, {args.changes} changes, {args.background} background policies")
+    base = lab_run("files", args.changes, args.background)
+    etcd = lab_run("etcd", args.changes, args.background)
+    print(f"  files store (baseline): every node installed {dist(base['last'])}")
+    print(f"  etcd store:             every node installed {dist(etcd['last'])}")
+    print(f"  etcd fan-out spread (first to last node): {dist(etcd['spread'])}")
+    ratio = pct(etcd["last"], 0.99) / pct(base["last"], 0.99)
+    print(f"  p99 etcd / files: {ratio:.2f}x")
+
+
+# ---- scale: one agent, one change, many pods -------------------------------------------------
+
+
+class Applied:
+    """Follows an agent: the store revision each of its syncs applied, and when."""
+
+    def __init__(self, agent: Agent, source: EtcdSource) -> None:
+        self.agent, self.source = agent, source
+        self.log: list[tuple[float, int]] = []
+        real = agent._sync
+
+        def sync() -> Any:
+            summary = real()
+            if summary.status in ("applied", "unchanged"):
+                self.log.append((time.perf_counter(), source._loaded_rev))
+            return summary
+
+        agent._sync = sync  # type: ignore[method-assign]
+
+    def when(self, revision: int, timeout: float = 60) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            for t, rev in self.log:
+                if rev >= revision:
+                    return t
+            time.sleep(0.0005)
+        raise SystemExit(f"revision {revision} not applied in {timeout} s")
+
+
+def busiest(objs: list[dict[str, Any]]) -> str:
+    counts = Counter(o.get("spec", {}).get("nodeName") for o in objs if o.get("kind") == "Pod")
+    counts.pop(None, None)
+    if counts:
+        return str(counts.most_common(1)[0][0])
+    cluster = cluster_from_objects(objs)
+    c2 = Counter(p.node for p in cluster.pods if p.node and not p.host_network)
+    return str(c2.most_common(1)[0][0])
+
+
+def run_agent(source: Any, node: str, ns: str) -> tuple[Agent, threading.Event, threading.Thread]:
+    agent = Agent(
+        node=node, source=source, netns=ns, backend="nftables", metrics=AgentMetrics(), resync=3600
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    return agent, stop, thread
+
+
+def section_scale(args: argparse.Namespace) -> None:
+    print(f"== scale: {args.pods} pods, {args.policies} policies, {args.changes} policy changes")
+    objs = generator.generate(args.pods, policies=args.policies, seed=1)
+    cluster = cluster_from_objects(objs)
+    node = Counter(p.node for p in cluster.pods if p.node and not p.host_network).most_common(1)[0][
+        0
+    ]
+    pols = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    target = next(p for p in pols if p["spec"].get("ingress"))
+    with LocalEtcd() as etcd, netns() as ns:
+        config = etcd.config(timeout=120.0)
+        client = EtcdClient(config)
+        t = time.perf_counter()
+        Store(client).apply_objects(objs)
+        print(f"  stored in one validated transaction: {time.perf_counter() - t:.2f} s")
+        source = EtcdSource(config)
+        agent, stop, thread = run_agent(source, node, ns)
+        follow = Applied(agent, source)
+        follow.when(1)
+        lat: list[float] = []
+        stages: list[dict[str, float]] = []
+        key = object_key(
+            config.prefix,
+            "NetworkPolicy",
+            target["metadata"]["namespace"],
+            target["metadata"]["name"],
+        )
+        for k in range(args.changes):
+            changed = json.loads(json.dumps(target))
+            for rule in changed["spec"]["ingress"]:
+                rule["ports"] = [{"port": 20000 + k}]
+            t0 = time.perf_counter()
+            rev = client.put(key, encode(changed))
+            lat.append(follow.when(rev) - t0)
+            time.sleep(0.01)
+        stop.set()
+        source.close()
+        thread.join(10)
+        samples = agent.metrics.value("sekisho_agent_apply_seconds_count")
+        print(f"  etcd: put -> rules installed on {node}: {dist(lat)} ({samples:.0f} syncs)")
+        del stages
+    base = files_scale(objs, node, target, args.changes)
+    print(f"  files (baseline): file written -> rules installed: {dist(base)}")
+    print(f"  p99 etcd / files: {pct(lat, 0.99) / pct(base, 0.99):.2f}x")
+
+
+def files_scale(
+    objs: list[dict[str, Any]], node: str, target: dict[str, Any], changes: int
+) -> list[float]:
+    from sekisho.lab import manifests as mf
+
+    root = Path(tempfile.mkdtemp(prefix="sekisho-bench-"))
+    others = [o for o in objs if o is not target]
+    mf.write_atomic(root / "00-cluster.yaml", others)
+    mf.write_atomic(root / "10-target.yaml", [target])
+    lat = []
+    with netns() as ns:
+        agent, stop, thread = run_agent(root, node, ns)
+        deadline = time.perf_counter() + 120
+        while agent.generation < 1 and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        for k in range(changes):
+            changed = json.loads(json.dumps(target))
+            for rule in changed["spec"]["ingress"]:
+                rule["ports"] = [{"port": 20000 + k}]
+            gen = agent.generation
+            t0 = time.perf_counter()
+            mf.write_atomic(root / "10-target.yaml", [changed])
+            while agent.generation <= gen:
+                time.sleep(0.0005)
+            lat.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+        stop.set()
+        thread.join(10)
+    shutil.rmtree(root, ignore_errors=True)
+    return lat
+
+
+# ---- churn: endpoint adds and deletes on one node --------------------------------------------
+
+
+def section_churn(args: argparse.Namespace) -> None:
+    total = args.local_pods * 4
+    print(
+        f"== churn: {args.local_pods} local pods ({total} in the cluster), {args.policies} policies,"
+        f" {args.rate}/s pod deletes and re-adds for {args.seconds} s"
+    )
+    objs = generator.generate(total, policies=args.policies, seed=2)
+    cluster = cluster_from_objects(objs)
+    node = Counter(p.node for p in cluster.pods if p.node and not p.host_network).most_common(1)[0][
+        0
+    ]
+    local = [p for p in cluster.pods if p.node == node and not p.host_network]
+    with LocalEtcd() as etcd, netns() as ns:
+        config = etcd.config(timeout=120.0)
+        client = EtcdClient(config)
+        Store(client).apply_objects(objs)
+        source = EtcdSource(config)
+        agent, stop, thread = run_agent(source, node, ns)
+        follow = Applied(agent, source)
+        follow.when(1)
+        # Each local pod's own manifest, deleted and put back as an API server would.
+        by_key = {
+            f"{o['metadata']['namespace']}/{o['metadata']['name']}": o
+            for o in objs
+            if o["kind"] == "Pod"
+        }
+        pod_objs = {p.key: by_key[p.key] for p in local}
+        keys = list(pod_objs)
+        writes: list[tuple[float, int]] = []
+        interval = 1 / args.rate
+        t_start = time.perf_counter()
+        k = 0
+        present = {key: True for key in keys}
+        while time.perf_counter() - t_start < args.seconds:
+            key = keys[k % len(keys)]
+            ns_, name = key.split("/", 1)
+            skey = object_key(config.prefix, "Pod", ns_, name)
+            t0 = time.perf_counter()
+            if present[key]:
+                rev = int(client.call("/kv/deleterange", {"key": _b64(skey)})["header"]["revision"])
+            else:
+                rev = client.put(skey, encode(pod_objs[key]))
+            present[key] = not present[key]
+            writes.append((t0, rev))
+            k += 1
+            sleep = t_start + k * interval - time.perf_counter()
+            if sleep > 0:
+                time.sleep(sleep)
+        done = follow.when(writes[-1][1])
+        lat = [follow.when(rev) - t0 for t0, rev in writes]
+        stop.set()
+        source.close()
+        thread.join(10)
+        syncs = len(follow.log)
+    rate = len(writes) / (done - t_start)
+    print(
+        f"  {len(writes)} endpoint updates, sustained {rate:.0f}/s in {syncs} syncs; change -> installed {dist(lat)}"
+    )
+
+
+def _b64(s: str) -> str:
+    import base64
+
+    return base64.b64encode(s.encode()).decode()
+
+
+# ---- fanout: many watchers on one etcd -------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def fan(etcd: LocalEtcd, watchers: int, changes: int) -> tuple[float, list[float]]:
+    config = etcd.config(timeout=120.0)  # a cold start of many nodes: lists take long
+    seen: list[dict[int, float]] = [{} for _ in range(watchers)]
+    stop = threading.Event()
+    listed = threading.Barrier(watchers + 1)
+
+    def watch(i: int) -> None:
+        client = EtcdClient(config)
+        try:
+            rev, _ = client.range_prefix(config.prefix)
+        except Exception:
+            listed.abort()
+            raise
+        listed.wait()
+        for r, _events in client.watch(config.prefix, rev + 1, stop):
+            if r > 0:
+                seen[i][r] = time.perf_counter()
+            if stop.is_set():
+                return
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=watch, args=(i,), daemon=True) for i in range(watchers)]
+    for t in threads:
+        t.start()
+    listed.wait()
+    list_time = time.perf_counter() - t0
+    time.sleep(0.5)  # every watch created
+    client = EtcdClient(config)
+    lat = []
+    for k in range(changes):
+        t = time.perf_counter()
+        rev = client.put(config.prefix + "resources/ConfigMap/_/tick", str(k).encode())
+        deadline = t + 10
+        while any(rev not in s for s in seen) and time.perf_counter() < deadline:
+            time.sleep(0.0005)
+        lat.append(max(s.get(rev, deadline) for s in seen) - t)
+        time.sleep(0.01)
+    stop.set()
+    client.put(config.prefix + "resources/ConfigMap/_/tick", b"end")  # wake every stream
+    for t in threads:
+        t.join(5)
+    return list_time, lat
+
+
+def section_fanout(args: argparse.Namespace) -> None:
+    print(
+        f"== fanout: {args.watchers} watchers on one etcd with {args.pods} pods, {args.changes} puts"
+    )
+    objs = generator.generate(args.pods, policies=args.pods // 10, seed=3)
+    with LocalEtcd() as etcd:
+        Store(EtcdClient(etcd.config(timeout=120.0))).apply_objects(objs)
+        assert etcd.proc is not None
+        before = rss_mib(etcd.proc.pid)
+        one_list, one = fan(etcd, 1, args.changes)
+        many_list, many = fan(etcd, args.watchers, args.changes)
+        after = rss_mib(etcd.proc.pid)
+    print(f"  1 watcher (baseline): list {one_list:.2f} s; delivery {dist(one)}")
+    print(
+        f"  {args.watchers} watchers: all listed in {many_list:.2f} s; delivery to the last {dist(many)}"
+    )
+    print(
+        f"  delivery p99 ratio: {pct(many, 0.99) / pct(one, 0.99):.1f}x; etcd RSS {before:.0f} -> {after:.0f} MiB"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--only", choices=["lab", "scale", "churn", "fanout"], action="append")
+    parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--background", type=int, default=0, help="lab: extra policies")
+    parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--policies", type=int, default=1000)
+    parser.add_argument("--local-pods", type=int, default=250)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--watchers", type=int, default=100)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    sections = args.only or ["lab", "scale", "churn", "fanout"]
+    for name in sections:
+        {
+            "lab": section_lab,
+            "scale": section_scale,
+            "churn": section_churn,
+            "fanout": section_fanout,
+        }[name](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""What the rendered rules of the nodes on a flow's path do with it, in words.
+
+``sekisho trace --node`` prints this beside the walk: for each filtering point
+the flow passes (:mod:`sekisho.render.path`), the hook and interfaces, the
+verdict of the interpreter over the very text ``render`` prints, the rule that
+decided (and, for an accept, the rule that made the difference), the rules that
+matched before it, the rendered rule itself and the members of the sets it uses.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from sekisho.model.types import Cluster
+from sekisho.render.backends import Ruleset, render_backend
+from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet
+from sekisho.render.iptables import IpSetSpec
+from sekisho.render.path import enforce, hops
+from sekisho.semantics import Flow
+
+__all__ = ["enforcing_rule", "explain_enforcement"]
+
+
+def explain_enforcement(
+    cluster: Cluster,
+    flow: Flow,
+    node: str | None = None,
+    backend: str = "iptables",
+) -> list[str]:
+    """Lines saying what the rendered rules do with ``flow`` on each node it passes.
+
+    With ``node``, only that node's filtering points are shown (and a line when the
+    flow does not pass that node's filters). Each hop shows the hook, interfaces,
+    verdict, the rule that decided and the rules that matched before it.
+    """
+    from sekisho.render import check_node, render_node
+
+    spell = render_backend(backend)
+    if node is not None:
+        check_node(cluster, node)
+
+    @cache
+    def ruleset(name: str) -> Ruleset:
+        return render_node(cluster, name, backend=spell.name)
+
+    @cache
+    def parsed(name: str) -> IptablesProgram | NftProgram:
+        return spell.interpret(ruleset(name).render_text())
+
+    def evaluate(name: str, packet: Packet) -> Decision:
+        return parsed(name).evaluate(packet)
+
+    path = hops(flow)
+    lines = [
+        f"enforcement ({backend} rules as rendered): {flow.src.label} -> {flow.dst.label} {flow.service}"
+    ]
+    if not path:
+        lines.append("  no node filters this flow (same pod, or node-originated to its own pod)")
+        return lines
+    allowed, trail = enforce(flow, evaluate)
+    shown = [(h, d) for h, d in trail if node is None or h.node == node]
+    if node is not None and not any(h.node == node for h in path):
+        lines.append(f"  the flow does not pass node {node}'s filters")
+    for hop, d in shown:
+        p = hop.packet
+        where = (
+            f"{hop.node} {p.hook}"
+            + (f" in={p.iif}" if p.iif else "")
+            + (f" out={p.oif}" if p.oif else "")
+        )
+        because = "" if d.because == d.rule else f" (because: {d.because})"
+        lines.append(f"  {where}: {d.verdict} by: {d.rule}{because}")
+        lines.extend(f"      matched: {c}" for c in d.trail[:-1])
+        lines.extend(enforcing_rule(ruleset(hop.node), d.because))
+    lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
+    return lines
+
+
+def enforcing_rule(ruleset: Ruleset, comment: str) -> list[str]:
+    """The rendered rule whose comment is ``comment``, and the members of each set it uses."""
+    quoted = f'"{comment}"'
+    rule = next((ln for ln in ruleset.render_text().splitlines() if quoted in ln), None)
+    if rule is None:
+        return []
+    out = [f"      rule: {rule.strip()}"]
+    members: dict[str, tuple[str, ...]] = {
+        s.name: s.members if isinstance(s, IpSetSpec) else s.elements for s in ruleset.sets
+    }
+    for name in re.findall(r"--match-set (\S+)|@([\w.-]+)", rule):
+        set_name = name[0] or name[1]
+        if set_name in members:
+            shown = ", ".join(members[set_name][:8])
+            more = len(members[set_name]) - 8
+            out.append(f"      set {set_name}: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    return out

@@ -1,0 +1,231 @@
+"""Host endpoints: a node's own traffic under policy, as Felix applies it.
+
+A policy that selects a node's host endpoint polices what the node (or a
+hostNetwork pod, which is its node) sends and receives; Felix's failsafe ports
+come first; with no policy and no allowing profile the host endpoint drops; and
+the seed's finding 2 stays true: a node reaching its own pods is never filtered,
+host endpoint or not, and trace says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from sekisho.errors import UsageError
+from sekisho.model import Cluster, cluster_from_objects
+from sekisho.model.types import FlowProtocol
+from sekisho.semantics import Flow, compute_matrix, pod_endpoint, resolve_endpoint, verdict
+from semantics_npa.test_mixed import BASE
+
+Manifest = dict[str, Any]
+V3 = "projectcalico.org/v3"
+
+
+def hep(node: str, *profiles: str, iface: str = "eth0") -> Manifest:
+    spec: dict[str, Any] = {"node": node, "interfaceName": iface}
+    if profiles:
+        spec["profiles"] = list(profiles)
+    return {
+        "apiVersion": V3,
+        "kind": "HostEndpoint",
+        "metadata": {"name": f"{node}-eth0", "labels": {"host": node}},
+        "spec": spec,
+    }
+
+
+def gnp(name: str, selector: str, **spec: Any) -> Manifest:
+    return {
+        "apiVersion": V3,
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {"selector": selector, **spec},
+    }
+
+
+ALLOW = "projectcalico-default-allow"
+
+CASES = [
+    # (objects, from, to, service, allowed, words)
+    pytest.param(
+        [hep("n2", ALLOW), gnp("deny-in", "host == 'n2'", ingress=[{"action": "Deny"}])],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        False,
+        "denied by GlobalNetworkPolicy deny-in ingress rule 0 (Deny) (tier default)",
+        id="node-ingress-denied-by-policy",
+    ),
+    pytest.param(
+        [hep("n2", ALLOW), gnp("deny-in", "host == 'n2'", ingress=[{"action": "Deny"}])],
+        "a/client",
+        "n2",
+        "TCP/22",
+        True,
+        "a failsafe port of Felix (FailsafeInboundHostPorts)",
+        id="failsafe-inbound-ssh",
+    ),
+    pytest.param(
+        [hep("n2")],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        False,
+        "host endpoint n2-eth0 has no profile that allows",
+        id="no-policy-no-profile-drops",
+    ),
+    pytest.param(
+        [hep("n2", ALLOW)],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        True,
+        "no policy applies for ingress: its profile projectcalico-default-allow allows",
+        id="default-allow-profile",
+    ),
+    pytest.param(
+        [hep("n1"), gnp("deny-out", "host == 'n1'", egress=[{"action": "Deny"}])],
+        "a/agent",
+        "a/client",
+        "TCP/80",
+        True,
+        "not even by host endpoint n1-eth0: Felix returns early in OUTPUT",
+        id="finding-2-node-to-own-pod",
+    ),
+    pytest.param(
+        [hep("n1"), gnp("deny-out", "host == 'n1'", egress=[{"action": "Deny"}])],
+        "n1",
+        "b/server",
+        "TCP/80",
+        False,
+        "denied by GlobalNetworkPolicy deny-out egress rule 0 (Deny)",
+        id="node-egress-to-remote-pod",
+    ),
+    pytest.param(
+        [hep("n1"), gnp("deny-out", "host == 'n1'", egress=[{"action": "Deny"}])],
+        "n1",
+        "b/server",
+        "UDP/53",
+        True,
+        "FailsafeOutboundHostPorts",
+        id="failsafe-outbound-dns",
+    ),
+    pytest.param(
+        [hep("n1")],
+        "a/client",
+        "n1",
+        "TCP/10250",
+        True,
+        "traffic from a pod to its own node passes the pod's egress",
+        id="pod-to-own-node-not-under-host-ingress",
+    ),
+    pytest.param(
+        [
+            hep("n2"),
+            gnp(
+                "from-nodes",
+                "host == 'n2'",
+                ingress=[{"action": "Allow", "source": {"selector": "has(host)"}}],
+            ),
+        ],
+        "b/server",
+        "n2",
+        "TCP/10250",
+        True,
+        "traffic from a pod to its own node",
+        id="selector-selects-host-endpoints",
+    ),
+]
+
+
+def _cluster(objects: list[Manifest]) -> Cluster:
+    return cluster_from_objects([*BASE, *objects], source="hosts")
+
+
+@pytest.mark.parametrize(("objects", "src", "dst", "service", "allowed", "words"), CASES)
+def test_host_endpoints(
+    objects: list[Manifest], src: str, dst: str, service: str, allowed: bool, words: str
+) -> None:
+    cluster = _cluster(objects)
+    proto, _, port = service.partition("/")
+    flow = Flow(
+        resolve_endpoint(cluster, src),
+        resolve_endpoint(cluster, dst),
+        cast(FlowProtocol, proto),
+        int(port),
+    )
+    v = verdict(cluster, flow)
+    text = "\n".join(v.lines())
+    assert v.allowed == allowed, text
+    assert words in text, text
+
+
+def test_node_source_matched_by_host_endpoint_selector() -> None:
+    # A rule selecting host endpoints holds their expected IPs: the node's own address.
+    cluster = _cluster(
+        [
+            {
+                "apiVersion": V3,
+                "kind": "HostEndpoint",
+                "metadata": {"name": "n1-eth0", "labels": {"host": "n1"}},
+                "spec": {
+                    "node": "n1",
+                    "interfaceName": "eth0",
+                    "expectedIPs": ["172.18.0.2"],
+                    "profiles": [ALLOW],
+                },
+            },
+            gnp(
+                "nodes-only",
+                "app == 'server'",
+                ingress=[{"action": "Allow", "source": {"selector": "host == 'n1'"}}],
+            ),
+        ]
+    )
+    ok = verdict(
+        cluster,
+        Flow(resolve_endpoint(cluster, "n1"), resolve_endpoint(cluster, "b/server"), "TCP", 80),
+    )
+    assert ok.allowed, "\n".join(ok.lines())
+    no = verdict(
+        cluster,
+        Flow(
+            resolve_endpoint(cluster, "a/client"), resolve_endpoint(cluster, "b/server"), "TCP", 80
+        ),
+    )
+    assert not no.allowed
+
+
+@pytest.mark.parametrize(
+    "objects", [case.values[0] for case in CASES], ids=[str(case.id) for case in CASES]
+)
+def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None:
+    # a/agent is hostNetwork on n1: its node's host endpoint polices its traffic.
+    has_n1 = any(o["kind"] == "HostEndpoint" and o["spec"]["node"] == "n1" for o in objects)
+    cluster = _cluster([*objects, *([] if has_n1 else [hep("n1", ALLOW)])])
+    probes = [(80, "TCP"), (22, "TCP"), (53, "UDP"), (10250, "TCP"), (None, "ICMP")]
+    m = compute_matrix(cluster, probes)
+    ends = [pod_endpoint(cluster, p) for p in m.pods]
+    for probe in m.probes:
+        for i, s in enumerate(ends):
+            for j, d in enumerate(ends):
+                v = verdict(cluster, Flow(s, d, probe.protocol, probe.port))  # type: ignore[arg-type]
+                assert bool(probe.allowed[i, j]) is v.allowed, (probe.service, v.lines())
+                for table, side in ((probe.egress, v.egress), (probe.ingress, v.ingress)):
+                    assert bool(table[i, j]) is (side is None or side.allowed), v.lines()
+
+
+def test_incremental_matrix_refuses_hostnetwork_pods_under_host_endpoints() -> None:
+    from sekisho.semantics.incremental import IncrementalMatrix
+
+    cluster = _cluster([hep("n1", ALLOW)])
+    with pytest.raises(UsageError, match="a/agent"):
+        IncrementalMatrix(cluster, [(80, "TCP")])
+
+
+def test_unknown_profiles_are_refused() -> None:
+    from sekisho.errors import ManifestError
+
+    with pytest.raises(ManifestError, match=r'profile "kns\.default" is not read by sekisho'):
+        _cluster([hep("n1", "kns.default")])

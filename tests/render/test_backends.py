@@ -1,0 +1,40 @@
+"""The backend registry: one object per backend, the same names everywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from render.goldens import seed_part2
+from sekisho.cli import options
+from sekisho.dataplane.backends import backend
+from sekisho.errors import UsageError
+from sekisho.lab import core
+from sekisho.render import BACKENDS, NodeRenderer, render_backend, render_node, ruleset_digest
+from sekisho.render.backends import BACKEND_NAMES
+from sekisho.render.interpret import Packet
+
+
+def test_every_list_of_backends_is_the_registry() -> None:
+    assert BACKENDS == BACKEND_NAMES == tuple(options.BACKENDS) == tuple(core.BACKENDS)
+    assert [backend(n).name for n in BACKEND_NAMES] == list(BACKEND_NAMES)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_one_object_renders_interprets_writes_and_digests(name: str) -> None:
+    b = backend(name)
+    r = NodeRenderer("k8s-node2")
+    r.update(seed_part2())
+    ruleset = b.spelling.render(r)
+    assert ruleset == render_node(seed_part2(), "k8s-node2", backend=name)  # type: ignore[call-overload]
+    files = b.files(ruleset)
+    assert files and all(text for text in files.values())
+    verdict = b.spelling.interpret(ruleset.render_text()).evaluate(Packet("1.1.1.1", "1.1.1.2"))
+    assert verdict.verdict == "ACCEPT"
+    assert b.spelling.digest(ruleset) == ruleset_digest(ruleset)
+
+
+def test_unknown_backend_names_the_known_ones() -> None:
+    with pytest.raises(UsageError, match="expected one of iptables, nftables"):
+        render_backend("bpf")
+    with pytest.raises(UsageError, match="expected one of iptables, nftables"):
+        backend("bpf")
