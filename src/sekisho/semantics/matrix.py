@@ -36,6 +36,7 @@ import numpy.typing as npt
 from sekisho.errors import UsageError
 from sekisho.model.calico import DEFAULT_ALLOW_PROFILE, HostEndpoint
 from sekisho.model.checks import IPAddress
+from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
 from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.expr import matches
@@ -739,9 +740,21 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
         return np.zeros((size, size), dtype=np.bool_)
     if len(left) > 64:
         left, right = _merge(left, right)
-    a = np.asarray(left, dtype=np.float32)
-    b = np.asarray(right, dtype=np.float32)
-    out: BoolArray = (a.T @ b) > 0.5
+    a = np.asarray(left, dtype=np.bool_)
+    b = np.asarray(right, dtype=np.bool_)
+    # Only identities in some row take part (a run's rules often reach less than half
+    # of them): the product over those alone, its cells put back in place.
+    rows = np.flatnonzero(a.any(axis=0))
+    cols = np.flatnonzero(b.any(axis=0))
+    if len(rows) == size and len(cols) == size:
+        full: BoolArray = (a.T.astype(np.float32) @ b.astype(np.float32)) > 0.5
+        return full
+    out: BoolArray = np.zeros((size, size), dtype=np.bool_)
+    if len(rows) and len(cols):
+        part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
+        block = np.zeros((len(rows), size), dtype=np.bool_)
+        block[:, cols] = part > 0.5
+        out[rows] = block  # whole rows: much cheaper than a 2-D scatter
     return out
 
 
@@ -785,6 +798,29 @@ class _PreparedRule:
     """The source side's nets and selectors (and the policy's selection, for egress)."""
     dst: BoolArray
     """The destination side's nets and selectors (and the policy's selection, for ingress)."""
+    probe_key: int
+    """Rules of one direction with equal keys have the same protocol and port criteria,
+    so a probe's verdict on those is found once for all of them (:func:`_runs`)."""
+
+
+def _probe_criteria(rule: Rule) -> tuple[object, ...]:
+    """What a probe's verdict on the rule's protocol and port criteria depends on."""
+
+    def ports(m: PortMatch | None) -> object:
+        return None if m is None else (m.ranges, tuple(n.key for n in m.named))
+
+    src, dst = rule.src, rule.dst
+    return (
+        rule.protocol,
+        rule.not_protocol,
+        rule.icmp,
+        rule.not_icmp,
+        rule.ip_version,
+        ports(src.ports),
+        ports(src.not_ports),
+        ports(dst.ports),
+        ports(dst.not_ports),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -808,6 +844,7 @@ def _prepare(
     ``keep_all``: every tier and rule, so that views of different identities line up
     rule for rule (:mod:`sekisho.semantics.incremental`)."""
     out: list[_PreparedTier] = []
+    keys: dict[tuple[object, ...], int] = {}
     for tier, policies in walk_order(program, direction):
         applies = np.zeros(ids.size, dtype=np.bool_)
         rules: list[_PreparedRule] = []
@@ -824,7 +861,8 @@ def _prepare(
                 else:
                     src = src & sel
                 if keep_all or (src.any() and dst.any()):
-                    rules.append(_PreparedRule(rule, src, dst))
+                    key = keys.setdefault(_probe_criteria(rule), len(keys))
+                    rules.append(_PreparedRule(rule, src, dst, key))
         if keep_all or applies.any():
             out.append(_PreparedTier(applies, tier.default_action, tuple(rules)))
     return out
@@ -872,31 +910,39 @@ def _runs(
     dst_port = port if number in PORT_PROTOCOLS else None
     families = [fam for fam in (4, 6) if keep_all or (ids.family == fam).any()]
     fam_rows = {fam: ids.family == fam for fam in families}
+    criteria: dict[int, tuple[BoolArray | bool, BoolArray | None]] = {}
     out: list[tuple[BoolArray, str, list[_Run]]] = []
     for tier in tiers:
         runs: list[_Run] = []
         for pr in tier.rules:
-            rule = pr.rule
-            # Protocol-level criteria depend on the probe and on the destination's family.
-            ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
-            src_ports = ids.side_ports(rule.src, "source", number, None) if ok else False
-            dst_ports = (
-                ids.side_ports(rule.dst, "destination", number, dst_port)
-                if src_ports is not False
-                else False
-            )
+            got = criteria.get(pr.probe_key)
+            if got is None:
+                rule = pr.rule
+                # Protocol-level criteria depend on the probe and on the destination's family.
+                ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
+                src_ports = ids.side_ports(rule.src, "source", number, None) if ok else False
+                dst_ports = (
+                    ids.side_ports(rule.dst, "destination", number, dst_port)
+                    if src_ports is not False
+                    else False
+                )
+                family = fam_rows[ok[0]] if ok and len(ok) < len(families) else None
+                got = criteria[pr.probe_key] = (dst_ports, family)
+            dst_ports, family = got
             if dst_ports is False:
                 if not keep_all:
                     continue
                 dst: BoolArray = np.zeros(ids.size, dtype=np.bool_)
             else:
                 dst = pr.dst if dst_ports is True else pr.dst & dst_ports
-                if len(ok) < len(families):
-                    dst = dst & fam_rows[ok[0]]
-            if not keep_all and not dst.any():
-                continue
-            if not runs or runs[-1].action != rule.action:
-                runs.append(_Run(rule.action, [], []))
+                if family is not None:
+                    dst = dst & family
+                # pr.dst has a member (see _prepare) unless keep_all.
+                if not keep_all and dst is not pr.dst and not dst.any():
+                    continue
+            action = pr.rule.action
+            if not runs or runs[-1].action != action:
+                runs.append(_Run(action, [], []))
             runs[-1].src.append(pr.src)
             runs[-1].dst.append(dst)
         out.append((tier.applies, tier.end_action, runs))
@@ -1034,6 +1080,19 @@ def compute_matrix(
     ``program``: another program over the same cluster (the staged preview,
     ``compile_program(cluster).pending()``); default: the cluster's own.
     """
+    # Tens of thousands of keys, rows and tuples, no reference cycles: a cyclic
+    # collection they trigger would only walk the caller's whole heap (the loaded
+    # cluster) for nothing, as when loading (10k pods: one full collection, ~0.1 s).
+    with paused_gc():
+        return _compute_matrix(cluster, probes, pods, program)
+
+
+def _compute_matrix(
+    cluster: Cluster,
+    probes: Sequence[Service | Probe],
+    pods: Sequence[Pod] | None,
+    program: Program | None,
+) -> Matrix:
     chosen = sorted(cluster.pods if pods is None else pods, key=attrgetter("namespace", "name"))
     checked = [_check_probe(p) for p in probes]
     if program is None:

@@ -29,6 +29,7 @@ Kubernetes NetworkPolicy); consumers never read policy objects directly.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Iterator
@@ -127,6 +128,13 @@ class NetSet:
 
 
 def net_set(nets: tuple[IPNetwork, ...] | list[IPNetwork]) -> NetSet:
+    return _net_set(tuple(nets))
+
+
+@functools.lru_cache(maxsize=4096)
+def _net_set(nets: tuple[IPNetwork, ...]) -> NetSet:
+    # The same ipBlocks recur across policies; a net's text (the set's key) costs more
+    # than finding the set made for it before.
     return NetSet(
         tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen)))
     )
