@@ -269,3 +269,64 @@ def test_incremental_equals_full(a: Cluster, b: Cluster) -> None:
                 r.update(b)
                 assert render_iptables(r) == render_node(b, node)
                 assert render_nftables(r) == render_node(b, node, backend="nftables")
+
+
+def _dual_stack_objects(pod_ips: list[str]) -> list[dict[str, object]]:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1"},
+        "spec": {"podCIDR": "10.0.1.0/24"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.1"}]},
+    }
+
+    def pod(name: str, app: str, ips: list[str]) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "a", "labels": {"app": app}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+            "status": {"podIP": ips[0], "podIPs": [{"ip": ip} for ip in ips]},
+        }
+
+    deny = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "from-client", "namespace": "a"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}],
+        },
+    }
+    return [
+        node,
+        pod("web", "web", ["10.0.1.10", "fd00:10:1::10"]),
+        pod("client", "client", pod_ips),
+        deny,
+    ]
+
+
+def test_dual_stack_pod_addresses_of_both_families_are_in_the_sets() -> None:
+    from sekisho.model import cluster_from_objects
+
+    cluster = cluster_from_objects(_dual_stack_objects(["10.0.1.11", "fd00:10:1::11"]))
+    client = next(p for p in cluster.pods if p.name == "client")
+    assert [str(ip) for ip in client.ips] == ["10.0.1.11", "fd00:10:1::11"]
+    rs = render_node(cluster, "n1")
+    assert isinstance(rs, IptablesRuleset)
+    members = {s.family: s.members for s in rs.sets}
+    assert members == {"inet": ("10.0.1.11",), "inet6": ("fd00:10:1::11",)}
+    nft = render_node(cluster, "n1", backend="nftables")
+    assert isinstance(nft, NftRuleset)
+    assert {s.type: s.elements for s in nft.sets} == {
+        "ipv4_addr": ("10.0.1.11",),
+        "ipv6_addr": ("fd00:10:1::11",),
+    }
+
+
+def test_a_pod_has_at_most_one_address_per_family() -> None:
+    from sekisho.errors import ManifestError
+    from sekisho.model import cluster_from_objects
+
+    with pytest.raises(ManifestError, match=r"podIPs\[1\].ip: fd00::2: a pod has at most one"):
+        cluster_from_objects(_dual_stack_objects(["fd00::1", "fd00::2"]))
