@@ -119,6 +119,7 @@ class Backend:
 FILE_NAMES = {
     "ipset restore": "ipset.restore",
     "iptables-restore --noflush": "iptables.restore",
+    "ip6tables-restore --noflush": "ip6tables.restore",
     "nft -f": "ruleset.nft",
 }
 """The file ``sekisho render -o DIR`` writes each document to, by the tool that reads it."""

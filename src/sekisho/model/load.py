@@ -377,6 +377,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 workload=draft.workload,
                 source=draft.source,
                 service_account=t.service_account,
+                other_ips=t.other_ips if ip is not None and ip == t.ip else (),
             )
         )
 
