@@ -518,3 +518,6 @@ def test_fingerprint_is_equal_for_equal_rulesets_and_follows_every_change(
     name, rules = ipt.chains[-1]
     changed = dataclasses.replace(ipt, chains=(*ipt.chains[:-1], (name, (*rules[:-1], "x"))))
     assert ruleset_fingerprint(changed) != ruleset_fingerprint(ipt)
+    name6, rules6 = ipt.chains6[-1]  # an IPv6 rule alone changes it too
+    changed6 = dataclasses.replace(ipt, chains6=(*ipt.chains6[:-1], (name6, (*rules6[:-1], "x"))))
+    assert ruleset_fingerprint(changed6) != ruleset_fingerprint(ipt)

@@ -97,6 +97,15 @@ def program() -> Program:
                         nets=net_set([ipaddress.ip_network("10.0.2.0/24")]),
                     ),
                 ),
+                Rule(
+                    "allow",
+                    "echo6 but code 1, from fd00:10:2::/64",
+                    protocol=58,
+                    icmp=IcmpMatch(128),
+                    not_icmp=IcmpMatch(128, 1),
+                    src=EntityMatch(nets=net_set([ipaddress.ip_network("fd00:10:2::/64")])),
+                ),
+                Rule("deny", "ICMPv6 1/4 (IPv6 only)", protocol=58, icmp=IcmpMatch(1, 4)),
                 Rule("pass", "udp on to the baseline", protocol=udp),
                 Rule(
                     "deny",

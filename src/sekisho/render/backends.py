@@ -138,6 +138,8 @@ def ruleset_digest(ruleset: Ruleset) -> str:
             ("sets", ruleset.sets),
             ("chains", ruleset.chains),
             ("hooks", ruleset.hooks),
+            ("chains6", ruleset.chains6),
+            ("hooks6", ruleset.hooks6),
         ]
         digest.update(f"\0{ruleset.prefix}".encode())
     else:
