@@ -47,7 +47,7 @@ def _pod(ns: str, name: str, labels: dict[str, str]) -> dict[str, object]:
         pytest.param(_pod("dev", "nobody", {}), "not part of the lab", id="unknown-pod"),
         pytest.param(
             {"kind": "Deployment", "metadata": {"name": "d", "namespace": "dev"}},
-            "only NetworkPolicy objects and label changes",
+            "only policies \\(of any kind sekisho reads\\) and label changes",
             id="other-kind",
         ),
     ],

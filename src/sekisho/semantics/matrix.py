@@ -35,6 +35,8 @@ import numpy.typing as npt
 
 from sekisho.errors import UsageError
 from sekisho.model.calico import DEFAULT_ALLOW_PROFILE, HostEndpoint
+from sekisho.model.checks import IPAddress
+from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
 from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.expr import matches
@@ -303,9 +305,15 @@ class _Keyer:
         # by node (traffic between a node and its own pods passes no host endpoint).
         self.split_nodes: frozenset[str] = frozenset()
         if cluster.calico is not None and cluster.calico.host_endpoints:
-            self.split_nodes = frozenset(h.node for h in cluster.calico.host_endpoints) & {
-                p.node for p in cluster.pods if p.host_network and p.node is not None
-            }
+            hep_nodes = frozenset(h.node for h in cluster.calico.host_endpoints)
+            if any(p.forward for p in program.policies()):
+                # applyOnForward: a workload's traffic with anything off its node passes
+                # its node's host endpoint.
+                self.split_nodes = hep_nodes
+            else:
+                self.split_nodes = hep_nodes & {
+                    p.node for p in cluster.pods if p.host_network and p.node is not None
+                }
         # Service account labels (Calico's projectcalico.org/serviceaccount and pcsa.*)
         # join a pod's own labels when some selector reads them.
         self.accounts: dict[tuple[str, str], dict[str, str]] | None = None
@@ -418,6 +426,21 @@ class _Identities:
                     ip = node.internal_ip if node is not None else None
                     self.hep[j] = node_host_endpoint(cluster, ident.node, ip)
         self.has_hep = np.array([h is not None for h in self.hep], dtype=np.bool_).reshape(k_)
+        # A hostNetwork identity's address (its node's), for host endpoints' named ports.
+        self.node_ips: list[IPAddress | None] = [None] * k_
+        for j, ident in enumerate(self.identities):
+            if ident.host_network and ident.node is not None:
+                node_obj = cluster.node(ident.node)
+                self.node_ips[j] = node_obj.internal_ip if node_obj is not None else None
+        # The host endpoint a workload identity's traffic is forwarded through (its node's).
+        self.fwd_hep: list[HostEndpoint | None] = [None] * k_
+        if keyer.split_nodes:
+            for j, ident in enumerate(self.identities):
+                if not ident.host_network and ident.node is not None:
+                    node = cluster.node(ident.node)
+                    ip = node.internal_ip if node is not None else None
+                    self.fwd_hep[j] = node_host_endpoint(cluster, ident.node, ip)
+        self.has_fwd_hep = np.array([h is not None for h in self.fwd_hep], dtype=np.bool_)
         self.profile_denies = np.array(
             [h is not None and DEFAULT_ALLOW_PROFILE not in h.profiles for h in self.hep],
             dtype=np.bool_,
@@ -509,6 +532,25 @@ class _Identities:
                     out[j] = True
         return out
 
+    def forward_subject(self, s: SelectorSet) -> BoolArray:
+        """Workload identities whose node's host endpoint a forward policy of selector
+        ``s`` selects: their traffic off the node passes it."""
+        out = np.zeros(self.size, dtype=np.bool_)
+        if "host" in s.kinds:
+            for j, h in enumerate(self.fwd_hep):
+                if h is not None and matches(s.selector, h.labels):
+                    out[j] = True
+        return out
+
+    def off_node(self) -> BoolArray:
+        """(K, K): pairs whose ends are on different nodes, as far as identities tell
+        (every identity of a node with a host endpoint carries its node)."""
+        nodes = [i.node for i in self.identities]
+        codes = {n: c for c, n in enumerate(sorted({n for n in nodes if n is not None}))}
+        col = np.array([codes.get(n, -1) if n is not None else -1 for n in nodes])
+        out: BoolArray = (col[:, None] != col[None, :]) | (col[:, None] < 0)
+        return out
+
     def nets(self, n: NetSet) -> BoolArray:
         col: BoolArray = self.member[:, self.net_pos[n.key]]
         return col
@@ -521,8 +563,30 @@ class _Identities:
         hit = self._cache.get(key)
         if hit is None:
             numbers = self.declared(n.name, protocol_name(n.protocol))
-            scope = self.selector(n.within) if n.within is not None else ~self.hn
+            # The endpoints in the side's selector that declare the port, by their labels
+            # (Felix's named-port IP sets): a network set's nets hold no ports.
+            scope = (
+                self.selector(SelectorSet(n.within.selector, n.within.kinds & WORKLOADS))
+                if n.within is not None
+                else ~self.hn
+            )
             hit = (numbers == port) & scope
+            if self.hosts:
+                # A hostNetwork pod's address is its node's: a host endpoint with that
+                # expected IP that declares the port (and is in scope) puts (address,
+                # port) in the set, as the walk finds it.
+                hit = hit.copy()
+                name = protocol_name(n.protocol)
+                for h in self.hosts:
+                    if h.named_port(n.name, name) != port:
+                        continue
+                    if n.within is not None and not (
+                        "host" in n.within.kinds and matches(n.within.selector, h.labels)
+                    ):
+                        continue
+                    for j, ip in enumerate(self.node_ips):
+                        if ip is not None and ip in h.ips:
+                            hit[j] = True
             self._cache[key] = hit
         return hit
 
@@ -676,9 +740,21 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
         return np.zeros((size, size), dtype=np.bool_)
     if len(left) > 64:
         left, right = _merge(left, right)
-    a = np.asarray(left, dtype=np.float32)
-    b = np.asarray(right, dtype=np.float32)
-    out: BoolArray = (a.T @ b) > 0.5
+    a = np.asarray(left, dtype=np.bool_)
+    b = np.asarray(right, dtype=np.bool_)
+    # Only identities in some row take part (a run's rules often reach less than half
+    # of them): the product over those alone, its cells put back in place.
+    rows = np.flatnonzero(a.any(axis=0))
+    cols = np.flatnonzero(b.any(axis=0))
+    if len(rows) == size and len(cols) == size:
+        full: BoolArray = (a.T.astype(np.float32) @ b.astype(np.float32)) > 0.5
+        return full
+    out: BoolArray = np.zeros((size, size), dtype=np.bool_)
+    if len(rows) and len(cols):
+        part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
+        block = np.zeros((len(rows), size), dtype=np.bool_)
+        block[:, cols] = part > 0.5
+        out[rows] = block  # whole rows: much cheaper than a 2-D scatter
     return out
 
 
@@ -722,6 +798,29 @@ class _PreparedRule:
     """The source side's nets and selectors (and the policy's selection, for egress)."""
     dst: BoolArray
     """The destination side's nets and selectors (and the policy's selection, for ingress)."""
+    probe_key: int
+    """Rules of one direction with equal keys have the same protocol and port criteria,
+    so a probe's verdict on those is found once for all of them (:func:`_runs`)."""
+
+
+def _probe_criteria(rule: Rule) -> tuple[object, ...]:
+    """What a probe's verdict on the rule's protocol and port criteria depends on."""
+
+    def ports(m: PortMatch | None) -> object:
+        return None if m is None else (m.ranges, tuple(n.key for n in m.named))
+
+    src, dst = rule.src, rule.dst
+    return (
+        rule.protocol,
+        rule.not_protocol,
+        rule.icmp,
+        rule.not_icmp,
+        rule.ip_version,
+        ports(src.ports),
+        ports(src.not_ports),
+        ports(dst.ports),
+        ports(dst.not_ports),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -745,6 +844,7 @@ def _prepare(
     ``keep_all``: every tier and rule, so that views of different identities line up
     rule for rule (:mod:`sekisho.semantics.incremental`)."""
     out: list[_PreparedTier] = []
+    keys: dict[tuple[object, ...], int] = {}
     for tier, policies in walk_order(program, direction):
         applies = np.zeros(ids.size, dtype=np.bool_)
         rules: list[_PreparedRule] = []
@@ -761,7 +861,8 @@ def _prepare(
                 else:
                     src = src & sel
                 if keep_all or (src.any() and dst.any()):
-                    rules.append(_PreparedRule(rule, src, dst))
+                    key = keys.setdefault(_probe_criteria(rule), len(keys))
+                    rules.append(_PreparedRule(rule, src, dst, key))
         if keep_all or applies.any():
             out.append(_PreparedTier(applies, tier.default_action, tuple(rules)))
     return out
@@ -809,31 +910,39 @@ def _runs(
     dst_port = port if number in PORT_PROTOCOLS else None
     families = [fam for fam in (4, 6) if keep_all or (ids.family == fam).any()]
     fam_rows = {fam: ids.family == fam for fam in families}
+    criteria: dict[int, tuple[BoolArray | bool, BoolArray | None]] = {}
     out: list[tuple[BoolArray, str, list[_Run]]] = []
     for tier in tiers:
         runs: list[_Run] = []
         for pr in tier.rules:
-            rule = pr.rule
-            # Protocol-level criteria depend on the probe and on the destination's family.
-            ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
-            src_ports = ids.side_ports(rule.src, "source", number, None) if ok else False
-            dst_ports = (
-                ids.side_ports(rule.dst, "destination", number, dst_port)
-                if src_ports is not False
-                else False
-            )
+            got = criteria.get(pr.probe_key)
+            if got is None:
+                rule = pr.rule
+                # Protocol-level criteria depend on the probe and on the destination's family.
+                ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
+                src_ports = ids.side_ports(rule.src, "source", number, None) if ok else False
+                dst_ports = (
+                    ids.side_ports(rule.dst, "destination", number, dst_port)
+                    if src_ports is not False
+                    else False
+                )
+                family = fam_rows[ok[0]] if ok and len(ok) < len(families) else None
+                got = criteria[pr.probe_key] = (dst_ports, family)
+            dst_ports, family = got
             if dst_ports is False:
                 if not keep_all:
                     continue
                 dst: BoolArray = np.zeros(ids.size, dtype=np.bool_)
             else:
                 dst = pr.dst if dst_ports is True else pr.dst & dst_ports
-                if len(ok) < len(families):
-                    dst = dst & fam_rows[ok[0]]
-            if not keep_all and not dst.any():
-                continue
-            if not runs or runs[-1].action != rule.action:
-                runs.append(_Run(rule.action, [], []))
+                if family is not None:
+                    dst = dst & family
+                # pr.dst has a member (see _prepare) unless keep_all.
+                if not keep_all and dst is not pr.dst and not dst.any():
+                    continue
+            action = pr.rule.action
+            if not runs or runs[-1].action != action:
+                runs.append(_Run(action, [], []))
             runs[-1].src.append(pr.src)
             runs[-1].dst.append(dst)
         out.append((tier.applies, tier.end_action, runs))
@@ -892,10 +1001,13 @@ def _walk_table(
     direction: Direction,
     proto_name: str,
     port: int | None,
+    *,
+    forward: bool = False,
 ) -> BoolArray:
     k = ids.size
-    # The profile: allows, except a host endpoint's without projectcalico-default-allow.
-    prof: BoolArray = ~ids.profile_denies
+    # The profile: allows, except a host endpoint's without projectcalico-default-allow;
+    # forwarded traffic that no applyOnForward policy decides is allowed.
+    prof: BoolArray = ~ids.profile_denies if not forward else np.ones(k, dtype=np.bool_)
     prof_mask = prof[None, :] if direction == "ingress" else prof[:, None]
     tiers = _runs(ids, tiers_prepared, proto_name, port)
     if not tiers:
@@ -933,7 +1045,8 @@ def _walk_table(
 
 
 def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
-    """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint.
+    """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint
+    (or any pod there, with applyOnForward policies).
 
     Such a pod is its node, whose own traffic the host endpoint polices; the full
     matrix evaluates it (:func:`compute_matrix`), the incremental one does not yet
@@ -943,7 +1056,10 @@ def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
     if cluster.calico is None or not cluster.calico.host_endpoints:
         return
     nodes = {h.node for h in cluster.calico.host_endpoints}
-    hit = [p.key for p in pods if p.host_network and p.node in nodes]
+    if any(p.forward for p in compile_program(cluster).policies()):
+        hit = [p.key for p in pods if p.node in nodes]
+    else:
+        hit = [p.key for p in pods if p.host_network and p.node in nodes]
     if hit:
         shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
         raise UsageError(
@@ -964,6 +1080,19 @@ def compute_matrix(
     ``program``: another program over the same cluster (the staged preview,
     ``compile_program(cluster).pending()``); default: the cluster's own.
     """
+    # Tens of thousands of keys, rows and tuples, no reference cycles: a cyclic
+    # collection they trigger would only walk the caller's whole heap (the loaded
+    # cluster) for nothing, as when loading (10k pods: one full collection, ~0.1 s).
+    with paused_gc():
+        return _compute_matrix(cluster, probes, pods, program)
+
+
+def _compute_matrix(
+    cluster: Cluster,
+    probes: Sequence[Service | Probe],
+    pods: Sequence[Pod] | None,
+    program: Program | None,
+) -> Matrix:
     chosen = sorted(cluster.pods if pods is None else pods, key=attrgetter("namespace", "name"))
     checked = [_check_probe(p) for p in probes]
     if program is None:
@@ -987,11 +1116,32 @@ def compute_matrix(
             ]
             same_node.append((i, np.asarray(cols, dtype=np.int64)))
     prepared = {d: _prepare(ids, program, d, subject) for d in DIRECTIONS}
+    # Traffic forwarded through host endpoints: the applyOnForward policies that select
+    # the endpoint of the workload's node, for its traffic with anything off the node.
+    fwd_prepared: dict[Direction, list[_PreparedTier]] | None = None
+    off_node: BoolArray | None = None
+    if ids.has_fwd_hep.any():
+        forwarded = program.forwarded()
+        fwd_subject = {
+            p.selector.key: ids.forward_subject(p.selector) for p in forwarded.policies()
+        }
+        fwd_prepared = {d: _prepare(ids, forwarded, d, fwd_subject) for d in DIRECTIONS}
+        off_node = ids.off_node()
+
+    def tables(proto: str, port: int | None) -> tuple[BoolArray, BoolArray]:
+        ig = _direction_table(ids, prepared["ingress"], "ingress", proto, port)
+        eg = _direction_table(ids, prepared["egress"], "egress", proto, port)
+        if fwd_prepared is not None and off_node is not None:
+            fi = _walk_table(ids, fwd_prepared["ingress"], "ingress", proto, port, forward=True)
+            fe = _walk_table(ids, fwd_prepared["egress"], "egress", proto, port, forward=True)
+            ig = ig & (fi | ~(off_node & ids.has_fwd_hep[None, :]))
+            eg = eg & (fe | ~(off_node & ids.has_fwd_hep[:, None]))
+        return ig, eg
+
     out: list[ProbeMatrix] = []
     for svc in checked:
         if svc.name is None:
-            ingress = _direction_table(ids, prepared["ingress"], "ingress", svc.protocol, svc.port)
-            egress = _direction_table(ids, prepared["egress"], "egress", svc.protocol, svc.port)
+            ingress, egress = tables(svc.protocol, svc.port)
         else:
             # A port name is resolved on each destination: the columns of the identities
             # that declare it as n come from the tables for port n; a destination that
@@ -1005,8 +1155,7 @@ def compute_matrix(
             egress = np.zeros((ids.size, ids.size), dtype=np.bool_)
             for n in np.unique(numbers[numbers >= 0]).tolist():
                 cols = numbers == n
-                ig = _direction_table(ids, prepared["ingress"], "ingress", svc.protocol, n)
-                eg = _direction_table(ids, prepared["egress"], "egress", svc.protocol, n)
+                ig, eg = tables(svc.protocol, n)
                 ingress[:, cols] = ig[:, cols]
                 egress[:, cols] = eg[:, cols]
             declares = numbers[ids.pod_identity] >= 0

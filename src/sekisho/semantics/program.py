@@ -29,6 +29,7 @@ Kubernetes NetworkPolicy); consumers never read policy objects directly.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Iterator
@@ -127,6 +128,13 @@ class NetSet:
 
 
 def net_set(nets: tuple[IPNetwork, ...] | list[IPNetwork]) -> NetSet:
+    return _net_set(tuple(nets))
+
+
+@functools.lru_cache(maxsize=4096)
+def _net_set(nets: tuple[IPNetwork, ...]) -> NetSet:
+    # The same ipBlocks recur across policies; a net's text (the set's key) costs more
+    # than finding the set made for it before.
     return NetSet(
         tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen)))
     )
@@ -289,6 +297,9 @@ class Policy:
     """A staged policy is never enforced: it previews replacing (``set``) or
     deleting (``delete``) the enforced policy of key :attr:`stages`."""
     stages: str | None = None
+    forward: bool = False
+    """Also polices traffic forwarded through a host endpoint it selects (Calico's
+    ``applyOnForward``; preDNAT and doNotTrack policies have it too)."""
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
 
     def rules(self, direction: Direction) -> tuple[Rule, ...]:
@@ -353,6 +364,12 @@ class Program:
                 return p
         return None
 
+    def forwarded(self) -> Program:
+        """The program of forwarded traffic at host endpoints: the ``forward`` policies."""
+        return build_program(
+            [p for p in self.policies() if p.forward], list(self.tiers), notes=self.notes
+        )
+
     def pending(self) -> Program:
         """The program as if every staged policy were applied (Calico's staged preview)."""
         if not self.staged:
@@ -370,6 +387,7 @@ class Program:
                 ingress=s.ingress,
                 egress=s.egress,
                 namespace=s.namespace,
+                forward=s.forward,
                 source=s.source,
             )
             for s in self.staged
