@@ -290,6 +290,7 @@ def section_scale(args: argparse.Namespace) -> None:
         thread.join(10)
         samples = agent.metrics.value("sekisho_agent_apply_seconds_count")
         print(f"  etcd: put -> rules installed on {node}: {dist(lat)} ({samples:.0f} syncs)")
+        print("  each change (ms):", " ".join(f"{x * 1000:.0f}" for x in lat))
         del stages
     base = files_scale(objs, node, target, args.changes)
     print(f"  files (baseline): file written -> rules installed: {dist(base)}")

@@ -470,16 +470,21 @@ def test_a_policy_edit_is_one_write_and_no_read_back(cluster_dir: Path, backend:
         metrics=AgentMetrics(),
     )
     assert agent.sync_once().status == "applied"
-    write = "iptables-restore --noflush -w 5" if backend == "iptables" else "nft -f -"
+    # iptables: one document per family (ip6tables has its own table); nftables: one script
+    write = (
+        ["iptables-restore --noflush -w 5", "ip6tables-restore --noflush -w 5"]
+        if backend == "iptables"
+        else ["nft -f -"]
+    )
     for port in (81, 82, 83):  # a port edit: one chain rewritten, one command, nothing read
         runner.calls.clear()
         write_policy(cluster_dir, "p1", ingress_policy("p1", target="a0", peer="a1", port=port))
         assert agent.sync_once().status == "applied"
-        assert runner.calls == [write]
+        assert runner.calls == write
     runner.calls.clear()  # a new peer set and a chain: iptables needs ipset restore first
     write_policy(cluster_dir, "p2", ingress_policy("p2", target="a1", peer="a2", port=8080))
     assert agent.sync_once().status == "applied"
-    assert runner.calls == (["ipset restore", write] if backend == "iptables" else [write])
+    assert runner.calls == (["ipset restore", *write] if backend == "iptables" else write)
     runner.calls.clear()  # nothing changed: nothing run
     assert agent.sync_once().status == "unchanged"
     assert runner.calls == []

@@ -139,6 +139,94 @@ CASES = [
 ]
 
 
+FORWARD_CASES = [
+    pytest.param(
+        [
+            hep("n2"),
+            gnp(
+                "fwd-in",
+                "host == 'n2'",
+                applyOnForward=True,
+                ingress=[{"action": "Deny", "protocol": "TCP", "destination": {"ports": [80]}}],
+            ),
+        ],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        False,
+        "forwarded into node n2 through host endpoint n2-eth0 (ingress, applyOnForward policies)",
+        id="apply-on-forward-ingress-deny",
+    ),
+    pytest.param(
+        [
+            hep("n2"),
+            gnp(
+                "fwd-in",
+                "host == 'n2'",
+                applyOnForward=True,
+                ingress=[{"action": "Deny", "protocol": "TCP", "destination": {"ports": [80]}}],
+            ),
+        ],
+        "a/client",
+        "b/server",
+        "UDP/53",
+        False,
+        "end of tier default: no rule matched: denied",
+        id="apply-on-forward-policy-applies-no-rule-allows",
+    ),
+    pytest.param(
+        [hep("n2"), gnp("local-only", "host == 'n2'", ingress=[{"action": "Deny"}])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        True,
+        "verdict: ALLOWED",
+        id="without-apply-on-forward-forwarded-traffic-passes",
+    ),
+    pytest.param(
+        [
+            hep("n1"),
+            gnp(
+                "fwd-out",
+                "host == 'n1'",
+                applyOnForward=True,
+                egress=[{"action": "Allow", "destination": {"nets": ["10.244.1.10/32"]}}],
+            ),
+        ],
+        "a/client",
+        "b/other",
+        "TCP/80",
+        False,
+        "forwarded out of node n1 through host endpoint n1-eth0",
+        id="apply-on-forward-egress",
+    ),
+    pytest.param(
+        [
+            hep("n2"),
+            gnp(
+                "fwd-in",
+                "host == 'n2'",
+                applyOnForward=True,
+                ingress=[{"action": "Deny"}],
+            ),
+        ],
+        "n2",
+        "b/server",
+        "TCP/80",
+        True,
+        "traffic from the local node is never filtered",
+        id="own-node-is-not-forwarded",
+    ),
+]
+
+
+@pytest.mark.parametrize(("objects", "src", "dst", "service", "allowed", "words"), FORWARD_CASES)
+def test_apply_on_forward(
+    objects: list[Manifest], src: str, dst: str, service: str, allowed: bool, words: str
+) -> None:
+    test_host_endpoints(objects, src, dst, service, allowed, words)
+
+
 def _cluster(objects: list[Manifest]) -> Cluster:
     return cluster_from_objects([*BASE, *objects], source="hosts")
 
@@ -198,7 +286,9 @@ def test_node_source_matched_by_host_endpoint_selector() -> None:
 
 
 @pytest.mark.parametrize(
-    "objects", [case.values[0] for case in CASES], ids=[str(case.id) for case in CASES]
+    "objects",
+    [case.values[0] for case in CASES + FORWARD_CASES],
+    ids=[str(case.id) for case in CASES + FORWARD_CASES],
 )
 def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None:
     # a/agent is hostNetwork on n1: its node's host endpoint polices its traffic.
@@ -212,8 +302,12 @@ def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None
             for j, d in enumerate(ends):
                 v = verdict(cluster, Flow(s, d, probe.protocol, probe.port))  # type: ignore[arg-type]
                 assert bool(probe.allowed[i, j]) is v.allowed, (probe.service, v.lines())
-                for table, side in ((probe.egress, v.egress), (probe.ingress, v.ingress)):
-                    assert bool(table[i, j]) is (side is None or side.allowed), v.lines()
+                for table, sides in (
+                    (probe.egress, (v.egress, v.forward_egress)),
+                    (probe.ingress, (v.ingress, v.forward_ingress)),
+                ):
+                    ok = all(side is None or side.allowed for side in sides)
+                    assert bool(table[i, j]) is ok, v.lines()
 
 
 def test_incremental_matrix_refuses_hostnetwork_pods_under_host_endpoints() -> None:

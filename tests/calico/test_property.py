@@ -2,7 +2,8 @@
 every action, orders and ties, selectors with namespace and service account scoping,
 notSelector, nets and notNets, ports and notPorts with ranges and names, protocol and
 notProtocol, ICMP, ipVersion; network sets; service accounts; host endpoints of the
-hostNetwork pods' nodes, with and without an allowing profile, failsafe ports) with a Kubernetes
+hostNetwork pods' nodes, with and without an allowing profile, failsafe ports,
+applyOnForward policies for traffic forwarded through them) with a Kubernetes
 NetworkPolicy on the conformance cluster: the matrix engine equals the walk, pair by
 pair, for the enforced program and for the pending one (staged policies applied)."""
 
@@ -22,6 +23,13 @@ from sekisho.semantics import Flow, compile_program, compute_matrix, pod_endpoin
 V3 = "projectcalico.org/v3"
 BASE = [o for o in yaml.safe_load_all((CORPUS / "base" / "cluster.yaml").read_text()) if o]
 HOUSES = ["gryffindor", "slytherin", "hufflepuff", "ravenclaw"]
+NODE_IPS = {
+    o["metadata"]["name"]: next(
+        a["address"] for a in o["status"]["addresses"] if a["type"] == "InternalIP"
+    )
+    for o in BASE
+    if o["kind"] == "Node"
+}
 NAMESPACES = [f"network-policy-conformance-{h}" for h in HOUSES]
 PROBES = [(80, "TCP"), (53, "UDP"), (8080, "TCP"), (22, "TCP"), (None, "ICMP")]
 
@@ -103,7 +111,8 @@ def rule(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def objects(draw: st.DrawFn) -> list[dict[str, Any]]:
+def objects(draw: st.DrawFn, hosts: bool = True) -> list[dict[str, Any]]:
+    """``hosts``: host endpoints too (the renderer does not draw them)."""
     out: list[dict[str, Any]] = [
         {
             "apiVersion": V3,
@@ -117,12 +126,19 @@ def objects(draw: st.DrawFn) -> list[dict[str, Any]]:
             "metadata": {"name": "default", "namespace": NAMESPACES[0], "labels": {"team": "a"}},
         },
     ]
-    for node in draw(st.lists(st.sampled_from(["node-1", "node-2"]), max_size=2, unique=True)):
+    host_nodes = st.lists(st.sampled_from(["node-1", "node-2"]), max_size=2, unique=True)
+    for node in draw(host_nodes) if hosts else []:
         # The hostNetwork centaurs run on node-1 and node-2: their node's host endpoint
         # polices their traffic.
         hep_spec: dict[str, Any] = {"node": node, "interfaceName": "eth0"}
         if draw(st.booleans()):
             hep_spec["profiles"] = ["projectcalico-default-allow"]
+        if draw(st.booleans()):
+            # With its address, a selector that selects it holds the node's address and
+            # its named ports.
+            hep_spec["expectedIPs"] = [NODE_IPS[node]]
+            if draw(st.booleans()):
+                hep_spec["ports"] = [{"name": "web", "protocol": "TCP", "port": 80}]
         out.append(
             {
                 "apiVersion": V3,
@@ -158,6 +174,8 @@ def objects(draw: st.DrawFn) -> list[dict[str, Any]]:
             spec["types"] = draw(st.sampled_from([["Ingress"], ["Egress"], ["Ingress", "Egress"]]))
         meta: dict[str, Any] = {"name": name}
         if kind == "GlobalNetworkPolicy":
+            if draw(st.integers(0, 2)) == 0:
+                spec["applyOnForward"] = True
             if draw(st.booleans()):
                 spec["namespaceSelector"] = draw(ns_selector.filter(lambda s: s != "global()"))
         else:

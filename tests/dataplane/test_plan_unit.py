@@ -235,6 +235,7 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
     assert first.changed
     assert runner.commands() == [
         "iptables-save -t filter",
+        "ip6tables-save -t filter",
         "ipset save",
         "ipset restore",
         "iptables-restore --noflush -w 5",
@@ -252,6 +253,7 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
     assert runner.commands() == [
         "iptables-restore --noflush -w 5",
         "iptables-save -t filter",
+        "ip6tables-save -t filter",
         "ipset save",
         "iptables-restore --noflush -w 5",
     ]
@@ -263,10 +265,10 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
 def test_cleanup_removes_only_ours() -> None:
     runner = FakeRunner(save=IN_SYNC, ipset=SETS_IN_SYNC + "create foreign hash:net family inet\n")
     result = IptablesApplier(runner, "sk").cleanup()
-    doc = runner.calls[2][1] or ""
+    doc = runner.calls[3][1] or ""
     assert "FOREIGN" not in doc
     assert "-X sk-FORWARD" in doc and "-X sk-pol" in doc
-    assert runner.calls[3] == (("ipset", "restore"), "destroy sk-s-a\n")
+    assert runner.calls[4] == (("ipset", "restore"), "destroy sk-s-a\n")
     assert len(result.changes) == 4
 
 

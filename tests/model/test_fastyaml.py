@@ -139,7 +139,7 @@ def test_what_the_fast_path_leaves_to_libyaml(text: str) -> None:
     [
         "a: 1\n",
         "---\n# comment\n\napiVersion: v1\nkind: Pod\n---\nkind: X\n",
-        "--- {a: 1}\n--- {b: 2}\n--- # c\n\nc: 3\n",
+        "---\na: 1\n--- # c\n\nc: 3\n---\na: {}\nb: []\n",
         "---\n---\nkind: A\n---\n",
         "a: 'it''s'\nb: \"\\u00e9\"\nc: |\n  x\n  y\nd: >-\n  p\n  q\n",
         "a: ~\nb: null\nc:\nd: true\nf: -3\ng: 0x1F\nh: 2024-05-01T10:00:00Z\n",

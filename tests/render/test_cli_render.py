@@ -96,7 +96,9 @@ def test_render_prints_exactly_what_the_applier_sends(
 @pytest.mark.parametrize(
     ("backend", "files"),
     [
-        pytest.param("iptables", ["ipset.restore", "iptables.restore"], id="iptables"),
+        pytest.param(
+            "iptables", ["ip6tables.restore", "ipset.restore", "iptables.restore"], id="iptables"
+        ),
         pytest.param("nftables", ["ruleset.nft"], id="nftables"),
     ],
 )

@@ -5,7 +5,9 @@ the host network) and random policies (selectors, namespace selectors, ipBlocks
 with except, named ports, ranges, protocols); for every ordered pair of
 endpoints (pods, nodes, an external address) and a handful of services, the
 interpreter walking the packet through each node on its path must agree with
-``sekisho.semantics.verdict``. Replies (ESTABLISHED) always pass.
+``sekisho.semantics.verdict``. Replies (ESTABLISHED) always pass. The same for
+IPv6 clusters (IPv6 nodes, pods and external host; ipBlocks of both families):
+ICMP there is ICMPv6.
 """
 
 from __future__ import annotations
@@ -74,6 +76,27 @@ BLOCKS = (
     IPBlock(ipaddress.IPv6Network("fd00::/64")),
 )
 
+NODES6 = (
+    Node("n1", ipaddress.IPv6Address("fd00:192::1"), ipaddress.IPv6Network("fd00:10:1::/64")),
+    Node("n2", ipaddress.IPv6Address("fd00:192::2"), ipaddress.IPv6Network("fd00:10:2::/64")),
+)
+EXTERNAL6 = ipaddress.IPv6Address("2001:db8::8")
+BLOCKS6 = (
+    IPBlock(ipaddress.IPv6Network("fd00:10::/32"), (ipaddress.IPv6Network("fd00:10:1::/120"),)),
+    IPBlock(ipaddress.IPv6Network("fd00:10:1::/64")),
+    IPBlock(ipaddress.IPv6Network("::/0"), (ipaddress.IPv6Network("fd00:10:2::/64"),)),
+    IPBlock(
+        ipaddress.IPv6Network("::/0"),
+        (ipaddress.IPv6Network("fd00::/16"), ipaddress.IPv6Network("fd00:192::2/128")),
+    ),
+    IPBlock(ipaddress.IPv6Network("fd00:192::/64")),
+    IPBlock(ipaddress.IPv6Network("2001:db8::8/128")),
+    IPBlock(ipaddress.IPv6Network("fd00:10:1::/64"), (ipaddress.IPv6Network("fd00:10:1::c/126"),)),
+    IPBlock(ipaddress.IPv4Network("0.0.0.0/0")),
+    IPBlock(ipaddress.IPv4Network("10.0.0.0/8")),
+)
+FAMILY = {4: (NODES, BLOCKS, EXTERNAL), 6: (NODES6, BLOCKS6, EXTERNAL6)}
+
 labels_st = st.dictionaries(
     st.sampled_from(["app", "tier"]), st.sampled_from(["x", "y"]), max_size=2
 )
@@ -96,10 +119,10 @@ def selectors(draw: st.DrawFn) -> LabelSelector:
 
 
 @st.composite
-def peers(draw: st.DrawFn) -> Peer:
+def peers(draw: st.DrawFn, family: int = 4) -> Peer:
     shape = draw(st.sampled_from(["pod", "ns", "both", "block", "block"]))
     if shape == "block":
-        return Peer(ip_block=draw(st.sampled_from(BLOCKS)))
+        return Peer(ip_block=draw(st.sampled_from(FAMILY[family][1])))
     pod = draw(selectors()) if shape in ("pod", "both") else None
     ns = draw(selectors()) if shape in ("ns", "both") else None
     return Peer(pod_selector=pod, namespace_selector=ns)
@@ -119,16 +142,16 @@ def policy_ports(draw: st.DrawFn) -> PolicyPort:
 
 
 @st.composite
-def rules(draw: st.DrawFn) -> Rule:
-    ps = draw(st.none() | st.lists(peers(), min_size=1, max_size=2).map(tuple))
+def rules(draw: st.DrawFn, family: int = 4) -> Rule:
+    ps = draw(st.none() | st.lists(peers(family), min_size=1, max_size=2).map(tuple))
     ports = draw(st.none() | st.lists(policy_ports(), min_size=1, max_size=3).map(tuple))
     return Rule(ps, ports)
 
 
 @st.composite
-def policies(draw: st.DrawFn, index: int) -> NetworkPolicy:
-    ingress = tuple(draw(st.lists(rules(), max_size=2)))
-    egress = tuple(draw(st.lists(rules(), max_size=2)))
+def policies(draw: st.DrawFn, index: int, family: int = 4) -> NetworkPolicy:
+    ingress = tuple(draw(st.lists(rules(family), max_size=2)))
+    egress = tuple(draw(st.lists(rules(family), max_size=2)))
     affects = draw(st.sampled_from([(True, False), (False, True), (True, True)]))
     return NetworkPolicy(
         namespace=draw(st.sampled_from(NAMESPACES)),
@@ -142,11 +165,12 @@ def policies(draw: st.DrawFn, index: int) -> NetworkPolicy:
 
 
 @st.composite
-def clusters(draw: st.DrawFn) -> Cluster:
+def clusters(draw: st.DrawFn, family: int = 4) -> Cluster:
+    nodes = FAMILY[family][0]
     n_pods = draw(st.integers(2, 5))
     pods = []
     for i in range(n_pods):
-        node = draw(st.sampled_from(NODES))
+        node = draw(st.sampled_from(nodes))
         host = draw(st.integers(0, 7)) == 0
         ip = node.internal_ip if host else node.pod_cidr[10 + i]
         ports = tuple(
@@ -168,9 +192,9 @@ def clusters(draw: st.DrawFn) -> Cluster:
         for ns in NAMESPACES
     }
     n_pol = draw(st.integers(1, 3))
-    pols = [draw(policies(i)) for i in range(n_pol)]
+    pols = [draw(policies(i, family)) for i in range(n_pol)]
     return Cluster(
-        nodes=NODES,
+        nodes=nodes,
         namespaces=namespaces,
         pods=tuple(sorted(pods, key=lambda p: p.key)),
         policies=tuple(sorted(pols, key=lambda p: p.key)),
@@ -180,7 +204,10 @@ def clusters(draw: st.DrawFn) -> Cluster:
 def _endpoints(cluster: Cluster) -> list[Endpoint]:
     eps = [pod_endpoint(cluster, p) for p in cluster.pods]
     eps += [node_endpoint(n) for n in cluster.nodes]
-    eps.append(Endpoint("external", None, None, EXTERNAL, str(EXTERNAL)))
+    external = (
+        EXTERNAL6 if cluster.nodes and cluster.nodes[0].internal_ip.version == 6 else EXTERNAL
+    )
+    eps.append(Endpoint("external", None, None, external, str(external)))
     return eps
 
 
@@ -221,13 +248,25 @@ def check_cluster(cluster: Cluster) -> None:
 
 
 @settings(
-    max_examples=200,
+    max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
 )
 @given(clusters())
 def test_rendered_rules_agree_with_semantics(cluster: Cluster) -> None:
+    check_cluster(cluster)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+@given(clusters(family=6))
+def test_rendered_rules_agree_with_semantics_ipv6(cluster: Cluster) -> None:
+    """IPv6 flows (ICMP is ICMPv6) through both backends' IPv6 rules."""
     check_cluster(cluster)
 
 

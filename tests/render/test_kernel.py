@@ -72,13 +72,24 @@ def netns() -> Iterator[Run]:
 
 def apply_iptables(run: Run, rs: IptablesRuleset) -> None:
     run("ipset", "restore", stdin=rs.ipset_restore())
-    run("iptables-restore", "--noflush", stdin=rs.iptables_restore())
-    for chain, rule in rs.hooks:
-        words = shlex.split(rule)
-        # hooks are inserted once: an update leaves them in place
-        if f"-j {words[-1]}" in run("iptables", "-t", "filter", "-S", chain):
-            continue
-        run("iptables", "-t", "filter", "-I", chain, "1", *words)
+    for tool, family, hooks in (("iptables", 4, rs.hooks), ("ip6tables", 6, rs.hooks6)):
+        run(f"{tool}-restore", "--noflush", stdin=rs.iptables_restore(family))
+        for chain, rule in hooks:
+            words = shlex.split(rule)
+            # hooks are inserted once: an update leaves them in place
+            if f"-j {words[-1]}" in run(tool, "-t", "filter", "-S", chain):
+                continue
+            run(tool, "-t", "filter", "-I", chain, "1", *words)
+
+
+def read_back_both(run: Run, rs: IptablesRuleset) -> None:
+    """Both families' tables read back as rendered."""
+    for tool, family in (("iptables", 4), ("ip6tables", 6)):
+        rules = normalize_iptables_save(run(f"{tool}-save", "-t", "filter"), rs.prefix)
+        want = normalize_iptables_save(
+            rs.iptables_restore(family) + rs.hook_lines(family), rs.prefix
+        )
+        assert sorted(rules) == sorted(want), tool
 
 
 @pytest.mark.parametrize("node", [pytest.param(n, id=n) for n in NODES])
@@ -94,7 +105,10 @@ def test_iptables_round_trip(netns: Run, node: str) -> None:
     )
     assert sets == normalize_ipset_save(rs.ipset_restore(), rs.prefix)
     assert not any("-t-" in s.split()[0] for s in sets), "scratch sets must be destroyed"
+    read_back_both(netns, rs)
+    rules6 = normalize_iptables_save(netns("ip6tables-save", "-t", "filter"), rs.prefix)
     check_golden(f"kernel/seed-part2-{node}.iptables", "\n".join(rules) + "\n")
+    check_golden(f"kernel/seed-part2-{node}.ip6tables", "\n".join(rules6) + "\n")
     check_golden(f"kernel/seed-part2-{node}.ipset", "\n".join(sets) + "\n")
 
 
@@ -116,7 +130,7 @@ def test_seed_finding_1_ingress_controller_set(netns: Run) -> None:
     assert isinstance(rs, IptablesRuleset)
     apply_iptables(netns, rs)
     saved = netns("iptables-save", "-t", "filter")
-    controller = [s for s in rs.sets if "nginx-ingress" in s.description]
+    controller = [s for s in rs.sets if "nginx-ingress" in s.description and s.family == "inet"]
     assert len(controller) == 1
     name = controller[0].name
     listing = netns("ipset", "list", name)
@@ -186,9 +200,7 @@ def test_kitchen_sink_round_trip(netns: Run, backend: str) -> None:
     if isinstance(rs, IptablesRuleset):
         apply_iptables(netns, rs)
         apply_iptables(netns, rs)
-        rules = normalize_iptables_save(netns("iptables-save", "-t", "filter"), rs.prefix)
-        want = normalize_iptables_save(rs.iptables_restore() + rs.hook_lines(), rs.prefix)
-        assert sorted(rules) == sorted(want)
+        read_back_both(netns, rs)
         assert normalize_ipset_save(netns("ipset", "save"), rs.prefix) == normalize_ipset_save(
             rs.ipset_restore(), rs.prefix
         )
@@ -213,9 +225,7 @@ def test_generated_node_round_trip(netns: Run, backend: str) -> None:
     if isinstance(rs, IptablesRuleset):
         assert any(name.startswith("sekisho-fw-d-") for name, _ in rs.chains)
         apply_iptables(netns, rs)
-        rules = normalize_iptables_save(netns("iptables-save", "-t", "filter"), rs.prefix)
-        want = normalize_iptables_save(rs.iptables_restore() + rs.hook_lines(), rs.prefix)
-        assert sorted(rules) == sorted(want)
+        read_back_both(netns, rs)
         assert normalize_ipset_save(netns("ipset", "save"), rs.prefix) == normalize_ipset_save(
             rs.ipset_restore(), rs.prefix
         )
@@ -240,7 +250,10 @@ def test_tiered_program_round_trip(netns: Run, node: str) -> None:
     )
     sets = normalize_ipset_save(netns("ipset", "save"), rs.prefix)
     assert sets == normalize_ipset_save(rs.ipset_restore(), rs.prefix)
+    read_back_both(netns, rs)
+    rules6 = normalize_iptables_save(netns("ip6tables-save", "-t", "filter"), rs.prefix)
     check_golden(f"kernel/tiered-{node}.iptables", "\n".join(rules) + "\n")
+    check_golden(f"kernel/tiered-{node}.ip6tables", "\n".join(rules6) + "\n")
     nft = render_node(c, node, backend="nftables", program=prog)
     netns("nft", "-f", "-", stdin=nft.script())
     netns("nft", "-f", "-", stdin=nft.script())

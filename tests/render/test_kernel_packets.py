@@ -7,6 +7,13 @@ route). The node's rules are loaded, TCP servers listen in every namespace,
 and connections are attempted with a short timeout. The observed outcome must
 equal what the interpreter says of the same flow over the same text, and what
 the semantics say. Nothing is linked to the host namespace.
+
+Both IP families: the IPv6 lab routes the same way (a /128 on the pod's
+``eth0``, a default route via the node's link-local address on the host-side
+veth, a /128 route on the node), so the pods resolve their gateway with
+neighbour discovery through the node's INPUT rules: an egress-isolated pod
+still reaches what it may (ICMPv6 that IPv6 needs is never dropped) and IPv6
+traffic the policies deny is dropped.
 """
 
 from __future__ import annotations
@@ -40,17 +47,24 @@ from sekisho.semantics import Flow, node_endpoint, pod_endpoint, verdict
 
 pytestmark = pytest.mark.privileged
 
-NODE = Node("n1", ipaddress.IPv4Address("192.168.0.1"), ipaddress.IPv4Network("10.0.1.0/24"))
+NODES = {
+    4: Node("n1", ipaddress.IPv4Address("192.168.0.1"), ipaddress.IPv4Network("10.0.1.0/24")),
+    6: Node("n1", ipaddress.IPv6Address("fd00:192::1"), ipaddress.IPv6Network("fd00:10:1::/64")),
+}
+NODE = NODES[4]
 PORTS = (80, 81, 82)
+GATEWAY6 = "fe80::1"
+"""The node's link-local address on every host-side veth: the pods' IPv6 gateway."""
 
 
 def _sel(**kv: str) -> LabelSelector:
     return LabelSelector(tuple(sorted(kv.items())))
 
 
-def _cluster() -> Cluster:
-    web = Pod("a", "web", {"app": "web"}, "n1", ipaddress.IPv4Address("10.0.1.10"))
-    client = Pod("a", "client", {"app": "client"}, "n1", ipaddress.IPv4Address("10.0.1.11"))
+def _cluster(family: int = 4) -> Cluster:
+    net = NODES[family].pod_cidr
+    web = Pod("a", "web", {"app": "web"}, "n1", net[10])
+    client = Pod("a", "client", {"app": "client"}, "n1", net[11])
     tcp = tuple(PolicyPort("TCP", p) for p in (80, 81))
     policies = (
         # web accepts TCP 80 from the client only
@@ -71,7 +85,7 @@ def _cluster() -> Cluster:
         ),
     )
     return Cluster(
-        nodes=(NODE,),
+        nodes=(NODES[family],),
         namespaces={"a": Namespace("a", {"kubernetes.io/metadata.name": "a"})},
         pods=(client, web),
         policies=policies,
@@ -81,8 +95,9 @@ def _cluster() -> Cluster:
 SERVER = """
 import socket, sys, threading
 def serve(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16)
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port)); s.listen(16)
     while True:
         c, _ = s.accept(); c.close()
 for p in sys.argv[1:]:
@@ -106,6 +121,7 @@ except OSError:
 class Lab:
     names: dict[str, str]
     """role (node, a/web, a/client) -> netns name."""
+    family: int = 4
 
     def run(self, role: str, *argv: str, stdin: str | None = None, check: bool = True) -> str:
         proc = subprocess.run(
@@ -142,10 +158,12 @@ def _ip(*argv: str) -> None:
     subprocess.run(["ip", *argv], check=True, capture_output=True)
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
+@pytest.fixture(params=[pytest.param(4, id="ipv4"), pytest.param(6, id="ipv6")])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    family: int = request.param
     tag = secrets.token_hex(3)
-    cluster = _cluster()
+    cluster = _cluster(family)
+    node_ip = NODES[family].internal_ip
     names = {"node": f"sk-t-{tag}-n"} | {p.key: f"sk-t-{tag}-{p.name[:3]}" for p in cluster.pods}
     servers: list[subprocess.Popen[str]] = []
     created: list[str] = []
@@ -154,10 +172,16 @@ def lab() -> Iterator[Lab]:
             _ip("netns", "add", ns)
             created.append(ns)
         node = names["node"]
-        lab = Lab(names)
+        lab = Lab(names, family)
+        for role in names:
+            # no duplicate address detection: addresses are usable at once
+            lab.run(role, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+            lab.run(role, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0")
         lab.run("node", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        lab.run("node", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         _ip("-n", node, "link", "set", "lo", "up")
-        _ip("-n", node, "addr", "add", f"{NODE.internal_ip}/32", "dev", "lo")
+        bits = 32 if family == 4 else 128
+        _ip("-n", node, "addr", "add", f"{node_ip}/{bits}", "dev", "lo")
         for pod in cluster.pods:
             pns, cali = names[pod.key], endpoint_interface(pod.namespace, pod.name)
             _ip(
@@ -175,12 +199,20 @@ def lab() -> Iterator[Lab]:
                 pns,
             )
             _ip("-n", node, "link", "set", cali, "up")
+            _ip("-n", pns, "link", "set", "lo", "up")
+            _ip("-n", pns, "link", "set", "eth0", "up")
+            if family == 6:
+                # Calico's IPv6 shape: the pod's gateway is the node's link-local
+                # address on the veth; the node routes the pod's /128 to the veth
+                _ip("-n", node, "addr", "add", f"{GATEWAY6}/64", "dev", cali, "nodad")
+                _ip("-n", node, "-6", "route", "add", f"{pod.ip}/128", "dev", cali)
+                _ip("-n", pns, "addr", "add", f"{pod.ip}/128", "dev", "eth0", "nodad")
+                _ip("-n", pns, "-6", "route", "add", "default", "via", GATEWAY6, "dev", "eth0")
+                continue
             lab.run("node", "sysctl", "-qw", f"net.ipv4.conf.{cali}.proxy_arp=1")
             # answer proxy ARP at once (the default waits up to 0.8 s: longer than a probe)
             lab.run("node", "sysctl", "-qw", f"net.ipv4.neigh.{cali}.proxy_delay=0")
             _ip("-n", node, "route", "add", f"{pod.ip}/32", "dev", cali)
-            _ip("-n", pns, "link", "set", "lo", "up")
-            _ip("-n", pns, "link", "set", "eth0", "up")
             _ip("-n", pns, "addr", "add", f"{pod.ip}/32", "dev", "eth0")
             # on-link default: the node proxy-ARPs for every address (Calico uses a
             # 169.254.1.1 gateway, which needs a default route on the node; same effect)
@@ -191,7 +223,7 @@ def lab() -> Iterator[Lab]:
             servers.append(proc)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         # before any rule: every path works (and neighbours are resolved)
-        ips = {p.key: str(p.ip) for p in cluster.pods} | {"node": str(NODE.internal_ip)}
+        ips = {p.key: str(p.ip) for p in cluster.pods} | {"node": str(node_ip)}
         for src in ips:
             for dst, ip in ips.items():
                 if src != dst:
@@ -210,9 +242,10 @@ def lab() -> Iterator[Lab]:
 def _load(lab: Lab, rs: IptablesRuleset | NftRuleset) -> None:
     if isinstance(rs, IptablesRuleset):
         lab.run("node", "ipset", "restore", stdin=rs.ipset_restore())
-        lab.run("node", "iptables-restore", "--noflush", stdin=rs.iptables_restore())
-        for chain, rule in rs.hooks:
-            lab.run("node", "iptables", "-I", chain, "1", *shlex.split(rule))
+        for tool, family, hooks in (("iptables", 4, rs.hooks), ("ip6tables", 6, rs.hooks6)):
+            lab.run("node", f"{tool}-restore", "--noflush", stdin=rs.iptables_restore(family))
+            for chain, rule in hooks:
+                lab.run("node", tool, "-I", chain, "1", *shlex.split(rule))
     else:
         lab.run("node", "nft", "-f", "-", stdin=rs.script())
 
@@ -235,12 +268,13 @@ PROBES = [
 
 @pytest.mark.parametrize("backend", [pytest.param(b, id=b) for b in ("iptables", "nftables")])
 def test_packets_agree_with_interpreter_and_semantics(lab: Lab, backend: str) -> None:
-    cluster = _cluster()
+    cluster = _cluster(lab.family)
     rs = render_node(cluster, "n1", backend=backend)  # type: ignore[call-overload]
     _load(lab, rs)
     prog = program(rs.render_text())
     evaluate: Callable[[str, Packet], Decision] = lambda _node, pkt: prog.evaluate(pkt)  # noqa: E731
-    ends = {p.key: pod_endpoint(cluster, p) for p in cluster.pods} | {"node": node_endpoint(NODE)}
+    node = NODES[lab.family]
+    ends = {p.key: pod_endpoint(cluster, p) for p in cluster.pods} | {"node": node_endpoint(node)}
     seen = []
     for param in PROBES:
         src, dst, port, want = param.values

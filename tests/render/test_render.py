@@ -31,7 +31,7 @@ from sekisho.render import (
     render_nftables,
     render_node,
 )
-from sekisho.render.compile import member_texts, v4_networks
+from sekisho.render.compile import member_texts, networks
 
 NET = ipaddress.IPv4Network
 
@@ -97,11 +97,16 @@ def test_names_within_kernel_limits_and_prefixed(prefix: str) -> None:
         pytest.param(["10.0.0.1/32", "10.0.0.2/32"], ["10.0.0.1", "10.0.0.2"], id="hosts"),
         pytest.param(["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"], id="all-split-for-hash-net"),
         pytest.param(["fd00::/64", "10.0.0.0/30"], ["10.0.0.0/30"], id="ipv4-only"),
+        pytest.param(
+            ["fd00::/64", "fd00::5/128", "10.0.0.0/8"], ["fd00::/64"], id="ipv6", marks=()
+        ),
+        pytest.param(["::/0"], ["::/1", "8000::/1"], id="all-v6-split-for-hash-net"),
     ],
 )
-def test_set_members_are_disjoint_ipv4(nets: list[str], want: list[str]) -> None:
-    members = v4_networks(ipaddress.ip_network(n) for n in nets)
-    assert [a for a, _ in member_texts(members)] == want
+def test_set_members_are_disjoint_per_family(nets: list[str], want: list[str]) -> None:
+    members = networks(ipaddress.ip_network(n) for n in nets)
+    family = 6 if ":" in want[0] else 4
+    assert [a for a, _ in member_texts(members, family)] == want
 
 
 def _cluster(policies: tuple[NetworkPolicy, ...], pods: tuple[Pod, ...] | None = None) -> Cluster:
@@ -124,9 +129,10 @@ def test_identical_peers_share_one_set() -> None:
     )
     rs = render_node(_cluster(pols), "k8s-node2")
     assert isinstance(rs, IptablesRuleset)
-    assert len(rs.sets) == 1
-    assert rs.sets[0].members == ("10.244.3.6",)
-    assert rs.iptables_restore().count(f"--match-set {rs.sets[0].name} src") == 2
+    v4 = [s for s in rs.sets if s.family == "inet"]
+    assert len(v4) == 1 and len(rs.sets) == 2  # one set per family
+    assert v4[0].members == ("10.244.3.6",)
+    assert rs.iptables_restore().count(f"--match-set {v4[0].name} src") == 2
 
 
 @pytest.mark.parametrize(
@@ -190,7 +196,7 @@ def test_named_port_resolved_per_destination_pod() -> None:
     assert "10.244.5.43 . 8080" in nft.script()
 
 
-def test_ipv6_pod_does_not_crash() -> None:
+def test_ipv6_pod_and_nets_are_rendered() -> None:
     pods = (
         *seed_cluster().pods,
         Pod("dev", "six", {"app": "blue"}, "k8s-node2", ipaddress.IPv6Address("fd00::6")),
@@ -212,9 +218,14 @@ def test_ipv6_pod_does_not_crash() -> None:
     for backend in ("iptables", "nftables"):
         rs = render_node(_cluster((pol,), pods), "k8s-node2", backend=backend)  # type: ignore[call-overload]
         text = rs.render_text()
-        assert "fd00" not in "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
-        assert "note: pod dev/six has IPv6 address fd00::6" in text
-        assert "IPv6 nets fd00::/64 not rendered" in text
+        assert "not policed" not in text and "not rendered" not in text
+        body = [ln for ln in text.splitlines() if not ln.startswith("#")]
+        # the selector's set holds the IPv6 pod, the ipBlock's set the IPv6 net
+        assert any("fd00::6" in ln for ln in body), backend
+        assert any("fd00::/64" in ln for ln in body), backend
+        assert any(
+            ("ip6 saddr @" if backend == "nftables" else "family inet6") in ln for ln in body
+        )
 
 
 # ------------------------------------------------------------------- incremental
@@ -258,3 +269,90 @@ def test_incremental_equals_full(a: Cluster, b: Cluster) -> None:
                 r.update(b)
                 assert render_iptables(r) == render_node(b, node)
                 assert render_nftables(r) == render_node(b, node, backend="nftables")
+
+
+def test_incremental_follows_the_e2e_sequence() -> None:
+    """The lab applies the upstream e2e cases one after the other to one cluster: the
+    kept renderer must say, text for text, what a fresh one says after each (a set
+    shared by two policies that describe it differently included)."""
+    from e2e_cases import CASES, model_cluster_objects
+    from sekisho.lab import manifests as mf
+    from sekisho.model import cluster_from_objects
+
+    base = model_cluster_objects()
+    current = [o for o in base if not mf.is_policy(o)]
+    first = cluster_from_objects(base)
+    nodes = sorted({p.node for p in first.pods if p.node})
+    kept = {n: NodeRenderer(n) for n in nodes}
+    for r in kept.values():
+        r.update(first)
+    for case in CASES:
+        objs = case.objects()
+        policies = [o for o in objs if mf.is_policy(o)]
+        merged = mf.merge_labels(current, [o for o in objs if not mf.is_policy(o)])
+        cluster = cluster_from_objects(merged + policies)
+        for node, r in kept.items():
+            r.update(cluster)
+            assert render_iptables(r) == render_node(cluster, node), (case.id, node)
+            assert render_nftables(r) == render_node(cluster, node, backend="nftables")
+
+
+def _dual_stack_objects(pod_ips: list[str]) -> list[dict[str, object]]:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1"},
+        "spec": {"podCIDR": "10.0.1.0/24"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.1"}]},
+    }
+
+    def pod(name: str, app: str, ips: list[str]) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "a", "labels": {"app": app}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+            "status": {"podIP": ips[0], "podIPs": [{"ip": ip} for ip in ips]},
+        }
+
+    deny = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "from-client", "namespace": "a"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}],
+        },
+    }
+    return [
+        node,
+        pod("web", "web", ["10.0.1.10", "fd00:10:1::10"]),
+        pod("client", "client", pod_ips),
+        deny,
+    ]
+
+
+def test_dual_stack_pod_addresses_of_both_families_are_in_the_sets() -> None:
+    from sekisho.model import cluster_from_objects
+
+    cluster = cluster_from_objects(_dual_stack_objects(["10.0.1.11", "fd00:10:1::11"]))
+    client = next(p for p in cluster.pods if p.name == "client")
+    assert [str(ip) for ip in client.ips] == ["10.0.1.11", "fd00:10:1::11"]
+    rs = render_node(cluster, "n1")
+    assert isinstance(rs, IptablesRuleset)
+    members = {s.family: s.members for s in rs.sets}
+    assert members == {"inet": ("10.0.1.11",), "inet6": ("fd00:10:1::11",)}
+    nft = render_node(cluster, "n1", backend="nftables")
+    assert isinstance(nft, NftRuleset)
+    assert {s.type: s.elements for s in nft.sets} == {
+        "ipv4_addr": ("10.0.1.11",),
+        "ipv6_addr": ("fd00:10:1::11",),
+    }
+
+
+def test_a_pod_has_at_most_one_address_per_family() -> None:
+    from sekisho.errors import ManifestError
+    from sekisho.model import cluster_from_objects
+
+    with pytest.raises(ManifestError, match=r"podIPs\[1\].ip: fd00::2: a pod has at most one"):
+        cluster_from_objects(_dual_stack_objects(["fd00::1", "fd00::2"]))

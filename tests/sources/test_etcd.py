@@ -183,6 +183,23 @@ def test_cli_apply_get_delete(config: EtcdConfig, tmp_path: Path, capsys: Any) -
     dump.write_text(capsys.readouterr().out)
     assert main(["validate", str(dump)]) == 0
     capsys.readouterr()
+    assert main(["validate", *args]) == 0
+    capsys.readouterr()
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}
+    Store(EtcdClient(config)).apply_objects([node, pod("a", "10.244.1.5"), pod("b", "10.244.1.6")])
+    # The analysis commands read the store as they read files (deny: ingress isolated).
+    assert main(["trace", "--from", "dev/a", "--to", "dev/b", "--port", "80", *args]) == 1
+    assert "DENIED" in capsys.readouterr().out
+    assert main(["matrix", "--probe", "80/TCP", "-o", "json", *args]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["pods"] == ["dev/a", "dev/b"] and doc["probes"][0]["allowed"] == [
+        [True, False],
+        [False, True],
+    ]
+    assert main(["render", "--node", "node-1", *args]) == 0
+    assert "dev/deny" in capsys.readouterr().out  # the policy that selects both pods
+    assert main(["matrix", str(good), *args]) == 2  # paths or the store, not both
+    capsys.readouterr()
     assert main(["delete", "-f", str(good), *args]) == 0
     assert "NetworkPolicy dev/deny deleted" in capsys.readouterr().out
 
@@ -202,6 +219,11 @@ def test_source_lists_then_follows_each_transaction_whole(config: EtcdConfig) ->
         assert [p.name for p in cluster.pods] == ["a", "b", "c"]
         assert [p.name for p in cluster.policies] == ["deny"]
         assert source.health() == (True, "")
+        assert not source.changed_since_load()
+        client = EtcdClient(config)
+        client.put("/elsewhere/x", b"1")  # the store's revision moves, this prefix does not
+        client.put(config.prefix + "resources/Namespace/_/late", json.dumps(ns("late")).encode())
+        wait_for(source, source.changed_since_load)
     finally:
         source.close()
 
@@ -363,3 +385,93 @@ def test_agent_on_etcd_keeps_its_state_while_the_store_is_down(tmp_path: Path) -
             stop.set()
             source.close()
             loop.join(10)
+
+
+def test_incremental_load_equals_a_full_load() -> None:
+    """The agent's path (each object's parse kept by key and revision) against a full load,
+    over random changes, invalid ones included (a taken IP, a node that does not exist)."""
+    import random
+
+    from sekisho.model.load import PartCache
+    from sekisho.sources.etcd import KeyValue, Snapshot, identity, snapshot_cluster
+    from sekisho.sources.store import encode
+
+    rng = random.Random(5)
+    prefix = "/p/"
+    snap = Snapshot()
+    cache = PartCache()
+    rev = 0
+
+    def put(obj: dict[str, Any]) -> None:
+        nonlocal rev
+        rev += 1
+        k = object_key(prefix, *identity(obj))
+        snap.values[k] = KeyValue(k, encode(obj), rev)
+        snap.revision = rev
+
+    def node(i: int) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{i}"}}
+
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "dev"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c"}]},
+            },
+        },
+    }
+    for obj in (node(1), node(2), ns("dev"), deployment, deny_all()):
+        put(obj)
+    outcomes = {"valid": 0, "invalid": 0}
+    for step in range(120):
+        roll = rng.random()
+        i = rng.randrange(8)
+        if roll < 0.5:
+            taken = rng.random() < 0.05  # another pod's address: the join reports it
+            ip = f"10.244.1.{10 + (rng.randrange(8) if taken else i)}"
+            p = pod(f"p{i}", ip, {"app": rng.choice("ab")})
+            if rng.random() < 0.03:
+                p["spec"]["nodeName"] = "node-9"  # not defined: the join reports it
+            put(p)
+        elif roll < 0.7:
+            k = object_key(prefix, "Pod", "dev", f"p{i}")
+            snap.values.pop(k, None)
+        elif roll < 0.85:
+            put(policy_for(i))
+        else:
+            put({**deployment, "spec": {**deployment["spec"], "replicas": rng.randrange(1, 5)}})
+        try:
+            full = snapshot_cluster(Snapshot(snap.revision, dict(snap.values)), prefix)
+        except ManifestError as exc:
+            with pytest.raises(ManifestError) as err:
+                snapshot_cluster(Snapshot(snap.revision, dict(snap.values)), prefix, cache)
+            assert sorted(map(str, err.value.problems)) == sorted(map(str, exc.problems)), step
+            outcomes["invalid"] += 1
+            continue
+        got = snapshot_cluster(Snapshot(snap.revision, dict(snap.values)), prefix, cache)
+        assert got == full, step
+        outcomes["valid"] += 1
+    assert outcomes["valid"] > 30 and outcomes["invalid"] > 5, outcomes
+    assert cache.hits > 0  # the last valid load reused parses
+
+
+def policy_for(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"np{i % 3}", "namespace": "dev"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "ab"[i % 2]}},
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                    "ports": [{"port": 80 + i}],
+                }
+            ],
+        },
+    }

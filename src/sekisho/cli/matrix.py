@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
+from sekisho.cli.options import etcd_options
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -245,7 +247,7 @@ def markdown_text(matrix: Matrix) -> str:
 
 
 @click.command("matrix")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="One probe's port.")
 @click.option(
     "--protocol",
@@ -267,12 +269,14 @@ def markdown_text(matrix: Matrix) -> str:
     default="table",
     show_default=True,
 )
+@etcd_options()
 def matrix(
     paths: tuple[str, ...],
     port: int | None,
     protocol: str | None,
     probes: tuple[str, ...],
     output: str,
+    **etcd: object,
 ) -> int:
     """Ingress, egress and combined truth tables for every pod pair of PATH...
 
@@ -297,7 +301,7 @@ def matrix(
     from sekisho.semantics.probe import default_services, services_from_flags
     from sekisho.semantics.staged import matrix_changes, pending_matrix, staged_labels
 
-    cluster = load(paths)
+    cluster = load(paths, etcd)
     chosen = services_from_flags(probes, port, protocol)
     services = chosen if chosen is not None else default_services(cluster)
     result = compute_matrix(cluster, services)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from sekisho.cli.options import backend_option, prefix_option
+from sekisho.cli.options import backend_option, etcd_options, prefix_option
 
 if TYPE_CHECKING:
     from sekisho.model.types import Cluster
@@ -44,7 +44,7 @@ def explain_enforcement(
 
 
 @click.command("render")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("--node", required=True, help="The node whose rules to render.")
 @backend_option("Which ruleset to render.")
 @prefix_option()
@@ -55,8 +55,14 @@ def explain_enforcement(
     default=None,
     help="Write ipset.restore and iptables.restore (or ruleset.nft) here.",
 )
+@etcd_options()
 def render(
-    paths: tuple[str, ...], node: str, backend: str, prefix: str, out_dir: Path | None
+    paths: tuple[str, ...],
+    node: str,
+    backend: str,
+    prefix: str,
+    out_dir: Path | None,
+    **etcd: object,
 ) -> int:
     """Render NODE's dataplane for the policies in PATH...
 
@@ -67,14 +73,12 @@ def render(
     `nft -f` script that creates or replaces table inet PREFIX. Output is
     deterministic.
     """
-    from sekisho.cli.trace import warn_unsupported
+    from sekisho.cli.trace import load
     from sekisho.dataplane.backends import backend as backend_named
-    from sekisho.model import load_cluster
     from sekisho.render import render_node
     from sekisho.sources.files import refuse_unrendered
 
-    cluster = refuse_unrendered(load_cluster(list(paths)))
-    warn_unsupported(cluster)
+    cluster = refuse_unrendered(load(paths, etcd))
     ruleset = render_node(cluster, node, backend=cast("Backend", backend), prefix=prefix)
     if out_dir is None:
         click.echo(backend_named(backend).documents(ruleset), nl=False)

@@ -9,22 +9,30 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sekisho.cli.options import backend_option
+from sekisho.cli.options import backend_option, etcd_config, etcd_options
 
 if TYPE_CHECKING:
     from sekisho.model.types import Cluster
     from sekisho.semantics import Verdict
 
 
-def load(paths: Sequence[str]) -> Cluster:
-    """The cluster from manifest files (the model's loader; errors exit 2).
+def load(paths: Sequence[str], etcd: dict[str, object] | None = None) -> Cluster:
+    """The cluster from manifest files, or from the store with ``--etcd`` (errors exit 2).
 
     Objects of kinds sekisho does not read are never ignored in silence: each is
     a warning on stderr (and in the JSON outputs, see :func:`warnings_json`).
     """
     from sekisho.model import load_cluster
 
-    cluster = load_cluster(list(paths))
+    config = etcd_config(etcd) if etcd is not None else None
+    if bool(paths) == (config is not None):
+        raise click.UsageError("give PATH... or --etcd URLS")
+    if config is not None:
+        from sekisho.sources.etcd import store_cluster
+
+        cluster = store_cluster(config)
+    else:
+        cluster = load_cluster(list(paths))
     warn_unsupported(cluster)
     return cluster
 
@@ -106,7 +114,7 @@ _PORT = _PortType()
 
 
 @click.command("trace")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("--from", "src", required=True, help="Source: ns/pod, ns/workload, node name or IP.")
 @click.option("--to", "dst", required=True, help="Destination: ns/pod, ns/workload, node or IP.")
 @click.option(
@@ -131,6 +139,7 @@ _PORT = _PortType()
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@etcd_options()
 def trace(
     paths: tuple[str, ...],
     src: str,
@@ -140,6 +149,7 @@ def trace(
     node: str | None,
     backend: str,
     output: str,
+    **etcd: object,
 ) -> int:
     """Say whether SRC can reach DST on a port under the policies in PATH..., and why.
 
@@ -149,7 +159,7 @@ def trace(
     """
     from sekisho.semantics.staged import pending_verdict, verdict_lines
 
-    cluster = load(paths)
+    cluster = load(paths, etcd)
     verdicts = run_trace(cluster, src, dst, port, protocol)
     pending = [pending_verdict(cluster, v.flow) for v in verdicts]
     enforcement: list[list[str]] = []

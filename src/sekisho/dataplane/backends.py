@@ -59,6 +59,15 @@ class Applier:
         assert isinstance(checked, NftRuleset)
         return self.target.resync(checked)
 
+    def drift(self, ruleset: Ruleset) -> tuple[str, ...]:
+        """How what is installed differs from ``ruleset`` (reads the kernel; changes nothing)."""
+        checked = self._check(ruleset)
+        if isinstance(self.target, IptablesApplier):
+            assert isinstance(checked, IptablesRuleset)
+            return self.target.drift(checked)
+        assert isinstance(checked, NftRuleset)
+        return self.target.drift(checked)
+
     def cleanup(self) -> ApplyResult:
         """Remove every object of ours."""
         return self.target.cleanup()
@@ -110,6 +119,7 @@ class Backend:
 FILE_NAMES = {
     "ipset restore": "ipset.restore",
     "iptables-restore --noflush": "iptables.restore",
+    "ip6tables-restore --noflush": "ip6tables.restore",
     "nft -f": "ruleset.nft",
 }
 """The file ``sekisho render -o DIR`` writes each document to, by the tool that reads it."""

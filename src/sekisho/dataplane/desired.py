@@ -37,7 +37,8 @@ class IpSetLike(Protocol):
 
 
 class IptablesRulesetLike(Protocol):
-    """Our chains (rule specs after ``-A CHAIN``), our sets, and the hook rules."""
+    """Our chains (rule specs after ``-A CHAIN``), our sets, and the hook rules; a
+    ruleset may also have ``chains6`` and ``hooks6``, the same for ip6tables."""
 
     @property
     def prefix(self) -> str: ...

@@ -7,14 +7,21 @@ only chains whose rules differ are rewritten (so the counters of untouched
 chains survive); everything we create starts with our prefix and nothing else
 is ever changed.
 
-One update is three steps, in this order:
+One update is up to four steps, in this order:
 
-1. ``ipset restore``: create new sets; refill changed sets as a temporary set
-   and ``swap`` it in, so a set is never empty while rules use it;
+1. ``ipset restore``: create new sets (both families: ``inet`` and ``inet6``);
+   refill changed sets as a temporary set and ``swap`` it in, so a set is never
+   empty while rules use it;
 2. one ``iptables-restore --noflush`` document (one COMMIT): declare and rewrite
    the chains that changed, put our hook rules first in the builtin chains
    (removing stale copies), delete our obsolete chains;
-3. destroy our obsolete sets, now that no rule references them.
+3. the same for IPv6: one ``ip6tables-restore --noflush`` document (ip6tables has
+   its own filter table, as Felix keeps one table per family);
+4. destroy our obsolete sets, now that no rule of either family references them.
+
+Each family's table changes in one transaction; the two are two commands (the
+kernel has no transaction across them). IPv6 rules are tagged with their own
+hashes (the chain is salted with the family), so the two tables never share a tag.
 
 The applier trusts a cache of what it last wrote (as Calico does) for fast
 updates, and reads the kernel back on :meth:`IptablesApplier.resync`, on
@@ -74,6 +81,15 @@ class IptablesState:
     sets: dict[str, SetState] = field(default_factory=dict)
     pinned: set[str] = field(default_factory=set)
     """Chains of ours that a foreign (user) chain jumps to: never deleted, only emptied."""
+    v6: IptablesState | None = None
+    """The same for ip6tables' filter table (its ``sets`` unused: IP sets are one namespace)."""
+
+    def family(self, family: int) -> IptablesState:
+        if family == 4:
+            return self
+        if self.v6 is None:
+            self.v6 = IptablesState()
+        return self.v6
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +104,11 @@ class _Desired:
     chains: dict[str, list[_Want]]
     hooks: dict[str, list[_Want]]
     sets: dict[str, SetState]
+    chains6: dict[str, list[_Want]] = field(default_factory=dict)
+    hooks6: dict[str, list[_Want]] = field(default_factory=dict)
+
+
+TOOLS = {4: "iptables", 6: "ip6tables"}
 
 
 def rule_hash(chain: str, spec: str) -> str:
@@ -114,16 +135,19 @@ class IptablesApplier:
         self._cache: IptablesState | None = None
         self._texts: dict[str, str] = {}
         """hash -> the kernel's saved text of that rule, learned on read-back."""
-        self._wants: dict[tuple[str, str], _Want] = {}
-        """(chain, spec) -> tagged rule, kept from the last plan (hashing is most of a plan)."""
+        self._wants: dict[tuple[str, str, int], _Want] = {}
+        """(chain, spec, family) -> tagged rule, kept from the last plan (hashing is most of
+        a plan)."""
         self._members: dict[tuple[str, ...], frozenset[str]] = {}
 
     # ---- read back ---------------------------------------------------------------
 
     def read_back(self) -> IptablesState:
-        """What is installed now: our chains and hooks (``iptables-save``) and sets (``ipset save``)."""
+        """What is installed now: our chains and hooks (``iptables-save``, ``ip6tables-save``)
+        and sets (``ipset save``)."""
         saved = self.runner(["iptables-save", "-t", "filter"])
         state = self.parse_save(saved)
+        state.v6 = self.parse_save(self.runner(["ip6tables-save", "-t", "filter"]))
         state.sets = parse_ipset_save(self.runner(["ipset", "save"]), self.prefix)
         return state
 
@@ -175,23 +199,31 @@ class IptablesApplier:
 
         old_wants, wants = self._wants, {}
 
-        def want(chain: str, spec: str) -> _Want:
-            key = (chain, spec)
+        def want(chain: str, spec: str, family: int) -> _Want:
+            key = (chain, spec, family)
             w = old_wants.get(key)
             if w is None:
-                w = self._want(chain, spec)
+                w = self._want(chain, spec, family)
             wants[key] = w
             return w
 
-        chains: dict[str, list[_Want]] = {}
-        for name, specs in ruleset.chains:
-            own(name, "chain")
-            chains[name] = [want(name, spec) for spec in specs]
-        hooks: dict[str, list[_Want]] = {}
-        for builtin, spec in ruleset.hooks:
-            if owned(builtin, self.prefix):
-                raise DataplaneError(f"hook chain {builtin!r} is one of ours, not a builtin chain")
-            hooks.setdefault(builtin, []).append(want(builtin, spec))
+        tables: dict[int, tuple[dict[str, list[_Want]], dict[str, list[_Want]]]] = {}
+        for family, chain_specs, hook_specs in (
+            (4, ruleset.chains, ruleset.hooks),
+            (6, getattr(ruleset, "chains6", ()), getattr(ruleset, "hooks6", ())),
+        ):
+            chains: dict[str, list[_Want]] = {}
+            for name, specs in chain_specs:
+                own(name, "chain")
+                chains[name] = [want(name, spec, family) for spec in specs]
+            hooks: dict[str, list[_Want]] = {}
+            for builtin, spec in hook_specs:
+                if owned(builtin, self.prefix):
+                    raise DataplaneError(
+                        f"hook chain {builtin!r} is one of ours, not a builtin chain"
+                    )
+                hooks.setdefault(builtin, []).append(want(builtin, spec, family))
+            tables[family] = (chains, hooks)
         self._wants = wants
         old_members, members = self._members, {}
         sets: dict[str, SetState] = {}
@@ -204,10 +236,10 @@ class IptablesApplier:
             members[raw] = norm
             sets[s.name] = SetState(s.type, s.family, norm, raw)
         self._members = members
-        return _Desired(chains, hooks, sets)
+        return _Desired(*tables[4], sets, *tables[6])
 
-    def _want(self, chain: str, spec: str) -> _Want:
-        h = rule_hash(chain, spec)
+    def _want(self, chain: str, spec: str, family: int = 4) -> _Want:
+        h = rule_hash(chain if family == 4 else f"ip6:{chain}", spec)
         return _Want(h, f'-m comment --comment "{self.prefix}:{h}" {spec}'.rstrip())
 
     # ---- compare -------------------------------------------------------------------
@@ -254,25 +286,42 @@ class IptablesApplier:
         """The commands that take ``installed`` to ``ruleset`` (nothing run yet)."""
         desired = self._desired(ruleset)
         set_lines, changes, destroy = plan_sets(installed.sets, desired.sets, self.prefix)
+        doc, after = self._plan_table(installed, desired.chains, desired.hooks, changes, "")
+        after.sets = {n: SetState(s.type, s.family, s.members) for n, s in desired.sets.items()}
+        doc6, after.v6 = self._plan_table(
+            installed.v6 or IptablesState(), desired.chains6, desired.hooks6, changes, "ip6 "
+        )
+        return _Plan(tuple(changes), set_lines, doc, destroy, after, doc6)
+
+    def _plan_table(
+        self,
+        installed: IptablesState,
+        desired_chains: dict[str, list[_Want]],
+        desired_hooks: dict[str, list[_Want]],
+        changes: list[str],
+        tag: str,
+    ) -> tuple[list[str], IptablesState]:
+        """One family's restore document and the state after it (changes appended)."""
+        desired = _Desired(desired_chains, desired_hooks, {})
         write: list[str] = []
         for name, want in desired.chains.items():
             why = self._chain_diff(installed.chains.get(name), want)
             if why is not None:
                 write.append(name)
-                changes.append(f"chain {name} {why}")
+                changes.append(f"{tag}chain {name} {why}")
         obsolete = sorted(c for c in installed.chains if c not in desired.chains)
         delete = [c for c in obsolete if c not in installed.pinned]
-        changes += [f"chain {c} deleted" for c in delete]
+        changes += [f"{tag}chain {c} deleted" for c in delete]
         emptied = [c for c in obsolete if c in installed.pinned and installed.chains[c]]
         for c in emptied:
             log.warning("chain %s is obsolete but a foreign rule jumps to it: emptied, kept", c)
-            changes.append(f"chain {c} emptied (a foreign rule still jumps to it)")
+            changes.append(f"{tag}chain {c} emptied (a foreign rule still jumps to it)")
         fix: list[str] = []
         for builtin in sorted(set(desired.hooks) | set(installed.hooks)):
             why = self._hook_diff(installed.hooks.get(builtin, []), desired.hooks.get(builtin, []))
             if why is not None:
                 fix.append(builtin)
-                changes.append(f"hook {builtin}: {why}")
+                changes.append(f"{tag}hook {builtin}: {why}")
         doc: list[str] = []
         if write or delete or emptied or fix:
             doc.append("*filter")
@@ -299,22 +348,24 @@ class IptablesApplier:
                 b: [(i, InstalledRule(w.hash, w.spec, read=False)) for i, w in enumerate(ws)]
                 for b, ws in desired.hooks.items()
             },
-            sets={n: SetState(s.type, s.family, s.members) for n, s in desired.sets.items()},
             pinned=set(installed.pinned),
         )
         for c in obsolete:
             if c not in delete:
                 after.chains[c] = []
-        return _Plan(tuple(changes), set_lines, doc, destroy, after)
+        return doc, after
 
     def first_documents(self, ruleset: IptablesRulesetLike) -> list[tuple[str, str]]:
         """(tool, document) that :meth:`apply` sends to a node that has nothing of ours:
         what ``sekisho render`` prints, byte for byte."""
         plan = self.plan(IptablesState(), ruleset)
-        return [
+        docs = [
             ("ipset restore", "".join(line + "\n" for line in plan.set_lines)),
             ("iptables-restore --noflush", "".join(line + "\n" for line in plan.doc)),
         ]
+        if plan.doc6:
+            docs.append(("ip6tables-restore --noflush", "".join(ln + "\n" for ln in plan.doc6)))
+        return docs
 
     # ---- act -----------------------------------------------------------------------
 
@@ -344,11 +395,12 @@ class IptablesApplier:
         if plan.set_lines:
             self.runner(["ipset", "restore"], stdin="\n".join(plan.set_lines) + "\n")
             commands += 1
-        if plan.doc:
-            self.runner(
-                ["iptables-restore", "--noflush", "-w", "5"], stdin="\n".join(plan.doc) + "\n"
-            )
-            commands += 1
+        for tool, doc in (("iptables", plan.doc), ("ip6tables", plan.doc6)):
+            if doc:
+                self.runner(
+                    [f"{tool}-restore", "--noflush", "-w", "5"], stdin="\n".join(doc) + "\n"
+                )
+                commands += 1
         self._cache = plan.after
         if plan.destroy:
             commands += self._destroy_sets(plan.destroy)
@@ -374,24 +426,28 @@ class IptablesApplier:
         """Remove every object of ours (hook rules, chains, sets) and nothing else."""
         installed = self.read_back()
         changes: list[str] = []
-        doc: list[str] = []
-        for builtin, rules in sorted(installed.hooks.items()):
-            doc += [f"-D {builtin} {r.spec}" for _, r in rules]
-            changes.append(f"hook {builtin}: {len(rules)} jump(s) removed")
-        chains = sorted(installed.chains)
-        gone = [c for c in chains if c not in installed.pinned]
-        doc += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in gone]
-        changes += [f"chain {c} deleted" for c in gone]
-        changes += [
-            f"chain {c} emptied (a foreign rule jumps to it)" for c in chains if c not in gone
-        ]
         commands = 0
-        if doc:
-            self.runner(
-                ["iptables-restore", "--noflush", "-w", "5"],
-                stdin="\n".join(["*filter", *doc, "COMMIT"]) + "\n",
-            )
-            commands += 1
+        for family, tag in ((4, ""), (6, "ip6 ")):
+            table = installed.family(family)
+            doc: list[str] = []
+            for builtin, rules in sorted(table.hooks.items()):
+                doc += [f"-D {builtin} {r.spec}" for _, r in rules]
+                changes.append(f"{tag}hook {builtin}: {len(rules)} jump(s) removed")
+            chains = sorted(table.chains)
+            gone = [c for c in chains if c not in table.pinned]
+            doc += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in gone]
+            changes += [f"{tag}chain {c} deleted" for c in gone]
+            changes += [
+                f"{tag}chain {c} emptied (a foreign rule jumps to it)"
+                for c in chains
+                if c not in gone
+            ]
+            if doc:
+                self.runner(
+                    [f"{TOOLS[family]}-restore", "--noflush", "-w", "5"],
+                    stdin="\n".join(["*filter", *doc, "COMMIT"]) + "\n",
+                )
+                commands += 1
         if installed.sets:
             commands += self._destroy_sets(sorted(installed.sets))
             changes += [f"set {s} destroyed" for s in sorted(installed.sets)]
@@ -406,3 +462,5 @@ class _Plan:
     doc: list[str]
     destroy: list[str]
     after: IptablesState
+    doc6: list[str] = field(default_factory=list)
+    """The ``ip6tables-restore`` document."""

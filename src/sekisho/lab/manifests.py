@@ -49,7 +49,10 @@ def is_policy(obj: dict[str, Any]) -> bool:
     kind = obj.get("kind")
     if kind == "NetworkPolicy" or kind in npa.KINDS:
         return True
-    return kind in CALICO_KINDS and str(obj.get("apiVersion", "")).startswith("projectcalico.org/")
+    if kind not in CALICO_KINDS or kind == "ServiceAccount":
+        return False
+    api = obj.get("apiVersion")  # absent: a store identity (kind, namespace, name)
+    return api is None or str(api).startswith("projectcalico.org/")
 
 
 def cluster_objects(cluster: Cluster) -> list[dict[str, Any]]:

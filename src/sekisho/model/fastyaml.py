@@ -221,6 +221,7 @@ def check_aliases(root: Node) -> None:
 
 _LEADING_ZERO = re.compile(r"(?<![\w.:/'\"-])[-+]?0(?:[0-9_]+|[oO][0-7_]+)(?![\w.:-])")
 """A number with a leading zero: 0755 is 493 in YAML 1.1 (octal) and 755 in 1.2."""
+_ZERO = re.compile(r"0[0-9_oO]")
 _INDICATORS = (" ? ", "\n? ", "- ? ", " : ", " :\n", "\n: ", "\n:\n", "<<", "\n%", "\n...")
 """Explicit keys and values, merge keys, directives and document ends: left to libyaml."""
 _TYPED_IN_1_1 = frozenset(
@@ -237,9 +238,21 @@ def _text_agrees(text: str) -> bool:
         return False
     if any(indicator in text for indicator in _INDICATORS):
         return False
+    # Flow collections other than the empty {} and [] are left to libyaml: the two
+    # parsers part on odd flow content (an indicator starting a scalar, empty keys).
+    if text.count("{") != text.count("{}") or text.count("[") != text.count("[]"):
+        return False
     if not text.replace("\n", "").isprintable():  # tabs, CR, control, BOM, line separators
         return False
-    return _LEADING_ZERO.search(text) is None
+    # Scan for a zero before a digit or "o" (fast, a few thousand hits a megabyte: 8080,
+    # 10.0.0.1), then check each hit as a whole token.
+    for hit in _ZERO.finditer(text):
+        at = hit.start()
+        if _LEADING_ZERO.match(text, at) or (
+            at and text[at - 1] in "+-" and _LEADING_ZERO.match(text, at - 1)
+        ):
+            return False
+    return True
 
 
 def _values_agree(root: Any) -> bool:
@@ -283,7 +296,8 @@ def fast_documents(text: str) -> list[tuple[int, Any]] | None:
     go-yaml) read YAML 1.1, so a text in which a scalar could be read differently
     (``yes``, ``0755``, ``1:30``, ``1e3``: any float, any 1.1 boolean word, any
     leading-zero number, quoted or not), or that uses anchors, tags, merge keys,
-    directives, explicit keys, tabs or unusual characters, is left to libyaml, and so is
+    directives, explicit keys, flow collections (but ``{}`` and ``[]``), tabs or unusual
+    characters, is left to libyaml, and so is
     anything the Rust parser refuses (syntax errors and duplicate keys, which the
     libyaml path locates), a document that is not a mapping, and a ``List``
     (whose items' lines libyaml gives). The line of each document is its first
@@ -292,7 +306,12 @@ def fast_documents(text: str) -> list[tuple[int, Any]] | None:
     """
     if not _text_agrees(text):
         return None
-    markers = [m.start() for m in _MARKER.finditer(text)]
+    markers = [0] if _MARKER.match(text) else []
+    at = text.find("\n---")
+    while at >= 0:
+        if _MARKER.match(text, at + 1):
+            markers.append(at + 1)
+        at = text.find("\n---", at + 4)
     starts = list(markers)
     first = _CONTENT.search(text, 0, markers[0] if markers else len(text))
     if first is not None:

@@ -19,10 +19,11 @@ from sekisho.errors import ManifestError, Problem
 from sekisho.model import calico, ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
-from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_objects
+from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_object, parse_objects
 from sekisho.model.reader import (
     Issue,
     Loc,
+    RawObject,
     ReadResult,
     iter_objects,
     paused_gc,
@@ -168,6 +169,121 @@ def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) ->
 _finish = load_read  # the name the file source first used
 
 
+class PartCache:
+    """Each object's own parse, kept between loads by a caller that knows which objects
+    did not change (the etcd source: key and revision). See :func:`load_parts`."""
+
+    def __init__(self) -> None:
+        self.parts: dict[object, _Part] = {}
+        self.hits = 0
+        """Objects whose parse the last load reused."""
+
+
+_Part = tuple[Drafts, list[Issue], int, tuple[tuple[str, Any], ...]]
+"""One object's drafts, its problem list, how many problems its parse found, and the
+fields it filled (``calico.policies`` for a nested one): what a join has to add."""
+
+
+def _filled(drafts: Any, prefix: str = "") -> tuple[tuple[str, Any], ...]:
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(drafts):
+        value = getattr(drafts, f.name)
+        if dataclasses.is_dataclass(value):
+            out += _filled(value, f"{prefix}{f.name}.")
+        elif isinstance(value, list | set | dict):
+            if value:
+                out.append((prefix + f.name, value))
+        else:
+            raise TypeError(f"cannot join drafts field {f.name}")
+    return tuple(out)
+
+
+def _merge(into: Drafts, filled: tuple[tuple[str, Any], ...], targets: dict[str, Any]) -> bool:
+    """Add one object's filled fields to the joined drafts; False when a key collides."""
+    for name, value in filled:
+        target: Any = targets.get(name)
+        if target is None:
+            target = into
+            for part in name.split("."):
+                target = getattr(target, part)
+            targets[name] = target
+        if isinstance(target, list):
+            target.extend(value)
+        elif isinstance(target, set):
+            target |= value
+        else:
+            if any(k in target for k in value):
+                return False
+            target.update(value)
+    return True
+
+
+def load_parts(
+    objects: Sequence[tuple[object, RawObject]],
+    cache: PartCache,
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
+) -> LoadResult:
+    """:func:`load_read` of ``objects`` (no texts, no linter), re-parsing only objects whose
+    key is not in ``cache``: what a change costs is its objects' parse plus the join.
+
+    The result equals a full load (a test holds it to that). Problems found while
+    joining land in the objects' own reports, so every object's problem list is
+    scanned after the join; when there is any problem, or two objects collide, the
+    cache is dropped (the join may have changed drafts) and a duplicate is left to
+    the full load to report.
+    """
+    with paused_gc():
+        fresh: dict[object, _Part] = {}
+        drafts = Drafts()
+        targets: dict[str, Any] = {}
+        issues: list[Issue] = []
+        hits = 0
+        for key, obj in objects:
+            part = cache.parts.get(key)
+            if part is None:
+                sink: list[Issue] = []
+                one = Drafts()
+                parse_object(obj, one, sink)
+                part = (one, sink, len(sink), _filled(one))
+            else:
+                hits += 1
+            fresh[key] = part
+            if not _merge(drafts, part[3], targets):
+                cache.parts = {}
+                read = ReadResult(objects=[o for _, o in objects], files=len(objects))
+                return _load_read(read, cluster_cidr, warnings=False)
+            issues.extend(part[1][: part[2]])
+        try:
+            cidr: IPNetwork = ipaddress.ip_network(cluster_cidr)
+        except ValueError:
+            cache.parts = {}
+            read = ReadResult(objects=[o for _, o in objects], files=len(objects))
+            return _load_read(read, cluster_cidr, warnings=False)
+        cluster = _build(drafts, cidr, issues)
+        for _, sink, n, _ in fresh.values():
+            if len(sink) > n:  # a problem the join found, told to the object's report
+                issues.extend(sink[n:])
+                del sink[n:]
+        problems = tuple(resolve(issues, {}))
+        unsupported = tuple(resolve(drafts.unsupported, {}))
+        if problems:
+            cache.parts = {}
+        else:
+            cache.parts = fresh
+            cache.hits = hits
+        if unsupported and not problems:
+            cluster = dataclasses.replace(cluster, unsupported=unsupported)
+        return LoadResult(
+            cluster=None if problems else cluster,
+            problems=problems,
+            skipped=tuple(drafts.skipped),
+            files=len(objects),
+            objects=len(objects),
+            warnings=unsupported + tuple(resolve(drafts.notes, {})),
+            unsupported=unsupported,
+        )
+
+
 def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluster:
     nodes = _nodes(drafts.nodes, cluster_cidr)
     node_by_name = {n.name: n for n in nodes}
@@ -261,6 +377,7 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 workload=draft.workload,
                 source=draft.source,
                 service_account=t.service_account,
+                other_ips=t.other_ips if ip is not None and ip == t.ip else (),
             )
         )
 

@@ -62,6 +62,8 @@ class PodTemplate:
     ip: IPAddress | None = None
     service_account: str = "default"
     """``serviceAccountName`` (the ServiceAccount admission plugin sets "default")."""
+    other_ips: tuple[IPAddress, ...] = ()
+    """``status.podIPs`` after ``ip`` (the other family's address of a dual-stack pod)."""
 
 
 @dataclass(slots=True)
@@ -177,8 +179,9 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
             drafts.cluster_policies.append(cluster_policy)
     elif kind == "Pod":
         template = _pod_spec(r, spec, ("spec",), meta.labels)
-        ip = _pod_status(r, data.get("status"))
+        ip, others = _pod_status(r, data.get("status"))
         template.ip = ip
+        template.other_ips = others
         drafts.pods.append(PodDraft(meta.namespace, meta.name, template, source, r))
     elif kind == "Namespace":
         mapping(r, spec, ("spec",), F.NAMESPACE_SPEC)
@@ -374,15 +377,20 @@ def _check_container_port(
     return ContainerPort(number, protocol, name or None)
 
 
-def _pod_status(r: Report, value: Any) -> IPAddress | None:
+def _pod_status(r: Report, value: Any) -> tuple[IPAddress | None, tuple[IPAddress, ...]]:
+    """``status.podIP`` (else the first of ``podIPs``) and the other addresses of
+    ``podIPs`` ("podIPs holds the IP addresses allocated to the pod. If this field is
+    specified, the 0th entry must match the podIP field. Pods may be allocated at most 1
+    value for each of IPv4 and IPv6.")."""
     path: FieldPath = ("status",)
     status = mapping(r, value, path, F.POD_STATUS)
     if status is None:
-        return None
+        return None, ()
     if status.get("hostIP") is not None:
         ip_address(r, status.get("hostIP"), (*path, "hostIP"))
     ip = ip_address(r, status.get("podIP"), (*path, "podIP")) if status.get("podIP") else None
     pod_ips = sequence(r, status.get("podIPs"), (*path, "podIPs"))
+    others: list[IPAddress] = []
     for i, item in enumerate(pod_ips or ()):
         entry = mapping(r, item, (*path, "podIPs", i), F.POD_IP)
         if entry is None:
@@ -390,7 +398,15 @@ def _pod_status(r: Report, value: Any) -> IPAddress | None:
         addr = ip_address(r, entry.get("ip"), (*path, "podIPs", i, "ip"))
         if ip is None and addr is not None and status.get("podIP") is None:
             ip = addr
-    return ip
+        elif addr is not None and addr != ip:
+            if any(o.version == addr.version for o in (*others, *([ip] if ip else []))):
+                r.error(
+                    (*path, "podIPs", i, "ip"),
+                    f"{addr}: a pod has at most one address of each family (IPv{addr.version})",
+                )
+            else:
+                others.append(addr)
+    return ip, tuple(others)
 
 
 def _node(r: Report, data: dict[str, Any], meta: Meta, source: Source) -> NodeDraft:

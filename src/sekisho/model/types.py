@@ -247,10 +247,19 @@ class Pod:
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
     service_account: str = "default"
     """``serviceAccountName``; Calico selects on it (``serviceAccountSelector``)."""
+    other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    """Its further addresses (``status.podIPs`` after the first: the other family's
+    address of a dual-stack pod). Sets hold them and the rules police them; probes,
+    ``trace`` and the matrix use :attr:`ip`."""
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def ips(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        """Every address of the pod: :attr:`ip` first."""
+        return ((self.ip,) if self.ip is not None else ()) + self.other_ips
 
     def named_port(self, name: str, protocol: str) -> int | None:
         """The number of the container port called ``name`` with ``protocol``, if declared."""

@@ -16,9 +16,13 @@ becomes one rendered rule per alternative, in a row, with the same action
 (first match decides, so the row decides as the program rule does; a log rule
 may log once per alternative that matches). Negations are ANDed in one rule.
 
-Only IPv4 is policed (the dataplane is IPv4): a rule for IPv6 only is left
-out, a net set keeps its IPv4 nets (a positive match on a set with none never
-matches, so its rule is left out; a negated one is no constraint).
+Both IP families are policed, each by its own rules and sets, as Felix renders
+one ruleset per family: a rule is compiled once per family (``family=4`` or
+``6``). A rule for the other family only (``ipVersion``), or an ICMP type match
+of the other family's ICMP, is left out; a set holds the addresses and nets of
+both families and each backend writes one set per family from it; a positive
+match on a net set with no net of the family never matches, so its rule is left
+out of that family; a negated one is no constraint there.
 """
 
 from __future__ import annotations
@@ -50,27 +54,37 @@ from sekisho.semantics.universe import Entity
 
 __all__ = [
     "DIRECTIONS",
+    "FAMILIES",
     "MULTIPORT_MAX",
     "Direction",
+    "Family",
     "Match",
     "Member",
     "PolicyRule",
     "SetDef",
     "compile_rules",
     "member_texts",
-    "v4_networks",
+    "networks",
 ]
 
 DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
 
 IPv4Net = ipaddress.IPv4Network
 IPv4 = ipaddress.IPv4Address
-Member = IPv4 | IPv4Net | tuple[IPv4, int]
-"""A ``net`` set holds addresses (hosts) and networks; a ``port`` set (address, port) of one protocol."""
+IPv6Net = ipaddress.IPv6Network
+IPv6 = ipaddress.IPv6Address
+Address = IPv4 | IPv6
+Network = IPv4Net | IPv6Net
+Member = Address | Network | tuple[Address, int]
+"""A ``net`` set holds addresses (hosts) and networks; a ``port`` set (address, port) of one
+protocol; of both families (each backend writes one set per family)."""
+Family = Literal[4, 6]
+FAMILIES: tuple[Family, Family] = (4, 6)
+
+ICMP_OF: dict[int, int] = {4: PROTOCOL_NUMBERS["ICMP"], 6: PROTOCOL_NUMBERS["ICMPv6"]}
+"""The ICMP of each family (an ICMP type match is about this protocol)."""
 
 ProgramSet = SelectorSet | NetSet | NamedPortSet
-
-PROTOCOL_ICMP = PROTOCOL_NUMBERS["ICMP"]
 
 MULTIPORT_MAX = 15
 """``-m multiport`` takes at most 15 ports; a range ``a:b`` counts as two."""
@@ -85,7 +99,7 @@ class SetDef:
 
     key: str
     kind: Literal["net", "port"]
-    """``net``: IPv4 networks (addresses as /32); ``port``: (address, port) of ``protocol``."""
+    """``net``: networks (addresses as /32, /128); ``port``: (address, port) of ``protocol``."""
     description: str
     """One line for humans: what the set holds."""
     source: ProgramSet
@@ -125,7 +139,7 @@ class SetDef:
             number = entity.named_port(s.name, protocol_name(s.protocol))
             if number is None:
                 return ()
-            return tuple((ip, number) for ip in entity.ips if isinstance(ip, IPv4))
+            return tuple((ip, number) for ip in entity.ips)
         if isinstance(s, SelectorSet):
             if entity.kind not in s.kinds:
                 return ()
@@ -133,15 +147,15 @@ class SetDef:
                 selected = matches(s.selector, entity.labels)
             if not selected:
                 return ()
-            out: list[Member] = [ip for ip in entity.ips if isinstance(ip, IPv4)]
-            out += v4_networks(entity.nets)
+            out: list[Member] = list(entity.ips)
+            out += networks(entity.nets)
             return tuple(out)
         return ()
 
     def static_members(self) -> tuple[Member, ...]:
-        """Members of a net set: its IPv4 nets."""
+        """Members of a net set: its nets."""
         assert isinstance(self.source, NetSet)
-        return tuple(v4_networks(self.source.nets))
+        return tuple(networks(self.source.nets))
 
 
 def set_def(s: ProgramSet) -> SetDef:
@@ -160,25 +174,30 @@ def set_def(s: ProgramSet) -> SetDef:
     return SetDef(s.key, "net", s.description or s.selector.canonical(), s)
 
 
-def v4_networks(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> list[IPv4Net]:
-    """The IPv4 networks of ``nets``, /0 as its two halves (ipset's hash:net refuses /0)."""
-    out: list[IPv4Net] = []
+def networks(nets: Iterable[Network], family: int | None = None) -> list[Network]:
+    """The networks of ``nets`` (of ``family`` only, if given), /0 as its two halves
+    (ipset's hash:net refuses /0)."""
+    out: list[Network] = []
     for n in nets:
-        if isinstance(n, IPv4Net):
+        if family is None or n.version == family:
             out.extend(n.subnets(1) if n.prefixlen == 0 else (n,))
     return out
 
 
-def member_sort_key(m: Member) -> tuple[int, int]:
-    if isinstance(m, IPv4):
-        return (int(m), 32)
-    if isinstance(m, IPv4Net):
-        return (int(m.network_address), m.prefixlen)
-    return (int(m[0]), m[1])
+def member_family(m: Member) -> int:
+    return m[0].version if isinstance(m, tuple) else m.version
+
+
+def member_sort_key(m: Member) -> tuple[int, int, int]:
+    if isinstance(m, IPv4 | IPv6):
+        return (m.version, int(m), m.max_prefixlen)
+    if isinstance(m, IPv4Net | IPv6Net):
+        return (m.version, int(m.network_address), m.prefixlen)
+    return (m[0].version, int(m[0]), m[1])
 
 
 @cache
-def address_text(ip: IPv4) -> str:
+def address_text(ip: Address) -> str:
     """``str(ip)``, cached: the same pod IPs are printed in many sets and on every render."""
     return str(ip)
 
@@ -187,30 +206,30 @@ def disjoint(members: Iterable[Member]) -> list[Member]:
     """Sorted members with every address or network inside another network left out
     (nftables' interval sets refuse overlapping elements; ipset would keep both)."""
     items = sorted(set(members), key=member_sort_key)
-    if not any(isinstance(m, IPv4Net) for m in items):
+    if not any(isinstance(m, IPv4Net | IPv6Net) for m in items):
         return items
     out: list[Member] = []
-    cover: IPv4Net | None = None
+    cover: Network | None = None
     for m in items:
         if isinstance(m, tuple):
             out.append(m)
             continue
-        net = m if isinstance(m, IPv4Net) else IPv4Net(m)
-        if cover is not None and net.subnet_of(cover):
+        net = m if isinstance(m, IPv4Net | IPv6Net) else ipaddress.ip_network(m)
+        if cover is not None and net.version == cover.version and net.subnet_of(cover):  # type: ignore[arg-type]
             continue
         out.append(m)
         cover = net
     return out
 
 
-def member_texts(members: Iterable[Member]) -> list[tuple[str, int | None]]:
-    """Sorted, disjoint members as (address or network text, port or None)."""
+def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, int | None]]:
+    """Sorted, disjoint members of ``family`` as (address or network text, port or None)."""
     out: list[tuple[str, int | None]] = []
-    for m in disjoint(members):
-        if isinstance(m, IPv4):
+    for m in disjoint(x for x in members if member_family(x) == family):
+        if isinstance(m, IPv4 | IPv6):
             out.append((address_text(m), None))
-        elif isinstance(m, IPv4Net):
-            out.append((str(m.network_address) if m.prefixlen == 32 else str(m), None))
+        elif isinstance(m, IPv4Net | IPv6Net):
+            out.append((str(m.network_address) if m.prefixlen == m.max_prefixlen else str(m), None))
         else:
             out.append((address_text(m[0]), m[1]))
     return out
@@ -243,6 +262,9 @@ class Match:
     dst_named: str | None = None
     not_src_named: tuple[str, ...] = ()
     not_dst_named: tuple[str, ...] = ()
+    family: int | None = None
+    """The IP family the rule is restricted to (``ipVersion``), else None: a backend whose
+    rules meet both families says it when nothing else in the rule does."""
 
     @property
     def proto_name(self) -> str | None:
@@ -261,6 +283,9 @@ class PolicyRule:
     """The first rendered rule of its program rule (False for further alternatives)."""
     last: bool = True
     """The last rendered rule of its program rule (allow and pass return after it)."""
+    index: int = 0
+    """Position of its program rule in the policy direction (both families' renderings
+    of one program rule share it)."""
 
 
 def _groups(ranges: tuple[tuple[int, int], ...]) -> list[tuple[tuple[int, int], ...]]:
@@ -291,29 +316,38 @@ def _alternatives(pm: PortMatch | None) -> list[tuple[tuple[tuple[int, int], ...
     return out
 
 
-def _nets(s: NetSet | None) -> tuple[bool, NetSet | None]:
+def _nets(s: NetSet | None, family: int) -> tuple[bool, NetSet | None]:
     """(the side can match at all, the set to match if any) for a positive net match."""
     if s is None:
         return True, None
-    if not v4_networks(s.nets):
+    if not networks(s.nets, family):
         return False, None
     return True, s
 
 
 def compile_rule(
-    policy: Policy, direction: Direction, rule: Rule, sets: dict[str, SetDef]
+    policy: Policy,
+    direction: Direction,
+    rule: Rule,
+    sets: dict[str, SetDef],
+    family: Family = 4,
+    index: int = 0,
 ) -> list[PolicyRule]:
-    """One program rule as rendered rules (none when it can never match an IPv4 packet)."""
-    if rule.ip_version == 6:
-        return []  # an IPv6 rule never matches an IPv4 packet
+    """One program rule as rendered rules of ``family`` (none when it can never match a
+    packet of that family)."""
+    if rule.ip_version is not None and rule.ip_version != family:
+        return []  # a rule of the other family never matches this family's packets
     not_protocol = rule.not_protocol
     if rule.protocol is not None and not_protocol is not None:
         if rule.protocol == not_protocol:
             return []  # "protocol P and not P" never holds
         not_protocol = None  # implied by the positive protocol
-    if (rule.icmp is not None or rule.not_icmp is not None) and rule.protocol != PROTOCOL_ICMP:
-        # ICMPv6 type matches never meet an IPv4 packet; a negated ICMP match on
-        # every protocol is not something any policy kind compiles to
+    icmp_protocol = ICMP_OF[family]
+    if rule.protocol == ICMP_OF[10 - family]:
+        return []  # the other family's ICMP never meets this family's packets
+    if (rule.icmp is not None or rule.not_icmp is not None) and rule.protocol != icmp_protocol:
+        # the other family's ICMP type matches never meet this family's packets; a
+        # negated ICMP match on every protocol is not something any policy kind compiles to
         if rule.protocol is not None:
             return []
         if rule.icmp is None:
@@ -325,12 +359,12 @@ def compile_rule(
             raise ValueError(f"{policy.label} {rule.origin}: ports need TCP, UDP, SCTP or UDPLite")
     sides: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     for name, side in (("src", rule.src), ("dst", rule.dst)):
-        ok, nets = _nets(side.nets)
+        ok, nets = _nets(side.nets, family)
         if not ok:
-            return []  # "in one of no IPv4 nets" never holds
+            return []  # "in one of no nets of this family" never holds
         pos: list[ProgramSet] = [s for s in (nets, side.selector) if s is not None]
         neg: list[ProgramSet] = [s for s in (side.not_selector,) if s is not None]
-        if side.not_nets is not None and v4_networks(side.not_nets.nets):
+        if side.not_nets is not None and networks(side.not_nets.nets, family):
             neg.insert(0, side.not_nets)
         for s in (*pos, *neg):
             sets.setdefault(s.key, set_def(s))
@@ -340,7 +374,7 @@ def compile_rule(
             for n in pm.named if pm is not None else ():
                 sets.setdefault(n.key, set_def(n))
     base = Match(
-        protocol=PROTOCOL_ICMP if rule.icmp is not None else rule.protocol,
+        protocol=icmp_protocol if rule.icmp is not None else rule.protocol,
         not_protocol=not_protocol,
         icmp=rule.icmp,
         not_icmp=rule.not_icmp,
@@ -352,6 +386,7 @@ def compile_rule(
         not_dst_ports=_negated_groups(rule.dst),
         not_src_named=_negated_named(rule.src),
         not_dst_named=_negated_named(rule.dst),
+        family=rule.ip_version,
     )
     comment = f"policy {policy.label} {rule.origin}: {rule.action}"
     matches_: list[Match] = [
@@ -361,7 +396,7 @@ def compile_rule(
     ]
     count = len(matches_)
     return [
-        PolicyRule(rule.action, m, comment, first=i == 0, last=i == count - 1)
+        PolicyRule(rule.action, m, comment, first=i == 0, last=i == count - 1, index=index)
         for i, m in enumerate(matches_)
     ]
 
@@ -375,11 +410,11 @@ def _negated_named(side: EntityMatch) -> tuple[str, ...]:
 
 
 def compile_rules(
-    policy: Policy, direction: Direction
+    policy: Policy, direction: Direction, family: Family = 4
 ) -> tuple[tuple[PolicyRule, ...], dict[str, SetDef]]:
-    """A policy's chain for one direction and the sets it uses (by key)."""
+    """A policy's chain for one direction and family, and the sets it uses (by key)."""
     out: list[PolicyRule] = []
     sets: dict[str, SetDef] = {}
-    for rule in policy.rules(direction):
-        out += compile_rule(policy, direction, rule, sets)
+    for i, rule in enumerate(policy.rules(direction)):
+        out += compile_rule(policy, direction, rule, sets, family, i)
     return tuple(out), sets

@@ -20,13 +20,22 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from sekisho.render.nftables import ICMP_CODES, ICMP_TYPES, PROTOCOL_WORDS
+from sekisho.render.nftables import (
+    ICMP_CODES,
+    ICMP_TYPES,
+    ICMPV6_CODES,
+    ICMPV6_TYPES,
+    PROTOCOL_WORDS,
+)
 
 Verdict = Literal["ACCEPT", "DROP"]
 Hook = Literal["FORWARD", "INPUT", "OUTPUT"]
 State = Literal["NEW", "ESTABLISHED", "RELATED", "INVALID"]
 IPv4 = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
 
 
 class RulesetSyntaxError(ValueError):
@@ -49,8 +58,23 @@ class Packet:
     hook: Hook = "FORWARD"
     sport: int | None = None
     """Source port; None: unknown (a rule on source ports does not match it, a negated one does)."""
-    icmp: tuple[int, int] = (8, 0)
-    """ICMP type and code of an ICMP packet (an echo request, as probes send)."""
+    icmp: tuple[int, int] | None = None
+    """ICMP type and code of an ICMP packet; None: an echo request of the packet's family
+    (what probes send). ICMP over IPv6 is ICMPv6."""
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.src or ":" in self.dst else 4
+
+    @property
+    def proto_word(self) -> str:
+        """The protocol as the rules name it (``ipv6-icmp`` for ICMP over IPv6)."""
+        word = self.protocol.lower()
+        return "ipv6-icmp" if word == "icmp" and self.family == 6 else word
+
+    @property
+    def icmp_type_code(self) -> tuple[int, int]:
+        return self.icmp if self.icmp is not None else ICMP_ECHO[self.family]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +103,17 @@ ALLOWING = (": allow", ": not isolated", ": the profile allows", ": replies and 
 @dataclass(slots=True)
 class _Walk:
     packet: Packet
-    src: IPv4 | None
-    dst: IPv4 | None
+    src: Address | None
+    dst: Address | None
     mark: int = 0
     trail: list[str] = field(default_factory=list)
     depth: int = 0
+    chains: dict[str, list[_IptRule]] = field(default_factory=dict)
+    """The iptables table of the packet's family."""
 
 
-def _addr(text: str) -> IPv4 | None:
-    ip = ipaddress.ip_address(text)
-    return ip if isinstance(ip, IPv4) else None
+def _addr(text: str) -> Address | None:
+    return ipaddress.ip_address(text)
 
 
 def _iface_match(pattern: str, name: str) -> bool:
@@ -102,7 +127,14 @@ def _ports_match(spec: list[tuple[int, int]], port: int | None) -> bool:
 
 
 _PORT_PROTOCOLS = ("tcp", "udp", "sctp", "udplite")
-_PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132, "udplite": 136}
+_PROTOCOL_NUMBERS = {
+    "icmp": 1,
+    "tcp": 6,
+    "udp": 17,
+    "ipv6-icmp": 58,
+    "sctp": 132,
+    "udplite": 136,
+}
 
 # ====================================================================== iptables
 
@@ -169,7 +201,7 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
                 (int(a), int(b or a)) for a, _, b in (p.partition(":") for p in arg().split(","))
             ]
             r.ports.append((w[2:-1], ranges, negated))
-        elif w == "--icmp-type":
+        elif w in ("--icmp-type", "--icmpv6-type"):
             t, _, c = arg().partition("/")
             r.icmp.append((int(t), int(c) if c else None, negated))
         elif w == "--mark":
@@ -185,7 +217,14 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
             arg()
         else:
             raise RulesetSyntaxError(f"unknown word {w!r} in rule: {text}")
-        if negated and w not in ("-p", "--match-set", "--dports", "--sports", "--icmp-type"):
+        if negated and w not in (
+            "-p",
+            "--match-set",
+            "--dports",
+            "--sports",
+            "--icmp-type",
+            "--icmpv6-type",
+        ):
             raise RulesetSyntaxError(f"'!' before {w!r} in rule: {text}")
         negated = False
         i += 1
@@ -193,13 +232,22 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
 
 
 class IptablesProgram:
-    """Table ``filter`` and the IP sets, parsed from ``render_text()``-style documents."""
+    """Table ``filter`` of iptables and of ip6tables, and the IP sets, parsed from
+    ``render_text()``-style documents (a ``# --- ip6tables...`` or ``# --- hooks ...
+    (ip6tables ...)`` line starts the IPv6 part, a ``# --- ...`` line naming iptables
+    goes back to IPv4)."""
 
     def __init__(self, text: str) -> None:
         self.sets: dict[str, tuple[str, set[object]]] = {}
-        self.chains: dict[str, list[_IptRule]] = {}
+        self.tables: dict[int, dict[str, list[_IptRule]]] = {4: {}, 6: {}}
+        self.chains = self.tables[4]
         for raw in text.splitlines():
             line = raw.strip()
+            if line.startswith("# --- "):
+                six = "ip6tables" in line
+                if six or "iptables" in line:
+                    self.chains = self.tables[6 if six else 4]
+                continue
             if not line or line.startswith("#") or line in ("*filter", "COMMIT"):
                 continue
             words = shlex.split(line)
@@ -253,7 +301,7 @@ class IptablesProgram:
             return any(addr in net for net in members)  # type: ignore[operator]
         if len(dirs) != 2:
             raise RulesetSyntaxError(f"set {name} of type {kind} needs two directions")
-        proto = w.packet.protocol.lower()
+        proto = w.packet.proto_word
         port = w.packet.sport if dirs[1] == "src" else w.packet.port
         if port is None or proto not in _PORT_PROTOCOLS:
             return False
@@ -265,7 +313,7 @@ class IptablesProgram:
             return False
         if r.oif is not None and not _iface_match(r.oif, p.oif):
             return False
-        if r.protocol is not None and (r.protocol[0] == p.protocol.lower()) == r.protocol[1]:
+        if r.protocol is not None and (r.protocol[0] == p.proto_word) == r.protocol[1]:
             return False
         if r.ctstates is not None and p.state not in r.ctstates:
             return False
@@ -278,9 +326,10 @@ class IptablesProgram:
             if _ports_match(ranges, port) == negated:
                 return False
         for t, c, negated in r.icmp:
-            if r.protocol != ("icmp", False):
+            if r.protocol not in (("icmp", False), ("ipv6-icmp", False)):
                 raise RulesetSyntaxError(f"--icmp-type without -p icmp: {r.text}")
-            hit = p.icmp[0] == t and (c is None or p.icmp[1] == c)
+            icmp = p.icmp_type_code
+            hit = icmp[0] == t and (c is None or icmp[1] == c)
             if hit == negated:
                 return False
         return all(self._in_set(name, dirs, w) != neg for name, dirs, neg in r.sets)
@@ -290,7 +339,7 @@ class IptablesProgram:
         if w.depth > 64:
             raise RulesetSyntaxError("jump depth exceeds 64 (a loop?)")
         try:
-            for r in self.chains.get(chain, ()):
+            for r in w.chains.get(chain, ()):
                 if not self._matches(r, w):
                     continue
                 if r.comment:
@@ -311,7 +360,7 @@ class IptablesProgram:
                     value, mask = r.set_xmark
                     w.mark = (w.mark & ~mask) ^ value
                     continue
-                if t not in self.chains:
+                if t not in w.chains:
                     raise RulesetSyntaxError(f"jump to unknown chain {t!r}: {r.text}")
                 result = self._run(t, w)
                 if result is not None or r.goto:
@@ -321,8 +370,9 @@ class IptablesProgram:
             w.depth -= 1
 
     def evaluate(self, packet: Packet) -> Decision:
-        w = _Walk(packet, _addr(packet.src), _addr(packet.dst))
-        if not self.chains.get(packet.hook):
+        chains = self.tables[packet.family]
+        w = _Walk(packet, _addr(packet.src), _addr(packet.dst), chains=chains)
+        if not chains.get(packet.hook):
             return Decision("ACCEPT", f"no rule in builtin chain {packet.hook}: not filtered")
         verdict = self._run(packet.hook, w)
         if verdict is None:
@@ -443,26 +493,31 @@ def _parse_nft_rule(line: str) -> _NftRule:
             neg, at = _neg(rest, 1)
             r.matches.append(("l4proto", (_number(rest[at], PROTOCOL_WORDS), neg)))
             i += at + 2
-        elif w == "ip" and rest[0] in ("saddr", "daddr") and rest[1:3] == [".", "th"]:
+        elif w in ("ip", "ip6") and rest[0] in ("saddr", "daddr") and rest[1:3] == [".", "th"]:
             neg, at = _neg(rest, 4)
             if rest[3] not in ("sport", "dport") or not rest[at].startswith("@"):
                 raise RulesetSyntaxError(f"unknown concatenation in: {line}")
-            r.matches.append(("addr.port", (rest[0], rest[3], rest[at][1:], neg)))
+            fam = 4 if w == "ip" else 6
+            r.matches.append(("addr.port", (fam, rest[0], rest[3], rest[at][1:], neg)))
             i += at + 2
-        elif w == "ip" and rest[0] in ("saddr", "daddr"):
+        elif w in ("ip", "ip6") and rest[0] in ("saddr", "daddr"):
             neg, at = _neg(rest, 1)
             if not rest[at].startswith("@"):
                 raise RulesetSyntaxError(f"expected a named set in: {line}")
-            r.matches.append(("addr", (rest[0], rest[at][1:], neg)))
+            r.matches.append(("addr", (4 if w == "ip" else 6, rest[0], rest[at][1:], neg)))
             i += at + 2
         elif w in _PORT_PROTOCOLS and rest[0] in ("sport", "dport"):
             neg, at = _neg(rest, 1)
             r.matches.append(("port", (w, rest[0], _port_ranges(rest[at]), neg)))
             i += at + 2
-        elif w == "icmp" and rest[0] in ("type", "code"):
+        elif w in ("icmp", "icmpv6") and rest[0] in ("type", "code"):
             neg, at = _neg(rest, 1)
-            names = ICMP_TYPES if rest[0] == "type" else ICMP_CODES
-            r.matches.append(("icmp " + rest[0], (_number(rest[at], names), neg)))
+            if w == "icmp":
+                names = ICMP_TYPES if rest[0] == "type" else ICMP_CODES
+            else:
+                names = ICMPV6_TYPES if rest[0] == "type" else ICMPV6_CODES
+            wanted = frozenset(_number(x, names) for x in _group(rest[at]))
+            r.matches.append((f"{w} {rest[0]}", (wanted, neg)))
             i += at + 2
         elif w == "log" and rest[0] == "prefix":
             r.log = True
@@ -524,7 +579,7 @@ class NftProgram:
             pass
         elif line.startswith("elements = "):
             for item in _group(line[len("elements = ") :]):
-                if kind == "ipv4_addr":
+                if kind in ("ipv4_addr", "ipv6_addr"):
                     members.add(ipaddress.ip_network(item))
                 else:
                     ip, _, port = item.partition(" . ")
@@ -539,8 +594,9 @@ class NftProgram:
 
     def _matches(self, r: _NftRule, w: _Walk) -> bool:
         p = w.packet
-        proto = p.protocol.lower()
+        proto = p.proto_word
         number = _PROTOCOL_NUMBERS.get(proto, -1)
+        family = p.family
         for kind, arg in r.matches:
             if kind == "iifname":
                 ok = _iface_match(str(arg), p.iif)
@@ -557,17 +613,20 @@ class NftProgram:
             elif kind == "nfproto":
                 ok = ("ipv6" if ":" in p.src else "ipv4") == arg
             elif kind == "addr":
-                where, name, neg = cast("tuple[str, str, bool]", arg)
+                fam, where, name, neg = cast("tuple[int, str, str, bool]", arg)
                 addr = w.src if where == "saddr" else w.dst
                 members = self._member(name)[1]
                 hit = addr is not None and any(addr in n for n in members)  # type: ignore[operator]
-                ok = hit != neg
+                # ``ip saddr`` needs an IPv4 packet, ``ip6 saddr`` an IPv6 one, negated or not
+                ok = fam == family and hit != neg
             elif kind == "addr.port":
-                where, which, name, neg = cast("tuple[str, str, str, bool]", arg)
+                fam, where, which, name, neg = cast("tuple[int, str, str, str, bool]", arg)
                 addr = w.src if where == "saddr" else w.dst
                 port = p.port if which == "dport" else p.sport
                 members = self._member(name)[1]
-                if addr is None or port is None or proto not in _PORT_PROTOCOLS:
+                if fam != family:
+                    ok = False
+                elif addr is None or port is None or proto not in _PORT_PROTOCOLS:
                     # nft needs a transport header for th: without one the rule fails
                     ok = False
                 else:
@@ -579,10 +638,12 @@ class NftProgram:
                 port = p.port if which == "dport" else p.sport
                 # "tcp dport != 80" needs TCP too: the protocol is a dependency, not negated
                 ok = proto == want_proto and _ports_match(ranges, port) != neg
-            elif kind in ("icmp type", "icmp code"):
-                want, neg = cast("tuple[int, bool]", arg)
-                value = p.icmp[0] if kind == "icmp type" else p.icmp[1]
-                ok = proto == "icmp" and (value == want) != neg
+            elif kind in ("icmp type", "icmp code", "icmpv6 type", "icmpv6 code"):
+                wanted, neg = cast("tuple[frozenset[int], bool]", arg)
+                icmp = p.icmp_type_code
+                value = icmp[0] if kind.endswith("type") else icmp[1]
+                need = "icmp" if kind.startswith("icmp ") else "ipv6-icmp"
+                ok = proto == need and (value in wanted) != neg
             else:  # pragma: no cover - the parser produces only the kinds above
                 raise RulesetSyntaxError(kind)
             if not ok:

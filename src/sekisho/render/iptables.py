@@ -20,6 +20,13 @@ Layout, all in table ``filter``::
 A from-endpoint chain RETURNs with the accept mark rather than accepting, so a
 packet between two local pods still passes the destination's to-endpoint chain.
 OUTPUT is not hooked: what the node itself sends to its pods is not filtered.
+
+IPv6 gets the same layout in ip6tables' own filter table (the same chain names),
+as Felix writes one ruleset per family: policy chains hold the IPv6 rendering of
+each program rule, sets of family ``inet6`` (their own names: ipset has one
+namespace) hold the IPv6 members, and P-INPUT first accepts the ICMPv6 types IPv6
+needs from a local endpoint (neighbour discovery, MLD), as Felix's
+workload-to-host chain does.
 """
 
 from __future__ import annotations
@@ -60,6 +67,9 @@ class IptablesRuleset:
     """(our chain, rule specs: the words after ``-A CHAIN``)."""
     hooks: tuple[tuple[str, str], ...]
     """(builtin chain of table filter, rule spec) to sit first in that builtin chain."""
+    chains6: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The same for ip6tables' filter table (the ``inet6`` sets are in :attr:`sets`)."""
+    hooks6: tuple[tuple[str, str], ...] = ()
     node: str = ""
     notes: tuple[str, ...] = ()
     """Comment lines for humans (what was not rendered, and why)."""
@@ -82,18 +92,21 @@ class IptablesRuleset:
             lines.append(f"destroy {tmp}")
         return "".join(line + "\n" for line in lines)
 
-    def iptables_restore(self) -> str:
-        """``iptables-restore --noflush`` input: declares (and so flushes) only our chains."""
+    def iptables_restore(self, family: int = 4) -> str:
+        """``iptables-restore --noflush`` input (``ip6tables-restore`` for ``family`` 6):
+        declares (and so flushes) only our chains."""
+        chains = self.chains if family == 4 else self.chains6
         out = ["*filter"]
-        out.extend(f":{name} - [0:0]" for name, _ in self.chains)
-        for name, rules in self.chains:
+        out.extend(f":{name} - [0:0]" for name, _ in chains)
+        for name, rules in chains:
             out.extend(f"-A {name} {rule}" for rule in rules)
         out.append("COMMIT")
         return "".join(line + "\n" for line in out)
 
-    def hook_lines(self) -> str:
+    def hook_lines(self, family: int = 4) -> str:
         """The hook rules as ``-I BUILTIN 1 ...`` lines (first hook inserted last)."""
-        return "".join(f"-I {chain} 1 {rule}\n" for chain, rule in self.hooks)
+        hooks = self.hooks if family == 4 else self.hooks6
+        return "".join(f"-I {chain} 1 {rule}\n" for chain, rule in hooks)
 
     def header(self) -> str:
         """Comment lines for humans: the node, what each set holds, the notes."""
@@ -113,10 +126,17 @@ class IptablesRuleset:
         parts.append(self.iptables_restore())
         parts.append("# --- hooks: insert first in the builtin chains (iptables -t filter) ---\n")
         parts.append(self.hook_lines())
+        if self.chains6:
+            parts.append("# --- ip6tables-restore --noflush (table filter) ---\n")
+            parts.append(self.iptables_restore(6))
+            parts.append(
+                "# --- hooks: insert first in the builtin chains (ip6tables -t filter) ---\n"
+            )
+            parts.append(self.hook_lines(6))
         return "".join(parts)
 
-    def chain(self, name: str) -> tuple[str, ...]:
-        for n, rules in self.chains:
+    def chain(self, name: str, family: int = 4) -> tuple[str, ...]:
+        for n, rules in self.chains if family == 4 else self.chains6:
             if n == name:
                 return rules
         raise KeyError(name)
@@ -142,17 +162,18 @@ def protocol_word(number: int) -> str:
     return PROTOCOL_WORDS.get(number, str(number))
 
 
-def set_spec(r: NodeRenderer, key: str) -> IpSetSpec:
+def set_spec(r: NodeRenderer, key: str, family: int = 4) -> IpSetSpec:
     sd = r.set_defs[key]
     proto = sd.protocol or ""
     return IpSetSpec(
-        name=r.set_name(key),
+        name=r.set_name(key, family),
         type="hash:net" if sd.kind == "net" else "hash:ip,port",
         members=tuple(
             f"{a}" if port is None else f"{a},{proto}:{port}"
-            for a, port in member_texts(r.members[key])
+            for a, port in member_texts(r.members[key], family)
         ),
-        description=sd.description,
+        family="inet" if family == 4 else "inet6",
+        description=sd.description + ("" if family == 4 else " (IPv6)"),
     )
 
 
@@ -164,8 +185,14 @@ def _icmp(m: IcmpMatch) -> str:
     return str(m.type) if m.code is None else f"{m.type}/{m.code}"
 
 
-def match_words(r: NodeRenderer, m: Match) -> list[str]:
-    """The match of one rendered rule in ``iptables-save`` order."""
+ICMPV6_NEEDED = (130, 131, 132, 133, 135, 136)
+"""ICMPv6 types a workload sends its host that are always accepted (Felix's
+``ICMPv6Filter`` on the workload-to-host chain): multicast listener query, report
+and done; router solicitation; neighbour solicitation and advertisement."""
+
+
+def match_words(r: NodeRenderer, m: Match, family: int = 4) -> list[str]:
+    """The match of one rendered rule in ``iptables-save`` (``ip6tables-save``) order."""
     words: list[str] = []
     if m.protocol is not None:
         words.append(f"-p {protocol_word(m.protocol)}")
@@ -181,17 +208,18 @@ def match_words(r: NodeRenderer, m: Match) -> list[str]:
         ((m.dst_named,) if m.dst_named else (), "", "dst,dst"),
         (m.not_dst_named, "! ", "dst,dst"),
     ):
-        words.extend(f"-m set {neg}--match-set {r.set_name(k)} {where}" for k in keys)
+        words.extend(f"-m set {neg}--match-set {r.set_name(k, family)} {where}" for k in keys)
     if m.src_ports:
         words.append(f"-m multiport --sports {_multiport(m.src_ports)}")
     words.extend(f"-m multiport ! --sports {_multiport(g)}" for g in m.not_src_ports)
     if m.dst_ports:
         words.append(f"-m multiport --dports {_multiport(m.dst_ports)}")
     words.extend(f"-m multiport ! --dports {_multiport(g)}" for g in m.not_dst_ports)
+    module, option = ("icmp", "--icmp-type") if family == 4 else ("icmp6", "--icmpv6-type")
     if m.icmp is not None:
-        words.append(f"-m icmp --icmp-type {_icmp(m.icmp)}")
+        words.append(f"-m {module} {option} {_icmp(m.icmp)}")
     if m.not_icmp is not None:
-        words.append(f"-m icmp ! --icmp-type {_icmp(m.not_icmp)}")
+        words.append(f"-m {module} ! {option} {_icmp(m.not_icmp)}")
     return words
 
 
@@ -205,10 +233,11 @@ def _target(r: NodeRenderer, action: str) -> str:
     return f'-j LOG --log-prefix "{r.prefix}-packet: "'
 
 
-def policy_rule(r: NodeRenderer, rule: PolicyRule) -> list[str]:
+def policy_rule(r: NodeRenderer, rule: PolicyRule, family: int = 4) -> list[str]:
     """One rendered rule (and, after the last of its program rule, the return of an
     allow or a pass: Felix's "set the mark, then return if it is set")."""
-    out = [" ".join([*match_words(r, rule.match), _c(rule.comment), _target(r, rule.action)])]
+    words = match_words(r, rule.match, family)
+    out = [" ".join([*words, _c(rule.comment), _target(r, rule.action)])]
     if rule.last and rule.action == "allow":
         out.append(f"-m mark --mark {MARK} -j RETURN")
     elif rule.last and rule.action == "pass":
@@ -216,8 +245,12 @@ def policy_rule(r: NodeRenderer, rule: PolicyRule) -> list[str]:
     return out
 
 
-def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, ...]:
-    return tuple(line for rule in r.chains[(key, direction)] for line in policy_rule(r, rule))
+def policy_rules(
+    r: NodeRenderer, key: str, direction: Direction, family: int = 4
+) -> tuple[str, ...]:
+    return tuple(
+        line for rule in r.rules((key, direction), family) for line in policy_rule(r, rule, family)
+    )
 
 
 _ENDPOINT_STEP = {
@@ -313,17 +346,42 @@ def render_iptables(r: NodeRenderer) -> IptablesRuleset:
                 "iptables", ("endpoint", ep.pod, d), partial(endpoint_rules, r, ep, d)
             )
             chains.append((r.endpoint_chain(ep.iface, d), rules_))
+    chains6 = list(chains)
+    needed = _c(p + ": ICMPv6 that IPv6 needs (neighbour discovery, MLD)")
+    chains6[1] = (
+        inp,
+        (
+            clear,
+            *(
+                f"-i {ip}+ -p ipv6-icmp -m icmp6 --icmpv6-type {t} {needed} -j ACCEPT"
+                for t in ICMPV6_NEEDED
+            ),
+            *chains[1][1][1:],
+        ),
+    )
     for key, d in sorted(r.chains):
         rules_ = r.cached("iptables", ("policy", key, d), partial(policy_rules, r, key, d))
         chains.append((r.policy_chain(key, d), rules_))
-    specs = (r.cached("iptables", ("set", k), partial(set_spec, r, k)) for k in r.set_defs)
+        rules6 = r.cached("iptables6", ("policy", key, d), partial(policy_rules, r, key, d, 6))
+        chains6.append((r.policy_chain(key, d), rules6))
+    specs = (
+        r.cached(f"iptables{fam}", ("set", k), partial(set_spec, r, k, fam))
+        for k, fam in r.set_families()
+    )
     sets = tuple(sorted(specs, key=lambda s: s.name))
     hooks = (
         ("FORWARD", f"{_c(p + ': hook')} -j {fwd}"),
         ("INPUT", f"{_c(p + ': hook')} -j {inp}"),
     )
     return IptablesRuleset(
-        prefix=p, sets=sets, chains=tuple(chains), hooks=hooks, node=r.node, notes=r.notes()
+        prefix=p,
+        sets=sets,
+        chains=tuple(chains),
+        hooks=hooks,
+        chains6=tuple(chains6),
+        hooks6=hooks,
+        node=r.node,
+        notes=r.notes(),
     )
 
 

@@ -75,9 +75,11 @@ def endpoint_chain(prefix: str, iface: str, direction: str) -> str:
     return fit(prefix, tag, iface, IPTABLES_CHAIN_MAX)
 
 
-def set_name(prefix: str, set_key: str) -> str:
-    """The IP set (ipset or nft named set) for a canonical set identity."""
-    return hashed(prefix, "s", set_key, IPSET_NAME_MAX)
+def set_name(prefix: str, set_key: str, family: int = 4) -> str:
+    """The IP set (ipset or nft named set) for a canonical set identity and IP family
+    (Felix's ``cali40s``/``cali60s``: one set per family; ours differ by their hash)."""
+    content = set_key if family == 4 else f"inet6 {set_key}"
+    return hashed(prefix, "s", content, IPSET_NAME_MAX)
 
 
 def temp_set_name(name: str, prefix: str) -> str:

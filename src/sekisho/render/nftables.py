@@ -2,11 +2,17 @@
 
 Same layout and marks as the iptables backend (see :mod:`sekisho.render.iptables`),
 with nftables' own tools so per-packet cost does not grow with the cluster:
-dispatch by interface through a verdict map, every program set as a named
-``ipv4_addr`` set with ``flags interval`` (its members disjoint), named
-ports as ``ipv4_addr . inet_service`` concatenations, port lists as anonymous
-sets. Rules are written the way ``nft list table`` prints them, so a read-back
-compares after :func:`normalize_nft`.
+dispatch by interface through a verdict map, every program set as two named
+sets, ``ipv4_addr`` and ``ipv6_addr`` with ``flags interval`` (members disjoint),
+named ports as ``ipv4_addr . inet_service`` (``ipv6_addr . ...``)
+concatenations, port lists as anonymous sets. Both IP families pass the same
+chains (the table is ``inet``): a policy rule that names addresses or ICMP types
+is written once per family (``ip saddr``/``ip6 saddr``, ``icmp``/``icmpv6``;
+nft adds the family as a dependency), one that does not is written once for
+both. What comes from a local endpoint to the node accepts the ICMPv6 types
+IPv6 needs first (neighbour discovery, multicast listeners), as Felix's
+workload-to-host chain does. Rules are written the way ``nft list table`` prints
+them, so a read-back compares after :func:`normalize_nft`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ PRIORITY = "filter - 1"
 class NftSet:
     name: str
     type: str
-    """``ipv4_addr`` (with ``flags interval``) or ``ipv4_addr . inet_service``."""
+    """``ipv4_addr``/``ipv6_addr`` (with ``flags interval``) or ``... . inet_service``."""
     elements: tuple[str, ...]
     description: str = ""
 
@@ -56,7 +62,7 @@ class NftRuleset:
             first = False
             out.append(f"\tset {s.name} {{")
             out.append(f"\t\ttype {s.type}")
-            if s.type == "ipv4_addr":
+            if s.type in ("ipv4_addr", "ipv6_addr"):
                 out.append("\t\tflags interval")
             if s.elements:
                 out.append(f"\t\telements = {{ {', '.join(s.elements)} }}")
@@ -102,15 +108,17 @@ def _c(comment: str) -> str:
     return 'comment "' + names.comment_text(comment) + '"'
 
 
-def nft_set(r: NodeRenderer, key: str) -> NftSet:
+def nft_set(r: NodeRenderer, key: str, family: int = 4) -> NftSet:
     sd = r.set_defs[key]
+    addr = "ipv4_addr" if family == 4 else "ipv6_addr"
     return NftSet(
-        name=r.set_name(key),
-        type="ipv4_addr" if sd.kind == "net" else "ipv4_addr . inet_service",
+        name=r.set_name(key, family),
+        type=addr if sd.kind == "net" else f"{addr} . inet_service",
         elements=tuple(
-            f"{a}" if port is None else f"{a} . {port}" for a, port in member_texts(r.members[key])
+            f"{a}" if port is None else f"{a} . {port}"
+            for a, port in member_texts(r.members[key], family)
         ),
-        description=sd.description,
+        description=sd.description + ("" if family == 4 else " (IPv6)"),
     )
 
 
@@ -151,6 +159,39 @@ ICMP_CODES = {
     13: "admin-prohibited",
 }
 """... and ICMP codes by these."""
+ICMPV6_TYPES = {
+    1: "destination-unreachable",
+    2: "packet-too-big",
+    3: "time-exceeded",
+    4: "parameter-problem",
+    128: "echo-request",
+    129: "echo-reply",
+    130: "mld-listener-query",
+    131: "mld-listener-report",
+    132: "mld-listener-done",
+    133: "nd-router-solicit",
+    134: "nd-router-advert",
+    135: "nd-neighbor-solicit",
+    136: "nd-neighbor-advert",
+    137: "nd-redirect",
+    143: "mld2-listener-report",
+}
+"""``nft list`` prints ICMPv6 types by these names."""
+ICMPV6_CODES = {
+    0: "no-route",
+    1: "admin-prohibited",
+    3: "addr-unreachable",
+    4: "port-unreachable",
+    5: "policy-fail",
+    6: "reject-route",
+}
+"""... and ICMPv6 codes by these."""
+
+ICMPV6_NEEDED = (130, 131, 132, 133, 135, 136)
+"""ICMPv6 types a workload sends its host that are always allowed (Felix's
+``ICMPv6Filter`` on the workload-to-host chain): multicast listener query,
+report and done; router solicitation; neighbour solicitation and advertisement.
+IPv6 does not work without them, so no policy may drop them."""
 
 
 def protocol_word(number: int) -> str:
@@ -170,18 +211,29 @@ def _ports(ranges: tuple[tuple[int, int], ...]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
-def _icmp_type(t: int) -> str:
-    return ICMP_TYPES.get(t, str(t))
+def icmp_names(family: int) -> tuple[str, dict[int, str], dict[int, str]]:
+    """(the ICMP keyword, type names, code names) of ``family``."""
+    if family == 6:
+        return "icmpv6", ICMPV6_TYPES, ICMPV6_CODES
+    return "icmp", ICMP_TYPES, ICMP_CODES
 
 
-def _icmp_code(c: int) -> str:
-    return ICMP_CODES.get(c, str(c))
+def match_variants(
+    r: NodeRenderer, m: Match, family: int = 4, qualify: bool = False
+) -> list[list[str]]:
+    """The match of one rendered rule of ``family`` as ``nft list`` prints it; a negated
+    ICMP type and code ("not this type with this code") is two rules: another type, or
+    this type with another code. ``qualify``: the rule must match ``family`` only, even
+    when nothing in it names an address or an ICMP type."""
+    ipw = "ip" if family == 4 else "ip6"
+    icmp, types, codes = icmp_names(family)
 
+    def _icmp_type(t: int) -> str:
+        return types.get(t, str(t))
 
-def match_variants(r: NodeRenderer, m: Match) -> list[list[str]]:
-    """The match of one rendered rule as ``nft list`` prints it; a negated ICMP type
-    and code ("not this type with this code") is two rules: another type, or this
-    type with another code."""
+    def _icmp_code(c: int) -> str:
+        return codes.get(c, str(c))
+
     words: list[str] = []
     # named-port lookups first: after a protocol match nft would print them as
     # ``ip daddr . tcp dport`` (it folds the protocol into them)
@@ -191,14 +243,14 @@ def match_variants(r: NodeRenderer, m: Match) -> list[list[str]]:
         ((m.dst_named,) if m.dst_named else (), "", "daddr . th dport"),
         (m.not_dst_named, "!= ", "daddr . th dport"),
     ):
-        words.extend(f"ip {where} {neg}@{r.set_name(k)}" for k in named)
+        words.extend(f"{ipw} {where} {neg}@{r.set_name(k, family)}" for k in named)
     for keys, neg, where in (
         (m.src_sets, "", "saddr"),
         (m.not_src_sets, "!= ", "saddr"),
         (m.dst_sets, "", "daddr"),
         (m.not_dst_sets, "!= ", "daddr"),
     ):
-        words.extend(f"ip {where} {neg}@{r.set_name(k)}" for k in keys)
+        words.extend(f"{ipw} {where} {neg}@{r.set_name(k, family)}" for k in keys)
     proto = None if m.protocol is None else protocol_word(m.protocol)
     ports = bool(m.src_ports or m.dst_ports or m.not_src_ports or m.not_dst_ports)
     if ports:
@@ -212,10 +264,14 @@ def match_variants(r: NodeRenderer, m: Match) -> list[list[str]]:
         words.append(f"meta l4proto {proto}")
     if m.not_protocol is not None:
         words.append(f"meta l4proto != {protocol_word(m.not_protocol)}")
+    qualified = m.icmp or m.not_icmp or any(w.startswith(ipw + " ") for w in words)
+    if (qualify or m.family is not None) and not qualified:
+        # an ipVersion rule that names no address: the table is inet, so say the family
+        words.insert(0, f"meta nfproto ipv{family}")
     if m.icmp is not None:
-        words.append(f"icmp type {_icmp_type(m.icmp.type)}")
+        words.append(f"{icmp} type {_icmp_type(m.icmp.type)}")
         if m.icmp.code is not None:
-            words.append(f"icmp code {_icmp_code(m.icmp.code)}")
+            words.append(f"{icmp} code {_icmp_code(m.icmp.code)}")
     if m.not_icmp is None:
         return [words]
     t = _icmp_type(m.not_icmp.type)
@@ -227,12 +283,12 @@ def match_variants(r: NodeRenderer, m: Match) -> list[list[str]]:
             return []  # "type T and not type T" never holds
         if m.icmp.code is not None:
             return [words] if m.icmp.code != m.not_icmp.code else []
-        return [[*words, f"icmp code != {_icmp_code(m.not_icmp.code)}"]]
+        return [[*words, f"{icmp} code != {_icmp_code(m.not_icmp.code)}"]]
     if m.not_icmp.code is None:
-        return [[*words, f"icmp type != {t}"]]
+        return [[*words, f"{icmp} type != {t}"]]
     return [
-        [*words, f"icmp type != {t}"],
-        [*words, f"icmp type {t}", f"icmp code != {_icmp_code(m.not_icmp.code)}"],
+        [*words, f"{icmp} type != {t}"],
+        [*words, f"{icmp} type {t}", f"{icmp} code != {_icmp_code(m.not_icmp.code)}"],
     ]
 
 
@@ -246,15 +302,36 @@ def _verdict(r: NodeRenderer, action: str) -> str:
     return f'log prefix "{r.prefix}-packet: "'
 
 
-def policy_rule(r: NodeRenderer, rule: PolicyRule) -> list[str]:
+def policy_rule(
+    r: NodeRenderer, rule: PolicyRule, family: int = 4, qualify: bool = False
+) -> list[str]:
     return [
         " ".join([*words, _verdict(r, rule.action), _c(rule.comment)])
-        for words in match_variants(r, rule.match)
+        for words in match_variants(r, rule.match, family, qualify)
     ]
 
 
 def policy_rules(r: NodeRenderer, key: str, direction: Direction) -> tuple[str, ...]:
-    return tuple(line for rule in r.chains[(key, direction)] for line in policy_rule(r, rule))
+    """Both families' rules of a policy chain, program rule by program rule: when a
+    program rule renders to the same lines for both families (nothing in it names an
+    address or an ICMP type), they are written once and match both; otherwise its
+    IPv4 lines, then its IPv6 lines, each restricted to its family (``meta nfproto``
+    where no address or ICMP match already restricts it)."""
+    by_index: dict[int, tuple[list[PolicyRule], list[PolicyRule]]] = {}
+    for fam in (4, 6):
+        for rule in r.rules((key, direction), fam):
+            by_index.setdefault(rule.index, ([], []))[fam == 6].append(rule)
+    out: list[str] = []
+    for index in sorted(by_index):
+        rules4, rules6 = by_index[index]
+        v4 = [line for rule in rules4 for line in policy_rule(r, rule, 4)]
+        v6 = [line for rule in rules6 for line in policy_rule(r, rule, 6)]
+        if v4 == v6:
+            out += v4
+            continue
+        out += [line for rule in rules4 for line in policy_rule(r, rule, 4, qualify=True)]
+        out += [line for rule in rules6 for line in policy_rule(r, rule, 6, qualify=True)]
+    return tuple(out)
 
 
 _ENDPOINT_STEP = {
@@ -286,15 +363,16 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
     fwd, inp = names.top_chain(p, "FORWARD"), names.top_chain(p, "INPUT")
     from_d, to_d = names.dispatch_chain(p, "egress"), names.dispatch_chain(p, "ingress")
     clear = f"meta mark set meta mark & {KEEP} {_c(p + ': clear the accept mark')}"
-    # the iptables backend programs only IPv4 (no ip6tables); keep both backends alike
-    v4_only = f"meta nfproto ipv6 return {_c(p + ': IPv4 only, IPv6 is not policed')}"
+    needed = ", ".join(ICMPV6_TYPES[t] for t in ICMPV6_NEEDED)
+    icmpv6 = f'iifname "{ip}*" icmpv6 type {{ {needed} }} accept ' + _c(
+        p + ": ICMPv6 that IPv6 needs (neighbour discovery, MLD)"
+    )
     accept = f"meta mark & {MARK} == {MARK} accept {_c(p + ': endpoint policy allowed it')}"
     chains: list[tuple[str, str | None, tuple[str, ...]]] = [
         (
             fwd,
             f"type filter hook forward priority {PRIORITY}; policy accept;",
             (
-                v4_only,
                 clear,
                 f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
                 f'oifname "{ip}*" jump {to_d} {_c(p + ": to a local endpoint")}',
@@ -305,8 +383,8 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
             inp,
             f"type filter hook input priority {PRIORITY}; policy accept;",
             (
-                v4_only,
                 clear,
+                icmpv6,
                 f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
                 accept,
             ),
@@ -341,7 +419,10 @@ def render_nftables(r: NodeRenderer) -> NftRuleset:
                 ),
             )
         )
-    made = (r.cached("nftables", ("set", k), partial(nft_set, r, k)) for k in r.set_defs)
+    made = (
+        r.cached(f"nftables{fam}", ("set", k), partial(nft_set, r, k, fam))
+        for k, fam in r.set_families()
+    )
     sets = tuple(sorted(made, key=lambda s: s.name))
     return NftRuleset(
         prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node, notes=r.notes()

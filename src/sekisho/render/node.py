@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, Protocol, TypeVar, cast
 
 import numpy as np
@@ -31,7 +31,7 @@ from sekisho.render.compile import (
     PolicyRule,
     SetDef,
     compile_rules,
-    v4_networks,
+    networks,
 )
 from sekisho.selectors.expr import select
 from sekisho.selectors.labels import LabelTable
@@ -192,8 +192,14 @@ class NodeRenderer:
         self.endpoints: dict[str, Endpoint] = {}
         """Local endpoints by pod key."""
         self.chains: dict[tuple[str, Direction], tuple[PolicyRule, ...]] = {}
-        """Active policy chains (a policy applying to at least one local pod)."""
-        self._chain_sets: dict[tuple[str, Direction], tuple[str, ...]] = {}
+        """Active policy chains (a policy applying to at least one local pod), IPv4 rules."""
+        self.chains6: dict[tuple[str, Direction], tuple[PolicyRule, ...]] = {}
+        """The same chains' IPv6 rules (same keys as :attr:`chains`)."""
+        self._chain_sets: dict[tuple[str, Direction], tuple[tuple[str, str], ...]] = {}
+        """(set key, the description that chain gives it) of each active chain's sets."""
+        self._descriptions: dict[str, dict[str, int]] = {}
+        """Set key -> description -> how many chains give it; a set shows the least one,
+        so its text does not depend on which chain came first."""
         self._policy_refs: dict[tuple[str, Direction], int] = {}
         self.set_defs: dict[str, SetDef] = {}
         self.members: dict[str, dict[Member, int]] = {}
@@ -243,34 +249,29 @@ class NodeRenderer:
         return cast(_T, entry[backend])
 
     def notes(self) -> tuple[str, ...]:
-        """What this node's rules leave out: IPv6 (the dataplane is IPv4 only), and the
-        program's own notes."""
-        out: list[str] = list(self.program.notes)
-        for key in sorted(self.endpoints):
-            ip = self.pods[key].ip
-            if ip is not None and ip.version == 6:
-                out.append(f"pod {key} has IPv6 address {ip}: its IPv6 traffic is not policed")
-        for pkey, d in sorted(self.chains):
-            pol = self.policies[pkey]
-            for rule in pol.rules(d):
-                v6 = [
-                    str(n)
-                    for side in (rule.src, rule.dst)
-                    for s in (side.nets, side.not_nets)
-                    if s is not None
-                    for n in s.nets
-                    if n.version == 6
-                ]
-                if rule.ip_version == 6:
-                    out.append(f"policy {pol.label} {rule.origin}: IPv6 rule not rendered")
-                elif v6:
-                    out.append(
-                        f"policy {pol.label} {rule.origin}: IPv6 nets {', '.join(v6)} not rendered"
-                    )
-        return tuple(out)
+        """What this node's rules leave out: the program's own notes (both IP families
+        are rendered)."""
+        return tuple(self.program.notes)
 
-    def set_name(self, key: str) -> str:
-        return names.set_name(self.prefix, key)
+    def set_name(self, key: str, family: int = 4) -> str:
+        return names.set_name(self.prefix, key, family)
+
+    def set_families(self) -> list[tuple[str, int]]:
+        """(set key, family) of every set a backend writes: a set per family, except a net
+        set without a net of that family (no rule of that family refers to it)."""
+        out: list[tuple[str, int]] = []
+        for key, sd in self.set_defs.items():
+            for family in (4, 6):
+                if sd.static and not any(
+                    not isinstance(m, tuple) and m.version == family for m in self.members[key]
+                ):
+                    continue
+                out.append((key, family))
+        return out
+
+    def rules(self, ref: tuple[str, Direction], family: int) -> tuple[PolicyRule, ...]:
+        """A policy chain's rules of one family."""
+        return (self.chains if family == 4 else self.chains6)[ref]
 
     def policy_chain(self, key: str, direction: Direction) -> str:
         return names.policy_chain(self.prefix, key, direction)
@@ -300,14 +301,15 @@ class NodeRenderer:
 
     def _rebuild(self, cluster: Cluster) -> Delta:
         """Everything from scratch; the delta is the difference to the state before."""
-        before_chains = dict(self.chains)
+        before_chains = {k: (v, self.chains6.get(k)) for k, v in self.chains.items()}
         before_eps = dict(self.endpoints)
         before_members = {k: set(v) for k, v in self.members.items()}
         before_defs = dict(self.set_defs)
         self.pods, self.entities, self.policies = {}, {}, {}
-        self._applies, self.endpoints, self.chains = {}, {}, {}
+        self._applies, self.endpoints, self.chains, self.chains6 = {}, {}, {}, {}
         self._chain_sets, self._policy_refs = {}, {}
         self.set_defs, self.members, self._set_refs = {}, {}, {}
+        self._descriptions = {}
         self._tab = self._ports = None
         self._delta = Delta()
         self._others = [
@@ -330,7 +332,9 @@ class NodeRenderer:
             or before_members.get(k) != set(self.members[k])
         }
         d.removed_sets = set(before_defs) - set(self.set_defs)
-        d.policies = {k for k, v in self.chains.items() if before_chains.get(k) != v}
+        d.policies = {
+            k for k, v in self.chains.items() if before_chains.get(k) != (v, self.chains6.get(k))
+        }
         d.removed_policies = set(before_chains) - set(self.chains)
         d.endpoints = {k for k, v in self.endpoints.items() if before_eps.get(k) != v}
         d.removed_endpoints = set(before_eps) - set(self.endpoints)
@@ -545,11 +549,14 @@ class NodeRenderer:
             self._deactivate(ref)
 
     def _activate(self, ref: tuple[str, Direction]) -> None:
-        rules, sets = compile_rules(self.policies[ref[0]], ref[1])
-        if self.chains.get(ref) != rules:
+        rules, sets = compile_rules(self.policies[ref[0]], ref[1], 4)
+        rules6, sets6 = compile_rules(self.policies[ref[0]], ref[1], 6)
+        sets.update(sets6)
+        if self.chains.get(ref) != rules or self.chains6.get(ref) != rules6:
             self._delta.policies.add(ref)
         self.chains[ref] = rules
-        self._chain_sets[ref] = tuple(sorted(sets))
+        self.chains6[ref] = rules6
+        self._chain_sets[ref] = tuple((k, sets[k].description) for k in sorted(sets))
         for sd in sets.values():
             self._acquire_set(sd)
         self._delta.removed_policies.discard(ref)
@@ -559,17 +566,35 @@ class NodeRenderer:
             return
         if not keep_refs:
             del self.chains[ref]
+            del self.chains6[ref]
             self._delta.policies.discard(ref)
             self._delta.removed_policies.add(ref)
-        for skey in self._chain_sets.pop(ref):
-            self._release_set(skey)
+        for skey, description in self._chain_sets.pop(ref):
+            self._release_set(skey, description)
+
+    def _describe(self, key: str, description: str, step: int) -> None:
+        """Count one chain's description of a set; show the least one."""
+        counts = self._descriptions.setdefault(key, {})
+        left = counts.get(description, 0) + step
+        if left > 0:
+            counts[description] = left
+        else:
+            counts.pop(description, None)
+        current = self.set_defs.get(key)
+        if counts and current is not None:
+            least = min(counts)
+            if current.description != least:
+                self.set_defs[key] = dataclasses.replace(current, description=least)
+                self._delta.sets.add(key)
 
     def _acquire_set(self, sd: SetDef) -> None:
         count = self._set_refs.get(sd.key, 0)
         self._set_refs[sd.key] = count + 1
         if count:
+            self._describe(sd.key, sd.description, +1)
             return
         self.set_defs[sd.key] = sd
+        self._describe(sd.key, sd.description, +1)
         members: dict[Member, int] = {}
         if sd.static:
             for m in sd.static_members():
@@ -598,21 +623,23 @@ class NodeRenderer:
                     if entity.kind not in kinds:
                         continue
                     for ip in entity.ips:
-                        if type(ip) is IPv4Address:
+                        if type(ip) is IPv4Address or type(ip) is IPv6Address:
                             members[ip] = get(ip, 0) + 1
-                    for m in v4_networks(entity.nets):
+                    for m in networks(entity.nets):
                         members[m] = get(m, 0) + 1
 
         self.members[sd.key] = members
         self._delta.sets.add(sd.key)
         self._delta.removed_sets.discard(sd.key)
 
-    def _release_set(self, skey: str) -> None:
+    def _release_set(self, skey: str, description: str) -> None:
         count = self._set_refs[skey] - 1
         if count:
             self._set_refs[skey] = count
+            self._describe(skey, description, -1)
             return
         del self._set_refs[skey]
+        self._descriptions.pop(skey, None)
         del self.set_defs[skey]
         del self.members[skey]
         self._delta.sets.discard(skey)

@@ -99,14 +99,10 @@ def compile_resources(
         if p.do_not_track or p.pre_dnat:
             what = "doNotTrack" if p.do_not_track else "preDNAT"
             notes.append(
-                f"{compiled.label}: {what} policies apply to host endpoints before "
-                "connection tracking or DNAT; sekisho walks them like other host endpoint "
-                "policies for traffic to and from the node, not for forwarded traffic"
-            )
-        elif p.apply_on_forward:
-            notes.append(
-                f"{compiled.label}: applyOnForward also polices traffic forwarded through the "
-                "node's host endpoints; sekisho walks it for the node's own traffic only"
+                f"{compiled.label}: {what} policies run before connection tracking or DNAT "
+                "in Felix; sekisho walks them in tier order with the other host endpoint "
+                "policies (for the node's own traffic and, applyOnForward, for forwarded "
+                "traffic)"
             )
     for s in resources.staged_kubernetes:
         base = kubernetes.compile_policy(s.policy)
@@ -155,6 +151,7 @@ def compile_policy(policy: CalicoPolicy) -> ProgramPolicy:
         if policy.staged_action is None
         else ("set" if policy.staged_action == "Set" else "delete"),
         stages=policy_key(policy) if is_staged else None,
+        forward=policy.apply_on_forward,
         source=policy.source,
     )
 

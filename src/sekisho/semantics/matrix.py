@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from sekisho.errors import UsageError
 from sekisho.model.calico import DEFAULT_ALLOW_PROFILE, HostEndpoint
+from sekisho.model.checks import IPAddress
 from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
 from sekisho.selectors.expr import keys as expr_keys
@@ -304,9 +305,15 @@ class _Keyer:
         # by node (traffic between a node and its own pods passes no host endpoint).
         self.split_nodes: frozenset[str] = frozenset()
         if cluster.calico is not None and cluster.calico.host_endpoints:
-            self.split_nodes = frozenset(h.node for h in cluster.calico.host_endpoints) & {
-                p.node for p in cluster.pods if p.host_network and p.node is not None
-            }
+            hep_nodes = frozenset(h.node for h in cluster.calico.host_endpoints)
+            if any(p.forward for p in program.policies()):
+                # applyOnForward: a workload's traffic with anything off its node passes
+                # its node's host endpoint.
+                self.split_nodes = hep_nodes
+            else:
+                self.split_nodes = hep_nodes & {
+                    p.node for p in cluster.pods if p.host_network and p.node is not None
+                }
         # Service account labels (Calico's projectcalico.org/serviceaccount and pcsa.*)
         # join a pod's own labels when some selector reads them.
         self.accounts: dict[tuple[str, str], dict[str, str]] | None = None
@@ -419,6 +426,21 @@ class _Identities:
                     ip = node.internal_ip if node is not None else None
                     self.hep[j] = node_host_endpoint(cluster, ident.node, ip)
         self.has_hep = np.array([h is not None for h in self.hep], dtype=np.bool_).reshape(k_)
+        # A hostNetwork identity's address (its node's), for host endpoints' named ports.
+        self.node_ips: list[IPAddress | None] = [None] * k_
+        for j, ident in enumerate(self.identities):
+            if ident.host_network and ident.node is not None:
+                node_obj = cluster.node(ident.node)
+                self.node_ips[j] = node_obj.internal_ip if node_obj is not None else None
+        # The host endpoint a workload identity's traffic is forwarded through (its node's).
+        self.fwd_hep: list[HostEndpoint | None] = [None] * k_
+        if keyer.split_nodes:
+            for j, ident in enumerate(self.identities):
+                if not ident.host_network and ident.node is not None:
+                    node = cluster.node(ident.node)
+                    ip = node.internal_ip if node is not None else None
+                    self.fwd_hep[j] = node_host_endpoint(cluster, ident.node, ip)
+        self.has_fwd_hep = np.array([h is not None for h in self.fwd_hep], dtype=np.bool_)
         self.profile_denies = np.array(
             [h is not None and DEFAULT_ALLOW_PROFILE not in h.profiles for h in self.hep],
             dtype=np.bool_,
@@ -510,6 +532,25 @@ class _Identities:
                     out[j] = True
         return out
 
+    def forward_subject(self, s: SelectorSet) -> BoolArray:
+        """Workload identities whose node's host endpoint a forward policy of selector
+        ``s`` selects: their traffic off the node passes it."""
+        out = np.zeros(self.size, dtype=np.bool_)
+        if "host" in s.kinds:
+            for j, h in enumerate(self.fwd_hep):
+                if h is not None and matches(s.selector, h.labels):
+                    out[j] = True
+        return out
+
+    def off_node(self) -> BoolArray:
+        """(K, K): pairs whose ends are on different nodes, as far as identities tell
+        (every identity of a node with a host endpoint carries its node)."""
+        nodes = [i.node for i in self.identities]
+        codes = {n: c for c, n in enumerate(sorted({n for n in nodes if n is not None}))}
+        col = np.array([codes.get(n, -1) if n is not None else -1 for n in nodes])
+        out: BoolArray = (col[:, None] != col[None, :]) | (col[:, None] < 0)
+        return out
+
     def nets(self, n: NetSet) -> BoolArray:
         col: BoolArray = self.member[:, self.net_pos[n.key]]
         return col
@@ -522,8 +563,30 @@ class _Identities:
         hit = self._cache.get(key)
         if hit is None:
             numbers = self.declared(n.name, protocol_name(n.protocol))
-            scope = self.selector(n.within) if n.within is not None else ~self.hn
+            # The endpoints in the side's selector that declare the port, by their labels
+            # (Felix's named-port IP sets): a network set's nets hold no ports.
+            scope = (
+                self.selector(SelectorSet(n.within.selector, n.within.kinds & WORKLOADS))
+                if n.within is not None
+                else ~self.hn
+            )
             hit = (numbers == port) & scope
+            if self.hosts:
+                # A hostNetwork pod's address is its node's: a host endpoint with that
+                # expected IP that declares the port (and is in scope) puts (address,
+                # port) in the set, as the walk finds it.
+                hit = hit.copy()
+                name = protocol_name(n.protocol)
+                for h in self.hosts:
+                    if h.named_port(n.name, name) != port:
+                        continue
+                    if n.within is not None and not (
+                        "host" in n.within.kinds and matches(n.within.selector, h.labels)
+                    ):
+                        continue
+                    for j, ip in enumerate(self.node_ips):
+                        if ip is not None and ip in h.ips:
+                            hit[j] = True
             self._cache[key] = hit
         return hit
 
@@ -938,10 +1001,13 @@ def _walk_table(
     direction: Direction,
     proto_name: str,
     port: int | None,
+    *,
+    forward: bool = False,
 ) -> BoolArray:
     k = ids.size
-    # The profile: allows, except a host endpoint's without projectcalico-default-allow.
-    prof: BoolArray = ~ids.profile_denies
+    # The profile: allows, except a host endpoint's without projectcalico-default-allow;
+    # forwarded traffic that no applyOnForward policy decides is allowed.
+    prof: BoolArray = ~ids.profile_denies if not forward else np.ones(k, dtype=np.bool_)
     prof_mask = prof[None, :] if direction == "ingress" else prof[:, None]
     tiers = _runs(ids, tiers_prepared, proto_name, port)
     if not tiers:
@@ -979,7 +1045,8 @@ def _walk_table(
 
 
 def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
-    """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint.
+    """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint
+    (or any pod there, with applyOnForward policies).
 
     Such a pod is its node, whose own traffic the host endpoint polices; the full
     matrix evaluates it (:func:`compute_matrix`), the incremental one does not yet
@@ -989,7 +1056,10 @@ def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
     if cluster.calico is None or not cluster.calico.host_endpoints:
         return
     nodes = {h.node for h in cluster.calico.host_endpoints}
-    hit = [p.key for p in pods if p.host_network and p.node in nodes]
+    if any(p.forward for p in compile_program(cluster).policies()):
+        hit = [p.key for p in pods if p.node in nodes]
+    else:
+        hit = [p.key for p in pods if p.host_network and p.node in nodes]
     if hit:
         shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
         raise UsageError(
@@ -1046,11 +1116,32 @@ def _compute_matrix(
             ]
             same_node.append((i, np.asarray(cols, dtype=np.int64)))
     prepared = {d: _prepare(ids, program, d, subject) for d in DIRECTIONS}
+    # Traffic forwarded through host endpoints: the applyOnForward policies that select
+    # the endpoint of the workload's node, for its traffic with anything off the node.
+    fwd_prepared: dict[Direction, list[_PreparedTier]] | None = None
+    off_node: BoolArray | None = None
+    if ids.has_fwd_hep.any():
+        forwarded = program.forwarded()
+        fwd_subject = {
+            p.selector.key: ids.forward_subject(p.selector) for p in forwarded.policies()
+        }
+        fwd_prepared = {d: _prepare(ids, forwarded, d, fwd_subject) for d in DIRECTIONS}
+        off_node = ids.off_node()
+
+    def tables(proto: str, port: int | None) -> tuple[BoolArray, BoolArray]:
+        ig = _direction_table(ids, prepared["ingress"], "ingress", proto, port)
+        eg = _direction_table(ids, prepared["egress"], "egress", proto, port)
+        if fwd_prepared is not None and off_node is not None:
+            fi = _walk_table(ids, fwd_prepared["ingress"], "ingress", proto, port, forward=True)
+            fe = _walk_table(ids, fwd_prepared["egress"], "egress", proto, port, forward=True)
+            ig = ig & (fi | ~(off_node & ids.has_fwd_hep[None, :]))
+            eg = eg & (fe | ~(off_node & ids.has_fwd_hep[:, None]))
+        return ig, eg
+
     out: list[ProbeMatrix] = []
     for svc in checked:
         if svc.name is None:
-            ingress = _direction_table(ids, prepared["ingress"], "ingress", svc.protocol, svc.port)
-            egress = _direction_table(ids, prepared["egress"], "egress", svc.protocol, svc.port)
+            ingress, egress = tables(svc.protocol, svc.port)
         else:
             # A port name is resolved on each destination: the columns of the identities
             # that declare it as n come from the tables for port n; a destination that
@@ -1064,8 +1155,7 @@ def _compute_matrix(
             egress = np.zeros((ids.size, ids.size), dtype=np.bool_)
             for n in np.unique(numbers[numbers >= 0]).tolist():
                 cols = numbers == n
-                ig = _direction_table(ids, prepared["ingress"], "ingress", svc.protocol, n)
-                eg = _direction_table(ids, prepared["egress"], "egress", svc.protocol, n)
+                ig, eg = tables(svc.protocol, n)
                 ingress[:, cols] = ig[:, cols]
                 egress[:, cols] = eg[:, cols]
             declares = numbers[ids.pod_identity] >= 0

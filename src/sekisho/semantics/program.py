@@ -297,6 +297,9 @@ class Policy:
     """A staged policy is never enforced: it previews replacing (``set``) or
     deleting (``delete``) the enforced policy of key :attr:`stages`."""
     stages: str | None = None
+    forward: bool = False
+    """Also polices traffic forwarded through a host endpoint it selects (Calico's
+    ``applyOnForward``; preDNAT and doNotTrack policies have it too)."""
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
 
     def rules(self, direction: Direction) -> tuple[Rule, ...]:
@@ -361,6 +364,12 @@ class Program:
                 return p
         return None
 
+    def forwarded(self) -> Program:
+        """The program of forwarded traffic at host endpoints: the ``forward`` policies."""
+        return build_program(
+            [p for p in self.policies() if p.forward], list(self.tiers), notes=self.notes
+        )
+
     def pending(self) -> Program:
         """The program as if every staged policy were applied (Calico's staged preview)."""
         if not self.staged:
@@ -378,6 +387,7 @@ class Program:
                 ingress=s.ingress,
                 egress=s.egress,
                 namespace=s.namespace,
+                forward=s.forward,
                 source=s.source,
             )
             for s in self.staged

@@ -79,7 +79,7 @@ def pod_entity(
             ns_part=ns_part,
         ),
         own_labels=pod.labels,
-        ips=(pod.ip,) if pod.ip is not None else (),
+        ips=pod.ips,
         ports=pod.ports,
     )
 

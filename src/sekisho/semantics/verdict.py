@@ -144,6 +144,8 @@ class DirectionVerdict:
     """Log rules that matched on the way."""
     host: HostEndpoint | None = None
     """The host endpoint walked (the node's own traffic); None for a workload pod."""
+    forward: bool = False
+    """Traffic forwarded through :attr:`host` (its ``applyOnForward`` policies only)."""
 
     @property
     def isolated(self) -> bool:
@@ -176,13 +178,21 @@ class DirectionVerdict:
                 "(projectcalico-default-allow): denied"
             )
         head = "every tier passed" if self.tiers else f"no policy applies for {self.direction}"
+        if self.forward:
+            return f"{head}: forwarded traffic is allowed when no applyOnForward policy decides"
         if self.host is not None:
             return f"{head}: its profile {DEFAULT_ALLOW_PROFILE} allows"
         return f"{head}: the profile allows"
 
     def lines(self) -> list[str]:
         head = f"{self.direction} of {self.endpoint.label}"
-        if self.host is not None:
+        if self.host is not None and self.forward:
+            way = "out of" if self.direction == "egress" else "into"
+            head = (
+                f"forwarded {way} node {self.host.node} through host endpoint "
+                f"{self.host.name} ({self.direction}, applyOnForward policies)"
+            )
+        elif self.host is not None:
             head += f" (host endpoint {self.host.name})"
             if self.ending == "failsafe" or not self.tiers:
                 return [f"{head}: {self.because()}"]
@@ -238,6 +248,7 @@ class DirectionVerdict:
             "tiers": [t.to_json() for t in self.tiers],
             "logged": [r.to_json() for r in self.logged],
             "host_endpoint": None if self.host is None else self.host.name,
+            "forwarded": self.forward,
         }
 
 
@@ -259,6 +270,11 @@ class Verdict:
     dst_host: str | None = None
     hosts: bool = False
     """Whether the cluster has host endpoints (explanations then say when a node has none)."""
+    forward_egress: DirectionVerdict | None = None
+    """A workload's traffic leaving its node through the node's host endpoint: the
+    ``applyOnForward`` policies that select that endpoint, for egress."""
+    forward_ingress: DirectionVerdict | None = None
+    """Traffic entering a workload's node through the node's host endpoint."""
 
     def lines(self) -> list[str]:
         f = self.flow
@@ -298,6 +314,9 @@ class Verdict:
             elif f.dst.is_node_like and self.hosts:
                 why += "; its node has no host endpoint"
             out.append(f"ingress: not evaluated ({why})")
+        for fwd in (self.forward_egress, self.forward_ingress):
+            if fwd is not None:
+                out += fwd.lines()
         out.append(f"verdict: {'ALLOWED' if self.allowed else 'DENIED'} ({self.reason})")
         if self.allowed:
             out.append(
@@ -317,6 +336,12 @@ class Verdict:
             "replies_allowed": self.allowed,
             "egress": self.egress.to_json() if self.egress is not None else None,
             "ingress": self.ingress.to_json() if self.ingress is not None else None,
+            "forward_egress": None
+            if self.forward_egress is None
+            else self.forward_egress.to_json(),
+            "forward_ingress": None
+            if self.forward_ingress is None
+            else self.forward_ingress.to_json(),
         }
 
 
@@ -485,9 +510,12 @@ def walk(
     subject: Endpoint,
     flow: Flow,
     host: HostEndpoint | None = None,
+    *,
+    forward: bool = False,
 ) -> DirectionVerdict:
     """Walk ``flow`` through the program at ``subject`` for ``direction``: a workload pod,
-    or (``host``) the host endpoint of a node whose own traffic it is."""
+    or (``host``) the host endpoint of a node whose own traffic it is, or that the
+    traffic is ``forward``-ed through (give :meth:`Program.forwarded` then)."""
     if host is not None:
         entity = universe.by_key[("host", host.name)]
     else:
@@ -530,19 +558,31 @@ def walk(
                 "rule",
                 tuple(logged),
                 host,
+                forward,
             )
         if tier.default_action == "pass":
             visits.append(TierVisit(tier, tuple(pvisits), "end-pass"))
             continue
         visits.append(TierVisit(tier, tuple(pvisits), "end-deny"))
         return DirectionVerdict(
-            direction, subject, False, tuple(visits), None, "end-of-tier", tuple(logged), host
+            direction,
+            subject,
+            False,
+            tuple(visits),
+            None,
+            "end-of-tier",
+            tuple(logged),
+            host,
+            forward,
         )
     # The profile: a Kubernetes namespace's allows; a host endpoint's only when it names
     # projectcalico-default-allow ("Drop if no profiles matched").
-    ok = host is None or DEFAULT_ALLOW_PROFILE in host.profiles
+    # Forwarded traffic: "if a host endpoint is configured, but there are no policies
+    # with applyOnForward set to true that apply to that host endpoint and traffic
+    # direction, forwarded traffic is allowed in that direction".
+    ok = host is None or forward or DEFAULT_ALLOW_PROFILE in host.profiles
     return DirectionVerdict(
-        direction, subject, ok, tuple(visits), None, "profile", tuple(logged), host
+        direction, subject, ok, tuple(visits), None, "profile", tuple(logged), host, forward
     )
 
 
@@ -662,8 +702,31 @@ def verdict(
         ingress = walk(program, universe, "ingress", dst, flow)
     elif dst_host is not None and not from_own_pod:
         ingress = _host_walk(program, universe, "ingress", dst, flow, dst_host)
-    eg_ok = egress is None or egress.allowed
-    in_ok = ingress is None or ingress.allowed
+    # Forwarded through a host endpoint ("applyOnForward ... Traffic from a local workload
+    # that is forwarded out via a host endpoint"; "Traffic that comes in via a host
+    # endpoint and is forwarded to a local workload"): a workload's traffic with anything
+    # off its node.
+    forward_egress = forward_ingress = None
+    src_node = src.pod.node if src.is_workload and src.pod is not None else None
+    dst_node = dst.pod.node if dst.is_workload and dst.pod is not None else None
+    if src_node is not None and dst.node_name != src_node:
+        out_host = node_host_endpoint(cluster, src_node, _node_ip(cluster, src_node))
+        if out_host is not None:
+            forward_egress = walk(
+                program.forwarded(), universe, "egress", src, flow, out_host, forward=True
+            )
+    if dst_node is not None and src.node_name != dst_node:
+        in_host = node_host_endpoint(cluster, dst_node, _node_ip(cluster, dst_node))
+        if in_host is not None:
+            forward_ingress = walk(
+                program.forwarded(), universe, "ingress", dst, flow, in_host, forward=True
+            )
+    eg_ok = (egress is None or egress.allowed) and (
+        forward_egress is None or forward_egress.allowed
+    )
+    in_ok = (ingress is None or ingress.allowed) and (
+        forward_ingress is None or forward_ingress.allowed
+    )
     allowed = eg_ok and in_ok
     if not eg_ok and not in_ok:
         reason = "denied"
@@ -675,7 +738,9 @@ def verdict(
         reason = "same-node"
     elif egress is None and ingress is None:
         reason = "unfiltered"
-    elif (egress is not None and egress.isolated) or (ingress is not None and ingress.isolated):
+    elif any(
+        d is not None and d.isolated for d in (egress, ingress, forward_egress, forward_ingress)
+    ):
         reason = "policy"
     else:
         reason = "not-isolated"
@@ -688,4 +753,11 @@ def verdict(
         src_host.name if src_host is not None else None,
         dst_host.name if dst_host is not None else None,
         bool(cluster.calico and cluster.calico.host_endpoints),
+        forward_egress,
+        forward_ingress,
     )
+
+
+def _node_ip(cluster: Cluster, name: str) -> IPAddress | None:
+    node = cluster.node(name)
+    return node.internal_ip if node is not None else None

@@ -475,7 +475,7 @@ _decoded: dict[tuple[str, int], Any] = {}
 """(key, mod_revision) -> decoded JSON, kept for the keys of the last snapshot loaded."""
 
 
-def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
+def snapshot_cluster(snapshot: Snapshot, prefix: str, cache: Any = None) -> Cluster:
     """Validate every object of ``snapshot`` with the model's loader; raise ManifestError.
 
     A value that is not JSON, or an object whose kind, namespace or name differ from
@@ -486,7 +486,7 @@ def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
     from sekisho.errors import Problem
     from sekisho.sources.files import refuse_unrendered, refuse_unsupported
 
-    result = snapshot_result(snapshot, prefix, warnings=False)
+    result = snapshot_result(snapshot, prefix, warnings=False, cache=cache)
     if result.cluster is None:
         raise ManifestError(result.problems)
     if result.skipped:
@@ -499,13 +499,37 @@ def snapshot_cluster(snapshot: Snapshot, prefix: str) -> Cluster:
     return refuse_unsupported(refuse_unrendered(result.cluster))
 
 
-def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -> Any:
-    """The model's ``LoadResult`` of ``snapshot`` (what ``validate --etcd`` prints)."""
+def store_cluster(config: EtcdConfig) -> Cluster:
+    """The cluster the store holds now, validated (``trace``, ``matrix``, ``render`` with
+    ``--etcd``); ManifestError with every problem, located at ``etcd:KEY``."""
+    client = EtcdClient(config)
+    try:
+        rev, kvs = client.range_prefix(config.prefix)
+    finally:
+        client.close()
+    result = snapshot_result(
+        Snapshot(rev, {kv.key: kv for kv in kvs}), config.prefix, warnings=False
+    )
+    if result.cluster is None:
+        raise ManifestError(result.problems)
+    return result.cluster  # type: ignore[no-any-return]
+
+
+def snapshot_result(
+    snapshot: Snapshot, prefix: str, *, warnings: bool = True, cache: Any = None
+) -> Any:
+    """The model's ``LoadResult`` of ``snapshot`` (what ``validate --etcd`` prints).
+
+    With ``cache`` (a ``model.load.PartCache``), objects whose key and revision were
+    parsed by the last load are not parsed again (the agent's path).
+    """
     global _decoded
     from sekisho.model import ReadResult, load_read
+    from sekisho.model.load import load_parts
     from sekisho.model.reader import Issue, Loc, RawObject
 
     read = ReadResult()
+    keys: list[tuple[str, int]] = []
     memo: dict[tuple[str, int], Any] = {}
     for key in sorted(snapshot.values):
         kv = snapshot.values[key]
@@ -522,19 +546,27 @@ def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -
             )
             continue
         cache_key = (key, kv.mod_revision)
-        data = _decoded.get(cache_key)
-        if data is None:
+        known = _decoded.get(cache_key)
+        if known is None:
             try:
                 data = json.loads(kv.value)
             except (ValueError, UnicodeDecodeError) as exc:
                 read.issues.append(Issue(Loc(where, 0), parts[0], parts[2], (), f"not JSON: {exc}"))
                 continue
-        memo[cache_key] = data
-        if not isinstance(data, dict):
-            read.issues.append(Issue(Loc(where, 0), parts[0], parts[2], (), "not an object"))
+            known = (data, identity(data) if isinstance(data, dict) else None, None)
+        data, got, raw = known
+        if raw is None and got is not None and got == parts:
+            raw = RawObject(Loc(where, 0), data)
+            known = (data, got, raw)
+        memo[cache_key] = known
+        if raw is not None:  # a value already checked against its key
+            read.objects.append(raw)
+            keys.append(cache_key)
+            read.files += 1
             continue
-        got = identity(data)
-        if got != parts:
+        if got is None:
+            read.issues.append(Issue(Loc(where, 0), parts[0], parts[2], (), "not an object"))
+        else:
             read.issues.append(
                 Issue(
                     Loc(where, 0),
@@ -545,10 +577,9 @@ def snapshot_result(snapshot: Snapshot, prefix: str, *, warnings: bool = True) -
                     "it does not belong under this key",
                 )
             )
-            continue
-        read.objects.append(RawObject(Loc(where, 0), data))
-        read.files += 1
     _decoded = memo
+    if cache is not None and not read.issues and not warnings:
+        return load_parts(list(zip(keys, read.objects, strict=True)), cache)
     return load_read(read, warnings=warnings)
 
 
@@ -634,12 +665,20 @@ class EtcdSource:
         """A complete list arrived and the watch since then is unbroken."""
         self._problem: str | None = "not listed yet"
         self._loaded_rev = -1
+        self._content = 0
+        """Bumped whenever the snapshot's objects change (a progress notification moves the
+        revision only)."""
+        self._loaded_content = -1
         self._changed: list[str] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wait = sleep or self._stop.wait
         self.relists = 0
+        from sekisho.model.load import PartCache
+
+        self.parts = PartCache()
+        """Each stored object's parse, kept while its revision stays (a change costs its objects)."""
         self.synced = threading.Event()
         """Set once the first list arrived."""
 
@@ -662,7 +701,8 @@ class EtcdSource:
                 )
             snap = Snapshot(self._snap.revision, dict(self._snap.values))
             self._loaded_rev = snap.revision
-        return snapshot_cluster(snap, self.config.prefix)
+            self._loaded_content = self._content
+        return snapshot_cluster(snap, self.config.prefix, self.parts)
 
     @property
     def revision(self) -> int:
@@ -675,7 +715,7 @@ class EtcdSource:
 
     def changed_since_load(self) -> bool:
         with self._cond:
-            return self._synced and self._snap.revision != self._loaded_rev
+            return self._synced and self._content != self._loaded_content
 
     def wait(self, timeout: float) -> list[str]:
         """Block up to ``timeout`` for a change; the keys that changed (``<store>`` for a status change)."""
@@ -720,6 +760,7 @@ class EtcdSource:
         rev, kvs = self.client.range_prefix(self.config.prefix)
         with self._cond:
             self._snap = Snapshot(rev, {kv.key: kv for kv in kvs})
+            self._content += 1
             was, self._synced, self._problem = self._synced, True, None
             self._changed.append("<relist>")
             self._cond.notify_all()
@@ -803,6 +844,8 @@ class EtcdSource:
                     else:
                         values[kv.key] = kv
                 self._snap.revision = max(self._snap.revision, rev)
+                if events:
+                    self._content += 1
                 if not self._synced:
                     self._synced, self._problem = True, None
                     keys.append("<store>")
