@@ -58,10 +58,11 @@ nets = st.lists(
 ports = st.lists(
     st.sampled_from([80, 53, "50:8080", "8080:9000", "web", "dns"]), max_size=2, unique=True
 )
+numeric_ports = st.lists(st.sampled_from([80, 53, "50:8080", "8080:9000"]), max_size=2, unique=True)
 
 
 @st.composite
-def entity(draw: st.DrawFn, proto: str | int | None) -> dict[str, Any]:
+def entity(draw: st.DrawFn, proto: str | int | None, side: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, strat in (
         ("selector", selector.filter(bool)),
@@ -83,7 +84,9 @@ def entity(draw: st.DrawFn, proto: str | int | None) -> dict[str, Any]:
             out[key] = got
     if proto in ("TCP", "UDP"):
         for key in ("ports", "notPorts"):
-            got = draw(ports)
+            # A probe's source port is ephemeral: named source ports make a rule match
+            # "depending on the port the kernel picks", which the walk never assumes.
+            got = draw(ports if side == "destination" else numeric_ports)
             if got and draw(st.booleans()):
                 out[key] = got
     return out
@@ -104,7 +107,7 @@ def rule(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 5)) == 0 and proto != "ICMP":
         out["ipVersion"] = 4
     for side in ("source", "destination"):
-        e = draw(entity("TCP" if proto == 6 else proto))
+        e = draw(entity("TCP" if proto == 6 else proto, side))
         if e:
             out[side] = e
     return out
