@@ -10,15 +10,14 @@ matrix must agree with the walk on every case.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from sekisho.model import Cluster, cluster_from_objects
-from sekisho.model.types import FlowProtocol
 from sekisho.semantics import Flow, compile_program, compute_matrix, resolve_endpoint, verdict
 from sekisho.semantics.staged import pending_verdict
-from semantics_npa.test_mixed import BASE, FROM_A, NS_A, banp, cnp, netpol, rule
+from semantics_npa.test_mixed import BASE, FROM_A, NS_A, banp, check_case, cnp, netpol, rule
 
 Manifest = dict[str, Any]
 V3 = "projectcalico.org/v3"
@@ -375,23 +374,7 @@ def _cluster(policies: list[Manifest]) -> Cluster:
 def test_calico_in_felix_order(
     policies: list[Manifest], src: str, dst: str, service: str, allowed: bool, words: str
 ) -> None:
-    cluster = _cluster(policies)
-    proto, _, port = service.partition("/")
-    flow = Flow(
-        resolve_endpoint(cluster, src),
-        resolve_endpoint(cluster, dst),
-        cast(FlowProtocol, proto),
-        int(port),
-    )
-    v = verdict(cluster, flow)
-    sides = [d for d in (v.egress, v.ingress) if d is not None]
-    text = "\n".join([*v.lines(), *(d.because() for d in sides)])
-    assert v.allowed == allowed, text
-    assert words in text, text
-    matrix = compute_matrix(cluster, [(int(port), proto)])
-    keys = [p.key for p in matrix.pods]
-    cell = matrix.probes[0].allowed[keys.index(src), keys.index(dst)]
-    assert bool(cell) == allowed
+    check_case(_cluster(policies), src, dst, service, allowed, words)
 
 
 def test_tier_order() -> None:

@@ -422,7 +422,14 @@ def _cluster(policies: list[Manifest]) -> Cluster:
 def test_tiers_in_calico_order(
     policies: list[Manifest], src: str, dst: str, service: str, allowed: bool, words: str
 ) -> None:
-    cluster = _cluster(policies)
+    check_case(_cluster(policies), src, dst, service, allowed, words)
+
+
+def check_case(
+    cluster: Cluster, src: str, dst: str, service: str, allowed: bool, words: str
+) -> None:
+    """The walk allows (or denies) ``src`` -> ``dst`` on ``service`` and says ``words``;
+    the matrix agrees when both ends are pods."""
     proto, _, port = service.partition("/")
     flow = Flow(
         resolve_endpoint(cluster, src),
