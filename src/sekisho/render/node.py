@@ -374,7 +374,9 @@ class NodeRenderer:
         old_pos = self._position
         self._set_program(self._compile(cluster))
         changed = {
-            k for k in old.keys() | self.policies.keys() if old.get(k) != self.policies.get(k)
+            k
+            for k in old.keys() | self.policies.keys()
+            if old.get(k) is not self.policies.get(k) and old.get(k) != self.policies.get(k)
         }
         if self._tiers != old_tiers or self._position != old_pos:
             # the order moved: every endpoint's tier list is rebuilt (membership is kept)
@@ -664,14 +666,15 @@ def _diff(old_seq: Sequence[_K], new_seq: Sequence[_K]) -> list[tuple[str, _K | 
         else:
             return out
         out = []
-    old_items = {o.key: o for o in old_seq}
-    seen: set[str] = set()
+    # Objects in both snapshots are skipped by identity; only the others are keyed.
+    old_ids = {id(a) for a in old_seq}
+    new_ids = {id(b) for b in new_seq}
+    gone = {a.key: a for a in old_seq if id(a) not in new_ids}
     for b in new_seq:
-        seen.add(b.key)
-        prev = old_items.get(b.key)
-        if prev is b:
+        if id(b) in old_ids:
             continue
+        prev = gone.pop(b.key, None)
         if prev is None or prev != b:
             out.append((b.key, prev, b))
-    out.extend((k, a, None) for k, a in old_items.items() if k not in seen)
+    out.extend((k, a, None) for k, a in gone.items())
     return out
