@@ -215,6 +215,14 @@ def test_patched_loads_equal_a_full_build_after_any_events(seed: int) -> None:
             batch.update({k: None for k in broken if k in store})
         for _ in range(rng.choice([1, 1, 1, 2, 4])):
             batch.update(event(rng, client))
+        if rng.random() < 0.2:  # a burst of endpoint churn: many good pods come and go
+            for i in rng.sample(range(14), 10):
+                obj = pod(rng, i)
+                obj["spec"]["nodeName"] = f"n{i % 2}"
+                obj["spec"].pop("hostNetwork", None)
+                obj["status"] = {"podIP": f"10.244.{i % 2}.{10 + i}"}
+                obj["metadata"]["namespace"] = "ab"[i % 2]
+                batch[key_of(obj)] = encode(obj) if rng.random() < 0.7 else None
         client.write(batch)
         if rng.random() < 0.04:
             source._list("test")  # a relist (compaction): the next load is a full one
