@@ -648,7 +648,7 @@ class EtcdSource:
         client: EtcdClient | None = None,
         observer: StoreObserver | None = None,
         debounce: float = 0.005,
-        max_delay: float = 0.25,
+        max_delay: float = 0.02,
         backoff: tuple[float, float] = (BACKOFF_MIN, BACKOFF_MAX),
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -771,7 +771,9 @@ class EtcdSource:
                     return []
                 self._cond.wait(left)
             first = time.monotonic()
-            # A short trailing debounce: more responses right behind this one are one change.
+            # A short trailing debounce: more responses right behind this one are one change,
+            # but never more than ``max_delay`` after the first (under steady churn the
+            # batch is what came while the last sync ran, not a wait for quiet).
             while True:
                 n = len(self._changed)
                 left = min(self.debounce, first + self.max_delay - time.monotonic())
