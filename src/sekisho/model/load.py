@@ -428,6 +428,7 @@ def patch_parts(
                 return None
             news.append((new_key, part, item))
     if not olds and not news:
+        cache.patched += 1
         return base.cluster
     # Checks the join would make, on the state after every change.
     gone_seen = {k for key, _ in olds for k in cache.parts[key][0].seen}
