@@ -76,6 +76,18 @@ CASES = [
         id="no-policy-no-profile-drops",
     ),
     pytest.param(
+        [
+            hep("n2", ALLOW, iface="*"),
+            gnp("deny-in", "host == 'n2'", ingress=[{"action": "Deny", "protocol": "TCP"}]),
+        ],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        False,
+        "denied by GlobalNetworkPolicy deny-in ingress rule 0 (Deny)",
+        id="all-interfaces-host-endpoint",
+    ),
+    pytest.param(
         [hep("n2", ALLOW)],
         "a/client",
         "n2",
@@ -308,6 +320,24 @@ def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None
                 ):
                     ok = all(side is None or side.allowed for side in sides)
                     assert bool(table[i, j]) is ok, v.lines()
+
+
+@pytest.mark.parametrize(
+    "objects",
+    [case.values[0] for case in CASES + FORWARD_CASES],
+    ids=[str(case.id) for case in CASES + FORWARD_CASES],
+)
+def test_rendered_rules_equal_walk_with_host_endpoints(objects: list[Manifest]) -> None:
+    """The rendered rules of both backends (host endpoint chains, failsafe ports,
+    applyOnForward) through the interpreter: what the walk and the matrix say, for every
+    pair of pods, nodes and external addresses and every probe (failsafe ones too)."""
+    from render.test_program_differential import check
+    from sekisho.semantics import compile_program
+
+    has_n1 = any(o["kind"] == "HostEndpoint" and o["spec"]["node"] == "n1" for o in objects)
+    cluster = _cluster([*objects, *([] if has_n1 else [hep("n1")])])
+    probes = [(80, "TCP"), (22, "TCP"), (53, "UDP"), (68, "UDP"), (10250, "TCP"), (None, "ICMP")]
+    check(cluster, compile_program(cluster), probes)
 
 
 def test_incremental_matrix_refuses_hostnetwork_pods_under_host_endpoints() -> None:
