@@ -221,7 +221,9 @@ class HostEndpointRef:
         if not forward:
             which = "Inbound" if direction == "ingress" else "Outbound"
             action: EndpointAction = "failsafe-in" if direction == "ingress" else "failsafe-out"
-            out.append((action, f"{what}: Felix's failsafe port (Failsafe{which}HostPorts)", None))
+            out.append(
+                (action, f"{what}: a failsafe port of Felix (Failsafe{which}HostPorts)", None)
+            )
         tiers = self.tiers[chain]
         out += _tier_steps(what, tiers)
         head = "every tier passed" if tiers else "no policy applies"
