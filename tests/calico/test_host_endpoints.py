@@ -353,3 +353,20 @@ def test_unknown_profiles_are_refused() -> None:
 
     with pytest.raises(ManifestError, match=r'profile "kns\.default" is not read by sekisho'):
         _cluster([hep("n1", "kns.default")])
+
+
+def test_what_the_renderer_does_not_draw_is_refused() -> None:
+    """A second host endpoint of a node, and preDNAT and doNotTrack policies, are not
+    drawn: enforcing without them would enforce less than the manifests say."""
+    from sekisho.errors import ManifestError
+    from sekisho.sources.files import refuse_unrendered
+
+    assert refuse_unrendered(_cluster([hep("n1"), hep("n2")])) is not None
+    second = {**hep("n1"), "metadata": {"name": "n1-eth1", "labels": {}}}
+    second["spec"] = {"node": "n1", "interfaceName": "eth1"}
+    with pytest.raises(ManifestError, match="node n1 has another host endpoint, n1-eth0"):
+        refuse_unrendered(_cluster([hep("n1"), second]))
+    for field, words in (("doNotTrack", "raw table"), ("preDNAT", "mangle table")):
+        policy = gnp("early", "host == 'n1'", applyOnForward=True, **{field: True})
+        with pytest.raises(ManifestError, match=f"spec.{field}: not rendered yet.*{words}"):
+            refuse_unrendered(_cluster([hep("n1"), policy]))

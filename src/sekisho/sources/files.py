@@ -104,8 +104,9 @@ def refuse_unrendered(cluster: Cluster) -> Cluster:
 
     The renderer draws every policy of the program on workload endpoints and on the
     node's host endpoint (its own traffic, failsafe ports, ``applyOnForward``
-    policies on forwarded traffic). It does not draw ``preDNAT`` and ``doNotTrack``
-    policies where Felix applies them (the mangle and raw tables, before DNAT and
+    policies on forwarded traffic), one host endpoint per node. It does not draw a
+    second host endpoint of a node, nor ``preDNAT`` and ``doNotTrack`` policies where
+    Felix applies them (the mangle and raw tables, before DNAT and
     connection tracking). Enforcing a cluster without them would enforce something
     other than the manifests say, so the agent keeps its last good state and
     ``render`` and ``trace --node`` stop, naming each one (validate, trace and matrix
@@ -131,6 +132,26 @@ def refuse_unrendered(cluster: Cluster) -> Cluster:
         for p in cluster.calico.policies
         if p.staged_action is None and (p.do_not_track or p.pre_dnat)
     ]
+    # One host endpoint per node is drawn (the one the walk takes: sekisho's nodes have
+    # one interface); another one of that node would go unenforced.
+    from sekisho.semantics.verdict import node_host_endpoint
+
+    for h in cluster.calico.host_endpoints:
+        node = cluster.node(h.node)
+        drawn = node_host_endpoint(cluster, h.node, None if node is None else node.internal_ip)
+        if drawn is not None and drawn.name != h.name:
+            problems.append(
+                Problem(
+                    h.source.file,
+                    h.source.line,
+                    "HostEndpoint",
+                    h.name,
+                    "spec.node",
+                    f"not rendered: node {h.node} has another host endpoint, {drawn.name}, and "
+                    "sekisho draws one per node (the one with its InternalIP, else a named "
+                    "interface); refusing to enforce the cluster without this one",
+                )
+            )
     if problems:
         raise ManifestError(problems)
     return cluster
