@@ -374,8 +374,23 @@ def _apply(lab: Lab, objects: list[dict[str, Any]], what: str, out: Out) -> None
     out(f"applied {what}: every agent shows it ({time.monotonic() - t:.1f} s)")
 
 
-def run(seed: Path, backend: str, out: Out, name: str = "demo", store: str = "etcd") -> bool:
-    """Build the seed lab, reproduce findings 1-5, print the matrix, tear down; True if all pass."""
+ACTS = ("both", "seed", "calico")
+"""``seed``: the report's findings; ``calico``: Calico's own policy model
+(:mod:`sekisho.lab.calico_demo`); ``both``: one after the other in one lab."""
+
+
+def run(
+    seed: Path,
+    backend: str,
+    out: Out,
+    name: str = "demo",
+    store: str = "etcd",
+    acts: str = "both",
+    calico: Path | None = None,
+) -> bool:
+    """Build the seed lab, reproduce findings 1-5, print the matrix, then (``acts``) show
+    Calico's own policies with packets; tear down; True if all pass."""
+    from sekisho.lab import calico_demo
     from sekisho.lab.lifecycle import guarded
 
     start = time.monotonic()
@@ -399,14 +414,21 @@ def run(seed: Path, backend: str, out: Out, name: str = "demo", store: str = "et
             )
         policies = ", ".join(o["metadata"]["name"] for o in part2)
         out(f"applied part2 ({policies})")
-        finding1(lab, r)
-        _apply(lab, part1, "part1 (allow-tcp-80 in prod)", out)
-        finding2(lab, r)
-        finding3(lab, r)
-        _apply(lab, part2, f"part2 ({policies})", out)
-        finding4(lab, r)
-        finding5(lab, r)
-        full_matrix(lab, r)
+        if acts in ("both", "seed"):
+            out("")
+            out("Act 1: the seed report's findings")
+            finding1(lab, r)
+            _apply(lab, part1, "part1 (allow-tcp-80 in prod)", out)
+            finding2(lab, r)
+            finding3(lab, r)
+            _apply(lab, part2, f"part2 ({policies})", out)
+            finding4(lab, r)
+            finding5(lab, r)
+            full_matrix(lab, r)
+        if acts in ("both", "calico"):
+            t = time.monotonic()
+            calico_demo.act(lab, r, seed, calico or seed.parent / "calico", out)
+            out(f"(act 2 took {time.monotonic() - t:.1f} s)")
         out("")
         out("removing the lab ...")
     out(f"{conclusion(r.passed, r.failed)} in {time.monotonic() - start:.1f} s")
