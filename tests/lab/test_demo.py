@@ -68,6 +68,8 @@ def test_demo_offline() -> None:
         assert f"== Finding {finding}:" in proc.stdout
     assert "FAIL " not in proc.stdout
     assert "ALL PASS (offline" in proc.stdout
+    assert "ALL PASS (offline act 2" in proc.stdout
+    assert "== A platform tier denies" in proc.stdout
 
 
 def test_demo_offline_fails_when_the_policies_do_not_do_what_the_report_saw(

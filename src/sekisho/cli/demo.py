@@ -55,5 +55,5 @@ def demo(backend: str, seed: str | None, name: str, offline: bool, store: str, a
     seed_dir = _find_seed(seed)
     why = "--offline given" if offline else d.unavailable()
     if why:
-        return 0 if d.offline(seed_dir, click.echo, why) else 1
+        return 0 if d.offline(seed_dir, click.echo, why, act) else 1
     return 0 if d.run(seed_dir, backend, click.echo, name, store, act) else 1
