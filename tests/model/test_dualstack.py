@@ -238,3 +238,11 @@ def test_trace_refuses_a_flow_of_two_families(
     )
     assert code == 2
     assert "two IP families" in capsys.readouterr().err
+
+
+def test_lint_sees_ipv6_pod_ranges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SK006 (an ipBlock over pod addresses) for an IPv6 block over dual-stack pods."""
+    f = write(tmp_path, "fd00:10:244::/48")
+    main(["lint", f])
+    out = capsys.readouterr().out
+    assert "SK006" in out and "fd00:10:244:1::/64" in out and "x/a" in out

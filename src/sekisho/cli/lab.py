@@ -150,9 +150,11 @@ def up(paths: tuple[str, ...], name: str, backend: str, no_agent: bool, store: s
         f"{', no agents' if no_agent else ''}{', etcd store' if store == 'etcd' else ''})"
     )
     for n in p.nodes:
-        click.echo(f"  node {n.name:<16} {n.ip!s:<16} netns {n.netns}")
+        six = f" {n.ip6}" if n.ip6 is not None else ""
+        click.echo(f"  node {n.name:<16} {n.ip!s:<16} netns {n.netns}{six}")
     for pod in p.pods:
-        click.echo(f"  pod  {pod.key:<32} {pod.ip!s:<16} on {pod.node:<12} netns {pod.netns}")
+        six = f" {pod.ip6}" if pod.ip6 is not None else ""
+        click.echo(f"  pod  {pod.key:<32} {pod.ip!s:<16} on {pod.node:<12} netns {pod.netns}{six}")
     return 0
 
 
