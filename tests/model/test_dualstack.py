@@ -246,3 +246,24 @@ def test_lint_sees_ipv6_pod_ranges(tmp_path: Path, capsys: pytest.CaptureFixture
     main(["lint", f])
     out = capsys.readouterr().out
     assert "SK006" in out and "fd00:10:244:1::/64" in out and "x/a" in out
+
+
+def test_matrix_over_ipv6_names_the_pods_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    path = tmp_path / "mixed.yaml"
+    path.write_text(
+        yaml.safe_dump_all(
+            [
+                node("n1", 1),
+                pod("a", "n1", "10.244.1.5", "fd00:10:244:1::5"),
+                pod("b", "n1", "10.244.1.6"),
+            ]
+        )
+    )
+    assert main(["matrix", str(path), "--family", "6", "--probe", "80/TCP", "-o", "json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["pods"] == ["x/a"]
+    assert "1 pod(s) have no IPv6 address and are not in the matrix: x/b" in out.err

@@ -304,7 +304,16 @@ def matrix(
     from sekisho.semantics.probe import default_services, family_view, services_from_flags
     from sekisho.semantics.staged import matrix_changes, pending_matrix, staged_labels
 
-    cluster = family_view(load(paths, etcd), family)
+    loaded = load(paths, etcd)
+    cluster = family_view(loaded, family)
+    if len(cluster.pods) < len(loaded.pods):
+        kept = {p.key for p in cluster.pods}
+        left = [p.key for p in loaded.pods if p.key not in kept]
+        click.echo(
+            f"note: {len(left)} pod(s) have no IPv{family} address and are not in the matrix:"
+            f" {', '.join(left[:10])}{', ...' if len(left) > 10 else ''}",
+            err=True,
+        )
     chosen = services_from_flags(probes, port, protocol)
     services = chosen if chosen is not None else default_services(cluster)
     result = compute_matrix(cluster, services)
