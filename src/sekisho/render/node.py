@@ -436,9 +436,7 @@ class NodeRenderer:
         self._descriptions = {}
         self._tab = self._ports = None
         self._delta = Delta()
-        self._others = [
-            Entity("node", n.name, n.labels, n.labels, (n.internal_ip,)) for n in cluster.nodes
-        ]
+        self._others = [Entity("node", n.name, n.labels, n.labels, n.ips) for n in cluster.nodes]
         universe = Universe(cluster)
         self._others += universe.hosts + universe.netsets
         node = cluster.node(self.node)
