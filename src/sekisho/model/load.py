@@ -22,6 +22,7 @@ from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_object, parse_objects
 from sekisho.model.reader import (
+    FieldPath,
     Issue,
     Loc,
     RawObject,
@@ -344,6 +345,8 @@ def _base(
         t = d.template
         if t.node is None or t.node not in nodes or (t.ip is None and not t.host_network):
             return None
+        if t.other_ips or (t.host_network and nodes[t.node].other_ips):
+            return None  # dual stack: the full load checks the other family's addresses
     names: dict[str, object] = {}
     for key in parts:
         if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str)):
@@ -375,6 +378,8 @@ def _simple(part: _Part, base: _Base) -> PodDraft | NetworkPolicy | None:
         t = drafts.pods[0].template
         if t.node is None or t.node not in base.nodes or (t.ip is None and not t.host_network):
             return None
+        if t.other_ips or (t.host_network and base.nodes[t.node].other_ips):
+            return None  # dual stack: the full load checks the other family's addresses
         return drafts.pods[0]
     if len(drafts.policies) == 1 and not drafts.pods:
         return drafts.policies[0]
@@ -543,22 +548,22 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
         placed[f"{draft.namespace}/{draft.name}"] = node
 
     # IPs: given ones first (they are taken), then the rest in name order.
-    taken: set[int] = {int(n.internal_ip) for n in nodes}
-    node_ip_owner = {int(n.internal_ip): n.name for n in nodes}
+    taken: set[int] = {int(ip) for n in nodes for ip in n.ips}
+    node_ip_owner = {int(ip): n.name for n in nodes for ip in n.ips}
     pod_ip_owner: dict[int, str] = {}
     for draft in ordered:
-        given = draft.template.ip
-        if given is None or draft.template.host_network:
+        if draft.template.ip is None or draft.template.host_network:
             continue
         key = f"{draft.namespace}/{draft.name}"
-        owner = pod_ip_owner.get(int(given)) or (
-            f"node {node_ip_owner[int(given)]}" if int(given) in node_ip_owner else None
-        )
-        if owner is not None:
-            draft.report.error(("status", "podIP"), f"IP {given} is already used by {owner}")
-            continue
-        pod_ip_owner[int(given)] = f"pod {key}"
-        taken.add(int(given))
+        for given in (draft.template.ip, *draft.template.other_ips):
+            owner = pod_ip_owner.get(int(given)) or (
+                f"node {node_ip_owner[int(given)]}" if int(given) in node_ip_owner else None
+            )
+            if owner is not None:
+                draft.report.error(("status", "podIP"), f"IP {given} is already used by {owner}")
+                continue
+            pod_ip_owner[int(given)] = f"pod {key}"
+            taken.add(int(given))
 
     pods: list[Pod] = []
     for draft in ordered:
@@ -567,21 +572,25 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
         node_obj = node_by_name.get(node_name) if node_name else None
         t = draft.template
         ip: IPAddress | None
+        others: tuple[IPAddress, ...] = ()
         try:
             if t.host_network:
                 if node_obj is not None:
                     ip = node_obj.internal_ip  # "hostNetwork pods get their node's IP"
+                    others = node_obj.other_ips
                 else:
                     ip = t.ip or ipam.hashed_ip(key, ipam.NODE_NETWORK, taken)
             elif t.ip is not None:
-                ip = t.ip
+                ip, others = t.ip, t.other_ips
             else:
-                pool = node_obj.pod_cidr if node_obj is not None else cluster_cidr
-                ip = ipam.hashed_ip(key, pool, taken)
+                # One address per family the node has a pod CIDR of (a dual-stack pod).
+                pools = node_obj.pod_cidrs if node_obj is not None else (cluster_cidr,)
+                ip, *rest = (ipam.hashed_ip(key, pool, taken) for pool in pools)
+                others = tuple(rest)
         except ipam.PoolExhausted as exc:
             draft.report.error((), f"cannot assign an IP to pod {key}: {exc}")
             ip = None
-        pods.append(_pod(draft, node_name, ip))
+        pods.append(_pod(draft, node_name, ip, others if ip is not None else ()))
 
     namespaces: dict[str, Namespace] = {}
     for ns in drafts.namespaces:
@@ -603,8 +612,14 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
     )
 
 
-def _pod(draft: PodDraft, node_name: str | None, ip: IPAddress | None) -> Pod:
-    """The pod of a draft placed on ``node_name`` with address ``ip`` (the join and the patch)."""
+def _pod(
+    draft: PodDraft,
+    node_name: str | None,
+    ip: IPAddress | None,
+    other_ips: tuple[IPAddress, ...] = (),
+) -> Pod:
+    """The pod of a draft placed on ``node_name`` with address ``ip`` and the addresses of
+    its other family ``other_ips`` (the join and the patch)."""
     t = draft.template
     return Pod(
         namespace=draft.namespace,
@@ -617,7 +632,7 @@ def _pod(draft: PodDraft, node_name: str | None, ip: IPAddress | None) -> Pod:
         workload=draft.workload,
         source=draft.source,
         service_account=t.service_account,
-        other_ips=t.other_ips if ip is not None and ip == t.ip else (),
+        other_ips=other_ips,
     )
 
 
@@ -626,25 +641,28 @@ def _nodes(drafts: list[NodeDraft], cluster_cidr: IPNetwork) -> list[Node]:
     ordered = sorted(drafts, key=lambda d: d.name)
     ip_owner: dict[int, str] = {}
     for d in ordered:
-        if d.internal_ip is None:
-            continue
-        owner = ip_owner.get(int(d.internal_ip))
-        if owner is not None:
-            d.report.error(
-                ("status", "addresses"),
-                f"InternalIP {d.internal_ip} is already used by node {owner}",
-            )
-        else:
-            ip_owner[int(d.internal_ip)] = d.name
+        for addr in ((d.internal_ip,) if d.internal_ip is not None else ()) + d.other_ips:
+            owner = ip_owner.get(int(addr))
+            if owner is not None:
+                d.report.error(
+                    ("status", "addresses"),
+                    f"InternalIP {addr} is already used by node {owner}",
+                )
+            else:
+                ip_owner[int(addr)] = d.name
     cidrs: list[tuple[IPNetwork, str]] = []
     # Two CIDRs overlap when one holds the other: look the new one's supernets up
     # among the CIDRs so far, and the new one among their supernets (not n x n).
     exact: dict[tuple[int, int, int], str] = {}
     inside: dict[tuple[int, int, int], str] = {}
-    for d in ordered:
-        if d.pod_cidr is None:
-            continue
-        net = d.pod_cidr
+    owned: list[tuple[NodeDraft, IPNetwork, FieldPath]] = [
+        (nd, net, ("spec", "podCIDR") if i == 0 else ("spec", "podCIDRs", i))
+        for nd in ordered
+        for i, net in enumerate(
+            ((nd.pod_cidr,) if nd.pod_cidr is not None else ()) + nd.other_pod_cidrs
+        )
+    ]
+    for d, net, where in owned:
         bits, base = net.max_prefixlen, int(net.network_address)
         supernets = [
             (net.version, base >> (bits - plen) << (bits - plen), plen)
@@ -655,10 +673,8 @@ def _nodes(drafts: list[NodeDraft], cluster_cidr: IPNetwork) -> list[Node]:
         for k in supernets:
             inside.setdefault(k, d.name)
         if clash is not None:
-            d.report.error(
-                ("spec", "podCIDR"), f"podCIDR {d.pod_cidr} overlaps the podCIDR of node {clash}"
-            )
-        cidrs.append((d.pod_cidr, d.name))
+            d.report.error(where, f"podCIDR {net} overlaps the podCIDR of node {clash}")
+        cidrs.append((net, d.name))
 
     taken = set(ip_owner)
     nodes: list[Node] = []
@@ -680,6 +696,10 @@ def _nodes(drafts: list[NodeDraft], cluster_cidr: IPNetwork) -> list[Node]:
                 schedulable=d.schedulable,
                 labels=d.labels,
                 source=d.source,
+                other_ips=tuple(ip for ip in d.other_ips if ip.version != internal_ip.version),
+                other_pod_cidrs=tuple(
+                    n for n in d.other_pod_cidrs if n.version != pod_cidr.version
+                ),
             )
         )
     return nodes
