@@ -238,15 +238,17 @@ def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, 
         # same order as ``member_sort_key`` gives addresses of one family.
         kind = IPv4 if family == 4 else IPv6
         plain = [m for m in members if type(m) is kind]
-        rest = [m for m in members if type(m) is not IPv4 and type(m) is not IPv6]
-        mine = [m for m in rest if member_family(m) == family]
-        if not mine:
-            return [(address_text(m), None) for m in sorted(plain, key=_ADDRESS_INT)]
-        if not plain and all(type(m) is tuple and type(m[0]) is kind for m in mine):
-            # a named port's set: (address, port) pairs only
-            pairs = cast(list[tuple[Address, int]], mine)
-            pairs.sort(key=_pair_key)
-            return [(address_text(a), port) for a, port in pairs]
+        pairs = cast(
+            list[tuple[Address, int]],
+            [m for m in members if type(m) is tuple and type(m[0]) is kind],
+        )
+        nets = [m for m in members if type(m) is not tuple and type(m) is not IPv4]
+        if not any(member_family(m) == family for m in nets if type(m) is not IPv6):
+            if not pairs:
+                return [(address_text(m), None) for m in sorted(plain, key=_ADDRESS_INT)]
+            if not plain:  # a named port's set: (address, port) pairs only
+                pairs.sort(key=_pair_key)
+                return [(address_text(a), port) for a, port in pairs]
     out: list[tuple[str, int | None]] = []
     for m in disjoint(x for x in members if member_family(x) == family):
         if isinstance(m, IPv4 | IPv6):
