@@ -270,6 +270,10 @@ class Delta:
         )
 
 
+BATCH = 8
+"""From this many changed pods in one update on, sets and policies are matched against
+a table of the changed pods (a few vector operations each) rather than pod by pod."""
+
 _POD_FIELDS = ("pods", "policies", "cluster_policies")
 """Cluster fields the incremental path follows; a change in any other one rebuilds."""
 
@@ -350,8 +354,12 @@ class NodeRenderer:
         ):
             changed = self._program_changed(cluster)
         self._inputs = inputs
-        for key, old_pod, new_pod in _diff(old.pods, cluster.pods):
-            self._pod_changed(key, old_pod, new_pod)
+        pod_changes = _diff(old.pods, cluster.pods)
+        if len(pod_changes) >= BATCH:
+            self._pods_changed(pod_changes)
+        else:
+            for key, old_pod, new_pod in pod_changes:
+                self._pod_changed(key, old_pod, new_pod)
         if changed:
             for key in list(self.pods):
                 if self._is_local(self.pods[key]):
@@ -436,9 +444,7 @@ class NodeRenderer:
         self._descriptions = {}
         self._tab = self._ports = None
         self._delta = Delta()
-        self._others = [
-            Entity("node", n.name, n.labels, n.labels, (n.internal_ip,)) for n in cluster.nodes
-        ]
+        self._others = [Entity("node", n.name, n.labels, n.labels, n.ips) for n in cluster.nodes]
         universe = Universe(cluster)
         self._others += universe.hosts + universe.netsets
         node = cluster.node(self.node)
@@ -506,7 +512,9 @@ class NodeRenderer:
         old_pos = self._position
         self._set_program(self._compile(cluster))
         changed = {
-            k for k in old.keys() | self.policies.keys() if old.get(k) != self.policies.get(k)
+            k
+            for k in old.keys() | self.policies.keys()
+            if old.get(k) is not self.policies.get(k) and old.get(k) != self.policies.get(k)
         }
         if self._tiers != old_tiers or self._position != old_pos:
             # the order moved: every endpoint's tier list is rebuilt (membership is kept)
@@ -556,7 +564,11 @@ class NodeRenderer:
     def _refresh_all_endpoints(self) -> None:
         """Which policies apply to every local pod: each policy's selector once over a
         table of the local pods."""
-        local = [k for k, p in self.pods.items() if self._is_local(p)]
+        self._refresh_endpoints([k for k, p in self.pods.items() if self._is_local(p)])
+
+    def _refresh_endpoints(self, local: list[str]) -> None:
+        """Which policies apply to these local pods: each policy's selector once over a
+        table of them."""
         if not local:
             return
         ents = [self.entities[k] for k in local]
@@ -573,6 +585,64 @@ class NodeRenderer:
         for key in local:
             self._applies[key] = have[key]
             self._refresh_endpoint(key, set())
+
+    def _pods_changed(self, changes: list[tuple[str, Pod | None, Pod | None]]) -> None:
+        """Many pods at once (a burst of endpoint churn): what :meth:`_pod_changed` does for
+        each, with each set's and each policy's selector evaluated once over a table of
+        the changed pods instead of once per pod."""
+        self._tab = self._ports = None
+        before: list[Entity] = []
+        after: list[Entity] = []
+        for key, _old, new in changes:
+            was = self.entities.get(key)
+            self.pods.pop(key, None)
+            self.entities.pop(key, None)
+            if was is not None:
+                before.append(was)
+            if new is not None:
+                self._add_pod(new)
+                now = self.entities.get(key)
+                if now is not None:
+                    after.append(now)
+        tables = (LabelTable([e.labels for e in before]), LabelTable([e.labels for e in after]))
+        for skey, sd in self.set_defs.items():
+            if sd.static:
+                continue
+            sel = sd.selector
+            out: list[tuple[Member, int]] = []
+            for step, ents, table in ((-1, before, tables[0]), (+1, after, tables[1])):
+                if not ents:
+                    continue
+                if sel is None:
+                    picked: Sequence[int] = range(len(ents))
+                    flag = None
+                else:
+                    picked = np.flatnonzero(select(sel.selector, table)).tolist()
+                    flag = True
+                for i in picked:
+                    out += [(m, step) for m in sd.holds(ents[i], flag)]
+            if not out:
+                continue
+            members = self.members[skey]
+            net: dict[Member, int] = {}
+            for m, step in out:
+                net[m] = net.get(m, 0) + step
+            for m, step in net.items():
+                if not step:
+                    continue
+                left = members.get(m, 0) + step
+                if left:
+                    members[m] = left
+                else:
+                    del members[m]
+                self._delta.sets.add(skey)
+        added: list[str] = []
+        for key, old, new in changes:
+            if old is not None and self._is_local(old) and (new is None or not self._is_local(new)):
+                self._drop_endpoint(key)
+            if new is not None and self._is_local(new):
+                added.append(key)
+        self._refresh_endpoints(added)
 
     def _pod_changed(self, key: str, old: Pod | None, new: Pod | None) -> None:
         self._tab = self._ports = None
@@ -826,14 +896,15 @@ def _diff(old_seq: Sequence[_K], new_seq: Sequence[_K]) -> list[tuple[str, _K | 
         else:
             return out
         out = []
-    old_items = {o.key: o for o in old_seq}
-    seen: set[str] = set()
+    # Objects in both snapshots are skipped by identity; only the others are keyed.
+    old_ids = {id(a) for a in old_seq}
+    new_ids = {id(b) for b in new_seq}
+    gone = {a.key: a for a in old_seq if id(a) not in new_ids}
     for b in new_seq:
-        seen.add(b.key)
-        prev = old_items.get(b.key)
-        if prev is b:
+        if id(b) in old_ids:
             continue
+        prev = gone.pop(b.key, None)
         if prev is None or prev != b:
             out.append((b.key, prev, b))
-    out.extend((k, a, None) for k, a in old_items.items() if k not in seen)
+    out.extend((k, a, None) for k, a in gone.items())
     return out
