@@ -99,11 +99,17 @@ class Step:
 
 def because(v: Verdict) -> str:
     """One line: what decided, with the Log rules met on the way."""
-    sides = [s for s in (v.egress, v.ingress) if s is not None and s.isolated]
+    sides = [
+        s
+        for s in (v.egress, v.ingress)
+        if s is not None and (s.isolated or s.host is not None or s.ending == "failsafe")
+    ]
     if not v.allowed:
         sides = [s for s in sides if not s.allowed]
     words = [f"{s.direction}: {s.because()}" for s in sides]
     words += [f"logged by {r.where()}" for s in sides for r in s.logged]
+    if v.reason == "same-node":
+        words.insert(0, "traffic from a node to its own pods is never filtered")
     return "; ".join(words) or f"not filtered ({v.reason})"
 
 
@@ -300,6 +306,14 @@ def steps(seed: Path, calico: Path) -> list[Step]:
                         80,
                         "answer",
                         via="prod/blue",
+                    ),
+                    Probe(
+                        "k8s-node2 -> k8s-node1 TCP 80: no host endpoint yet, the node is open",
+                        "k8s-node2",
+                        "k8s-node1",
+                        "TCP",
+                        80,
+                        "refused",
                     ),
                 ],
             )
