@@ -35,9 +35,11 @@ after that, and before the answer: the figures are upper bounds by at most the
 transaction's round trip, printed too) and stops at each watcher's receipt:
 p50/p99/max over every (change, watcher), and over the last watcher of each change.
 etcd's resident memory (``/proc/PID/status`` VmRSS, sampled every 50 ms) before,
-at its peak during the lists, and after the changes; the bytes of one list
-answer and of one change's watch message (a raw watch stream in this process).
-Ratios are against N = 1 of the same run.
+at its peak during the lists, and after the changes; etcd's CPU time
+(``/proc/PID/stat``) spent on the N lists and on the changes (that one covers N
+streams and the byte counter's); the bytes of one list answer and of one change's
+watch message (a raw watch stream in this process). Ratios are against N = 1 of
+the same run. Exit status 1 when a watcher missed a change.
 """
 
 from __future__ import annotations
