@@ -112,6 +112,10 @@ class ProbeMatrix:
     identity_class: IntArray | None = field(repr=False, default=None)
     """The class of each identity: identities the program evaluates alike (see
     :func:`_classes`), so one row and column of the tables serves them all."""
+    shared: dict[tuple[object, ...], object] = field(
+        repr=False, compare=False, default_factory=dict
+    )
+    """What probes with the very same tables compute once (one dict per matrix)."""
 
     @property
     def service(self) -> Service:
@@ -156,7 +160,11 @@ class ProbeMatrix:
 
     @cached_property
     def class_allowed(self) -> BoolArray:
-        out: BoolArray = self.identity_ingress & self.identity_egress
+        key = ("allowed", id(self.identity_ingress), id(self.identity_egress))
+        got = self.shared.get(key)
+        if got is None:
+            got = self.shared[key] = self.identity_ingress & self.identity_egress
+        out: BoolArray = got  # type: ignore[assignment]
         return out
 
     @property
@@ -214,6 +222,10 @@ class ProbeMatrix:
         From the class tables and the class sizes: pods of one class are pairs of the
         class with itself."""
         table = self.class_table(which)
+        key = ("total", id(table), id(self.identity_class), id(self.pod_identity))
+        if not self.same_node and key in self.shared:
+            known: int = self.shared[key]  # type: ignore[assignment]
+            return known
         k = table.shape[0]
         idx = self.pod_class
         sizes = np.bincount(idx, minlength=k).astype(np.float64)
@@ -227,6 +239,8 @@ class ProbeMatrix:
         if which != "egress":
             for row, cols in self.same_node:
                 extra += int((~table[idx[row], idx[cols]]).sum())
+        if not self.same_node:
+            self.shared[key] = round(total)
         return round(total) + extra
 
     def to_json(self) -> dict[str, object]:
@@ -1318,6 +1332,7 @@ def _compute_matrix(
         return ig, eg
 
     out: list[ProbeMatrix] = []
+    shared: dict[tuple[object, ...], object] = {}
     for svc in checked:
         if svc.name is None:
             ingress, egress = tables(svc.protocol, svc.port)
@@ -1349,6 +1364,7 @@ def _compute_matrix(
                 tuple(same_node) if svc.name is None else fixes,
                 svc.name,
                 classes,
+                shared,
             )
         )
     return Matrix(tuple(chosen), tuple(out), fine.identities, fine.pod_identity)
