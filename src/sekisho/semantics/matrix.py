@@ -766,6 +766,15 @@ class _Looked:
 
 CLASS_CHUNK = 512
 """Selector rows evaluated (then packed) at a time when finding classes."""
+CLASSES_FROM = 2000
+"""From this many identities on, the engine looks for classes (below, it costs more
+than it saves); the tests set it to 0."""
+
+
+def _distinct(values: IntArray) -> int:
+    """How many distinct values (``len(np.unique(values))``, which imports numpy.ma)."""
+    ordered = np.sort(values)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + int(len(values) > 0)
 
 
 def _classes(ids: _Identities, program: Program) -> IntArray | None:
@@ -780,7 +789,7 @@ def _classes(ids: _Identities, program: Program) -> IntArray | None:
     the rules' selectors and the scopes of named ports, every one evaluated here.
     """
     k = ids.size
-    if k <= 1:
+    if k <= 1 or k < CLASSES_FROM:
         return None
     # What is not namespace or labels: the rest of the identity key.
     rest: dict[object, int] = {}
@@ -799,7 +808,7 @@ def _classes(ids: _Identities, program: Program) -> IntArray | None:
                         sets.setdefault(scope.key, scope)
     chosen = list(sets.values())
     for at in range(0, len(chosen), CLASS_CHUNK):
-        if len(np.unique(codes)) == k:
+        if _distinct(codes) == k:
             return None  # nothing left to merge
         rows = np.empty((min(CLASS_CHUNK, len(chosen) - at), k), dtype=np.bool_)
         for n, s in enumerate(chosen[at : at + CLASS_CHUNK]):
