@@ -771,13 +771,30 @@ CLASSES_FROM = 2000
 than it saves); the tests set it to 0."""
 
 
+def _seed_rows(
+    ids: _Identities,
+    rows: list[tuple[list[str], npt.NDArray[np.uint8]]],
+    size: int,
+    firsts: IntArray,
+) -> None:
+    """Put the selector rows :func:`_classes` evaluated over identities into the cache of
+    ``ids``, the view of one representative per class (identity ``firsts[c]`` is class
+    ``c``'s): the same labels, so the same values, not evaluated again."""
+    for keys, packed in rows:
+        table = np.unpackbits(packed, axis=1, count=size)[:, firsts].astype(np.bool_)
+        for key, row in zip(keys, table, strict=True):
+            ids._cache[key] = row
+
+
 def _distinct(values: IntArray) -> int:
     """How many distinct values (``len(np.unique(values))``, which imports numpy.ma)."""
     ordered = np.sort(values)
     return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + int(len(values) > 0)
 
 
-def _classes(ids: _Identities, program: Program) -> IntArray | None:
+def _classes(
+    ids: _Identities, program: Program, rows_out: list[tuple[list[str], npt.NDArray[np.uint8]]]
+) -> IntArray | None:
     """Identities the program cannot tell apart, numbered by their first identity; None
     when every identity is its own class.
 
@@ -787,6 +804,8 @@ def _classes(ids: _Identities, program: Program) -> IntArray | None:
     table, so the engine runs once per class. Namespace and labels reach the engine
     only through selectors (:meth:`_Identities.selector`): the policies' subjects,
     the rules' selectors and the scopes of named ports, every one evaluated here.
+    ``rows_out`` gets each selector's row, packed (keys, (n, bytes)), for
+    :func:`_seed_rows`.
     """
     k = ids.size
     if k <= 1 or k < CLASSES_FROM:
@@ -813,6 +832,7 @@ def _classes(ids: _Identities, program: Program) -> IntArray | None:
         rows = np.empty((min(CLASS_CHUNK, len(chosen) - at), k), dtype=np.bool_)
         for n, s in enumerate(chosen[at : at + CLASS_CHUNK]):
             rows[n] = ids.selector(s, keep=False)
+        rows_out.append(([s.key for s in chosen[at : at + CLASS_CHUNK]], np.packbits(rows, axis=1)))
         packed = np.ascontiguousarray(np.packbits(rows, axis=0).T)
         width = 8 + packed.shape[1]
         both = np.empty((k, width), dtype=np.uint8)
@@ -1292,7 +1312,8 @@ def _compute_matrix(
     fine = _Identities(cluster, chosen, program, probed_names)
     # The engine runs on classes of identities (one representative pod each); the
     # tables are read through the identities' classes.
-    classes = _classes(fine, program)
+    rows: list[tuple[list[str], npt.NDArray[np.uint8]]] = []
+    classes = _classes(fine, program, rows)
     if classes is None:
         ids = fine
         pod_class = fine.pod_identity
@@ -1300,7 +1321,9 @@ def _compute_matrix(
         firsts = np.unique(classes, return_index=True)[1]
         reps = [chosen[r] for r in fine.reps[firsts].tolist()]
         ids = _Identities(cluster, reps, program, probed_names)
+        _seed_rows(ids, rows, fine.size, firsts)
         pod_class = classes[fine.pod_identity]
+    del rows
     # Which identities each policy applies to (the same for every probe).
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
