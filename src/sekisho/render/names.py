@@ -9,6 +9,7 @@ namespace or selector is. We do the same with base32 of SHA-256, truncated.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 
@@ -38,6 +39,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stable_hash(content: str, length: int) -> str:
     """``length`` lowercase base32 characters of SHA-256 of ``content``."""
     digest = base64.b32encode(hashlib.sha256(content.encode()).digest()).decode().lower()
@@ -73,6 +75,12 @@ def endpoint_chain(prefix: str, iface: str, direction: str) -> str:
     """``P-tw-IFACE`` (to the workload: its ingress) or ``P-fw-IFACE`` (from it: its egress)."""
     tag = "tw" if direction == "ingress" else "fw"
     return fit(prefix, tag, iface, IPTABLES_CHAIN_MAX)
+
+
+def host_chain(prefix: str, ident: str, chain: str) -> str:
+    """A host endpoint's chain (Felix's ``cali-fh-IFACE``, ``cali-th-``, ``cali-fhfw-``,
+    ``cali-thfw-``): ``P-fh-IDENT`` and so on, ``ident`` its interface (or its name)."""
+    return fit(prefix, chain, ident, IPTABLES_CHAIN_MAX)
 
 
 def set_name(prefix: str, set_key: str, family: int = 4) -> str:
