@@ -51,6 +51,7 @@ from sekisho.semantics.labels import (
 )
 from sekisho.semantics.probe import Service, default_services
 from sekisho.semantics.program import (
+    ANY_ENTITY,
     DIRECTIONS,
     PORT_PROTOCOLS,
     PROTOCOL_NUMBERS,
@@ -922,6 +923,11 @@ def _prepare(
     rule for rule (:mod:`sekisho.semantics.incremental`)."""
     out: list[_PreparedTier] = []
     keys: dict[tuple[object, ...], int] = {}
+    by_objects: dict[tuple[object, ...], tuple[Rule, int]] = {}
+    everyone = ids.base(ANY_ENTITY)
+    # Whether a base row has a member, by row (rows are shared by equal sides).
+    nonempty: dict[int, bool] = {id(everyone): ids.size > 0}
+    ingress = direction == "ingress"
     for tier, policies in walk_order(program, direction):
         applies = np.zeros(ids.size, dtype=np.bool_)
         rules: list[_PreparedRule] = []
@@ -933,17 +939,52 @@ def _prepare(
             for rule in pol_rules:
                 src = ids.base(rule.src)
                 dst = ids.base(rule.dst)
-                if direction == "ingress":
-                    dst = dst & sel
+                # The policy's selection on the side it applies to (it has a member).
+                mine, other = (dst, src) if ingress else (src, dst)
+                if mine is everyone:
+                    mine = sel
                 else:
-                    src = src & sel
-                if keep_all or (src.any() and dst.any()):
-                    key = keys.setdefault(_probe_criteria(rule), len(keys))
-                    rules.append(_PreparedRule(rule, src, dst, key))
+                    mine = mine & sel
+                    if not keep_all and not mine.any():
+                        continue
+                if not keep_all:
+                    has = nonempty.get(id(other))
+                    if has is None:
+                        has = nonempty[id(other)] = bool(other.any())
+                    if not has:
+                        continue
+                src, dst = (other, mine) if ingress else (mine, other)
+                rules.append(_PreparedRule(rule, src, dst, _probe_key(rule, keys, by_objects)))
         if keep_all or applies.any():
             runs = () if keep_all else _grouped(rules)
             out.append(_PreparedTier(applies, tier.default_action, tuple(rules), runs))
     return out
+
+
+def _probe_key(
+    rule: Rule,
+    keys: dict[tuple[object, ...], int],
+    by_objects: dict[tuple[object, ...], tuple[Rule, int]],
+) -> int:
+    """A number per distinct :func:`_probe_criteria`, found by the rule's objects first
+    (compiled programs share their port matches)."""
+    src, dst = rule.src, rule.dst
+    quick = (
+        rule.protocol,
+        rule.not_protocol,
+        id(rule.icmp),
+        id(rule.not_icmp),
+        rule.ip_version,
+        id(src.ports),
+        id(src.not_ports),
+        id(dst.ports),
+        id(dst.not_ports),
+    )
+    hit = by_objects.get(quick)
+    if hit is None:
+        # Kept with the rule, so the objects behind the ids stay alive meanwhile.
+        hit = by_objects[quick] = (rule, keys.setdefault(_probe_criteria(rule), len(keys)))
+    return hit[1]
 
 
 def walk_order(
