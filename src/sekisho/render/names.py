@@ -9,6 +9,7 @@ namespace or selector is. We do the same with base32 of SHA-256, truncated.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 
@@ -38,6 +39,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stable_hash(content: str, length: int) -> str:
     """``length`` lowercase base32 characters of SHA-256 of ``content``."""
     digest = base64.b32encode(hashlib.sha256(content.encode()).digest()).decode().lower()
