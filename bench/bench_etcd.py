@@ -26,12 +26,17 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   revision being applied, and the agent's own stages (load = validate the
   snapshot, render, apply). Baseline: the same agent on the files source,
   the same change written as a file.
-* churn: a node with ``--local-pods`` pods and ``--policies`` policies; pods of
-  that node are deleted and added back by raw puts (as an API server would
-  write them) at ``--rate`` per second for ``--seconds``; per change, the time
-  until the agent applied a revision that includes it (p50/p99), and the rate
-  of endpoint updates it sustained (updates / seconds until the last one was
-  applied). Batching is the design: one sync takes every change that came.
+* churn: a node with ``--local-pods`` pods (pods of the generated cluster moved
+  onto it; ``--local-pods`` x 4 in the cluster) and ``--policies`` policies; pods
+  of that node are deleted and added back by raw puts (as an API server would
+  write them) from ``--writers`` clients at ``--rate`` per second in all for
+  ``--seconds``; per change, the time until the agent applied a revision that
+  includes it (p50/p99), and the rate of endpoint updates it sustained
+  (updates / seconds until the last one was applied). Batching is the design:
+  one sync takes every change that came while the last one was applied.
+* scale and churn also print the agent's stages per sync (load, render, apply)
+  and how many loads were patches of the last good cluster rather than whole
+  loads (``model.load.patch_parts``).
 * fanout: ``--watchers`` watch streams (threads, the work of an agent without a
   dataplane) on one etcd holding ``--pods`` pods; time for all to list
   (a cold start of every node), delivery of ``--changes`` puts to every
@@ -210,12 +215,15 @@ class Applied:
     def __init__(self, agent: Agent, source: EtcdSource) -> None:
         self.agent, self.source = agent, source
         self.log: list[tuple[float, int]] = []
+        self.stages: list[dict[str, float]] = []
+        """Each sync's stages (load, render, apply) and its total, in seconds."""
         real = agent._sync
 
         def sync() -> Any:
             summary = real()
             if summary.status in ("applied", "unchanged"):
                 self.log.append((time.perf_counter(), source._loaded_rev))
+                self.stages.append({**dict(summary.stages), "total": summary.duration})
             return summary
 
         agent._sync = sync  # type: ignore[method-assign]
@@ -228,6 +236,16 @@ class Applied:
                     return t
             time.sleep(0.0005)
         raise SystemExit(f"revision {revision} not applied in {timeout} s")
+
+
+def stage_text(stages: list[dict[str, float]]) -> str:
+    """p50/p99 of each stage of the agent's syncs (the first, the initial list, left out)."""
+    rows = stages[1:] or stages
+    out = []
+    for name in ("load", "render", "apply", "total"):
+        values = [r.get(name, 0.0) for r in rows]
+        out.append(f"{name} p50 {ms(pct(values, 0.5))} p99 {ms(pct(values, 0.99))}")
+    return "; ".join(out)
 
 
 def busiest(objs: list[dict[str, Any]]) -> str:
@@ -291,6 +309,8 @@ def section_scale(args: argparse.Namespace) -> None:
         samples = agent.metrics.value("sekisho_agent_apply_seconds_count")
         print(f"  etcd: put -> rules installed on {node}: {dist(lat)} ({samples:.0f} syncs)")
         print("  each change (ms):", " ".join(f"{x * 1000:.0f}" for x in lat))
+        print(f"  agent stages per sync: {stage_text(follow.stages)}")
+        print(f"  loads patched (not whole): {source.parts.patched} of {len(follow.stages)}")
         del stages
     base = files_scale(objs, node, target, args.changes)
     print(f"  files (baseline): file written -> rules installed: {dist(base)}")
@@ -343,7 +363,19 @@ def section_churn(args: argparse.Namespace) -> None:
     node = Counter(p.node for p in cluster.pods if p.node and not p.host_network).most_common(1)[0][
         0
     ]
+    # The generator puts about 100 pods on a node: move pods onto this one until it has
+    # --local-pods (their addresses stay: unique, which is all the model asks).
+    have = sum(1 for p in cluster.pods if p.node == node and not p.host_network)
+    for o in objs:
+        if have >= args.local_pods:
+            break
+        spec = o.get("spec", {})
+        if o["kind"] == "Pod" and spec.get("nodeName") != node and not spec.get("hostNetwork"):
+            spec["nodeName"] = node
+            have += 1
+    cluster = cluster_from_objects(objs)
     local = [p for p in cluster.pods if p.node == node and not p.host_network]
+    print(f"  node {node}: {len(local)} local pods")
     with LocalEtcd() as etcd, netns() as ns:
         config = etcd.config(timeout=120.0)
         client = EtcdClient(config)
@@ -361,35 +393,55 @@ def section_churn(args: argparse.Namespace) -> None:
         pod_objs = {p.key: by_key[p.key] for p in local}
         keys = list(pod_objs)
         writes: list[tuple[float, int]] = []
-        interval = 1 / args.rate
-        t_start = time.perf_counter()
-        k = 0
-        present = {key: True for key in keys}
-        while time.perf_counter() - t_start < args.seconds:
-            key = keys[k % len(keys)]
-            ns_, name = key.split("/", 1)
-            skey = object_key(config.prefix, "Pod", ns_, name)
-            t0 = time.perf_counter()
-            if present[key]:
-                rev = int(client.call("/kv/deleterange", {"key": _b64(skey)})["header"]["revision"])
-            else:
-                rev = client.put(skey, encode(pod_objs[key]))
-            present[key] = not present[key]
-            writes.append((t0, rev))
-            k += 1
-            sleep = t_start + k * interval - time.perf_counter()
-            if sleep > 0:
-                time.sleep(sleep)
-        done = follow.when(writes[-1][1])
+        # --writers clients write at once (one alone cannot reach 1,000 writes/s through
+        # the gateway), each its own pods, each paced at --rate / --writers.
+        t_start = time.perf_counter() + 0.05
+
+        def writer(mine: list[str]) -> None:
+            c = EtcdClient(config)
+            interval = args.writers / args.rate
+            present = dict.fromkeys(mine, True)
+            k = 0
+            while time.perf_counter() - t_start < args.seconds:
+                key = mine[k % len(mine)]
+                ns_, name = key.split("/", 1)
+                skey = object_key(config.prefix, "Pod", ns_, name)
+                t0 = time.perf_counter()
+                if present[key]:
+                    got = c.call("/kv/deleterange", {"key": _b64(skey)})
+                    rev = int(got["header"]["revision"])
+                else:
+                    rev = c.put(skey, encode(pod_objs[key]))
+                present[key] = not present[key]
+                writes.append((t0, rev))
+                k += 1
+                sleep = t_start + k * interval - time.perf_counter()
+                if sleep > 0:
+                    time.sleep(sleep)
+
+        threads = [
+            threading.Thread(target=writer, args=(keys[i :: args.writers],))
+            for i in range(args.writers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        writes.sort()
+        done = follow.when(max(rev for _, rev in writes))
         lat = [follow.when(rev) - t0 for t0, rev in writes]
         stop.set()
         source.close()
         thread.join(10)
         syncs = len(follow.log)
     rate = len(writes) / (done - t_start)
+    offered = len(writes) / (writes[-1][0] - t_start)
     print(
-        f"  {len(writes)} endpoint updates, sustained {rate:.0f}/s in {syncs} syncs; change -> installed {dist(lat)}"
+        f"  {len(writes)} endpoint updates written at {offered:.0f}/s, sustained {rate:.0f}/s"
+        f" in {syncs} syncs; change -> installed {dist(lat)}"
     )
+    print(f"  agent stages per sync: {stage_text(follow.stages)}")
+    print(f"  loads patched (not whole): {source.parts.patched} of {syncs}")
 
 
 def _b64(s: str) -> str:
@@ -484,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-pods", type=int, default=250)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--writers", type=int, default=8, help="churn: writing clients")
     parser.add_argument("--watchers", type=int, default=100)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:

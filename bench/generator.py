@@ -810,6 +810,220 @@ def write(
     return paths
 
 
+def _calico(kind: str, name: str, namespace: str | None, spec: Manifest) -> Manifest:
+    meta: Manifest = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
+
+
+def _calico_namespace_policies(ns: str, team: str, env: str, k: int) -> list[Manifest]:
+    """A team namespace's Calico NetworkPolicies, most important first (no tiers)."""
+    other = TEAMS[(TEAMS.index(team) + 1 + k) % len(TEAMS)]
+    return [
+        # Databases: their backend only; everything else denied explicitly (order 50).
+        _calico(
+            "NetworkPolicy",
+            "db-ingress",
+            ns,
+            {
+                "order": 50,
+                "selector": "tier == 'db'",
+                "types": ["Ingress"],
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "source": {"selector": "tier == 'backend'"},
+                        "destination": {"ports": [5432]},
+                    },
+                    {"action": "Deny"},
+                ],
+            },
+        ),
+        # Apps: Deny from dev namespaces first, then allow callers on ports and a range.
+        _calico(
+            "NetworkPolicy",
+            "app-ingress",
+            ns,
+            {
+                "order": 100 + k % 7,
+                "selector": "tier in {'frontend', 'backend'}",
+                "ingress": [
+                    {
+                        "action": "Deny",
+                        "protocol": "TCP",
+                        "source": {"namespaceSelector": "env == 'dev'"},
+                        "destination": {"ports": ["50000:50100"]},
+                    },
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "source": {"selector": "tier == 'frontend' || app == 'app0-backend'"},
+                        "destination": {"ports": [50051, "8000:8100"]},
+                    },
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "source": {
+                            "namespaceSelector": f"team in {{'{team}', '{other}'}} && env != 'dev'",
+                            "selector": "has(tier) && tier != 'db'",
+                        },
+                        "destination": {"ports": [8080]},
+                    },
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "source": {"namespaceSelector": "team == 'platform'"},
+                        "destination": {"ports": ["metrics"]},
+                    },
+                ],
+            },
+        ),
+        # Egress: DNS, the partner network (nets), same-team backends; then denied.
+        _calico(
+            "NetworkPolicy",
+            "egress",
+            ns,
+            {
+                "order": 200,
+                "selector": "!has(db-access) && tier != 'db'",
+                "types": ["Egress"],
+                "egress": [
+                    {
+                        "action": "Allow",
+                        "protocol": "UDP",
+                        "destination": {
+                            "namespaceSelector": "kubernetes.io/metadata.name == 'kube-system'",
+                            "selector": "k8s-app == 'kube-dns'",
+                            "ports": [53],
+                        },
+                    },
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "destination": {"nets": ["203.0.113.0/24"], "ports": [443]},
+                    },
+                    {
+                        "action": "Deny",
+                        "protocol": "TCP",
+                        "destination": {"selector": "tier == 'db'", "ports": [5432]},
+                    },
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "destination": {
+                            "namespaceSelector": f"team == '{team}'",
+                            "selector": "has(tier)",
+                        },
+                    },
+                    {
+                        "action": "Allow",
+                        "destination": {"selector": "tier == 'db'"},
+                    },
+                ],
+            },
+        ),
+        # No order: last; frontends of prod also take TCP from anywhere else on 8080.
+        _calico(
+            "NetworkPolicy",
+            "frontend-open",
+            ns,
+            {
+                "selector": "tier == 'frontend'",
+                "types": ["Ingress"],
+                "ingress": [
+                    {
+                        "action": "Allow" if env == "prod" else "Deny",
+                        "protocol": "TCP",
+                        "destination": {"ports": [8080]},
+                    }
+                ],
+            },
+        ),
+    ]
+
+
+def generate_calico(
+    pods: int, *, policies: int | None = None, replicas: int = 5, seed: int = 0
+) -> list[Manifest]:
+    """The first shape's nodes, namespaces and pods with Calico v3 policies instead.
+
+    No tiers (everything in the default tier, which NCA reads): GlobalNetworkPolicies
+    of low order (a Deny of dev callers into databases, DNS and Prometheus for
+    every app), then per team namespace NetworkPolicies with orders, Allow and
+    Deny, selector expressions (``==``, ``!=``, ``in``, ``has``, ``!``, ``&&``,
+    ``||``), namespace selectors, nets, numbered, ranged and named ports, and a
+    policy without order (last). ``policies`` (default ~pods/10) counts all of them.
+    """
+    base = [o for o in generate(pods, policies=0, replicas=replicas, seed=seed)]
+    base = [o for o in base if o["kind"] != "NetworkPolicy"]
+    want = max(1, round(pods / 10)) if policies is None else policies
+    gnps = [
+        _calico(
+            "GlobalNetworkPolicy",
+            "dev-never-reaches-db",
+            None,
+            {
+                "order": 10,
+                "selector": "tier == 'db'",
+                "types": ["Ingress"],
+                "ingress": [
+                    {"action": "Deny", "source": {"namespaceSelector": "env == 'dev'"}},
+                ],
+            },
+        ),
+        _calico(
+            "GlobalNetworkPolicy",
+            "monitoring",
+            None,
+            {
+                "order": 20,
+                "selector": "has(tier)",
+                "types": ["Ingress"],
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "source": {
+                            "namespaceSelector": "team == 'platform'",
+                            "selector": "app == 'prometheus'",
+                        },
+                        "destination": {"ports": [9090]},
+                    },
+                ],
+            },
+        ),
+        _calico(
+            "GlobalNetworkPolicy",
+            "dns",
+            None,
+            {
+                "order": 30,
+                "selector": "k8s-app == 'kube-dns'",
+                "types": ["Ingress"],
+                "ingress": [
+                    {"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}},
+                    {"action": "Allow", "protocol": "TCP", "destination": {"ports": [53]}},
+                ],
+            },
+        ),
+    ]
+    ranked = []
+    for k, ns in enumerate(o for o in base if o["kind"] == "Namespace"):
+        labels = ns["metadata"].get("labels", {})
+        if "env" in labels:
+            ranked.append(
+                _calico_namespace_policies(ns["metadata"]["name"], labels["team"], labels["env"], k)
+            )
+    chosen = gnps[:want]
+    for level in range(max((len(r) for r in ranked), default=0)):
+        for r in ranked:
+            if level < len(r) and len(chosen) < want:
+                chosen.append(r[level])
+    return base + chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--pods", type=int, required=True, help="number of pods (exact)")
@@ -831,9 +1045,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory to write the YAML files into")
     parser.add_argument(
         "--shape",
-        choices=("tiers", "apps"),
+        choices=("tiers", "apps", "calico"),
         default="tiers",
-        help="tiers: the first shape; apps: the second (see generate_apps)",
+        help="tiers: the first shape; apps: the second (see generate_apps); "
+        "calico: the first with Calico v3 policies (see generate_calico)",
     )
     parser.add_argument(
         "--deployments", action="store_true", help="apps shape: Deployments instead of pods"
@@ -849,6 +1064,10 @@ def main(argv: list[str] | None = None) -> int:
             replicas=args.replicas,
             seed=args.seed,
             deployments=args.deployments,
+        )
+    elif args.shape == "calico":
+        objs = generate_calico(
+            args.pods, policies=args.policies, replicas=args.replicas, seed=args.seed
         )
     else:
         objs = generate(

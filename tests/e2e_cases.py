@@ -69,6 +69,13 @@ def pod_ip(pod: str) -> str:
     return f"10.244.{node}.{10 * (NAMESPACES.index(ns) + 1) + POD_NAMES.index(name) + 1}"
 
 
+def pod_ip6(pod: str) -> str:
+    """The model pod's IPv6 address in a dual-stack model: fd00:10:244:<node>::<host>, the
+    IPv4 address's numbers (x/a = fd00:10:244:1::11)."""
+    _, _, node, host = pod_ip(pod).split(".")
+    return f"fd00:10:244:{node}::{host}"
+
+
 def pod_node(pod: str) -> str:
     return NODES[POD_NODE[pod]][0]
 
@@ -76,23 +83,31 @@ def pod_node(pod: str) -> str:
 def model_cluster_objects(
     extra_ns_labels: Mapping[str, Mapping[str, str]] | None = None,
     extra_pod_labels: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    dual_stack: bool = False,
 ) -> list[Manifest]:
     """Nodes, Namespaces and Pods of the 3x3 model as manifest dicts.
 
     ``extra_ns_labels`` maps ``"y"`` to labels added to namespace y;
-    ``extra_pod_labels`` maps ``"x/b"`` to labels added to pod x/b.
+    ``extra_pod_labels`` maps ``"x/b"`` to labels added to pod x/b;
+    ``dual_stack``: nodes and pods also have an IPv6 address (:func:`pod_ip6`; node
+    ``fd00:192:168:110::1N``, pod CIDR ``fd00:10:244:N::/64``).
     """
     ns_extra = extra_ns_labels or {}
     pod_extra = extra_pod_labels or {}
     objs: list[Manifest] = []
-    for name, ip, cidr in NODES:
+    for k, (name, ip, cidr) in enumerate(NODES, start=1):
+        cidrs, addresses = [cidr], [{"type": "InternalIP", "address": ip}]
+        if dual_stack:
+            cidrs.append(f"fd00:10:244:{k}::/64")
+            addresses.append({"type": "InternalIP", "address": f"fd00:192:168:110::1{k}"})
         objs.append(
             {
                 "apiVersion": "v1",
                 "kind": "Node",
                 "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-                "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
-                "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+                "spec": {"podCIDR": cidr, "podCIDRs": cidrs},
+                "status": {"addresses": addresses},
             }
         )
     for ns in NAMESPACES:
@@ -132,7 +147,7 @@ def model_cluster_objects(
                     "phase": "Running",
                     "hostIP": NODES[POD_NODE[pod]][1],
                     "podIP": ip,
-                    "podIPs": [{"ip": ip}],
+                    "podIPs": [{"ip": ip}] + ([{"ip": pod_ip6(pod)}] if dual_stack else []),
                 },
             }
         )

@@ -248,3 +248,54 @@ def test_agent_process_lifecycle(backend: str, ns: str, cluster_dir: Path, tmp_p
     assert cleaned.returncode == 0, cleaned.stderr
     assert ours_everywhere(ns) == []
     assert foreign_state(ns) == foreign
+
+
+HOST_ENDPOINT = """apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: n1-eth0, labels: {host: n1}}
+spec: {node: n1, interfaceName: eth0}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: node-web}
+spec:
+  selector: host == 'n1'
+  applyOnForward: true
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
+"""
+
+DO_NOT_TRACK = """apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: host == 'n1'
+  doNotTrack: true
+  applyOnForward: true
+  ingress: [{action: Allow}]
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_agent_applies_and_removes_a_host_endpoint(
+    backend: str, ns: str, cluster_dir: Path
+) -> None:
+    agent = make_agent(cluster_dir, ns, backend)
+    assert agent.sync_once().status == "applied"
+    write_policy(cluster_dir, "hosts", HOST_ENDPOINT)
+    assert agent.sync_once().status == "applied"
+    state = state_text(ns)
+    for chain in ("fh-eth0", "th-eth0", "fhfw-eth0", "thfw-eth0", "OUTPUT"):
+        assert f"{PREFIX}-{chain}" in state, chain
+    assert agent.applier.drift(agent.desired) == (), "the kernel prints back what was rendered"
+    # a doNotTrack policy is not drawn (raw table): refused, the last good state stays
+    write_policy(cluster_dir, "untracked", DO_NOT_TRACK)
+    assert agent.sync_once().status == "invalid"
+    ok, reason = agent.ready()
+    assert not ok and "doNotTrack" in reason
+    assert state_text(ns) == state
+    (cluster_dir / "policies" / "untracked.yaml").unlink()
+    (cluster_dir / "policies" / "hosts.yaml").unlink()
+    assert agent.sync_once().status == "applied"
+    state = state_text(ns)
+    assert f"{PREFIX}-fh-eth0" not in state and f"{PREFIX}-OUTPUT" not in state
+    assert agent.applier.drift(agent.desired) == ()

@@ -119,22 +119,22 @@ def test_matrix_shows_pending_changes(capsys: pytest.CaptureFixture[str]) -> Non
     assert "prod/blue -> prod/green: allowed -> denied" in out
 
 
-def test_render_refuses_host_endpoints(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["render", CLUSTER, EXAMPLE, "--node", "k8s-node1"]) == 2
-    err = capsys.readouterr().err
-    assert "HostEndpoint k8s-node1-eth0: not rendered yet" in err
+def test_render_draws_the_host_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", CLUSTER, EXAMPLE, "--node", "k8s-node1"]) == 0
+    out = capsys.readouterr().out
+    assert "-i eth0 " in out and "-j sekisho-fh-eth0" in out and "-j sekisho-fhfw-eth0" in out
+    assert "FailsafeInboundHostPorts" in out
 
 
-def test_rendered_without_host_endpoints_agrees_with_the_walk() -> None:
+def test_rendered_example_agrees_with_the_walk() -> None:
     """The example's policies (tiers, Deny, a lower order first, network sets, staged
-    ones left out) through the rendered rules of both backends, every pair and probe."""
+    ones left out, the host endpoint) through the rendered rules of both backends,
+    every pair and probe."""
     from render.test_program_differential import check
     from sekisho.model import load_cluster
     from sekisho.semantics import compile_program
 
-    files = [
-        p for p in sorted((ROOT / "examples" / "calico").glob("*.yaml")) if p.name != "hosts.yaml"
-    ]
+    files = sorted((ROOT / "examples" / "calico").glob("*.yaml"))
     cluster = load_cluster([CLUSTER, *map(str, files)])
     assert cluster.calico is not None and cluster.calico.policies
     check(cluster, compile_program(cluster))

@@ -76,6 +76,18 @@ CASES = [
         id="no-policy-no-profile-drops",
     ),
     pytest.param(
+        [
+            hep("n2", ALLOW, iface="*"),
+            gnp("deny-in", "host == 'n2'", ingress=[{"action": "Deny", "protocol": "TCP"}]),
+        ],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        False,
+        "denied by GlobalNetworkPolicy deny-in ingress rule 0 (Deny)",
+        id="all-interfaces-host-endpoint",
+    ),
+    pytest.param(
         [hep("n2", ALLOW)],
         "a/client",
         "n2",
@@ -310,6 +322,24 @@ def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None
                     assert bool(table[i, j]) is ok, v.lines()
 
 
+@pytest.mark.parametrize(
+    "objects",
+    [case.values[0] for case in CASES + FORWARD_CASES],
+    ids=[str(case.id) for case in CASES + FORWARD_CASES],
+)
+def test_rendered_rules_equal_walk_with_host_endpoints(objects: list[Manifest]) -> None:
+    """The rendered rules of both backends (host endpoint chains, failsafe ports,
+    applyOnForward) through the interpreter: what the walk and the matrix say, for every
+    pair of pods, nodes and external addresses and every probe (failsafe ones too)."""
+    from render.test_program_differential import check
+    from sekisho.semantics import compile_program
+
+    has_n1 = any(o["kind"] == "HostEndpoint" and o["spec"]["node"] == "n1" for o in objects)
+    cluster = _cluster([*objects, *([] if has_n1 else [hep("n1")])])
+    probes = [(80, "TCP"), (22, "TCP"), (53, "UDP"), (68, "UDP"), (10250, "TCP"), (None, "ICMP")]
+    check(cluster, compile_program(cluster), probes)
+
+
 def test_incremental_matrix_refuses_hostnetwork_pods_under_host_endpoints() -> None:
     from sekisho.semantics.incremental import IncrementalMatrix
 
@@ -323,3 +353,20 @@ def test_unknown_profiles_are_refused() -> None:
 
     with pytest.raises(ManifestError, match=r'profile "kns\.default" is not read by sekisho'):
         _cluster([hep("n1", "kns.default")])
+
+
+def test_what_the_renderer_does_not_draw_is_refused() -> None:
+    """A second host endpoint of a node, and preDNAT and doNotTrack policies, are not
+    drawn: enforcing without them would enforce less than the manifests say."""
+    from sekisho.errors import ManifestError
+    from sekisho.sources.files import refuse_unrendered
+
+    assert refuse_unrendered(_cluster([hep("n1"), hep("n2")])) is not None
+    second = {**hep("n1"), "metadata": {"name": "n1-eth1", "labels": {}}}
+    second["spec"] = {"node": "n1", "interfaceName": "eth1"}
+    with pytest.raises(ManifestError, match="node n1 has another host endpoint, n1-eth0"):
+        refuse_unrendered(_cluster([hep("n1"), second]))
+    for field, words in (("doNotTrack", "raw table"), ("preDNAT", "mangle table")):
+        policy = gnp("early", "host == 'n1'", applyOnForward=True, **{field: True})
+        with pytest.raises(ManifestError, match=f"spec.{field}: not rendered yet.*{words}"):
+            refuse_unrendered(_cluster([hep("n1"), policy]))

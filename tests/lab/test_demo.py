@@ -31,6 +31,19 @@ def test_demo_passes(backend: str, lab_name: str, lab_root: Path) -> None:
     assert proc.returncode == 0, out + proc.stderr
     for heading in ("Finding 1", "Finding 2", "Finding 3", "Finding 4", "Finding 5"):
         assert f"== {heading}" in out
+    # Act 2, Calico's own model: each claim with packets and trace's agreeing word.
+    for heading in (
+        "A platform tier denies",
+        "A GlobalNetworkPolicy with a GlobalNetworkSet",
+        "Order: a lower-order Calico Deny beats",
+        "Order: a higher-order Allow comes too late",
+        "A staged policy is shown before it is applied",
+        "prod/lockdown applied",
+    ):
+        assert f"== {heading}" in out
+    assert "denied by GlobalNetworkPolicy platform.dev-never-reaches-prod ingress rule 0" in out
+    assert "logged by NetworkPolicy dev/block-blue-to-red ingress rule 0 (Log)" in out
+    assert "pending (staged): DENIED: ingress: denied by StagedNetworkPolicy prod/lockdown" in out
     assert "FAIL " not in out
     assert "ALL PASS" in out
     # The report's evidence: the set whose only member is the controller, the SNAT source.
@@ -55,6 +68,8 @@ def test_demo_offline() -> None:
         assert f"== Finding {finding}:" in proc.stdout
     assert "FAIL " not in proc.stdout
     assert "ALL PASS (offline" in proc.stdout
+    assert "ALL PASS (offline act 2" in proc.stdout
+    assert "== A platform tier denies" in proc.stdout
 
 
 def test_demo_offline_fails_when_the_policies_do_not_do_what_the_report_saw(

@@ -1,7 +1,7 @@
 """Random Calico v3 objects (``tests/calico/test_property.py``: tiers, both scopes, every
-action and negation, network sets, service accounts, a Kubernetes NetworkPolicy; no host
-endpoints, which the renderer does not draw) through
-the rendered rules of both backends: the interpreter equals the walk and the matrix."""
+action and negation, network sets, service accounts, a Kubernetes NetworkPolicy, host
+endpoints with applyOnForward policies) through the rendered rules of both backends: the
+interpreter equals the walk and the matrix."""
 
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ from sekisho.semantics import compile_program
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(objects(hosts=False))
+@given(objects())
 def test_rendered_calico_objects_agree(objs: list[dict[str, Any]]) -> None:
-    # host endpoints are not drawn (render and the agent refuse them): leave them out
-    drawn = [o for o in objs if o.get("kind") != "HostEndpoint"]
-    cluster = cluster_from_objects([*BASE, *drawn], source="random")
+    cluster = cluster_from_objects([*BASE, *objs], source="random")
     check(cluster, compile_program(cluster))

@@ -7,11 +7,14 @@ endpoints (pods, nodes, an external address) and a handful of services, the
 interpreter walking the packet through each node on its path must agree with
 ``sekisho.semantics.verdict``. Replies (ESTABLISHED) always pass. The same for
 IPv6 clusters (IPv6 nodes, pods and external host; ipBlocks of both families):
-ICMP there is ICMPv6.
+ICMP there is ICMPv6. And for dual-stack clusters (every node and pod with an
+address of each family), over each family in turn (``in_family``): the rules of
+one family never let the other family's addresses through.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from functools import cache
 
@@ -33,6 +36,7 @@ from sekisho.model.types import (
     PolicyPort,
     Requirement,
     Rule,
+    in_family,
 )
 from sekisho.render import BACKENDS, Backend, render_node
 from sekisho.render.interpret import Decision, Packet, program
@@ -95,7 +99,16 @@ BLOCKS6 = (
     IPBlock(ipaddress.IPv4Network("0.0.0.0/0")),
     IPBlock(ipaddress.IPv4Network("10.0.0.0/8")),
 )
-FAMILY = {4: (NODES, BLOCKS, EXTERNAL), 6: (NODES6, BLOCKS6, EXTERNAL6)}
+NODES46 = tuple(
+    dataclasses.replace(n, other_ips=(n6.internal_ip,), other_pod_cidrs=(n6.pod_cidr,))
+    for n, n6 in zip(NODES, NODES6, strict=True)
+)
+FAMILY = {
+    4: (NODES, BLOCKS, EXTERNAL),
+    6: (NODES6, BLOCKS6, EXTERNAL6),
+    46: (NODES46, BLOCKS[:-1] + BLOCKS6[:-2], EXTERNAL),
+}
+"""46: dual stack (IPv4 first, an IPv6 address beside it)."""
 
 labels_st = st.dictionaries(
     st.sampled_from(["app", "tier"]), st.sampled_from(["x", "y"]), max_size=2
@@ -173,6 +186,7 @@ def clusters(draw: st.DrawFn, family: int = 4) -> Cluster:
         node = draw(st.sampled_from(nodes))
         host = draw(st.integers(0, 7)) == 0
         ip = node.internal_ip if host else node.pod_cidr[10 + i]
+        others = node.other_ips if host else tuple(c[10 + i] for c in node.other_pod_cidrs)
         ports = tuple(
             draw(st.lists(st.sampled_from(CONTAINER_PORTS), max_size=2, unique_by=lambda p: p.name))
         )
@@ -185,6 +199,7 @@ def clusters(draw: st.DrawFn, family: int = 4) -> Cluster:
                 ip=ip,
                 host_network=host,
                 ports=ports,
+                other_ips=others,
             )
         )
     namespaces = {
@@ -268,6 +283,20 @@ def test_rendered_rules_agree_with_semantics(cluster: Cluster) -> None:
 def test_rendered_rules_agree_with_semantics_ipv6(cluster: Cluster) -> None:
     """IPv6 flows (ICMP is ICMPv6) through both backends' IPv6 rules."""
     check_cluster(cluster)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+@given(clusters(family=46))
+def test_dual_stack_rules_agree_with_semantics_per_family(cluster: Cluster) -> None:
+    """A dual-stack cluster probed over IPv4, then over IPv6: each family's flows meet
+    that family's rules (ipBlocks of the other family never match them)."""
+    check_cluster(in_family(cluster, 4))
+    check_cluster(in_family(cluster, 6))
 
 
 def test_seed_agrees_with_semantics() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import itertools
 import json
 
@@ -19,6 +21,7 @@ from sekisho.model.types import (
     PolicyPort,
     Requirement,
     Rule,
+    in_family,
 )
 from sekisho.semantics import Flow, compute_matrix, pod_endpoint, verdict
 
@@ -39,6 +42,20 @@ BLOCKS = [
     block("192.168.0.0/24"),
     block("0.0.0.0/0", "10.0.0.0/8"),
     block("10.0.1.0/28", "10.0.1.8/30"),
+]
+BLOCKS6 = [
+    block("fd00:10::/32", "fd00:10:1::/64"),
+    block("fd00:10:2::/64"),
+    block("::/0", "fd00:10:1::/120"),
+    block("fd00:192::/64"),
+]
+NODES46 = [
+    dataclasses.replace(
+        n,
+        other_ips=(ipaddress.ip_address(f"fd00:192::{k}"),),
+        other_pod_cidrs=(ipaddress.ip_network(f"fd00:10:{k}::/64"),),
+    )
+    for k, n in enumerate(NODES, start=1)
 ]
 PROBES: list[tuple[int | None, str]] = [
     (80, "TCP"),
@@ -73,10 +90,10 @@ def ns_selectors(draw: st.DrawFn) -> LabelSelector:
 
 
 @st.composite
-def peers(draw: st.DrawFn) -> Peer:
+def peers(draw: st.DrawFn, dual: bool = False) -> Peer:
     kind = draw(st.sampled_from(["pod", "ns", "both", "block"]))
     if kind == "block":
-        return Peer(ip_block=draw(st.sampled_from(BLOCKS)))
+        return Peer(ip_block=draw(st.sampled_from(BLOCKS + BLOCKS6 if dual else BLOCKS)))
     return Peer(
         pod_selector=draw(selectors()) if kind in ("pod", "both") else None,
         namespace_selector=draw(ns_selectors()) if kind in ("ns", "both") else None,
@@ -93,17 +110,22 @@ policy_ports = st.one_of(
     st.builds(PolicyPort, st.sampled_from(["TCP", "UDP"]), st.sampled_from(["http", "dns", "web"])),
 )
 
-rules = st.builds(
-    Rule,
-    st.one_of(st.none(), st.lists(peers(), min_size=1, max_size=2).map(tuple)),
-    st.one_of(st.none(), st.lists(policy_ports, min_size=1, max_size=2).map(tuple)),
-)
+
+def rule_st(dual: bool = False) -> st.SearchStrategy[Rule]:
+    return st.builds(
+        Rule,
+        st.one_of(st.none(), st.lists(peers(dual), min_size=1, max_size=2).map(tuple)),
+        st.one_of(st.none(), st.lists(policy_ports, min_size=1, max_size=2).map(tuple)),
+    )
+
+
+rules = rule_st()
 
 
 @st.composite
-def policies(draw: st.DrawFn, name: str) -> NetworkPolicy:
-    ingress = tuple(draw(st.lists(rules, max_size=2)))
-    egress = tuple(draw(st.lists(rules, max_size=2)))
+def policies(draw: st.DrawFn, name: str, dual: bool = False) -> NetworkPolicy:
+    ingress = tuple(draw(st.lists(rule_st(dual), max_size=2)))
+    egress = tuple(draw(st.lists(rule_st(dual), max_size=2)))
     types = draw(st.sampled_from(["I", "E", "IE"]))
     return NetworkPolicy(
         draw(st.sampled_from(["a", "b", "c"])),
@@ -117,7 +139,7 @@ def policies(draw: st.DrawFn, name: str) -> NetworkPolicy:
 
 
 @st.composite
-def clusters(draw: st.DrawFn) -> Cluster:
+def clusters(draw: st.DrawFn, dual: bool = False) -> Cluster:
     n = draw(st.integers(1, 7))
     pods: list[Pod] = []
     for i in range(n):
@@ -138,13 +160,38 @@ def clusters(draw: st.DrawFn) -> Cluster:
                 **draw(labels),
             )
         )
-    pols = [draw(policies(f"pol{i}")) for i in range(draw(st.integers(0, 4)))]
-    return cluster(pods, pols, NODES, NS)
+    pols = [draw(policies(f"pol{i}", dual)) for i in range(draw(st.integers(0, 4)))]
+    if not dual:
+        return cluster(pods, pols, NODES, NS)
+    nodes = {n.name: n for n in NODES46}
+    pods = [
+        dataclasses.replace(
+            p,
+            other_ips=nodes[p.node].other_ips  # type: ignore[index]
+            if p.host_network
+            else (ipaddress.ip_address(f"fd00:10:{p.node[1:]}::{p.ip.packed[-1]}"),),  # type: ignore[index,union-attr]
+        )
+        for p in pods
+    ]
+    return cluster(pods, pols, NODES46, NS)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clusters())
 def test_matrix_equals_verdict_on_every_pair(c: Cluster) -> None:
+    check_matrix(c)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(dual=True))
+def test_matrix_equals_verdict_per_family_on_dual_stack_clusters(c: Cluster) -> None:
+    """A dual-stack cluster seen over IPv4 and over IPv6: the matrix and the walk agree
+    in each (ipBlocks of one family, ICMP as ICMPv6 over IPv6)."""
+    check_matrix(in_family(c, 4))
+    check_matrix(in_family(c, 6))
+
+
+def check_matrix(c: Cluster) -> None:
     m = compute_matrix(c, PROBES)
     assert [p.key for p in m.pods] == sorted(p.key for p in c.pods)
     ends = [pod_endpoint(c, p) for p in m.pods]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from sekisho.cli.options import backend_option
+from sekisho.cli.options import backend_option, family_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +61,10 @@ def _probe_options(f: F) -> F:
                 default="table",
                 show_default=True,
             ),
+            family_option(
+                "IP family of the probes: 4 or 6. Default: each family the pods have"
+                " addresses of (a dual-stack cluster is probed over both)."
+            ),
         ]
     ):
         f = opt(f)
@@ -84,16 +88,20 @@ def _probe_and_print(
     targets: Sequence[str],
     timeout: float,
     output: str,
+    family: int | None = None,
 ) -> int:
-    from sekisho.lab.reach import format_tables, measure
+    from sekisho.lab.reach import format_tables, measure_families
 
     specs = _specs(lab.cluster, probes, port, protocol)
-    result = measure(lab.cluster, lab.plan, specs, sources, targets, timeout)
+    results = measure_families(lab.cluster, lab.plan, specs, sources, targets, timeout, family)
     if output == "json":
-        click.echo(json.dumps(result.to_json()))
+        if len(results) == 1:
+            click.echo(json.dumps(results[0].to_json()))
+        else:  # a dual-stack cluster: one object per family, as the single-family one
+            click.echo(json.dumps({"families": [r.to_json() for r in results]}))
     else:
-        click.echo(format_tables(result))
-    return 1 if result.mismatches else 0
+        click.echo("\n\n".join(format_tables(r) for r in results))
+    return 1 if any(r.mismatches for r in results) else 0
 
 
 @click.group("lab")
@@ -142,9 +150,11 @@ def up(paths: tuple[str, ...], name: str, backend: str, no_agent: bool, store: s
         f"{', no agents' if no_agent else ''}{', etcd store' if store == 'etcd' else ''})"
     )
     for n in p.nodes:
-        click.echo(f"  node {n.name:<16} {n.ip!s:<16} netns {n.netns}")
+        six = f" {n.ip6}" if n.ip6 is not None else ""
+        click.echo(f"  node {n.name:<16} {n.ip!s:<16} netns {n.netns}{six}")
     for pod in p.pods:
-        click.echo(f"  pod  {pod.key:<32} {pod.ip!s:<16} on {pod.node:<12} netns {pod.netns}")
+        six = f" {pod.ip6}" if pod.ip6 is not None else ""
+        click.echo(f"  pod  {pod.key:<32} {pod.ip!s:<16} on {pod.node:<12} netns {pod.netns}{six}")
     return 0
 
 
@@ -179,11 +189,14 @@ def probe(
     targets: tuple[str, ...],
     timeout: float,
     output: str,
+    family: int | None,
 ) -> int:
     """Probe every ordered pod pair for real; print expected against observed; exit 1 if wrong."""
     from sekisho.lab.core import Lab
 
-    return _probe_and_print(Lab(name), probes, port, protocol, sources, targets, timeout, output)
+    return _probe_and_print(
+        Lab(name), probes, port, protocol, sources, targets, timeout, output, family
+    )
 
 
 @lab.command(
@@ -234,6 +247,7 @@ def run(
     targets: tuple[str, ...],
     timeout: float,
     output: str,
+    family: int | None,
 ) -> int:
     """Up, probe, down in one go; the lab is removed on every exit path, Ctrl-C included."""
     from sekisho.lab.core import Lab
@@ -243,7 +257,9 @@ def run(
     objects = read_objects(paths)
     with guarded(name):
         lab_ = Lab.up(objects, name=name, backend=backend)
-        return _probe_and_print(lab_, probes, port, protocol, sources, targets, timeout, output)
+        return _probe_and_print(
+            lab_, probes, port, protocol, sources, targets, timeout, output, family
+        )
 
 
 def _author_commands() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
-from sekisho.cli.options import etcd_options
+from sekisho.cli.options import etcd_options, family_option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -269,6 +269,7 @@ def markdown_text(matrix: Matrix) -> str:
     default="table",
     show_default=True,
 )
+@family_option()
 @etcd_options()
 def matrix(
     paths: tuple[str, ...],
@@ -276,11 +277,13 @@ def matrix(
     protocol: str | None,
     probes: tuple[str, ...],
     output: str,
+    family: int | None,
     **etcd: object,
 ) -> int:
     """Ingress, egress and combined truth tables for every pod pair of PATH...
 
     Without --probe or --port, probes every declared container port and ICMP.
+    --family 6 probes a dual-stack cluster over IPv6 (the pods' IPv6 addresses).
 
     \b
     -o table    rows: from, columns: to; above 40 pods, one row and column per
@@ -298,10 +301,19 @@ def matrix(
     """
     from sekisho.cli.trace import load, warnings_json
     from sekisho.semantics import compute_matrix
-    from sekisho.semantics.probe import default_services, services_from_flags
+    from sekisho.semantics.probe import default_services, family_view, services_from_flags
     from sekisho.semantics.staged import matrix_changes, pending_matrix, staged_labels
 
-    cluster = load(paths, etcd)
+    loaded = load(paths, etcd)
+    cluster = family_view(loaded, family)
+    if len(cluster.pods) < len(loaded.pods):
+        kept = {p.key for p in cluster.pods}
+        left = [p.key for p in loaded.pods if p.key not in kept]
+        click.echo(
+            f"note: {len(left)} pod(s) have no IPv{family} address and are not in the matrix:"
+            f" {', '.join(left[:10])}{', ...' if len(left) > 10 else ''}",
+            err=True,
+        )
     chosen = services_from_flags(probes, port, protocol)
     services = chosen if chosen is not None else default_services(cluster)
     result = compute_matrix(cluster, services)

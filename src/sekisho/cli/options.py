@@ -22,6 +22,20 @@ def backend_option(help: str) -> Callable[[F], F]:
     )
 
 
+def family_option(
+    help: str = "IP family of the probes: 4 or 6 (a probe over IPv6 is its own probe: the pods'"
+    " IPv6 addresses, ICMPv6 for ICMP). Default: each pod's first address.",
+) -> Callable[[F], F]:
+    """``--family 4|6``: which addresses of dual-stack pods a probe uses."""
+    return click.option(
+        "--family",
+        type=click.Choice(["4", "6"]),
+        default=None,
+        help=help,
+        callback=lambda _c, _p, v: None if v is None else int(v),
+    )
+
+
 def prefix_option(help: str = "Prefix of every chain, set and table we own.") -> Callable[[F], F]:
     """``--prefix P`` (default ``sekisho``): the mark of everything sekisho creates."""
     return click.option("--prefix", default="sekisho", show_default=True, help=help)

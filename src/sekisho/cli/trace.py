@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sekisho.cli.options import backend_option, etcd_config, etcd_options
+from sekisho.cli.options import backend_option, etcd_config, etcd_options, family_option
 
 if TYPE_CHECKING:
     from sekisho.model.types import Cluster
@@ -48,16 +48,43 @@ def warnings_json(cluster: Cluster) -> list[dict[str, object]]:
     return [p.to_json() for p in cluster.unsupported]
 
 
+def trace_family(cluster: Cluster, src: str, dst: str, family: int | None) -> int | None:
+    """The family to trace over: the one asked for, else the family of an address given
+    as SRC or DST (an IPv6 address means a probe over IPv6), else None (as given)."""
+    import ipaddress
+
+    if family is not None:
+        return family
+    for text in (src, dst):
+        try:
+            return ipaddress.ip_address(text.strip()).version
+        except ValueError:
+            continue
+    return None
+
+
 def run_trace(
-    cluster: Cluster, src: str, dst: str, port: int | str | None, protocol: str
+    cluster: Cluster,
+    src: str,
+    dst: str,
+    port: int | str | None,
+    protocol: str,
+    family: int | None = None,
 ) -> list[Verdict]:
     """Verdicts for every (source, destination) pair the two names resolve to.
 
-    ``port`` is a number or a port name (resolved on each destination pod).
+    ``port`` is a number or a port name (resolved on each destination pod);
+    ``family``: trace over IPv4 or IPv6 (:func:`trace_family`).
     """
     from sekisho.errors import UsageError
     from sekisho.semantics import Flow, resolve_endpoints, verdict
-    from sekisho.semantics.probe import services_from_flags
+    from sekisho.semantics.probe import family_view, services_from_flags
+
+    family = trace_family(cluster, src, dst, family)
+    if family is not None and any(
+        p.ip is not None and p.ip.version != family for p in cluster.pods
+    ):
+        cluster = family_view(cluster, family)
 
     if port is None:
         services = services_from_flags((), None, protocol)
@@ -74,6 +101,11 @@ def run_trace(
         if svc.name is not None and number is None:
             raise UsageError(f"{d.label} declares no {svc.protocol} port named {svc.name}")
         for s in sources:
+            if s.ip.version != d.ip.version:
+                raise UsageError(
+                    f"{s.label} ({s.ip}) and {d.label} ({d.ip}) are of two IP families;"
+                    " a flow has one (--family 4|6)"
+                )
             out.append(verdict(cluster, Flow(s, d, svc.protocol, number)))
     return out
 
@@ -136,6 +168,7 @@ _PORT = _PortType()
     "('all' for every node the flow passes).",
 )
 @backend_option("Ruleset to interpret with --node.")
+@family_option()
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -148,6 +181,7 @@ def trace(
     protocol: str,
     node: str | None,
     backend: str,
+    family: int | None,
     output: str,
     **etcd: object,
 ) -> int:
@@ -157,10 +191,14 @@ def trace(
     which policies (file:line), the rule, peer and port that matched, or for each
     rule why it did not. Exit 0 allowed, 1 denied, 2 bad input.
     """
+    from sekisho.semantics.probe import family_view
     from sekisho.semantics.staged import pending_verdict, verdict_lines
 
     cluster = load(paths, etcd)
-    verdicts = run_trace(cluster, src, dst, port, protocol)
+    fam = trace_family(cluster, src, dst, family)
+    if fam is not None and any(p.ip is not None and p.ip.version != fam for p in cluster.pods):
+        cluster = family_view(cluster, fam)  # the walk, the staged view and --node all over it
+    verdicts = run_trace(cluster, src, dst, port, protocol, fam)
     pending = [pending_verdict(cluster, v.flow) for v in verdicts]
     enforcement: list[list[str]] = []
     if node is not None:

@@ -285,7 +285,7 @@ class Lab:
         self._spawn(
             "server:external",
             p.external,
-            self._server_argv("external", [80], [80], ready),
+            self._server_argv("external", [80, 443], [80], ready),
             "sekisho.lab.server",
             "server-external.log",
         )

@@ -367,6 +367,81 @@ def full_matrix(lab: Lab, r: Report) -> None:
     )
 
 
+def _log_rules(lab: Lab, node: str) -> list[str]:
+    """The installed Log rule of :data:`calico_demo.LOGGED` on ``node`` (iptables: with
+    its packet and byte counters, ``[packets:bytes]``)."""
+    from sekisho.lab.calico_demo import LOGGED
+
+    if lab.state.backend == "iptables":
+        text = lab.run(node, ["iptables-save", "-c", "-t", "filter"]).stdout
+        return [ln for ln in text.splitlines() if "-j LOG" in ln and LOGGED in ln]
+    text = lab.run(node, ["nft", "list", "ruleset"]).stdout
+    return [ln.strip() for ln in text.splitlines() if " log prefix" in ln and LOGGED in ln]
+
+
+def _packets(rules: list[str]) -> int:
+    return sum(int(m.group(1)) for ln in rules if (m := re.match(r"\[(\d+):", ln)))
+
+
+def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
+    """Act 2 (:mod:`sekisho.lab.calico_demo`) with packets: each probe must show its
+    expectation, and trace must say the same."""
+    from sekisho.lab import calico_demo as cd
+
+    cd.intro(out)
+    for step in cd.steps(seed, calico):
+        t = time.monotonic()
+        cluster = lab.apply(step.objects)
+        out("")
+        out(f"applied {step.note} ({time.monotonic() - t:.1f} s)")
+        for sec in step.sections:
+            r.heading(sec.heading)
+            if sec.preview:
+                ok, lines = cd.preview(cluster)
+                for line in lines:
+                    r.out(line)
+                r.verdict(ok, "the preview says prod/green -> prod/blue would be denied")
+            _, red_node = _need(cluster, "dev/red")
+            before = _log_rules(lab, red_node) if sec.log else []
+            checks = []
+            for p in sec.probes:
+                if p.via is not None:
+                    ip, _ = _need(cluster, p.src)
+                    checks.append(curl(p.via, f"http://{ip}/{p.dst}", p.title, p.expect, pod=p.dst))
+                    continue
+                ip = p.dst if p.dst == cd.EXTERNAL else _need(cluster, p.dst)[0]
+                if p.protocol == "ICMP":
+                    checks.append(ping(p.src, ip, p.title, p.expect))
+                else:
+                    port = "" if p.port == 80 else f":{p.port}"
+                    checks.append(curl(p.src, f"http://{ip}{port}/", p.title, p.expect))
+            for p, o in zip(sec.probes, run_checks(lab, checks), strict=True):
+                trace_ok, lines = cd.trace_lines(cluster, p, sec.pending)
+                c = o.check
+                cmd = " ".join(c.argv[:1] + c.argv[-1:])
+                extra = f"; {o.why}" if o.why else ""
+                r.verdict(
+                    o.passed and trace_ok,
+                    f"{c.title}: [{c.where}]$ {cmd} -> {o.got}{extra} (expected: {c.expect})",
+                )
+                for line in lines:
+                    r.out(line)
+            if sec.log:
+                after = _log_rules(lab, red_node)
+                cmd = "iptables-save -c" if lab.state.backend == "iptables" else "nft list ruleset"
+                r.out(f"  $ {cmd} (on {red_node}, the Log rule of dev/{cd.LOGGED})")
+                for ln in after:
+                    r.out(f"    {ln}")
+                if lab.state.backend == "iptables":
+                    r.verdict(
+                        _packets(after) > _packets(before),
+                        "the Log rule counted the probe's packets "
+                        f"({_packets(before)} -> {_packets(after)})",
+                    )
+                else:
+                    r.verdict(bool(after), "the Log rule is installed before the deny")
+
+
 def _apply(lab: Lab, objects: list[dict[str, Any]], what: str, out: Out) -> None:
     t = time.monotonic()
     lab.apply(objects)
@@ -374,8 +449,22 @@ def _apply(lab: Lab, objects: list[dict[str, Any]], what: str, out: Out) -> None
     out(f"applied {what}: every agent shows it ({time.monotonic() - t:.1f} s)")
 
 
-def run(seed: Path, backend: str, out: Out, name: str = "demo", store: str = "etcd") -> bool:
-    """Build the seed lab, reproduce findings 1-5, print the matrix, tear down; True if all pass."""
+ACTS = ("both", "seed", "calico")
+"""``seed``: the report's findings; ``calico``: Calico's own policy model
+(:mod:`sekisho.lab.calico_demo`); ``both``: one after the other in one lab."""
+
+
+def run(
+    seed: Path,
+    backend: str,
+    out: Out,
+    name: str = "demo",
+    store: str = "etcd",
+    acts: str = "both",
+    calico: Path | None = None,
+) -> bool:
+    """Build the seed lab, reproduce findings 1-5, print the matrix, then (``acts``) show
+    Calico's own policies with packets; tear down; True if all pass."""
     from sekisho.lab.lifecycle import guarded
 
     start = time.monotonic()
@@ -399,28 +488,46 @@ def run(seed: Path, backend: str, out: Out, name: str = "demo", store: str = "et
             )
         policies = ", ".join(o["metadata"]["name"] for o in part2)
         out(f"applied part2 ({policies})")
-        finding1(lab, r)
-        _apply(lab, part1, "part1 (allow-tcp-80 in prod)", out)
-        finding2(lab, r)
-        finding3(lab, r)
-        _apply(lab, part2, f"part2 ({policies})", out)
-        finding4(lab, r)
-        finding5(lab, r)
-        full_matrix(lab, r)
+        if acts in ("both", "seed"):
+            out("")
+            out("Act 1: the seed report's findings")
+            finding1(lab, r)
+            _apply(lab, part1, "part1 (allow-tcp-80 in prod)", out)
+            finding2(lab, r)
+            finding3(lab, r)
+            _apply(lab, part2, f"part2 ({policies})", out)
+            finding4(lab, r)
+            finding5(lab, r)
+            full_matrix(lab, r)
+        if acts in ("both", "calico"):
+            t = time.monotonic()
+            calico_act(lab, r, seed, calico or seed.parent / "calico", out)
+            out(f"(act 2 took {time.monotonic() - t:.1f} s)")
         out("")
         out("removing the lab ...")
     out(f"{conclusion(r.passed, r.failed)} in {time.monotonic() - start:.1f} s")
     return r.failed == 0
 
 
-def offline(seed: Path, out: Out, why: str) -> bool:
+def offline(seed: Path, out: Out, why: str, acts: str = "both", calico: Path | None = None) -> bool:
     """The findings without a kernel (semantics and rendered rules); True if all agree."""
+    from sekisho.lab import calico_demo
     from sekisho.lab.offline import run_offline
 
     out(f"no lab here: {why}")
     out("showing the offline analysis instead: each finding checked by the semantics and by")
     out("walking the flow through the iptables rules sekisho renders (no packets are sent).")
-    return run_offline(seed, out)
+    ok = True
+    if acts in ("both", "seed"):
+        ok = run_offline(seed, out)
+    if acts in ("both", "calico"):
+        passed, failed = calico_demo.run_offline(seed, calico or seed.parent / "calico", out)
+        out("")
+        out(
+            conclusion(passed, failed, " (offline act 2: semantics and rendered rules, no packets)")
+        )
+        ok = ok and failed == 0
+    return ok
 
 
 def unavailable() -> str | None:

@@ -20,7 +20,7 @@ import yaml
 from sekisho.errors import LabError, ManifestError
 from sekisho.model import npa
 from sekisho.model.fields import CALICO_KINDS
-from sekisho.model.types import Cluster
+from sekisho.model.types import Cluster, Pod
 
 CLUSTER_FILE = "00-cluster.yaml"
 POLICY_FILE = "10-policies.yaml"
@@ -64,8 +64,11 @@ def cluster_objects(cluster: Cluster) -> list[dict[str, Any]]:
                 "apiVersion": "v1",
                 "kind": "Node",
                 "metadata": {"name": n.name, "labels": dict(n.labels)},
-                "spec": {"podCIDR": str(n.pod_cidr), "unschedulable": not n.schedulable},
-                "status": {"addresses": [{"type": "InternalIP", "address": str(n.internal_ip)}]},
+                "spec": {"podCIDR": str(n.pod_cidr), "unschedulable": not n.schedulable}
+                | ({"podCIDRs": [str(c) for c in n.pod_cidrs]} if n.other_pod_cidrs else {}),
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": str(ip)} for ip in n.ips]
+                },
             }
         )
     for ns in sorted(cluster.namespaces.values(), key=lambda x: x.name):
@@ -97,9 +100,18 @@ def cluster_objects(cluster: Cluster) -> list[dict[str, Any]]:
                     "labels": dict(pod.labels),
                 },
                 "spec": spec,
-                "status": {"podIP": str(pod.ip)} if pod.ip else {},
+                "status": _pod_status(pod),
             }
         )
+    return out
+
+
+def _pod_status(pod: Pod) -> dict[str, Any]:
+    if pod.ip is None or pod.host_network:
+        return {"podIP": str(pod.ip)} if pod.ip else {}
+    out: dict[str, Any] = {"podIP": str(pod.ip)}
+    if pod.other_ips:
+        out["podIPs"] = [{"ip": str(ip)} for ip in pod.ips]
     return out
 
 

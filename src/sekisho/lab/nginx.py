@@ -26,6 +26,8 @@ def nginx_config(p: Plan, pod: PodPlan, prefix: Path) -> str:
     """nginx.conf for ``pod``: listens on its TCP ports, proxies ``/ns/name`` to each backend."""
     tmp = prefix / "tmp"
     listens = "".join(f"        listen {port};\n" for port in pod.tcp)
+    if pod.ip6 is not None:  # a dual-stack controller answers over IPv6 too
+        listens += "".join(f"        listen [::]:{port};\n" for port in pod.tcp)
     locations = []
     for b in p.pods:
         if b.key == pod.key or not b.tcp:

@@ -103,15 +103,24 @@ def _parse_json(data: bytes) -> dict[str, object] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _family(p: Probe) -> socket.AddressFamily:
+    """A probe to an IPv6 address is an IPv6 probe."""
+    return socket.AF_INET6 if ":" in p.ip else socket.AF_INET
+
+
+def _host(p: Probe) -> str:
+    return f"[{p.ip}]" if ":" in p.ip else p.ip
+
+
 def _tcp(p: Probe, timeout: float) -> Outcome:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(_family(p), socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
             s.connect((p.ip, p.port))
         except OSError as exc:
             return _oserror(p, exc)
         try:
-            s.sendall(f"GET {p.path} HTTP/1.0\r\nHost: {p.ip}\r\n\r\n".encode())
+            s.sendall(f"GET {p.path} HTTP/1.0\r\nHost: {_host(p)}\r\n\r\n".encode())
             data = b""
             while True:
                 chunk = s.recv(65536)
@@ -131,7 +140,7 @@ def _tcp(p: Probe, timeout: float) -> Outcome:
 
 
 def _udp(p: Probe, timeout: float) -> Outcome:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(_family(p), socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         try:
             s.connect((p.ip, p.port))
@@ -152,7 +161,41 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _icmp6(p: Probe, timeout: float) -> Outcome:
+    """An ICMPv6 echo request (type 128; the kernel computes the checksum); reply type 129,
+    destination unreachable type 1 (code 4, port unreachable, is not sent for echoes)."""
+    ident = random.randrange(1, 0xFFFF)
+    packet = struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"sekisho" + os.urandom(8)
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+        try:
+            s.sendto(packet, (p.ip, 0))
+        except OSError as exc:
+            return _oserror(p, exc)
+        deadline = time.monotonic() + timeout
+        want = socket.inet_pton(socket.AF_INET6, p.ip)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Outcome("dropped", "timeout")
+            ready, _, _ = select.select([s], [], [], left)
+            if not ready:
+                continue
+            icmp, addr = s.recvfrom(65536)  # no IP header on an IPv6 raw socket
+            if len(icmp) < 8:
+                continue
+            kind, code = icmp[0], icmp[1]
+            same = socket.inet_pton(socket.AF_INET6, addr[0].split("%")[0]) == want
+            if kind == 129 and same and struct.unpack("!H", icmp[4:6])[0] == ident:
+                return Outcome("allowed", "echo reply")
+            if kind == 1 and len(icmp) >= 8 + 40 + 8:
+                inner = icmp[8 + 40 : 8 + 48]
+                if inner[0] == 128 and struct.unpack("!H", inner[4:6])[0] == ident:
+                    return Outcome("rejected", f"ICMPv6 unreachable code {code} from {addr[0]}")
+
+
 def _icmp(p: Probe, timeout: float) -> Outcome:
+    if ":" in p.ip:
+        return _icmp6(p, timeout)
     ident = random.randrange(1, 0xFFFF)
     payload = b"sekisho" + os.urandom(8)
     header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)

@@ -45,12 +45,16 @@ class ProbeTable:
     detail: list[list[str]] = field(default_factory=list)
     name: str | None = None
     """A probed port name, resolved on each destination (``port`` is then None)."""
+    family: int | None = None
+    """The IP family probed (4 or 6); None: each pod's first address, as given."""
 
     @property
     def label(self) -> str:
         if self.name is not None:
-            return f"{self.protocol}/{self.name}"
-        return self.protocol if self.port is None else f"{self.protocol}/{self.port}"
+            text = f"{self.protocol}/{self.name}"
+        else:
+            text = self.protocol if self.port is None else f"{self.protocol}/{self.port}"
+        return text if self.family is None else f"{text} over IPv{self.family}"
 
     def wrong(self, i: int, j: int) -> bool:
         obs = self.observed[i][j]
@@ -70,6 +74,8 @@ class ProbeTable:
         head: dict[str, object] = {"port": self.port, "protocol": self.protocol}
         if self.name is not None:
             head["name"] = self.name
+        if self.family is not None:
+            head["family"] = self.family
         return {
             **head,
             "ingress": self.ingress,
@@ -113,13 +119,19 @@ def measure(
     sources: Sequence[str] = (),
     targets: Sequence[str] = (),
     timeout: float = 1.0,
+    family: int | None = None,
 ) -> Reachability:
-    """Probe every selected ordered pair for every spec and compare with the semantics."""
+    """Probe every selected ordered pair for every spec and compare with the semantics.
+
+    ``family``: probe over IPv4 or IPv6 (the pods' addresses of that family, the
+    semantics of that family: :func:`sekisho.semantics.probe.family_view`); None:
+    each pod's first address."""
     import time
 
     from sekisho.semantics import compute_matrix
+    from sekisho.semantics.probe import family_view
 
-    matrix = compute_matrix(cluster, list(specs))
+    matrix = compute_matrix(family_view(cluster, family), list(specs))
     services = [pm.service for pm in matrix.probes]
     pods = [p.key for p in matrix.pods]
     src_ix = _select(pods, sources, "--from")
@@ -131,6 +143,9 @@ def measure(
             for j in sorted(dst_ix):
                 s, d = plans[i], plans[j]
                 assert s is not None and d is not None
+                address = d.addr(family)
+                if address is None:
+                    raise UsageError(f"pod {d.key} has no IPv{family} address in the lab")
                 # A named port is resolved on the destination; a pod that declares no
                 # such port has nothing to probe (the cell stays "not probed").
                 port = svc.port_on(matrix.pods[j]) if svc.name is not None else svc.port
@@ -143,7 +158,7 @@ def measure(
                         j,
                         pr.Probe(
                             s.netns,
-                            str(d.ip),
+                            str(address),
                             port or 0,
                             svc.protocol,
                             served=d.serves(port or 0, svc.protocol),
@@ -162,6 +177,7 @@ def measure(
                 port=pm.port,
                 protocol=pm.protocol,
                 name=pm.name,
+                family=family,
                 ingress=pm.ingress.tolist(),
                 egress=pm.egress.tolist(),
                 allowed=pm.allowed.tolist(),
@@ -173,6 +189,25 @@ def measure(
         tables[k].observed[i][j] = out.outcome
         tables[k].detail[i][j] = out.detail
     return Reachability(pods, tables, took)
+
+
+def measure_families(
+    cluster: Cluster,
+    topo: Plan,
+    specs: Sequence[ProbeSpec],
+    sources: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    timeout: float = 1.0,
+    family: int | None = None,
+) -> list[Reachability]:
+    """:func:`measure` over each family to probe (:func:`~sekisho.semantics.probe.probe_families`:
+    the one asked for; both for a dual-stack cluster)."""
+    from sekisho.semantics.probe import probe_families
+
+    return [
+        measure(cluster, topo, specs, sources, targets, timeout, fam)
+        for fam in probe_families(cluster, family)
+    ]
 
 
 def format_tables(r: Reachability) -> str:

@@ -23,13 +23,19 @@ import sys
 import threading
 
 
-def answer(name: str, port: int, protocol: str, client: tuple[str, int], path: str = "") -> bytes:
+def answer(
+    name: str,
+    port: int,
+    protocol: str,
+    client: tuple[str, int] | tuple[str, int, int, int],
+    path: str = "",
+) -> bytes:
     """The JSON document a probe expects back."""
     doc: dict[str, object] = {
         "pod": name,
         "port": port,
         "protocol": protocol,
-        "client": f"{client[0]}:{client[1]}",
+        "client": f"[{client[0]}]:{client[1]}" if ":" in client[0] else f"{client[0]}:{client[1]}",
     }
     if path:
         doc["path"] = path
@@ -59,21 +65,37 @@ def _serve_http(conn: socket.socket, name: str, port: int, client: tuple[str, in
         conn.close()
 
 
+def _bound(kind: int, port: int) -> list[socket.socket]:
+    """One socket per family on ``port``: IPv4, and IPv6 (IPv6 only, so each family's
+    client address is reported as itself) where the namespace has IPv6."""
+    out = []
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    out.append(s)
+    try:
+        s6 = socket.socket(socket.AF_INET6, kind)
+        s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s6.bind(("::", port))
+        out.append(s6)
+    except OSError:
+        pass  # no IPv6 in this namespace: IPv4 only
+    for sock in out:
+        sock.setblocking(False)
+    return out
+
+
 def serve(name: str, tcp: list[int], udp: list[int], ready: str | None) -> None:
     """Bind every port, signal readiness, then answer until terminated."""
     sel = selectors.DefaultSelector()
     for port in tcp:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-        s.listen(256)
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, ("TCP", port))
+        for s in _bound(socket.SOCK_STREAM, port):
+            s.listen(256)
+            sel.register(s, selectors.EVENT_READ, ("TCP", port))
     for port in udp:
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("0.0.0.0", port))
-        u.setblocking(False)
-        sel.register(u, selectors.EVENT_READ, ("UDP", port))
+        for u in _bound(socket.SOCK_DGRAM, port):
+            sel.register(u, selectors.EVENT_READ, ("UDP", port))
     if ready:
         tmp = ready + ".tmp"
         with open(tmp, "w") as fh:

@@ -13,6 +13,12 @@ The shape is Calico's routed model, one Linux host standing in for the cluster::
       |     `-- pod ns (eth0 = pod IP/32, default via 169.254.1.1)
       `-- external ns (203.0.113.10, the seed's 8.8.8.8 / 1.1.1.1 stand-in)
 
+Dual stack: pods and nodes with an IPv6 address get it too (the pod's /128 on
+``eth0``, a default route via ``fe80::1``, which each host-side veth holds; the
+node's address on ``eth0``, IPv6 forwarding inside the node's namespace, routes
+to the other nodes' IPv6 pod CIDRs via their IPv6 address). The external host
+and natOutgoing are IPv4 only.
+
 Nothing is linked to the host's own namespace.
 """
 
@@ -30,6 +36,9 @@ PREFIX = "skl-"
 
 GATEWAY = "169.254.1.1"
 """The link-local next hop every pod routes through, as in Calico."""
+
+GATEWAY6 = "fe80::1"
+"""The IPv6 next hop of every dual-stack pod: held by each host-side veth."""
 
 EXTERNAL_IP = ipaddress.IPv4Address("203.0.113.10")
 """The external host (TEST-NET-3): stands in for the seed's 8.8.8.8 and 1.1.1.1."""
@@ -73,6 +82,14 @@ class PodPlan:
     udp: tuple[int, ...] = ()
     sctp: tuple[int, ...] = ()
     host_network: bool = False
+    ip6: ipaddress.IPv6Address | None = None
+    """Its IPv6 address (a dual-stack pod; its node's for a hostNetwork pod)."""
+
+    def addr(self, family: int | None) -> IPAddress | None:
+        """Its address of ``family`` (None: :attr:`ip`)."""
+        if family == 6:
+            return self.ip6
+        return self.ip
 
     def serves(self, port: int, protocol: str) -> bool:
         """Whether the lab's server listens on ``port``/``protocol`` in this pod."""
@@ -98,6 +115,12 @@ class NodePlan:
     """``(destination, via node IP)`` for other nodes' pods."""
     onlink: tuple[str, ...] = ()
     """Other node IPs outside this node's subnet, reached on-link."""
+    ip6: ipaddress.IPv6Address | None = None
+    """Its IPv6 InternalIP (a dual-stack node)."""
+    routes6: tuple[tuple[str, str], ...] = ()
+    """``(destination, via node IPv6 address)`` for other nodes' IPv6 pods."""
+    onlink6: tuple[str, ...] = ()
+    """Other nodes' IPv6 addresses, reached on-link."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +136,11 @@ class Plan:
     pod_networks: tuple[IPNetwork, ...]
     """Where pod addresses live: the cluster CIDR, nodes' pod CIDRs, stray pod /32s."""
     extra: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def dual_stack(self) -> bool:
+        """Some pod has an IPv6 address: the lab routes IPv6 too."""
+        return any(p.ip6 is not None for p in self.pods)
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -162,6 +190,9 @@ def plan(cluster: Cluster, lab: str) -> Plan:
     nodes: list[tuple[str, IPAddress, IPNetwork]] = [
         (n.name, n.internal_ip, n.pod_cidr) for n in cluster.nodes
     ]
+    v6_of: dict[str, tuple[ipaddress.IPv6Address | None, ipaddress.IPv6Network | None]] = {
+        n.name: (_v6(n.ip_of(6)), _v6net(n.pod_cidr_of(6))) for n in cluster.nodes
+    }
     known = {n[0] for n in nodes}
     extra_names = sorted({p.node for p in cluster.pods if p.node and p.node not in known})
     if not nodes and not extra_names:
@@ -198,11 +229,19 @@ def plan(cluster: Cluster, lab: str) -> Plan:
         if pod.ip is None:
             raise LabError(f"pod {pod.key} has no IP address")
         if pod.ip.version != 4:
-            raise LabError(f"pod {pod.key}: the lab supports IPv4 only, got {pod.ip}")
+            raise LabError(
+                f"pod {pod.key}: the lab needs an IPv4 address first (IPv6 beside it), got {pod.ip}"
+            )
         node = pod.node
         if node is None or node not in index:
             node = node_names[rr % len(node_names)]
             rr += 1
+        ip6 = _v6(pod.ip_of(6))
+        if ip6 is not None and v6_of.get(node, (None, None))[0] is None:
+            raise LabError(
+                f"pod {pod.key} has the IPv6 address {ip6} but its node {node} has no IPv6"
+                " InternalIP to route it through"
+            )
         if pod.host_network:
             netns = f"{PREFIX}{lab}-n{index[node]}"
             host_if = ""
@@ -220,9 +259,11 @@ def plan(cluster: Cluster, lab: str) -> Plan:
                 udp=_ports(pod, "UDP"),
                 sctp=_ports(pod, "SCTP"),
                 host_network=pod.host_network,
+                ip6=ip6,
             )
         )
     ips = [p.ip for p in pods if not p.host_network]
+    ips += [p.ip6 for p in pods if not p.host_network and p.ip6 is not None]
     if len(set(ips)) != len(ips):
         raise LabError("two pods share an IP address; the lab routes by pod IP")
 
@@ -248,6 +289,22 @@ def plan(cluster: Cluster, lab: str) -> Plan:
                 if p.ip not in other_cidr or any(p.ip in c for nm, _, c in nodes if nm != other):
                     routes.append((f"{p.ip}/32", str(other_ip)))
         onlink = tuple(str(o[1]) for o in nodes if o[0] != name and o[1] not in own_net)
+        routes6: list[tuple[str, str]] = []
+        onlink6: list[str] = []
+        ip6 = v6_of.get(name, (None, None))[0]
+        for other, _, _ in nodes:
+            other_ip6, other_cidr6 = v6_of.get(other, (None, None))
+            if other == name or other_ip6 is None or ip6 is None:
+                continue
+            onlink6.append(str(other_ip6))
+            remote6 = [
+                p.ip6 for p in pods if p.node == other and not p.host_network and p.ip6 is not None
+            ]
+            if other_cidr6 is not None and any(a in other_cidr6 for a in remote6):
+                routes6.append((str(other_cidr6), str(other_ip6)))
+            for a in remote6:
+                if other_cidr6 is None or a not in other_cidr6:
+                    routes6.append((f"{a}/128", str(other_ip6)))
         plans.append(
             NodePlan(
                 name=name,
@@ -259,6 +316,9 @@ def plan(cluster: Cluster, lab: str) -> Plan:
                 pods=tuple(p for p in pods if p.node == name and not p.host_network),
                 routes=tuple(dict.fromkeys(routes)),
                 onlink=onlink,
+                ip6=ip6,
+                routes6=tuple(dict.fromkeys(routes6)),
+                onlink6=tuple(onlink6),
             )
         )
     return Plan(
@@ -273,11 +333,19 @@ def plan(cluster: Cluster, lab: str) -> Plan:
     )
 
 
+def _v6(ip: IPAddress | None) -> ipaddress.IPv6Address | None:
+    return ip if isinstance(ip, ipaddress.IPv6Address) else None
+
+
+def _v6net(net: IPNetwork | None) -> ipaddress.IPv6Network | None:
+    return net if isinstance(net, ipaddress.IPv6Network) else None
+
+
 def fabric_script(p: Plan) -> str:
     """Shell (``sh -e``) run inside the fabric namespace: the bridge and every node's link."""
     lines = [
         "ip link set lo up",
-        "ip link add br0 type bridge",
+        "ip link add br0 type bridge" + (" mcast_snooping 0" if p.dual_stack else ""),
         "ip link set br0 up",
     ]
     for n in p.nodes:
@@ -290,9 +358,19 @@ def fabric_script(p: Plan) -> str:
 
 def node_script(p: Plan, n: NodePlan) -> str:
     """Shell run inside a node namespace: its address, forwarding, pod veths, routes, NAT."""
-    lines = [
-        "ip link set lo up",
+    six = n.ip6 is not None
+    lines = ["ip link set lo up"]
+    if six:
+        # Inside this namespace only: IPv6 on, no duplicate address detection (the lab
+        # chose the addresses), forwarding between the pods' veths and eth0.
+        lines.append(
+            "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0"
+            " net.ipv6.conf.eth0.disable_ipv6=0 net.ipv6.conf.default.accept_dad=0"
+            " net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.all.forwarding=1"
+        )
+    lines += [
         f"ip addr add {n.ip}/{n.prefixlen} dev eth0",
+        *([f"ip -6 addr add {n.ip6}/64 dev eth0 nodad"] if six else []),
         "ip link set eth0 up",
         "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0"
         " net.ipv4.conf.default.rp_filter=0",
@@ -300,16 +378,24 @@ def node_script(p: Plan, n: NodePlan) -> str:
     for pod in n.pods:
         h = pod.host_if
         lines.append(f"ip link add {h} type veth peer name eth0 netns {pod.netns}")
+        if six and pod.ip6 is not None:
+            lines.append(f"ip -6 addr add {GATEWAY6}/64 dev {h} nodad")
         lines.append(f"ip link set {h} up")
         lines.append(
             f"sysctl -qw net.ipv4.conf.{h}.proxy_arp=1 net.ipv4.neigh.{h}.proxy_delay=0"
             f" net.ipv4.conf.{h}.rp_filter=0"
         )
         lines.append(f"ip route add {pod.ip}/32 dev {h}")
+        if six and pod.ip6 is not None:
+            lines.append(f"ip -6 route add {pod.ip6}/128 dev {h}")
     for ip in n.onlink:
         lines.append(f"ip route add {ip}/32 dev eth0")
     for dst, via in n.routes:
         lines.append(f"ip route add {dst} via {via} dev eth0 onlink")
+    for ip in n.onlink6:
+        lines.append(f"ip -6 route add {ip}/128 dev eth0")
+    for dst, via in n.routes6:
+        lines.append(f"ip -6 route add {dst} via {via} dev eth0")
     lines.append(f"ip route add default via {p.external_ip} dev eth0 onlink")
     pod_nets = ", ".join(str(x) for x in p.pod_networks)
     local = ", ".join(str(x) for x in (*p.pod_networks, *p.node_networks))
@@ -328,13 +414,23 @@ def node_script(p: Plan, n: NodePlan) -> str:
 
 
 def pod_script(pod: PodPlan) -> str:
-    """Shell run inside a pod namespace: its /32 and the default route via 169.254.1.1."""
+    """Shell run inside a pod namespace: its /32 and the default route via 169.254.1.1
+    (and for a dual-stack pod its /128 and the default route via fe80::1)."""
+    six = pod.ip6 is not None
     return (
         "ip link set lo up\n"
         f"ip addr add {pod.ip}/32 dev eth0\n"
-        "ip link set eth0 up\n"
+        + (
+            "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.eth0.disable_ipv6=0"
+            " net.ipv6.conf.eth0.accept_dad=0\n"
+            f"ip -6 addr add {pod.ip6}/128 dev eth0 nodad\n"
+            if six
+            else ""
+        )
+        + "ip link set eth0 up\n"
         f"ip route add {GATEWAY} dev eth0 scope link\n"
         f"ip route add default via {GATEWAY} dev eth0\n"
+        + (f"ip -6 route add default via {GATEWAY6} dev eth0\n" if six else "")
     )
 
 

@@ -6,8 +6,9 @@ Every choice is deterministic, stable across runs and independent of file order:
   (192.168.110.0/24, the seed's node network), nodes taken in name order;
 - a node with no podCIDR gets the first free /24 (IPv4; /120 for IPv6) of the
   cluster CIDR (default 10.244.0.0/16) not overlapping any other node's, in name order;
-- a pod with no IP gets one from its node's podCIDR (or the cluster CIDR when it
-  has no node): the address at a hash of ``namespace/name`` inside the range, or
+- a pod with no IP gets one from each of its node's podCIDRs (one per family: a
+  dual-stack node's pods get an IPv4 and an IPv6 address, the first podCIDR's
+  first), or from the cluster CIDR when it has no node: the address at a hash of ``namespace/name`` inside the range, or
   the next free one after it, skipping the network and broadcast addresses, IPv4
   addresses ending in ``.0``, and addresses already taken. Hashing (rather than
   counting) keeps a pod's address when other pods come and go.

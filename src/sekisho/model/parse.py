@@ -49,6 +49,10 @@ class NodeDraft:
     labels: dict[str, str]
     source: Source
     report: Report
+    other_ips: tuple[IPAddress, ...] = ()
+    """InternalIPs of the other family (a dual-stack node)."""
+    other_pod_cidrs: tuple[IPNetwork, ...] = ()
+    """``spec.podCIDRs`` of the other family (a dual-stack node)."""
 
 
 @dataclass(slots=True)
@@ -411,11 +415,27 @@ def _pod_status(r: Report, value: Any) -> tuple[IPAddress | None, tuple[IPAddres
 
 def _node(r: Report, data: dict[str, Any], meta: Meta, source: Source) -> NodeDraft:
     spec = mapping(r, data.get("spec"), ("spec",), F.NODE_SPEC) or {}
+    # "podCIDRs represents the IP ranges assigned to the node for usage by Pods on that
+    # node. If this field is specified, the 0th entry must match the podCIDR field. It
+    # may contain at most 1 value for each of IPv4 and IPv6."
     pod_cidr = cidr(r, spec.get("podCIDR"), ("spec", "podCIDR"))
+    other_cidrs: list[IPNetwork] = []
     for i, item in enumerate(sequence(r, spec.get("podCIDRs"), ("spec", "podCIDRs")) or ()):
         net = cidr(r, item, ("spec", "podCIDRs", i))
-        if pod_cidr is None and net is not None and spec.get("podCIDR") is None:
+        if net is None:
+            continue
+        if pod_cidr is None and spec.get("podCIDR") is None:
             pod_cidr = net
+        elif net != pod_cidr:
+            if any(
+                o.version == net.version for o in (*other_cidrs, *([pod_cidr] if pod_cidr else []))
+            ):
+                r.error(
+                    ("spec", "podCIDRs", i),
+                    f"{net}: a node has at most one pod CIDR of each family (IPv{net.version})",
+                )
+            else:
+                other_cidrs.append(net)
     unschedulable = boolean(r, spec.get("unschedulable"), ("spec", "unschedulable")) or False
     tainted = False
     for i, item in enumerate(sequence(r, spec.get("taints"), ("spec", "taints")) or ()):
@@ -438,6 +458,7 @@ def _node(r: Report, data: dict[str, Any], meta: Meta, source: Source) -> NodeDr
         elif effect in ("NoSchedule", "NoExecute"):
             tainted = True
     internal_ip: IPAddress | None = None
+    other_ips: list[IPAddress] = []
     status = mapping(r, data.get("status"), ("status",), F.NODE_STATUS) or {}
     for i, item in enumerate(sequence(r, status.get("addresses"), ("status", "addresses")) or ()):
         a_path: FieldPath = ("status", "addresses", i)
@@ -447,8 +468,13 @@ def _node(r: Report, data: dict[str, Any], meta: Meta, source: Source) -> NodeDr
         kind = string(r, addr.get("type"), (*a_path, "type"))
         if kind in ("InternalIP", "ExternalIP"):
             ip = ip_address(r, addr.get("address"), (*a_path, "address"))
-            if kind == "InternalIP" and internal_ip is None:
-                internal_ip = ip
+            if kind == "InternalIP" and ip is not None:
+                if internal_ip is None:
+                    internal_ip = ip
+                elif ip.version != internal_ip.version and not any(
+                    o.version == ip.version for o in other_ips
+                ):
+                    other_ips.append(ip)  # a dual-stack node's InternalIP of the other family
         else:
             string(r, addr.get("address"), (*a_path, "address"))
     return NodeDraft(
@@ -459,6 +485,8 @@ def _node(r: Report, data: dict[str, Any], meta: Meta, source: Source) -> NodeDr
         labels=meta.labels,
         source=source,
         report=r,
+        other_ips=tuple(other_ips),
+        other_pod_cidrs=tuple(other_cidrs),
     )
 
 

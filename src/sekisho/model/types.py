@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from sekisho.errors import Problem
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 """Protocols a NetworkPolicy port or a container port can name."""
+
+_T = TypeVar("_T")
 
 PROTOCOLS: tuple[Protocol, ...] = ("TCP", "UDP", "SCTP")
 
@@ -220,7 +222,12 @@ class Namespace:
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A node: its InternalIP on the node network and the pod CIDR it owns."""
+    """A node: its InternalIP on the node network and the pod CIDR it owns.
+
+    A dual-stack node has a second InternalIP and a second pod CIDR, of the other
+    family (``status.addresses``, ``spec.podCIDRs``: "at most one value for each
+    of IPv4 and IPv6"); :attr:`internal_ip` and :attr:`pod_cidr` are the first.
+    """
 
     name: str
     internal_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -228,6 +235,28 @@ class Node:
     schedulable: bool = True
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+    other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    """InternalIPs of the other family (at most one)."""
+    other_pod_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """``spec.podCIDRs`` after the first: the other family's pod CIDR (at most one)."""
+
+    @property
+    def ips(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        """Every InternalIP: :attr:`internal_ip` first."""
+        return (self.internal_ip, *self.other_ips)
+
+    @property
+    def pod_cidrs(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Every pod CIDR: :attr:`pod_cidr` first."""
+        return (self.pod_cidr, *self.other_pod_cidrs)
+
+    def ip_of(self, family: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """Its InternalIP of ``family`` (4 or 6), if it has one."""
+        return next((ip for ip in self.ips if ip.version == family), None)
+
+    def pod_cidr_of(self, family: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+        """Its pod CIDR of ``family`` (4 or 6), if it has one."""
+        return next((net for net in self.pod_cidrs if net.version == family), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +279,8 @@ class Pod:
     other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
     """Its further addresses (``status.podIPs`` after the first: the other family's
     address of a dual-stack pod). Sets hold them and the rules police them; probes,
-    ``trace`` and the matrix use :attr:`ip`."""
+    ``trace`` and the matrix use :attr:`ip`, and look at another family through
+    :func:`in_family`."""
 
     @property
     def key(self) -> str:
@@ -260,6 +290,10 @@ class Pod:
     def ips(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
         """Every address of the pod: :attr:`ip` first."""
         return ((self.ip,) if self.ip is not None else ()) + self.other_ips
+
+    def ip_of(self, family: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """Its address of ``family`` (4 or 6), if it has one."""
+        return next((ip for ip in self.ips if ip.version == family), None)
 
     def named_port(self, name: str, protocol: str) -> int | None:
         """The number of the container port called ``name`` with ``protocol``, if declared."""
@@ -321,3 +355,50 @@ class Cluster:
         if ns is None:
             return {"kubernetes.io/metadata.name": namespace}
         return ns.labels
+
+
+def cluster_families(cluster: Cluster) -> tuple[int, ...]:
+    """The address families (4, 6) some pod of ``cluster`` has an address of, ascending."""
+    return tuple(sorted({ip.version for pod in cluster.pods for ip in pod.ips}))
+
+
+def in_family(cluster: Cluster, family: int) -> Cluster:
+    """``cluster`` as seen over IP ``family`` (4 or 6): a probe over IPv6 is its own probe.
+
+    Every pod's and node's address (and pod CIDR) of that family comes first, so
+    :attr:`Pod.ip` and :attr:`Node.internal_ip` are the addresses a packet of that
+    family carries; pods without an address of that family are left out (nothing
+    reaches them over it). Sets still hold every address, so nothing but the
+    family the probes use changes. A node without an address of the family keeps
+    its first one (nothing of the family can come from it).
+    """
+    if family not in (4, 6):
+        raise ValueError(f"family {family}: expected 4 or 6")
+    if all(p.ip is None or p.ip.version == family for p in cluster.pods) and all(
+        n.internal_ip.version == family and n.pod_cidr.version == family for n in cluster.nodes
+    ):
+        return cluster
+    import dataclasses
+
+    def first(items: tuple[_T, ...]) -> tuple[_T, ...]:
+        return tuple(sorted(items, key=lambda x: x.version != family))  # type: ignore[attr-defined]
+
+    nodes = []
+    for n in cluster.nodes:
+        ips, cidrs = first(n.ips), first(n.pod_cidrs)
+        nodes.append(
+            dataclasses.replace(
+                n,
+                internal_ip=ips[0],
+                other_ips=ips[1:],
+                pod_cidr=cidrs[0],
+                other_pod_cidrs=cidrs[1:],
+            )
+        )
+    pods = []
+    for p in cluster.pods:
+        if p.ip_of(family) is None:
+            continue
+        ips = first(p.ips)
+        pods.append(dataclasses.replace(p, ip=ips[0], other_ips=ips[1:]))
+    return dataclasses.replace(cluster, nodes=tuple(nodes), pods=tuple(pods))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -277,9 +278,20 @@ _TEXTS: dict[int, dict[int, str]] = {4: {}, 6: {}}
 """Address text by family and number: the same pod IPs are printed in many sets and on
 every render (a number hashes faster than an address object)."""
 
+_ADDRESS_INT = operator.attrgetter("_ip")
+"""``int(address)`` without a Python call (the sort key of plain addresses)."""
+
 
 def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, int | None]]:
     """Sorted, disjoint members of ``family`` as (address or network text, port or None)."""
+    if isinstance(members, dict | set | frozenset):
+        # The common set (pod addresses only) without a Python call per member: the
+        # same order as ``member_sort_key`` gives addresses of one family.
+        kind = IPv4 if family == 4 else IPv6
+        plain = [m for m in members if type(m) is kind]
+        rest = [m for m in members if type(m) is not IPv4 and type(m) is not IPv6]
+        if not any(member_family(m) == family for m in rest):
+            return [(address_text(m), None) for m in sorted(plain, key=_ADDRESS_INT)]
     texts = _TEXTS[family]
     out: list[tuple[str, int | None]] = []
     for a, b, m in _uncovered(_rows(members, family)):

@@ -96,7 +96,13 @@ class Decision:
         return self.rule
 
 
-ALLOWING = (": allow", ": not isolated", ": the profile allows", ": replies and related")
+ALLOWING = (
+    ": allow",
+    ": not isolated",
+    ": the profile allows",
+    ": replies and related",
+    "HostPorts)",
+)
 """How the comments of the rules that can allow a packet end (see :attr:`Decision.because`)."""
 
 
@@ -143,8 +149,9 @@ _PROTOCOL_NUMBERS = {
 class _IptRule:
     text: str
     comment: str = ""
-    iif: str | None = None
-    oif: str | None = None
+    iif: tuple[str, bool] | None = None
+    """(interface pattern, negated)."""
+    oif: tuple[str, bool] | None = None
     protocol: tuple[str, bool] | None = None
     """(protocol, negated)."""
     ctstates: frozenset[str] | None = None
@@ -184,9 +191,9 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
             i += 1
             continue
         if w == "-i":
-            r.iif = arg()
+            r.iif = (arg(), negated)
         elif w == "-o":
-            r.oif = arg()
+            r.oif = (arg(), negated)
         elif w == "-p":
             r.protocol = (arg().lower(), negated)
         elif w == "-m":
@@ -218,6 +225,8 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
         else:
             raise RulesetSyntaxError(f"unknown word {w!r} in rule: {text}")
         if negated and w not in (
+            "-i",
+            "-o",
             "-p",
             "--match-set",
             "--dports",
@@ -309,9 +318,9 @@ class IptablesProgram:
 
     def _matches(self, r: _IptRule, w: _Walk) -> bool:
         p = w.packet
-        if r.iif is not None and not _iface_match(r.iif, p.iif):
+        if r.iif is not None and _iface_match(r.iif[0], p.iif) == r.iif[1]:
             return False
-        if r.oif is not None and not _iface_match(r.oif, p.oif):
+        if r.oif is not None and _iface_match(r.oif[0], p.oif) == r.oif[1]:
             return False
         if r.protocol is not None and (r.protocol[0] == p.proto_word) == r.protocol[1]:
             return False
@@ -474,8 +483,9 @@ def _parse_nft_rule(line: str) -> _NftRule:
             r.vmap = (w, table)
             i += 3
         elif w in ("iifname", "oifname"):
-            r.matches.append((w, _unquote(rest[0])))
-            i += 2
+            neg, at = _neg(rest, 0)
+            r.matches.append((w, (_unquote(rest[at]), neg)))
+            i += at + 2
         elif w == "ct" and rest[0] == "state":
             r.matches.append(("ct state", frozenset(s.upper() for s in rest[1].split(","))))
             i += 3
@@ -598,10 +608,9 @@ class NftProgram:
         number = _PROTOCOL_NUMBERS.get(proto, -1)
         family = p.family
         for kind, arg in r.matches:
-            if kind == "iifname":
-                ok = _iface_match(str(arg), p.iif)
-            elif kind == "oifname":
-                ok = _iface_match(str(arg), p.oif)
+            if kind in ("iifname", "oifname"):
+                pattern, neg = cast("tuple[str, bool]", arg)
+                ok = _iface_match(pattern, p.iif if kind == "iifname" else p.oif) != neg
             elif kind == "ct state":
                 ok = p.state in arg  # type: ignore[operator]
             elif kind == "mark":

@@ -19,7 +19,21 @@ Layout, all in table ``filter``::
 
 A from-endpoint chain RETURNs with the accept mark rather than accepting, so a
 packet between two local pods still passes the destination's to-endpoint chain.
-OUTPUT is not hooked: what the node itself sends to its pods is not filtered.
+What the node itself sends to its pods is not filtered (OUTPUT is hooked only on
+a node with a host endpoint, and there returns first for ``-o cali+``).
+
+A node with a host endpoint (Felix's ``felix/rules/static.go`` layout)::
+
+    INPUT   -> P-INPUT:  ... ; [-i IFACE | ! -i cali+] -> P-fh-H; mark set -> ACCEPT
+    OUTPUT  -> P-OUTPUT: -o cali+ RETURN; clear mark; [-o IFACE | ! -o cali+] -> P-th-H;
+                         mark set -> ACCEPT
+    FORWARD -> P-FORWARD: clear mark; [-i IFACE | ! -i cali+] -> P-fhfw-H; the workload
+                         dispatch; [-o IFACE | ! -o cali+] -> P-thfw-H; mark set -> ACCEPT
+    P-fh-H, P-th-H: replies ACCEPT; INVALID DROP; failsafe ports ACCEPT; the tiers as in
+                an endpoint chain; then the profile: mark (projectcalico-default-allow)
+                or DROP
+    P-fhfw-H, P-thfw-H: the same with the applyOnForward policies, no failsafe ports,
+                and the mark at the end (forwarded traffic is allowed by default)
 
 IPv6 gets the same layout in ip6tables' own filter table (the same chain names),
 as Felix writes one ruleset per family: policy chains hold the IPv6 rendering of
@@ -38,7 +52,14 @@ from functools import partial
 from sekisho.model.reader import paused_gc
 from sekisho.render import names
 from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
-from sekisho.render.node import Endpoint, NodeRenderer
+from sekisho.render.node import (
+    FAILSAFE,
+    HOST_CHAINS,
+    Endpoint,
+    HostChain,
+    NodeRenderer,
+    failsafe_groups,
+)
 from sekisho.semantics.program import IcmpMatch
 
 MARK = f"{names.ACCEPT_MARK:#x}/{names.ACCEPT_MARK:#x}"
@@ -264,7 +285,37 @@ _ENDPOINT_STEP = {
     "end-of-tier": "-m mark --mark " + NO_PASS + " {c} -j DROP",
     "profile": "{c} -j MARK --set-xmark " + MARK,
     "open": "{c} -j MARK --set-xmark " + MARK,
+    "no-profile": "{c} -j DROP",
 }
+
+
+def host_rules(r: NodeRenderer, chain: HostChain) -> tuple[str, ...]:
+    """One host endpoint chain (the failsafe ports: one rule per protocol)."""
+    assert r.host is not None
+    direction = HOST_CHAINS[chain][0]
+    out: list[str] = []
+    for action, comment, pkey in r.host.steps(chain):
+        if action in FAILSAFE:
+            out.extend(
+                f"-p {proto} -m multiport --dports {','.join(map(str, ports))} {_c(comment)}"
+                " -j ACCEPT"
+                for proto, ports in failsafe_groups(action)
+            )
+            continue
+        out.append(
+            _ENDPOINT_STEP[action].format(
+                c=_c(comment), chain=r.policy_chain(pkey, direction) if pkey else ""
+            )
+        )
+    return tuple(out)
+
+
+def _host_iface(r: NodeRenderer, flag: str) -> str:
+    """The interface match of the host endpoint (``flag`` ``-i`` or ``-o``)."""
+    assert r.host is not None
+    if r.host.iface is not None:
+        return f"{flag} {r.host.iface}"
+    return f"! {flag} {r.iface_prefix}+"
 
 
 def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple[str, ...]:
@@ -330,19 +381,40 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
     chains: list[tuple[str, tuple[str, ...]]] = []
     clear = f"{_c(p + ': clear the accept mark')} -j MARK --set-xmark {CLEAR}"
     accept = f"-m mark --mark {MARK} {_c(p + ': endpoint policy allowed it')} -j ACCEPT"
+    host = r.host
+    fh: tuple[str, ...] = ()
+    fhfw: tuple[str, ...] = ()
+    thfw: tuple[str, ...] = ()
+    if host is not None:
+        hep = f"host endpoint {host.name}"
+        fh = (
+            f"{_host_iface(r, '-i')} {_c(f'{p}: to the node through {hep}')}"
+            f" -j {r.host_chain('fh')}",
+            f"-m mark --mark {MARK} {_c(p + ': host endpoint policy allowed it')} -j ACCEPT",
+        )
+        fhfw = (
+            f"{_host_iface(r, '-i')} {_c(f'{p}: forwarded in through {hep}')}"
+            f" -j {r.host_chain('fhfw')}",
+        )
+        thfw = (
+            f"{_host_iface(r, '-o')} {_c(f'{p}: forwarded out through {hep}')}"
+            f" -j {r.host_chain('thfw')}",
+        )
     chains.append(
         (
             fwd,
             (
                 clear,
+                *fhfw,
                 f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}",
                 f"-o {ip}+ {_c(p + ': to a local endpoint')} -j {to_d}",
+                *thfw,
                 accept,
             ),
         )
     )
     chains.append(
-        (inp, (clear, f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}", accept))
+        (inp, (clear, f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}", accept, *fh))
     )
     eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
     for direction, chain, flag in (("egress", from_d, "-i"), ("ingress", to_d, "-o")):
@@ -354,6 +426,27 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
                 "iptables", ("endpoint", ep.pod, d), partial(endpoint_rules, r, ep, d)
             )
             chains.append((r.endpoint_chain(ep.iface, d), rules_))
+    hooks: tuple[tuple[str, str], ...] = (
+        ("FORWARD", f"{_c(p + ': hook')} -j {fwd}"),
+        ("INPUT", f"{_c(p + ': hook')} -j {inp}"),
+    )
+    if host is not None:
+        out = names.top_chain(p, "OUTPUT")
+        chains.append(
+            (
+                out,
+                (
+                    f"-o {ip}+ {_c(p + ': to a local endpoint: not policed (Felix returns early)')}"
+                    " -j RETURN",
+                    clear,
+                    f"{_host_iface(r, '-o')} {_c(f'{p}: from the node through host endpoint {host.name}')}"
+                    f" -j {r.host_chain('th')}",
+                    f"-m mark --mark {MARK} {_c(p + ': host endpoint policy allowed it')} -j ACCEPT",
+                ),
+            )
+        )
+        chains.extend((r.host_chain(c), host_rules(r, c)) for c in HOST_CHAINS)
+        hooks += (("OUTPUT", f"{_c(p + ': hook')} -j {out}"),)
     chains6 = list(chains)
     needed = _c(p + ": ICMPv6 that IPv6 needs (neighbour discovery, MLD)")
     chains6[1] = (
@@ -377,10 +470,6 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
         for k, fam in r.set_families()
     )
     sets = tuple(sorted(specs, key=lambda s: s.name))
-    hooks = (
-        ("FORWARD", f"{_c(p + ': hook')} -j {fwd}"),
-        ("INPUT", f"{_c(p + ': hook')} -j {inp}"),
-    )
     return IptablesRuleset(
         prefix=p,
         sets=sets,

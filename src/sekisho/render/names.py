@@ -77,6 +77,12 @@ def endpoint_chain(prefix: str, iface: str, direction: str) -> str:
     return fit(prefix, tag, iface, IPTABLES_CHAIN_MAX)
 
 
+def host_chain(prefix: str, ident: str, chain: str) -> str:
+    """A host endpoint's chain (Felix's ``cali-fh-IFACE``, ``cali-th-``, ``cali-fhfw-``,
+    ``cali-thfw-``): ``P-fh-IDENT`` and so on, ``ident`` its interface (or its name)."""
+    return fit(prefix, chain, ident, IPTABLES_CHAIN_MAX)
+
+
 def set_name(prefix: str, set_key: str, family: int = 4) -> str:
     """The IP set (ipset or nft named set) for a canonical set identity and IP family
     (Felix's ``cali40s``/``cali60s``: one set per family; ours differ by their hash)."""

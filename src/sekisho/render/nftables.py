@@ -12,7 +12,9 @@ nft adds the family as a dependency), one that does not is written once for
 both. What comes from a local endpoint to the node accepts the ICMPv6 types
 IPv6 needs first (neighbour discovery, multicast listeners), as Felix's
 workload-to-host chain does. Rules are written the way ``nft list table`` prints
-them, so a read-back compares after :func:`normalize_nft`.
+them, so a read-back compares after :func:`normalize_nft`. A node with a host
+endpoint also has an ``output`` base chain and the host endpoint's four chains,
+as the iptables backend (``iifname != "cali*"`` where it names no interface).
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from functools import partial
 from sekisho.model.reader import paused_gc
 from sekisho.render import names
 from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
-from sekisho.render.node import Endpoint, NodeRenderer
+from sekisho.render.node import (
+    FAILSAFE,
+    HOST_CHAINS,
+    Endpoint,
+    HostChain,
+    NodeRenderer,
+    failsafe_groups,
+)
 
 MARK = f"0x{names.ACCEPT_MARK:08x}"
 KEEP = f"0x{0xFFFFFFFF & ~names.ACCEPT_MARK:08x}"
@@ -345,7 +354,36 @@ _ENDPOINT_STEP = {
     "end-of-tier": "meta mark & " + PASS + " == " + NONE + " drop {c}",
     "profile": "meta mark set meta mark | " + MARK + " {c}",
     "open": "meta mark set meta mark | " + MARK + " {c}",
+    "no-profile": "drop {c}",
 }
+
+
+def host_rules(r: NodeRenderer, chain: HostChain) -> tuple[str, ...]:
+    """One host endpoint chain (the failsafe ports: one rule per protocol)."""
+    assert r.host is not None
+    direction = HOST_CHAINS[chain][0]
+    out: list[str] = []
+    for action, comment, pkey in r.host.steps(chain):
+        if action in FAILSAFE:
+            out.extend(
+                f"{proto} dport {_ports(tuple((n, n) for n in ports))} accept {_c(comment)}"
+                for proto, ports in failsafe_groups(action)
+            )
+            continue
+        out.append(
+            _ENDPOINT_STEP[action].format(
+                c=_c(comment), chain=r.policy_chain(pkey, direction) if pkey else ""
+            )
+        )
+    return tuple(out)
+
+
+def _host_iface(r: NodeRenderer, key: str) -> str:
+    """The interface match of the host endpoint (``key`` ``iifname`` or ``oifname``)."""
+    assert r.host is not None
+    if r.host.iface is not None:
+        return f'{key} "{r.host.iface}"'
+    return f'{key} != "{r.iface_prefix}*"'
 
 
 def endpoint_rules(r: NodeRenderer, ep: Endpoint, direction: Direction) -> tuple[str, ...]:
@@ -376,14 +414,38 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
         p + ": ICMPv6 that IPv6 needs (neighbour discovery, MLD)"
     )
     accept = f"meta mark & {MARK} == {MARK} accept {_c(p + ': endpoint policy allowed it')}"
+    host = r.host
+    fh: tuple[str, ...] = ()
+    fhfw: tuple[str, ...] = ()
+    thfw: tuple[str, ...] = ()
+    host_accept = (
+        f"meta mark & {MARK} == {MARK} accept {_c(p + ': host endpoint policy allowed it')}"
+    )
+    if host is not None:
+        hep = f"host endpoint {host.name}"
+        fh = (
+            f"{_host_iface(r, 'iifname')} jump {r.host_chain('fh')}"
+            f" {_c(f'{p}: to the node through {hep}')}",
+            host_accept,
+        )
+        fhfw = (
+            f"{_host_iface(r, 'iifname')} jump {r.host_chain('fhfw')}"
+            f" {_c(f'{p}: forwarded in through {hep}')}",
+        )
+        thfw = (
+            f"{_host_iface(r, 'oifname')} jump {r.host_chain('thfw')}"
+            f" {_c(f'{p}: forwarded out through {hep}')}",
+        )
     chains: list[tuple[str, str | None, tuple[str, ...]]] = [
         (
             fwd,
             f"type filter hook forward priority {PRIORITY}; policy accept;",
             (
                 clear,
+                *fhfw,
                 f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
                 f'oifname "{ip}*" jump {to_d} {_c(p + ": to a local endpoint")}',
+                *thfw,
                 accept,
             ),
         ),
@@ -395,9 +457,25 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
                 icmpv6,
                 f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
                 accept,
+                *fh,
             ),
         ),
     ]
+    if host is not None:
+        chains.append(
+            (
+                names.top_chain(p, "OUTPUT"),
+                f"type filter hook output priority {PRIORITY}; policy accept;",
+                (
+                    f'oifname "{ip}*" return '
+                    + _c(p + ": to a local endpoint: not policed (Felix returns early)"),
+                    clear,
+                    f"{_host_iface(r, 'oifname')} jump {r.host_chain('th')}"
+                    f" {_c(f'{p}: from the node through host endpoint {host.name}')}",
+                    host_accept,
+                ),
+            )
+        )
     eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
     for chain, key, d in ((from_d, "iifname", "egress"), (to_d, "oifname", "ingress")):
         dd: Direction = "egress" if d == "egress" else "ingress"
@@ -415,6 +493,8 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
                 "nftables", ("endpoint", ep.pod, d2), partial(endpoint_rules, r, ep, d2)
             )
             chains.append((r.endpoint_chain(ep.iface, d2), None, rules2))
+    if host is not None:
+        chains.extend((r.host_chain(c), None, host_rules(r, c)) for c in HOST_CHAINS)
     for pkey, d3 in sorted(r.chains):
         chains.append(
             (

@@ -9,7 +9,16 @@ endpoint chains are recomputed, and only their text is rendered again; when a
 policy changes, its chain and the endpoints' tier lists.
 
 A node renders only the policies that apply to at least one of its local
-pods, and only the sets those policies use (as Felix's calculation graph does).
+pods or to its host endpoint, and only the sets those policies use (as Felix's
+calculation graph does).
+
+A node with a host endpoint (the one the walk picks:
+:func:`~sekisho.semantics.verdict.node_host_endpoint`) also gets that endpoint's
+four chains, as Felix's ``cali-fh-``/``cali-th-`` (the node's own traffic: what
+it receives, what it sends; Felix's failsafe ports first; with no policy, or
+every tier passed, only the ``projectcalico-default-allow`` profile allows) and
+``cali-fhfw-``/``cali-thfw-`` (traffic forwarded through it: the
+``applyOnForward`` policies; with none deciding, allowed).
 """
 
 from __future__ import annotations
@@ -24,6 +33,12 @@ from typing import Literal, Protocol, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from sekisho.model.calico import (
+    DEFAULT_ALLOW_PROFILE,
+    FAILSAFE_INBOUND,
+    FAILSAFE_OUTBOUND,
+    HostEndpoint,
+)
 from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, Pod, endpoint_interface
 from sekisho.render import names
@@ -49,7 +64,7 @@ from sekisho.semantics.program import (
     protocol_name,
 )
 from sekisho.semantics.universe import Entity, Universe, pod_entity
-from sekisho.semantics.verdict import applies
+from sekisho.semantics.verdict import applies, node_host_endpoint
 
 
 class _Keyed(Protocol):
@@ -66,10 +81,37 @@ _T = TypeVar("_T")
 
 
 EndpointAction = Literal[
-    "replies", "invalid", "clear", "tier", "policy", "allowed", "end-of-tier", "profile", "open"
+    "replies",
+    "invalid",
+    "clear",
+    "tier",
+    "policy",
+    "allowed",
+    "end-of-tier",
+    "profile",
+    "open",
+    "failsafe-in",
+    "failsafe-out",
+    "no-profile",
 ]
 EndpointStep = tuple[EndpointAction, str, str | None]
-"""(action, comment, policy key for ``policy``)."""
+"""(action, comment, policy key for ``policy``). ``failsafe-in``/``failsafe-out``:
+accept Felix's failsafe ports (:data:`FAILSAFE`); ``no-profile``: drop (a host
+endpoint without an allowing profile)."""
+
+FAILSAFE: dict[str, tuple[tuple[str, int], ...]] = {
+    "failsafe-in": FAILSAFE_INBOUND,
+    "failsafe-out": FAILSAFE_OUTBOUND,
+}
+"""(protocol, port) each failsafe step accepts (Felix's defaults, from the model)."""
+
+
+def failsafe_groups(action: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(lower-case protocol, sorted ports) of a failsafe step, one entry per protocol."""
+    by: dict[str, set[int]] = {}
+    for proto, port in FAILSAFE[action]:
+        by.setdefault(proto.lower(), set()).add(port)
+    return [(proto, tuple(sorted(ports))) for proto, ports in sorted(by.items())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,25 +151,94 @@ class Endpoint:
         these steps (with the comment).
         """
         what = f"endpoint {self.pod} {direction}"
-        out: list[EndpointStep] = [
-            ("replies", f"{what}: replies and related", None),
-            ("invalid", f"{what}: invalid state", None),
-            ("clear", f"{what}: clear the accept and pass marks", None),
-        ]
-        tiers = self.tiers(direction)
-        for t in tiers:
-            out.append(("tier", f"{what}: start of tier {t.name}", None))
-            for key, label in t.policies:
-                out.append(("policy", f"{what}: tier {t.name} policy {label}", key))
-                out.append(("allowed", f"{what}: allowed by policy {label}", None))
-            if t.end == "deny":
-                out.append(
-                    ("end-of-tier", f"{what}: end of tier {t.name}: no policy passed it", None)
-                )
-        if tiers:
+        out = [*_head(what), *_tier_steps(what, self.tiers(direction))]
+        if self.tiers(direction):
             out.append(("profile", f"{what}: every tier passed: the profile allows", None))
         else:
             out.append(("open", f"{what}: not isolated", None))
+        return tuple(out)
+
+
+def _head(what: str) -> list[EndpointStep]:
+    return [
+        ("replies", f"{what}: replies and related", None),
+        ("invalid", f"{what}: invalid state", None),
+    ]
+
+
+def _tier_steps(what: str, tiers: tuple[TierRef, ...]) -> list[EndpointStep]:
+    """Clear the marks; per tier, its policies in order and its end (Felix's layout)."""
+    out: list[EndpointStep] = [("clear", f"{what}: clear the accept and pass marks", None)]
+    for t in tiers:
+        out.append(("tier", f"{what}: start of tier {t.name}", None))
+        for key, label in t.policies:
+            out.append(("policy", f"{what}: tier {t.name} policy {label}", key))
+            out.append(("allowed", f"{what}: allowed by policy {label}", None))
+        if t.end == "deny":
+            out.append(("end-of-tier", f"{what}: end of tier {t.name}: no policy passed it", None))
+    return out
+
+
+HostChain = Literal["fh", "th", "fhfw", "thfw"]
+"""Felix's host endpoint chains: from the host endpoint (what the node receives: its
+ingress), to it (what the node sends: its egress), and the same for traffic forwarded
+through it (``applyOnForward`` policies)."""
+
+HOST_CHAINS: dict[HostChain, tuple[Direction, bool]] = {
+    "fh": ("ingress", False),
+    "th": ("egress", False),
+    "fhfw": ("ingress", True),
+    "thfw": ("egress", True),
+}
+"""Each host chain's direction and whether it polices forwarded traffic."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostEndpointRef:
+    """The node's host endpoint: the tiers that apply to it, for its own traffic and for
+    forwarded traffic, per direction."""
+
+    name: str
+    iface: str | None
+    """The interface it names; None: every interface that is not a workload's (``*``, or
+    only ``expectedIPs``: sekisho's nodes have one interface, as the walk assumes)."""
+    allow_profile: bool
+    """It names ``projectcalico-default-allow`` (else "drop if no profiles matched")."""
+    tiers: Mapping[HostChain, tuple[TierRef, ...]] = field(hash=False)
+
+    def policies(self, chain: HostChain) -> tuple[str, ...]:
+        return tuple(k for t in self.tiers[chain] for k, _ in t.policies)
+
+    def steps(self, chain: HostChain) -> tuple[EndpointStep, ...]:
+        """The decisions of one host endpoint chain, in order (see :meth:`Endpoint.steps`).
+
+        Felix's failsafe ports are accepted first on the node's own traffic
+        (``FailsafeInboundHostPorts`` into it, ``FailsafeOutboundHostPorts`` out of it);
+        after the tiers, the node's own traffic is allowed only by the
+        ``projectcalico-default-allow`` profile, forwarded traffic always ("forwarded
+        traffic is allowed by default if no policies apply to the endpoint and
+        direction").
+        """
+        direction, forward = HOST_CHAINS[chain]
+        what = f"host endpoint {self.name} {'forwarded ' if forward else ''}{direction}"
+        out = _head(what)
+        if not forward:
+            which = "Inbound" if direction == "ingress" else "Outbound"
+            action: EndpointAction = "failsafe-in" if direction == "ingress" else "failsafe-out"
+            out.append(
+                (action, f"{what}: a failsafe port of Felix (Failsafe{which}HostPorts)", None)
+            )
+        tiers = self.tiers[chain]
+        out += _tier_steps(what, tiers)
+        head = "every tier passed" if tiers else "no policy applies"
+        if forward:
+            out.append(("profile", f"{what}: {head}: forwarded, the profile allows", None))
+        elif self.allow_profile:
+            out.append(
+                ("profile", f"{what}: {head}: {DEFAULT_ALLOW_PROFILE}, the profile allows", None)
+            )
+        else:
+            out.append(("no-profile", f"{what}: {head}: no profile allows it: denied", None))
         return tuple(out)
 
 
@@ -146,11 +257,14 @@ class Delta:
     removed_endpoints: set[str] = field(default_factory=set)
     dispatch: bool = False
     """The set of local endpoints changed (dispatch chains / verdict maps)."""
+    host: bool = False
+    """The node's host endpoint chains changed (or it appeared, or went)."""
 
     @property
     def empty(self) -> bool:
         return not (
-            self.sets
+            self.host
+            or self.sets
             or self.removed_sets
             or self.policies
             or self.removed_policies
@@ -159,6 +273,10 @@ class Delta:
             or self.dispatch
         )
 
+
+BATCH = 8
+"""From this many changed pods in one update on, sets and policies are matched against
+a table of the changed pods (a few vector operations each) rather than pod by pod."""
 
 _POD_FIELDS = ("pods", "policies", "cluster_policies")
 """Cluster fields the incremental path follows; a change in any other one rebuilds."""
@@ -195,6 +313,9 @@ class NodeRenderer:
         """Local pod key -> direction -> keys of the policies that apply to it."""
         self.endpoints: dict[str, Endpoint] = {}
         """Local endpoints by pod key."""
+        self.host: HostEndpointRef | None = None
+        """The node's host endpoint, when it has one."""
+        self._host_model: tuple[HostEndpoint, Entity] | None = None
         self.chains: dict[tuple[str, Direction], tuple[PolicyRule, ...]] = {}
         """Active policy chains (a policy applying to at least one local pod), IPv4 rules."""
         self.chains6: dict[tuple[str, Direction], tuple[PolicyRule, ...]] = {}
@@ -246,12 +367,17 @@ class NodeRenderer:
         ):
             changed = self._program_changed(cluster)
         self._inputs = inputs
-        for key, old_pod, new_pod in _diff(old.pods, cluster.pods):
-            self._pod_changed(key, old_pod, new_pod)
+        pod_changes = _diff(old.pods, cluster.pods)
+        if len(pod_changes) >= BATCH:
+            self._pods_changed(pod_changes)
+        else:
+            for key, old_pod, new_pod in pod_changes:
+                self._pod_changed(key, old_pod, new_pod)
         if changed:
             for key in list(self.pods):
                 if self._is_local(self.pods[key]):
                     self._refresh_endpoint(key, changed)
+            self._refresh_host()
         return self._take_delta()
 
     def cached(self, backend: str, key: tuple[str, ...], make: Callable[[], _T]) -> _T:
@@ -292,6 +418,10 @@ class NodeRenderer:
     def endpoint_chain(self, iface: str, direction: Direction) -> str:
         return names.endpoint_chain(self.prefix, iface, direction)
 
+    def host_chain(self, chain: HostChain) -> str:
+        assert self.host is not None
+        return names.host_chain(self.prefix, self.host.iface or self.host.name, chain)
+
     # -------------------------------------------------------------- internals
 
     def _program_inputs(self, cluster: Cluster) -> tuple[object, ...]:
@@ -316,20 +446,26 @@ class NodeRenderer:
         """Everything from scratch; the delta is the difference to the state before."""
         before_chains = {k: (v, self.chains6.get(k)) for k, v in self.chains.items()}
         before_eps = dict(self.endpoints)
+        before_host = self.host
         before_members = {k: set(v) for k, v in self.members.items()}
         before_defs = dict(self.set_defs)
         self.pods, self.entities, self.policies = {}, {}, {}
         self._applies, self.endpoints, self.chains, self.chains6 = {}, {}, {}, {}
+        self.host = None
         self._chain_sets, self._policy_refs = {}, {}
         self.set_defs, self.members, self._set_refs = {}, {}, {}
         self._descriptions = {}
         self._tab = self._ports = None
         self._delta = Delta()
-        self._others = [
-            Entity("node", n.name, n.labels, n.labels, (n.internal_ip,)) for n in cluster.nodes
-        ]
+        self._others = [Entity("node", n.name, n.labels, n.labels, n.ips) for n in cluster.nodes]
         universe = Universe(cluster)
         self._others += universe.hosts + universe.netsets
+        node = cluster.node(self.node)
+        hep = node_host_endpoint(cluster, self.node, None if node is None else node.internal_ip)
+        self._host_model = None
+        if hep is not None:
+            entity = next(e for e in universe.hosts if e.key == hep.name)
+            self._host_model = (hep, entity)
         self._accounts = cluster.calico.service_account_labels() if cluster.calico else {}
         self._inputs = self._program_inputs(cluster)
         self._set_program(self._compile(cluster))
@@ -338,7 +474,9 @@ class NodeRenderer:
         for pod in cluster.pods:
             self._add_pod(pod)
         self._refresh_all_endpoints()
+        self._refresh_host()
         d = Delta()
+        d.host = before_host != self.host
         d.sets = {
             k
             for k in self.set_defs
@@ -388,7 +526,9 @@ class NodeRenderer:
         old_pos = self._position
         self._set_program(self._compile(cluster))
         changed = {
-            k for k in old.keys() | self.policies.keys() if old.get(k) != self.policies.get(k)
+            k
+            for k in old.keys() | self.policies.keys()
+            if old.get(k) is not self.policies.get(k) and old.get(k) != self.policies.get(k)
         }
         if self._tiers != old_tiers or self._position != old_pos:
             # the order moved: every endpoint's tier list is rebuilt (membership is kept)
@@ -440,7 +580,11 @@ class NodeRenderer:
     def _refresh_all_endpoints(self) -> None:
         """Which policies apply to every local pod: each policy's selector once over a
         table of the local pods."""
-        local = [k for k, p in self.pods.items() if self._is_local(p)]
+        self._refresh_endpoints([k for k, p in self.pods.items() if self._is_local(p)])
+
+    def _refresh_endpoints(self, local: list[str]) -> None:
+        """Which policies apply to these local pods: each policy's selector once over a
+        table of them."""
         if not local:
             return
         ents = [self.entities[k] for k in local]
@@ -457,6 +601,64 @@ class NodeRenderer:
         for key in local:
             self._applies[key] = have[key]
             self._refresh_endpoint(key, set())
+
+    def _pods_changed(self, changes: list[tuple[str, Pod | None, Pod | None]]) -> None:
+        """Many pods at once (a burst of endpoint churn): what :meth:`_pod_changed` does for
+        each, with each set's and each policy's selector evaluated once over a table of
+        the changed pods instead of once per pod."""
+        self._tab = self._ports = None
+        before: list[Entity] = []
+        after: list[Entity] = []
+        for key, _old, new in changes:
+            was = self.entities.get(key)
+            self.pods.pop(key, None)
+            self.entities.pop(key, None)
+            if was is not None:
+                before.append(was)
+            if new is not None:
+                self._add_pod(new)
+                now = self.entities.get(key)
+                if now is not None:
+                    after.append(now)
+        tables = (LabelTable([e.labels for e in before]), LabelTable([e.labels for e in after]))
+        for skey, sd in self.set_defs.items():
+            if sd.static:
+                continue
+            sel = sd.selector
+            out: list[tuple[Member, int]] = []
+            for step, ents, table in ((-1, before, tables[0]), (+1, after, tables[1])):
+                if not ents:
+                    continue
+                if sel is None:
+                    picked: Sequence[int] = range(len(ents))
+                    flag = None
+                else:
+                    picked = np.flatnonzero(select(sel.selector, table)).tolist()
+                    flag = True
+                for i in picked:
+                    out += [(m, step) for m in sd.holds(ents[i], flag)]
+            if not out:
+                continue
+            members = self.members[skey]
+            net: dict[Member, int] = {}
+            for m, step in out:
+                net[m] = net.get(m, 0) + step
+            for m, step in net.items():
+                if not step:
+                    continue
+                left = members.get(m, 0) + step
+                if left:
+                    members[m] = left
+                else:
+                    del members[m]
+                self._delta.sets.add(skey)
+        added: list[str] = []
+        for key, old, new in changes:
+            if old is not None and self._is_local(old) and (new is None or not self._is_local(new)):
+                self._drop_endpoint(key)
+            if new is not None and self._is_local(new):
+                added.append(key)
+        self._refresh_endpoints(added)
 
     def _pod_changed(self, key: str, old: Pod | None, new: Pod | None) -> None:
         self._tab = self._ports = None
@@ -509,17 +711,7 @@ class NodeRenderer:
         self._applies[key] = have
         tiers: dict[Direction, tuple[TierRef, ...]] = {}
         for d in DIRECTIONS:
-            refs: list[TierRef] = []
-            for pkey in sorted(have[d], key=self._position.__getitem__):
-                ti = self._tier_of[pkey]
-                name, end = self._tiers[ti]
-                label = self.policies[pkey].label
-                if refs and refs[-1].name == name:
-                    last = refs[-1]
-                    refs[-1] = TierRef(name, end, (*last.policies, (pkey, label)))
-                else:
-                    refs.append(TierRef(name, end, ((pkey, label),)))
-            tiers[d] = tuple(refs)
+            tiers[d] = self._tier_refs(list(have[d]))
         ep = Endpoint(
             key,
             endpoint_interface(pod.namespace, pod.name, self.iface_prefix),
@@ -540,6 +732,46 @@ class NodeRenderer:
             if old is not None:
                 for pkey in old.policies(d):
                     self._ref_policy((pkey, d), -1)
+
+    def _refresh_host(self) -> None:
+        """Which policies apply to the node's host endpoint, per chain."""
+        old = self.host
+        new: HostEndpointRef | None = None
+        if self._host_model is not None:
+            hep, entity = self._host_model
+            tiers: dict[HostChain, tuple[TierRef, ...]] = {}
+            for chain, (d, forward) in HOST_CHAINS.items():
+                keys = [
+                    k
+                    for k, pol in self.policies.items()
+                    if (pol.forward or not forward) and applies(pol, entity, d)
+                ]
+                tiers[chain] = self._tier_refs(keys)
+            iface = hep.interface if hep.interface not in (None, "*") else None
+            new = HostEndpointRef(hep.name, iface, DEFAULT_ALLOW_PROFILE in hep.profiles, tiers)
+        if new == old:
+            return
+        self.host = new
+        self._delta.host = True
+        for ref, step in ((new, +1), (old, -1)):
+            if ref is None:
+                continue
+            for chain, (d, _forward) in HOST_CHAINS.items():
+                for pkey in ref.policies(chain):
+                    self._ref_policy((pkey, d), step)
+
+    def _tier_refs(self, keys: Sequence[str]) -> tuple[TierRef, ...]:
+        """The applying policies ``keys`` grouped into their tiers, in program order."""
+        refs: list[TierRef] = []
+        for pkey in sorted(keys, key=self._position.__getitem__):
+            name, end = self._tiers[self._tier_of[pkey]]
+            label = self.policies[pkey].label
+            if refs and refs[-1].name == name:
+                last = refs[-1]
+                refs[-1] = TierRef(name, end, (*last.policies, (pkey, label)))
+            else:
+                refs.append(TierRef(name, end, ((pkey, label),)))
+        return tuple(refs)
 
     def _drop_endpoint(self, key: str) -> None:
         self._applies.pop(key, None)
@@ -683,14 +915,15 @@ def _diff(old_seq: Sequence[_K], new_seq: Sequence[_K]) -> list[tuple[str, _K | 
         else:
             return out
         out = []
-    old_items = {o.key: o for o in old_seq}
-    seen: set[str] = set()
+    # Objects in both snapshots are skipped by identity; only the others are keyed.
+    old_ids = {id(a) for a in old_seq}
+    new_ids = {id(b) for b in new_seq}
+    gone = {a.key: a for a in old_seq if id(a) not in new_ids}
     for b in new_seq:
-        seen.add(b.key)
-        prev = old_items.get(b.key)
-        if prev is b:
+        if id(b) in old_ids:
             continue
+        prev = gone.pop(b.key, None)
         if prev is None or prev != b:
             out.append((b.key, prev, b))
-    out.extend((k, a, None) for k, a in old_items.items() if k not in seen)
+    out.extend((k, a, None) for k, a in gone.items())
     return out

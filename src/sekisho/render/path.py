@@ -3,8 +3,10 @@
 A pod's traffic leaves through its host-side veth on its node: another local
 pod is reached in FORWARD (``-i caliSRC -o caliDST``), a remote one in FORWARD on
 the source node (``-o eth0``) and then FORWARD on the destination node
-(``-i eth0``), the node itself (or a hostNetwork pod on it) in INPUT. What a node
-sends to its own pods is in OUTPUT, which is not hooked.
+(``-i eth0``), the node itself (or a hostNetwork pod on it) in INPUT, another
+node in INPUT there (``-i eth0``). What a node sends leaves in OUTPUT: to its
+own pods (``-o caliDST``, never policed), to anything else (``-o eth0``; a node
+to itself goes over ``lo``: OUTPUT, then INPUT).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sekisho.semantics import Endpoint, Flow
 
 UPLINK = "eth0"
 """The node's interface towards the node network (any non-``cali`` name would do)."""
+LOOPBACK = "lo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +57,24 @@ def hops(flow: Flow, state: State = "NEW") -> list[Hop]:
         out.append(Hop(node, pkt(here, UPLINK)))
         if dst.is_workload and dst_node is not None:
             out.append(Hop(dst_node, pkt(UPLINK, _iface(dst))))
+        elif dst.is_node_like and dst_node is not None:
+            out.append(Hop(dst_node, pkt(UPLINK, "", "INPUT")))
         return out
+    here_node = src.node_name if src.is_node_like else None
+    if here_node is not None:
+        if dst.is_workload and dst_node == here_node:
+            return [Hop(here_node, pkt("", _iface(dst), "OUTPUT"))]
+        if dst.is_node_like and dst_node == here_node:
+            return [
+                Hop(here_node, pkt("", LOOPBACK, "OUTPUT")),
+                Hop(here_node, pkt(LOOPBACK, "", "INPUT")),
+            ]
+        out.append(Hop(here_node, pkt("", UPLINK, "OUTPUT")))
     if dst.is_workload and dst_node is not None:
-        if src.is_node_like and src.node_name == dst_node:
-            return [Hop(dst_node, pkt("", _iface(dst), "OUTPUT"))]
-        return [Hop(dst_node, pkt(UPLINK, _iface(dst)))]
-    return []
+        out.append(Hop(dst_node, pkt(UPLINK, _iface(dst))))
+    elif dst.is_node_like and dst_node is not None:
+        out.append(Hop(dst_node, pkt(UPLINK, "", "INPUT")))
+    return out
 
 
 def enforce(

@@ -6,7 +6,7 @@ and one line here; nothing downstream changes.
 
 from __future__ import annotations
 
-from sekisho.model.types import Cluster
+from sekisho.model.types import Cluster, NetworkPolicy
 from sekisho.semantics import calico, kubernetes, npa
 from sekisho.semantics.program import (
     DEFAULT_TIER,
@@ -18,6 +18,10 @@ from sekisho.semantics.program import (
 )
 
 _last: tuple[Cluster, Program] | None = None
+_compiled: dict[int, tuple[NetworkPolicy, Policy]] = {}
+"""id(model policy) -> (that policy, its compiled program policy), for the last cluster's
+NetworkPolicies: a snapshot that shares policy objects with the last one (the agent's
+patched loads) compiles only the policies that changed. Holding the object keeps its id."""
 
 
 def program_inputs(cluster: Cluster) -> tuple[object, ...]:
@@ -30,10 +34,18 @@ def program_inputs(cluster: Cluster) -> tuple[object, ...]:
 
 def compile_program(cluster: Cluster) -> Program:
     """The program of ``cluster`` (the last result is kept for the same snapshot object)."""
-    global _last
+    global _last, _compiled
     if _last is not None and _last[0] is cluster:
         return _last[1]
-    policies = [kubernetes.compile_policy(p) for p in cluster.policies]
+    known, memo = _compiled, {}
+    policies = []
+    for p in cluster.policies:
+        hit = known.get(id(p))
+        if hit is None or hit[0] is not p:
+            hit = (p, kubernetes.compile_policy(p))
+        memo[id(p)] = hit
+        policies.append(hit[1])
+    _compiled = memo
     tiers = [Tier(DEFAULT_TIER, DEFAULT_TIER_ORDER)]
     notes: list[str] = []
     if cluster.cluster_policies:

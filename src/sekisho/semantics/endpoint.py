@@ -128,6 +128,12 @@ def resolve_endpoints(cluster: Cluster, text: str) -> tuple[Endpoint, ...]:
         for node in cluster.nodes:
             if node.internal_ip == ip:
                 return (node_endpoint(node),)
+        for pod in cluster.pods:
+            if ip in pod.ips and not pod.host_network:
+                raise UsageError(
+                    f"{ip} is pod {pod.key}'s IPv{ip.version} address: trace it over"
+                    f" --family {ip.version}"
+                )
         return (Endpoint("external", None, None, ip, str(ip)),)
     if "/" in text:
         exact = cluster.pod(text)

@@ -102,23 +102,35 @@ class ProbeMatrix:
     port: int | None
     protocol: str
     identity_ingress: BoolArray = field(repr=False)
-    """(K, K) over identities (source, destination), before self and same-node fixes."""
+    """(C, C) over identity classes (source, destination), before self and same-node
+    fixes; the classes are the identities when :attr:`identity_class` is None."""
     identity_egress: BoolArray = field(repr=False)
     pod_identity: IntArray = field(repr=False)
     same_node: tuple[tuple[int, IntArray], ...] = field(repr=False, default=())
     """(hostNetwork source pod index, destination pod indexes on its node)."""
     name: str | None = None
     """A probed port name (``port`` is then None): resolved on each destination pod."""
+    identity_class: IntArray | None = field(repr=False, default=None)
+    """The class of each identity: identities the program evaluates alike (see
+    :func:`_classes`), so one row and column of the tables serves them all."""
 
     @property
     def service(self) -> Service:
         proto: FlowProtocol = self.protocol  # type: ignore[assignment]
         return Service(proto, self.port, self.name)
 
+    @cached_property
+    def pod_class(self) -> IntArray:
+        """Each pod's row and column in the class tables."""
+        if self.identity_class is None:
+            return self.pod_identity
+        out: IntArray = self.identity_class[self.pod_identity]
+        return out
+
     def _expand(self, table: BoolArray) -> BoolArray:
-        # Columns first on the small (K, K) table, then whole rows: several times
+        # Columns first on the small (C, C) table, then whole rows: several times
         # faster than one 2-D fancy index or rows first (which gathers bytes).
-        idx = self.pod_identity
+        idx = self.pod_class
         out: BoolArray = np.take(np.take(table, idx, axis=1), idx, axis=0)
         np.fill_diagonal(out, True)
         return out
@@ -136,17 +148,32 @@ class ProbeMatrix:
 
     @cached_property
     def allowed(self) -> BoolArray:
-        # One expansion of the identity-level AND; a hostNetwork source's egress is
+        # One expansion of the class-level AND; a hostNetwork source's egress is
         # never isolated, so its same-node cells are allowed outright.
-        out = self._expand(self.identity_allowed)
+        out = self._expand(self.class_allowed)
         for row, cols in self.same_node:
             out[row, cols] = True
         return out
 
     @cached_property
-    def identity_allowed(self) -> BoolArray:
+    def class_allowed(self) -> BoolArray:
         out: BoolArray = self.identity_ingress & self.identity_egress
         return out
+
+    @property
+    def identity_allowed(self) -> BoolArray:
+        return self.identity_table("allowed")
+
+    def class_table(self, which: str) -> BoolArray:
+        """The (C, C) class-level ``ingress``, ``egress`` or ``allowed`` table
+        (:meth:`identity_table` read through :attr:`identity_class`)."""
+        if which == "ingress":
+            return self.identity_ingress
+        if which == "egress":
+            return self.identity_egress
+        if which == "allowed":
+            return self.class_allowed
+        raise ValueError(f"no table {which!r}")
 
     def identity_table(self, which: str) -> BoolArray:
         """The (K, K) identity-level ``ingress``, ``egress`` or ``allowed`` table.
@@ -155,13 +182,12 @@ class ProbeMatrix:
         pod_identity[j]]``, except the same-node cells of a hostNetwork source
         (:attr:`same_node`), which are True in ``ingress`` and ``allowed``.
         """
-        if which == "ingress":
-            return self.identity_ingress
-        if which == "egress":
-            return self.identity_egress
-        if which == "allowed":
-            return self.identity_allowed
-        raise ValueError(f"no table {which!r}")
+        table = self.class_table(which)
+        if self.identity_class is None:
+            return table
+        idx = self.identity_class
+        out: BoolArray = np.take(np.take(table, idx, axis=1), idx, axis=0)
+        return out
 
     def pair_counts(self, which: str) -> npt.NDArray[np.int64]:
         """(K, K): ordered pairs of distinct pods that ``which`` allows, per identity pair.
@@ -184,16 +210,24 @@ class ProbeMatrix:
         return counts
 
     def pair_total(self, which: str) -> int:
-        """How many ordered pairs of distinct pods ``which`` allows (``pair_counts(which).sum()``)."""
-        table = self.identity_table(which)
+        """How many ordered pairs of distinct pods ``which`` allows (``pair_counts(which).sum()``).
+
+        From the class tables and the class sizes: pods of one class are pairs of the
+        class with itself."""
+        table = self.class_table(which)
         k = table.shape[0]
-        sizes = np.bincount(self.pod_identity, minlength=k).astype(np.float64)
-        total = float(sizes @ (table.astype(np.float32) @ sizes.astype(np.float32)))
+        idx = self.pod_class
+        sizes = np.bincount(idx, minlength=k).astype(np.float64)
+        weights = sizes.astype(np.float32)
+        total = 0.0
+        for at in range(0, k, 2048):  # row blocks: no (C, C) float table at once
+            block = table[at : at + 2048].astype(np.float32) @ weights
+            total += float(sizes[at : at + 2048] @ block)
         total -= float(sizes[np.diagonal(table)].sum())
         extra = 0
         if which != "egress":
             for row, cols in self.same_node:
-                extra += int((~table[self.pod_identity[row], self.pod_identity[cols]]).sum())
+                extra += int((~table[idx[row], idx[cols]]).sum())
         return round(total) + extra
 
     def to_json(self) -> dict[str, object]:
@@ -412,7 +446,8 @@ class _Identities:
         self.key_index = ids
         self.identities = tuple(found)
         self.pod_identity = np.asarray(index, dtype=np.int64)
-        rep_idx = np.asarray(reps, dtype=np.int64)
+        rep_idx = self.reps = np.asarray(reps, dtype=np.int64)
+        """A pod of each identity (its first)."""
         self.member: BoolArray = member[rep_idx] if len(reps) else member[:0]
         self.size = k_ = len(self.identities)
         self.family = np.array([key[6] for key in ids], dtype=np.int64).reshape(k_)
@@ -504,8 +539,8 @@ class _Identities:
             self._kinds[kinds] = out
         return out
 
-    def selector(self, s: SelectorSet) -> BoolArray:
-        """Identities whose address is in the selector's set."""
+    def selector(self, s: SelectorSet, *, keep: bool = True) -> BoolArray:
+        """Identities whose address is in the selector's set (``keep``: cached)."""
         key = s.key
         hit = self._cache.get(key)
         if hit is None:
@@ -524,7 +559,8 @@ class _Identities:
                 for j, h in enumerate(self.hosts):
                     if matches(s.selector, h.labels):
                         hit = hit | self.member[:, base + j]
-            self._cache[key] = hit
+            if keep:
+                self._cache[key] = hit
         return hit
 
     def subject(self, s: SelectorSet) -> BoolArray:
@@ -743,6 +779,71 @@ class _Looked:
         self.nets = list(nets.values())
 
 
+CLASS_CHUNK = 512
+"""Selector rows evaluated (then packed) at a time when finding classes."""
+
+
+def _distinct(values: IntArray) -> int:
+    """How many distinct values (np.unique without indexes imports numpy.ma on its first
+    call: 0.05 s of start-up)."""
+    if not len(values):
+        return 0
+    ordered = np.sort(values)
+    return 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+
+
+def _classes(ids: _Identities, program: Program) -> IntArray | None:
+    """Identities the program cannot tell apart, numbered by their first identity; None
+    when every identity is its own class.
+
+    Identities differ by namespace and the labels some selector reads; two of them
+    whose every set of the program holds both or neither (and that are equal in
+    ports, hostNetwork, node, nets and family) get equal rows and columns in every
+    table, so the engine runs once per class. Namespace and labels reach the engine
+    only through selectors (:meth:`_Identities.selector`): the policies' subjects,
+    the rules' selectors and the scopes of named ports, every one evaluated here.
+    """
+    k = ids.size
+    if k <= 1:
+        return None
+    # What is not namespace or labels: the rest of the identity key.
+    rest: dict[object, int] = {}
+    codes = np.array([rest.setdefault(key[2:], len(rest)) for key in ids.key_index], np.int64)
+    sets: dict[str, SelectorSet] = {}
+    for pol in (*program.policies(), *program.staged):
+        only = SelectorSet(pol.selector.selector, pol.selector.kinds & WORKLOADS)
+        sets.setdefault(only.key, only)
+        for d in DIRECTIONS:
+            for rule in pol.rules(d):
+                for s in rule.sets():
+                    if isinstance(s, SelectorSet):
+                        sets.setdefault(s.key, s)
+                    elif isinstance(s, NamedPortSet) and s.within is not None:
+                        scope = SelectorSet(s.within.selector, s.within.kinds & WORKLOADS)
+                        sets.setdefault(scope.key, scope)
+    chosen = list(sets.values())
+    for at in range(0, len(chosen), CLASS_CHUNK):
+        if _distinct(codes) == k:
+            return None  # nothing left to merge
+        rows = np.empty((min(CLASS_CHUNK, len(chosen) - at), k), dtype=np.bool_)
+        for n, s in enumerate(chosen[at : at + CLASS_CHUNK]):
+            rows[n] = ids.selector(s, keep=False)
+        packed = np.ascontiguousarray(np.packbits(rows, axis=0).T)
+        width = 8 + packed.shape[1]
+        both = np.empty((k, width), dtype=np.uint8)
+        both[:, :8] = codes.view(np.uint8).reshape(k, 8)
+        both[:, 8:] = packed
+        _, codes = np.unique(both.view(f"V{width}").ravel(), return_inverse=True)
+        codes = codes.reshape(k).astype(np.int64)
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    if len(first) == k:
+        return None
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    out: IntArray = rank[inverse.reshape(k)]
+    return out
+
+
 def _merge(left: BoolArray, right: BoolArray) -> tuple[BoolArray, BoolArray]:
     """Rows with the same ``left`` share one row whose ``right`` is the OR (and vice versa).
 
@@ -751,7 +852,7 @@ def _merge(left: BoolArray, right: BoolArray) -> tuple[BoolArray, BoolArray]:
     """
     for _ in range(2):
         packed = np.packbits(left, axis=1)
-        # Rows as bytes keys (np.unique would do, but its first call imports numpy.ma).
+        # Rows as bytes keys, grouped in one pass.
         width = packed.shape[1]
         buf = packed.tobytes()
         seen: dict[bytes, int] = {}
@@ -772,7 +873,8 @@ def _merge(left: BoolArray, right: BoolArray) -> tuple[BoolArray, BoolArray]:
 
 
 def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> BoolArray:
-    """``OR_r left[r][:, None] & right[r][None, :]`` as one matrix product (``left`` and
+    """``OR_r left[r][:, None] & right[r][None, :]``: one matrix product, or per group of
+    identities that the same rules reach, when one side is sparse (``left`` and
     ``right``: rows, or (n, K) blocks of rows)."""
     if not left:
         return np.zeros((size, size), dtype=np.bool_)
@@ -784,15 +886,62 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
     # of them): the product over those alone, its cells put back in place.
     rows = np.flatnonzero(a.any(axis=0))
     cols = np.flatnonzero(b.any(axis=0))
+    if not len(rows) or not len(cols):
+        return np.zeros((size, size), dtype=np.bool_)
+    # Estimated costs (ns): BLAS per (row, column, rule); bytes OR-ed per identity a
+    # rule reaches on the sparse side, plus a fixed cost per group.
+    dense = 0.05 * len(rows) * len(cols) * len(a)
+    by_rows = float(a.sum()) * len(cols) + 20_000.0 * len(rows)
+    by_cols = float(b.sum()) * len(rows) + 20_000.0 * len(cols)
+    if by_rows < dense and by_rows <= by_cols:
+        return _grouped_product(a, b, rows, cols, size)
+    if by_cols < dense:
+        return _transpose(_grouped_product(b, a, cols, rows, size))
     if len(rows) == size and len(cols) == size:
         full: BoolArray = (a.T.astype(np.float32) @ b.astype(np.float32)) > 0.5
         return full
     out: BoolArray = np.zeros((size, size), dtype=np.bool_)
-    if len(rows) and len(cols):
-        part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
-        block = np.zeros((len(rows), size), dtype=np.bool_)
-        block[:, cols] = part > 0.5
-        out[rows] = block  # whole rows: much cheaper than a 2-D scatter
+    part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
+    block = np.zeros((len(rows), size), dtype=np.bool_)
+    block[:, cols] = part > 0.5
+    out[rows] = block  # whole rows: much cheaper than a 2-D scatter
+    return out
+
+
+def _transpose(table: BoolArray, block: int = 512) -> BoolArray:
+    """``table.T`` in C order, copied by blocks that stay in cache (5x numpy's copy)."""
+    n, m = table.shape
+    out: BoolArray = np.empty((m, n), dtype=table.dtype)
+    for i in range(0, m, block):
+        for j in range(0, n, block):
+            out[i : i + block, j : j + block] = table[j : j + block, i : i + block].T
+    return out
+
+
+def _grouped_product(
+    a: BoolArray, b: BoolArray, rows: IntArray, cols: IntArray, size: int
+) -> BoolArray:
+    """The product of :func:`_any_product` row by row: row ``i`` is the OR of ``b``'s rows
+    of the rules whose ``a`` holds ``i``; rows reached by the same rules share it."""
+    out: BoolArray = np.zeros((size, size), dtype=np.bool_)
+    reached = a[:, rows]
+    packed = np.ascontiguousarray(np.packbits(reached, axis=0).T)
+    width = packed.shape[1]
+    _, first, inverse = np.unique(
+        np.ascontiguousarray(packed).view(f"V{width}").ravel(),
+        return_index=True,
+        return_inverse=True,
+    )
+    inverse = inverse.reshape(len(rows))
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(first) + 1))
+    sub = b[:, cols]
+    for g, at in enumerate(first.tolist()):
+        members = rows[order[bounds[g] : bounds[g + 1]]]
+        rules = np.flatnonzero(reached[:, at])
+        line = np.zeros(size, dtype=np.bool_)
+        line[cols] = sub[rules[0]] if len(rules) == 1 else sub[rules].any(axis=0)
+        out[members] = line
     return out
 
 
@@ -1018,13 +1167,16 @@ def _runs(
     port: int | None,
     *,
     keep_all: bool = False,
+    prints: list[object] | None = None,
 ) -> list[tuple[BoolArray, str, list[_Run]]]:
     """Per prepared tier for one probe: (applies-to row, end action, runs).
 
     ``keep_all``: every rule (one that cannot match gets empty rows), so that views of
     different identities line up rule for rule; the runs then hold one row per rule.
     Otherwise they hold (n, K) blocks: the rows of the rules that can match, a block
-    per group of rules with the same probe criteria."""
+    per group of rules with the same probe criteria. ``prints``: gets what the runs
+    depend on besides the prepared rows (the probe's verdict per distinct criteria, in
+    order), so probes with equal prints get equal runs."""
     proto = {fam: _proto_number(proto_name, fam) for fam in (4, 6)}
     echo = proto_name == "ICMP"
     number = proto[4]
@@ -1048,6 +1200,11 @@ def _runs(
             )
             family = fam_rows[ok[0]] if ok and len(ok) < len(families) else None
             got = criteria[key] = (dst_ports, family)
+            if prints is not None:
+                shown = (
+                    dst_ports if isinstance(dst_ports, bool) else np.packbits(dst_ports).tobytes()
+                )
+                prints.append((key, shown, ok[0] if family is not None else None))
         return got
 
     out: list[tuple[BoolArray, str, list[_Run]]] = []
@@ -1109,17 +1266,31 @@ def _direction_table(
     direction: Direction,
     proto_name: str,
     port: int | None,
+    cache: dict[tuple[object, ...], BoolArray] | None = None,
 ) -> BoolArray:
-    """(K, K) [source, destination]: whether ``direction``'s walk allows the pair."""
+    """(K, K) [source, destination]: whether ``direction``'s walk allows the pair.
+
+    ``cache``: tables of earlier probes by their runs' prints (:func:`_runs`); a probe
+    whose runs equal an earlier one's gets its table (the same array: do not change it).
+    """
+    prints: list[object] = []
+    tiers = _runs(ids, tiers_prepared, proto_name, port, prints=prints)
     if ids.has_hep.any():
+        # Host endpoints' fixes depend on the probe itself (failsafe ports).
         return _host_fixes(
             ids,
-            _walk_table(ids, tiers_prepared, direction, proto_name, port),
+            _walk_table(ids, tiers_prepared, direction, proto_name, port, tiers=tiers),
             direction,
             proto_name,
             port,
         )
-    return _walk_table(ids, tiers_prepared, direction, proto_name, port)
+    key = tuple(prints)
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        hit = _walk_table(ids, tiers_prepared, direction, proto_name, port, tiers=tiers)
+        if cache is not None:
+            cache[key] = hit
+    return hit
 
 
 def _host_fixes(
@@ -1157,13 +1328,15 @@ def _walk_table(
     port: int | None,
     *,
     forward: bool = False,
+    tiers: list[tuple[BoolArray, str, list[_Run]]] | None = None,
 ) -> BoolArray:
     k = ids.size
     # The profile: allows, except a host endpoint's without projectcalico-default-allow;
     # forwarded traffic that no applyOnForward policy decides is allowed.
     prof: BoolArray = ~ids.profile_denies if not forward else np.ones(k, dtype=np.bool_)
     prof_mask = prof[None, :] if direction == "ingress" else prof[:, None]
-    tiers = _runs(ids, tiers_prepared, proto_name, port)
+    if tiers is None:
+        tiers = _runs(ids, tiers_prepared, proto_name, port)
     if not tiers:
         out0: BoolArray = np.empty((k, k), dtype=np.bool_)
         out0[...] = prof_mask
@@ -1254,7 +1427,18 @@ def _compute_matrix(
     probed_names: set[tuple[str, str]] = {
         (s.name, s.protocol) for s in checked if s.name is not None
     }
-    ids = _Identities(cluster, chosen, program, probed_names)
+    fine = _Identities(cluster, chosen, program, probed_names)
+    # The engine runs on classes of identities (one representative pod each); the
+    # tables are read through the identities' classes.
+    classes = _classes(fine, program)
+    if classes is None:
+        ids = fine
+        pod_class = fine.pod_identity
+    else:
+        firsts = np.unique(classes, return_index=True)[1]
+        reps = [chosen[r] for r in fine.reps[firsts].tolist()]
+        ids = _Identities(cluster, reps, program, probed_names)
+        pod_class = classes[fine.pod_identity]
     # Which identities each policy applies to (the same for every probe).
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
@@ -1282,9 +1466,11 @@ def _compute_matrix(
         fwd_prepared = {d: _prepare(ids, forwarded, d, fwd_subject) for d in DIRECTIONS}
         off_node = ids.off_node()
 
+    seen: dict[str, dict[tuple[object, ...], BoolArray]] = {d: {} for d in DIRECTIONS}
+
     def tables(proto: str, port: int | None) -> tuple[BoolArray, BoolArray]:
-        ig = _direction_table(ids, prepared["ingress"], "ingress", proto, port)
-        eg = _direction_table(ids, prepared["egress"], "egress", proto, port)
+        ig = _direction_table(ids, prepared["ingress"], "ingress", proto, port, seen["ingress"])
+        eg = _direction_table(ids, prepared["egress"], "egress", proto, port, seen["egress"])
         if fwd_prepared is not None and off_node is not None:
             fi = _walk_table(ids, fwd_prepared["ingress"], "ingress", proto, port, forward=True)
             fe = _walk_table(ids, fwd_prepared["egress"], "egress", proto, port, forward=True)
@@ -1312,7 +1498,7 @@ def _compute_matrix(
                 ig, eg = tables(svc.protocol, n)
                 ingress[:, cols] = ig[:, cols]
                 egress[:, cols] = eg[:, cols]
-            declares = numbers[ids.pod_identity] >= 0
+            declares = numbers[pod_class] >= 0
             fixes = tuple((row, cols[declares[cols]]) for row, cols in same_node)
         out.append(
             ProbeMatrix(
@@ -1320,9 +1506,10 @@ def _compute_matrix(
                 svc.protocol,
                 ingress,
                 egress,
-                ids.pod_identity,
+                fine.pod_identity,
                 tuple(same_node) if svc.name is None else fixes,
                 svc.name,
+                classes,
             )
         )
-    return Matrix(tuple(chosen), tuple(out), ids.identities, ids.pod_identity)
+    return Matrix(tuple(chosen), tuple(out), fine.identities, fine.pod_identity)

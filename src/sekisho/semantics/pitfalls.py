@@ -318,7 +318,7 @@ def _peer_shapes(cluster: Cluster) -> Iterator[Finding]:
 def _ipblocks(
     cluster: Cluster, service_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
 ) -> Iterator[Finding]:
-    pod_nets = [cluster.cluster_cidr] + [n.pod_cidr for n in cluster.nodes]
+    pod_nets = [cluster.cluster_cidr] + [net for n in cluster.nodes for net in n.pod_cidrs]
     for pol in cluster.policies:
         for direction, rules in (("ingress", pol.ingress), ("egress", pol.egress)):
             field = "from" if direction == "ingress" else "to"
@@ -339,11 +339,10 @@ def _ipblocks(
                     pods_in = [
                         q.key
                         for q in cluster.pods
-                        if q.ip is not None
-                        and not q.host_network
-                        and q.ip.version == b.cidr.version
-                        and q.ip in b.cidr
-                        and not any(q.ip.version == e.version and q.ip in e for e in b.excepts)
+                        if not q.host_network
+                        and (ip := q.ip_of(b.cidr.version)) is not None  # a dual-stack pod's too
+                        and ip in b.cidr
+                        and not any(ip.version == e.version and ip in e for e in b.excepts)
                     ]
                     if hits or pods_in:
                         shown = ", ".join(pods_in[:3]) + (", ..." if len(pods_in) > 3 else "")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sekisho.errors import UsageError
-from sekisho.model.types import Cluster, FlowProtocol, Pod
+from sekisho.model.types import Cluster, FlowProtocol, Pod, cluster_families, in_family
 
 PORT_PROTOCOLS: tuple[FlowProtocol, ...] = ("TCP", "UDP", "SCTP")
 RANGE_MAX = 64
@@ -137,3 +137,33 @@ def default_services(cluster: Cluster) -> list[Service]:
     out = [Service(proto, port) for proto, port in sorted(seen)]
     out.append(Service("ICMP"))
     return out
+
+
+FAMILIES = (4, 6)
+"""IP families a probe can use: a probe over IPv6 is its own probe (its own addresses,
+ICMPv6 for ICMP, the rules of that family)."""
+
+
+def family_view(cluster: Cluster, family: int | None) -> Cluster:
+    """The cluster as probes over ``family`` see it (:func:`sekisho.model.types.in_family`);
+    None: each pod's first address, as the cluster gives it. A family no pod has an
+    address of is refused, not probed empty."""
+    if family is None:
+        return cluster
+    if family not in FAMILIES:
+        raise UsageError(f"--family {family}: expected 4 or 6")
+    if family not in cluster_families(cluster):
+        have = ", ".join(f"IPv{f}" for f in cluster_families(cluster)) or "none"
+        raise UsageError(
+            f"--family {family}: no pod has an IPv{family} address (pods have: {have})"
+        )
+    return in_family(cluster, family)
+
+
+def probe_families(cluster: Cluster, family: int | None) -> tuple[int | None, ...]:
+    """The families to probe: the one asked for; else, for a dual-stack cluster, each
+    family (a probe per family); else None (the cluster's only family, as given)."""
+    if family is not None:
+        return (family,)
+    families = cluster_families(cluster)
+    return families if len(families) > 1 else (None,)

@@ -189,27 +189,46 @@ def summarize(matrix: Matrix) -> Summary:
     total = n * (n - 1)
     seen: dict[bytes, int] = {}
     probes: list[ProbeSummary] = []
+    shared: dict[tuple[int, int, int], int] = {}
     for index, probe in enumerate(matrix.probes):
-        table = probe.identity_allowed
+        tables = (
+            id(probe.identity_ingress),
+            id(probe.identity_egress),
+            id(probe.identity_class),
+        )
+        if tables in shared:  # the engine gave this probe an earlier one's very tables
+            allowed = probe.pair_total("allowed")
+            probes.append(ProbeSummary(probe, allowed, total, shared[tables], ()))
+            continue
+        # Read at the level of the engine's classes (identities it evaluates alike):
+        # a row of identity i is its class's row, read through the classes.
+        table = probe.class_table("allowed")
+        cls = probe.identity_class
+        if cls is None:
+            cls = np.arange(k, dtype=np.int64)
         allowed = probe.pair_total("allowed")
-        key = np.packbits(table).tobytes()
+        key = np.packbits(table).tobytes() + cls.tobytes()
         if key in seen:
+            shared[tables] = seen[key]
             probes.append(ProbeSummary(probe, allowed, total, seen[key], ()))
             continue
-        seen[key] = index
-        rows: dict[bytes, list[int]] = {}
+        seen[key] = shared[tables] = index
         packed = np.packbits(table, axis=1)
-        for i in range(k):
-            rows.setdefault(packed[i].tobytes(), []).append(i)
+        row_of: dict[bytes, int] = {}
+        class_row = [row_of.setdefault(r.tobytes(), len(row_of)) for r in packed]
+        rows: dict[int, list[int]] = {}
+        for i, c in enumerate(cls.tolist()):
+            rows.setdefault(class_row[c], []).append(i)
         connections: list[Connection] = []
         for sources in rows.values():
-            dst = np.flatnonzero(table[sources[0]]).tolist()
+            reach = table[cls[sources[0]]][cls]
+            dst = np.flatnonzero(reach).tolist()
             if not dst:
                 c = Connection(group_set(sources), "nothing", GroupSet(False))
             elif len(dst) == k:
                 c = Connection(group_set(sources), "every", GroupSet(True))
             elif len(dst) > k // 2 + 1:
-                missing = np.flatnonzero(~table[sources[0]]).tolist()
+                missing = np.flatnonzero(~reach).tolist()
                 c = Connection(group_set(sources), "every-except", group_set(missing))
             else:
                 c = Connection(group_set(sources), "some", group_set(dst))

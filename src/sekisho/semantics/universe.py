@@ -161,9 +161,7 @@ class Universe:
                 )
             )
         for node in cluster.nodes:
-            entities.append(
-                Entity("node", node.name, node.labels, node.labels, (node.internal_ip,))
-            )
+            entities.append(Entity("node", node.name, node.labels, node.labels, node.ips))
         entities.extend(self.hosts)
         entities.extend(self.netsets)
         return tuple(entities)

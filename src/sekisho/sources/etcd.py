@@ -648,7 +648,7 @@ class EtcdSource:
         client: EtcdClient | None = None,
         observer: StoreObserver | None = None,
         debounce: float = 0.005,
-        max_delay: float = 0.25,
+        max_delay: float = 0.02,
         backoff: tuple[float, float] = (BACKOFF_MIN, BACKOFF_MAX),
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -669,6 +669,8 @@ class EtcdSource:
         """Bumped whenever the snapshot's objects change (a progress notification moves the
         revision only)."""
         self._loaded_content = -1
+        self._dirty: dict[str, KeyValue | None] | None = None
+        """Keys changed since the last load (None: relisted, the next load is a full one)."""
         self._changed: list[str] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -702,7 +704,49 @@ class EtcdSource:
             snap = Snapshot(self._snap.revision, dict(self._snap.values))
             self._loaded_rev = snap.revision
             self._loaded_content = self._content
-        return snapshot_cluster(snap, self.config.prefix, self.parts)
+            dirty, self._dirty = self._dirty, {}
+        try:
+            cluster = None if dirty is None else self._patch(dirty)
+            if cluster is None:
+                return snapshot_cluster(snap, self.config.prefix, self.parts)
+            from sekisho.sources.files import refuse_unrendered, refuse_unsupported
+
+            return refuse_unsupported(refuse_unrendered(cluster))
+        except BaseException:
+            self.parts.base = None  # the changes taken are not in it: load whole next time
+            raise
+
+    def _patch(self, dirty: Mapping[str, KeyValue | None]) -> Cluster | None:
+        """The last good cluster with the keys changed since applied, when the model can
+        patch it (:func:`sekisho.model.load.patch_parts`); None: load the snapshot whole.
+
+        Anything the full load would report (a value that is not JSON, an object under
+        another key, a key outside the layout) is left to it, so it is reported the same.
+        """
+        from sekisho.model.load import patch_parts
+        from sekisho.model.reader import Loc, RawObject
+
+        if self.parts.base is None:
+            return None
+        prefix = self.config.prefix
+        changes: list[tuple[str, object | None, RawObject | None]] = []
+        for key, kv in dirty.items():
+            if key.startswith(prefix + "meta/"):
+                continue
+            parts = split_key(prefix, key)
+            if parts is None:
+                return None
+            if kv is None:
+                changes.append((key, None, None))
+                continue
+            try:
+                data = json.loads(kv.value)
+            except (ValueError, UnicodeDecodeError):
+                return None
+            if not isinstance(data, dict) or identity(data) != parts:
+                return None
+            changes.append((key, kv.mod_revision, RawObject(Loc(f"etcd:{key}", 0), data)))
+        return patch_parts(self.parts, changes)
 
     @property
     def revision(self) -> int:
@@ -727,7 +771,9 @@ class EtcdSource:
                     return []
                 self._cond.wait(left)
             first = time.monotonic()
-            # A short trailing debounce: more responses right behind this one are one change.
+            # A short trailing debounce: more responses right behind this one are one change,
+            # but never more than ``max_delay`` after the first (under steady churn the
+            # batch is what came while the last sync ran, not a wait for quiet).
             while True:
                 n = len(self._changed)
                 left = min(self.debounce, first + self.max_delay - time.monotonic())
@@ -760,6 +806,7 @@ class EtcdSource:
         rev, kvs = self.client.range_prefix(self.config.prefix)
         with self._cond:
             self._snap = Snapshot(rev, {kv.key: kv for kv in kvs})
+            self._dirty = None
             self._content += 1
             was, self._synced, self._problem = self._synced, True, None
             self._changed.append("<relist>")
@@ -837,12 +884,15 @@ class EtcdSource:
                     self.observer.store_connected(True)
                     continue
                 values = self._snap.values
+                dirty = self._dirty
                 for kind, kv in events:
                     keys.append(kv.key)
                     if kind == "DELETE":
                         values.pop(kv.key, None)
                     else:
                         values[kv.key] = kv
+                    if dirty is not None:
+                        dirty[kv.key] = None if kind == "DELETE" else kv
                 self._snap.revision = max(self._snap.revision, rev)
                 if events:
                     self._content += 1

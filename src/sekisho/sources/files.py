@@ -102,28 +102,59 @@ class CachingLoader:
 def refuse_unrendered(cluster: Cluster) -> Cluster:
     """``cluster``, or :class:`ManifestError` when it has objects the renderer cannot draw.
 
-    The renderer draws every policy of the program on workload endpoints; it does
-    not draw host endpoints (the node's own traffic, with failsafe ports), which
-    the semantics walk. Enforcing a cluster without them would enforce less than
-    the manifests say, so the agent keeps its last good state and ``render`` and
-    ``trace --node`` stop, naming each one (validate, trace and matrix read them).
+    The renderer draws every policy of the program on workload endpoints and on the
+    node's host endpoint (its own traffic, failsafe ports, ``applyOnForward``
+    policies on forwarded traffic), one host endpoint per node. It does not draw a
+    second host endpoint of a node, nor ``preDNAT`` and ``doNotTrack`` policies where
+    Felix applies them (the mangle and raw tables, before DNAT and
+    connection tracking). Enforcing a cluster without them would enforce something
+    other than the manifests say, so the agent keeps its last good state and
+    ``render`` and ``trace --node`` stop, naming each one (validate, trace and matrix
+    read them).
     """
-    if cluster.calico is None or not cluster.calico.host_endpoints:
+    if cluster.calico is None:
         return cluster
-    raise ManifestError(
-        [
-            Problem(
-                h.source.file,
-                h.source.line,
-                "HostEndpoint",
-                h.name,
-                "",
-                "not rendered yet: the renderer (render, agent, lab) draws workload endpoints "
-                "only; refusing to enforce the cluster without this host endpoint",
+    problems = [
+        Problem(
+            p.source.file,
+            p.source.line,
+            p.kind,
+            p.display,
+            "spec.doNotTrack" if p.do_not_track else "spec.preDNAT",
+            "not rendered yet: Felix applies "
+            + (
+                "doNotTrack policies in the raw table, before connection tracking"
+                if p.do_not_track
+                else "preDNAT policies in the mangle table, before DNAT"
             )
-            for h in cluster.calico.host_endpoints
-        ]
-    )
+            + "; refusing to enforce the cluster without this policy",
+        )
+        for p in cluster.calico.policies
+        if p.staged_action is None and (p.do_not_track or p.pre_dnat)
+    ]
+    # One host endpoint per node is drawn (the one the walk takes: sekisho's nodes have
+    # one interface); another one of that node would go unenforced.
+    from sekisho.semantics.verdict import node_host_endpoint
+
+    for h in cluster.calico.host_endpoints:
+        node = cluster.node(h.node)
+        drawn = node_host_endpoint(cluster, h.node, None if node is None else node.internal_ip)
+        if drawn is not None and drawn.name != h.name:
+            problems.append(
+                Problem(
+                    h.source.file,
+                    h.source.line,
+                    "HostEndpoint",
+                    h.name,
+                    "spec.node",
+                    f"not rendered: node {h.node} has another host endpoint, {drawn.name}, and "
+                    "sekisho draws one per node (the one with its InternalIP, else a named "
+                    "interface); refusing to enforce the cluster without this one",
+                )
+            )
+    if problems:
+        raise ManifestError(problems)
+    return cluster
 
 
 def refuse_unsupported(cluster: Cluster) -> Cluster:
