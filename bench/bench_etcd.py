@@ -24,8 +24,10 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   libnftables) on the busiest node; ``--changes`` times one policy's port is
   changed with a raw put; time from the put to the agent's sync of that
   revision being applied, and the agent's own stages (load = validate the
-  snapshot, render, apply). Baseline: the same agent on the files source,
-  the same change written as a file.
+  snapshot, render, apply). Baselines: the same agent with every load whole
+  (``EtcdSource(patch=False)``, what the agent did before loads were
+  patched), and the same agent on the files source, the same change written
+  as a file.
 * churn: a node with ``--local-pods`` pods (pods of the generated cluster moved
   onto it; ``--local-pods`` x 4 in the cluster) and ``--policies`` policies; pods
   of that node are deleted and added back by raw puts (as an API server would
@@ -34,6 +36,7 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   includes it (p50/p99), and the rate of endpoint updates it sustained
   (updates / seconds until the last one was applied). Batching is the design:
   one sync takes every change that came while the last one was applied.
+  Baseline: the same run with every load whole (``EtcdSource(patch=False)``).
 * scale and churn also print the agent's stages per sync (load, render, apply)
   and how many loads were patches of the last good cluster rather than whole
   loads (``model.load.patch_parts``).
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -277,13 +281,29 @@ def section_scale(args: argparse.Namespace) -> None:
     ]
     pols = [o for o in objs if o["kind"] == "NetworkPolicy"]
     target = next(p for p in pols if p["spec"].get("ingress"))
+    whole = etcd_scale(args, objs, node, target, patch=False)
+    lat = etcd_scale(args, objs, node, target, patch=True)
+    print(f"  p99 patched / whole: {pct(lat, 0.99) / pct(whole, 0.99):.2f}x")
+    base = files_scale(objs, node, target, args.changes)
+    print(f"  files (baseline): file written -> rules installed: {dist(base)}")
+    print(f"  p99 etcd / files: {pct(lat, 0.99) / pct(base, 0.99):.2f}x")
+
+
+def etcd_scale(
+    args: argparse.Namespace,
+    objs: list[dict[str, Any]],
+    node: str,
+    target: dict[str, Any],
+    patch: bool,
+) -> list[float]:
+    what = "patched loads (the agent)" if patch else "every load whole (baseline)"
     with LocalEtcd() as etcd, netns() as ns:
         config = etcd.config(timeout=120.0)
         client = EtcdClient(config)
         t = time.perf_counter()
         Store(client).apply_objects(objs)
         print(f"  stored in one validated transaction: {time.perf_counter() - t:.2f} s")
-        source = EtcdSource(config)
+        source = EtcdSource(config, patch=patch)
         agent, stop, thread = run_agent(source, node, ns)
         follow = Applied(agent, source)
         follow.when(1)
@@ -307,14 +327,12 @@ def section_scale(args: argparse.Namespace) -> None:
         source.close()
         thread.join(10)
         samples = agent.metrics.value("sekisho_agent_apply_seconds_count")
-        print(f"  etcd: put -> rules installed on {node}: {dist(lat)} ({samples:.0f} syncs)")
-        print("  each change (ms):", " ".join(f"{x * 1000:.0f}" for x in lat))
-        print(f"  agent stages per sync: {stage_text(follow.stages)}")
-        print(f"  loads patched (not whole): {source.parts.patched} of {len(follow.stages)}")
+        print(f"  etcd, {what}: put -> rules installed on {node}: {dist(lat)}")
+        print("    each change (ms):", " ".join(f"{x * 1000:.0f}" for x in lat))
+        print(f"    agent stages per sync: {stage_text(follow.stages)}")
+        print(f"    loads patched (not whole): {source.parts.patched} of {samples:.0f} syncs")
         del stages
-    base = files_scale(objs, node, target, args.changes)
-    print(f"  files (baseline): file written -> rules installed: {dist(base)}")
-    print(f"  p99 etcd / files: {pct(lat, 0.99) / pct(base, 0.99):.2f}x")
+    return lat
 
 
 def files_scale(
@@ -376,11 +394,20 @@ def section_churn(args: argparse.Namespace) -> None:
     cluster = cluster_from_objects(objs)
     local = [p for p in cluster.pods if p.node == node and not p.host_network]
     print(f"  node {node}: {len(local)} local pods")
+    base = churn_run(args, objs, node, local, patch=False)
+    print(f"  baseline, every load whole: {base}")
+    got = churn_run(args, objs, node, local, patch=True)
+    print(f"  patched loads (the agent):  {got}")
+
+
+def churn_run(
+    args: argparse.Namespace, objs: list[dict[str, Any]], node: str, local: list[Any], patch: bool
+) -> str:
     with LocalEtcd() as etcd, netns() as ns:
         config = etcd.config(timeout=120.0)
         client = EtcdClient(config)
         Store(client).apply_objects(objs)
-        source = EtcdSource(config)
+        source = EtcdSource(config, patch=patch)
         agent, stop, thread = run_agent(source, node, ns)
         follow = Applied(agent, source)
         follow.when(1)
@@ -391,42 +418,21 @@ def section_churn(args: argparse.Namespace) -> None:
             if o["kind"] == "Pod"
         }
         pod_objs = {p.key: by_key[p.key] for p in local}
-        keys = list(pod_objs)
-        writes: list[tuple[float, int]] = []
         # --writers clients write at once (one alone cannot reach 1,000 writes/s through
-        # the gateway), each its own pods, each paced at --rate / --writers.
-        t_start = time.perf_counter() + 0.05
-
-        def writer(mine: list[str]) -> None:
-            c = EtcdClient(config)
-            interval = args.writers / args.rate
-            present = dict.fromkeys(mine, True)
-            k = 0
-            while time.perf_counter() - t_start < args.seconds:
-                key = mine[k % len(mine)]
-                ns_, name = key.split("/", 1)
-                skey = object_key(config.prefix, "Pod", ns_, name)
-                t0 = time.perf_counter()
-                if present[key]:
-                    got = c.call("/kv/deleterange", {"key": _b64(skey)})
-                    rev = int(got["header"]["revision"])
-                else:
-                    rev = c.put(skey, encode(pod_objs[key]))
-                present[key] = not present[key]
-                writes.append((t0, rev))
-                k += 1
-                sleep = t_start + k * interval - time.perf_counter()
-                if sleep > 0:
-                    time.sleep(sleep)
-
-        threads = [
-            threading.Thread(target=writer, args=(keys[i :: args.writers],))
-            for i in range(args.writers)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # the gateway), each its own pods, each paced at --rate / --writers, in a process
+        # of their own (in this one they would take the agent's interpreter lock).
+        out = Path(tempfile.mkdtemp(prefix="sekisho-bench-")) / "writes.json"
+        spawn = multiprocessing.get_context("spawn")
+        proc = spawn.Process(
+            target=churn_writers,
+            args=(config, pod_objs, args.rate, args.writers, args.seconds, str(out)),
+        )
+        proc.start()
+        proc.join()
+        got = json.loads(out.read_text())
+        t_start = float(got["start"])  # CLOCK_MONOTONIC: the same clock in both processes
+        writes = [(float(t), int(r)) for t, r in got["writes"]]
+        shutil.rmtree(out.parent, ignore_errors=True)
         writes.sort()
         done = follow.when(max(rev for _, rev in writes))
         lat = [follow.when(rev) - t0 for t0, rev in writes]
@@ -436,12 +442,58 @@ def section_churn(args: argparse.Namespace) -> None:
         syncs = len(follow.log)
     rate = len(writes) / (done - t_start)
     offered = len(writes) / (writes[-1][0] - t_start)
-    print(
-        f"  {len(writes)} endpoint updates written at {offered:.0f}/s, sustained {rate:.0f}/s"
-        f" in {syncs} syncs; change -> installed {dist(lat)}"
+    return (
+        f"{len(writes)} endpoint updates written at {offered:.0f}/s, sustained {rate:.0f}/s"
+        f" in {syncs} syncs; change -> installed {dist(lat)}\n"
+        f"    agent stages per sync: {stage_text(follow.stages)}\n"
+        f"    loads patched (not whole): {source.parts.patched} of {syncs}"
     )
-    print(f"  agent stages per sync: {stage_text(follow.stages)}")
-    print(f"  loads patched (not whole): {source.parts.patched} of {syncs}")
+
+
+def churn_writers(
+    config: Any,
+    pod_objs: dict[str, dict[str, Any]],
+    rate: float,
+    writers: int,
+    seconds: float,
+    out: str,
+) -> None:
+    """The churn's writers (run in a process of their own): each deletes and puts back
+    its share of the pods, paced; (write start, revision) of every write into ``out``."""
+    keys = list(pod_objs)
+    writes: list[tuple[float, int]] = []
+    t_start = time.perf_counter() + 0.2
+
+    def writer(mine: list[str]) -> None:
+        c = EtcdClient(config)
+        interval = writers / rate
+        present = dict.fromkeys(mine, True)
+        k = 0
+        while time.perf_counter() < t_start:
+            time.sleep(0.001)
+        while time.perf_counter() - t_start < seconds:
+            key = mine[k % len(mine)]
+            ns_, name = key.split("/", 1)
+            skey = object_key(config.prefix, "Pod", ns_, name)
+            t0 = time.perf_counter()
+            if present[key]:
+                got = c.call("/kv/deleterange", {"key": _b64(skey)})
+                rev = int(got["header"]["revision"])
+            else:
+                rev = c.put(skey, encode(pod_objs[key]))
+            present[key] = not present[key]
+            writes.append((t0, rev))
+            k += 1
+            sleep = t_start + k * interval - time.perf_counter()
+            if sleep > 0:
+                time.sleep(sleep)
+
+    threads = [threading.Thread(target=writer, args=(keys[i::writers],)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    Path(out).write_text(json.dumps({"start": t_start, "writes": writes}))
 
 
 def _b64(s: str) -> str:

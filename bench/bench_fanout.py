@@ -35,9 +35,11 @@ after that, and before the answer: the figures are upper bounds by at most the
 transaction's round trip, printed too) and stops at each watcher's receipt:
 p50/p99/max over every (change, watcher), and over the last watcher of each change.
 etcd's resident memory (``/proc/PID/status`` VmRSS, sampled every 50 ms) before,
-at its peak during the lists, and after the changes; the bytes of one list
-answer and of one change's watch message (a raw watch stream in this process).
-Ratios are against N = 1 of the same run.
+at its peak during the lists, and after the changes; etcd's CPU time
+(``/proc/PID/stat``) spent on the N lists and on the changes (that one covers N
+streams and the byte counter's); the bytes of one list answer and of one change's
+watch message (a raw watch stream in this process). Ratios are against N = 1 of
+the same run. Exit status 1 when a watcher missed a change.
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def rss_mib(pid: int | str = "self") -> float:
 
 
 def watcher(endpoint: str, prefix: str, timeout: float, out: IO[str] = sys.stdout) -> int:
-    """One watcher: ``ready``, wait for ``go`` on stdin, list and watch, ``listed ...``; at EOF on
-    stdin stop and print what was received as one JSON line."""
+    """One watcher: ``ready``, wait for ``go`` on stdin, list and watch, ``listed ...``; on
+    ``until REV`` answer ``done REV`` once it has it; at EOF on stdin stop and print what was
+    received as one JSON line."""
     from sekisho.sources.etcd import EtcdConfig, EtcdSource
 
     rec = Recorder()
@@ -135,7 +138,14 @@ def watcher(endpoint: str, prefix: str, timeout: float, out: IO[str] = sys.stdou
     loop.start()
     keys = len(source._snap.values)
     print(f"listed {t_go} {t_listed} {keys} {rss_mib():.1f}", file=out, flush=True)
-    sys.stdin.read()  # until the bench closes our stdin
+    for line in sys.stdin:  # ``until REV``: answer once REV arrived and was decoded; EOF: stop
+        want = int(line.split()[1])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if decoded and decoded[-1][0] >= want and rec.received[-1][0] >= want:
+                break
+            time.sleep(0.01)
+        print(f"done {want}", file=out, flush=True)
     stop.set()
     source.close()
     loop.join(2)
@@ -213,6 +223,18 @@ def go(watchers: list[Watcher], timeout: float) -> None:
             raise RuntimeError(f"watcher {w.proc.pid}: did not list: {parts}")
         w.t_go, w.t_listed = float(parts[1]), float(parts[2])
         w.keys, w.rss_listed = int(parts[3]), float(parts[4])
+
+
+def settle(watchers: list[Watcher], revision: int, timeout: float) -> None:
+    """Wait until every watcher received and decoded ``revision`` (or gave up waiting)."""
+    for w in watchers:
+        assert w.proc.stdin is not None
+        w.proc.stdin.write(f"until {revision}\n")
+        w.proc.stdin.flush()
+    deadline = time.monotonic() + timeout
+    for w in watchers:
+        if w.line(deadline) != f"done {revision}\n":
+            raise RuntimeError(f"watcher {w.proc.pid}: unexpected answer")
 
 
 def finish(watchers: list[Watcher], timeout: float = 30) -> None:
@@ -443,7 +465,7 @@ def run(
     interval: float,
     *,
     prefix: str | None = None,
-    settle: float = 1.0,
+    pause: float = 1.0,
 ) -> Run:
     """One run: ``n`` watchers list at once, then ``count`` changes every ``interval`` s."""
     from sekisho.sources.etcd import EtcdClient
@@ -451,14 +473,14 @@ def run(
     config = etcd.config(timeout=600.0, **({"prefix": prefix} if prefix else {}))
     watchers = spawn(etcd.endpoint, config.prefix, n, 600.0)
     try:
-        time.sleep(settle)  # let the last imports settle
+        time.sleep(pause)  # let the last imports settle
         rss_before = sampler.now()
         t0 = time.monotonic()
         cpu0 = cpu_s(sampler.pid)
         go(watchers, 900.0)
         cpu_list = cpu_s(sampler.pid) - cpu0
         rss_peak = sampler.peak(t0)
-        time.sleep(settle)  # every watch created
+        time.sleep(pause)  # every watch created
         probe = EtcdClient(config)
         rev0, _ = probe.range_prefix(config.prefix + "meta/")
         probe.close()
@@ -472,7 +494,8 @@ def run(
             wait = start + (k + 1) * interval - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-        time.sleep(2 * settle + n * 0.02)  # the last deliveries
+        settle(watchers, writes[-1][0], 120.0)  # the last deliveries
+        time.sleep(0.2)  # and the byte counter's
         cpu_changes = cpu_s(sampler.pid) - cpu0
         watch_bytes = counter.close()
         rss_after = sampler.now()

@@ -299,3 +299,8 @@ def test_agent_applies_and_removes_a_host_endpoint(
     state = state_text(ns)
     assert f"{PREFIX}-fh-eth0" not in state and f"{PREFIX}-OUTPUT" not in state
     assert agent.applier.drift(agent.desired) == ()
+    # cleanup removes the OUTPUT hook and the host chains too
+    write_policy(cluster_dir, "hosts", HOST_ENDPOINT)
+    assert agent.sync_once().status == "applied"
+    assert agent.applier.cleanup().changed
+    assert ours_everywhere(ns) == []

@@ -370,3 +370,26 @@ def test_what_the_renderer_does_not_draw_is_refused() -> None:
         policy = gnp("early", "host == 'n1'", applyOnForward=True, **{field: True})
         with pytest.raises(ManifestError, match=f"spec.{field}: not rendered yet.*{words}"):
             refuse_unrendered(_cluster([hep("n1"), policy]))
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_trace_node_says_why_finding_2_holds(backend: str) -> None:
+    """``trace --node``: the node's OUTPUT returns before its host endpoint for its own
+    pods (the rule that let it through is named), and other traffic meets the endpoint."""
+    from sekisho.render.explain import explain_enforcement
+
+    cluster = _cluster([hep("n1"), gnp("deny-out", "host == 'n1'", egress=[{"action": "Deny"}])])
+    node = resolve_endpoint(cluster, "n1")
+    own = "\n".join(
+        explain_enforcement(
+            cluster, Flow(node, resolve_endpoint(cluster, "a/client"), "TCP", 80), "n1", backend
+        )
+    )
+    assert "(because: sekisho: to a local endpoint: not policed (Felix returns early))" in own
+    assert "rules say: allowed" in own
+    remote = "\n".join(
+        explain_enforcement(
+            cluster, Flow(node, resolve_endpoint(cluster, "b/server"), "TCP", 80), "n1", backend
+        )
+    )
+    assert "n1 OUTPUT out=eth0: DROP by: policy GlobalNetworkPolicy deny-out" in remote, remote

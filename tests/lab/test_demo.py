@@ -39,11 +39,14 @@ def test_demo_passes(backend: str, lab_name: str, lab_root: Path) -> None:
         "Order: a higher-order Allow comes too late",
         "A staged policy is shown before it is applied",
         "prod/lockdown applied",
+        "A HostEndpoint protects the node",
     ):
         assert f"== {heading}" in out
     assert "denied by GlobalNetworkPolicy platform.dev-never-reaches-prod ingress rule 0" in out
     assert "logged by NetworkPolicy dev/block-blue-to-red ingress rule 0 (Log)" in out
     assert "pending (staged): DENIED: ingress: denied by StagedNetworkPolicy prod/lockdown" in out
+    assert "a failsafe port of Felix (FailsafeInboundHostPorts)" in out
+    assert "left out" not in out
     assert "FAIL " not in out
     assert "ALL PASS" in out
     # The report's evidence: the set whose only member is the controller, the SNAT source.
@@ -70,6 +73,7 @@ def test_demo_offline() -> None:
     assert "ALL PASS (offline" in proc.stdout
     assert "ALL PASS (offline act 2" in proc.stdout
     assert "== A platform tier denies" in proc.stdout
+    assert "== A HostEndpoint protects the node" in proc.stdout
 
 
 def test_demo_offline_fails_when_the_policies_do_not_do_what_the_report_saw(

@@ -192,7 +192,21 @@ def test_matrix_equals_verdict_per_family_on_dual_stack_clusters(c: Cluster) -> 
 
 
 def check_matrix(c: Cluster) -> None:
+    from sekisho.semantics import matrix as engine
+
+    # Identities in classes (what large clusters get) and one by one (small ones).
+    before = engine.CLASSES_FROM
+    engine.CLASSES_FROM = 0
+    try:
+        classed = compute_matrix(c, PROBES)
+    finally:
+        engine.CLASSES_FROM = before
     m = compute_matrix(c, PROBES)
+    for a, b in zip(classed.probes, m.probes, strict=True):
+        for name in ("ingress", "egress", "allowed"):
+            assert (getattr(a, name) == getattr(b, name)).all()
+            assert (a.identity_table(name) == b.identity_table(name)).all()
+            assert a.pair_total(name) == b.pair_total(name)
     assert [p.key for p in m.pods] == sorted(p.key for p in c.pods)
     ends = [pod_endpoint(c, p) for p in m.pods]
     for probe in m.probes:
@@ -320,3 +334,34 @@ def test_merging_rules_keeps_the_product(pairs: list[tuple[int, int]]) -> None:
         again |= a[:, None] & b[None, :]
     assert (again == expected).all()
     assert (_any_product(left, right, 3) == expected).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda k: st.tuples(
+            st.just(k),
+            st.lists(
+                st.tuples(st.integers(0, 2**k - 1), st.integers(0, 2**k - 1)),
+                min_size=1,
+                max_size=30,
+            ),
+        )
+    )
+)
+def test_grouped_product_and_transpose_keep_the_product(
+    case: tuple[int, list[tuple[int, int]]],
+) -> None:
+    """The sparse ways of :func:`_any_product` (rows or columns grouped by the rules that
+    reach them) give the dense product; so does the blocked transpose."""
+    from sekisho.semantics.matrix import _grouped_product, _transpose
+
+    k, pairs = case
+    a = np.array([[(x >> b) & 1 for b in range(k)] for x, _ in pairs], dtype=np.bool_)
+    b = np.array([[(y >> i) & 1 for i in range(k)] for _, y in pairs], dtype=np.bool_)
+    expected = (a.T.astype(np.int64) @ b.astype(np.int64)) > 0
+    rows = np.flatnonzero(a.any(axis=0))
+    cols = np.flatnonzero(b.any(axis=0))
+    assert (_grouped_product(a, b, rows, cols, k) == expected).all()
+    assert (_transpose(_grouped_product(b, a, cols, rows, k), block=3) == expected).all()
+    assert (_transpose(expected, block=5) == expected.T).all()

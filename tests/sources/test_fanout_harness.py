@@ -41,7 +41,7 @@ def test_every_watcher_lists_and_receives_every_change(etcd: LocalEtcd, validate
     assert etcd.proc is not None
     sampler = bench_fanout.RssSampler(etcd.proc.pid)
     try:
-        run = bench_fanout.run(etcd, sampler, changes, 2, 4, 0.05, prefix=prefix, settle=0.3)
+        run = bench_fanout.run(etcd, sampler, changes, 2, 4, 0.05, prefix=prefix, pause=0.3)
     finally:
         sampler.close()
         client.close()

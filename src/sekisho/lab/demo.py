@@ -387,9 +387,16 @@ def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
     """Act 2 (:mod:`sekisho.lab.calico_demo`) with packets: each probe must show its
     expectation, and trace must say the same."""
     from sekisho.lab import calico_demo as cd
+    from sekisho.model import cluster_from_objects
 
     cd.intro(out)
+    base = read_objects([seed / "cluster.yaml"])
     for step in cd.steps(seed, calico):
+        why = cd.hosts_refused(cluster_from_objects(base + step.objects))
+        if why is not None:
+            for line in cd.left_out(why):
+                out(line)
+            continue
         t = time.monotonic()
         cluster = lab.apply(step.objects)
         out("")
@@ -409,7 +416,12 @@ def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
                     ip, _ = _need(cluster, p.src)
                     checks.append(curl(p.via, f"http://{ip}/{p.dst}", p.title, p.expect, pod=p.dst))
                     continue
-                ip = p.dst if p.dst == cd.EXTERNAL else _need(cluster, p.dst)[0]
+                if p.dst == cd.EXTERNAL:
+                    ip = p.dst
+                elif cluster.node(p.dst) is not None:
+                    ip = _node_ip(cluster, p.dst)
+                else:
+                    ip = _need(cluster, p.dst)[0]
                 if p.protocol == "ICMP":
                     checks.append(ping(p.src, ip, p.title, p.expect))
                 else:

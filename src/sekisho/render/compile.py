@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
-from typing import Literal
+from typing import Literal, cast
 
 from sekisho.selectors.expr import matches
 from sekisho.semantics.program import (
@@ -282,6 +282,10 @@ _ADDRESS_INT = operator.attrgetter("_ip")
 """``int(address)`` without a Python call (the sort key of plain addresses)."""
 
 
+def _pair_key(m: tuple[Address, int]) -> tuple[int, int]:
+    return (_ADDRESS_INT(m[0]), m[1])
+
+
 def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, int | None]]:
     """Sorted, disjoint members of ``family`` as (address or network text, port or None)."""
     if isinstance(members, dict | set | frozenset):
@@ -289,9 +293,17 @@ def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, 
         # same order as ``member_sort_key`` gives addresses of one family.
         kind = IPv4 if family == 4 else IPv6
         plain = [m for m in members if type(m) is kind]
-        rest = [m for m in members if type(m) is not IPv4 and type(m) is not IPv6]
-        if not any(member_family(m) == family for m in rest):
-            return [(address_text(m), None) for m in sorted(plain, key=_ADDRESS_INT)]
+        pairs = cast(
+            list[tuple[Address, int]],
+            [m for m in members if type(m) is tuple and type(m[0]) is kind],
+        )
+        nets = [m for m in members if type(m) is not tuple and type(m) is not IPv4]
+        if not any(member_family(m) == family for m in nets if type(m) is not IPv6):
+            if not pairs:
+                return [(address_text(m), None) for m in sorted(plain, key=_ADDRESS_INT)]
+            if not plain:  # a named port's set: (address, port) pairs only
+                pairs.sort(key=_pair_key)
+                return [(address_text(a), port) for a, port in pairs]
     texts = _TEXTS[family]
     out: list[tuple[str, int | None]] = []
     for a, b, m in _uncovered(_rows(members, family)):

@@ -71,7 +71,8 @@ def explain_enforcement(
         )
         because = "" if d.because == d.rule else f" (because: {d.because})"
         lines.append(f"  {where}: {d.verdict} by: {d.rule}{because}")
-        lines.extend(f"      matched: {c}" for c in d.trail[:-1])
+        before = d.trail[:-1] if d.trail and d.trail[-1] == d.rule else d.trail
+        lines.extend(f"      matched: {c}" for c in before)
         lines.extend(enforcing_rule(ruleset(hop.node), d.because))
     lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
     return lines

@@ -102,6 +102,7 @@ ALLOWING = (
     ": the profile allows",
     ": replies and related",
     "HostPorts)",
+    "(Felix returns early)",
 )
 """How the comments of the rules that can allow a packet end (see :attr:`Decision.because`)."""
 

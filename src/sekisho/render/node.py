@@ -339,6 +339,12 @@ class NodeRenderer:
         self._accounts: Mapping[tuple[str, str], Mapping[str, str]] = {}
         self._delta = Delta()
         self.text_cache: dict[tuple[str, ...], dict[str, object]] = {}
+        self._compiled: dict[
+            tuple[str, Direction],
+            tuple[Policy, tuple[PolicyRule, ...], tuple[PolicyRule, ...], dict[str, SetDef]],
+        ] = {}
+        """A policy chain's compiled rules, kept while its policy is the same object (a
+        chain that churn deactivates and activates again is not compiled again)."""
         """Rendered text per (kind, key) and backend; entries are dropped when they change."""
 
     # ---------------------------------------------------------------- public
@@ -530,6 +536,9 @@ class NodeRenderer:
             for k in old.keys() | self.policies.keys()
             if old.get(k) is not self.policies.get(k) and old.get(k) != self.policies.get(k)
         }
+        for key in changed:
+            for d in DIRECTIONS:
+                self._compiled.pop((key, d), None)
         if self._tiers != old_tiers or self._position != old_pos:
             # the order moved: every endpoint's tier list is rebuilt (membership is kept)
             changed |= {""}
@@ -797,9 +806,14 @@ class NodeRenderer:
             self._deactivate(ref)
 
     def _activate(self, ref: tuple[str, Direction]) -> None:
-        rules, sets = compile_rules(self.policies[ref[0]], ref[1], 4)
-        rules6, sets6 = compile_rules(self.policies[ref[0]], ref[1], 6)
-        sets.update(sets6)
+        policy = self.policies[ref[0]]
+        known = self._compiled.get(ref)
+        if known is None or known[0] is not policy:
+            rules, sets = compile_rules(policy, ref[1], 4)
+            rules6, sets6 = compile_rules(policy, ref[1], 6)
+            sets.update(sets6)
+            known = self._compiled[ref] = (policy, rules, rules6, sets)
+        _, rules, rules6, sets = known
         if self.chains.get(ref) != rules or self.chains6.get(ref) != rules6:
             self._delta.policies.add(ref)
         self.chains[ref] = rules

@@ -113,6 +113,10 @@ class ProbeMatrix:
     identity_class: IntArray | None = field(repr=False, default=None)
     """The class of each identity: identities the program evaluates alike (see
     :func:`_classes`), so one row and column of the tables serves them all."""
+    shared: dict[tuple[object, ...], object] = field(
+        repr=False, compare=False, default_factory=dict
+    )
+    """What probes with the very same tables compute once (one dict per matrix)."""
 
     @property
     def service(self) -> Service:
@@ -157,7 +161,11 @@ class ProbeMatrix:
 
     @cached_property
     def class_allowed(self) -> BoolArray:
-        out: BoolArray = self.identity_ingress & self.identity_egress
+        key = ("allowed", id(self.identity_ingress), id(self.identity_egress))
+        got = self.shared.get(key)
+        if got is None:
+            got = self.shared[key] = self.identity_ingress & self.identity_egress
+        out: BoolArray = got  # type: ignore[assignment]
         return out
 
     @property
@@ -215,6 +223,10 @@ class ProbeMatrix:
         From the class tables and the class sizes: pods of one class are pairs of the
         class with itself."""
         table = self.class_table(which)
+        key = ("total", id(table), id(self.identity_class), id(self.pod_identity))
+        if not self.same_node and key in self.shared:
+            known: int = self.shared[key]  # type: ignore[assignment]
+            return known
         k = table.shape[0]
         idx = self.pod_class
         sizes = np.bincount(idx, minlength=k).astype(np.float64)
@@ -228,6 +240,8 @@ class ProbeMatrix:
         if which != "egress":
             for row, cols in self.same_node:
                 extra += int((~table[idx[row], idx[cols]]).sum())
+        if not self.same_node:
+            self.shared[key] = round(total)
         return round(total) + extra
 
     def to_json(self) -> dict[str, object]:
@@ -781,18 +795,35 @@ class _Looked:
 
 CLASS_CHUNK = 512
 """Selector rows evaluated (then packed) at a time when finding classes."""
+CLASSES_FROM = 2000
+"""From this many identities on, the engine looks for classes (below, it costs more
+than it saves); the tests set it to 0."""
+
+
+def _seed_rows(
+    ids: _Identities,
+    rows: list[tuple[list[str], npt.NDArray[np.uint8]]],
+    size: int,
+    firsts: IntArray,
+) -> None:
+    """Put the selector rows :func:`_classes` evaluated over identities into the cache of
+    ``ids``, the view of one representative per class (identity ``firsts[c]`` is class
+    ``c``'s): the same labels, so the same values, not evaluated again."""
+    for keys, packed in rows:
+        table = np.unpackbits(packed, axis=1, count=size)[:, firsts].astype(np.bool_)
+        for key, row in zip(keys, table, strict=True):
+            ids._cache[key] = row
 
 
 def _distinct(values: IntArray) -> int:
-    """How many distinct values (np.unique without indexes imports numpy.ma on its first
-    call: 0.05 s of start-up)."""
-    if not len(values):
-        return 0
+    """How many distinct values (``len(np.unique(values))``, which imports numpy.ma)."""
     ordered = np.sort(values)
-    return 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + int(len(values) > 0)
 
 
-def _classes(ids: _Identities, program: Program) -> IntArray | None:
+def _classes(
+    ids: _Identities, program: Program, rows_out: list[tuple[list[str], npt.NDArray[np.uint8]]]
+) -> IntArray | None:
     """Identities the program cannot tell apart, numbered by their first identity; None
     when every identity is its own class.
 
@@ -802,9 +833,11 @@ def _classes(ids: _Identities, program: Program) -> IntArray | None:
     table, so the engine runs once per class. Namespace and labels reach the engine
     only through selectors (:meth:`_Identities.selector`): the policies' subjects,
     the rules' selectors and the scopes of named ports, every one evaluated here.
+    ``rows_out`` gets each selector's row, packed (keys, (n, bytes)), for
+    :func:`_seed_rows`.
     """
     k = ids.size
-    if k <= 1:
+    if k <= 1 or k < CLASSES_FROM:
         return None
     # What is not namespace or labels: the rest of the identity key.
     rest: dict[object, int] = {}
@@ -828,6 +861,7 @@ def _classes(ids: _Identities, program: Program) -> IntArray | None:
         rows = np.empty((min(CLASS_CHUNK, len(chosen) - at), k), dtype=np.bool_)
         for n, s in enumerate(chosen[at : at + CLASS_CHUNK]):
             rows[n] = ids.selector(s, keep=False)
+        rows_out.append(([s.key for s in chosen[at : at + CLASS_CHUNK]], np.packbits(rows, axis=1)))
         packed = np.ascontiguousarray(np.packbits(rows, axis=0).T)
         width = 8 + packed.shape[1]
         both = np.empty((k, width), dtype=np.uint8)
@@ -1430,7 +1464,8 @@ def _compute_matrix(
     fine = _Identities(cluster, chosen, program, probed_names)
     # The engine runs on classes of identities (one representative pod each); the
     # tables are read through the identities' classes.
-    classes = _classes(fine, program)
+    rows: list[tuple[list[str], npt.NDArray[np.uint8]]] = []
+    classes = _classes(fine, program, rows)
     if classes is None:
         ids = fine
         pod_class = fine.pod_identity
@@ -1438,7 +1473,9 @@ def _compute_matrix(
         firsts = np.unique(classes, return_index=True)[1]
         reps = [chosen[r] for r in fine.reps[firsts].tolist()]
         ids = _Identities(cluster, reps, program, probed_names)
+        _seed_rows(ids, rows, fine.size, firsts)
         pod_class = classes[fine.pod_identity]
+    del rows
     # Which identities each policy applies to (the same for every probe).
     subject: dict[str, BoolArray] = {}
     for pol in program.policies():
@@ -1479,6 +1516,7 @@ def _compute_matrix(
         return ig, eg
 
     out: list[ProbeMatrix] = []
+    shared: dict[tuple[object, ...], object] = {}
     for svc in checked:
         if svc.name is None:
             ingress, egress = tables(svc.protocol, svc.port)
@@ -1510,6 +1548,7 @@ def _compute_matrix(
                 tuple(same_node) if svc.name is None else fixes,
                 svc.name,
                 classes,
+                shared,
             )
         )
     return Matrix(tuple(chosen), tuple(out), fine.identities, fine.pod_identity)

@@ -207,13 +207,13 @@ def summarize(matrix: Matrix) -> Summary:
         if cls is None:
             cls = np.arange(k, dtype=np.int64)
         allowed = probe.pair_total("allowed")
-        key = np.packbits(table).tobytes() + cls.tobytes()
+        packed = np.packbits(table, axis=1)
+        key = packed.tobytes() + cls.tobytes()
         if key in seen:
             shared[tables] = seen[key]
             probes.append(ProbeSummary(probe, allowed, total, seen[key], ()))
             continue
         seen[key] = shared[tables] = index
-        packed = np.packbits(table, axis=1)
         row_of: dict[bytes, int] = {}
         class_row = [row_of.setdefault(r.tobytes(), len(row_of)) for r in packed]
         rows: dict[int, list[int]] = {}

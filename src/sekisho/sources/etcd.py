@@ -651,8 +651,12 @@ class EtcdSource:
         max_delay: float = 0.02,
         backoff: tuple[float, float] = (BACKOFF_MIN, BACKOFF_MAX),
         sleep: Callable[[float], None] | None = None,
+        patch: bool = True,
     ) -> None:
         self.config = config
+        self.patch = patch
+        """Apply the changed keys to the last good cluster when the model can (False:
+        every load is a whole one, the reference path; the bench's baseline)."""
         self.root = config.describe()
         """How logs name the source."""
         self.client = client or EtcdClient(config)
@@ -726,7 +730,7 @@ class EtcdSource:
         from sekisho.model.load import patch_parts
         from sekisho.model.reader import Loc, RawObject
 
-        if self.parts.base is None:
+        if self.parts.base is None or not self.patch:
             return None
         prefix = self.config.prefix
         changes: list[tuple[str, object | None, RawObject | None]] = []
