@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 
+from sekisho.cli.main import main
 from sekisho.errors import UsageError
 from sekisho.render import names
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
 LONG = "a-namespace-with-a-long-name/a-policy-with-an-even-longer-name"
 
@@ -46,3 +51,27 @@ def test_no_room_is_refused() -> None:
 def test_foreign_prefixes_are_not_read_as_ours() -> None:
     assert names.parse_log_prefix("sekisho-packet: ") is None
     assert names.parse_log_prefix("") is None
+
+
+@pytest.mark.parametrize(
+    ("backend", "prefix"),
+    [
+        ("iptables", "sekisho block-bl~"),
+        ("nftables", "sekisho policy NetworkPolicy dev/block-blue-to-red ingress rule 0: "),
+    ],
+)
+def test_trace_node_names_the_log_rule_of_a_prefix(
+    capsys: pytest.CaptureFixture[str], backend: str, prefix: str
+) -> None:
+    """``sekisho trace --node`` maps the prefix the kernel logs back to its policy rule."""
+    args = [str(EXAMPLES / "seed" / "cluster.yaml"), str(EXAMPLES / "calico")]
+    flow = ["--from", "dev/blue", "--to", "dev/red", "--port", "80"]
+    status = main(["trace", *args, *flow, "--node", "all", "--backend", backend, "-o", "json"])
+    assert status == 1
+    (lines,) = json.loads(capsys.readouterr().out)["enforcement"]
+    logged = [ln.strip() for ln in lines if "logged as" in ln]
+    assert len(logged) == 1, lines
+    assert logged[0].startswith(f"logged as {prefix!r}"[:-1])
+    assert logged[0].endswith(
+        "by: policy NetworkPolicy dev/block-blue-to-red ingress rule 0 (Log): log"
+    )
