@@ -7,7 +7,7 @@ import pytest
 from render import tiered
 from render.goldens import check_golden
 from render.test_program_differential import check, evaluator
-from sekisho.render import render_node
+from sekisho.render import names, render_node
 from sekisho.render.path import enforce
 from sekisho.semantics import Flow, pod_endpoint, verdict
 
@@ -44,6 +44,9 @@ def test_verdicts_by_hand(
     assert got is allowed
     comments = [c for _hop, d in trail for c in d.trail]
     assert any(c.startswith("policy log-all") for c in comments), comments
+    # the kernel log line's prefix names the policy and the rule
+    logs = [names.parse_log_prefix(x) for _hop, d in trail for x in d.logs]
+    assert logs == [("sekisho", "log-all", "ingress", 0)], logs
 
 
 @pytest.mark.parametrize("backend", ["iptables", "nftables"])

@@ -442,6 +442,24 @@ def run_offline(seed: Path, calico: Path, out: Out) -> tuple[int, int]:
                 for ln in rules:
                     o.out(f"  {ln}")
                 o.verdict(bool(rules), f"the rendered rules of {red.node} log it before the deny")
+                o.verdict(*log_prefix_check(rules, f"NetworkPolicy dev/{LOGGED}"))
         passed += o.passed
         failed += o.failed
     return passed, failed
+
+
+def log_prefix_check(rules: list[str], label: str) -> tuple[bool, str]:
+    """(whether the Log rules' prefixes name a rule of ``label``, what the kernel log line
+    starts with and which policy rule that is)."""
+    from sekisho.render import names
+
+    found = [names.rule_log_prefix(r) for r in rules]
+    prefixes = sorted({p for p in found if p is not None})
+    parsed = [names.parse_log_prefix(p) for p in prefixes]
+    ok = bool(rules) and None not in found
+    ok = ok and all(names.log_prefix_names(p, label) for p in prefixes)
+    where = ", ".join(
+        f"{p!r} = {label} {x[2]} rule {x[3]}" if x is not None else f"{p!r} = ?"
+        for p, x in zip(prefixes, parsed, strict=True)
+    )
+    return ok, f"the kernel log line names the policy and rule: {where or 'no prefix'}"

@@ -444,6 +444,7 @@ def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
                 r.out(f"  $ {cmd} (on {red_node}, the Log rule of dev/{cd.LOGGED})")
                 for ln in after:
                     r.out(f"    {ln}")
+                r.verdict(*cd.log_prefix_check(after, f"NetworkPolicy dev/{cd.LOGGED}"))
                 if lab.state.backend == "iptables":
                     r.verdict(
                         _packets(after) > _packets(before),

@@ -373,6 +373,8 @@ class PolicyRule:
     index: int = 0
     """Position of its program rule in the policy direction (both families' renderings
     of one program rule share it)."""
+    policy: tuple[str, str, str] = ("", "", "ingress")
+    """The policy's key and label and the direction (what a Log rule's prefix names)."""
 
 
 def _groups(ranges: tuple[tuple[int, int], ...]) -> list[tuple[tuple[int, int], ...]]:
@@ -483,7 +485,15 @@ def compile_rule(
     ]
     count = len(matches_)
     return [
-        PolicyRule(rule.action, m, comment, first=i == 0, last=i == count - 1, index=index)
+        PolicyRule(
+            rule.action,
+            m,
+            comment,
+            first=i == 0,
+            last=i == count - 1,
+            index=index,
+            policy=(policy.key, policy.label, direction),
+        )
         for i, m in enumerate(matches_)
     ]
 

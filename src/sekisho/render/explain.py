@@ -13,13 +13,14 @@ import re
 from functools import cache
 
 from sekisho.model.types import Cluster
+from sekisho.render import names
 from sekisho.render.backends import Ruleset, render_backend
 from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet
 from sekisho.render.iptables import IpSetSpec
 from sekisho.render.path import enforce, hops
 from sekisho.semantics import Flow
 
-__all__ = ["enforcing_rule", "explain_enforcement"]
+__all__ = ["enforcing_rule", "explain_enforcement", "logged_as"]
 
 
 def explain_enforcement(
@@ -73,6 +74,7 @@ def explain_enforcement(
         lines.append(f"  {where}: {d.verdict} by: {d.rule}{because}")
         before = d.trail[:-1] if d.trail and d.trail[-1] == d.rule else d.trail
         lines.extend(f"      matched: {c}" for c in before)
+        lines.extend(logged_as(ruleset(hop.node), p) for p in dict.fromkeys(d.logs))
         lines.extend(enforcing_rule(ruleset(hop.node), d.because))
     lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
     return lines
@@ -95,3 +97,15 @@ def enforcing_rule(ruleset: Ruleset, comment: str) -> list[str]:
             more = len(members[set_name]) - 8
             out.append(f"      set {set_name}: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     return out
+
+
+def logged_as(ruleset: Ruleset, prefix: str) -> str:
+    """A line naming the kernel log prefix a Log rule wrote for the packet and the policy
+    rule it belongs to (the comment of the rendered rule with that prefix)."""
+    rule = next(
+        (ln for ln in ruleset.render_text().splitlines() if names.rule_log_prefix(ln) == prefix),
+        "",
+    )
+    comment = re.search(r'comment "([^"]*)"', rule)
+    which = comment[1] if comment else "not a rule of this ruleset"
+    return f"      logged as {prefix!r} by: {which}"

@@ -84,6 +84,9 @@ class Decision:
     """Comment of the rule that decided, or why nothing did."""
     trail: tuple[str, ...] = ()
     """Comments of every rule that matched, in order (the last one decided)."""
+    logs: tuple[str, ...] = ()
+    """Prefixes of the log rules that matched, in order (what the kernel log shows;
+    :func:`sekisho.render.names.parse_log_prefix` names their policy rule)."""
 
     @property
     def because(self) -> str:
@@ -114,6 +117,7 @@ class _Walk:
     dst: Address | None
     mark: int = 0
     trail: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
     depth: int = 0
     chains: dict[str, list[_IptRule]] = field(default_factory=dict)
     """The iptables table of the packet's family."""
@@ -150,6 +154,7 @@ _PROTOCOL_NUMBERS = {
 class _IptRule:
     text: str
     comment: str = ""
+    log_prefix: str = ""
     iif: tuple[str, bool] | None = None
     """(interface pattern, negated)."""
     oif: tuple[str, bool] | None = None
@@ -221,7 +226,9 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
             r.target = arg()
         elif w == "--set-xmark":
             r.set_xmark = _mask(arg())
-        elif w in ("--log-prefix", "--log-level"):
+        elif w == "--log-prefix":
+            r.log_prefix = arg()
+        elif w == "--log-level":
             arg()
         else:
             raise RulesetSyntaxError(f"unknown word {w!r} in rule: {text}")
@@ -364,6 +371,7 @@ class IptablesProgram:
                 if t == "RETURN":
                     return None
                 if t == "LOG":
+                    w.logs.append(r.log_prefix)
                     continue
                 if t == "MARK":
                     assert r.set_xmark is not None
@@ -386,8 +394,10 @@ class IptablesProgram:
             return Decision("ACCEPT", f"no rule in builtin chain {packet.hook}: not filtered")
         verdict = self._run(packet.hook, w)
         if verdict is None:
-            return Decision("ACCEPT", "no rule decided: builtin policy ACCEPT", tuple(w.trail))
-        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail))
+            return Decision(
+                "ACCEPT", "no rule decided: builtin policy ACCEPT", tuple(w.trail), tuple(w.logs)
+            )
+        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs))
 
 
 # ====================================================================== nftables
@@ -444,8 +454,8 @@ class _NftRule:
     verdict: tuple[str, str] | None = None
     vmap: tuple[str, dict[str, tuple[str, str]]] | None = None
     comment: str = ""
-    log: bool = False
-    """A ``log`` statement (records the packet; changes nothing)."""
+    log: str | None = None
+    """The prefix of a ``log`` statement (records the packet; changes nothing)."""
 
 
 _VERDICTS = ("accept", "drop", "return")
@@ -531,7 +541,7 @@ def _parse_nft_rule(line: str) -> _NftRule:
             r.matches.append((f"{w} {rest[0]}", (wanted, neg)))
             i += at + 2
         elif w == "log" and rest[0] == "prefix":
-            r.log = True
+            r.log = _unquote(rest[1])
             i += 3
             if i < len(t) and t[i] == "level":
                 i += 2
@@ -677,6 +687,8 @@ class NftProgram:
                     verdict = table[name]
                 if r.comment:
                     w.trail.append(r.comment)
+                if r.log is not None:
+                    w.logs.append(r.log)
                 for op, value in r.statements:
                     w.mark = (w.mark & value) if op == "and" else (w.mark | value)
                 if verdict is None:
@@ -709,8 +721,10 @@ class NftProgram:
             return Decision("ACCEPT", f"no base chain on hook {packet.hook}: not filtered")
         verdict = self._run(chain, w)
         if verdict is None:
-            return Decision("ACCEPT", "no rule decided: base chain policy accept", tuple(w.trail))
-        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail))
+            return Decision(
+                "ACCEPT", "no rule decided: base chain policy accept", tuple(w.trail), tuple(w.logs)
+            )
+        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs))
 
 
 def program(text: str) -> IptablesProgram | NftProgram:

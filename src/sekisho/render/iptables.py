@@ -245,21 +245,24 @@ def match_words(r: NodeRenderer, m: Match, family: int = 4) -> list[str]:
     return words
 
 
-def _target(r: NodeRenderer, action: str) -> str:
+def _target(r: NodeRenderer, rule: PolicyRule) -> str:
+    action = rule.action
     if action == "allow":
         return f"-j MARK --set-xmark {MARK}"
     if action == "pass":
         return f"-j MARK --set-xmark {PASS}"
     if action == "deny":
         return "-j DROP"
-    return f'-j LOG --log-prefix "{r.prefix}-packet: "'
+    key, label, direction = rule.policy
+    text = names.log_prefix(r.prefix, key, label, direction, rule.index, names.XT_LOG_PREFIX_MAX)
+    return f'-j LOG --log-prefix "{text}"'
 
 
 def policy_rule(r: NodeRenderer, rule: PolicyRule, family: int = 4) -> list[str]:
     """One rendered rule (and, after the last of its program rule, the return of an
     allow or a pass: Felix's "set the mark, then return if it is set")."""
     words = match_words(r, rule.match, family)
-    out = [" ".join([*words, _c(rule.comment), _target(r, rule.action)])]
+    out = [" ".join([*words, _c(rule.comment), _target(r, rule)])]
     if rule.last and rule.action == "allow":
         out.append(f"-m mark --mark {MARK} -j RETURN")
     elif rule.last and rule.action == "pass":

@@ -117,3 +117,93 @@ def comment_text(comment: str) -> str:
         return text
     cut = text.encode()[: COMMENT_MAX - 3].decode(errors="ignore")
     return cut + "..."
+
+
+# ------------------------------------------------------------------------- log prefixes
+
+XT_LOG_PREFIX_MAX = 29
+"""iptables ``LOG --log-prefix``: "Prefix log messages with the specified prefix; up
+to 29 letters long" (iptables-extensions(8); the kernel's ``prefix[30]`` with the NUL)."""
+NFT_LOG_PREFIX_MAX = 127
+"""nftables ``log prefix``: ``NF_LOG_PREFIXLEN`` is 128 bytes with the NUL."""
+
+_LOG_WORD = re.compile(r"^[A-Za-z0-9._/:-]+$")
+"""Characters a policy name keeps in a log prefix: nothing the ``iptables-save``/``nft``
+quoting or a log reader would change (no quote, ``$``, backslash or ``~``)."""
+_LOG_RE = re.compile(
+    r"^(?P<prefix>[A-Za-z][A-Za-z0-9_]*) "
+    r"(?:policy (?P<label>\S.*?) (?P<direction>ingress|egress) rule (?P<index>\d+): "
+    r"|(?P<short>\S+)/(?P<d>[ie])(?P<i>\d+) )$"
+)
+
+
+def _log_words(label: str) -> bool:
+    """``label`` is words of :data:`_LOG_WORD` joined by single spaces."""
+    return all(_LOG_WORD.match(w) for w in label.split(" "))
+
+
+def _log_head(label: str) -> str:
+    """The part of ``label`` a shortened prefix starts with: its policy's own name (the
+    last word, after the last ``/``: kind and namespace left to the hash)."""
+    name = label.rsplit(" ", 1)[-1].rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._:-]", "_", name)
+
+
+def log_prefix(prefix: str, key: str, label: str, direction: str, index: int, limit: int) -> str:
+    """The log prefix of rule ``index`` of ``direction`` of the policy of ``key`` (shown as
+    ``label``), at most ``limit`` characters and unique per policy rule of a ruleset:
+
+    - ``P policy LABEL DIRECTION rule N: `` when it fits (nftables: 127 characters);
+    - else ``P LABEL/iN `` (``/eN`` for egress) when ``LABEL`` is one word that fits
+      (a Kubernetes NetworkPolicy ``ns/name``);
+    - else ``P HEAD~HASH/iN ``: ``HEAD`` the start of the policy's own name (kind and
+      namespace dropped), ``HASH`` of ``key`` (what keeps two policies apart).
+
+    :func:`parse_log_prefix` reads it back; the rule's comment carries the full name."""
+    full = f"{prefix} policy {label} {direction} rule {index}: "
+    if _log_words(label) and len(full) <= limit:
+        return full
+    tail = f"/{'i' if direction == 'ingress' else 'e'}{index} "
+    room = limit - len(prefix) - 1 - len(tail)
+    if _LOG_WORD.match(label) and len(label) <= room:
+        return f"{prefix} {label}{tail}"
+    if room < MIN_HASH:
+        raise UsageError(f"prefix {prefix!r} is too long for log prefixes of {limit} characters")
+    keep = room - MIN_HASH - 1
+    head = _log_head(label)[:keep]
+    if not head:
+        return f"{prefix} {stable_hash(key, room)}{tail}"
+    return f"{prefix} {head}~{stable_hash(key, MIN_HASH)}{tail}"
+
+
+def parse_log_prefix(text: str) -> tuple[str, str, str, int] | None:
+    """``(prefix, name, direction, index)`` of a log prefix made by :func:`log_prefix`
+    (``name`` the policy's label, or its shortened form ``HEAD~HASH``), else None."""
+    m = _LOG_RE.match(text)
+    if m is None:
+        return None
+    if m["label"] is not None:
+        return m["prefix"], m["label"], m["direction"], int(m["index"])
+    return m["prefix"], m["short"], "ingress" if m["d"] == "i" else "egress", int(m["i"])
+
+
+_RULE_LOG_RE = re.compile(r"""(?:--log-prefix|log prefix) (["'])(.*?)\1""")
+
+
+def rule_log_prefix(line: str) -> str | None:
+    """The log prefix of one rule as rendered or read back (``iptables-save`` quotes it
+    with ``'`` or ``"``, ``nft list`` with ``"``), else None."""
+    m = _RULE_LOG_RE.search(line)
+    return None if m is None else m[2]
+
+
+def log_prefix_names(text: str, label: str) -> bool:
+    """Whether the log prefix ``text`` names a rule of the policy shown as ``label``
+    (whole, or cut and hashed: then its head must be the start of ``label``)."""
+    parsed = parse_log_prefix(text)
+    if parsed is None:
+        return False
+    name = parsed[1]
+    if "~" not in name:
+        return name == label
+    return _log_head(label).startswith(name.rpartition("~")[0])

@@ -302,21 +302,24 @@ def match_variants(
     ]
 
 
-def _verdict(r: NodeRenderer, action: str) -> str:
+def _verdict(r: NodeRenderer, rule: PolicyRule) -> str:
+    action = rule.action
     if action == "allow":
         return f"meta mark set meta mark | {MARK} return"
     if action == "pass":
         return f"meta mark set meta mark | {PASS} return"
     if action == "deny":
         return "drop"
-    return f'log prefix "{r.prefix}-packet: "'
+    key, label, direction = rule.policy
+    text = names.log_prefix(r.prefix, key, label, direction, rule.index, names.NFT_LOG_PREFIX_MAX)
+    return f'log prefix "{text}"'
 
 
 def policy_rule(
     r: NodeRenderer, rule: PolicyRule, family: int = 4, qualify: bool = False
 ) -> list[str]:
     return [
-        " ".join([*words, _verdict(r, rule.action), _c(rule.comment)])
+        " ".join([*words, _verdict(r, rule), _c(rule.comment)])
         for words in match_variants(r, rule.match, family, qualify)
     ]
 
