@@ -190,3 +190,28 @@ def test_render_still_refuses_stages() -> None:
     policy = dnt("early", "host == 'n1'", ingress=[{"action": "Deny"}])
     with pytest.raises(ManifestError, match=r"spec\.doNotTrack: not rendered yet"):
         refuse_unrendered(_cluster([hep("n1"), policy]))
+
+
+@pytest.mark.parametrize(("iface", "policed"), [("eth0", False), ("*", True)])
+def test_a_node_to_itself_goes_over_lo(iface: str, policed: bool) -> None:
+    """lo is policed only by a host endpoint on every interface (as the rendered rules
+    match it); the matrix agrees for two hostNetwork pods of the node."""
+    deny = gnp("deny-in", "host == 'n1'", ingress=[{"action": "Deny"}])
+    second = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "agent2", "namespace": "a", "labels": {"app": "agent2"}},
+        "spec": {"nodeName": "n1", "hostNetwork": True, "containers": [{"name": "c"}]},
+    }
+    cluster = _cluster([hep("n1", ALLOW, iface=iface), deny, second])
+    v = verdict(cluster, _flow(cluster, "n1", "a/agent", "TCP/80"))
+    text = "\n".join(v.lines())
+    assert v.allowed is not policed, text
+    assert ("goes over lo" in text) is not policed, text
+    m = compute_matrix(cluster, [(80, "TCP")])
+    keys = [p.key for p in m.pods]
+    i, j = keys.index("a/agent"), keys.index("a/agent2")
+    w = verdict(
+        cluster, Flow(pod_endpoint(cluster, m.pods[i]), pod_endpoint(cluster, m.pods[j]), "TCP", 80)
+    )
+    assert bool(m.probes[0].allowed[i, j]) is w.allowed is (not policed), "\n".join(w.lines())

@@ -1194,11 +1194,9 @@ def _host_fixes(
             table[:, hep] = True
         else:
             table[hep, :] = True
-    nodes = [i.node for i in ids.identities]
+    unpoliced = _own_pods(ids)
     for h in np.flatnonzero(hep).tolist():
-        own = np.array(
-            [not ids.hn[j] and nodes[j] == nodes[h] for j in range(ids.size)], dtype=np.bool_
-        )
+        own = unpoliced[h]
         if direction == "ingress":
             table[own, h] = True  # a pod to its own node: its egress only
         else:
@@ -1207,13 +1205,16 @@ def _host_fixes(
 
 
 def _own_pods(ids: _Identities) -> BoolArray:
-    """(K, K) [node-like i, j]: j is a workload on i's node (their traffic passes no
-    host endpoint)."""
+    """(K, K) [node-like h, j]: traffic between h's node and j passes no host endpoint
+    policy: j is a workload on h's node, or j is that node too (over lo) and its host
+    endpoint names an interface (verdict.py)."""
     nodes = [i.node for i in ids.identities]
     out = np.zeros((ids.size, ids.size), dtype=np.bool_)
     for h in np.flatnonzero(ids.has_hep).tolist():
+        hep = ids.hep[h]
+        named = hep is not None and hep.interface not in (None, "*")
         for j in range(ids.size):
-            out[h, j] = not ids.hn[j] and nodes[j] == nodes[h]
+            out[h, j] = nodes[j] == nodes[h] and (not ids.hn[j] or named)
     return out
 
 

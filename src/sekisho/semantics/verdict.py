@@ -324,6 +324,9 @@ class Verdict:
     stages: tuple[DirectionVerdict, ...] = ()
     """The untracked and preDNAT stages walked at host endpoints, in kernel order
     (program.py): the source node's egress, then the destination's ingress."""
+    loopback: HostEndpoint | None = None
+    """A node's traffic to itself, over ``lo``: the host endpoint (on a named interface)
+    that does not police it."""
 
     @property
     def untracked(self) -> DirectionVerdict | None:
@@ -339,6 +342,11 @@ class Verdict:
         out = [f"flow: {f.src.describe()} -> {f.dst.describe()} {f.service}"]
         for st in self.stages:
             out += st.lines()
+        if self.loopback is not None:
+            out.append(
+                f"a node's traffic to itself goes over lo, which host endpoint "
+                f"{self.loopback.name} (interface {self.loopback.interface}) does not police"
+            )
         if self.reason == "self":
             out.append("a pod's traffic to itself never leaves the pod: not filtered")
         elif self.reason == "same-node":
@@ -767,6 +775,19 @@ def verdict(
     # Egress: a workload pod's own policy; a node's (or hostNetwork pod's) own traffic
     # only under its host endpoint, and never toward its own pods.
     src_host = host_endpoint_of(cluster, src)
+    # A node to itself goes over lo, which a host endpoint on a named interface does not
+    # police (Felix matches the interface's name); one on every interface (``*``, or
+    # expectedIPs only: every interface that is not a workload's) polices lo too.
+    loopback = (
+        src.is_node_like
+        and dst.is_node_like
+        and src.node_name is not None
+        and src.node_name == dst.node_name
+        and src_host is not None
+        and src_host.interface not in (None, "*")
+    )
+    if loopback:
+        src_host = None
     stages: list[DirectionVerdict] = []
     egress = None
     eg_stage: DirectionVerdict | None = None
@@ -780,7 +801,7 @@ def verdict(
     # Ingress: a workload pod's policy; a node's under its host endpoint, except traffic
     # from its own pods (Felix sends it through the pod's egress, then its
     # DefaultEndpointToHostAction, not through the host endpoint's ingress policy).
-    dst_host = host_endpoint_of(cluster, dst)
+    dst_host = None if loopback else host_endpoint_of(cluster, dst)
     from_own_pod = (
         src.is_workload
         and src.pod is not None
@@ -859,6 +880,7 @@ def verdict(
         forward_egress,
         forward_ingress,
         tuple(stages),
+        host_endpoint_of(cluster, src) if loopback else None,
     )
 
 
