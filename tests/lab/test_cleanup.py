@@ -68,6 +68,13 @@ def test_failed_up_removes_what_it_built(lab_name: str, lab_root: Path) -> None:
     assert not lab_namespaces(lab_name)
 
 
+def _sigint_as_a_terminal_sends_it() -> None:
+    """SIGINT back to its default in the child: a suite started in the background by a
+    shell without job control (`cmd &`) ignores SIGINT, and children inherit that, so
+    the `lab run` under test would never see the Ctrl-C this test stands for."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "sig", [pytest.param(signal.SIGINT, id="sigint"), pytest.param(signal.SIGTERM, id="sigterm")]
 )
@@ -76,6 +83,7 @@ def test_signal_in_the_middle_of_lab_run(sig: int, lab_name: str, lab_root: Path
         [sys.executable, "-m", "sekisho", "lab", "run", str(SEED / "cluster.yaml"),
          str(SEED / "part2"), "--name", lab_name, "--probe", "80/TCP", "--timeout", "5"],
         cwd=ROOT, env=cli_env(lab_root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_sigint_as_a_terminal_sends_it,
     )  # fmt: skip
     try:
         pids = _wait_for_agents(lab_root, lab_name)
