@@ -41,7 +41,7 @@ CASES = [
         "n2",
         "TCP/10250",
         True,
-        "replies are not tracked (accepted untracked by GlobalNetworkPolicy dnt-allow",
+        "ingress: not evaluated (doNotTrack stage: GlobalNetworkPolicy dnt-allow",
         id="untracked-allow-skips-normal-policy",
     ),
     pytest.param(
@@ -159,6 +159,9 @@ def test_stages(
     assert v.allowed == allowed, text
     assert words in text, text
     assert v.to_json()["stages"] == [s.to_json() for s in v.stages]
+    if v.untracked is not None:
+        assert "replies are not tracked" in text, text
+        assert v.to_json()["replies_allowed"] is None
 
 
 @pytest.mark.parametrize("objects", [c.values[0] for c in CASES], ids=[str(c.id) for c in CASES])

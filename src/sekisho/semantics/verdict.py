@@ -363,8 +363,11 @@ class Verdict:
                     f"  not even by host endpoint {self.src_host}: Felix returns early in "
                     "OUTPUT for traffic to local workloads (cali+ interfaces)"
                 )
+        decided = {st.direction: st for st in self.stages if st.ending == "rule"}
         if self.egress is not None:
             out += self.egress.lines()
+        elif "egress" in decided and f.src.is_node_like:
+            out.append(f"egress: not evaluated ({decided['egress'].because()})")
         elif self.reason != "self":
             why = _why_unfiltered(f.src, "source")
             if f.src.is_node_like and self.src_host is None and self.hosts:
@@ -372,6 +375,8 @@ class Verdict:
             out.append(f"egress: not evaluated ({why})")
         if self.ingress is not None:
             out += self.ingress.lines()
+        elif "ingress" in decided and f.dst.is_node_like:
+            out.append(f"ingress: not evaluated ({decided['ingress'].because()})")
         elif self.reason not in ("self", "same-node"):
             why = _why_unfiltered(f.dst, "destination")
             if f.dst.is_node_like and self.dst_host is not None:
