@@ -327,7 +327,7 @@ def test_merging_rules_keeps_the_product(pairs: list[tuple[int, int]]) -> None:
     expected = np.zeros((3, 3), dtype=np.bool_)
     for a, b in zip(left, right, strict=True):
         expected |= a[:, None] & b[None, :]
-    merged_left, merged_right = _merge(left, right)
+    merged_left, merged_right = _merge(np.asarray(left), np.asarray(right))
     assert len(merged_left) <= 8
     again = np.zeros((3, 3), dtype=np.bool_)
     for a, b in zip(merged_left, merged_right, strict=True):

@@ -33,6 +33,7 @@ import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from operator import itemgetter
 from typing import Literal, cast
 
 from sekisho.selectors.expr import matches
@@ -140,7 +141,7 @@ class SetDef:
             number = entity.named_port(s.name, protocol_name(s.protocol))
             if number is None:
                 return ()
-            return tuple((ip, number) for ip in entity.ips)
+            return tuple([(ip, number) for ip in entity.ips])
         if isinstance(s, SelectorSet):
             if entity.kind not in s.kinds:
                 return ()
@@ -185,14 +186,20 @@ def networks(nets: Iterable[Network], family: int | None = None) -> list[Network
     return out
 
 
+_ADDRESSES = (IPv4, IPv6)
+_NETWORKS = (IPv4Net, IPv6Net)
+_EXACT = frozenset((IPv4, IPv6, IPv4Net, IPv6Net))
+"""Tuples, not ``A | B`` unions: a union in ``isinstance`` is built anew on every call."""
+
+
 def member_family(m: Member) -> int:
     return m[0].version if isinstance(m, tuple) else m.version
 
 
 def member_sort_key(m: Member) -> tuple[int, int, int]:
-    if isinstance(m, IPv4 | IPv6):
+    if isinstance(m, _ADDRESSES):
         return (m.version, int(m), m.max_prefixlen)
-    if isinstance(m, IPv4Net | IPv6Net):
+    if isinstance(m, _NETWORKS):
         return (m.version, int(m.network_address), m.prefixlen)
     return (m[0].version, int(m[0]), m[1])
 
@@ -203,25 +210,73 @@ def address_text(ip: Address) -> str:
     return str(ip)
 
 
-def disjoint(members: Iterable[Member]) -> list[Member]:
-    """Sorted members with every address or network inside another network left out
-    (nftables' interval sets refuse overlapping elements; ipset would keep both)."""
-    items = sorted(set(members), key=member_sort_key)
-    if not any(isinstance(m, IPv4Net | IPv6Net) for m in items):
-        return items
-    out: list[Member] = []
+_Row = tuple[int, int, Member]
+"""(address as a number, prefix length or port, member): a member with its sort key
+within one family."""
+
+
+def _rows(members: Iterable[Member], family: int | None) -> list[_Row]:
+    """The members (of ``family``; None: all) sorted by :func:`member_sort_key`, each once.
+
+    Exact types are tested first: this runs over every member of every set on a full
+    render (tens of thousands), and ``isinstance`` and ``.version`` cost more."""
+    if not isinstance(members, dict | set | frozenset):
+        members = dict.fromkeys(members)
+    if family is None:
+        rows4, rows6 = _rows(members, 4), _rows(members, 6)
+        return rows4 + rows6
+    addr_t, net_t = (IPv4, IPv4Net) if family == 4 else (IPv6, IPv6Net)
+    bits = 32 if family == 4 else 128
+    out: list[_Row] = []
+    # (No typing.cast here: a subscripted type in the loop is built on every pass.)
+    for m in members:
+        t = type(m)
+        if t is addr_t:
+            out.append((int(m), bits, m))  # type: ignore[arg-type]
+        elif t is tuple:
+            ip, port = m  # type: ignore[misc]
+            if ip.version == family:
+                out.append((int(ip), port, m))  # type: ignore[arg-type]
+        elif t is net_t:
+            out.append((int(m.network_address), m.prefixlen, m))  # type: ignore[union-attr]
+        elif t not in _EXACT and member_family(m) == family:
+            _version, a, b = member_sort_key(m)
+            out.append((a, b, m))
+    out.sort(key=_SORT_KEY)
+    return out
+
+
+_SORT_KEY = itemgetter(0, 1)
+
+
+def _uncovered(rows: list[_Row]) -> list[_Row]:
+    """``rows`` (sorted) with every address or network inside an earlier network left out."""
+    if not any(isinstance(m, _NETWORKS) for _a, _b, m in rows):
+        return rows
+    out: list[_Row] = []
     cover: Network | None = None
-    for m in items:
+    for row in rows:
+        m = row[2]
         if isinstance(m, tuple):
-            out.append(m)
+            out.append(row)
             continue
-        net = m if isinstance(m, IPv4Net | IPv6Net) else ipaddress.ip_network(m)
+        net = m if isinstance(m, _NETWORKS) else ipaddress.ip_network(m)
         if cover is not None and net.version == cover.version and net.subnet_of(cover):  # type: ignore[arg-type]
             continue
-        out.append(m)
+        out.append(row)
         cover = net
     return out
 
+
+def disjoint(members: Iterable[Member]) -> list[Member]:
+    """Sorted members with every address or network inside another network left out
+    (nftables' interval sets refuse overlapping elements; ipset would keep both)."""
+    return [m for _a, _b, m in _uncovered(_rows(members, None))]
+
+
+_TEXTS: dict[int, dict[int, str]] = {4: {}, 6: {}}
+"""Address text by family and number: the same pod IPs are printed in many sets and on
+every render (a number hashes faster than an address object)."""
 
 _ADDRESS_INT = operator.attrgetter("_ip")
 """``int(address)`` without a Python call (the sort key of plain addresses)."""
@@ -249,14 +304,21 @@ def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, 
             if not plain:  # a named port's set: (address, port) pairs only
                 pairs.sort(key=_pair_key)
                 return [(address_text(a), port) for a, port in pairs]
+    texts = _TEXTS[family]
     out: list[tuple[str, int | None]] = []
-    for m in disjoint(x for x in members if member_family(x) == family):
-        if isinstance(m, IPv4 | IPv6):
-            out.append((address_text(m), None))
-        elif isinstance(m, IPv4Net | IPv6Net):
+    for a, b, m in _uncovered(_rows(members, family)):
+        if isinstance(m, tuple):
+            text = texts.get(a)
+            if text is None:
+                text = texts[a] = str(m[0])
+            out.append((text, b))
+        elif isinstance(m, _NETWORKS):
             out.append((str(m.network_address) if m.prefixlen == m.max_prefixlen else str(m), None))
         else:
-            out.append((address_text(m[0]), m[1]))
+            text = texts.get(a)
+            if text is None:
+                text = texts[a] = str(m)
+            out.append((text, None))
     return out
 
 

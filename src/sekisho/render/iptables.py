@@ -49,6 +49,7 @@ import shlex
 from dataclasses import dataclass
 from functools import partial
 
+from sekisho.model.reader import paused_gc
 from sekisho.render import names
 from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
 from sekisho.render.node import (
@@ -366,6 +367,13 @@ def dispatch_chains(
 
 def render_iptables(r: NodeRenderer) -> IptablesRuleset:
     """The whole ruleset from the renderer's current state (deterministic)."""
+    # Tens of thousands of strings and tuples, no cycles: a collection they trigger would
+    # only walk the caller's heap (a loaded cluster: ~0.08 s at 10,000 pods) for nothing.
+    with paused_gc():
+        return _render_iptables(r)
+
+
+def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
     p = r.prefix
     ip = r.iface_prefix
     fwd, inp = names.top_chain(p, "FORWARD"), names.top_chain(p, "INPUT")

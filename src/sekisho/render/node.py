@@ -24,12 +24,14 @@ every tier passed, only the ``projectcalico-default-allow`` profile allows) and
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, Protocol, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from sekisho.model.calico import (
     DEFAULT_ALLOW_PROFILE,
@@ -37,6 +39,7 @@ from sekisho.model.calico import (
     FAILSAFE_OUTBOUND,
     HostEndpoint,
 )
+from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, Pod, endpoint_interface
 from sekisho.render import names
 from sekisho.render.compile import (
@@ -70,6 +73,7 @@ class _Keyed(Protocol):
 
 
 _K = TypeVar("_K", bound=_Keyed)
+IntArray = npt.NDArray[np.int64]
 _T = TypeVar("_T")
 
 
@@ -327,8 +331,11 @@ class NodeRenderer:
         """Set key -> member -> how many entities hold it."""
         self._set_refs: dict[str, int] = {}
         self._tab: tuple[list[Entity], LabelTable] | None = None
-        self._ports: dict[tuple[str, str], list[int]] | None = None
+        self._ports: dict[tuple[str, str], IntArray] | None = None
         self._ns_parts: dict[str, dict[str, str]] = {}
+        self._label_maps: dict[tuple[object, ...], Mapping[str, str]] = {}
+        """Label maps of pods, shared by pods with equal labels (:func:`pod_entity`); like
+        :attr:`_ns_parts`, for one snapshot of the namespaces and accounts."""
         self._accounts: Mapping[tuple[str, str], Mapping[str, str]] = {}
         self._delta = Delta()
         self.text_cache: dict[tuple[str, ...], dict[str, object]] = {}
@@ -348,6 +355,12 @@ class NodeRenderer:
         ``program``: render this program over the cluster's entities instead of the
         cluster's own (:func:`~sekisho.semantics.compile_program`); tests build
         programs directly."""
+        # Thousands of small objects and no cycles: a collection they trigger would only
+        # walk the caller's heap (the cluster) for nothing, as in compute_matrix.
+        with paused_gc():
+            return self._update(cluster, program)
+
+    def _update(self, cluster: Cluster, program: Program | None) -> Delta:
         old = self.cluster
         self.cluster = cluster
         self._given = program
@@ -463,6 +476,7 @@ class NodeRenderer:
         self._inputs = self._program_inputs(cluster)
         self._set_program(self._compile(cluster))
         self._ns_parts = {}
+        self._label_maps = {}
         for pod in cluster.pods:
             self._add_pod(pod)
         self._refresh_all_endpoints()
@@ -544,7 +558,7 @@ class NodeRenderer:
             self._tab = (entities, LabelTable([e.labels for e in entities]))
         return self._tab
 
-    def _port_index(self) -> dict[tuple[str, str], list[int]]:
+    def _port_index(self) -> dict[tuple[str, str], IntArray]:
         """Positions in :meth:`_table` of the entities that declare each (port name,
         protocol) (kept like the table)."""
         if self._ports is None:
@@ -553,7 +567,7 @@ class NodeRenderer:
                 for cp in e.ports:
                     if cp.name is not None:
                         index.setdefault((cp.name, cp.protocol), []).append(i)
-            self._ports = index
+            self._ports = {k: np.asarray(v, dtype=np.int64) for k, v in index.items()}
         return self._ports
 
     def _is_local(self, pod: Pod) -> bool:
@@ -568,7 +582,9 @@ class NodeRenderer:
             if part is None:
                 part = self._ns_parts[ns] = namespace_part(ns, labels)
             accounts = self._accounts.get((ns, pod.service_account))
-            self.entities[pod.key] = pod_entity(pod, labels, accounts, ns_part=part)
+            self.entities[pod.key] = pod_entity(
+                pod, labels, accounts, ns_part=part, shared=self._label_maps
+            )
 
     def _refresh_all_endpoints(self) -> None:
         """Which policies apply to every local pod: each policy's selector once over a
@@ -851,28 +867,31 @@ class NodeRenderer:
             if isinstance(sd.source, NamedPortSet):
                 # only the entities that declare a port of that name can hold one
                 want = (sd.source.name, protocol_name(sd.source.protocol))
-                mask = None if sel is None else select(sel.selector, table)
-                for i in self._port_index().get(want, ()):
-                    if mask is None or mask[i]:
-                        for m in sd.holds(entities[i], None if mask is None else True):
-                            members[m] = members.get(m, 0) + 1
+                declare = self._port_index().get(want)
+                if declare is not None and sel is not None:
+                    declare = declare[select(sel.selector, table)[declare]]
+                for i in declare.tolist() if declare is not None else ():
+                    for m in sd.holds(entities[i], None if sel is None else True):
+                        members[m] = members.get(m, 0) + 1
             elif sel is None:
                 for entity in entities:
                     for m in sd.holds(entity):
                         members[m] = members.get(m, 0) + 1
             elif isinstance(sd.source, SelectorSet):
-                # the common case inline: addresses of the selected entities of its kinds
+                # the common case inline: addresses of the selected entities of its kinds,
+                # counted in one pass (an address hashes in Python: once each, not twice)
                 kinds = sd.source.kinds
-                get = members.get
+                found: list[Member] = []
                 for i in np.flatnonzero(select(sel.selector, table)).tolist():
                     entity = entities[i]
                     if entity.kind not in kinds:
                         continue
                     for ip in entity.ips:
                         if type(ip) is IPv4Address or type(ip) is IPv6Address:
-                            members[ip] = get(ip, 0) + 1
-                    for m in networks(entity.nets):
-                        members[m] = get(m, 0) + 1
+                            found.append(ip)
+                    if entity.nets:
+                        found += networks(entity.nets)
+                members = dict(Counter(found))
 
         self.members[sd.key] = members
         self._delta.sets.add(sd.key)

@@ -78,12 +78,19 @@ class Compare:
     key: str
     op: Op
     values: tuple[str, ...]
+    text: str = field(init=False, compare=False, repr=False)
+    """The canonical text, computed once (every enclosing node and set key reads it)."""
 
-    def canonical(self) -> str:
+    def __post_init__(self) -> None:
         if self.op in ("in", "not in"):
             inner = ", ".join(_quote(v) for v in self.values)
-            return f"{self.key} {self.op} {{{inner}}}"
-        return f"{self.key} {self.op} {_quote(self.values[0])}"
+            text = f"{self.key} {self.op} {{{inner}}}"
+        else:
+            text = f"{self.key} {self.op} {_quote(self.values[0])}"
+        object.__setattr__(self, "text", text)
+
+    def canonical(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,11 @@ class Or:
 Expr = All | Global | Has | Compare | Not | And | Or
 ALL = All()
 
+# Tuples, not ``A | B`` unions: a union in ``isinstance`` is built anew on every call.
+_COMPOSITE = (And, Or)
+_LEAF = (Has, Compare)
+_TRUE = (All, Global)
+
 
 def _quote(value: str) -> str:
     return f"'{value}'" if '"' in value else f'"{value}"'
@@ -133,7 +145,7 @@ def _quote(value: str) -> str:
 
 def _wrap(e: Expr) -> str:
     text = e.canonical()
-    return f"({text})" if isinstance(e, And | Or) else text
+    return f"({text})" if isinstance(e, _COMPOSITE) else text
 
 
 def canonical(e: Expr) -> str:
@@ -176,11 +188,11 @@ def keys(e: Expr) -> frozenset[str]:
 
 
 def _keys(e: Expr) -> frozenset[str]:
-    if isinstance(e, Has | Compare):
+    if isinstance(e, _LEAF):
         return frozenset((e.key,))
     if isinstance(e, Not):
         return keys(e.operand)
-    if isinstance(e, And | Or):
+    if isinstance(e, _COMPOSITE):
         out: frozenset[str] = frozenset()
         for o in e.operands:
             out |= keys(o)
@@ -214,7 +226,7 @@ _STRING_OPS: dict[str, Callable[[str, str], bool]] = {
 
 def matches(e: Expr, labels: Mapping[str, str]) -> bool:
     """Whether one label set satisfies the expression."""
-    if isinstance(e, All | Global):
+    if isinstance(e, _TRUE):
         return True
     if isinstance(e, Has):
         return e.key in labels
@@ -234,7 +246,7 @@ def matches(e: Expr, labels: Mapping[str, str]) -> bool:
 
 def select(e: Expr, table: LabelTable | JoinedTable) -> BoolArray:
     """Which of a table's label sets satisfy the expression (a few vector operations)."""
-    if isinstance(e, All | Global):
+    if isinstance(e, _TRUE):
         return np.ones(table.size, dtype=np.bool_)
     if isinstance(e, Has):
         return table.present(e.key)
@@ -275,6 +287,9 @@ def explain(e: Expr, labels: Mapping[str, str]) -> str | None:
 # ------------------------------------------------------------------------------- conversion
 
 
+_FROM_LABEL_SELECTOR: dict[LabelSelector, Expr] = {}
+
+
 def from_label_selector(sel: LabelSelector) -> Expr:
     """A Kubernetes label selector as an expression (Calico's converter does the same).
 
@@ -283,6 +298,17 @@ def from_label_selector(sel: LabelSelector) -> Expr:
     defines it); ``Exists`` is ``has(k)``; ``DoesNotExist`` is ``!has(k)``; the
     empty selector is ``all()``.
     """
+    # The same few selectors recur across thousands of policies and peers: convert each
+    # once (expressions are immutable, so sharing them is safe).
+    hit = _FROM_LABEL_SELECTOR.get(sel)
+    if hit is None:
+        hit = _from_label_selector(sel)
+        if len(_FROM_LABEL_SELECTOR) < 65536:
+            _FROM_LABEL_SELECTOR[sel] = hit
+    return hit
+
+
+def _from_label_selector(sel: LabelSelector) -> Expr:
     parts: list[Expr] = [Compare(k, "==", (v,)) for k, v in sel.match_labels]
     for req in sel.match_expressions:
         if req.operator == "In":

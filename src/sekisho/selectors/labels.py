@@ -29,18 +29,29 @@ class LabelTable:
     def __init__(self, label_sets: Sequence[Mapping[str, str]]) -> None:
         self.size = len(label_sets)
         self._values: dict[str, dict[str, int]] = {}
+        # A mapping given for several rows (callers share equal label maps) is read once.
+        row_of: dict[int, int] = {}
+        rows = [row_of.setdefault(id(m), len(row_of)) for m in label_sets]
+        distinct = len(row_of)
         columns: dict[str, list[int]] = {}
-        for i, labels in enumerate(label_sets):
+        seen = 0
+        for labels, r in zip(label_sets, rows, strict=True):
+            if r < seen:
+                continue
+            seen = r + 1
             for key, value in labels.items():
                 codes = self._values.setdefault(key, {})
                 code = codes.setdefault(value, len(codes))
                 col = columns.get(key)
                 if col is None:
-                    col = columns[key] = [-1] * self.size
-                col[i] = code
+                    col = columns[key] = [-1] * distinct
+                col[r] = code
         self._columns: dict[str, npt.NDArray[np.int32]] = {
             key: np.asarray(col, dtype=np.int32) for key, col in columns.items()
         }
+        if distinct < self.size:
+            index = np.asarray(rows, dtype=np.int64)
+            self._columns = {key: col[index] for key, col in self._columns.items()}
         self._cache: dict[str, BoolArray] = {}
 
     def requirement(self, req: Requirement) -> BoolArray:

@@ -17,7 +17,7 @@ this is their one home in sekisho (the model only parses and defaults).
 
 from __future__ import annotations
 
-from sekisho.model.types import NetworkPolicy, Peer, PolicyPort, Rule
+from sekisho.model.types import LabelSelector, NetworkPolicy, Peer, PolicyPort, Rule
 from sekisho.selectors.expr import Expr, conj, from_label_selector
 from sekisho.semantics.labels import K8S_POD, entity_selector, in_namespace
 from sekisho.semantics.program import (
@@ -51,7 +51,16 @@ def compile_policy(policy: NetworkPolicy) -> ProgramPolicy:
     # of ingress rules is applied to any pods selected by this field. ... An empty
     # podSelector matches all pods in this namespace." hostNetwork pods have no workload
     # endpoint, so no selector ever selects them (the entities do not include them).
-    selector = conj(in_namespace(ns), K8S_POD, from_label_selector(policy.pod_selector))
+    key = (ns, policy.pod_selector)
+    selector = _SUBJECTS.get(key)
+    if selector is None:
+        selector = SelectorSet(
+            conj(in_namespace(ns), K8S_POD, from_label_selector(policy.pod_selector)),
+            CALICO_UNIVERSE,
+            f"pods in namespace {ns} matching {policy.pod_selector}",
+        )
+        if len(_SUBJECTS) < _CACHE_MAX:
+            _SUBJECTS[key] = selector
     # policyTypes: "If this field is not specified, it will default based on the existence
     # of ingress or egress rules; policies that contain an egress section are assumed to
     # affect egress, and all policies (whether or not they contain an ingress section) are
@@ -67,9 +76,7 @@ def compile_policy(policy: NetworkPolicy) -> ProgramPolicy:
         kind="NetworkPolicy",
         tier=DEFAULT_TIER,
         order=ORDER,
-        selector=SelectorSet(
-            selector, CALICO_UNIVERSE, f"pods in namespace {ns} matching {policy.pod_selector}"
-        ),
+        selector=selector,
         types=frozenset(types),
         # ingress/egress: "If this field is empty then this NetworkPolicy does not allow any
         # traffic (and serves solely to ensure that the pods it selects are isolated by
@@ -95,38 +102,80 @@ def _rules(
         peers: tuple[tuple[int | None, Peer | None], ...] = (
             ((None, None),) if rule.peers is None else tuple(enumerate(rule.peers))
         )
-        for protocol, ports in _protocol_ports(rule.ports):
+        for protocol, ports, what in _protocol_ports(rule.ports):
             for j, peer in peers:
-                side = _peer(policy, peer)
+                side = _peer(policy.namespace, peer)
                 port_match = _port_match(
                     ports, protocol, side if direction == "egress" else ANY_ENTITY
                 )
                 origin = f"{direction} rule {i} " + ("any peer" if j is None else f"peer {j}")
-                if protocol is not None:
-                    origin += " " + _describe(protocol, ports)
-                dst_side = side if direction == "egress" else ANY_ENTITY
-                dst = EntityMatch(
-                    nets=dst_side.nets,
-                    not_nets=dst_side.not_nets,
-                    selector=dst_side.selector,
-                    ports=port_match,
-                )
+                if what:
+                    origin += " " + what
+                if direction == "egress":
+                    src, dst = ANY_ENTITY, _with_ports(side, port_match)
+                else:
+                    src, dst = side, _with_ports(ANY_ENTITY, port_match)
                 out.append(
                     ProgramRule(
                         action="allow",
                         origin=origin,
                         protocol=None if protocol is None else PROTOCOL_NUMBERS[protocol],
-                        src=side if direction == "ingress" else ANY_ENTITY,
+                        src=src,
                         dst=dst,
                     )
                 )
     return tuple(out)
 
 
+# Thousands of policies repeat a few shapes: the parts of a rule that do not depend on
+# where it is written (or only on its namespace) are built once and shared (the program
+# is immutable). Bounded, like the selector parser's cache.
+_CACHE_MAX = 65536
+_PORTS: dict[
+    tuple[PolicyPort, ...] | None,
+    list[tuple[str | None, tuple[PolicyPort, ...] | None, str]],
+] = {}
+_PEERS: dict[tuple[str | None, Peer], EntityMatch] = {}
+_SUBJECTS: dict[tuple[str, LabelSelector], SelectorSet] = {}
+_PORT_MATCHES: dict[tuple[tuple[PolicyPort, ...], str, int], tuple[object, PortMatch | None]] = {}
+_DST: dict[tuple[int, int], tuple[object, object, EntityMatch]] = {}
+
+
+def _with_ports(side: EntityMatch, ports: PortMatch | None) -> EntityMatch:
+    """The destination side: a peer's nets and selector (egress) and the rule's ports."""
+    if ports is None and side is ANY_ENTITY:
+        return ANY_ENTITY
+    key = (id(side), id(ports))
+    got = _DST.get(key)
+    if got is None:
+        made = EntityMatch(
+            nets=side.nets, not_nets=side.not_nets, selector=side.selector, ports=ports
+        )
+        got = (side, ports, made)  # keeps both alive, so their ids stay theirs
+        if len(_DST) < _CACHE_MAX:
+            _DST[key] = got
+    return got[2]
+
+
 def _protocol_ports(
     ports: tuple[PolicyPort, ...] | None,
+) -> list[tuple[str | None, tuple[PolicyPort, ...] | None, str]]:
+    """(protocol, its ports; None = every port of it, how the origin names them), protocols
+    sorted; (None, None, "") = any."""
+    got = _PORTS.get(ports)
+    if got is None:
+        got = [
+            (proto, listed, "" if proto is None else _describe(proto, listed))
+            for proto, listed in _split_ports(ports)
+        ]
+        if len(_PORTS) < _CACHE_MAX:
+            _PORTS[ports] = got
+    return got
+
+
+def _split_ports(
+    ports: tuple[PolicyPort, ...] | None,
 ) -> list[tuple[str | None, tuple[PolicyPort, ...] | None]]:
-    """(protocol, its ports; None = every port of it), protocols sorted; (None, None) = any."""
     # ports: "If this field is empty or missing, this rule matches all ports (traffic not
     # restricted by port). If this field is present and contains at least one item, then
     # this rule allows traffic only if the traffic matches at least one port in the list."
@@ -154,6 +203,16 @@ def _port_match(
 ) -> PortMatch | None:
     if ports is None or protocol is None:
         return None
+    key = (ports, protocol, id(peer.selector))
+    got = _PORT_MATCHES.get(key)
+    if got is None:
+        got = (peer.selector, _make_port_match(ports, protocol, peer))  # keeps the id alive
+        if len(_PORT_MATCHES) < _CACHE_MAX:
+            _PORT_MATCHES[key] = got
+    return got[1]
+
+
+def _make_port_match(ports: tuple[PolicyPort, ...], protocol: str, peer: EntityMatch) -> PortMatch:
     ranges: list[tuple[int, int]] = []
     named: list[NamedPortSet] = []
     for pp in ports:
@@ -179,10 +238,22 @@ def _describe(protocol: str, ports: tuple[PolicyPort, ...] | None) -> str:
     )
 
 
-def _peer(policy: NetworkPolicy, peer: Peer | None) -> EntityMatch:
+def _peer(namespace: str, peer: Peer | None) -> EntityMatch:
     """A peer as a rule side: an ipBlock's nets and not-nets, or a scoped pod selector."""
     if peer is None:
         return ANY_ENTITY
+    # Only a peer without a namespaceSelector (or ipBlock) depends on the namespace.
+    scope = namespace if peer.namespace_selector is None and peer.ip_block is None else None
+    key = (scope, peer)
+    got = _PEERS.get(key)
+    if got is None:
+        got = _make_peer(namespace, peer)
+        if len(_PEERS) < _CACHE_MAX:
+            _PEERS[key] = got
+    return got
+
+
+def _make_peer(namespace: str, peer: Peer) -> EntityMatch:
     if peer.ip_block is not None:
         # ipBlock: "IPBlock defines policy on a particular IPBlock. If this field is set then
         # neither of the other fields can be." cidr: "a string representing the IPBlock";
@@ -204,10 +275,10 @@ def _peer(policy: NetworkPolicy, peer: Peer | None) -> EntityMatch:
     if peer.pod_selector is not None:
         pods = conj(K8S_POD, from_label_selector(peer.pod_selector))
     nss = None if peer.namespace_selector is None else from_label_selector(peer.namespace_selector)
-    selector = entity_selector(policy.namespace, pods, nss)
+    selector = entity_selector(namespace, pods, nss)
     assert selector is not None
     if peer.namespace_selector is None:
-        what = f"pods in namespace {policy.namespace} matching {peer.pod_selector or '{}'}"
+        what = f"pods in namespace {namespace} matching {peer.pod_selector or '{}'}"
     else:
         what = f"pods matching {peer.pod_selector or '{}'} in namespaces matching {peer.namespace_selector}"
     return EntityMatch(selector=SelectorSet(selector, CALICO_UNIVERSE, what))

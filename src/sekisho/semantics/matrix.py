@@ -56,6 +56,7 @@ from sekisho.semantics.labels import (
 )
 from sekisho.semantics.probe import Service, default_services
 from sekisho.semantics.program import (
+    ANY_ENTITY,
     DIRECTIONS,
     PORT_PROTOCOLS,
     PROTOCOL_NUMBERS,
@@ -539,13 +540,22 @@ class _Identities:
         """By PortMatch object: the program outlives this view."""
         self._everyone = np.ones(self.size, dtype=np.bool_)
         self._everyone.flags.writeable = False
+        self._nobody = np.zeros(self.size, dtype=np.bool_)
+        self._nobody.flags.writeable = False
+        self._named: dict[tuple[str, int], BoolArray] = {}
+        self._scopes: dict[str, BoolArray] = {}
+        self._declared: dict[tuple[str, str], frozenset[int]] = {}
+        self._kinds: dict[frozenset[str], BoolArray] = {}
 
     def _kind(self, kinds: frozenset[str]) -> BoolArray:
-        out = np.zeros(self.size, dtype=np.bool_)
-        if "workload" in kinds:
-            out |= ~self.hn
-        if "node" in kinds:
-            out |= self.hn
+        out = self._kinds.get(kinds)
+        if out is None:
+            out = np.zeros(self.size, dtype=np.bool_)
+            if "workload" in kinds:
+                out |= ~self.hn
+            if "node" in kinds:
+                out |= self.hn
+            self._kinds[kinds] = out
         return out
 
     def selector(self, s: SelectorSet, *, keep: bool = True) -> BoolArray:
@@ -613,18 +623,19 @@ class _Identities:
     def named(self, n: NamedPortSet, proto: int, port: int) -> BoolArray:
         """Identities that declare ``n`` as ``port`` (and are in its scope), for ``proto``."""
         if proto != n.protocol:
-            return np.zeros(self.size, dtype=np.bool_)
-        key = f"{n.key} = {port}"
-        hit = self._cache.get(key)
+            return self._nobody
+        key = (n.key, port)
+        hit = self._named.get(key)
         if hit is None:
-            numbers = self.declared(n.name, protocol_name(n.protocol))
+            name = protocol_name(n.protocol)
+            if not self.hosts and port not in self.declared_numbers(n.name, name):
+                # No identity declares the port under that name: nobody, whatever the scope.
+                self._named[key] = self._nobody
+                return self._nobody
+            numbers = self.declared(n.name, name)
             # The endpoints in the side's selector that declare the port, by their labels
             # (Felix's named-port IP sets): a network set's nets hold no ports.
-            scope = (
-                self.selector(SelectorSet(n.within.selector, n.within.kinds & WORKLOADS))
-                if n.within is not None
-                else ~self.hn
-            )
+            scope = self._scope(n.within) if n.within is not None else ~self.hn
             hit = (numbers == port) & scope
             if self.hosts:
                 # A hostNetwork pod's address is its node's: a host endpoint with that
@@ -642,8 +653,26 @@ class _Identities:
                     for j, ip in enumerate(self.node_ips):
                         if ip is not None and ip in h.ips:
                             hit[j] = True
-            self._cache[key] = hit
+            self._named[key] = hit
         return hit
+
+    def _scope(self, within: SelectorSet) -> BoolArray:
+        """The workloads of a named port's scope (its rule side's selector)."""
+        got = self._scopes.get(within.key)
+        if got is None:
+            got = self._scopes[within.key] = self.selector(
+                SelectorSet(within.selector, within.kinds & WORKLOADS)
+            )
+        return got
+
+    def declared_numbers(self, name: str, protocol: str) -> frozenset[int]:
+        """Every number some identity declares for ``name``/``protocol``."""
+        key = (name, protocol)
+        got = self._declared.get(key)
+        if got is None:
+            numbers = self.declared(name, protocol)
+            got = self._declared[key] = frozenset(numbers.tolist()) - {-1}
+        return got
 
     def declared(self, name: str, protocol: str) -> IntArray:
         """Per identity, the number it declares for ``name``/``protocol`` (-1: none)."""
@@ -854,35 +883,44 @@ def _classes(
     return out
 
 
-def _merge(
-    left: list[BoolArray], right: list[BoolArray]
-) -> tuple[list[BoolArray], list[BoolArray]]:
+def _merge(left: BoolArray, right: BoolArray) -> tuple[BoolArray, BoolArray]:
     """Rows with the same ``left`` share one row whose ``right`` is the OR (and vice versa).
 
     ``OR_r left[r] x right[r]`` is unchanged; R drops to the number of distinct
     peer sets (selectors repeat across policies), which is what the product costs.
     """
     for _ in range(2):
-        merged: dict[bytes, tuple[BoolArray, BoolArray]] = {}
-        for a, b in zip(left, right, strict=True):
-            key = np.packbits(a).tobytes()
-            seen = merged.get(key)
-            merged[key] = (a, b if seen is None else seen[1] | b)
-        left = [a for a, _ in merged.values()]
-        right = [b for _, b in merged.values()]
+        packed = np.packbits(left, axis=1)
+        # Rows as bytes keys, grouped in one pass.
+        width = packed.shape[1]
+        buf = packed.tobytes()
+        seen: dict[bytes, int] = {}
+        first: list[int] = []
+        inverse = np.empty(len(left), dtype=np.int64)
+        for i in range(len(left)):
+            g = seen.setdefault(buf[i * width : (i + 1) * width], len(seen))
+            if g == len(first):
+                first.append(i)
+            inverse[i] = g
+        if len(first) < len(left):
+            order = np.argsort(inverse, kind="stable")
+            starts = np.searchsorted(inverse[order], np.arange(len(first)))
+            right = np.logical_or.reduceat(right[order], starts, axis=0)
+            left = left[first]
         left, right = right, left
     return left, right
 
 
 def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> BoolArray:
     """``OR_r left[r][:, None] & right[r][None, :]``: one matrix product, or per group of
-    identities that the same rules reach, when one side is sparse."""
+    identities that the same rules reach, when one side is sparse (``left`` and
+    ``right``: rows, or (n, K) blocks of rows)."""
     if not left:
         return np.zeros((size, size), dtype=np.bool_)
-    if len(left) > 64:
-        left, right = _merge(left, right)
-    a = np.asarray(left, dtype=np.bool_)
-    b = np.asarray(right, dtype=np.bool_)
+    a = np.vstack(left)
+    b = np.vstack(right)
+    if len(a) > 64:
+        a, b = _merge(a, b)
     # Only identities in some row take part (a run's rules often reach less than half
     # of them): the product over those alone, its cells put back in place.
     rows = np.flatnonzero(a.any(axis=0))
@@ -972,7 +1010,7 @@ def _membership(pods: Sequence[Pod], nets_list: Sequence[tuple[IPNetwork, ...]])
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """Consecutive rules of one action in a tier: their (src, dst) rows."""
+    """Consecutive rules of one action in a tier: their (src, dst) rows (or blocks of rows)."""
 
     action: Action
     src: list[BoolArray]
@@ -1012,10 +1050,50 @@ def _probe_criteria(rule: Rule) -> tuple[object, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class _Group:
+    """Rules of one run (consecutive rules of one action) with the same probe criteria
+    (:attr:`_PreparedRule.probe_key`): their rows stacked, one (n, K) block per side."""
+
+    rule: Rule
+    """One of them: what a probe's verdict on their protocol and ports is read from."""
+    probe_key: int
+    src: BoolArray
+    dst: BoolArray
+
+
+@dataclass(frozen=True, slots=True)
 class _PreparedTier:
     applies: BoolArray
     end_action: str
     rules: tuple[_PreparedRule, ...]
+    runs: tuple[tuple[Action, tuple[_Group, ...]], ...] = ()
+    """:attr:`rules` as runs of one action, each as groups (not with ``keep_all``)."""
+
+
+def _grouped(rules: list[_PreparedRule]) -> tuple[tuple[Action, tuple[_Group, ...]], ...]:
+    """Rules as runs of one action, and a run's rules by probe criteria: which rule of a
+    run matches first does not matter, so their order inside it does not either."""
+    runs: list[tuple[Action, dict[int, list[_PreparedRule]]]] = []
+    for pr in rules:
+        action = pr.rule.action
+        if not runs or runs[-1][0] != action:
+            runs.append((action, {}))
+        runs[-1][1].setdefault(pr.probe_key, []).append(pr)
+    return tuple(
+        (
+            action,
+            tuple(
+                _Group(
+                    members[0].rule,
+                    key,
+                    np.asarray([m.src for m in members], dtype=np.bool_),
+                    np.asarray([m.dst for m in members], dtype=np.bool_),
+                )
+                for key, members in groups.items()
+            ),
+        )
+        for action, groups in runs
+    )
 
 
 def _prepare(
@@ -1033,6 +1111,11 @@ def _prepare(
     rule for rule (:mod:`sekisho.semantics.incremental`)."""
     out: list[_PreparedTier] = []
     keys: dict[tuple[object, ...], int] = {}
+    by_objects: dict[tuple[object, ...], tuple[Rule, int]] = {}
+    everyone = ids.base(ANY_ENTITY)
+    # Whether a base row has a member, by row (rows are shared by equal sides).
+    nonempty: dict[int, bool] = {id(everyone): ids.size > 0}
+    ingress = direction == "ingress"
     for tier, policies in walk_order(program, direction):
         applies = np.zeros(ids.size, dtype=np.bool_)
         rules: list[_PreparedRule] = []
@@ -1044,16 +1127,52 @@ def _prepare(
             for rule in pol_rules:
                 src = ids.base(rule.src)
                 dst = ids.base(rule.dst)
-                if direction == "ingress":
-                    dst = dst & sel
+                # The policy's selection on the side it applies to (it has a member).
+                mine, other = (dst, src) if ingress else (src, dst)
+                if mine is everyone:
+                    mine = sel
                 else:
-                    src = src & sel
-                if keep_all or (src.any() and dst.any()):
-                    key = keys.setdefault(_probe_criteria(rule), len(keys))
-                    rules.append(_PreparedRule(rule, src, dst, key))
+                    mine = mine & sel
+                    if not keep_all and not mine.any():
+                        continue
+                if not keep_all:
+                    has = nonempty.get(id(other))
+                    if has is None:
+                        has = nonempty[id(other)] = bool(other.any())
+                    if not has:
+                        continue
+                src, dst = (other, mine) if ingress else (mine, other)
+                rules.append(_PreparedRule(rule, src, dst, _probe_key(rule, keys, by_objects)))
         if keep_all or applies.any():
-            out.append(_PreparedTier(applies, tier.default_action, tuple(rules)))
+            runs = () if keep_all else _grouped(rules)
+            out.append(_PreparedTier(applies, tier.default_action, tuple(rules), runs))
     return out
+
+
+def _probe_key(
+    rule: Rule,
+    keys: dict[tuple[object, ...], int],
+    by_objects: dict[tuple[object, ...], tuple[Rule, int]],
+) -> int:
+    """A number per distinct :func:`_probe_criteria`, found by the rule's objects first
+    (compiled programs share their port matches)."""
+    src, dst = rule.src, rule.dst
+    quick = (
+        rule.protocol,
+        rule.not_protocol,
+        id(rule.icmp),
+        id(rule.not_icmp),
+        rule.ip_version,
+        id(src.ports),
+        id(src.not_ports),
+        id(dst.ports),
+        id(dst.not_ports),
+    )
+    hit = by_objects.get(quick)
+    if hit is None:
+        # Kept with the rule, so the objects behind the ids stay alive meanwhile.
+        hit = by_objects[quick] = (rule, keys.setdefault(_probe_criteria(rule), len(keys)))
+    return hit[1]
 
 
 def walk_order(
@@ -1092,8 +1211,10 @@ def _runs(
     """Per prepared tier for one probe: (applies-to row, end action, runs).
 
     ``keep_all``: every rule (one that cannot match gets empty rows), so that views of
-    different identities line up rule for rule. ``prints``: gets what the runs depend
-    on besides the prepared rows (the probe's verdict per distinct criteria, in
+    different identities line up rule for rule; the runs then hold one row per rule.
+    Otherwise they hold (n, K) blocks: the rows of the rules that can match, a block
+    per group of rules with the same probe criteria. ``prints``: gets what the runs
+    depend on besides the prepared rows (the probe's verdict per distinct criteria, in
     order), so probes with equal prints get equal runs."""
     proto = {fam: _proto_number(proto_name, fam) for fam in (4, 6)}
     echo = proto_name == "ICMP"
@@ -1102,47 +1223,78 @@ def _runs(
     families = [fam for fam in (4, 6) if keep_all or (ids.family == fam).any()]
     fam_rows = {fam: ids.family == fam for fam in families}
     criteria: dict[int, tuple[BoolArray | bool, BoolArray | None]] = {}
+
+    def probe_criteria(rule: Rule, key: int) -> tuple[BoolArray | bool, BoolArray | None]:
+        """The rule's destination port criteria for this probe (False: it matches no
+        pair), and the destination family row its protocol criteria allow (None: all)."""
+        got = criteria.get(key)
+        if got is None:
+            # Protocol-level criteria depend on the probe and on the destination's family.
+            ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
+            src_ports = ids.side_ports(rule.src, "source", number, None) if ok else False
+            dst_ports = (
+                ids.side_ports(rule.dst, "destination", number, dst_port)
+                if src_ports is not False
+                else False
+            )
+            family = fam_rows[ok[0]] if ok and len(ok) < len(families) else None
+            got = criteria[key] = (dst_ports, family)
+            if prints is not None:
+                shown = (
+                    dst_ports if isinstance(dst_ports, bool) else np.packbits(dst_ports).tobytes()
+                )
+                prints.append((key, shown, ok[0] if family is not None else None))
+        return got
+
     out: list[tuple[BoolArray, str, list[_Run]]] = []
     for tier in tiers:
         runs: list[_Run] = []
-        for pr in tier.rules:
-            got = criteria.get(pr.probe_key)
-            if got is None:
-                rule = pr.rule
-                # Protocol-level criteria depend on the probe and on the destination's family.
-                ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo)]
-                src_ports = ids.side_ports(rule.src, "source", number, None) if ok else False
-                dst_ports = (
-                    ids.side_ports(rule.dst, "destination", number, dst_port)
-                    if src_ports is not False
-                    else False
-                )
-                family = fam_rows[ok[0]] if ok and len(ok) < len(families) else None
-                got = criteria[pr.probe_key] = (dst_ports, family)
-                if prints is not None:
-                    shown = (
-                        dst_ports
-                        if isinstance(dst_ports, bool)
-                        else np.packbits(dst_ports).tobytes()
-                    )
-                    prints.append((pr.probe_key, shown, ok[0] if family is not None else None))
-            dst_ports, family = got
-            if dst_ports is False:
-                if not keep_all:
+        if keep_all:
+            for pr in tier.rules:
+                dst_ports, family = probe_criteria(pr.rule, pr.probe_key)
+                if dst_ports is False:
+                    dst: BoolArray = np.zeros(ids.size, dtype=np.bool_)
+                else:
+                    dst = pr.dst if dst_ports is True else pr.dst & dst_ports
+                    if family is not None:
+                        dst = dst & family
+                action = pr.rule.action
+                if not runs or runs[-1].action != action:
+                    runs.append(_Run(action, [], []))
+                runs[-1].src.append(pr.src)
+                runs[-1].dst.append(dst)
+            out.append((tier.applies, tier.end_action, runs))
+            continue
+        for action, groups in tier.runs:
+            srcs: list[BoolArray] = []
+            dsts: list[BoolArray] = []
+            for g in groups:
+                dst_ports, family = probe_criteria(g.rule, g.probe_key)
+                if dst_ports is False:
                     continue
-                dst: BoolArray = np.zeros(ids.size, dtype=np.bool_)
+                src, dst = g.src, g.dst
+                if dst_ports is not True or family is not None:
+                    if dst_ports is not True:
+                        dst = dst & dst_ports
+                    if family is not None:
+                        dst = dst & family
+                    # Every prepared row has a member (see _prepare); these may not now.
+                    keep = dst.any(axis=1)
+                    if not keep.all():
+                        src, dst = src[keep], dst[keep]
+                        if not len(dst):
+                            continue
+                srcs.append(src)
+                dsts.append(dst)
+            if not srcs:
+                continue
+            # A run whose rules of another action between match nothing for this probe
+            # joins the one before it.
+            if runs and runs[-1].action == action:
+                runs[-1].src.extend(srcs)
+                runs[-1].dst.extend(dsts)
             else:
-                dst = pr.dst if dst_ports is True else pr.dst & dst_ports
-                if family is not None:
-                    dst = dst & family
-                # pr.dst has a member (see _prepare) unless keep_all.
-                if not keep_all and dst is not pr.dst and not dst.any():
-                    continue
-            action = pr.rule.action
-            if not runs or runs[-1].action != action:
-                runs.append(_Run(action, [], []))
-            runs[-1].src.append(pr.src)
-            runs[-1].dst.append(dst)
+                runs.append(_Run(action, srcs, dsts))
         out.append((tier.applies, tier.end_action, runs))
     return out
 
@@ -1475,7 +1627,7 @@ def _compute_matrix(
                 )
             ingress = np.zeros((ids.size, ids.size), dtype=np.bool_)
             egress = np.zeros((ids.size, ids.size), dtype=np.bool_)
-            for n in np.unique(numbers[numbers >= 0]).tolist():
+            for n in sorted(set(numbers[numbers >= 0].tolist())):
                 cols = numbers == n
                 ig, eg = tables(svc.protocol, n)
                 ingress[:, cols] = ig[:, cols]

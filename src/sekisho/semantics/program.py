@@ -119,11 +119,11 @@ ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
 """An ICMP probe is an echo request (ICMP type 8 code 0; ICMPv6 type 128 code 0)."""
 
 
+_PROTOCOL_NAMES = {n: name for name, n in PROTOCOL_NUMBERS.items()}
+
+
 def protocol_name(number: int) -> str:
-    for name, n in PROTOCOL_NUMBERS.items():
-        if n == number:
-            return name
-    return str(number)
+    return _PROTOCOL_NAMES.get(number) or str(number)
 
 
 # ---------------------------------------------------------------------------------- sets

@@ -62,22 +62,34 @@ def pod_entity(
     service_account_labels: Mapping[str, str] | None = None,
     *,
     ns_part: Mapping[str, str] | None = None,
+    shared: dict[tuple[object, ...], Mapping[str, str]] | None = None,
 ) -> Entity:
     """The workload endpoint of a pod (the caller checks it is not hostNetwork).
 
     ``ns_part``: :func:`~sekisho.semantics.labels.namespace_part` of its namespace, when
-    the caller keeps it."""
-    return Entity(
-        kind="workload",
-        key=pod.key,
-        labels=workload_labels(
+    the caller keeps it. ``shared``: a dict the caller keeps for one snapshot of the
+    namespaces and service accounts, in which pods with equal labels get one label map
+    (read-only), made once."""
+    key: tuple[object, ...] | None = None
+    labels = None
+    if shared is not None:
+        key = (pod.namespace, pod.service_account, *pod.labels.items())
+        labels = shared.get(key)
+    if labels is None:
+        labels = workload_labels(
             pod.labels,
             pod.namespace,
             namespace_labels,
             pod.service_account,
             service_account_labels,
             ns_part=ns_part,
-        ),
+        )
+        if shared is not None and key is not None:
+            shared[key] = labels
+    return Entity(
+        kind="workload",
+        key=pod.key,
+        labels=labels,
         own_labels=pod.labels,
         ips=pod.ips,
         ports=pod.ports,
