@@ -74,10 +74,6 @@ def check(
         for (src, dst), probe in itertools.product(itertools.product(eps, eps), m.probes):
             if src.kind != "pod" and dst.kind != "pod":
                 continue
-            if src.is_node_like and dst.is_node_like and src.node_name == dst.node_name:
-                # A node to itself goes over lo, which a host endpoint on a named interface
-                # does not police (Felix matches the name); the walk polices it (known gap).
-                continue
             flow = Flow(src, dst, probe.protocol, probe.port)  # type: ignore[arg-type]
             want = verdict(cluster, flow, program=prog)
             got, trail = enforce(flow, evaluate)

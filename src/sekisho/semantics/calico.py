@@ -96,14 +96,6 @@ def compile_resources(
     for p in resources.policies:
         compiled = compile_policy(p)
         (enforced if p.staged_action is None else staged).append(compiled)
-        if p.do_not_track or p.pre_dnat:
-            what = "doNotTrack" if p.do_not_track else "preDNAT"
-            notes.append(
-                f"{compiled.label}: {what} policies run before connection tracking or DNAT "
-                "in Felix; sekisho walks them in tier order with the other host endpoint "
-                "policies (for the node's own traffic and, applyOnForward, for forwarded "
-                "traffic)"
-            )
     for s in resources.staged_kubernetes:
         base = kubernetes.compile_policy(s.policy)
         ns, name = s.policy.namespace, s.policy.name
@@ -152,6 +144,8 @@ def compile_policy(policy: CalicoPolicy) -> ProgramPolicy:
         else ("set" if policy.staged_action == "Set" else "delete"),
         stages=policy_key(policy) if is_staged else None,
         forward=policy.apply_on_forward,
+        # Felix's stages (program.py): doNotTrack in the raw table, preDNAT in mangle.
+        stage="untracked" if policy.do_not_track else "prednat" if policy.pre_dnat else "normal",
         source=policy.source,
     )
 

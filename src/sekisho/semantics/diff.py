@@ -224,9 +224,11 @@ def diff_staged(cluster: Cluster, services: Sequence[Service] | None = None) -> 
 def _policy_texts(program: Program) -> dict[str, str]:
     """Each policy of the program by its label, with a canonical text of its meaning."""
     out: dict[str, str] = {}
-    for pol in program.policies():
+    for pol in program.all_policies():
         name = pol.label if pol.label.startswith(pol.kind + " ") else f"{pol.kind} {pol.label}"
-        out[name] = repr((pol.tier, pol.order, pol.selector, pol.types, pol.ingress, pol.egress))
+        out[name] = repr(
+            (pol.tier, pol.order, pol.selector, pol.types, pol.ingress, pol.egress, pol.stage)
+        )
     return out
 
 

@@ -34,7 +34,12 @@ import numpy as np
 import numpy.typing as npt
 
 from sekisho.errors import UsageError
-from sekisho.model.calico import DEFAULT_ALLOW_PROFILE, HostEndpoint
+from sekisho.model.calico import (
+    DEFAULT_ALLOW_PROFILE,
+    FAILSAFE_INBOUND,
+    FAILSAFE_OUTBOUND,
+    HostEndpoint,
+)
 from sekisho.model.checks import IPAddress
 from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
@@ -355,7 +360,7 @@ class _Keyer:
         self.split_nodes: frozenset[str] = frozenset()
         if cluster.calico is not None and cluster.calico.host_endpoints:
             hep_nodes = frozenset(h.node for h in cluster.calico.host_endpoints)
-            if any(p.forward for p in program.policies()):
+            if any(p.forward for p in program.all_policies()):
                 # applyOnForward: a workload's traffic with anything off its node passes
                 # its node's host endpoint.
                 self.split_nodes = hep_nodes
@@ -775,7 +780,7 @@ class _Looked:
         keys: set[str] = set()
         named: set[tuple[str, str]] = set()
         nets: dict[str, NetSet] = {}
-        for pol in (*program.policies(), *program.staged):
+        for pol in (*program.all_policies(), *program.staged):
             keys |= expr_keys(pol.selector.selector)
             for d in DIRECTIONS:
                 for rule in pol.rules(d):
@@ -843,7 +848,7 @@ def _classes(
     rest: dict[object, int] = {}
     codes = np.array([rest.setdefault(key[2:], len(rest)) for key in ids.key_index], np.int64)
     sets: dict[str, SelectorSet] = {}
-    for pol in (*program.policies(), *program.staged):
+    for pol in (*program.all_policies(), *program.staged):
         only = SelectorSet(pol.selector.selector, pol.selector.kinds & WORKLOADS)
         sets.setdefault(only.key, only)
         for d in DIRECTIONS:
@@ -1333,7 +1338,6 @@ def _host_fixes(
     """What the walk decides before the program for host endpoints (verdict.py): Felix's
     failsafe ports, and a node's traffic to and from its own pods, which passes no host
     endpoint policy."""
-    from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
 
     failsafe = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
     hep = ids.has_hep
@@ -1342,16 +1346,28 @@ def _host_fixes(
             table[:, hep] = True
         else:
             table[hep, :] = True
-    nodes = [i.node for i in ids.identities]
+    unpoliced = _own_pods(ids)
     for h in np.flatnonzero(hep).tolist():
-        own = np.array(
-            [not ids.hn[j] and nodes[j] == nodes[h] for j in range(ids.size)], dtype=np.bool_
-        )
+        own = unpoliced[h]
         if direction == "ingress":
             table[own, h] = True  # a pod to its own node: its egress only
         else:
             table[h, own] = True  # a node to its own pods: never filtered (finding 2)
     return table
+
+
+def _own_pods(ids: _Identities) -> BoolArray:
+    """(K, K) [node-like h, j]: traffic between h's node and j passes no host endpoint
+    policy: j is a workload on h's node, or j is that node too (over lo) and its host
+    endpoint names an interface (verdict.py)."""
+    nodes = [i.node for i in ids.identities]
+    out = np.zeros((ids.size, ids.size), dtype=np.bool_)
+    for h in np.flatnonzero(ids.has_hep).tolist():
+        hep = ids.hep[h]
+        named = hep is not None and hep.interface not in (None, "*")
+        for j in range(ids.size):
+            out[h, j] = nodes[j] == nodes[h] and (not ids.hn[j] or named)
+    return out
 
 
 def _walk_table(
@@ -1405,6 +1421,44 @@ def _walk_table(
     return out
 
 
+def _stage_tables(
+    ids: _Identities,
+    tiers_prepared: list[_PreparedTier],
+    direction: Direction,
+    proto: str,
+    port: int | None,
+) -> tuple[BoolArray, BoolArray]:
+    """(accepted, dropped), (K, K): an untracked or preDNAT stage (program.py) walked for
+    every pair; neither where no rule decides (no drop at the end of a tier there, no
+    profile: on to the next stage)."""
+    k = ids.size
+    accepted = np.zeros((k, k), dtype=np.bool_)
+    undecided = np.ones((k, k), dtype=np.bool_)
+    for applies, _end, runs in _runs(ids, tiers_prepared, proto, port):
+        mask = applies[None, :] if direction == "ingress" else applies[:, None]
+        active = undecided & mask
+        for run in runs:
+            hit = _any_product(run.src, run.dst, k) & active
+            if run.action == "allow":
+                accepted |= hit
+                undecided &= ~hit
+            elif run.action == "deny":
+                undecided &= ~hit
+            active &= ~hit
+    return accepted, ~accepted & ~undecided
+
+
+def _staged(
+    stages: list[tuple[BoolArray, BoolArray]], later: BoolArray, where: BoolArray
+) -> BoolArray:
+    """``later`` (the normal walk) behind the stages, in order, on the pairs ``where``:
+    the first stage that accepts or drops decides."""
+    out = later.copy()
+    for accepted, dropped in reversed(stages):
+        out = accepted | (~dropped & out)
+    return np.where(where, out, later)
+
+
 def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
     """:class:`UsageError` when ``pods`` has hostNetwork pods on a node with a host endpoint
     (or any pod there, with applyOnForward policies).
@@ -1417,7 +1471,7 @@ def refuse_host_endpoint_pods(cluster: Cluster, pods: Sequence[Pod]) -> None:
     if cluster.calico is None or not cluster.calico.host_endpoints:
         return
     nodes = {h.node for h in cluster.calico.host_endpoints}
-    if any(p.forward for p in compile_program(cluster).policies()):
+    if any(p.forward for p in compile_program(cluster).all_policies()):
         hit = [p.key for p in pods if p.node in nodes]
     else:
         hit = [p.key for p in pods if p.host_network and p.node in nodes]
@@ -1503,14 +1557,56 @@ def _compute_matrix(
         fwd_prepared = {d: _prepare(ids, forwarded, d, fwd_subject) for d in DIRECTIONS}
         off_node = ids.off_node()
 
+    # The untracked and preDNAT stages at host endpoints (program.py): at a hostNetwork
+    # identity's endpoint (its node's own traffic, except with its own pods) and, for
+    # ingress, at the endpoint a workload's traffic from off its node arrives through.
+    host_stage: dict[tuple[str, Direction], list[_PreparedTier]] = {}
+    fwd_stage: dict[str, list[_PreparedTier]] = {}
+    host_pairs: dict[Direction, BoolArray] = {}
+    if program.has_stages and (ids.has_hep.any() or ids.has_fwd_hep.any()):
+        own = _own_pods(ids)
+        host_pairs["ingress"] = ids.has_hep[None, :] & ~own.T
+        host_pairs["egress"] = ids.has_hep[:, None] & ~own
+        for st in ("untracked", "prednat"):
+            sp = program.stage(st)
+            if not sp.tiers:
+                continue
+            hs = {p.selector.key: ids.subject(p.selector) & ids.hn for p in sp.policies()}
+            fs = {p.selector.key: ids.forward_subject(p.selector) for p in sp.policies()}
+            dirs: tuple[Direction, ...] = DIRECTIONS if st == "untracked" else ("ingress",)
+            for d in dirs:
+                host_stage[(st, d)] = _prepare(ids, sp, d, hs)
+            fwd_stage[st] = _prepare(ids, sp, "ingress", fs)
+
+    def stages_at(
+        prep: dict[str, list[_PreparedTier]], direction: Direction, proto: str, port: int | None
+    ) -> list[tuple[BoolArray, BoolArray]]:
+        # Felix's failsafe ports come first in the raw and mangle chains too.
+        failsafe = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
+        if port is not None and (proto, port) in failsafe:
+            return []
+        return [_stage_tables(ids, t, direction, proto, port) for t in prep.values()]
+
     seen: dict[str, dict[tuple[object, ...], BoolArray]] = {d: {} for d in DIRECTIONS}
 
     def tables(proto: str, port: int | None) -> tuple[BoolArray, BoolArray]:
         ig = _direction_table(ids, prepared["ingress"], "ingress", proto, port, seen["ingress"])
         eg = _direction_table(ids, prepared["egress"], "egress", proto, port, seen["egress"])
+        if host_stage:
+            for d in DIRECTIONS:
+                prep = {st: t for (st, dd), t in host_stage.items() if dd == d}
+                got = stages_at(prep, d, proto, port)
+                if got and d == "ingress":
+                    ig = _staged(got, ig, host_pairs[d])
+                elif got:
+                    eg = _staged(got, eg, host_pairs[d])
         if fwd_prepared is not None and off_node is not None:
             fi = _walk_table(ids, fwd_prepared["ingress"], "ingress", proto, port, forward=True)
             fe = _walk_table(ids, fwd_prepared["egress"], "egress", proto, port, forward=True)
+            if fwd_stage:
+                got = stages_at(fwd_stage, "ingress", proto, port)
+                if got:
+                    fi = _staged(got, fi, np.ones_like(fi))
             ig = ig & (fi | ~(off_node & ids.has_fwd_hep[None, :]))
             eg = eg & (fe | ~(off_node & ids.has_fwd_hep[:, None]))
         return ig, eg

@@ -17,6 +17,39 @@ renders it), and the one home of the walk's meaning:
 * After the last tier, or when no tier applies: the endpoint's profile, which
   allows (Kubernetes namespaces' profiles allow everything).
 
+At a host endpoint, Felix walks **three stages** of policies, each with the rules
+above except where said (``felix/rules/static.go``, ``endpoints.go``); a workload
+endpoint meets only the normal one. Calico's documentation: "Policy for host
+endpoints can be marked as ``doNotTrack``. This means that rules in that policy
+should be applied before any data plane connection tracking, and that packets
+allowed by these rules should not be tracked"; "``preDNAT`` ... means that rules in
+that policy should be applied before any DNAT"; "Untracked policies and pre-DNAT
+policies must have applyOnForward set to true because they apply to all forwarded
+traffic".
+
+1. **untracked** (``doNotTrack``; raw table, PREROUTING for a packet arriving on the
+   endpoint, OUTPUT for one the host sends out of it): ``allow`` accepts the packet
+   untracked (the accept mark, NOTRACK) and the endpoint's later stages are skipped
+   ("The ingress host endpoint may have already accepted this packet in the raw or
+   mangle table. In that case, accept the packet immediately here too"); ``deny``
+   drops it. A tier whose rules all miss does not drop: "For untracked and pre-DNAT
+   rules, we don't do that because there may be normal rules still to be applied to
+   the packet in the filter table"; no profile. Traffic from a workload is not sent
+   to these chains, and forwarded traffic never passes raw OUTPUT.
+2. **preDNAT** (mangle PREROUTING, ingress only: "a preDNAT policy cannot have
+   egress rules"): the same, for a packet arriving on the endpoint, to the host or
+   forwarded.
+3. **normal** (filter): the tiers above with their end actions and the profile;
+   forwarded traffic meets the ``applyOnForward`` ones ("Apply forward policy for the
+   incoming Host endpoint if accept bit is clear which means the packet was not
+   accepted in a previous raw or pre-DNAT chain"). A workload's own policy still
+   applies to a packet an earlier stage accepted.
+
+Felix's failsafe ports come first in each stage (a failsafe packet skips the
+untracked and preDNAT stages). Replies of a connection the untracked stage accepted
+are not in conntrack: "there will be no conntrack state for the return packets to
+match", so its return direction needs a rule of its own (:mod:`verdict` says so).
+
 Matches are on addresses, as the kernel matches them: a selector is the set of
 the addresses of the entities it selects (and the nets of the network sets it
 selects); a named port is the set of (address, port) of the entities that
@@ -44,6 +77,11 @@ DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
 
 Action = Literal["allow", "deny", "pass", "log"]
 ACTIONS: tuple[Action, ...] = ("allow", "deny", "pass", "log")
+
+Stage = Literal["normal", "untracked", "prednat"]
+"""Where Felix evaluates a policy (see :class:`Program`): the filter table (``normal``),
+the raw table before connection tracking (``untracked``: ``doNotTrack``), the mangle
+table before DNAT (``prednat``: ``preDNAT``)."""
 
 EndAction = Literal["deny", "pass"]
 """What a tier does with a packet of an endpoint it applies to when no rule decided."""
@@ -300,6 +338,9 @@ class Policy:
     forward: bool = False
     """Also polices traffic forwarded through a host endpoint it selects (Calico's
     ``applyOnForward``; preDNAT and doNotTrack policies have it too)."""
+    stage: Stage = "normal"
+    """``untracked`` (doNotTrack) and ``prednat`` (preDNAT) policies are kept out of
+    :attr:`Program.tiers`: they are walked in their own stages, at host endpoints only."""
     source: Source = field(default=UNKNOWN_SOURCE, compare=False)
 
     def rules(self, direction: Direction) -> tuple[Rule, ...]:
@@ -353,13 +394,34 @@ class Program:
     """Staged policies, kept out of :attr:`tiers`; see :meth:`pending`."""
     notes: tuple[str, ...] = ()
     """What the compilers could not express (shown by every consumer)."""
+    untracked: tuple[Tier, ...] = ()
+    """The ``doNotTrack`` policies, by tier: the first stage at a host endpoint."""
+    pre_dnat: tuple[Tier, ...] = ()
+    """The ``preDNAT`` policies, by tier: the second stage, ingress at a host endpoint."""
 
     def policies(self) -> Iterator[Policy]:
+        """The normal policies (:attr:`tiers`): not the untracked and preDNAT stages."""
         for tier in self.tiers:
             yield from tier.policies
 
+    def all_policies(self) -> Iterator[Policy]:
+        """Every enforced policy, of every stage."""
+        for tiers in (self.tiers, self.untracked, self.pre_dnat):
+            for tier in tiers:
+                yield from tier.policies
+
+    def stage(self, stage: Stage) -> Program:
+        """The program of one stage's policies (``tiers`` holds them)."""
+        if stage == "normal":
+            return self
+        return Program(self.untracked if stage == "untracked" else self.pre_dnat, notes=self.notes)
+
+    @property
+    def has_stages(self) -> bool:
+        return bool(self.untracked or self.pre_dnat)
+
     def policy(self, key: str) -> Policy | None:
-        for p in self.policies():
+        for p in self.all_policies():
             if p.key == key:
                 return p
         return None
@@ -388,12 +450,13 @@ class Program:
                 egress=s.egress,
                 namespace=s.namespace,
                 forward=s.forward,
+                stage=s.stage,
                 source=s.source,
             )
             for s in self.staged
             if s.staged == "set"
         ]
-        kept = [p for p in self.policies() if p.key not in removed]
+        kept = [p for p in self.all_policies() if p.key not in removed]
         tiers = {t.name: t for t in self.tiers}
         return build_program(kept + added, list(tiers.values()), notes=self.notes)
 
@@ -405,7 +468,23 @@ def build_program(
     staged: list[Policy] | None = None,
     notes: tuple[str, ...] = (),
 ) -> Program:
-    """Sort policies into their tiers (tiers named by a policy but not given get the defaults)."""
+    """Sort policies into their tiers (tiers named by a policy but not given get the defaults),
+    each stage apart (:attr:`Policy.stage`)."""
+
+    def of(stage: Stage) -> tuple[Tier, ...]:
+        return _sort_tiers([p for p in policies if p.stage == stage], tiers)
+
+    untracked, pre_dnat = of("untracked"), of("prednat")
+    return Program(
+        of("normal"),
+        tuple(staged or ()),
+        notes,
+        tuple(t for t in untracked if t.policies),
+        tuple(t for t in pre_dnat if t.policies),
+    )
+
+
+def _sort_tiers(policies: list[Policy], tiers: list[Tier]) -> tuple[Tier, ...]:
     by_name: dict[str, Tier] = {t.name: t for t in tiers}
     groups: dict[str, list[Policy]] = {}
     for p in policies:
@@ -421,7 +500,7 @@ def build_program(
         for t in by_name.values()
     ]
     out.sort(key=lambda t: t.sort_key)
-    return Program(tuple(out), tuple(staged or ()), notes)
+    return tuple(out)
 
 
 def _pkey(p: Policy) -> tuple[float, str]:

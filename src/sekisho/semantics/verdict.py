@@ -46,13 +46,26 @@ from sekisho.semantics.program import (
     Program,
     Rule,
     SelectorSet,
+    Stage,
     Tier,
     protocol_name,
     source_ports_cover,
 )
 from sekisho.semantics.universe import Entity, IPAddress, Universe
 
-Ending = Literal["rule", "end-of-tier", "profile", "failsafe"]
+Ending = Literal["rule", "end-of-tier", "profile", "failsafe", "continue"]
+"""``continue``: an untracked or preDNAT stage where no rule decided (no drop there)."""
+
+STAGE_NAMES: dict[Stage, str] = {
+    "untracked": "doNotTrack",
+    "prednat": "preDNAT",
+    "normal": "normal",
+}
+STAGE_WHERE: dict[Stage, str] = {
+    "untracked": "raw table, before connection tracking",
+    "prednat": "mangle table, before DNAT",
+    "normal": "filter table",
+}
 
 _PAST = {"allow": "allowed", "deny": "denied", "pass": "passed", "log": "logged"}
 
@@ -146,6 +159,13 @@ class DirectionVerdict:
     """The host endpoint walked (the node's own traffic); None for a workload pod."""
     forward: bool = False
     """Traffic forwarded through :attr:`host` (its ``applyOnForward`` policies only)."""
+    stage: Stage = "normal"
+    """The untracked or preDNAT stage at :attr:`host` (program.py), or the normal walk."""
+
+    @property
+    def accepted(self) -> bool:
+        """An allow rule decided (in a stage: the endpoint's later stages are skipped)."""
+        return self.ending == "rule" and self.decided is not None and self.allowed
 
     @property
     def isolated(self) -> bool:
@@ -158,6 +178,23 @@ class DirectionVerdict:
 
     def because(self) -> str:
         """One line: what decided."""
+        if self.stage != "normal":
+            name = STAGE_NAMES[self.stage]
+            if self.ending == "rule":
+                assert self.decided is not None
+                r = self.decided
+                then = (
+                    "accepted"
+                    + (" untracked" if self.stage == "untracked" else "")
+                    + ", the endpoint's later stages are skipped"
+                    if self.allowed
+                    else "dropped"
+                )
+                return (
+                    f"{name} stage: {r.policy.label} {r.rule.origin}: {then} (tier {r.policy.tier})"
+                )
+            head = "no rule decided" if self.tiers else f"no {name} policy applies"
+            return f"{name} stage: {head}: on to the next stage (no drop at the end of a tier here)"
         if self.ending == "rule":
             assert self.decided is not None
             r = self.decided
@@ -186,7 +223,14 @@ class DirectionVerdict:
 
     def lines(self) -> list[str]:
         head = f"{self.direction} of {self.endpoint.label}"
-        if self.host is not None and self.forward:
+        if self.host is not None and self.stage != "normal":
+            head = (
+                f"{STAGE_NAMES[self.stage]} stage at host endpoint {self.host.name} "
+                f"({self.direction}, {STAGE_WHERE[self.stage]})"
+            )
+            if not self.tiers:
+                return [f"{head}: {self.because()}"]
+        elif self.host is not None and self.forward:
             way = "out of" if self.direction == "egress" else "into"
             head = (
                 f"forwarded {way} node {self.host.node} through host endpoint "
@@ -221,8 +265,9 @@ class DirectionVerdict:
                 )
             elif tv.outcome == "end-deny":
                 out.append(f"  end of tier {tv.tier.name}: no rule matched: denied")
-        if self.ending == "profile":
+        if self.ending in ("profile", "continue") or self.stage != "normal":
             out.append(f"  {self.because()}")
+            return out
         if not self.allowed and self.ending == "rule":
             out.append(f"  {self.direction} denied: {self.because()}")
         return out
@@ -249,6 +294,7 @@ class DirectionVerdict:
             "logged": [r.to_json() for r in self.logged],
             "host_endpoint": None if self.host is None else self.host.name,
             "forwarded": self.forward,
+            "stage": STAGE_NAMES[self.stage],
         }
 
 
@@ -275,10 +321,32 @@ class Verdict:
     ``applyOnForward`` policies that select that endpoint, for egress."""
     forward_ingress: DirectionVerdict | None = None
     """Traffic entering a workload's node through the node's host endpoint."""
+    stages: tuple[DirectionVerdict, ...] = ()
+    """The untracked and preDNAT stages walked at host endpoints, in kernel order
+    (program.py): the source node's egress, then the destination's ingress."""
+    loopback: HostEndpoint | None = None
+    """A node's traffic to itself, over ``lo``: the host endpoint (on a named interface)
+    that does not police it."""
+
+    @property
+    def untracked(self) -> DirectionVerdict | None:
+        """The untracked stage that accepted the request, if one did: its replies are
+        not in conntrack."""
+        for st in self.stages:
+            if st.stage == "untracked" and st.accepted:
+                return st
+        return None
 
     def lines(self) -> list[str]:
         f = self.flow
         out = [f"flow: {f.src.describe()} -> {f.dst.describe()} {f.service}"]
+        for st in self.stages:
+            out += st.lines()
+        if self.loopback is not None:
+            out.append(
+                f"a node's traffic to itself goes over lo, which host endpoint "
+                f"{self.loopback.name} (interface {self.loopback.interface}) does not police"
+            )
         if self.reason == "self":
             out.append("a pod's traffic to itself never leaves the pod: not filtered")
         elif self.reason == "same-node":
@@ -295,8 +363,11 @@ class Verdict:
                     f"  not even by host endpoint {self.src_host}: Felix returns early in "
                     "OUTPUT for traffic to local workloads (cali+ interfaces)"
                 )
+        decided = {st.direction: st for st in self.stages if st.ending == "rule"}
         if self.egress is not None:
             out += self.egress.lines()
+        elif "egress" in decided and f.src.is_node_like:
+            out.append(f"egress: not evaluated ({decided['egress'].because()})")
         elif self.reason != "self":
             why = _why_unfiltered(f.src, "source")
             if f.src.is_node_like and self.src_host is None and self.hosts:
@@ -304,6 +375,8 @@ class Verdict:
             out.append(f"egress: not evaluated ({why})")
         if self.ingress is not None:
             out += self.ingress.lines()
+        elif "ingress" in decided and f.dst.is_node_like:
+            out.append(f"ingress: not evaluated ({decided['ingress'].because()})")
         elif self.reason not in ("self", "same-node"):
             why = _why_unfiltered(f.dst, "destination")
             if f.dst.is_node_like and self.dst_host is not None:
@@ -318,7 +391,14 @@ class Verdict:
             if fwd is not None:
                 out += fwd.lines()
         out.append(f"verdict: {'ALLOWED' if self.allowed else 'DENIED'} ({self.reason})")
-        if self.allowed:
+        untracked = self.untracked
+        if self.allowed and untracked is not None and untracked.decided is not None:
+            out.append(
+                f"replies are not tracked (accepted untracked by "
+                f"{untracked.decided.where()}): conntrack does not allow them, so the "
+                "return direction needs its own rule; sekisho does not walk replies yet"
+            )
+        elif self.allowed:
             out.append(
                 "replies of this connection are allowed (stateful: ESTABLISHED,RELATED accepted first)"
             )
@@ -333,7 +413,8 @@ class Verdict:
             "port": f.port,
             "allowed": self.allowed,
             "reason": self.reason,
-            "replies_allowed": self.allowed,
+            "replies_allowed": self.allowed if self.untracked is None else None,
+            "stages": [st.to_json() for st in self.stages],
             "egress": self.egress.to_json() if self.egress is not None else None,
             "ingress": self.ingress.to_json() if self.ingress is not None else None,
             "forward_egress": None
@@ -512,10 +593,13 @@ def walk(
     host: HostEndpoint | None = None,
     *,
     forward: bool = False,
+    stage: Stage = "normal",
 ) -> DirectionVerdict:
     """Walk ``flow`` through the program at ``subject`` for ``direction``: a workload pod,
     or (``host``) the host endpoint of a node whose own traffic it is, or that the
-    traffic is ``forward``-ed through (give :meth:`Program.forwarded` then)."""
+    traffic is ``forward``-ed through (give :meth:`Program.forwarded` then), or one of
+    its untracked and preDNAT ``stage``-s (give :meth:`Program.stage` then): there a
+    tier that decides nothing does not drop, and no profile ends the walk."""
     if host is not None:
         entity = universe.by_key[("host", host.name)]
     else:
@@ -559,8 +643,9 @@ def walk(
                 tuple(logged),
                 host,
                 forward,
+                stage,
             )
-        if tier.default_action == "pass":
+        if tier.default_action == "pass" or stage != "normal":
             visits.append(TierVisit(tier, tuple(pvisits), "end-pass"))
             continue
         visits.append(TierVisit(tier, tuple(pvisits), "end-deny"))
@@ -574,6 +659,19 @@ def walk(
             tuple(logged),
             host,
             forward,
+        )
+    if stage != "normal":
+        return DirectionVerdict(
+            direction,
+            subject,
+            True,
+            tuple(visits),
+            None,
+            "continue",
+            tuple(logged),
+            host,
+            forward,
+            stage,
         )
     # The profile: a Kubernetes namespace's allows; a host endpoint's only when it names
     # projectcalico-default-allow ("Drop if no profiles matched").
@@ -682,15 +780,33 @@ def verdict(
     # Egress: a workload pod's own policy; a node's (or hostNetwork pod's) own traffic
     # only under its host endpoint, and never toward its own pods.
     src_host = host_endpoint_of(cluster, src)
+    # A node to itself goes over lo, which a host endpoint on a named interface does not
+    # police (Felix matches the interface's name); one on every interface (``*``, or
+    # expectedIPs only: every interface that is not a workload's) polices lo too.
+    loopback = (
+        src.is_node_like
+        and dst.is_node_like
+        and src.node_name is not None
+        and src.node_name == dst.node_name
+        and src_host is not None
+        and src_host.interface not in (None, "*")
+    )
+    if loopback:
+        src_host = None
+    stages: list[DirectionVerdict] = []
     egress = None
+    eg_stage: DirectionVerdict | None = None
     if src.is_workload:
         egress = walk(program, universe, "egress", src, flow)
     elif src_host is not None and not same_node:
-        egress = _host_walk(program, universe, "egress", src, flow, src_host)
+        # The untracked stage first (raw OUTPUT); an accept or a drop there ends it.
+        eg_stage = _stages(program, universe, "egress", src, flow, src_host, stages)
+        if eg_stage is None:
+            egress = _host_walk(program, universe, "egress", src, flow, src_host)
     # Ingress: a workload pod's policy; a node's under its host endpoint, except traffic
     # from its own pods (Felix sends it through the pod's egress, then its
     # DefaultEndpointToHostAction, not through the host endpoint's ingress policy).
-    dst_host = host_endpoint_of(cluster, dst)
+    dst_host = None if loopback else host_endpoint_of(cluster, dst)
     from_own_pod = (
         src.is_workload
         and src.pod is not None
@@ -698,10 +814,14 @@ def verdict(
         and src.pod.node == dst.node_name
     )
     ingress = None
+    in_stage: DirectionVerdict | None = None
     if dst.is_workload and not same_node:
         ingress = walk(program, universe, "ingress", dst, flow)
     elif dst_host is not None and not from_own_pod:
-        ingress = _host_walk(program, universe, "ingress", dst, flow, dst_host)
+        # Untracked (raw PREROUTING), then preDNAT (mangle PREROUTING), then filter INPUT.
+        in_stage = _stages(program, universe, "ingress", dst, flow, dst_host, stages)
+        if in_stage is None:
+            ingress = _host_walk(program, universe, "ingress", dst, flow, dst_host)
     # Forwarded through a host endpoint ("applyOnForward ... Traffic from a local workload
     # that is forwarded out via a host endpoint"; "Traffic that comes in via a host
     # endpoint and is forwarded to a local workload"): a workload's traffic with anything
@@ -718,14 +838,22 @@ def verdict(
     if dst_node is not None and src.node_name != dst_node:
         in_host = node_host_endpoint(cluster, dst_node, _node_ip(cluster, dst_node))
         if in_host is not None:
-            forward_ingress = walk(
-                program.forwarded(), universe, "ingress", dst, flow, in_host, forward=True
-            )
-    eg_ok = (egress is None or egress.allowed) and (
-        forward_egress is None or forward_egress.allowed
+            # Arriving on the host endpoint: its untracked and preDNAT stages, then (if
+            # they did not decide) its applyOnForward policies; the pod's own still apply.
+            in_stage = _stages(program, universe, "ingress", dst, flow, in_host, stages)
+            if in_stage is None:
+                forward_ingress = walk(
+                    program.forwarded(), universe, "ingress", dst, flow, in_host, forward=True
+                )
+    eg_ok = (
+        (egress is None or egress.allowed)
+        and (forward_egress is None or forward_egress.allowed)
+        and (eg_stage is None or eg_stage.allowed)
     )
-    in_ok = (ingress is None or ingress.allowed) and (
-        forward_ingress is None or forward_ingress.allowed
+    in_ok = (
+        (ingress is None or ingress.allowed)
+        and (forward_ingress is None or forward_ingress.allowed)
+        and (in_stage is None or in_stage.allowed)
     )
     allowed = eg_ok and in_ok
     if not eg_ok and not in_ok:
@@ -739,7 +867,8 @@ def verdict(
     elif egress is None and ingress is None:
         reason = "unfiltered"
     elif any(
-        d is not None and d.isolated for d in (egress, ingress, forward_egress, forward_ingress)
+        d is not None and d.isolated
+        for d in (egress, ingress, forward_egress, forward_ingress, *stages)
     ):
         reason = "policy"
     else:
@@ -755,7 +884,44 @@ def verdict(
         bool(cluster.calico and cluster.calico.host_endpoints),
         forward_egress,
         forward_ingress,
+        tuple(stages),
+        host_endpoint_of(cluster, src) if loopback else None,
     )
+
+
+def _stages(
+    program: Program,
+    universe: Universe,
+    direction: Direction,
+    subject: Endpoint,
+    flow: Flow,
+    host: HostEndpoint,
+    out: list[DirectionVerdict],
+) -> DirectionVerdict | None:
+    """The untracked and (ingress) preDNAT stages at ``host`` (program.py), in order,
+    each walked recorded in ``out``; the one that decided (accepted: the endpoint's
+    later stages are skipped; or dropped), or None: on to the normal policies.
+
+    Felix's failsafe ports come first in the raw and mangle chains too: a failsafe
+    packet is accepted there without the accept mark, so it meets no stage policy
+    and goes on to the filter table."""
+    if not program.has_stages:
+        return None
+    ports = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
+    if flow.port is not None and (flow.protocol, flow.port) in ports:
+        return None
+    names: tuple[Stage, ...] = (
+        ("untracked", "prednat") if direction == "ingress" else ("untracked",)
+    )
+    for st in names:
+        staged = program.stage(st)
+        if not staged.tiers:
+            continue
+        v = walk(staged, universe, direction, subject, flow, host, stage=st)
+        out.append(v)
+        if v.ending == "rule":
+            return v
+    return None
 
 
 def _node_ip(cluster: Cluster, name: str) -> IPAddress | None:

@@ -1,0 +1,220 @@
+"""Felix's stages at a host endpoint: doNotTrack (raw), then preDNAT (mangle), then the
+normal policies (filter), as ``semantics/program.py`` writes them; the walk names the
+stage that decided, and the matrix agrees with it pair by pair."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from calico.test_host_endpoints import ALLOW, Manifest, _cluster, gnp, hep
+from sekisho.model.types import FlowProtocol
+from sekisho.semantics import Flow, compute_matrix, pod_endpoint, resolve_endpoint, verdict
+
+
+def dnt(name: str, selector: str, **spec: Any) -> Manifest:
+    return gnp(name, selector, doNotTrack=True, applyOnForward=True, **spec)
+
+
+def pre(name: str, selector: str, **spec: Any) -> Manifest:
+    return gnp(name, selector, preDNAT=True, applyOnForward=True, **spec)
+
+
+DENY_IN = gnp("deny-in", "host == 'n2'", ingress=[{"action": "Deny"}])
+FWD_DENY = gnp("fwd-deny", "host == 'n2'", applyOnForward=True, ingress=[{"action": "Deny"}])
+
+CASES = [
+    # (objects, from, to, service, allowed, words)
+    pytest.param(
+        [hep("n2", ALLOW), dnt("dnt-deny", "host == 'n2'", ingress=[{"action": "Deny"}])],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        False,
+        "doNotTrack stage: GlobalNetworkPolicy dnt-deny ingress rule 0 (Deny): dropped",
+        id="untracked-deny-to-node",
+    ),
+    pytest.param(
+        [hep("n2"), DENY_IN, dnt("dnt-allow", "host == 'n2'", ingress=[{"action": "Allow"}])],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        True,
+        "ingress: not evaluated (doNotTrack stage: GlobalNetworkPolicy dnt-allow",
+        id="untracked-allow-skips-normal-policy",
+    ),
+    pytest.param(
+        [hep("n2", ALLOW), dnt("dnt-deny", "host == 'n2'", ingress=[{"action": "Deny"}])],
+        "a/client",
+        "n2",
+        "TCP/22",
+        True,
+        "a failsafe port of Felix",
+        id="failsafe-before-untracked",
+    ),
+    pytest.param(
+        [
+            hep("n2", ALLOW),
+            dnt("dnt-udp", "host == 'n2'", ingress=[{"action": "Deny", "protocol": "UDP"}]),
+        ],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        True,
+        "doNotTrack stage: no rule decided: on to the next stage",
+        id="untracked-no-match-goes-on",
+    ),
+    pytest.param(
+        [hep("n2"), pre("pre-deny", "host == 'n2'", ingress=[{"action": "Deny"}])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        False,
+        "preDNAT stage: GlobalNetworkPolicy pre-deny ingress rule 0 (Deny): dropped",
+        id="prednat-deny-forwarded-to-pod",
+    ),
+    pytest.param(
+        [hep("n2"), FWD_DENY, pre("pre-allow", "host == 'n2'", ingress=[{"action": "Allow"}])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        True,
+        "the endpoint's later stages are skipped",
+        id="prednat-allow-skips-apply-on-forward",
+    ),
+    pytest.param(
+        [
+            hep("n2"),
+            pre("pre-allow", "host == 'n2'", ingress=[{"action": "Allow"}]),
+            gnp("server-deny", "app == 'server'", ingress=[{"action": "Deny"}]),
+        ],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        False,
+        "denied by GlobalNetworkPolicy server-deny ingress rule 0 (Deny)",
+        id="prednat-allow-keeps-the-pods-own-policy",
+    ),
+    pytest.param(
+        [hep("n1", ALLOW), dnt("dnt-out", "host == 'n1'", egress=[{"action": "Deny"}])],
+        "n1",
+        "b/server",
+        "TCP/80",
+        False,
+        "doNotTrack stage at host endpoint n1-eth0 (egress, raw table",
+        id="untracked-egress-deny",
+    ),
+    pytest.param(
+        [hep("n1", ALLOW), dnt("dnt-out", "host == 'n1'", egress=[{"action": "Deny"}])],
+        "n1",
+        "a/client",
+        "TCP/80",
+        True,
+        "traffic from the local node is never filtered",
+        id="untracked-not-on-own-pods",
+    ),
+    pytest.param(
+        [hep("n1", ALLOW), pre("pre-all", "all()", ingress=[{"action": "Deny"}])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        True,
+        "verdict: ALLOWED",
+        id="stages-never-apply-to-workloads",
+    ),
+    pytest.param(
+        [
+            hep("n2", ALLOW),
+            pre("pre-deny", "host == 'n2'", ingress=[{"action": "Deny"}]),
+            dnt("dnt-allow", "host == 'n2'", ingress=[{"action": "Allow"}]),
+        ],
+        "n1",
+        "n2",
+        "TCP/10250",
+        True,
+        "doNotTrack stage: GlobalNetworkPolicy dnt-allow ingress rule 0 (Allow): accepted untracked",
+        id="untracked-before-prednat",
+    ),
+]
+
+
+def _flow(cluster: Any, src: str, dst: str, service: str) -> Flow:
+    proto, _, port = service.partition("/")
+    return Flow(
+        resolve_endpoint(cluster, src),
+        resolve_endpoint(cluster, dst),
+        cast(FlowProtocol, proto),
+        int(port),
+    )
+
+
+@pytest.mark.parametrize(("objects", "src", "dst", "service", "allowed", "words"), CASES)
+def test_stages(
+    objects: list[Manifest], src: str, dst: str, service: str, allowed: bool, words: str
+) -> None:
+    cluster = _cluster(objects)
+    v = verdict(cluster, _flow(cluster, src, dst, service))
+    text = "\n".join(v.lines())
+    assert v.allowed == allowed, text
+    assert words in text, text
+    assert v.to_json()["stages"] == [s.to_json() for s in v.stages]
+    if v.untracked is not None:
+        assert "replies are not tracked" in text, text
+        assert v.to_json()["replies_allowed"] is None
+
+
+@pytest.mark.parametrize("objects", [c.values[0] for c in CASES], ids=[str(c.id) for c in CASES])
+def test_matrix_equals_walk_with_stages(objects: list[Manifest]) -> None:
+    has_n1 = any(o["kind"] == "HostEndpoint" and o["spec"]["node"] == "n1" for o in objects)
+    cluster = _cluster([*objects, *([] if has_n1 else [hep("n1", ALLOW)])])
+    probes = [(80, "TCP"), (22, "TCP"), (53, "UDP"), (10250, "TCP"), (None, "ICMP")]
+    m = compute_matrix(cluster, probes)
+    ends = [pod_endpoint(cluster, p) for p in m.pods]
+    for probe in m.probes:
+        for i, s in enumerate(ends):
+            for j, d in enumerate(ends):
+                v = verdict(cluster, Flow(s, d, probe.protocol, probe.port))  # type: ignore[arg-type]
+                assert bool(probe.allowed[i, j]) is v.allowed, (probe.service, v.lines())
+                for table, direction, sides in (
+                    (probe.egress, "egress", (v.egress, v.forward_egress)),
+                    (probe.ingress, "ingress", (v.ingress, v.forward_ingress)),
+                ):
+                    staged = [st for st in v.stages if st.direction == direction]
+                    ok = all(x is None or x.allowed for x in (*sides, *staged))
+                    assert bool(table[i, j]) is ok, v.lines()
+
+
+def test_render_still_refuses_stages() -> None:
+    """The renderer does not draw the stages yet: the agent and ``render`` refuse them."""
+    from sekisho.errors import ManifestError
+    from sekisho.sources.files import refuse_unrendered
+
+    policy = dnt("early", "host == 'n1'", ingress=[{"action": "Deny"}])
+    with pytest.raises(ManifestError, match=r"spec\.doNotTrack: not rendered yet"):
+        refuse_unrendered(_cluster([hep("n1"), policy]))
+
+
+@pytest.mark.parametrize(("iface", "policed"), [("eth0", False), ("*", True)])
+def test_a_node_to_itself_goes_over_lo(iface: str, policed: bool) -> None:
+    """lo is policed only by a host endpoint on every interface (as the rendered rules
+    match it); the matrix agrees for two hostNetwork pods of the node."""
+    deny = gnp("deny-in", "host == 'n1'", ingress=[{"action": "Deny"}])
+    second = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "agent2", "namespace": "a", "labels": {"app": "agent2"}},
+        "spec": {"nodeName": "n1", "hostNetwork": True, "containers": [{"name": "c"}]},
+    }
+    cluster = _cluster([hep("n1", ALLOW, iface=iface), deny, second])
+    v = verdict(cluster, _flow(cluster, "n1", "a/agent", "TCP/80"))
+    text = "\n".join(v.lines())
+    assert v.allowed is not policed, text
+    assert ("goes over lo" in text) is not policed, text
+    m = compute_matrix(cluster, [(80, "TCP")])
+    keys = [p.key for p in m.pods]
+    i, j = keys.index("a/agent"), keys.index("a/agent2")
+    w = verdict(
+        cluster, Flow(pod_endpoint(cluster, m.pods[i]), pod_endpoint(cluster, m.pods[j]), "TCP", 80)
+    )
+    assert bool(m.probes[0].allowed[i, j]) is w.allowed is (not policed), "\n".join(w.lines())
