@@ -304,6 +304,13 @@ def test_node_source_matched_by_host_endpoint_selector() -> None:
 )
 def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None:
     # a/agent is hostNetwork on n1: its node's host endpoint polices its traffic.
+    check_matrix_equals_walk(objects)
+
+
+def check_matrix_equals_walk(objects: list[Manifest]) -> None:
+    """The matrix equals the walk for every pair and probe (node n1 gets a host endpoint
+    when ``objects`` has none): allowed, and each direction's table against the walk's
+    sides and the early stages (doNotTrack, preDNAT) of that direction."""
     has_n1 = any(o["kind"] == "HostEndpoint" and o["spec"]["node"] == "n1" for o in objects)
     cluster = _cluster([*objects, *([] if has_n1 else [hep("n1", ALLOW)])])
     probes = [(80, "TCP"), (22, "TCP"), (53, "UDP"), (10250, "TCP"), (None, "ICMP")]
@@ -314,11 +321,12 @@ def test_matrix_equals_walk_with_host_endpoints(objects: list[Manifest]) -> None
             for j, d in enumerate(ends):
                 v = verdict(cluster, Flow(s, d, probe.protocol, probe.port))  # type: ignore[arg-type]
                 assert bool(probe.allowed[i, j]) is v.allowed, (probe.service, v.lines())
-                for table, sides in (
-                    (probe.egress, (v.egress, v.forward_egress)),
-                    (probe.ingress, (v.ingress, v.forward_ingress)),
+                for table, direction, sides in (
+                    (probe.egress, "egress", (v.egress, v.forward_egress)),
+                    (probe.ingress, "ingress", (v.ingress, v.forward_ingress)),
                 ):
-                    ok = all(side is None or side.allowed for side in sides)
+                    staged = [st for st in v.stages if st.direction == direction]
+                    ok = all(x is None or x.allowed for x in (*sides, *staged))
                     assert bool(table[i, j]) is ok, v.lines()
 
 

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from calico.test_host_endpoints import ALLOW, Manifest, _cluster, gnp, hep
+from calico.test_host_endpoints import ALLOW, Manifest, _cluster, check_matrix_equals_walk, gnp, hep
 from sekisho.model.types import FlowProtocol
 from sekisho.semantics import Flow, compute_matrix, pod_endpoint, resolve_endpoint, verdict
 
@@ -166,23 +166,7 @@ def test_stages(
 
 @pytest.mark.parametrize("objects", [c.values[0] for c in CASES], ids=[str(c.id) for c in CASES])
 def test_matrix_equals_walk_with_stages(objects: list[Manifest]) -> None:
-    has_n1 = any(o["kind"] == "HostEndpoint" and o["spec"]["node"] == "n1" for o in objects)
-    cluster = _cluster([*objects, *([] if has_n1 else [hep("n1", ALLOW)])])
-    probes = [(80, "TCP"), (22, "TCP"), (53, "UDP"), (10250, "TCP"), (None, "ICMP")]
-    m = compute_matrix(cluster, probes)
-    ends = [pod_endpoint(cluster, p) for p in m.pods]
-    for probe in m.probes:
-        for i, s in enumerate(ends):
-            for j, d in enumerate(ends):
-                v = verdict(cluster, Flow(s, d, probe.protocol, probe.port))  # type: ignore[arg-type]
-                assert bool(probe.allowed[i, j]) is v.allowed, (probe.service, v.lines())
-                for table, direction, sides in (
-                    (probe.egress, "egress", (v.egress, v.forward_egress)),
-                    (probe.ingress, "ingress", (v.ingress, v.forward_ingress)),
-                ):
-                    staged = [st for st in v.stages if st.direction == direction]
-                    ok = all(x is None or x.allowed for x in (*sides, *staged))
-                    assert bool(table[i, j]) is ok, v.lines()
+    check_matrix_equals_walk(objects)
 
 
 def test_render_still_refuses_stages() -> None:
