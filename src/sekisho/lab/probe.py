@@ -35,7 +35,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -161,46 +161,17 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _icmp6(p: Probe, timeout: float) -> Outcome:
-    """An ICMPv6 echo request (type 128; the kernel computes the checksum); reply type 129,
-    destination unreachable type 1 (code 4, port unreachable, is not sent for echoes)."""
-    ident = random.randrange(1, 0xFFFF)
-    packet = struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"sekisho" + os.urandom(8)
-    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
-        try:
-            s.sendto(packet, (p.ip, 0))
-        except OSError as exc:
-            return _oserror(p, exc)
-        deadline = time.monotonic() + timeout
-        want = socket.inet_pton(socket.AF_INET6, p.ip)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return Outcome("dropped", "timeout")
-            ready, _, _ = select.select([s], [], [], left)
-            if not ready:
-                continue
-            icmp, addr = s.recvfrom(65536)  # no IP header on an IPv6 raw socket
-            if len(icmp) < 8:
-                continue
-            kind, code = icmp[0], icmp[1]
-            same = socket.inet_pton(socket.AF_INET6, addr[0].split("%")[0]) == want
-            if kind == 129 and same and struct.unpack("!H", icmp[4:6])[0] == ident:
-                return Outcome("allowed", "echo reply")
-            if kind == 1 and len(icmp) >= 8 + 40 + 8:
-                inner = icmp[8 + 40 : 8 + 48]
-                if inner[0] == 128 and struct.unpack("!H", inner[4:6])[0] == ident:
-                    return Outcome("rejected", f"ICMPv6 unreachable code {code} from {addr[0]}")
-
-
-def _icmp(p: Probe, timeout: float) -> Outcome:
-    if ":" in p.ip:
-        return _icmp6(p, timeout)
-    ident = random.randrange(1, 0xFFFF)
-    payload = b"sekisho" + os.urandom(8)
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
-    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+def _echo(
+    p: Probe,
+    timeout: float,
+    family: socket.AddressFamily,
+    proto: int,
+    packet: bytes,
+    read: Callable[[bytes, str], Outcome | None],
+) -> Outcome:
+    """Send one echo request on a raw socket and wait for what ``read`` makes of an
+    answer (None: not ours, wait on); a timeout is a drop."""
+    with socket.socket(family, socket.SOCK_RAW, proto) as s:
         try:
             s.sendto(packet, (p.ip, 0))
         except OSError as exc:
@@ -214,19 +185,58 @@ def _icmp(p: Probe, timeout: float) -> Outcome:
             if not ready:
                 continue
             data, addr = s.recvfrom(65536)
-            ihl = (data[0] & 0x0F) * 4
-            icmp = data[ihl:]
-            if len(icmp) < 8:
-                continue
-            kind, code = icmp[0], icmp[1]
-            if kind == 0 and addr[0] == p.ip and struct.unpack("!H", icmp[4:6])[0] == ident:
-                return Outcome("allowed", "echo reply")
-            if kind == 3 and len(icmp) >= 8 + 28:
-                inner = icmp[8:]
-                inner_ihl = (inner[0] & 0x0F) * 4
-                inner_icmp = inner[inner_ihl : inner_ihl + 8]
-                if len(inner_icmp) >= 6 and struct.unpack("!H", inner_icmp[4:6])[0] == ident:
-                    return Outcome("rejected", f"ICMP unreachable code {code} from {addr[0]}")
+            out = read(data, addr[0])
+            if out is not None:
+                return out
+
+
+def _icmp6(p: Probe, timeout: float) -> Outcome:
+    """An ICMPv6 echo request (type 128; the kernel computes the checksum); reply type 129,
+    destination unreachable type 1 (code 4, port unreachable, is not sent for echoes)."""
+    ident = random.randrange(1, 0xFFFF)
+    packet = struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"sekisho" + os.urandom(8)
+    want = socket.inet_pton(socket.AF_INET6, p.ip)
+
+    def read(icmp: bytes, source: str) -> Outcome | None:  # no IP header on IPv6 raw
+        if len(icmp) < 8:
+            return None
+        kind, code = icmp[0], icmp[1]
+        same = socket.inet_pton(socket.AF_INET6, source.split("%")[0]) == want
+        if kind == 129 and same and struct.unpack("!H", icmp[4:6])[0] == ident:
+            return Outcome("allowed", "echo reply")
+        if kind == 1 and len(icmp) >= 8 + 40 + 8:
+            inner = icmp[8 + 40 : 8 + 48]
+            if inner[0] == 128 and struct.unpack("!H", inner[4:6])[0] == ident:
+                return Outcome("rejected", f"ICMPv6 unreachable code {code} from {source}")
+        return None
+
+    return _echo(p, timeout, socket.AF_INET6, socket.IPPROTO_ICMPV6, packet, read)
+
+
+def _icmp(p: Probe, timeout: float) -> Outcome:
+    if ":" in p.ip:
+        return _icmp6(p, timeout)
+    ident = random.randrange(1, 0xFFFF)
+    payload = b"sekisho" + os.urandom(8)
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
+    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
+
+    def read(data: bytes, source: str) -> Outcome | None:
+        icmp = data[(data[0] & 0x0F) * 4 :]
+        if len(icmp) < 8:
+            return None
+        kind, code = icmp[0], icmp[1]
+        if kind == 0 and source == p.ip and struct.unpack("!H", icmp[4:6])[0] == ident:
+            return Outcome("allowed", "echo reply")
+        if kind == 3 and len(icmp) >= 8 + 28:
+            inner = icmp[8:]
+            inner_ihl = (inner[0] & 0x0F) * 4
+            inner_icmp = inner[inner_ihl : inner_ihl + 8]
+            if len(inner_icmp) >= 6 and struct.unpack("!H", inner_icmp[4:6])[0] == ident:
+                return Outcome("rejected", f"ICMP unreachable code {code} from {source}")
+        return None
+
+    return _echo(p, timeout, socket.AF_INET, socket.IPPROTO_ICMP, packet, read)
 
 
 def _checked(p: Probe, out: Outcome) -> Outcome:
