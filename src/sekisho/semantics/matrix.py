@@ -1401,6 +1401,22 @@ def _walk_table(
         for run in runs:
             out1 |= _any_product(run.src, run.dst, k)
         return out1
+    allowed, undecided = _first_match(tiers, direction, k, tier_ends=True)
+    # After the last tier, or for pairs no tier applies to: the profile.
+    out: BoolArray = allowed | (undecided & prof_mask)
+    return out
+
+
+def _first_match(
+    tiers: list[tuple[BoolArray, str, list[_Run]]],
+    direction: Direction,
+    k: int,
+    *,
+    tier_ends: bool,
+) -> tuple[BoolArray, BoolArray]:
+    """(allowed, undecided), (K, K): the tiers walked for every pair, the first matching
+    rule deciding (pass: on to the next tier, log: on); ``tier_ends``: a tier that applies
+    and decides nothing ends in its end action (a stage's tiers do not, program.py)."""
     allowed = np.zeros((k, k), dtype=np.bool_)
     undecided = np.ones((k, k), dtype=np.bool_)
     for applies, end_action, runs in tiers:
@@ -1414,11 +1430,9 @@ def _walk_table(
             elif run.action == "deny":
                 undecided &= ~hit
             active &= ~hit
-        if end_action == "deny":
+        if tier_ends and end_action == "deny":
             undecided &= ~active
-    # After the last tier, or for pairs no tier applies to: the profile.
-    out: BoolArray = allowed | (undecided & prof_mask)
-    return out
+    return allowed, undecided
 
 
 def _stage_tables(
@@ -1431,20 +1445,8 @@ def _stage_tables(
     """(accepted, dropped), (K, K): an untracked or preDNAT stage (program.py) walked for
     every pair; neither where no rule decides (no drop at the end of a tier there, no
     profile: on to the next stage)."""
-    k = ids.size
-    accepted = np.zeros((k, k), dtype=np.bool_)
-    undecided = np.ones((k, k), dtype=np.bool_)
-    for applies, _end, runs in _runs(ids, tiers_prepared, proto, port):
-        mask = applies[None, :] if direction == "ingress" else applies[:, None]
-        active = undecided & mask
-        for run in runs:
-            hit = _any_product(run.src, run.dst, k) & active
-            if run.action == "allow":
-                accepted |= hit
-                undecided &= ~hit
-            elif run.action == "deny":
-                undecided &= ~hit
-            active &= ~hit
+    tiers = _runs(ids, tiers_prepared, proto, port)
+    accepted, undecided = _first_match(tiers, direction, ids.size, tier_ends=False)
     return accepted, ~accepted & ~undecided
 
 
