@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 from typing import Any
 
 import click
 
 from sekisho import __version__
+
+# numpy's BLAS (OpenBLAS) starts a thread per core when numpy is imported, and each
+# thread spins, waiting for work, for about 2**28 cycles after starting and after every
+# call. On a command that lasts a fraction of a second that spinning is CPU burnt beside
+# the work (60 ms of the 0.3 s of `matrix -o summary` at 1,000 pods) and a core taken
+# from everything else on the machine. With the shortest timeout the threads still do
+# their share of a large product and sleep as soon as it ends. A user's setting wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 # name -> (module, attribute, one-line help shown by `sekisho --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
