@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,28 @@ def test_start_up_imports_only_what_the_command_uses(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.splitlines()[-1] == "['sekisho.cli', 'sekisho.cli.main'] 0 False False", out
+
+
+def test_a_one_shot_command_flushes_before_its_process_ends(tmp_path: Path) -> None:
+    # The console script ends a one-shot command's process without the interpreter's
+    # exit: what it printed, on both streams, and its status must all get out first.
+    good = tmp_path / "good.yaml"
+    good.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: A_\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # pipes buffer
+    ok = subprocess.run(
+        [sys.executable, "-m", "sekisho", "validate", str(good)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert (ok.returncode, ok.stdout.splitlines()[-1][:3]) == (0, "ok:"), ok
+    failed = subprocess.run(
+        [sys.executable, "-m", "sekisho", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert failed.returncode == 2, failed
+    assert "DNS-1123" in failed.stdout + failed.stderr, failed
