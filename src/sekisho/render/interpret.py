@@ -226,9 +226,9 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
             r.target = arg()
         elif w == "--set-xmark":
             r.set_xmark = _mask(arg())
-        elif w == "--log-prefix":
+        elif w in ("--log-prefix", "--nflog-prefix"):
             r.log_prefix = arg()
-        elif w == "--log-level":
+        elif w in ("--log-level", "--nflog-group"):
             arg()
         else:
             raise RulesetSyntaxError(f"unknown word {w!r} in rule: {text}")
@@ -370,7 +370,7 @@ class IptablesProgram:
                     return "DROP"
                 if t == "RETURN":
                     return None
-                if t == "LOG":
+                if t in ("LOG", "NFLOG"):
                     w.logs.append(r.log_prefix)
                     continue
                 if t == "MARK":
@@ -543,7 +543,7 @@ def _parse_nft_rule(line: str) -> _NftRule:
         elif w == "log" and rest[0] == "prefix":
             r.log = _unquote(rest[1])
             i += 3
-            if i < len(t) and t[i] == "level":
+            if i < len(t) and t[i] in ("level", "group"):
                 i += 2
         elif w == "comment":
             r.comment = _unquote(rest[0])

@@ -312,6 +312,8 @@ def _verdict(r: NodeRenderer, rule: PolicyRule) -> str:
         return "drop"
     key, label, direction = rule.policy
     text = names.log_prefix(r.prefix, key, label, direction, rule.index, names.NFT_LOG_PREFIX_MAX)
+    if r.log_group is not None:  # as nft list prints it: prefix, then group
+        return f'log prefix "{text}" group {r.log_group}'
     return f'log prefix "{text}"'
 
 

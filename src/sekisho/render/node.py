@@ -291,9 +291,19 @@ class NodeRenderer:
     the state through the attributes below.
     """
 
-    def __init__(self, node: str, *, prefix: str = "sekisho", iface_prefix: str = "cali") -> None:
+    def __init__(
+        self,
+        node: str,
+        *,
+        prefix: str = "sekisho",
+        iface_prefix: str = "cali",
+        log_group: int | None = None,
+    ) -> None:
         self.node = node
         self.prefix = names.check_prefix(prefix)
+        self.log_group = names.check_log_group(log_group)
+        """Where Log rules write: None, the kernel log (``LOG``/``log``); a number, that
+        nfnetlink_log group (``NFLOG``/``log group``), read by a listener in the node."""
         self.iface_prefix = iface_prefix
         self.cluster = Cluster()
         self.program = Program()
