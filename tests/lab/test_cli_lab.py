@@ -46,8 +46,9 @@ def test_lab_commands(lab_name: str, lab_root: Path) -> None:
                 "allowed",
                 "observed",
                 "logs",
+                "logs_wrong",
             }
-            assert p["logs"] == []  # the seed has no Log rule
+            assert p["logs"] == p["logs_wrong"] == []  # the seed has no Log rule
         icmp = doc["probes"][1]
         blue = doc["pods"].index("dev/blue")
         prod_blue = doc["pods"].index("prod/blue")

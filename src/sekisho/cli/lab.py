@@ -108,7 +108,7 @@ def _probe_and_print(
             click.echo(json.dumps({"families": [r.to_json() for r in results]}))
     else:
         click.echo("\n\n".join(format_tables(r) for r in results))
-    return 1 if any(r.mismatches for r in results) else 0
+    return 1 if any(r.mismatches or r.log_mismatches for r in results) else 0
 
 
 @click.group("lab")

@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sekisho.dataplane.nflog import LogRecord, NflogError, NflogListener
-from sekisho.errors import SekishoError
+from sekisho.errors import LabError, SekishoError
 from sekisho.lab.agents import AGENT_PREFIX
 
 if TYPE_CHECKING:
     from sekisho.lab.core import Lab
+    from sekisho.render.backends import Ruleset
+    from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet
+    from sekisho.semantics import Flow
 
 __all__ = ["LogCapture", "LogLine", "lines_for"]
 
@@ -113,6 +116,8 @@ class LogCapture:
         self._listeners: list[tuple[str, NflogListener]] = []
         self._stack = contextlib.ExitStack()
         self._rules: dict[str, dict[str, str]] = {}
+        self._rulesets: dict[str, Ruleset | None] = {}
+        self._programs: dict[str, IptablesProgram | NftProgram | None] = {}
 
     def __enter__(self) -> LogCapture:
         if self.group is None:
@@ -155,26 +160,56 @@ class LogCapture:
                 self.problems.append(f"{node}: the kernel dropped log records (buffer full)")
         return out
 
-    def rule_of(self, node: str, prefix: str) -> str:
-        """The policy rule of ``prefix`` on ``node``: the comment of the rule rendered with it
-        (what the node's agent enforces for the lab's cluster now)."""
-        if node not in self._rules:
+    def _ruleset(self, node: str) -> Ruleset | None:
+        """What ``node``'s agent enforces for the lab's cluster now (None: not renderable)."""
+        if node not in self._rulesets:
             from sekisho.render import render_node
-            from sekisho.render.explain import log_rules
 
             try:
-                ruleset = render_node(
+                self._rulesets[node] = render_node(
                     self.lab.cluster,
                     node,
                     backend="nftables" if self.lab.state.backend == "nftables" else "iptables",
                     prefix=AGENT_PREFIX,
                     log_group=self.group,
                 )
-                self._rules[node] = log_rules(ruleset)
-            except SekishoError:  # naming is a help: the prefix alone still says which rule
-                self._rules[node] = {}
+            except SekishoError:
+                self._rulesets[node] = None
+        return self._rulesets[node]
+
+    def rule_of(self, node: str, prefix: str) -> str:
+        """The policy rule of ``prefix`` on ``node``: the comment of the rule rendered with it
+        (what the node's agent enforces for the lab's cluster now)."""
+        if node not in self._rules:
+            from sekisho.render.explain import log_rules
+
+            ruleset = self._ruleset(node)
+            self._rules[node] = log_rules(ruleset) if ruleset is not None else {}
         found = self._rules[node].get(prefix)
         return found if found is not None else rule_from_prefix(prefix)
+
+    def _decide(self, node: str, packet: Packet) -> Decision:
+        if node not in self._programs:
+            from sekisho.render.backends import render_backend
+
+            ruleset = self._ruleset(node)
+            spell = render_backend(self.lab.state.backend)
+            self._programs[node] = (
+                spell.interpret(ruleset.render_text()) if ruleset is not None else None
+            )
+        program = self._programs[node]
+        if program is None:
+            raise LabError(f"node {node}: its rules cannot be rendered, so no line is expected")
+        return program.evaluate(packet)
+
+    def expected(self, flow: Flow) -> list[tuple[str, str]]:
+        """(node, prefix) of each Log rule ``flow``'s first packet meets on its way through
+        the nodes' rendered rules (the interpreter over the agents' text: ``trace --node``),
+        up to the node that drops it."""
+        from sekisho.render.path import enforce
+
+        _, trail = enforce(flow, self._decide)
+        return list(dict.fromkeys((hop.node, p) for hop, d in trail for p in d.logs))
 
     def lines(
         self, observed: Observed, src: str, dst: str, protocol: str, port: int | None

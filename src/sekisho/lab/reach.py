@@ -54,6 +54,9 @@ class ProbeTable:
     logs: dict[tuple[int, int], list[LogLine]] | None = None
     """Per probed cell, the lines Log rules wrote for its packets (:mod:`sekisho.lab.logs`);
     None: not read (no capture)."""
+    log_expected: dict[tuple[int, int], list[tuple[str, str]]] = field(default_factory=dict)
+    """Per probed cell whose lines differ from the expected ones: the (node, prefix) the
+    rendered rules say its packets meet."""
 
     @property
     def label(self) -> str:
@@ -96,6 +99,10 @@ class ProbeTable:
                 for (i, j), lines in sorted(self.logs.items())
                 for line in lines
             ]
+            out["logs_wrong"] = [
+                {"i": i, "j": j, "expected": [{"node": n, "prefix": p} for n, p in want]}
+                for (i, j), want in sorted(self.log_expected.items())
+            ]
         return out
 
 
@@ -110,6 +117,11 @@ class Reachability:
     @property
     def mismatches(self) -> int:
         return sum(len(t.wrong_cells()) for t in self.probes)
+
+    @property
+    def log_mismatches(self) -> int:
+        """Probed cells whose log lines differ from what the rendered rules say."""
+        return sum(len(t.log_expected) for t in self.probes)
 
     def to_json(self) -> dict[str, object]:
         """The object of docs/architecture.md ("Machine-readable output"), with ``observed``."""
@@ -146,10 +158,11 @@ def measure(
     from it after the probes."""
     import time
 
-    from sekisho.semantics import compute_matrix
+    from sekisho.semantics import Flow, compute_matrix, resolve_endpoint
     from sekisho.semantics.probe import family_view
 
-    matrix = compute_matrix(family_view(cluster, family), list(specs))
+    view = family_view(cluster, family)
+    matrix = compute_matrix(view, list(specs))
     services = [pm.service for pm in matrix.probes]
     pods = [p.key for p in matrix.pods]
     src_ix = _select(pods, sources, "--from")
@@ -218,6 +231,11 @@ def measure(
             lines = capture.lines(observed, sources_ip[x], p.ip, p.protocol, port)
             if lines:
                 table_logs[(i, j)] = lines
+            if p.protocol != "SCTP":
+                ends = resolve_endpoint(view, pods[i]), resolve_endpoint(view, pods[j])
+                want = capture.expected(Flow(*ends, services[k].protocol, port))
+                if set(want) != {(line.node, line.prefix) for line in lines}:
+                    tables[k].log_expected[(i, j)] = want
     problems = list(capture.problems) if capture is not None else []
     return Reachability(pods, tables, took, problems)
 
@@ -281,13 +299,21 @@ def format_tables(r: Reachability) -> str:
             for (i, j), logged in sorted(t.logs.items()):
                 lines.append(f"    {r.pods[i]} -> {r.pods[j]}:")
                 lines.extend(f"      {line.text()}" for line in logged)
+        for (i, j), want in sorted(t.log_expected.items()):
+            said = ", ".join(f"{n}: {p!r}" for n, p in want) or "none"
+            got = ", ".join(f"{x.node}: {x.prefix!r}" for x in (t.logs or {}).get((i, j), []))
+            lines.append(
+                f"  WRONG LOG {r.pods[i]} -> {r.pods[j]} {t.label}: the rendered rules log"
+                f" {said}; observed {got or 'none'}"
+            )
     if r.log_problems:
         lines.append("")
         lines.extend(f"log lines not read: {p}" for p in r.log_problems)
     lines.append("")
-    total = r.mismatches
+    total = r.mismatches + r.log_mismatches
+    logs = f", {r.log_mismatches} with wrong log lines" if r.log_mismatches else ""
     lines.append(
-        f"{'OK' if total == 0 else 'MISMATCH'}: {total} wrong cell(s) in"
+        f"{'OK' if total == 0 else 'MISMATCH'}: {r.mismatches} wrong cell(s){logs} in"
         f" {len(r.probes)} probe(s) of {len(r.pods)} pods ({r.seconds:.1f} s)"
     )
     return "\n".join(lines)
