@@ -127,3 +127,20 @@ def test_a_log_group_keeps_the_prefixes_and_the_walk(backend: str) -> None:
 def test_a_log_group_out_of_range_is_refused(group: int) -> None:
     with pytest.raises(UsageError, match="log group"):
         names.check_log_group(group)
+
+
+@pytest.mark.parametrize(
+    ("backend", "target"), [("iptables", "-j NFLOG --nflog-prefix "), ("nftables", "log prefix ")]
+)
+def test_render_log_group_prints_what_the_agent_applies(
+    capsys: pytest.CaptureFixture[str], backend: str, target: str
+) -> None:
+    args = [str(EXAMPLES / "seed" / "cluster.yaml"), str(EXAMPLES / "calico" / "dev.yaml")]
+    status = main(
+        ["render", *args, "--node", "k8s-node2", "--backend", backend, "--log-group", "7"]
+    )
+    assert status == 0
+    logs = [ln for ln in capsys.readouterr().out.splitlines() if names.rule_log_prefix(ln)]
+    assert logs and all(target in ln for ln in logs), logs
+    assert all(" --nflog-group 7" in ln or '" group 7 ' in ln for ln in logs), logs
+    assert main(["render", *args, "--node", "k8s-node2", "--log-group", "70000"]) != 0

@@ -272,19 +272,29 @@ def _open_in(netns: str | None, timeout: float) -> socket.socket:
     if netns is None:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     box: list[socket.socket | BaseException] = []
+    lock = threading.Lock()
+    late = [False]
 
     def make() -> None:
         try:
             enter(netns)
-            box.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER))
+            got: socket.socket | BaseException = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER
+            )
         except BaseException as exc:  # handed to the caller
-            box.append(exc)
+            got = exc
+        with lock:
+            if late[0] and isinstance(got, socket.socket):
+                got.close()  # the caller gave up waiting: nobody else will close it
+            box.append(got)
 
     t = threading.Thread(target=make, name=f"sekisho-nflog-{netns}", daemon=True)
     t.start()
     t.join(timeout)
-    if not box:
-        raise NflogError(f"opening a netlink socket in {netns} took over {timeout:.0f} s")
+    with lock:
+        if not box:
+            late[0] = True
+            raise NflogError(f"opening a netlink socket in {netns} took over {timeout:.0f} s")
     got = box[0]
     if isinstance(got, BaseException):
         if isinstance(got, DataplaneError):
