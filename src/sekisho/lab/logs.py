@@ -156,8 +156,9 @@ class LogCapture:
                 out.extend((node, r) for r in listener.read())
             except NflogError as exc:
                 self.problems.append(f"{node}: {exc}")
-            if listener.lost:
-                self.problems.append(f"{node}: the kernel dropped log records (buffer full)")
+            lost = f"{node}: the kernel dropped log records (buffer full)"
+            if listener.lost and lost not in self.problems:
+                self.problems.append(lost)
         return out
 
     def _ruleset(self, node: str) -> Ruleset | None:
