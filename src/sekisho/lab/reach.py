@@ -120,12 +120,14 @@ def measure(
     targets: Sequence[str] = (),
     timeout: float = 1.0,
     family: int | None = None,
+    workers: int = 96,
 ) -> Reachability:
     """Probe every selected ordered pair for every spec and compare with the semantics.
 
     ``family``: probe over IPv4 or IPv6 (the pods' addresses of that family, the
     semantics of that family: :func:`sekisho.semantics.probe.family_view`); None:
-    each pod's first address."""
+    each pod's first address. ``workers``: probes in flight at once (each waits up
+    to ``timeout`` for a drop)."""
     import time
 
     from sekisho.semantics import compute_matrix
@@ -167,7 +169,7 @@ def measure(
                     )
                 )
     start = time.monotonic()
-    outcomes = pr.run([j[3] for j in jobs], timeout=timeout)
+    outcomes = pr.run([j[3] for j in jobs], timeout=timeout, workers=workers)
     took = time.monotonic() - start
     n = len(pods)
     tables = []
