@@ -28,6 +28,21 @@ def test_rendered_calico_objects_agree(objs: list[dict[str, Any]]) -> None:
 
 
 @settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(objects(stages=True))
+def test_rendered_calico_stages_agree(objs: list[dict[str, Any]]) -> None:
+    """With doNotTrack and preDNAT policies too: the raw and mangle stages as rendered
+    (NOTRACK, the accept mark read by the filter table) say what the walk says, for new
+    and for later (ESTABLISHED) packets."""
+    cluster = cluster_from_objects([*BASE, *objs], source="random")
+    check(cluster, compile_program(cluster))
+
+
+@settings(
     max_examples=20,
     deadline=None,
     derandomize=True,
