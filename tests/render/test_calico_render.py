@@ -48,6 +48,20 @@ def test_rendered_calico_stages_agree(objs: list[dict[str, Any]]) -> None:
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@given(objects(stages=True), objects(stages=True))
+def test_kept_renderer_equals_a_fresh_one_with_stages(
+    a: list[dict[str, Any]], b: list[dict[str, Any]]
+) -> None:
+    """The same with doNotTrack and preDNAT policies appearing, changing and going."""
+    test_kept_renderer_equals_a_fresh_one_with_host_endpoints.hypothesis.inner_test(a, b)  # type: ignore[attr-defined]
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(objects(), objects())
 def test_kept_renderer_equals_a_fresh_one_with_host_endpoints(
     a: list[dict[str, Any]], b: list[dict[str, Any]]
