@@ -67,7 +67,7 @@ from sekisho.semantics.program import (
     protocol_name,
 )
 from sekisho.semantics.universe import Entity, Universe, pod_entity
-from sekisho.semantics.verdict import applies, node_host_endpoint
+from sekisho.semantics.verdict import STAGE_NAMES, applies, node_host_endpoint
 
 
 class _Keyed(Protocol):
@@ -227,8 +227,6 @@ STAGE_CHAINS: dict[StageChain, tuple[Direction, Stage]] = {
 }
 """Each early chain's direction and stage (:class:`~sekisho.semantics.program.Program`)."""
 
-STAGE_WORDS: dict[Stage, str] = {"untracked": "doNotTrack", "prednat": "preDNAT", "normal": ""}
-
 
 @dataclass(frozen=True, slots=True)
 class HostEndpointRef:
@@ -269,7 +267,7 @@ class HostEndpointRef:
         (no drop at the end of a tier, an untracked allow also NOTRACKs), no profile:
         what no policy decided goes on to the next stage."""
         direction, stage = STAGE_CHAINS[chain]
-        what = f"host endpoint {self.name} {STAGE_WORDS[stage]} {direction}"
+        what = f"host endpoint {self.name} {STAGE_NAMES[stage]} {direction}"
         ingress = direction == "ingress"
         which = "Inbound" if ingress else "Outbound"
         out: list[EndpointStep] = [
