@@ -311,6 +311,8 @@ class Agent:
         m.generation.set(self.generation)
         endpoints = sum(1 for p in cluster.pods if p.node == self.node and not p.host_network)
         rules = sum(len(chain[-1]) for chain in desired.chains)
+        # iptables' raw and mangle tables (doNotTrack, preDNAT); nft has them in its chains
+        rules += sum(len(c[-1]) for t in getattr(desired, "tables", ()) for c in t[1])
         sets = len(desired.sets)
         m.policies.set(len(cluster.policies))
         m.endpoints.set(endpoints)
