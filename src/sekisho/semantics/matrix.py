@@ -222,11 +222,33 @@ class ProbeMatrix:
                 np.add.at(counts[src], extra, 1)
         return counts
 
+    def class_rows(self, which: str) -> tuple[npt.NDArray[np.uint8], list[int], IntArray]:
+        """The (C, C) ``which`` class table's rows bit-packed, and its distinct rows: the
+        first class of each distinct row, and each class's distinct row's number (in
+        order of first appearance). Computed once per table (probes share tables)."""
+        table = self.class_table(which)
+        key = ("rows", id(table))
+        got = self.shared.get(key)
+        if got is None:
+            packed = np.packbits(table, axis=1)
+            width = packed.shape[1]
+            buf = packed.tobytes()
+            seen: dict[bytes, int] = {}
+            firsts: list[int] = []
+            inverse = np.empty(len(packed), dtype=np.int64)
+            for c in range(len(packed)):
+                row = seen.setdefault(buf[c * width : (c + 1) * width], len(seen))
+                if row == len(firsts):
+                    firsts.append(c)
+                inverse[c] = row
+            got = self.shared[key] = (packed, firsts, inverse)
+        return got  # type: ignore[return-value]
+
     def pair_total(self, which: str) -> int:
         """How many ordered pairs of distinct pods ``which`` allows (``pair_counts(which).sum()``).
 
         From the class tables and the class sizes: pods of one class are pairs of the
-        class with itself."""
+        class with itself; each distinct row of the table is weighed once."""
         table = self.class_table(which)
         key = ("total", id(table), id(self.identity_class), id(self.pod_identity))
         if not self.same_node and key in self.shared:
@@ -234,20 +256,21 @@ class ProbeMatrix:
             return known
         k = table.shape[0]
         idx = self.pod_class
-        sizes = np.bincount(idx, minlength=k).astype(np.float64)
-        weights = sizes.astype(np.float32)
-        total = 0.0
-        for at in range(0, k, 2048):  # row blocks: no (C, C) float table at once
-            block = table[at : at + 2048].astype(np.float32) @ weights
-            total += float(sizes[at : at + 2048] @ block)
-        total -= float(sizes[np.diagonal(table)].sum())
+        sizes = np.bincount(idx, minlength=k)
+        weights = sizes.astype(np.float32)  # exact: a row's sum is at most the pod count
+        packed, firsts, inverse = self.class_rows(which)
+        reach = np.empty(len(firsts), dtype=np.int64)
+        for at in range(0, len(firsts), 2048):  # row blocks: no (C, C) float table at once
+            block = np.unpackbits(packed[firsts[at : at + 2048]], axis=1, count=k)
+            reach[at : at + 2048] = np.rint(block.astype(np.float32) @ weights)
+        total = int(sizes @ reach[inverse]) - int(sizes[np.diagonal(table)].sum())
         extra = 0
         if which != "egress":
             for row, cols in self.same_node:
                 extra += int((~table[idx[row], idx[cols]]).sum())
         if not self.same_node:
-            self.shared[key] = round(total)
-        return round(total) + extra
+            self.shared[key] = total
+        return total + extra
 
     def to_json(self) -> dict[str, object]:
         return {
