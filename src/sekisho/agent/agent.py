@@ -143,8 +143,15 @@ def ruleset_fingerprint(ruleset: Ruleset) -> str:
     return ruleset_digest(ruleset)
 
 
-def _make_applier(backend: Backend, runner: CommandRunner, prefix: str) -> Applier:
-    return backend_named(backend).applier(runner, prefix)
+LINGER = 10.0
+"""Seconds a set or chain no rule refers to any more stays installed before the agent
+deletes it (nftables): endpoint churn that brings it back finds it there."""
+
+
+def _make_applier(
+    backend: Backend, runner: CommandRunner, prefix: str, linger: float = 0.0
+) -> Applier:
+    return backend_named(backend).applier(runner, prefix, linger=linger)
 
 
 @dataclass(slots=True)
@@ -175,6 +182,7 @@ class Agent:
         renderer: Renderer | None = None,
         retry: float = 1.0,
         debounce: float = DEBOUNCE,
+        linger: float = LINGER,
     ) -> None:
         self.node = node
         self.source = source if isinstance(source, FileSource | EtcdSource) else FileSource(source)
@@ -191,7 +199,7 @@ class Agent:
         self.ready_file = Path(ready_file) if ready_file else None
         self.metrics = metrics or AgentMetrics()
         self.renderer: Renderer = renderer or IncrementalRenderer()
-        self.applier = _make_applier(backend, self.runner, prefix)
+        self.applier = _make_applier(backend, self.runner, prefix, linger)
         self.generation = 0
         self.desired: Ruleset | None = None
         """The ruleset now enforced (None before the first good apply)."""
