@@ -203,6 +203,7 @@ class NftApplier:
         *,
         linger: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        deltas: bool = True,
     ) -> None:
         if not prefix or not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
             raise ValueError(f"prefix {prefix!r}: expected letters, digits, '_', '.' or '-'")
@@ -211,6 +212,9 @@ class NftApplier:
         self.family = family
         self.linger = linger
         self.clock = clock
+        self.deltas = deltas
+        """Change a set by adding and deleting elements (False: flush and refill it; the
+        benchmarks' baseline)."""
         self._forms: dict[tuple[Block, tuple[str, ...]], tuple[str, ...]] = {}
         """(block, desired body) -> the body the kernel lists back for it (learned)."""
         self._installed: dict[Block, tuple[str, ...]] | None = None
@@ -304,7 +308,7 @@ class NftApplier:
                 lines.append(f"add chain {t} {name}" + (f" {{ {header[0]} }}" if header else ""))
         flushed: list[Block] = []
         for b in changed:
-            delta = _element_delta(have[b], want[b]) if b[0] == "set" else None
+            delta = _element_delta(have[b], want[b]) if b[0] == "set" and self.deltas else None
             if delta is None:
                 flushed.append(b)
                 continue
