@@ -308,7 +308,7 @@ class NftApplier:
                 lines.append(f"add chain {t} {name}" + (f" {{ {header[0]} }}" if header else ""))
         flushed: list[Block] = []
         for b in changed:
-            delta = _element_delta(have[b], want[b]) if b[0] == "set" and self.deltas else None
+            delta = _element_delta(have[b], want[b]) if b[0] != "chain" and self.deltas else None
             if delta is None:
                 flushed.append(b)
                 continue
@@ -373,6 +373,7 @@ class NftApplier:
     ) -> tuple[Block, tuple[str, ...]] | None:
         """One set's or chain's normalized block, or None when it has a shape not known here."""
         if kind == "set" and isinstance(getattr(item, "elements", None), tuple):
+            block = (str(getattr(item, "kind", "set")), item.name)
             body = [f"type {' '.join(str(item.type).split())}"]
             if item.type in ("ipv4_addr", "ipv6_addr"):
                 body.append("flags interval")
@@ -380,9 +381,9 @@ class NftApplier:
                 elements = sorted(" ".join(str(e).split()) for e in item.elements)
                 if all("," not in e and "{" not in e and "}" not in e for e in elements):
                     body.append("elements = { " + ", ".join(elements) + " }")
-                    return (kind, item.name), tuple(body)
+                    return block, tuple(body)
             else:
-                return (kind, item.name), tuple(body)
+                return block, tuple(body)
         elif kind == "chain" and isinstance(item, tuple) and len(item) == 3:
             name, header, rules = item
             body = [] if header is None else [_norm_line(header, lines)]
