@@ -734,11 +734,7 @@ class NodeRenderer:
                 {d: set() for d in DIRECTIONS} for _ in unknown
             ]
             for pkey, pol in self.policies.items():
-                if (
-                    "workload" not in pol.selector.kinds
-                    or not pol.types
-                    or pol.stage != "normal"
-                ):
+                if "workload" not in pol.selector.kinds or not pol.types or pol.stage != "normal":
                     continue
                 for i in np.flatnonzero(select(pol.selector.selector, table)).tolist():
                     for d in pol.types:
