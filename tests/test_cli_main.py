@@ -109,16 +109,38 @@ def _modules_after(argv: list[str], names: list[str]) -> str:
     ).stdout.splitlines()[-1]
 
 
-def test_a_file_the_rust_parser_reads_loads_no_pyyaml(tmp_path: Path) -> None:
+def test_a_kubernetes_only_cluster_loads_no_pyyaml_nor_calico_nor_cluster_wide_policies(
+    tmp_path: Path,
+) -> None:
     # PyYAML (and sekisho's libyaml side) is imported only when a text goes the
-    # libyaml way or a problem needs its line; a Kubernetes-only cluster in plain
-    # YAML is read, validated and analysed without it.
+    # libyaml way or a problem needs its line; Calico's and the cluster-wide policies'
+    # modules (model and compiler) only when an object of their kinds is read. A
+    # Kubernetes-only cluster in plain YAML is validated and analysed without any.
     manifest = tmp_path / "k8s.yaml"
     manifest.write_text(K8S_ONLY)
-    names = ["yaml", "sekisho.model.libyaml"]
+    yaml_side = ["yaml", "sekisho.model.libyaml"]
+    calico = ["sekisho.model.calico", "sekisho.semantics.calico"]
+    npa = ["sekisho.model.npa", "sekisho.semantics.npa"]
+    names = yaml_side + calico + npa
     assert _modules_after(["validate", str(manifest)], names) == "0 []"
     assert _modules_after(["matrix", str(manifest), "-o", "summary"], names) == "0 []"
-    # The control: an anchor sends the text to libyaml, which loads it.
+    # The controls: an anchor sends the text to libyaml, which loads PyYAML; a Calico
+    # object and a cluster-wide policy load their modules.
     anchored = tmp_path / "anchored.yaml"
     anchored.write_text(K8S_ONLY.replace("app: a", "app: &x a\n    other: *x"))
-    assert _modules_after(["validate", str(anchored)], names) == f"0 {names}"
+    assert _modules_after(["validate", str(anchored)], names) == f"0 {yaml_side}"
+    calico_file = tmp_path / "calico.yaml"
+    calico_file.write_text(
+        K8S_ONLY.replace("networking.k8s.io/v1", "projectcalico.org/v3").replace(
+            "  podSelector: {}\n  policyTypes:\n  - Ingress\n", "  types:\n  - Ingress\n"
+        )
+    )
+    assert _modules_after(["matrix", str(calico_file), "-o", "summary"], names) == f"0 {calico}"
+    npa_file = tmp_path / "npa.yaml"
+    npa_file.write_text(
+        K8S_ONLY.split("---")[0]
+        + "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+        "metadata:\n  name: x\nspec:\n  tier: Admin\n  priority: 1\n  subject:\n"
+        "    namespaces: {}\n  ingress:\n  - action: Deny\n    from:\n    - namespaces: {}\n"
+    )
+    assert _modules_after(["matrix", str(npa_file), "-o", "summary"], names) == f"0 {npa}"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sekisho.model import fields as F
-from sekisho.model import names
+from sekisho.model import kinds, names
 from sekisho.model.checks import (
     IPAddress,
     IPNetwork,
@@ -117,11 +117,8 @@ _INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
 _RANGE = re.compile(r"^(\d+):(\d+)$")
 
 
-def is_calico(kind: str, api_version: Any) -> bool:
-    """Whether an object is one this module reads (NetworkPolicy only with Calico's version)."""
-    if kind == "NetworkPolicy":
-        return bool(api_version == API_VERSION)
-    return kind in KINDS
+is_calico = kinds.is_calico
+"""Whether an object is one this module reads (the registry tells)."""
 
 
 # ------------------------------------------------------------------------------- the types

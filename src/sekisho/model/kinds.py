@@ -192,6 +192,16 @@ def unsupported_message(api_version: object, kind: str) -> str:
     )
 
 
+def is_calico(kind: str, api_version: object) -> bool:
+    """Whether an object of a read kind is one :mod:`sekisho.model.calico` reads (its
+    NetworkPolicy only at Calico's apiVersion). Told here, so a cluster without Calico
+    objects never imports that module."""
+    if kind == "NetworkPolicy":
+        info = _BY_VERSION.get((api_version, kind)) if isinstance(api_version, str) else None
+        return info is not None and info.group == "projectcalico.org"
+    return kind in CALICO_KINDS
+
+
 def _versions() -> dict[str, str]:
     out: dict[str, str] = {}
     for k in READ:
@@ -205,5 +215,7 @@ CALICO_KINDS = frozenset(
     k.kind for k in READ if k.group == "projectcalico.org" and k.kind != "NetworkPolicy"
 ) | {"ServiceAccount"}
 """The kinds :mod:`sekisho.model.calico` reads besides Calico's NetworkPolicy."""
+CLUSTER_WIDE_POLICY_KINDS = frozenset(k.kind for k in READ if k.group == "policy.networking.k8s.io")
+"""The kinds :mod:`sekisho.model.npa` reads (cluster-wide policies)."""
 CLUSTER_SCOPED = frozenset(k.kind for k in READ if k.cluster_scoped)
 """Names of the read kinds that are cluster-scoped."""

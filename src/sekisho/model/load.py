@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from sekisho.errors import ManifestError, Problem
-from sekisho.model import calico, ipam, workloads
+from sekisho.model import ipam, workloads
 from sekisho.model.checks import IPAddress, IPNetwork
 from sekisho.model.lint import lint
 from sekisho.model.parse import Drafts, NodeDraft, PodDraft, parse_object, parse_objects
@@ -210,6 +210,8 @@ def _filled(drafts: Any, prefix: str = "") -> tuple[tuple[str, Any], ...]:
     out: list[tuple[str, Any]] = []
     for f in dataclasses.fields(drafts):
         value = getattr(drafts, f.name)
+        if value is None:
+            continue  # a nested drafts not made (no Calico object): nothing filled
         if dataclasses.is_dataclass(value):
             out += _filled(value, f"{prefix}{f.name}.")
         elif isinstance(value, list | set | dict):
@@ -227,7 +229,8 @@ def _merge(into: Drafts, filled: tuple[tuple[str, Any], ...], targets: dict[str,
         if target is None:
             target = into
             for part in name.split("."):
-                target = getattr(target, part)
+                # Calico's drafts are made at their first object (parse.py).
+                target = target.calico_drafts() if part == "calico" else getattr(target, part)
             targets[name] = target
         if isinstance(target, list):
             target.extend(value)
@@ -607,7 +610,11 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
     namespaces = dict(sorted(namespaces.items()))
 
     policies = tuple(sorted(drafts.policies, key=lambda p: (p.namespace, p.name)))
-    calico_objects = calico.finish(drafts.calico, set(node_by_name), sink)
+    calico_objects = None
+    if drafts.calico is not None:  # imported only when a Calico object was read
+        from sekisho.model import calico
+
+        calico_objects = calico.finish(drafts.calico, set(node_by_name), sink)
     return Cluster(
         nodes=tuple(nodes),
         namespaces=namespaces,

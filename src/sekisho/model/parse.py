@@ -10,10 +10,10 @@ and the object is still walked to the end so that every problem shows up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sekisho.model import calico, kinds, names, npa
 from sekisho.model import fields as F
+from sekisho.model import kinds, names
 from sekisho.model.checks import (
     IPAddress,
     IPNetwork,
@@ -31,6 +31,10 @@ from sekisho.model.checks import (
 from sekisho.model.policy import network_policy, parse_protocol, selector
 from sekisho.model.reader import FieldPath, Issue, RawObject, describe, format_path
 from sekisho.model.types import ContainerPort, Namespace, NetworkPolicy, Source
+
+if TYPE_CHECKING:
+    from sekisho.model import npa
+    from sekisho.model.calico import CalicoDrafts
 
 
 @dataclass(slots=True)
@@ -102,7 +106,8 @@ class Drafts:
     workloads: list[WorkloadDraft] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
     cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
-    calico: calico.CalicoDrafts = field(default_factory=calico.CalicoDrafts)
+    calico: CalicoDrafts | None = None
+    """Calico's objects; None while there is none (the module is imported for the first)."""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """``(location, "Kind ns/name")`` of every object not read (unsupported ones too)."""
     notes: list[Issue] = field(default_factory=list)
@@ -111,6 +116,14 @@ class Drafts:
     """Objects of kinds sekisho does not know (:mod:`sekisho.model.kinds`): warnings."""
     seen: dict[tuple[str, str, str], tuple[Source, Report]] = field(default_factory=dict)
     mentioned_namespaces: set[str] = field(default_factory=set)
+
+    def calico_drafts(self) -> CalicoDrafts:
+        """Calico's drafts, made (and Calico's module imported) at the first use."""
+        if self.calico is None:
+            from sekisho.model import calico
+
+            self.calico = calico.CalicoDrafts()
+        return self.calico
 
 
 def parse_objects(objects: list[RawObject], sink: list[Issue]) -> Drafts:
@@ -144,7 +157,7 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
         return
     assert found.info is not None
     expected = found.info.api_version
-    is_calico = calico.is_calico(kind, expected)
+    is_calico = kinds.is_calico(kind, expected)
     meta = _metadata(r, data, kind)
     if found.verdict == "wrong-version":
         if api_version is None:
@@ -156,6 +169,10 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
                 ("apiVersion",),
                 f'"{api_version}" is not supported for {kind}: expected {expected}',
             )
+    if is_calico:
+        # Calico's module (and cluster-wide policies' below) is imported for the first
+        # object of its kinds: a Kubernetes-only cluster never loads it.
+        from sekisho.model import calico
     mapping(r, data, (), calico.SERVICE_ACCOUNT_TOP if kind == "ServiceAccount" else F.TOP)
     if meta is None:
         return
@@ -171,13 +188,15 @@ def parse_object(obj: RawObject, drafts: Drafts, sink: list[Issue]) -> None:
     # One branch per kind of sekisho.model.kinds.READ.
     if is_calico:
         calico.parse_object(
-            r, kind, data, meta.name, meta.namespace, meta.labels, source, drafts.calico
+            r, kind, data, meta.name, meta.namespace, meta.labels, source, drafts.calico_drafts()
         )
     elif kind == "NetworkPolicy":
         policy = network_policy(r, spec, meta.namespace, meta.name, source)
         if policy is not None:
             drafts.policies.append(policy)
-    elif kind in npa.API_VERSIONS:
+    elif kind in kinds.CLUSTER_WIDE_POLICY_KINDS:
+        from sekisho.model import npa
+
         cluster_policy = npa.cluster_policy(r, kind, data, meta.name, source)
         if cluster_policy is not None:
             drafts.cluster_policies.append(cluster_policy)

@@ -7,7 +7,7 @@ and one line here; nothing downstream changes.
 from __future__ import annotations
 
 from sekisho.model.types import Cluster, NetworkPolicy
-from sekisho.semantics import calico, kubernetes, npa
+from sekisho.semantics import kubernetes
 from sekisho.semantics.program import (
     DEFAULT_TIER,
     DEFAULT_TIER_ORDER,
@@ -48,12 +48,18 @@ def compile_program(cluster: Cluster) -> Program:
     _compiled = memo
     tiers = [Tier(DEFAULT_TIER, DEFAULT_TIER_ORDER)]
     notes: list[str] = []
+    # Cluster-wide policies' and Calico's compilers are imported only for a cluster that
+    # has such objects.
     if cluster.cluster_policies:
+        from sekisho.semantics import npa
+
         cluster_wide, notes = npa.compile_policies(cluster.cluster_policies)
         policies += cluster_wide
         tiers += npa.TIERS
     staged: list[Policy] = []
     if cluster.calico is not None:
+        from sekisho.semantics import calico
+
         enforced, staged, calico_notes = calico.compile_resources(cluster.calico)
         policies += enforced
         tiers += calico.tiers(cluster.calico)

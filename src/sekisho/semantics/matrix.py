@@ -29,17 +29,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from sekisho.errors import UsageError
-from sekisho.model.calico import (
-    DEFAULT_ALLOW_PROFILE,
-    FAILSAFE_INBOUND,
-    FAILSAFE_OUTBOUND,
-    HostEndpoint,
-)
 from sekisho.model.checks import IPAddress
 from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
@@ -77,6 +72,9 @@ from sekisho.semantics.program import (
     source_ports_cover,
 )
 from sekisho.semantics.verdict import node_host_endpoint, universe_of
+
+if TYPE_CHECKING:
+    from sekisho.model.calico import HostEndpoint
 
 Probe = tuple[int | None, str]
 IntArray = npt.NDArray[np.int64]
@@ -519,10 +517,12 @@ class _Identities:
                     ip = node.internal_ip if node is not None else None
                     self.fwd_hep[j] = node_host_endpoint(cluster, ident.node, ip)
         self.has_fwd_hep = np.array([h is not None for h in self.fwd_hep], dtype=np.bool_)
-        self.profile_denies = np.array(
-            [h is not None and DEFAULT_ALLOW_PROFILE not in h.profiles for h in self.hep],
-            dtype=np.bool_,
-        ).reshape(k_)
+        denies = [False] * k_
+        if any(h is not None for h in self.hep):  # Calico's module is loaded with them
+            from sekisho.model.calico import DEFAULT_ALLOW_PROFILE
+
+            denies = [h is not None and DEFAULT_ALLOW_PROFILE not in h.profiles for h in self.hep]
+        self.profile_denies = np.array(denies, dtype=np.bool_).reshape(k_)
         # What selectors see: a workload's own labels plus the labels its namespace gives
         # (Calico's); a hostNetwork pod is its node (a "node" entity with the node's labels
         # and no namespace).
@@ -1387,6 +1387,7 @@ def _host_fixes(
     """What the walk decides before the program for host endpoints (verdict.py): Felix's
     failsafe ports, and a node's traffic to and from its own pods, which passes no host
     endpoint policy."""
+    from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
 
     failsafe = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
     hep = ids.has_hep
@@ -1633,6 +1634,8 @@ def _compute_matrix(
         prep: dict[str, list[_PreparedTier]], direction: Direction, proto: str, port: int | None
     ) -> list[tuple[BoolArray, BoolArray]]:
         # Felix's failsafe ports come first in the raw and mangle chains too.
+        from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
+
         failsafe = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
         if port is not None and (proto, port) in failsafe:
             return []

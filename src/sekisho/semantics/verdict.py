@@ -21,14 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from sekisho.model.calico import (
-    DEFAULT_ALLOW_PROFILE,
-    FAILSAFE_INBOUND,
-    FAILSAFE_OUTBOUND,
-    HostEndpoint,
-)
 from sekisho.model.types import Cluster
 from sekisho.selectors.expr import explain, matches
 from sekisho.semantics.compiler import compile_program
@@ -52,6 +46,9 @@ from sekisho.semantics.program import (
     source_ports_cover,
 )
 from sekisho.semantics.universe import Entity, IPAddress, Universe
+
+if TYPE_CHECKING:
+    from sekisho.model.calico import HostEndpoint
 
 Ending = Literal["rule", "end-of-tier", "profile", "failsafe", "continue"]
 """``continue``: an untracked or preDNAT stage where no rule decided (no drop there)."""
@@ -218,6 +215,8 @@ class DirectionVerdict:
         if self.forward:
             return f"{head}: forwarded traffic is allowed when no applyOnForward policy decides"
         if self.host is not None:
+            from sekisho.model.calico import DEFAULT_ALLOW_PROFILE
+
             return f"{head}: its profile {DEFAULT_ALLOW_PROFILE} allows"
         return f"{head}: the profile allows"
 
@@ -697,10 +696,17 @@ def walk(
     # Forwarded traffic: "if a host endpoint is configured, but there are no policies
     # with applyOnForward set to true that apply to that host endpoint and traffic
     # direction, forwarded traffic is allowed in that direction".
-    ok = host is None or forward or DEFAULT_ALLOW_PROFILE in host.profiles
+    ok = host is None or forward or _default_allow(host)
     return DirectionVerdict(
         direction, subject, ok, tuple(visits), None, "profile", tuple(logged), host, forward
     )
+
+
+def _default_allow(host: HostEndpoint) -> bool:
+    """Whether a host endpoint's profiles allow (Calico's module is loaded with it)."""
+    from sekisho.model.calico import DEFAULT_ALLOW_PROFILE
+
+    return DEFAULT_ALLOW_PROFILE in host.profiles
 
 
 def host_endpoint_of(cluster: Cluster, end: Endpoint) -> HostEndpoint | None:
@@ -734,6 +740,8 @@ def _failsafe(
     host: HostEndpoint, direction: Direction, subject: Endpoint, flow: Flow
 ) -> DirectionVerdict | None:
     """Felix's failsafe rules come before any host endpoint policy."""
+    from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
+
     ports = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
     if flow.port is None or (flow.protocol, flow.port) not in ports:
         return None
@@ -926,6 +934,8 @@ def _stages(
     and goes on to the filter table."""
     if not program.has_stages:
         return None
+    from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
+
     ports = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
     if flow.port is not None and (flow.protocol, flow.port) in ports:
         return None
