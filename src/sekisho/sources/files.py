@@ -9,19 +9,14 @@ and coalesces a burst of events into one change (debounce).
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from inotify_simple import INotify, flags
-
 from sekisho.errors import ManifestError, Problem
 from sekisho.model.types import Cluster
-
-log = logging.getLogger(__name__)
 
 __all__ = ["DirWatcher", "FileSource", "manifest_files"]
 
@@ -211,16 +206,22 @@ DEBOUNCE = 0.005
 MAX_DELAY = 0.25
 """A change is reported at most this long after its first event, even if events keep coming."""
 
-_MASK = (
-    flags.CLOSE_WRITE
-    | flags.MOVED_TO
-    | flags.MOVED_FROM
-    | flags.CREATE
-    | flags.DELETE
-    | flags.DELETE_SELF
-    | flags.MOVE_SELF
-    | flags.ATTRIB
-)
+
+def _mask() -> int:
+    """The events watched (inotify_simple, with the ctypes and subprocess it loads, is
+    imported by a watcher only: a one-shot command reads through this package)."""
+    from inotify_simple import flags
+
+    return int(
+        flags.CLOSE_WRITE
+        | flags.MOVED_TO
+        | flags.MOVED_FROM
+        | flags.CREATE
+        | flags.DELETE
+        | flags.DELETE_SELF
+        | flags.MOVE_SELF
+        | flags.ATTRIB
+    )
 
 
 class DirWatcher:
@@ -238,7 +239,10 @@ class DirWatcher:
         self.debounce = debounce
         self.max_delay = max_delay
         self.clock = clock
+        from inotify_simple import INotify
+
         self._inotify = INotify()
+        self._mask = _mask()
         self._dirs: dict[int, Path] = {}
         self._writing: set[str] = set()
         """Files created in this burst and not yet closed after writing."""
@@ -248,9 +252,11 @@ class DirWatcher:
         for dirpath, dirnames, _ in os.walk(top):
             dirnames[:] = [d for d in dirnames if not _ignored(d)]
             try:
-                wd = self._inotify.add_watch(dirpath, _MASK)
+                wd = self._inotify.add_watch(dirpath, self._mask)
             except OSError as exc:  # vanished between walk and watch
-                log.debug("cannot watch %s: %s", dirpath, exc)
+                import logging
+
+                logging.getLogger(__name__).debug("cannot watch %s: %s", dirpath, exc)
                 continue
             self._dirs[wd] = Path(dirpath)
 
@@ -262,6 +268,8 @@ class DirWatcher:
         return list(self._inotify.read(timeout=timeout_ms))
 
     def _drain(self, timeout_ms: int) -> list[str]:
+        from inotify_simple import flags
+
         names: list[str] = []
         for event in self._read(timeout_ms):
             if event.mask & flags.Q_OVERFLOW:  # events were lost: say "everything changed"
