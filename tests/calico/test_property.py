@@ -114,9 +114,16 @@ def rule(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def objects(draw: st.DrawFn, hosts: bool = True, stages: bool = False) -> list[dict[str, Any]]:
-    """``hosts``: host endpoints too; ``stages``: GlobalNetworkPolicies may also be
-    doNotTrack or preDNAT ones (Felix's raw and mangle stages)."""
+def objects(
+    draw: st.DrawFn,
+    hosts: bool = True,
+    policies: tuple[int, int] = (1, 4),
+    stages: bool = False,
+) -> list[dict[str, Any]]:
+    """``hosts``: host endpoints too; ``policies``: how many (at least, at most), the
+    Kubernetes NetworkPolicy aside (a test that pays for each program, as the kernel
+    test does, asks for more rules in each); ``stages``: GlobalNetworkPolicies may also
+    be doNotTrack or preDNAT ones (Felix's raw and mangle stages)."""
     out: list[dict[str, Any]] = [
         {
             "apiVersion": V3,
@@ -162,7 +169,7 @@ def objects(draw: st.DrawFn, hosts: bool = True, stages: bool = False) -> list[d
         spec["defaultAction"] = draw(st.sampled_from(["Deny", "Pass"]))
         out.append({"apiVersion": V3, "kind": "Tier", "metadata": {"name": name}, "spec": spec})
         tiers.append(name)
-    for i in range(draw(st.integers(1, 4))):
+    for i in range(draw(st.integers(*policies))):
         kind = draw(
             st.sampled_from(
                 ["NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy"]

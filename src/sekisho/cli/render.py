@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from sekisho.cli.options import backend_option, etcd_options, prefix_option
+from sekisho.cli.options import backend_option, etcd_options, log_group_option, prefix_option
 
 if TYPE_CHECKING:
     from sekisho.model.types import Cluster
@@ -48,6 +48,7 @@ def explain_enforcement(
 @click.option("--node", required=True, help="The node whose rules to render.")
 @backend_option("Which ruleset to render.")
 @prefix_option()
+@log_group_option()
 @click.option(
     "-o",
     "--out-dir",
@@ -61,6 +62,7 @@ def render(
     node: str,
     backend: str,
     prefix: str,
+    log_group: int | None,
     out_dir: Path | None,
     **etcd: object,
 ) -> int:
@@ -81,7 +83,9 @@ def render(
     from sekisho.sources.files import refuse_unrendered
 
     cluster = refuse_unrendered(load(paths, etcd))
-    ruleset = render_node(cluster, node, backend=cast("Backend", backend), prefix=prefix)
+    ruleset = render_node(
+        cluster, node, backend=cast("Backend", backend), prefix=prefix, log_group=log_group
+    )
     if out_dir is None:
         click.echo(backend_named(backend).documents(ruleset), nl=False)
     else:

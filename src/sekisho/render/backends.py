@@ -108,7 +108,7 @@ def _element_text(item: object) -> Iterable[str]:
     if isinstance(item, IpSetSpec):
         return ("set", item.name, item.type, item.family, *item.members)
     if isinstance(item, NftSet):
-        return ("set", item.name, item.type, *item.elements)
+        return (item.kind, item.name, item.type, *item.elements)
     if isinstance(item, tuple) and item and isinstance(item[0], str):
         name, *rest = item
         words = ["chain", name]

@@ -22,7 +22,7 @@ from sekisho.render.iptables import IpSetSpec
 from sekisho.render.path import enforce, hops
 from sekisho.semantics import Flow
 
-__all__ = ["enforcing_rule", "explain_enforcement", "logged_as"]
+__all__ = ["enforcing_rule", "explain_enforcement", "log_rules", "logged_as"]
 
 
 def explain_enforcement(
@@ -102,13 +102,20 @@ def enforcing_rule(ruleset: Ruleset, comment: str) -> list[str]:
     return out
 
 
+def log_rules(ruleset: Ruleset) -> dict[str, str]:
+    """Each log prefix of ``ruleset`` and the policy rule it belongs to: the comment of the
+    rendered rule that carries it (``policy KIND NAME DIRECTION rule N (Log)``)."""
+    out: dict[str, str] = {}
+    for ln in ruleset.render_text().splitlines():
+        prefix = names.rule_log_prefix(ln)
+        comment = re.search(r'comment "([^"]*)"', ln) if prefix is not None else None
+        if prefix is not None and comment is not None:
+            out.setdefault(prefix, comment[1].removesuffix(": log"))
+    return out
+
+
 def logged_as(ruleset: Ruleset, prefix: str) -> str:
     """A line naming the kernel log prefix a Log rule wrote for the packet and the policy
     rule it belongs to (the comment of the rendered rule with that prefix)."""
-    rule = next(
-        (ln for ln in ruleset.render_text().splitlines() if names.rule_log_prefix(ln) == prefix),
-        "",
-    )
-    comment = re.search(r'comment "([^"]*)"', rule)
-    which = comment[1] if comment else "not a rule of this ruleset"
-    return f"      logged as {prefix!r} by: {which}"
+    which = log_rules(ruleset).get(prefix)
+    return f"      logged as {prefix!r} by: {which + ': log' if which else 'not a rule of this ruleset'}"

@@ -248,9 +248,9 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
             r.target = arg()
         elif w == "--set-xmark":
             r.set_xmark = _mask(arg())
-        elif w == "--log-prefix":
+        elif w in ("--log-prefix", "--nflog-prefix"):
             r.log_prefix = arg()
-        elif w == "--log-level":
+        elif w in ("--log-level", "--nflog-group"):
             arg()
         elif w == "--notrack":
             r.target = "NOTRACK"
@@ -407,7 +407,7 @@ class IptablesProgram:
                     return "DROP"
                 if t == "RETURN":
                     return None
-                if t == "LOG":
+                if t in ("LOG", "NFLOG"):
                     w.logs.append(r.log_prefix)
                     continue
                 if t in ("NOTRACK", "CT"):
@@ -506,7 +506,8 @@ class _NftRule:
     matches: list[tuple[str, object]] = field(default_factory=list)
     statements: list[tuple[str, int]] = field(default_factory=list)
     verdict: tuple[str, str] | None = None
-    vmap: tuple[str, dict[str, tuple[str, str]]] | None = None
+    vmap: tuple[str, dict[str, tuple[str, str]] | str] | None = None
+    """(``iifname``/``oifname``, the verdict table, or the name of a map holding it)."""
     comment: str = ""
     log: str | None = None
     """The prefix of a ``log`` statement (records the packet; changes nothing)."""
@@ -532,6 +533,16 @@ def _number(tok: str, names: dict[int, str]) -> int:
         raise RulesetSyntaxError(f"unknown name {tok!r}") from None
 
 
+def _verdict_table(items: list[str]) -> dict[str, tuple[str, str]]:
+    """``"key" : goto chain`` items of a verdict map: key -> (verdict, chain)."""
+    table: dict[str, tuple[str, str]] = {}
+    for item in items:
+        key, _, verdict = item.partition(":")
+        words = verdict.split()
+        table[_unquote(key.strip())] = (words[0], words[1] if len(words) > 1 else "")
+    return table
+
+
 def _parse_nft_rule(line: str) -> _NftRule:
     r = _NftRule(line)
     t = _tokens(line)
@@ -540,12 +551,10 @@ def _parse_nft_rule(line: str) -> _NftRule:
         w = t[i]
         rest = t[i + 1 :]
         if w in ("iifname", "oifname") and rest[0] == "vmap":
-            table: dict[str, tuple[str, str]] = {}
-            for item in _group(rest[1]):
-                key, _, verdict = item.partition(":")
-                words = verdict.split()
-                table[_unquote(key.strip())] = (words[0], words[1] if len(words) > 1 else "")
-            r.vmap = (w, table)
+            if rest[1].startswith("@"):  # a named map: looked up when the rule runs
+                r.vmap = (w, rest[1][1:])
+            else:
+                r.vmap = (w, _verdict_table(_group(rest[1])))
             i += 3
         elif w in ("iifname", "oifname"):
             neg, at = _neg(rest, 0)
@@ -597,7 +606,7 @@ def _parse_nft_rule(line: str) -> _NftRule:
         elif w == "log" and rest[0] == "prefix":
             r.log = _unquote(rest[1])
             i += 3
-            if i < len(t) and t[i] == "level":
+            if i < len(t) and t[i] in ("level", "group"):
                 i += 2
         elif w == "comment":
             r.comment = _unquote(rest[0])
@@ -621,6 +630,8 @@ class NftProgram:
 
     def __init__(self, script: str) -> None:
         self.sets: dict[str, tuple[str, set[object]]] = {}
+        self.maps: dict[str, dict[str, tuple[str, str]]] = {}
+        """Verdict maps: key -> (verdict, chain)."""
         self.chains: dict[str, list[_NftRule]] = {}
         self.hooks: dict[tuple[str, str], str] = {}
         """(hook, table) -> base chain; the table from the priority (``raw``, ``mangle``,
@@ -636,16 +647,23 @@ class NftProgram:
                 continue
             if block is None:
                 words = line.split()
-                if words[0] in ("set", "chain") and words[-1] == "{":
+                if words[0] in ("set", "chain", "map") and words[-1] == "{":
                     kind, block = words[0], words[1]
                     if kind == "set":
                         self.sets[block] = ("", set())
+                    elif kind == "map":
+                        self.maps[block] = {}
                     else:
                         self.chains[block] = []
                     continue
                 raise RulesetSyntaxError(f"unknown line in table: {line}")
             if kind == "set":
                 self._set_line(block, line)
+            elif kind == "map":
+                if line.startswith("elements = "):
+                    self.maps[block].update(_verdict_table(_group(line[len("elements = ") :])))
+                elif line != "type ifname : verdict":
+                    raise RulesetSyntaxError(f"unknown line in map {block}: {line}")
             elif line.startswith("type filter hook "):
                 words = line.replace(";", " ").split()
                 prio = words[5]
@@ -745,6 +763,12 @@ class NftProgram:
                 verdict = r.verdict
                 if r.vmap is not None:
                     key, table = r.vmap
+                    if isinstance(table, str):
+                        if table not in self.maps:
+                            raise RulesetSyntaxError(
+                                f"rule references map {table!r} that does not exist"
+                            )
+                        table = self.maps[table]
                     name = w.packet.iif if key == "iifname" else w.packet.oif
                     if name not in table:
                         continue

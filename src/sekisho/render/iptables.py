@@ -15,7 +15,7 @@ Layout, all in table ``filter``::
                 accept mark set -> RETURN; pass mark clear -> DROP (end of tier, deny);
                 then the profile: set the accept mark
     P-po-H:     per rule: match -> MARK accept (then RETURN) | MARK pass (then RETURN)
-                | DROP | LOG
+                | DROP | LOG (NFLOG with a log group)
 
 A from-endpoint chain RETURNs with the accept mark rather than accepting, so a
 packet between two local pods still passes the destination's to-endpoint chain.
@@ -301,6 +301,8 @@ def _target(r: NodeRenderer, rule: PolicyRule) -> str:
         return "-j DROP"
     key, label, direction = rule.policy
     text = names.log_prefix(r.prefix, key, label, direction, rule.index, names.XT_LOG_PREFIX_MAX)
+    if r.log_group is not None:  # as iptables-save prints it: prefix, then group
+        return f'-j NFLOG --nflog-prefix "{text}" --nflog-group {r.log_group}'
     return f'-j LOG --log-prefix "{text}"'
 
 

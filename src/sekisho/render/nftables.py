@@ -55,9 +55,12 @@ MANGLE = "mangle"
 class NftSet:
     name: str
     type: str
-    """``ipv4_addr``/``ipv6_addr`` (with ``flags interval``) or ``... . inet_service``."""
+    """``ipv4_addr``/``ipv6_addr`` (with ``flags interval``) or ``... . inet_service``;
+    a map's ``ifname : verdict``."""
     elements: tuple[str, ...]
     description: str = ""
+    kind: str = "set"
+    """``set``, or ``map`` (the dispatch's verdict maps: interface -> endpoint chain)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class NftRuleset:
             if not first:
                 out.append("")
             first = False
-            out.append(f"\tset {s.name} {{")
+            out.append(f"\t{s.kind} {s.name} {{")
             out.append(f"\t\ttype {s.type}")
             if s.type in ("ipv4_addr", "ipv6_addr"):
                 out.append("\t\tflags interval")
@@ -108,7 +111,7 @@ class NftRuleset:
         """One ``nft -f`` script: create-if-missing, delete, create: atomic replace of our table."""
         head = [
             f"# sekisho nftables ruleset for node {self.node} (prefix {self.prefix})",
-            *(f"#   set {s.name}: {s.description}" for s in self.sets),
+            *(f"#   {s.kind} {s.name}: {s.description}" for s in self.sets),
             *(f"#   note: {n}" for n in self.notes),
             f"table {self.family} {self.table} {{}}",
             f"delete table {self.family} {self.table}",
@@ -323,6 +326,8 @@ def _verdict(r: NodeRenderer, rule: PolicyRule) -> str:
         return "drop"
     key, label, direction = rule.policy
     text = names.log_prefix(r.prefix, key, label, direction, rule.index, names.NFT_LOG_PREFIX_MAX)
+    if r.log_group is not None:  # as nft list prints it: prefix, then group
+        return f'log prefix "{text}" group {r.log_group}'
     return f'log prefix "{text}"'
 
 
@@ -518,16 +523,26 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
             )
         )
     eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
+    maps: list[NftSet] = []
     for chain, key, d in ((from_d, "iifname", "egress"), (to_d, "oifname", "ingress")):
         dd: Direction = "egress" if d == "egress" else "ingress"
-        rules: list[str] = []
-        if eps:
-            entries = ", ".join(
-                f'"{ep.iface}" : goto {r.endpoint_chain(ep.iface, dd)}' for ep in eps
+        # A named verdict map (as Felix's nftables dataplane): a pod that comes or goes is
+        # one element added or deleted, not the dispatch rule written again.
+        vmap = names.dispatch_map(p, dd)
+        maps.append(
+            NftSet(
+                vmap,
+                "ifname : verdict",
+                tuple(f'"{ep.iface}" : goto {r.endpoint_chain(ep.iface, dd)}' for ep in eps),
+                f"local endpoint interface -> its {'from' if dd == 'egress' else 'to'}-endpoint chain",
+                "map",
             )
-            rules.append(f"{key} vmap {{ {entries} }}")
-        rules.append(f"drop {_c(p + ': unknown endpoint interface')}")
-        chains.append((chain, None, tuple(rules)))
+        )
+        rules = (
+            f"{key} vmap @{vmap}",
+            f"drop {_c(p + ': unknown endpoint interface')}",
+        )
+        chains.append((chain, None, rules))
     for ep in eps:
         for d2 in DIRECTIONS:
             rules2 = r.cached(
@@ -553,7 +568,7 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
         r.cached(f"nftables{fam}", ("set", k), partial(nft_set, r, k, fam))
         for k, fam in r.set_families()
     )
-    sets = tuple(sorted(made, key=lambda s: s.name))
+    sets = (*maps, *sorted(made, key=lambda s: s.name))
     return NftRuleset(
         prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node, notes=r.notes()
     )

@@ -354,6 +354,13 @@ class Delta:
         )
 
 
+APPLIES_MEMO_MAX = 50_000
+"""Distinct label sets whose applying policies are remembered, at most."""
+
+TEXT_KEEP = 1024
+"""Endpoints whose chain texts are kept after their pod left the node, beyond twice the
+node's endpoints (churn brings pods back)."""
+
 BATCH = 8
 """From this many changed pods in one update on, sets and policies are matched against
 a table of the changed pods (a few vector operations each) rather than pod by pod."""
@@ -371,9 +378,19 @@ class NodeRenderer:
     the state through the attributes below.
     """
 
-    def __init__(self, node: str, *, prefix: str = "sekisho", iface_prefix: str = "cali") -> None:
+    def __init__(
+        self,
+        node: str,
+        *,
+        prefix: str = "sekisho",
+        iface_prefix: str = "cali",
+        log_group: int | None = None,
+    ) -> None:
         self.node = node
         self.prefix = names.check_prefix(prefix)
+        self.log_group = names.check_log_group(log_group)
+        """Where Log rules write: None, the kernel log (``LOG``/``log``); a number, that
+        nfnetlink_log group (``NFLOG``/``log group``), read by a listener in the node."""
         self.iface_prefix = iface_prefix
         self.cluster = Cluster()
         self.program = Program()
@@ -425,6 +442,12 @@ class NodeRenderer:
         ] = {}
         """A policy chain's compiled rules, kept while its policy is the same object (a
         chain that churn deactivates and activates again is not compiled again)."""
+        self._applies_memo: dict[tuple[tuple[str, str], ...], dict[Direction, frozenset[str]]] = {}
+        """A pod's labels -> the keys of the policies that select them, per direction (for
+        the current policies)."""
+        self._text_ep: dict[str, Endpoint] = {}
+        """Pod key -> the endpoint its cached chain texts were spelt for (kept a while
+        after the pod went: churn brings pods back)."""
         """Rendered text per (kind, key) and backend; entries are dropped when they change."""
 
     # ---------------------------------------------------------------- public
@@ -588,19 +611,31 @@ class NodeRenderer:
 
     def _take_delta(self) -> Delta:
         delta, self._delta = self._delta, Delta()
-        # forget the text of what changed; everything else is reused by the next render
+        # forget the text of what changed; everything else is reused by the next render.
+        # A policy chain's text is a function of its compiled rules: it is forgotten when
+        # they are compiled again (_activate, _program_changed), not when churn
+        # deactivates the chain; an endpoint's text is kept for the value it was made
+        # for, so a pod that goes and comes back the same is not spelt again.
         for key in delta.sets | delta.removed_sets:
             self.text_cache.pop(("set", key), None)
-        for ref in delta.policies | delta.removed_policies:
-            self.text_cache.pop(("policy", *ref), None)
-        for pod in delta.endpoints | delta.removed_endpoints:
-            for d in DIRECTIONS:
-                self.text_cache.pop(("endpoint", pod, d), None)
+        for pod in delta.endpoints:
+            ep = self.endpoints.get(pod)
+            if self._text_ep.get(pod) != ep:
+                for d in DIRECTIONS:
+                    self.text_cache.pop(("endpoint", pod, d), None)
+                if ep is not None:
+                    self._text_ep[pod] = ep
+        if len(self._text_ep) > 2 * len(self.endpoints) + TEXT_KEEP:
+            for pod in [p for p in self._text_ep if p not in self.endpoints]:
+                del self._text_ep[pod]
+                for d in DIRECTIONS:
+                    self.text_cache.pop(("endpoint", pod, d), None)
         return delta
 
     def _set_program(self, program: Program) -> None:
         self.program = program
         self.policies = {}
+        self._applies_memo = {}
         self._position, self._tier_of, self._tiers = {}, {}, []
         # The early stages' tiers after the normal ones: a chain only ever holds the
         # policies of one stage, so their positions only need to be in order per stage.
@@ -626,6 +661,7 @@ class NodeRenderer:
         for key in changed:
             for d in DIRECTIONS:
                 self._compiled.pop((key, d), None)
+                self.text_cache.pop(("policy", key, d), None)
         if self._tiers != old_tiers or self._position != old_pos:
             # the order moved: every endpoint's tier list is rebuilt (membership is kept)
             changed |= {""}
@@ -683,19 +719,30 @@ class NodeRenderer:
         table of them."""
         if not local:
             return
-        ents = [self.entities[k] for k in local]
-        table = LabelTable([e.labels for e in ents])
-        have: dict[str, dict[Direction, set[str]]] = {
-            k: {d: set() for d in DIRECTIONS} for k in local
-        }
-        for pkey, pol in self.policies.items():
-            if "workload" not in pol.selector.kinds or not pol.types or pol.stage != "normal":
-                continue
-            for i in np.flatnonzero(select(pol.selector.selector, table)):
-                for d in pol.types:
-                    have[local[i]][d].add(pkey)
-        for key in local:
-            self._applies[key] = have[key]
+        memo = self._applies_memo
+        if len(memo) > APPLIES_MEMO_MAX:
+            memo.clear()
+        keys = [tuple(sorted(self.entities[k].labels.items())) for k in local]
+        # Which policies select a label set is asked once per distinct label set while
+        # the policies stay (replicas share labels; churn brings the same pods back).
+        unknown = {k: self.entities[pod].labels for k, pod in zip(keys, local, strict=True)}
+        for k in [k for k in unknown if k in memo]:
+            del unknown[k]
+        if unknown:
+            table = LabelTable(list(unknown.values()))
+            found: list[dict[Direction, set[str]]] = [
+                {d: set() for d in DIRECTIONS} for _ in unknown
+            ]
+            for pkey, pol in self.policies.items():
+                if "workload" not in pol.selector.kinds or not pol.types or pol.stage != "normal":
+                    continue
+                for i in np.flatnonzero(select(pol.selector.selector, table)).tolist():
+                    for d in pol.types:
+                        found[i][d].add(pkey)
+            for k, f in zip(unknown, found, strict=True):
+                memo[k] = {d: frozenset(v) for d, v in f.items()}
+        for key, k in zip(local, keys, strict=True):
+            self._applies[key] = {d: set(memo[k][d]) for d in DIRECTIONS}
             self._refresh_endpoint(key, set())
 
     def _pods_changed(self, changes: list[tuple[str, Pod | None, Pod | None]]) -> None:
@@ -910,6 +957,7 @@ class NodeRenderer:
         policy = self.policies[ref[0]]
         known = self._compiled.get(ref)
         if known is None or known[0] is not policy:
+            self.text_cache.pop(("policy", *ref), None)
             rules, sets = compile_rules(policy, ref[1], 4)
             rules6, sets6 = compile_rules(policy, ref[1], 6)
             sets.update(sets6)

@@ -8,7 +8,6 @@ and coalesces a burst of events into one change (debounce).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -174,6 +173,8 @@ class FileSource:
 
     def fingerprint(self) -> str:
         """A hash of every manifest's bytes: equal when nothing that matters changed."""
+        import hashlib  # on use: the one-shot commands read through this package too
+
         digest = hashlib.sha1()
         for path in self.files():
             digest.update(str(path).encode() + b"\0")
