@@ -148,8 +148,15 @@ def ruleset_fingerprint(ruleset: Ruleset) -> str:
     return ruleset_digest(ruleset)
 
 
-def _make_applier(backend: Backend, runner: CommandRunner, prefix: str) -> Applier:
-    return backend_named(backend).applier(runner, prefix)
+LINGER = 10.0
+"""Seconds a set or chain no rule refers to any more stays installed before the agent
+deletes it (nftables): endpoint churn that brings it back finds it there."""
+
+
+def _make_applier(
+    backend: Backend, runner: CommandRunner, prefix: str, linger: float = 0.0
+) -> Applier:
+    return backend_named(backend).applier(runner, prefix, linger=linger)
 
 
 @dataclass(slots=True)
@@ -181,6 +188,7 @@ class Agent:
         retry: float = 1.0,
         debounce: float = DEBOUNCE,
         log_group: int | None = None,
+        linger: float = LINGER,
     ) -> None:
         self.node = node
         self.log_group = log_group
@@ -199,7 +207,7 @@ class Agent:
         self.ready_file = Path(ready_file) if ready_file else None
         self.metrics = metrics or AgentMetrics()
         self.renderer: Renderer = renderer or IncrementalRenderer(log_group=log_group)
-        self.applier = _make_applier(backend, self.runner, prefix)
+        self.applier = _make_applier(backend, self.runner, prefix, linger)
         self.generation = 0
         self.desired: Ruleset | None = None
         """The ruleset now enforced (None before the first good apply)."""
@@ -311,6 +319,8 @@ class Agent:
         m.generation.set(self.generation)
         endpoints = sum(1 for p in cluster.pods if p.node == self.node and not p.host_network)
         rules = sum(len(chain[-1]) for chain in desired.chains)
+        # iptables' raw and mangle tables (doNotTrack, preDNAT); nft has them in its chains
+        rules += sum(len(c[-1]) for t in getattr(desired, "tables", ()) for c in t[1])
         sets = len(desired.sets)
         m.policies.set(len(cluster.policies))
         m.endpoints.set(endpoints)

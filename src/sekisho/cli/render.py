@@ -36,7 +36,7 @@ def explain_enforcement(
     cluster: Cluster, flow: Flow, node: str | None = None, backend: str = "iptables"
 ) -> list[str]:
     """:func:`sekisho.render.explain.explain_enforcement`, for a cluster the renderer draws
-    (one with host endpoints is refused)."""
+    (one with a second host endpoint on a node is refused)."""
     from sekisho.render.explain import explain_enforcement as explain
     from sekisho.sources.files import refuse_unrendered
 
@@ -70,8 +70,10 @@ def render(
 
     Exactly what the agent sends to a node that has nothing of ours yet.
     iptables: the `ipset restore` document and the `iptables-restore --noflush`
-    document of table filter (only our own chains, each rule tagged with its
-    hash, then the hook rules inserted first in FORWARD and INPUT). nftables: one
+    document of table filter, after tables raw and mangle when doNotTrack or
+    preDNAT policies apply to the node's host endpoint (only our own chains, each
+    rule tagged with its hash, then the hook rules inserted first in the builtin
+    chains). nftables: one
     `nft -f` script that creates or replaces table inet PREFIX. Output is
     deterministic.
     """

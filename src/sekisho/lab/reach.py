@@ -149,13 +149,15 @@ def measure(
     timeout: float = 1.0,
     family: int | None = None,
     capture: LogCapture | None = None,
+    workers: int = 96,
 ) -> Reachability:
     """Probe every selected ordered pair for every spec and compare with the semantics.
 
     ``family``: probe over IPv4 or IPv6 (the pods' addresses of that family, the
     semantics of that family: :func:`sekisho.semantics.probe.family_view`); None:
     each pod's first address. ``capture`` (open): the log lines of each probe are read
-    from it after the probes."""
+    from it after the probes. ``workers``: probes in flight at once (each waits up
+    to ``timeout`` for a drop)."""
     import time
 
     from sekisho.semantics import Flow, compute_matrix, resolve_endpoint
@@ -202,7 +204,7 @@ def measure(
     start = time.monotonic()
     if capture is not None:
         capture.read()  # what was logged before these probes is not theirs
-    outcomes = pr.run([j[3] for j in jobs], timeout=timeout)
+    outcomes = pr.run([j[3] for j in jobs], timeout=timeout, workers=workers)
     observed = capture.read() if capture is not None and capture.active else None
     took = time.monotonic() - start
     n = len(pods)

@@ -2,7 +2,9 @@
 
 ``sekisho trace --node`` prints this beside the walk: for each filtering point
 the flow passes (:mod:`sekisho.render.path`), the hook and interfaces, the
-verdict of the interpreter over the very text ``render`` prints, the rule that
+verdict of the interpreter over the very text ``render`` prints (and the table a
+drop happened in when it is not filter: ``raw`` for a doNotTrack deny, ``mangle``
+for a preDNAT one), the rule that
 decided (and, for an accept, the rule that made the difference), the rules that
 matched before it, the rendered rule itself and the members of the sets it uses.
 """
@@ -71,7 +73,8 @@ def explain_enforcement(
             + (f" out={p.oif}" if p.oif else "")
         )
         because = "" if d.because == d.rule else f" (because: {d.because})"
-        lines.append(f"  {where}: {d.verdict} by: {d.rule}{because}")
+        table = "" if d.table == "filter" else f" in {d.table}"
+        lines.append(f"  {where}: {d.verdict}{table} by: {d.rule}{because}")
         before = d.trail[:-1] if d.trail and d.trail[-1] == d.rule else d.trail
         lines.extend(f"      matched: {c}" for c in before)
         lines.extend(logged_as(ruleset(hop.node), p) for p in dict.fromkeys(d.logs))

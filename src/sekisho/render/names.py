@@ -95,6 +95,22 @@ def temp_set_name(name: str, prefix: str) -> str:
     return prefix + "-t-" + name[len(prefix) + 3 :]
 
 
+CHURN_TAGS = ("s", "pi", "po", "tw", "fw")
+"""The tags of what endpoint churn makes come and go on a node: sets, policy chains and
+workload endpoint chains (the appliers may keep these a while when unreferenced; host
+endpoint and base chains are never kept)."""
+
+
+def churned(prefix: str, name: str) -> bool:
+    """Whether ``name`` is a set, a policy chain or a workload endpoint chain (:data:`CHURN_TAGS`)."""
+    tag = name[len(prefix) + 1 :].split("-", 1)[0]
+    return (
+        name.startswith(prefix + "-")
+        and tag in CHURN_TAGS
+        and not name.endswith(("-dispatch", "-map"))
+    )
+
+
 def top_chain(prefix: str, hook: str) -> str:
     """Our chain that the builtin ``hook`` chain jumps to first."""
     return f"{prefix}-{hook}"
@@ -103,6 +119,11 @@ def top_chain(prefix: str, hook: str) -> str:
 def dispatch_chain(prefix: str, direction: str) -> str:
     """The chain that picks a local endpoint's chain by interface."""
     return f"{prefix}-{'tw' if direction == 'ingress' else 'fw'}-dispatch"
+
+
+def dispatch_map(prefix: str, direction: str) -> str:
+    """The verdict map (nftables) from a local endpoint's interface to its chain."""
+    return f"{prefix}-{'tw' if direction == 'ingress' else 'fw'}-map"
 
 
 COMMENT_MAX = 120
