@@ -416,6 +416,24 @@ def test_calico_in_felix_order(
     check_case(_cluster(policies), src, dst, service, allowed, words)
 
 
+@pytest.mark.parametrize(
+    "policies",
+    [
+        pytest.param(c.values[0], id=c.id)
+        for c in CASES
+        if c.id is not None and c.id.startswith("source-") and "part-of" not in c.id
+    ],
+)
+def test_known_source_ports_agree_with_the_rendered_rules(policies: list[Manifest]) -> None:
+    """Where the walk knows a probe's source port against a rule, the interpreter over
+    both backends' rules (a probe packet's source port is an ephemeral one) agrees, for
+    every pair (a partial range is "not known": no single answer holds)."""
+    from render.test_program_differential import check
+
+    cluster = _cluster(policies)
+    check(cluster, compile_program(cluster))
+
+
 def test_tier_order() -> None:
     program = compile_program(
         _cluster(
