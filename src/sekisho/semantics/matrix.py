@@ -468,7 +468,7 @@ class _Identities:
         probed_names: set[tuple[str, str]] | None = None,
     ) -> None:
         self.cluster = cluster
-        universe = universe_of(cluster)
+        universe = self.universe = universe_of(cluster)
         keyer = self.keyer = _Keyer(cluster, program, probed_names)
         self.net_pos = keyer.net_pos
         keys, member = keyer.keys(pods)
@@ -771,7 +771,7 @@ class _Identities:
             if pm is None:
                 continue
             if role == "source":
-                hit = source_ports_cover(pm)
+                hit = source_ports_cover(pm, self.universe.declared_numbers(pm))
                 if hit is None or hit == negated:
                     return False
             else:
