@@ -378,8 +378,9 @@ class NftApplier:
             if item.type in ("ipv4_addr", "ipv6_addr"):
                 body.append("flags interval")
             if item.elements:
-                elements = sorted(" ".join(str(e).split()) for e in item.elements)
-                if all("," not in e and "{" not in e and "}" not in e for e in elements):
+                elements = sorted(item.elements)
+                text = "".join(elements)
+                if not any(c in text for c in (",", "{", "}", "  ", "\t", "\n")):
                     body.append("elements = { " + ", ".join(elements) + " }")
                     return block, tuple(body)
             else:
