@@ -19,7 +19,9 @@ verdict maps, unreferenced sets and chains kept ``LINGER`` seconds) against a
 baseline measured in the same run: the same code with the delta path off
 (``linger=0``: unreferenced sets and chains deleted at once; ``deltas=False``:
 a changed set flushed and refilled). The machine's load average is printed:
-CPU times are what to compare on a shared machine.
+CPU times are what to compare on a shared machine. With ``PYTHONPATH`` at an
+older tree's ``src`` the same loop measures that code (both runs are then the
+same code: it has no delta path).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ sys.path.insert(0, str(HERE))
 import generator  # noqa: E402  (bench/ is not a package: loaded from its path)
 from bench_agent import netns  # noqa: E402
 
-from sekisho.agent.agent import LINGER, IncrementalRenderer, ruleset_fingerprint  # noqa: E402
+from sekisho.agent import agent as agent_module  # noqa: E402
+from sekisho.agent.agent import IncrementalRenderer, ruleset_fingerprint  # noqa: E402
 from sekisho.dataplane import LibnftRunner, NftApplier, SubprocessRunner  # noqa: E402
 from sekisho.dataplane.backends import backend as backend_named  # noqa: E402
 from sekisho.model import cluster_from_objects  # noqa: E402
@@ -87,7 +90,11 @@ def run(
     rows: list[dict[str, float]] = []
     with netns() as ns:
         runner = LibnftRunner(ns) if backend == "nftables" else SubprocessRunner(ns)
-        applier = backend_named(backend).applier(runner, "sekisho", linger=LINGER if delta else 0)
+        linger = getattr(agent_module, "LINGER", 0.0) if delta else 0.0
+        try:
+            applier = backend_named(backend).applier(runner, "sekisho", linger=linger)
+        except TypeError:  # the code before the delta path (PYTHONPATH=an older tree's src)
+            applier = backend_named(backend).applier(runner, "sekisho")
         if isinstance(applier.target, NftApplier):
             applier.target.deltas = delta
         renderer = IncrementalRenderer()
