@@ -574,7 +574,8 @@ class NftApplier:
     def cleanup(self) -> ApplyResult:
         """Delete every table of ours (and nothing else) in one transaction."""
         ours = self.tables()
-        self._cache = None
+        self._last = None
+        self._gone_at = {}
         self._installed = None
         self._unverified.clear()
         if not ours:
