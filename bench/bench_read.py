@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/bench_read.py DIR_OR_FILE...
     env PYTHONPATH=/tmp/base/src .venv/bin/python bench/bench_read.py DIR   # the same, older code
+    .venv/bin/python bench/bench_read.py --split DIR   # as the commands read: on two cores
+
+``--split`` reads as ``validate`` and ``matrix`` do (``sources/split.py``: a forked
+child reads half of the files); CPU is then both processes' and the wall time is
+printed too (MB/s of wall time on two cores needs two free cores to mean anything).
 
 Cyclic garbage collection is off, as in the one-shot commands (``cli/main.py``,
 ``ONE_SHOT``: ``validate`` and ``matrix`` never run it); ``--gc`` keeps it on (then a
@@ -15,6 +20,7 @@ files. Figures and commands: ``bench/README.md``, "Reading and scale".
 from __future__ import annotations
 
 import gc
+import resource
 import sys
 import time
 
@@ -22,19 +28,32 @@ from sekisho.model.reader import read_paths
 
 
 def main(argv: list[str]) -> int:
+    reader = read_paths
+    if "--split" in argv:
+        from sekisho.sources.split import read_paths as reader
+
+        argv = [a for a in argv if a != "--split"]
     if "--gc" in argv:
         argv = [a for a in argv if a != "--gc"]
     else:
         gc.disable()
-    start = time.process_time()
-    result = read_paths(argv)
-    cpu = time.process_time() - start
+    wall = time.perf_counter()
+    start = time.process_time() + _children_cpu()
+    result = reader(argv)
+    cpu = time.process_time() + _children_cpu() - start
+    wall = time.perf_counter() - wall
     size = sum(len(text.encode()) for text in result.texts.values()) / 1e6
     print(
         f"{size:.1f} MB, {result.files} files, {len(result.objects)} objects, "
-        f"{len(result.issues)} issues: {cpu:.2f} s CPU, {size / cpu:.1f} MB/s"
+        f"{len(result.issues)} issues: {cpu:.2f} s CPU, {size / cpu:.1f} MB/s; "
+        f"{wall:.2f} s wall, {size / wall:.1f} MB/s"
     )
     return 0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -234,8 +234,8 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
     first = a.apply(RULESET)
     assert first.changed
     assert runner.commands() == [
-        "iptables-save -t filter",
-        "ip6tables-save -t filter",
+        "iptables-save",
+        "ip6tables-save",
         "ipset save",
         "ipset restore",
         "iptables-restore --noflush -w 5",
@@ -252,8 +252,8 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
     a.apply(changed)
     assert runner.commands() == [
         "iptables-restore --noflush -w 5",
-        "iptables-save -t filter",
-        "ip6tables-save -t filter",
+        "iptables-save",
+        "ip6tables-save",
         "ipset save",
         "iptables-restore --noflush -w 5",
     ]
@@ -270,6 +270,54 @@ def test_cleanup_removes_only_ours() -> None:
     assert "-X sk-FORWARD" in doc and "-X sk-pol" in doc
     assert runner.calls[4] == (("ipset", "restore"), "destroy sk-s-a\n")
     assert len(result.changes) == 4
+
+
+@dataclass(frozen=True)
+class FakeEarlyRuleset(FakeRuleset):
+    tables: tuple[
+        tuple[str, tuple[tuple[str, tuple[str, ...]], ...], tuple[tuple[str, str], ...]], ...
+    ]
+
+
+EARLY = FakeEarlyRuleset(
+    "sk",
+    RULESET.sets,
+    RULESET.chains,
+    RULESET.hooks,
+    (("raw", (("sk-raw-PRE", ("-j NOTRACK",)),), (("PREROUTING", "-j sk-raw-PRE"),)),),
+)
+
+
+def test_raw_table_in_the_same_document_before_filter_and_cleaned_up() -> None:
+    """doNotTrack chains (the raw table) are written in the filter table's restore
+    document, before it; read back from ``iptables-save``; an unchanged raw table is not
+    rewritten; cleanup removes its hook and chains too."""
+    a = IptablesApplier(FakeRunner(), "sk")
+    doc = a.plan(a.parse_save(IN_SYNC), EARLY).doc
+    assert doc[0] == "*raw"  # the filter table is in sync: only raw is written
+    assert any(line.startswith("-A sk-raw-PRE") and "NOTRACK" in line for line in doc)
+    assert any(line.startswith("-I PREROUTING 1") for line in doc)
+    raw_section = [
+        "*raw",
+        ":PREROUTING ACCEPT [0:0]",
+        ":sk-raw-PRE - [0:0]",
+        *(line for line in doc if line.startswith("-A sk-raw-PRE")),
+        *(
+            "-A PREROUTING " + line.split(" ", 3)[3]
+            for line in doc
+            if line.startswith("-I PREROUTING 1")
+        ),
+        "COMMIT",
+    ]
+    installed = "\n".join(raw_section) + "\n" + IN_SYNC
+    assert a.plan(a.parse_save(installed), EARLY).doc == []
+    assert a.plan(a.parse_save(installed), RULESET).doc[:1] == ["*raw"]  # stale: removed
+    runner = FakeRunner(save=installed, ipset=SETS_IN_SYNC)
+    result = IptablesApplier(runner, "sk").cleanup()
+    sent = runner.calls[3][1] or ""
+    assert sent.index("*raw") < sent.index("*filter")
+    assert "-X sk-raw-PRE" in sent and "-D PREROUTING" in sent
+    assert "raw chain sk-raw-PRE deleted" in result.changes
 
 
 LISTING = """table inet sk { # handle 3

@@ -135,6 +135,15 @@ def test_what_the_fast_path_leaves_to_libyaml(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "indicator", [i for _, group in fastyaml._INDICATORS for i in group], ids=repr
+)
+def test_every_indicator_is_left_to_libyaml(indicator: str) -> None:
+    """Each indicator is found, behind the shorter text searched first for it."""
+    assert fastyaml._text_agrees("kind: Pod\nmetadata:\n  name: x\n")
+    assert not fastyaml._text_agrees("kind: Pod\nmetadata:\n  name: x" + indicator + "y\n")
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "a: 1\n",

@@ -32,7 +32,9 @@ def load(paths: Sequence[str], etcd: dict[str, object] | None = None) -> Cluster
 
         cluster = store_cluster(config)
     else:
-        cluster = load_cluster(list(paths))
+        from sekisho.sources.split import read_paths
+
+        cluster = load_cluster(list(paths), reader=read_paths)
     warn_unsupported(cluster)
     return cluster
 

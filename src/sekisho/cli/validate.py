@@ -88,8 +88,11 @@ def validate(
         result = snapshot_result(snapshot, config.prefix)
     else:
         from sekisho.model import load_paths
+        from sekisho.sources.split import read_paths
 
-        result = load_paths(list(paths), stdin=sys.stdin, cluster_cidr=cluster_cidr)
+        result = load_paths(
+            list(paths), stdin=sys.stdin, cluster_cidr=cluster_cidr, reader=read_paths
+        )
     summary = result.summary()
     if output == "json":
         doc: dict[str, object] = {

@@ -222,8 +222,16 @@ def check_aliases(root: Node) -> None:
 _LEADING_ZERO = re.compile(r"(?<![\w.:/'\"-])[-+]?0(?:[0-9_]+|[oO][0-7_]+)(?![\w.:-])")
 """A number with a leading zero: 0755 is 493 in YAML 1.1 (octal) and 755 in 1.2."""
 _ZERO = re.compile(r"0[0-9_oO]")
-_INDICATORS = (" ? ", "\n? ", "- ? ", " : ", " :\n", "\n: ", "\n:\n", "<<", "\n%", "\n...")
-"""Explicit keys and values, merge keys, directives and document ends: left to libyaml."""
+_INDICATORS = (
+    ("?", (" ? ", "\n? ", "- ? ")),
+    (" :", (" : ", " :\n")),
+    ("\n:", ("\n: ", "\n:\n")),
+    ("<", ("<<",)),
+    ("%", ("\n%",)),
+    ("\n...", ("\n...",)),
+)
+"""Explicit keys and values, merge keys, directives and document ends: left to libyaml;
+grouped by a shorter text each contains, searched first (rare in manifests)."""
 _TYPED_IN_1_1 = frozenset(
     {"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "=", "<<"}
 )
@@ -236,8 +244,9 @@ def _text_agrees(text: str) -> bool:
     leading-zero number: nothing the two parsers could read differently in the text."""
     if "&" in text or "!" in text or text.startswith(("%", "...", "? ", ": ")):
         return False
-    if any(indicator in text for indicator in _INDICATORS):
-        return False
+    for guard, indicators in _INDICATORS:
+        if guard in text and any(indicator in text for indicator in indicators):
+            return False
     # Flow collections other than the empty {} and [] are left to libyaml: the two
     # parsers part on odd flow content (an indicator starting a scalar, empty keys).
     if text.count("{") != text.count("{}") or text.count("[") != text.count("[]"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -91,15 +91,21 @@ def _policy_count(c: Cluster | None) -> int:
     return n
 
 
+Reader = Callable[[Sequence[str | Path], TextIO | None], ReadResult]
+"""What reads the files: :func:`~sekisho.model.reader.read_paths`, or one that gives the
+same result another way (``sekisho.sources.split`` reads on two cores)."""
+
+
 def load_paths(
     paths: Sequence[str | Path],
     *,
     stdin: TextIO | None = None,
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
+    reader: Reader = read_paths,
 ) -> LoadResult:
     """Load files, directories (recursive ``*.yaml``, ``*.yml``, ``*.json``, sorted) and ``-``."""
     with paused_gc():
-        return load_read(read_paths(paths, stdin), cluster_cidr)
+        return load_read(reader(paths, stdin), cluster_cidr)
 
 
 def load_cluster(
@@ -107,13 +113,14 @@ def load_cluster(
     *,
     stdin: TextIO | None = None,
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
+    reader: Reader = read_paths,
 ) -> Cluster:
     """Like :func:`load_paths`, but raise :class:`ManifestError` with every problem.
 
     Warnings are not returned, so the linter does not run.
     """
     with paused_gc():
-        result = _load_read(read_paths(paths, stdin), cluster_cidr, warnings=False)
+        result = _load_read(reader(paths, stdin), cluster_cidr, warnings=False)
     if result.cluster is None:
         raise ManifestError(result.problems)
     return result.cluster

@@ -163,6 +163,14 @@ def read_paths(paths: Sequence[str | Path], stdin: TextIO | None = None) -> Read
 def _read_paths(paths: Sequence[str | Path], stdin: TextIO | None) -> ReadResult:
     result = ReadResult()
     found, result.issues = discover(paths)
+    read_found(found, stdin, result)
+    return result
+
+
+def read_found(
+    found: Sequence[tuple[str, Path | None]], stdin: TextIO | None, result: ReadResult
+) -> None:
+    """Read and parse the files :func:`discover` found, in order, into ``result``."""
     for display, path in found:
         try:
             if path is None:
@@ -185,7 +193,6 @@ def _read_paths(paths: Sequence[str | Path], stdin: TextIO | None) -> ReadResult
         result.files += 1
         result.texts[display] = text
         read_text(text, display, result, is_json=display.endswith(".json"))
-    return result
 
 
 def _not_utf8(file: str, raw: bytes, exc: UnicodeDecodeError) -> Issue:

@@ -148,6 +148,17 @@ to 29 letters long" (iptables-extensions(8); the kernel's ``prefix[30]`` with th
 NFT_LOG_PREFIX_MAX = 127
 """nftables ``log prefix``: ``NF_LOG_PREFIXLEN`` is 128 bytes with the NUL."""
 
+NFLOG_GROUP_MAX = 65535
+"""nfnetlink_log groups are 16 bits (``--nflog-group``, nft's ``log group``)."""
+
+
+def check_log_group(group: int | None) -> int | None:
+    """``group`` if Log rules can write to it (None: the kernel log), else :class:`UsageError`."""
+    if group is not None and not 0 <= group <= NFLOG_GROUP_MAX:
+        raise UsageError(f"log group {group}: expected 0 to {NFLOG_GROUP_MAX}")
+    return group
+
+
 _LOG_WORD = re.compile(r"^[A-Za-z0-9._/:-]+$")
 """Characters a policy name keeps in a log prefix: nothing the ``iptables-save``/``nft``
 quoting or a log reader would change (no quote, ``$``, backslash or ``~``)."""
@@ -208,7 +219,7 @@ def parse_log_prefix(text: str) -> tuple[str, str, str, int] | None:
     return m["prefix"], m["short"], "ingress" if m["d"] == "i" else "egress", int(m["i"])
 
 
-_RULE_LOG_RE = re.compile(r"""(?:--log-prefix|log prefix) (["'])(.*?)\1""")
+_RULE_LOG_RE = re.compile(r"""(?:--log-prefix|--nflog-prefix|log prefix) (["'])(.*?)\1""")
 
 
 def rule_log_prefix(line: str) -> str | None:

@@ -222,11 +222,33 @@ class ProbeMatrix:
                 np.add.at(counts[src], extra, 1)
         return counts
 
+    def class_rows(self, which: str) -> tuple[npt.NDArray[np.uint8], list[int], IntArray]:
+        """The (C, C) ``which`` class table's rows bit-packed, and its distinct rows: the
+        first class of each distinct row, and each class's distinct row's number (in
+        order of first appearance). Computed once per table (probes share tables)."""
+        table = self.class_table(which)
+        key = ("rows", id(table))
+        got = self.shared.get(key)
+        if got is None:
+            packed = np.packbits(table, axis=1)
+            width = packed.shape[1]
+            buf = packed.tobytes()
+            seen: dict[bytes, int] = {}
+            firsts: list[int] = []
+            inverse = np.empty(len(packed), dtype=np.int64)
+            for c in range(len(packed)):
+                row = seen.setdefault(buf[c * width : (c + 1) * width], len(seen))
+                if row == len(firsts):
+                    firsts.append(c)
+                inverse[c] = row
+            got = self.shared[key] = (packed, firsts, inverse)
+        return got  # type: ignore[return-value]
+
     def pair_total(self, which: str) -> int:
         """How many ordered pairs of distinct pods ``which`` allows (``pair_counts(which).sum()``).
 
         From the class tables and the class sizes: pods of one class are pairs of the
-        class with itself."""
+        class with itself; each distinct row of the table is weighed once."""
         table = self.class_table(which)
         key = ("total", id(table), id(self.identity_class), id(self.pod_identity))
         if not self.same_node and key in self.shared:
@@ -234,20 +256,21 @@ class ProbeMatrix:
             return known
         k = table.shape[0]
         idx = self.pod_class
-        sizes = np.bincount(idx, minlength=k).astype(np.float64)
-        weights = sizes.astype(np.float32)
-        total = 0.0
-        for at in range(0, k, 2048):  # row blocks: no (C, C) float table at once
-            block = table[at : at + 2048].astype(np.float32) @ weights
-            total += float(sizes[at : at + 2048] @ block)
-        total -= float(sizes[np.diagonal(table)].sum())
+        sizes = np.bincount(idx, minlength=k)
+        weights = sizes.astype(np.float32)  # exact: a row's sum is at most the pod count
+        packed, firsts, inverse = self.class_rows(which)
+        reach = np.empty(len(firsts), dtype=np.int64)
+        for at in range(0, len(firsts), 2048):  # row blocks: no (C, C) float table at once
+            block = np.unpackbits(packed[firsts[at : at + 2048]], axis=1, count=k)
+            reach[at : at + 2048] = np.rint(block.astype(np.float32) @ weights)
+        total = int(sizes @ reach[inverse]) - int(sizes[np.diagonal(table)].sum())
         extra = 0
         if which != "egress":
             for row, cols in self.same_node:
                 extra += int((~table[idx[row], idx[cols]]).sum())
         if not self.same_node:
-            self.shared[key] = round(total)
-        return round(total) + extra
+            self.shared[key] = total
+        return total + extra
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -883,32 +906,69 @@ def _classes(
     return out
 
 
+def _words(rows: BoolArray) -> npt.NDArray[np.uint64]:
+    """(n, m) bools as (n, ceil(m / 64)) words: row ``r``'s bits, packed, zero-padded."""
+    packed = np.packbits(rows, axis=1)
+    width = -(-packed.shape[1] // 8) * 8
+    if width != packed.shape[1]:
+        packed = np.pad(packed, ((0, 0), (0, width - packed.shape[1])))
+    out: npt.NDArray[np.uint64] = np.ascontiguousarray(packed).view(np.uint64)
+    return out
+
+
+def _bools(words: npt.NDArray[np.uint64], m: int) -> BoolArray:
+    """:func:`_words` undone: the first ``m`` bits of each row."""
+    out: BoolArray = np.unpackbits(words.view(np.uint8), axis=1, count=m).view(np.bool_)
+    return out
+
+
+def _row_groups(words: npt.NDArray[np.uint64]) -> tuple[list[int], IntArray]:
+    """Rows with equal words: each group's first row, and each row's group (groups in
+    order of first appearance)."""
+    width = words.shape[1] * 8
+    buf = words.tobytes()
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    inverse = np.empty(len(words), dtype=np.int64)
+    for i in range(len(words)):
+        g = seen.setdefault(buf[i * width : (i + 1) * width], len(seen))
+        if g == len(first):
+            first.append(i)
+        inverse[i] = g
+    return first, inverse
+
+
+def _or_groups(
+    words: npt.NDArray[np.uint64], first: list[int], inverse: IntArray
+) -> npt.NDArray[np.uint64]:
+    """Per group of :func:`_row_groups`, the OR of its rows' words."""
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(first)))
+    out: npt.NDArray[np.uint64] = np.bitwise_or.reduceat(words[order], starts, axis=0)
+    return out
+
+
 def _merge(left: BoolArray, right: BoolArray) -> tuple[BoolArray, BoolArray]:
     """Rows with the same ``left`` share one row whose ``right`` is the OR (and vice versa).
 
     ``OR_r left[r] x right[r]`` is unchanged; R drops to the number of distinct
     peer sets (selectors repeat across policies), which is what the product costs.
+    Done on bit-packed words (a row of K identities is K / 64 of them).
     """
+    m_left, m_right = left.shape[1], right.shape[1]
+    lw, rw = _words(left), _words(right)
+    merged = False
     for _ in range(2):
-        packed = np.packbits(left, axis=1)
-        # Rows as bytes keys, grouped in one pass.
-        width = packed.shape[1]
-        buf = packed.tobytes()
-        seen: dict[bytes, int] = {}
-        first: list[int] = []
-        inverse = np.empty(len(left), dtype=np.int64)
-        for i in range(len(left)):
-            g = seen.setdefault(buf[i * width : (i + 1) * width], len(seen))
-            if g == len(first):
-                first.append(i)
-            inverse[i] = g
-        if len(first) < len(left):
-            order = np.argsort(inverse, kind="stable")
-            starts = np.searchsorted(inverse[order], np.arange(len(first)))
-            right = np.logical_or.reduceat(right[order], starts, axis=0)
-            left = left[first]
-        left, right = right, left
-    return left, right
+        first, inverse = _row_groups(lw)
+        if len(first) < len(lw):
+            rw = _or_groups(rw, first, inverse)
+            lw = lw[first]
+            merged = True
+        lw, rw = rw, lw
+        m_left, m_right = m_right, m_left
+    if not merged:
+        return left, right
+    return _bools(lw, m_left), _bools(rw, m_right)
 
 
 def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> BoolArray:
@@ -933,9 +993,9 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
     by_rows = float(a.sum()) * len(cols) + 20_000.0 * len(rows)
     by_cols = float(b.sum()) * len(rows) + 20_000.0 * len(cols)
     if by_rows < dense and by_rows <= by_cols:
-        return _grouped_product(a, b, rows, cols, size)
+        return _grouped_product(a, b, rows, size)
     if by_cols < dense:
-        return _transpose(_grouped_product(b, a, cols, rows, size))
+        return _grouped_product(b, a, cols, size, transposed=True)
     if len(rows) == size and len(cols) == size:
         full: BoolArray = (a.T.astype(np.float32) @ b.astype(np.float32)) > 0.5
         return full
@@ -947,40 +1007,29 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
     return out
 
 
-def _transpose(table: BoolArray, block: int = 512) -> BoolArray:
-    """``table.T`` in C order, copied by blocks that stay in cache (5x numpy's copy)."""
-    n, m = table.shape
-    out: BoolArray = np.empty((m, n), dtype=table.dtype)
-    for i in range(0, m, block):
-        for j in range(0, n, block):
-            out[i : i + block, j : j + block] = table[j : j + block, i : i + block].T
-    return out
-
-
 def _grouped_product(
-    a: BoolArray, b: BoolArray, rows: IntArray, cols: IntArray, size: int
+    a: BoolArray, b: BoolArray, rows: IntArray, size: int, *, transposed: bool = False
 ) -> BoolArray:
     """The product of :func:`_any_product` row by row: row ``i`` is the OR of ``b``'s rows
-    of the rules whose ``a`` holds ``i``; rows reached by the same rules share it."""
-    out: BoolArray = np.zeros((size, size), dtype=np.bool_)
+    of the rules whose ``a`` holds ``i`` (``rows``: the identities some rule of ``a``
+    holds); rows reached by the same rules share it (one line per group, gathered into
+    place). ``transposed``: the product's transpose."""
     reached = a[:, rows]
-    packed = np.ascontiguousarray(np.packbits(reached, axis=0).T)
-    width = packed.shape[1]
-    _, first, inverse = np.unique(
-        np.ascontiguousarray(packed).view(f"V{width}").ravel(),
-        return_index=True,
-        return_inverse=True,
-    )
-    inverse = inverse.reshape(len(rows))
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(first) + 1))
-    sub = b[:, cols]
-    for g, at in enumerate(first.tolist()):
-        members = rows[order[bounds[g] : bounds[g + 1]]]
+    first, inverse = _row_groups(_words(np.ascontiguousarray(reached.T)))
+    # One line per group (OR-ed as words), and an empty one for identities no rule reaches.
+    sub = _words(b)
+    lines = np.zeros((len(first) + 1, sub.shape[1]), dtype=np.uint64)
+    for g, at in enumerate(first):
         rules = np.flatnonzero(reached[:, at])
-        line = np.zeros(size, dtype=np.bool_)
-        line[cols] = sub[rules[0]] if len(rules) == 1 else sub[rules].any(axis=0)
-        out[members] = line
+        lines[g] = sub[rules[0]] if len(rules) == 1 else np.bitwise_or.reduce(sub[rules], axis=0)
+    group = np.full(size, len(first), dtype=np.int64)
+    group[rows] = inverse
+    full = _bools(lines, size)
+    if not transposed:
+        out: BoolArray = np.take(full, group, axis=0)
+        return out
+    # out[i, j] = line of j's group, at i: columns gathered on each row.
+    out = np.take(np.ascontiguousarray(full.T), group, axis=1)
     return out
 
 

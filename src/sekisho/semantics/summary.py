@@ -207,18 +207,16 @@ def summarize(matrix: Matrix) -> Summary:
         if cls is None:
             cls = np.arange(k, dtype=np.int64)
         allowed = probe.pair_total("allowed")
-        packed = np.packbits(table, axis=1)
+        packed, _firsts, class_row = probe.class_rows("allowed")
         key = packed.tobytes() + cls.tobytes()
         if key in seen:
             shared[tables] = seen[key]
             probes.append(ProbeSummary(probe, allowed, total, seen[key], ()))
             continue
         seen[key] = shared[tables] = index
-        row_of: dict[bytes, int] = {}
-        class_row = [row_of.setdefault(r.tobytes(), len(row_of)) for r in packed]
         rows: dict[int, list[int]] = {}
-        for i, c in enumerate(cls.tolist()):
-            rows.setdefault(class_row[c], []).append(i)
+        for i, row in enumerate(class_row[cls].tolist()):
+            rows.setdefault(row, []).append(i)
         connections: list[Connection] = []
         for sources in rows.values():
             reach = table[cls[sources[0]]][cls]
