@@ -971,12 +971,15 @@ def _merge(left: BoolArray, right: BoolArray) -> tuple[BoolArray, BoolArray]:
     return _bools(lw, m_left), _bools(rw, m_right)
 
 
-def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> BoolArray:
+def _any_product(
+    left: list[BoolArray], right: list[BoolArray], size: int, into: BoolArray | None = None
+) -> BoolArray:
     """``OR_r left[r][:, None] & right[r][None, :]``: one matrix product, or per group of
     identities that the same rules reach, when one side is sparse (``left`` and
-    ``right``: rows, or (n, K) blocks of rows)."""
+    ``right``: rows, or (n, K) blocks of rows). ``into``: OR-ed into that (K, K) table,
+    which is returned (no second table)."""
     if not left:
-        return np.zeros((size, size), dtype=np.bool_)
+        return np.zeros((size, size), dtype=np.bool_) if into is None else into
     a = np.vstack(left)
     b = np.vstack(right)
     if len(a) > 64:
@@ -986,34 +989,48 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
     rows = np.flatnonzero(a.any(axis=0))
     cols = np.flatnonzero(b.any(axis=0))
     if not len(rows) or not len(cols):
-        return np.zeros((size, size), dtype=np.bool_)
+        return np.zeros((size, size), dtype=np.bool_) if into is None else into
     # Estimated costs (ns): BLAS per (row, column, rule); bytes OR-ed per identity a
     # rule reaches on the sparse side, plus a fixed cost per group.
     dense = 0.05 * len(rows) * len(cols) * len(a)
     by_rows = float(a.sum()) * len(cols) + 20_000.0 * len(rows)
     by_cols = float(b.sum()) * len(rows) + 20_000.0 * len(cols)
     if by_rows < dense and by_rows <= by_cols:
-        return _grouped_product(a, b, rows, size)
+        return _grouped_product(a, b, rows, size, into=into)
     if by_cols < dense:
-        return _grouped_product(b, a, cols, size, transposed=True)
+        return _grouped_product(b, a, cols, size, transposed=True, into=into)
     if len(rows) == size and len(cols) == size:
         full: BoolArray = (a.T.astype(np.float32) @ b.astype(np.float32)) > 0.5
+    else:
+        full = np.zeros((size, size), dtype=np.bool_)
+        part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
+        block = np.zeros((len(rows), size), dtype=np.bool_)
+        block[:, cols] = part > 0.5
+        full[rows] = block  # whole rows: much cheaper than a 2-D scatter
+    if into is None:
         return full
-    out: BoolArray = np.zeros((size, size), dtype=np.bool_)
-    part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
-    block = np.zeros((len(rows), size), dtype=np.bool_)
-    block[:, cols] = part > 0.5
-    out[rows] = block  # whole rows: much cheaper than a 2-D scatter
-    return out
+    into |= full
+    return into
+
+
+GATHER_ROWS = 256
+"""Rows of a (K, K) table gathered at a time when OR-ing a product into one (a block
+that stays in cache, instead of a second table)."""
 
 
 def _grouped_product(
-    a: BoolArray, b: BoolArray, rows: IntArray, size: int, *, transposed: bool = False
+    a: BoolArray,
+    b: BoolArray,
+    rows: IntArray,
+    size: int,
+    *,
+    transposed: bool = False,
+    into: BoolArray | None = None,
 ) -> BoolArray:
     """The product of :func:`_any_product` row by row: row ``i`` is the OR of ``b``'s rows
     of the rules whose ``a`` holds ``i`` (``rows``: the identities some rule of ``a``
     holds); rows reached by the same rules share it (one line per group, gathered into
-    place). ``transposed``: the product's transpose."""
+    place). ``transposed``: the product's transpose. ``into``: OR-ed into that table."""
     reached = a[:, rows]
     first, inverse = _row_groups(_words(np.ascontiguousarray(reached.T)))
     # One line per group (OR-ed as words), and an empty one for identities no rule reaches.
@@ -1026,11 +1043,22 @@ def _grouped_product(
     group[rows] = inverse
     full = _bools(lines, size)
     if not transposed:
-        out: BoolArray = np.take(full, group, axis=0)
-        return out
+        if into is None:
+            out: BoolArray = np.take(full, group, axis=0)
+            return out
+        for at in range(0, size, GATHER_ROWS):
+            part = into[at : at + GATHER_ROWS]
+            part |= np.take(full, group[at : at + GATHER_ROWS], axis=0)
+        return into
     # out[i, j] = line of j's group, at i: columns gathered on each row.
-    out = np.take(np.ascontiguousarray(full.T), group, axis=1)
-    return out
+    across = np.ascontiguousarray(full.T)
+    if into is None:
+        out = np.take(across, group, axis=1)
+        return out
+    for at in range(0, size, GATHER_ROWS):
+        part = into[at : at + GATHER_ROWS]
+        part |= np.take(across[at : at + GATHER_ROWS], group, axis=1)
+    return into
 
 
 def _membership(pods: Sequence[Pod], nets_list: Sequence[tuple[IPNetwork, ...]]) -> BoolArray:
@@ -1448,7 +1476,7 @@ def _walk_table(
         out1: BoolArray = np.empty((k, k), dtype=np.bool_)
         out1[...] = ~mask & prof_mask
         for run in runs:
-            out1 |= _any_product(run.src, run.dst, k)
+            _any_product(run.src, run.dst, k, into=out1)
         return out1
     allowed, undecided = _first_match(tiers, direction, k, tier_ends=True)
     # After the last tier, or for pairs no tier applies to: the profile.
