@@ -222,15 +222,34 @@ class ProbeMatrix:
                 np.add.at(counts[src], extra, 1)
         return counts
 
+    def _table_key(self, which: str) -> tuple[object, ...]:
+        """What identifies the (C, C) ``which`` table among the probes that share tables."""
+        if which == "ingress":
+            return (which, id(self.identity_ingress))
+        if which == "egress":
+            return (which, id(self.identity_egress))
+        if which == "allowed":
+            return (which, id(self.identity_ingress), id(self.identity_egress))
+        raise ValueError(f"no table {which!r}")
+
     def class_rows(self, which: str) -> tuple[npt.NDArray[np.uint8], list[int], IntArray]:
         """The (C, C) ``which`` class table's rows bit-packed, and its distinct rows: the
         first class of each distinct row, and each class's distinct row's number (in
-        order of first appearance). Computed once per table (probes share tables)."""
-        table = self.class_table(which)
-        key = ("rows", id(table))
+        order of first appearance). Computed once per table (probes share tables);
+        ``allowed`` is packed from ``ingress & egress`` by blocks of rows, without
+        building the (C, C) table."""
+        key = ("rows", *self._table_key(which))
         got = self.shared.get(key)
         if got is None:
-            packed = np.packbits(table, axis=1)
+            if which == "allowed" and "class_allowed" not in self.__dict__:
+                ingress, egress = self.identity_ingress, self.identity_egress
+                k = ingress.shape[0]
+                packed = np.empty((k, (k + 7) // 8), dtype=np.uint8)
+                for at in range(0, k, GATHER_ROWS):
+                    rows = slice(at, at + GATHER_ROWS)
+                    packed[rows] = np.packbits(ingress[rows] & egress[rows], axis=1)
+            else:
+                packed = np.packbits(self.class_table(which), axis=1)
             width = packed.shape[1]
             buf = packed.tobytes()
             seen: dict[bytes, int] = {}
@@ -244,30 +263,37 @@ class ProbeMatrix:
             got = self.shared[key] = (packed, firsts, inverse)
         return got  # type: ignore[return-value]
 
+    def class_row(self, which: str, c: int) -> BoolArray:
+        """Row ``c`` of the (C, C) ``which`` class table (from :meth:`class_rows`)."""
+        packed = self.class_rows(which)[0]
+        out: BoolArray = np.unpackbits(packed[c], count=len(packed)).view(np.bool_)
+        return out
+
     def pair_total(self, which: str) -> int:
         """How many ordered pairs of distinct pods ``which`` allows (``pair_counts(which).sum()``).
 
         From the class tables and the class sizes: pods of one class are pairs of the
         class with itself; each distinct row of the table is weighed once."""
-        table = self.class_table(which)
-        key = ("total", id(table), id(self.identity_class), id(self.pod_identity))
+        key = ("total", *self._table_key(which), id(self.identity_class), id(self.pod_identity))
         if not self.same_node and key in self.shared:
             known: int = self.shared[key]  # type: ignore[assignment]
             return known
-        k = table.shape[0]
+        packed, firsts, inverse = self.class_rows(which)
+        k = len(packed)
         idx = self.pod_class
         sizes = np.bincount(idx, minlength=k)
         weights = sizes.astype(np.float32)  # exact: a row's sum is at most the pod count
-        packed, firsts, inverse = self.class_rows(which)
         reach = np.empty(len(firsts), dtype=np.int64)
         for at in range(0, len(firsts), 2048):  # row blocks: no (C, C) float table at once
             block = np.unpackbits(packed[firsts[at : at + 2048]], axis=1, count=k)
             reach[at : at + 2048] = np.rint(block.astype(np.float32) @ weights)
-        total = int(sizes @ reach[inverse]) - int(sizes[np.diagonal(table)].sum())
+        c = np.arange(k)
+        diagonal = ((packed[c, c >> 3] >> (7 - (c & 7))) & 1).astype(np.bool_)
+        total = int(sizes @ reach[inverse]) - int(sizes[diagonal].sum())
         extra = 0
         if which != "egress":
             for row, cols in self.same_node:
-                extra += int((~table[idx[row], idx[cols]]).sum())
+                extra += int((~self.class_row(which, idx[row])[idx[cols]]).sum())
         if not self.same_node:
             self.shared[key] = total
         return total + extra
