@@ -110,3 +110,28 @@ def test_small_inputs_and_stdin_are_read_here(tmp_path: Path) -> None:
     assert split._cut([("a", root / "00-pods.yaml"), ("b", root / "01-pods.yaml")]) is None
     assert split._cut([("<stdin>", None), ("a", root / "00-pods.yaml")]) is None
     assert os.cpu_count() is not None
+
+
+def test_the_child_is_reaped_when_reading_here_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _cluster(tmp_path, False)
+    monkeypatch.setattr(split, "SPLIT_FROM", 1)
+    children: list[int] = []
+    start = split._start
+
+    def started(found: object) -> tuple[int, int] | None:
+        child = start(found)  # type: ignore[arg-type]
+        assert child is not None
+        children.append(child[0])
+        return child
+
+    def interrupted(found: object, stdin: object, result: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(split, "_start", started)
+    monkeypatch.setattr(split, "read_found", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        split.read_paths([root])
+    with pytest.raises(ChildProcessError):
+        os.waitpid(children[0], os.WNOHANG)  # already reaped

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,7 +44,14 @@ def read_paths(paths: Sequence[str | Path], stdin: TextIO | None = None) -> Read
             return result
         mine, theirs = found[:cut], found[cut:]
         child = _start(theirs)
-        read_found(mine, stdin, result)
+        try:
+            read_found(mine, stdin, result)
+        except BaseException:
+            if child is not None:  # never leave it behind (Ctrl-C reaches both)
+                os.close(child[1])
+                os.kill(child[0], signal.SIGKILL)
+                os.waitpid(child[0], 0)
+            raise
         got = _finish(child) if child is not None else None
         if got is None:
             read_found(theirs, stdin, result)
