@@ -37,6 +37,10 @@ ODD = {
     "  annotations: {at: 2001-12-14}\n",
     "intkey.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: k\n  namespace: a\n"
     "  labels: {1: x}\n",
+    "omap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: o, namespace: a}\n"
+    "data: !!omap [{a: 1}]\n",
+    "null.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n, namespace: a}\n"
+    "data: {v: null, w: .inf}\n",
     # Problems, located by line, in both halves.
     "0-bad.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: first\n  namespace: a\n"
     "  labels: {a: [1]}\n",
@@ -81,7 +85,7 @@ def test_split_read_equals_reading_in_order(
     b = load_paths([root])
     assert [str(p) for p in a.problems] == [str(p) for p in b.problems]
     assert (a.problems != ()) == odd
-    for name in ("nan.yaml", "when.yaml", "intkey.yaml") if odd else ():
+    for name in ("nan.yaml", "when.yaml", "intkey.yaml", "omap.yaml", "null.yaml") if odd else ():
         # Values JSON would change go as pickle; the pods' as JSON.
         one = read_paths([root / name])
         assert split._encode(one)[:8] == bytes(8)

@@ -141,13 +141,17 @@ _HEAD = 16
 def _encode(result: ReadResult) -> bytes:
     values = [o.data for o in result.objects]
     as_json = b""
-    try:
-        text = orjson.dumps(values)
-        # Only what JSON gives back exactly (no NaN, timestamp, binary, non-string key).
-        if orjson.loads(text) == values:
-            as_json = text
-    except (TypeError, orjson.JSONEncodeError):
-        pass
+    # Only what JSON gives back exactly: a timestamp, binary, a set, a key that is not
+    # a string or an integer past 64 bits raises; NaN and infinities become null, so a
+    # text with a null is read back and compared; YAML tags (``!!omap`` gives tuples)
+    # are left to pickle.
+    if not any("!" in text for text in result.texts.values()):
+        try:
+            text = orjson.dumps(values, option=orjson.OPT_PASSTHROUGH_DATETIME)
+            if b"null" not in text or orjson.loads(text) == values:
+                as_json = text
+        except (TypeError, orjson.JSONEncodeError):
+            pass
     rest: tuple[Any, ...] = (
         [o.loc for o in result.objects],
         None if as_json else values,
