@@ -31,12 +31,15 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
 * churn: a node with ``--local-pods`` pods (pods of the generated cluster moved
   onto it; ``--local-pods`` x 4 in the cluster) and ``--policies`` policies; pods
   of that node are deleted and added back by raw puts (as an API server would
-  write them) from ``--writers`` clients at ``--rate`` per second in all for
-  ``--seconds``; per change, the time until the agent applied a revision that
+  write them) from ``--writers`` clients in ``--writer-procs`` processes at
+  ``--rate`` per second in all for ``--seconds`` (``--txn`` changes per
+  transaction); per change, the time until the agent applied a revision that
   includes it (p50/p99), and the rate of endpoint updates it sustained
-  (updates / seconds until the last one was applied). Batching is the design:
-  one sync takes every change that came while the last one was applied.
-  Baseline: the same run with every load whole (``EtcdSource(patch=False)``).
+  (updates / seconds until the last one was applied), with the agent's CPU per
+  sync. Batching is the design: one sync takes every change that came while the
+  last one was applied. Baseline: the same run with the applier's delta path
+  off (``linger=0``: unreferenced sets and chains deleted at once;
+  ``NftApplier.deltas`` off: a changed set flushed and refilled).
 * scale and churn also print the agent's stages per sync (load, render, apply)
   and how many loads were patches of the last good cluster rather than whole
   loads (``model.load.patch_parts``).
@@ -69,6 +72,7 @@ import generator  # noqa: E402  (bench/ is not a package: loaded from its path)
 from bench_agent import netns  # noqa: E402
 
 from sekisho.agent import Agent, AgentMetrics, full_renderer, ruleset_fingerprint  # noqa: E402
+from sekisho.dataplane import NftApplier  # noqa: E402
 from sekisho.lab.etcd import LocalEtcd  # noqa: E402
 from sekisho.model import cluster_from_objects  # noqa: E402
 from sekisho.sources.etcd import EtcdClient, EtcdSource, object_key  # noqa: E402
@@ -224,10 +228,17 @@ class Applied:
         real = agent._sync
 
         def sync() -> Any:
+            cpu = time.thread_time()
             summary = real()
             if summary.status in ("applied", "unchanged"):
                 self.log.append((time.perf_counter(), source._loaded_rev))
-                self.stages.append({**dict(summary.stages), "total": summary.duration})
+                self.stages.append(
+                    {
+                        **dict(summary.stages),
+                        "total": summary.duration,
+                        "cpu": time.thread_time() - cpu,
+                    }
+                )
             return summary
 
         agent._sync = sync  # type: ignore[method-assign]
@@ -262,10 +273,24 @@ def busiest(objs: list[dict[str, Any]]) -> str:
     return str(c2.most_common(1)[0][0])
 
 
-def run_agent(source: Any, node: str, ns: str) -> tuple[Agent, threading.Event, threading.Thread]:
+def run_agent(
+    source: Any, node: str, ns: str, *, delta: bool = True
+) -> tuple[Agent, threading.Event, threading.Thread]:
+    """The agent on nftables in ``ns``; ``delta=False``: its applier's delta path off (no
+    lingering blocks, sets flushed and refilled), the baseline of the churn section."""
     agent = Agent(
-        node=node, source=source, netns=ns, backend="nftables", metrics=AgentMetrics(), resync=3600
+        node=node,
+        source=source,
+        netns=ns,
+        backend="nftables",
+        metrics=AgentMetrics(),
+        resync=3600,
+        **({} if delta else {"linger": 0.0}),
     )
+    if not delta:
+        target = agent.applier.target
+        assert isinstance(target, NftApplier)
+        target.deltas = False
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()
@@ -394,21 +419,23 @@ def section_churn(args: argparse.Namespace) -> None:
     cluster = cluster_from_objects(objs)
     local = [p for p in cluster.pods if p.node == node and not p.host_network]
     print(f"  node {node}: {len(local)} local pods")
-    base = churn_run(args, objs, node, local, patch=False)
-    print(f"  baseline, every load whole: {base}")
-    got = churn_run(args, objs, node, local, patch=True)
-    print(f"  patched loads (the agent):  {got}")
+    base, base_p99 = churn_run(args, objs, node, local, delta=False)
+    print(f"  baseline, the applier's delta path off: {base}")
+    got, p99 = churn_run(args, objs, node, local, delta=True)
+    print(f"  the agent (delta applies, lingering blocks): {got}")
+    print(f"  p99 agent / baseline: {p99 / base_p99:.2f}x")
 
 
 def churn_run(
-    args: argparse.Namespace, objs: list[dict[str, Any]], node: str, local: list[Any], patch: bool
-) -> str:
+    args: argparse.Namespace, objs: list[dict[str, Any]], node: str, local: list[Any], delta: bool
+) -> tuple[str, float]:
     with LocalEtcd() as etcd, netns() as ns:
         config = etcd.config(timeout=120.0)
         client = EtcdClient(config)
         Store(client).apply_objects(objs)
-        source = EtcdSource(config, patch=patch)
-        agent, stop, thread = run_agent(source, node, ns)
+        source = EtcdSource(config)
+        agent, stop, thread = run_agent(source, node, ns, delta=delta)
+        cpu0 = os.times()
         follow = Applied(agent, source)
         follow.when(1)
         # Each local pod's own manifest, deleted and put back as an API server would.
@@ -419,35 +446,70 @@ def churn_run(
         }
         pod_objs = {p.key: by_key[p.key] for p in local}
         # --writers clients write at once (one alone cannot reach 1,000 writes/s through
-        # the gateway), each its own pods, each paced at --rate / --writers, in a process
-        # of their own (in this one they would take the agent's interpreter lock).
-        out = Path(tempfile.mkdtemp(prefix="sekisho-bench-")) / "writes.json"
+        # the gateway), each its own pods, each paced, spread over --writer-procs
+        # processes (in this one they would take the agent's interpreter lock; one
+        # process of threads reached ~300 writes/s); --txn changes per transaction.
+        tmp = Path(tempfile.mkdtemp(prefix="sekisho-bench-"))
         spawn = multiprocessing.get_context("spawn")
-        proc = spawn.Process(
-            target=churn_writers,
-            args=(config, pod_objs, args.rate, args.writers, args.seconds, str(out)),
-        )
-        proc.start()
-        proc.join()
-        got = json.loads(out.read_text())
-        t_start = float(got["start"])  # CLOCK_MONOTONIC: the same clock in both processes
-        writes = [(float(t), int(r)) for t, r in got["writes"]]
-        shutil.rmtree(out.parent, ignore_errors=True)
+        keys = list(pod_objs)
+        procs = []
+        # Processes start slowly on a loaded machine: the clock starts once every writer
+        # has its client (CLOCK_MONOTONIC: the same in every process).
+        ready = spawn.Semaphore(0)
+        go = spawn.Event()
+        start = spawn.Value("d", 0.0)
+        for i in range(args.writer_procs):
+            mine = {k: pod_objs[k] for k in keys[i :: args.writer_procs]}
+            share = max(1, args.writers // args.writer_procs)
+            procs.append(
+                spawn.Process(
+                    target=churn_writers,
+                    args=(
+                        config,
+                        mine,
+                        args.rate / args.writer_procs,
+                        share,
+                        args.seconds,
+                        str(tmp / f"writes{i}.json"),
+                        (ready, go, start),
+                        args.txn,
+                    ),
+                )
+            )
+        for p in procs:
+            p.start()
+        for _ in range(args.writer_procs * max(1, args.writers // args.writer_procs)):
+            ready.acquire()
+        t_start = start.value = time.perf_counter() + 0.1
+        go.set()
+        for p in procs:
+            p.join()
+        writes = []
+        for i in range(args.writer_procs):
+            got = json.loads((tmp / f"writes{i}.json").read_text())
+            writes += [(float(t), int(r)) for t, r in got["writes"]]
+        shutil.rmtree(tmp, ignore_errors=True)
         writes.sort()
         done = follow.when(max(rev for _, rev in writes))
         lat = [follow.when(rev) - t0 for t0, rev in writes]
+        cpu1 = os.times()
         stop.set()
         source.close()
         thread.join(10)
         syncs = len(follow.log)
     rate = len(writes) / (done - t_start)
     offered = len(writes) / (writes[-1][0] - t_start)
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    sync_cpu = [r.get("cpu", 0.0) for r in follow.stages[1:]]
     return (
         f"{len(writes)} endpoint updates written at {offered:.0f}/s, sustained {rate:.0f}/s"
         f" in {syncs} syncs; change -> installed {dist(lat)}\n"
         f"    agent stages per sync: {stage_text(follow.stages)}\n"
+        f"    agent CPU per sync (this process, in the sync's thread): p50"
+        f" {ms(pct(sync_cpu or [0.0], 0.5))}, p99 {ms(pct(sync_cpu or [0.0], 0.99))};"
+        f" this process's CPU over the run {cpu:.2f} s; load average {os.getloadavg()[0]:.1f}\n"
         f"    loads patched (not whole): {source.parts.patched} of {syncs}"
-    )
+    ), pct(lat, 0.99)
 
 
 def churn_writers(
@@ -457,32 +519,49 @@ def churn_writers(
     writers: int,
     seconds: float,
     out: str,
+    sync: Any,
+    txn: int = 1,
 ) -> None:
-    """The churn's writers (run in a process of their own): each deletes and puts back
-    its share of the pods, paced; (write start, revision) of every write into ``out``."""
+    """One process of the churn's writers: each thread deletes and puts back its share
+    of the pods, paced, ``txn`` changes per transaction (each its own key, as an API
+    server writes pods, one revision for the lot); (write start, revision) of every
+    change into ``out``."""
     keys = list(pod_objs)
     writes: list[tuple[float, int]] = []
-    t_start = time.perf_counter() + 0.2
+    ready, go, start = sync
 
     def writer(mine: list[str]) -> None:
         c = EtcdClient(config)
-        interval = writers / rate
+        c.get(object_key(config.prefix, "Pod", "_", "_"))  # connected (and logged in)
+        interval = writers * txn / rate
         present = dict.fromkeys(mine, True)
         k = 0
+        ready.release()
+        go.wait()
+        t_start = start.value
         while time.perf_counter() < t_start:
             time.sleep(0.001)
         while time.perf_counter() - t_start < seconds:
-            key = mine[k % len(mine)]
-            ns_, name = key.split("/", 1)
-            skey = object_key(config.prefix, "Pod", ns_, name)
+            batch = [mine[(k * txn + j) % len(mine)] for j in range(min(txn, len(mine)))]
+            puts: dict[str, bytes] = {}
+            deletes: list[str] = []
+            for key in batch:
+                ns_, name = key.split("/", 1)
+                skey = object_key(config.prefix, "Pod", ns_, name)
+                if present[key]:
+                    deletes.append(skey)
+                else:
+                    puts[skey] = encode(pod_objs[key])
+                present[key] = not present[key]
             t0 = time.perf_counter()
-            if present[key]:
-                got = c.call("/kv/deleterange", {"key": _b64(skey)})
+            if len(batch) == 1 and deletes:
+                got = c.call("/kv/deleterange", {"key": _b64(deletes[0])})
                 rev = int(got["header"]["revision"])
+            elif len(batch) == 1:
+                rev = c.put(*next(iter(puts.items())))
             else:
-                rev = c.put(skey, encode(pod_objs[key]))
-            present[key] = not present[key]
-            writes.append((t0, rev))
+                rev = c.txn([], puts, deletes)[1]
+            writes.extend((t0, rev) for _ in batch)
             k += 1
             sleep = t_start + k * interval - time.perf_counter()
             if sleep > 0:
@@ -493,7 +572,7 @@ def churn_writers(
         t.start()
     for t in threads:
         t.join()
-    Path(out).write_text(json.dumps({"start": t_start, "writes": writes}))
+    Path(out).write_text(json.dumps({"writes": writes}))
 
 
 def _b64(s: str) -> str:
@@ -588,7 +667,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-pods", type=int, default=250)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--writers", type=int, default=8, help="churn: writing clients")
+    parser.add_argument("--writers", type=int, default=32, help="churn: writing clients")
+    parser.add_argument(
+        "--writer-procs", type=int, default=4, help="churn: processes the writers run in"
+    )
+    parser.add_argument(
+        "--txn", type=int, default=1, help="churn: pod changes per etcd transaction"
+    )
     parser.add_argument("--watchers", type=int, default=100)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:

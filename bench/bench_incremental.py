@@ -7,15 +7,19 @@ In-process, after loading. For ``--repeat`` rounds, one pod (a different one eac
 round) gets a new value for a label that policies select on (``app``: the pod makes
 a new identity, whose row and column are computed) and, separately, a change to a
 label no selector reads (its identity stays). Each update is timed (median and
-p99), and so is the baseline measured in the same run on the same clusters: a full
-``compute_matrix`` of the new snapshot. Every incremental result is checked equal
-to the full one. The ratio is full / incremental.
+p99 of the wall time, median of the CPU time of this thread), and so is the baseline
+measured in the same run on the same clusters: a full ``compute_matrix`` of the new
+snapshot. Every incremental result is checked equal to the full one. The ratio is
+full / incremental. numpy's BLAS threads sleep between calls, as every ``sekisho``
+command sets them (``cli/main.py``); otherwise they spin for a while after each full
+computation and take the core the next update runs on.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import time
@@ -23,6 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as the CLI: before numpy loads
 
 import generator  # noqa: E402  (bench scripts load siblings by path)
 
@@ -49,6 +54,7 @@ def run(pods: int, policies: int, repeat: int) -> None:
     for kind in ("new identity", "same identity"):
         t_inc: list[float] = []
         t_full: list[float] = []
+        cpu_inc: list[float] = []
         for r in range(repeat):
             pods_ = list(cluster.pods)
             i = (r * 7919) % len(pods_)
@@ -59,9 +65,11 @@ def run(pods: int, policies: int, repeat: int) -> None:
                 labels["unread"] = f"v{r}"
             pods_[i] = dataclasses.replace(pods_[i], labels=labels)
             cluster = dataclasses.replace(cluster, pods=tuple(pods_))
+            c0 = time.thread_time()
             t0 = time.perf_counter()
             got = inc.update(cluster)
             t1 = time.perf_counter()
+            cpu_inc.append(time.thread_time() - c0)
             want = compute_matrix(cluster, PROBES)
             t2 = time.perf_counter()
             t_inc.append(t1 - t0)
@@ -75,6 +83,7 @@ def run(pods: int, policies: int, repeat: int) -> None:
         med_i, med_f = statistics.median(t_inc), statistics.median(t_full)
         print(
             f"  {kind:14}: incremental median {1000 * med_i:7.2f} ms p99 {1000 * pct(t_inc, 0.99):7.2f} ms"
+            f" (CPU median {1000 * statistics.median(cpu_inc):6.2f} ms)"
             f" | full compute_matrix median {1000 * med_f:7.1f} ms | ratio {med_f / med_i:6.1f}x"
         )
     print(f"  full computations inside the incremental matrix: {inc.full_computations}")

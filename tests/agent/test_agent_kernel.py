@@ -54,9 +54,15 @@ def make_agent(root: Path, ns: str, backend: str, **kw: object) -> Agent:
     return Agent(node="n1", source=root, netns=ns, backend=b, metrics=AgentMetrics(), **kw)  # type: ignore[arg-type]
 
 
-def state_text(ns: str) -> str:
-    """Everything of ours in the namespace, in a form that changes when any of it changes."""
-    ipt = [line for line in sh(ns, "iptables-save -t filter").splitlines() if PREFIX in line]
+def state_text(ns: str, *tables: str) -> str:
+    """Everything of ours in the namespace (iptables: ``tables``, filter when none given),
+    in a form that changes when any of it changes."""
+    ipt = [
+        line
+        for table in tables or ("filter",)
+        for line in sh(ns, f"iptables-save -t {table}").splitlines()
+        if PREFIX in line
+    ]
     sets = [
         line
         for line in sh(ns, "ipset save").splitlines()
@@ -272,7 +278,16 @@ spec:
   selector: host == 'n1'
   doNotTrack: true
   applyOnForward: true
-  ingress: [{action: Allow}]
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pre-dnat}
+spec:
+  selector: host == 'n1'
+  preDNAT: true
+  applyOnForward: true
+  ingress: [{action: Deny, protocol: TCP, destination: {ports: [30080]}}]
 """
 
 
@@ -288,17 +303,21 @@ def test_agent_applies_and_removes_a_host_endpoint(
     for chain in ("fh-eth0", "th-eth0", "fhfw-eth0", "thfw-eth0", "OUTPUT"):
         assert f"{PREFIX}-{chain}" in state, chain
     assert agent.applier.drift(agent.desired) == (), "the kernel prints back what was rendered"
-    # a doNotTrack policy is not drawn (raw table): refused, the last good state stays
+    # a doNotTrack policy (raw table) and a preDNAT one (mangle) are applied, read back
+    # unchanged, and removed with their policies
     write_policy(cluster_dir, "untracked", DO_NOT_TRACK)
-    assert agent.sync_once().status == "invalid"
-    ok, reason = agent.ready()
-    assert not ok and "doNotTrack" in reason
-    assert state_text(ns) == state
+    assert agent.sync_once().status == "applied"
+    early = state_text(ns, "raw", "mangle")
+    for chain in ("rfh-eth0", "mfh-eth0", "raw-PRE", "mangle-PRE"):
+        assert f"{PREFIX}-{chain}" in early, chain
+    assert "NOTRACK" in early or "notrack" in early
+    assert agent.applier.drift(agent.desired) == (), "the kernel prints back what was rendered"
     (cluster_dir / "policies" / "untracked.yaml").unlink()
     (cluster_dir / "policies" / "hosts.yaml").unlink()
     assert agent.sync_once().status == "applied"
     state = state_text(ns)
     assert f"{PREFIX}-fh-eth0" not in state and f"{PREFIX}-OUTPUT" not in state
+    assert "rfh-eth0" not in state_text(ns, "raw", "mangle")
     assert agent.applier.drift(agent.desired) == ()
     # cleanup removes the OUTPUT hook and the host chains too
     write_policy(cluster_dir, "hosts", HOST_ENDPOINT)

@@ -364,8 +364,9 @@ def test_unknown_profiles_are_refused() -> None:
 
 
 def test_what_the_renderer_does_not_draw_is_refused() -> None:
-    """A second host endpoint of a node, and preDNAT and doNotTrack policies, are not
-    drawn: enforcing without them would enforce less than the manifests say."""
+    """A second host endpoint of a node is not drawn: enforcing without it would enforce
+    less than the manifests say (preDNAT and doNotTrack policies are drawn: the raw and
+    mangle stages, ``tests/calico/test_stages.py``)."""
     from sekisho.errors import ManifestError
     from sekisho.sources.files import refuse_unrendered
 
@@ -374,10 +375,6 @@ def test_what_the_renderer_does_not_draw_is_refused() -> None:
     second["spec"] = {"node": "n1", "interfaceName": "eth1"}
     with pytest.raises(ManifestError, match="node n1 has another host endpoint, n1-eth0"):
         refuse_unrendered(_cluster([hep("n1"), second]))
-    for field, words in (("doNotTrack", "raw table"), ("preDNAT", "mangle table")):
-        policy = gnp("early", "host == 'n1'", applyOnForward=True, **{field: True})
-        with pytest.raises(ManifestError, match=f"spec.{field}: not rendered yet.*{words}"):
-            refuse_unrendered(_cluster([hep("n1"), policy]))
 
 
 @pytest.mark.parametrize("backend", ["iptables", "nftables"])

@@ -114,8 +114,16 @@ def rule(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def objects(draw: st.DrawFn, hosts: bool = True) -> list[dict[str, Any]]:
-    """``hosts``: host endpoints too (the renderer does not draw them)."""
+def objects(
+    draw: st.DrawFn,
+    hosts: bool = True,
+    policies: tuple[int, int] = (1, 4),
+    stages: bool = False,
+) -> list[dict[str, Any]]:
+    """``hosts``: host endpoints too; ``policies``: how many (at least, at most), the
+    Kubernetes NetworkPolicy aside (a test that pays for each program, as the kernel
+    test does, asks for more rules in each); ``stages``: GlobalNetworkPolicies may also
+    be doNotTrack or preDNAT ones (Felix's raw and mangle stages)."""
     out: list[dict[str, Any]] = [
         {
             "apiVersion": V3,
@@ -129,7 +137,9 @@ def objects(draw: st.DrawFn, hosts: bool = True) -> list[dict[str, Any]]:
             "metadata": {"name": "default", "namespace": NAMESPACES[0], "labels": {"team": "a"}},
         },
     ]
-    host_nodes = st.lists(st.sampled_from(["node-1", "node-2"]), max_size=2, unique=True)
+    host_nodes = st.lists(
+        st.sampled_from(["node-1", "node-2"]), min_size=int(stages), max_size=2, unique=True
+    )
     for node in draw(host_nodes) if hosts else []:
         # The hostNetwork centaurs run on node-1 and node-2: their node's host endpoint
         # polices their traffic.
@@ -159,9 +169,12 @@ def objects(draw: st.DrawFn, hosts: bool = True) -> list[dict[str, Any]]:
         spec["defaultAction"] = draw(st.sampled_from(["Deny", "Pass"]))
         out.append({"apiVersion": V3, "kind": "Tier", "metadata": {"name": name}, "spec": spec})
         tiers.append(name)
-    for i in range(draw(st.integers(1, 4))):
+    for i in range(draw(st.integers(*policies))):
         kind = draw(
-            st.sampled_from(["NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy"])
+            st.sampled_from(
+                ["NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy"]
+                + ["GlobalNetworkPolicy"] * 2 * stages
+            )
         )
         tier = draw(st.sampled_from(tiers))
         name = f"p{i}" if tier == "default" else f"{tier}.p{i}"
@@ -179,6 +192,14 @@ def objects(draw: st.DrawFn, hosts: bool = True) -> list[dict[str, Any]]:
         if kind == "GlobalNetworkPolicy":
             if draw(st.integers(0, 2)) == 0:
                 spec["applyOnForward"] = True
+            early = draw(st.sampled_from(["", "doNotTrack", "preDNAT"])) if stages else ""
+            if early:
+                spec[early] = True
+                spec["applyOnForward"] = True
+                spec["selector"] = draw(st.sampled_from(["has(hep)", "hep == 'node-2'", "all()"]))
+            if early == "preDNAT":
+                spec.pop("egress", None)
+                spec["types"] = ["Ingress"]
             if draw(st.booleans()):
                 spec["namespaceSelector"] = draw(ns_selector.filter(lambda s: s != "global()"))
         else:

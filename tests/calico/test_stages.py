@@ -97,6 +97,19 @@ CASES = [
         id="prednat-allow-keeps-the-pods-own-policy",
     ),
     pytest.param(
+        [
+            hep("n2"),
+            dnt("dnt-allow", "host == 'n2'", ingress=[{"action": "Allow"}]),
+            gnp("server-deny", "app == 'server'", ingress=[{"action": "Deny"}]),
+        ],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        False,
+        "denied by GlobalNetworkPolicy server-deny ingress rule 0 (Deny)",
+        id="untracked-allow-keeps-the-pods-own-policy",
+    ),
+    pytest.param(
         [hep("n1", ALLOW), dnt("dnt-out", "host == 'n1'", egress=[{"action": "Deny"}])],
         "n1",
         "b/server",
@@ -159,7 +172,7 @@ def test_stages(
     assert v.allowed == allowed, text
     assert words in text, text
     assert v.to_json()["stages"] == [s.to_json() for s in v.stages]
-    if v.untracked is not None:
+    if v.untracked is not None and v.allowed:
         assert "replies are not tracked" in text, text
         assert v.to_json()["replies_allowed"] is None
 
@@ -169,14 +182,29 @@ def test_matrix_equals_walk_with_stages(objects: list[Manifest]) -> None:
     check_matrix_equals_walk(objects)
 
 
-def test_render_still_refuses_stages() -> None:
-    """The renderer does not draw the stages yet: the agent and ``render`` refuse them."""
-    from sekisho.errors import ManifestError
+def test_stages_are_rendered_not_refused() -> None:
+    """The renderer draws the stages (raw and mangle): the agent and ``render`` take them."""
     from sekisho.sources.files import refuse_unrendered
 
-    policy = dnt("early", "host == 'n1'", ingress=[{"action": "Deny"}])
-    with pytest.raises(ManifestError, match=r"spec\.doNotTrack: not rendered yet"):
-        refuse_unrendered(_cluster([hep("n1"), policy]))
+    objects = [
+        hep("n1"),
+        dnt("early", "host == 'n1'", ingress=[{"action": "Deny"}]),
+        pre("pre", "host == 'n1'", ingress=[{"action": "Deny"}]),
+    ]
+    cluster = _cluster(objects)
+    assert refuse_unrendered(cluster) is cluster
+
+
+@pytest.mark.parametrize("objects", [c.values[0] for c in CASES], ids=[str(c.id) for c in CASES])
+def test_rendered_stages_agree_with_walk(objects: list[Manifest]) -> None:
+    """Each case's rules as rendered for both backends (raw and mangle tables, nft base
+    chains at the raw and mangle priorities) through the interpreter: the walk's verdict
+    for every pair and probe, new and ESTABLISHED."""
+    from render.test_program_differential import check
+    from sekisho.semantics import compile_program
+
+    cluster = _cluster(objects)
+    check(cluster, compile_program(cluster), [(80, "TCP"), (10250, "TCP"), (22, "TCP")])
 
 
 @pytest.mark.parametrize(("iface", "policed"), [("eth0", False), ("*", True)])
@@ -202,3 +230,48 @@ def test_a_node_to_itself_goes_over_lo(iface: str, policed: bool) -> None:
         cluster, Flow(pod_endpoint(cluster, m.pods[i]), pod_endpoint(cluster, m.pods[j]), "TCP", 80)
     )
     assert bool(m.probes[0].allowed[i, j]) is w.allowed is (not policed), "\n".join(w.lines())
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_render_prints_the_early_stages(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """``sekisho render`` prints what the applier sends (the raw and mangle sections of
+    the restore document, or the nft base chains) and it says what the renderer's own
+    text says, packet for packet, new and ESTABLISHED; ``trace --node`` names the table
+    that dropped."""
+    import json
+
+    from sekisho.cli.main import main
+    from sekisho.render import render_node
+    from sekisho.render.interpret import program
+    from sekisho.render.path import enforce
+    from semantics_npa.test_mixed import BASE
+
+    objects = [
+        hep("n2"),
+        dnt("dnt", "host == 'n2'", ingress=[{"action": "Allow", "protocol": "TCP"}]),
+        dnt("dnt-udp", "host == 'n2'", order=1, ingress=[{"action": "Deny", "protocol": "UDP"}]),
+        pre("pre", "host == 'n2'", ingress=[{"action": "Deny", "protocol": "TCP"}]),
+    ]
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [*BASE, *objects]}))
+    assert main(["render", str(path), "--node", "n2", "--backend", backend]) == 0
+    printed = capsys.readouterr().out
+    assert ("*raw" in printed and "*mangle" in printed) or "priority raw" in printed
+    cluster = _cluster(objects)
+    ours = program(render_node(cluster, "n2", backend=backend).render_text())  # type: ignore[call-overload]
+    theirs = program(printed)
+    for src in ("a/client", "n1"):
+        for dst, service in (("n2", "TCP/10250"), ("b/server", "UDP/53"), ("b/server", "TCP/80")):
+            flow = _flow(cluster, src, dst, service)
+            for state in ("NEW", "ESTABLISHED"):
+                a = enforce(flow, lambda _n, pkt: ours.evaluate(pkt), state)[0]  # type: ignore[arg-type]
+                b = enforce(flow, lambda _n, pkt: theirs.evaluate(pkt), state)[0]  # type: ignore[arg-type]
+                assert a == b, (src, dst, service, state)
+    flow = _flow(cluster, "a/client", "b/server", "UDP/53")
+    assert not verdict(cluster, flow).allowed
+    argv = ["trace", str(path), "--from", "a/client", "--to", "b/server", "--protocol", "UDP"]
+    assert main([*argv, "--port", "53", "--node", "n2", "--backend", backend]) == 1
+    text = capsys.readouterr().out
+    assert "DROP in raw" in text and "doNotTrack ingress" in text, text

@@ -43,8 +43,10 @@ def iptables_lines(ns: str, *, counters: bool = False) -> list[str]:
 
 
 def ours_everywhere(ns: str, prefix: str = PREFIX) -> list[str]:
-    """Every object in ``ns`` whose text mentions our prefix (chains, rules, sets, tables)."""
-    found = [line for line in iptables_lines(ns) if OURS.search(line)]
+    """Every object in ``ns`` whose text mentions our prefix (chains, rules, sets, tables;
+    iptables' every table: raw and mangle hold doNotTrack and preDNAT chains)."""
+    everything = sh(ns, "iptables-save").splitlines() + sh(ns, "ip6tables-save").splitlines()
+    found = [line for line in everything if not line.startswith("#") and OURS.search(line)]
     found += [f"set {n}" for n in sh(ns, "ipset list -n").split() if OURS.match(n)]
     found += [t for t in sh(ns, "nft list tables").splitlines() if OURS.search(t)]
     return found

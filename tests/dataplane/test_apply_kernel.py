@@ -69,7 +69,7 @@ def installed_names(ns: str, backend: str) -> tuple[set[str], set[str]]:
         return chains, sets
     text = sh(ns, f"nft list table inet {PREFIX}")
     return set(re.findall(r"^\s*chain (\S+) \{", text, re.M)), set(
-        re.findall(r"^\s*set (\S+) \{", text, re.M)
+        re.findall(r"^\s*(?:set|map) (\S+) \{", text, re.M)
     )
 
 

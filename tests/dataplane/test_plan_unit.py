@@ -234,8 +234,8 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
     first = a.apply(RULESET)
     assert first.changed
     assert runner.commands() == [
-        "iptables-save -t filter",
-        "ip6tables-save -t filter",
+        "iptables-save",
+        "ip6tables-save",
         "ipset save",
         "ipset restore",
         "iptables-restore --noflush -w 5",
@@ -252,8 +252,8 @@ def test_apply_trusts_its_cache_and_rereads_after_a_failure() -> None:
     a.apply(changed)
     assert runner.commands() == [
         "iptables-restore --noflush -w 5",
-        "iptables-save -t filter",
-        "ip6tables-save -t filter",
+        "iptables-save",
+        "ip6tables-save",
         "ipset save",
         "iptables-restore --noflush -w 5",
     ]
@@ -270,6 +270,54 @@ def test_cleanup_removes_only_ours() -> None:
     assert "-X sk-FORWARD" in doc and "-X sk-pol" in doc
     assert runner.calls[4] == (("ipset", "restore"), "destroy sk-s-a\n")
     assert len(result.changes) == 4
+
+
+@dataclass(frozen=True)
+class FakeEarlyRuleset(FakeRuleset):
+    tables: tuple[
+        tuple[str, tuple[tuple[str, tuple[str, ...]], ...], tuple[tuple[str, str], ...]], ...
+    ]
+
+
+EARLY = FakeEarlyRuleset(
+    "sk",
+    RULESET.sets,
+    RULESET.chains,
+    RULESET.hooks,
+    (("raw", (("sk-raw-PRE", ("-j NOTRACK",)),), (("PREROUTING", "-j sk-raw-PRE"),)),),
+)
+
+
+def test_raw_table_in_the_same_document_before_filter_and_cleaned_up() -> None:
+    """doNotTrack chains (the raw table) are written in the filter table's restore
+    document, before it; read back from ``iptables-save``; an unchanged raw table is not
+    rewritten; cleanup removes its hook and chains too."""
+    a = IptablesApplier(FakeRunner(), "sk")
+    doc = a.plan(a.parse_save(IN_SYNC), EARLY).doc
+    assert doc[0] == "*raw"  # the filter table is in sync: only raw is written
+    assert any(line.startswith("-A sk-raw-PRE") and "NOTRACK" in line for line in doc)
+    assert any(line.startswith("-I PREROUTING 1") for line in doc)
+    raw_section = [
+        "*raw",
+        ":PREROUTING ACCEPT [0:0]",
+        ":sk-raw-PRE - [0:0]",
+        *(line for line in doc if line.startswith("-A sk-raw-PRE")),
+        *(
+            "-A PREROUTING " + line.split(" ", 3)[3]
+            for line in doc
+            if line.startswith("-I PREROUTING 1")
+        ),
+        "COMMIT",
+    ]
+    installed = "\n".join(raw_section) + "\n" + IN_SYNC
+    assert a.plan(a.parse_save(installed), EARLY).doc == []
+    assert a.plan(a.parse_save(installed), RULESET).doc[:1] == ["*raw"]  # stale: removed
+    runner = FakeRunner(save=installed, ipset=SETS_IN_SYNC)
+    result = IptablesApplier(runner, "sk").cleanup()
+    sent = runner.calls[3][1] or ""
+    assert sent.index("*raw") < sent.index("*filter")
+    assert "-X sk-raw-PRE" in sent and "-D PREROUTING" in sent
+    assert "raw chain sk-raw-PRE deleted" in result.changes
 
 
 LISTING = """table inet sk { # handle 3
@@ -349,6 +397,59 @@ def test_nft_blocks_per_set_and_chain_equal_the_whole_table_text() -> None:
         a = NftApplier(FakeRunner(), "sekisho")
         assert a._want_blocks(rs) == table_blocks(normalize_nft(rs.table_text()))
         assert a._want_blocks(rs) == a._want_blocks(rs)  # memoized: same answer
+
+
+def test_nft_blocks_spelt_directly_equal_the_table_text_taken_apart() -> None:
+    """Sets and chains are spelt block by block without the whole text: the same blocks
+    as the whole table's text taken apart, on a generated cluster (named ports, nets,
+    port lists, both families) and after a change."""
+    import dataclasses
+    import importlib.util
+
+    from sekisho.model import cluster_from_objects
+    from sekisho.render import NodeRenderer
+    from sekisho.render.nftables import render_nftables
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "generator.py"
+    spec = importlib.util.spec_from_file_location("sekisho_bench_generator_unit", path)
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    cluster = cluster_from_objects(gen.generate(200, policies=30, seed=3))
+    node = next(p.node for p in cluster.pods if p.node)
+    r = NodeRenderer(node, prefix="sekisho")
+    a = NftApplier(FakeRunner(), "sekisho")
+    r.update(cluster)
+    rs = render_nftables(r)
+    assert a._want_blocks(rs) == table_blocks(normalize_nft(rs.table_text()))
+    r.update(dataclasses.replace(cluster, pods=cluster.pods[::2]))
+    rs = render_nftables(r)
+    assert a._want_blocks(rs) == table_blocks(normalize_nft(rs.table_text()))
+
+
+@pytest.mark.parametrize(
+    ("have", "want", "expected"),
+    [
+        (
+            ("type ipv4_addr", "elements = { a, b, c }"),
+            ("type ipv4_addr", "elements = { a, b, d }"),
+            (["c"], ["d"]),
+        ),
+        (("type ipv4_addr", "elements = { a, b }"), ("type ipv4_addr", "elements = { c }"), None),
+        (("type ipv4_addr", "elements = { a, b, c }"), ("type ipv4_addr",), None),
+        (("type ipv4_addr",), ("type ipv4_addr", "elements = { a }"), None),
+        (
+            ("type ipv6_addr", "elements = { a, b, c }"),
+            ("type ipv4_addr", "elements = { a, b, d }"),
+            None,
+        ),
+    ],
+)
+def test_element_delta(have: tuple[str, ...], want: tuple[str, ...], expected: object) -> None:
+    """Only the elements differ and fewer change than the set holds: add and delete them."""
+    from sekisho.dataplane.nftables import _element_delta
+
+    assert _element_delta(have, want) == expected
 
 
 def test_obsolete_chain_a_foreign_chain_jumps_to_is_emptied_not_deleted() -> None:

@@ -38,7 +38,17 @@ def test_lab_commands(lab_name: str, lab_root: Path) -> None:
         assert doc["pods"] == sorted(doc["pods"]) and len(doc["pods"]) == 7
         assert [(p["port"], p["protocol"]) for p in doc["probes"]] == [(80, "TCP"), (None, "ICMP")]
         for p in doc["probes"]:
-            assert set(p) == {"port", "protocol", "ingress", "egress", "allowed", "observed"}
+            assert set(p) == {
+                "port",
+                "protocol",
+                "ingress",
+                "egress",
+                "allowed",
+                "observed",
+                "logs",
+                "logs_wrong",
+            }
+            assert p["logs"] == p["logs_wrong"] == []  # the seed has no Log rule
         icmp = doc["probes"][1]
         blue = doc["pods"].index("dev/blue")
         prod_blue = doc["pods"].index("prod/blue")

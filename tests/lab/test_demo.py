@@ -44,6 +44,13 @@ def test_demo_passes(backend: str, lab_name: str, lab_root: Path) -> None:
         assert f"== {heading}" in out
     assert "denied by GlobalNetworkPolicy platform.dev-never-reaches-prod ingress rule 0" in out
     assert "logged by NetworkPolicy dev/block-blue-to-red ingress rule 0 (Log)" in out
+    # the Log rule's line, read from nfnetlink_log in dev/red's node, names it
+    assert (
+        "log: k8s-node2: 'sekisho " in out
+        and "= policy NetworkPolicy dev/block-blue-to-red ingress rule 0 (Log) (" in out
+    )
+    assert "logs, then denies: the Log rule's line came, as trace says" in out
+    assert "allows: no log line, as trace says" in out
     assert "pending (staged): DENIED: ingress: denied by StagedNetworkPolicy prod/lockdown" in out
     assert "a failsafe port of Felix (FailsafeInboundHostPorts)" in out
     assert "left out" not in out

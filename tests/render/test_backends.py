@@ -9,7 +9,14 @@ from sekisho.cli import options
 from sekisho.dataplane.backends import backend
 from sekisho.errors import UsageError
 from sekisho.lab import core
-from sekisho.render import BACKENDS, NodeRenderer, render_backend, render_node, ruleset_digest
+from sekisho.render import (
+    BACKENDS,
+    IptablesRuleset,
+    NodeRenderer,
+    render_backend,
+    render_node,
+    ruleset_digest,
+)
 from sekisho.render.backends import BACKEND_NAMES
 from sekisho.render.interpret import Packet
 
@@ -38,3 +45,19 @@ def test_unknown_backend_names_the_known_ones() -> None:
         render_backend("bpf")
     with pytest.raises(UsageError, match="expected one of iptables, nftables"):
         backend("bpf")
+
+
+def test_digest_sees_the_raw_and_mangle_tables() -> None:
+    """The fingerprint the agent writes (and the lab waits for) changes when only a
+    doNotTrack or preDNAT chain changes."""
+    import dataclasses
+
+    rs = render_node(seed_part2(), "k8s-node2")
+    assert isinstance(rs, IptablesRuleset)
+    raw = ("raw", (("sekisho-raw-PRE", ("-j NOTRACK",)),), (("PREROUTING", "-j sekisho-raw-PRE"),))
+    other = ("raw", (("sekisho-raw-PRE", ("-j DROP",)),), (("PREROUTING", "-j sekisho-raw-PRE"),))
+    digests = {
+        ruleset_digest(dataclasses.replace(rs, tables=tables, tables6=six))
+        for tables, six in (((), ()), ((raw,), ()), ((other,), ()), ((), (raw,)))
+    }
+    assert len(digests) == 4

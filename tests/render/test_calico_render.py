@@ -28,6 +28,35 @@ def test_rendered_calico_objects_agree(objs: list[dict[str, Any]]) -> None:
 
 
 @settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(objects(stages=True))
+def test_rendered_calico_stages_agree(objs: list[dict[str, Any]]) -> None:
+    """With doNotTrack and preDNAT policies too: the raw and mangle stages as rendered
+    (NOTRACK, the accept mark read by the filter table) say what the walk says, for new
+    and for later (ESTABLISHED) packets."""
+    cluster = cluster_from_objects([*BASE, *objs], source="random")
+    check(cluster, compile_program(cluster))
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(objects(stages=True), objects(stages=True))
+def test_kept_renderer_equals_a_fresh_one_with_stages(
+    a: list[dict[str, Any]], b: list[dict[str, Any]]
+) -> None:
+    """The same with doNotTrack and preDNAT policies appearing, changing and going."""
+    test_kept_renderer_equals_a_fresh_one_with_host_endpoints.hypothesis.inner_test(a, b)  # type: ignore[attr-defined]
+
+
+@settings(
     max_examples=20,
     deadline=None,
     derandomize=True,

@@ -122,3 +122,78 @@ def test_public_surface_sorted_and_importable() -> None:
     assert sekisho.render.__all__ == sorted(sekisho.render.__all__)
     for name in sekisho.render.__all__:
         assert hasattr(sekisho.render, name), name
+
+
+EARLY_IPT = """
+*raw
+:r - [0:0]
+-A r -p tcp -m multiport --dports 80 -m comment --comment untracked -j MARK --set-xmark 0x10000/0x10000
+-A r -m mark --mark 0x10000/0x10000 -m comment --comment notrack -j NOTRACK
+-A r -p tcp -m multiport --dports 81 -m comment --comment raw-deny -j DROP
+-A r -m mark --mark 0x10000/0x10000 -m comment --comment raw-accept -j ACCEPT
+COMMIT
+*filter
+:f - [0:0]
+-A f -m mark --mark 0x10000/0x10000 -m comment --comment early -j ACCEPT
+-A f -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment est -j ACCEPT
+-A f -m conntrack --ctstate UNTRACKED -m comment --comment untracked-state -j DROP
+-A f -m comment --comment deny -j DROP
+COMMIT
+# --- hooks: insert first in the builtin chains (iptables -t filter) ---
+-I INPUT 1 -m comment --comment hook -j f
+# --- hooks: insert first in the builtin chains (iptables -t raw) ---
+-I PREROUTING 1 -m comment --comment hook -j r
+"""
+
+EARLY_NFT = """
+table inet t {
+	chain pre {
+		type filter hook prerouting priority raw; policy accept;
+		tcp dport 80 meta mark set meta mark | 0x00010000 comment "untracked"
+		meta mark & 0x00010000 == 0x00010000 notrack comment "notrack"
+		tcp dport 81 drop comment "raw-deny"
+		meta mark & 0x00010000 == 0x00010000 accept comment "raw-accept"
+	}
+	chain inp {
+		type filter hook input priority filter - 1; policy accept;
+		meta mark & 0x00010000 == 0x00010000 accept comment "early"
+		ct state established,related accept comment "est"
+		drop comment "deny"
+	}
+}
+"""
+
+
+@pytest.mark.parametrize("text", [EARLY_IPT, EARLY_NFT], ids=["iptables", "nftables"])
+@pytest.mark.parametrize(
+    ("port", "state", "verdict", "rule", "table"),
+    [
+        # an accept in raw ends only raw: the mark carries to filter, which accepts early
+        (80, "NEW", "ACCEPT", "early", "filter"),
+        # a drop in raw is final, and named as raw's
+        (81, "NEW", "DROP", "raw-deny", "raw"),
+        (81, "ESTABLISHED", "DROP", "raw-deny", "raw"),
+        # raw decides nothing: filter as before
+        (82, "ESTABLISHED", "ACCEPT", "est", "filter"),
+        (82, "NEW", "DROP", "deny", "filter"),
+    ],
+)
+def test_raw_before_filter(
+    text: str, port: int, state: str, verdict: str, rule: str, table: str
+) -> None:
+    d = program(text).evaluate(
+        Packet("10.0.0.1", "10.0.0.2", "TCP", port, state, iif="eth0", hook="INPUT")  # type: ignore[arg-type]
+    )
+    assert (d.verdict, d.rule, d.table) == (verdict, rule, table), d
+
+
+def test_notrack_makes_the_packet_untracked() -> None:
+    """After NOTRACK an ESTABLISHED packet is UNTRACKED to the later tables (iptables'
+    ``--ctstate UNTRACKED`` matches it, ``ESTABLISHED`` does not)."""
+    text = EARLY_IPT.replace(
+        "-A f -m mark --mark 0x10000/0x10000 -m comment --comment early -j ACCEPT\n", ""
+    )
+    d = program(text).evaluate(
+        Packet("10.0.0.1", "10.0.0.2", "TCP", 80, "ESTABLISHED", iif="eth0", hook="INPUT")
+    )
+    assert (d.verdict, d.rule) == ("DROP", "untracked-state"), d

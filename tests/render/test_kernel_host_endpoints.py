@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -107,6 +108,15 @@ def _cluster() -> Cluster:
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
+    with host_lab(PORTS, [(src, dst, port) for src, dst, port, _ in PROBES]) as made:
+        yield made
+
+
+@contextmanager
+def host_lab(ports: tuple[int, ...], paths: list[tuple[str, str, int]]) -> Iterator[Lab]:
+    """The three namespaces (roles ``node``, ``a/web``, ``other``) with a TCP server on
+    ``ports`` in each; every one of ``paths`` connects before any rule; all removed on
+    every exit."""
     tag = secrets.token_hex(3)
     names = {"node": f"sk-h-{tag}-n", "a/web": f"sk-h-{tag}-p", "other": f"sk-h-{tag}-x"}
     servers: list[subprocess.Popen[str]] = []
@@ -149,13 +159,13 @@ def lab() -> Iterator[Lab]:
         _ip("-n", pod, "addr", "add", f"{POD_IP}/32", "dev", "eth0")
         _ip("-n", pod, "route", "add", "default", "dev", "eth0")
         for ns in names.values():
-            argv = ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, *map(str, PORTS)]
+            argv = ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, *map(str, ports)]
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
             servers.append(proc)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         # before any rule: every path of the probes works (and neighbours are resolved)
         ips = {"node": NODE_IP, "a/web": POD_IP, "other": OTHER_IP}
-        for src, dst, port, _ in PROBES:
+        for src, dst, port in paths:
             assert lab.connect(src, ips[dst], port) == "allowed", f"{src} -> {dst} without rules"
         yield lab
     finally:

@@ -75,3 +75,72 @@ def test_trace_node_names_the_log_rule_of_a_prefix(
     assert logged[0].endswith(
         "by: policy NetworkPolicy dev/block-blue-to-red ingress rule 0 (Log): log"
     )
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_a_log_group_keeps_the_prefixes_and_the_walk(backend: str) -> None:
+    """With a log group, each Log rule writes to nfnetlink_log (``NFLOG``, ``log ... group``)
+    with the very prefix it has without one, and the rules decide the same (the
+    interpreter records the same log prefixes for a flow through the Log rule)."""
+    from sekisho.model.load import load_cluster
+    from sekisho.render import render_backend, render_node
+    from sekisho.render.path import hops
+    from sekisho.semantics import Flow, resolve_endpoint
+
+    cluster = load_cluster([EXAMPLES / "seed" / "cluster.yaml", EXAMPLES / "calico" / "dev.yaml"])
+    spell = render_backend(backend)
+    plain = render_node(cluster, "k8s-node2", backend=spell.name).render_text()
+    grouped = render_node(cluster, "k8s-node2", backend=spell.name, log_group=20).render_text()
+    logs = [ln for ln in plain.splitlines() if names.rule_log_prefix(ln)]
+    nflogs = [ln for ln in grouped.splitlines() if names.rule_log_prefix(ln)]
+    assert len(logs) == len(nflogs) > 0
+    for a, b in zip(logs, nflogs, strict=True):
+        assert names.rule_log_prefix(a) == names.rule_log_prefix(b)
+        if backend == "iptables":
+            assert b.endswith(
+                f'-j NFLOG --nflog-prefix "{names.rule_log_prefix(a)}" --nflog-group 20'
+            )
+            assert (
+                b.replace("-j NFLOG --nflog-prefix", "-j LOG --log-prefix").removesuffix(
+                    " --nflog-group 20"
+                )
+                == a
+            )
+        else:
+            assert b == a.replace('" comment', '" group 20 comment', 1)
+    assert [ln for ln in plain.splitlines() if ln not in logs] == [
+        ln for ln in grouped.splitlines() if ln not in nflogs
+    ]
+    flow = Flow(
+        resolve_endpoint(cluster, "dev/blue"), resolve_endpoint(cluster, "dev/red"), "TCP", 80
+    )
+    seen = []
+    for text in (plain, grouped):
+        program = spell.interpret(text)
+        decisions = [program.evaluate(h.packet) for h in hops(flow) if h.node == "k8s-node2"]
+        seen.append([(d.verdict, d.logs) for d in decisions])
+    assert seen[0] == seen[1]
+    assert any(logs for _, logs in seen[1]), seen
+
+
+@pytest.mark.parametrize("group", [-1, 65536])
+def test_a_log_group_out_of_range_is_refused(group: int) -> None:
+    with pytest.raises(UsageError, match="log group"):
+        names.check_log_group(group)
+
+
+@pytest.mark.parametrize(
+    ("backend", "target"), [("iptables", "-j NFLOG --nflog-prefix "), ("nftables", "log prefix ")]
+)
+def test_render_log_group_prints_what_the_agent_applies(
+    capsys: pytest.CaptureFixture[str], backend: str, target: str
+) -> None:
+    args = [str(EXAMPLES / "seed" / "cluster.yaml"), str(EXAMPLES / "calico" / "dev.yaml")]
+    status = main(
+        ["render", *args, "--node", "k8s-node2", "--backend", backend, "--log-group", "7"]
+    )
+    assert status == 0
+    logs = [ln for ln in capsys.readouterr().out.splitlines() if names.rule_log_prefix(ln)]
+    assert logs and all(target in ln for ln in logs), logs
+    assert all(" --nflog-group 7" in ln or '" group 7 ' in ln for ln in logs), logs
+    assert main(["render", *args, "--node", "k8s-node2", "--log-group", "70000"]) != 0

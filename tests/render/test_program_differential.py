@@ -7,7 +7,8 @@ ports and protocols, ICMP type and code, named ports and node selectors. For
 every ordered pair of endpoints (pods, hostNetwork pods, nodes, two external
 addresses) and every probe, the interpreter walking the packet through each
 node on its path must say what the walk says, and for pod pairs what the
-matrix says; replies (ESTABLISHED) always pass.
+matrix says; later packets of a connection (ESTABLISHED) pass, except where an
+untracked (doNotTrack) stage still sees them (``Verdict.established``).
 """
 
 from __future__ import annotations
@@ -88,8 +89,11 @@ def check(
                 i, j = index.get(src.pod.key), index.get(dst.pod.key)
                 if i is not None and j is not None:
                     assert bool(probe.allowed[i, j]) is got, f"{where}: matrix differs"
-            replies, _ = enforce(flow, evaluate, state="ESTABLISHED")
-            assert replies, f"{where}: reply dropped"
+            later, trail = enforce(flow, evaluate, state="ESTABLISHED")
+            assert later == want.established, (
+                f"{where}: ESTABLISHED: walk {want.established}, rules {later}: "
+                + " / ".join(f"{h.node} {h.packet.hook}: {d.verdict} {d.rule}" for h, d in trail)
+            )
 
 
 @settings(

@@ -28,7 +28,7 @@ def same(inc: IncrementalMatrix, c: Cluster, program: Program) -> None:
 
 changes = st.lists(
     st.tuples(
-        st.sampled_from(["relabel", "add", "remove"]),
+        st.sampled_from(["relabel", "add", "remove", "move", "shuffle"]),
         st.integers(0, 10),
         st.dictionaries(
             st.sampled_from(["app", "tier", "other"]), st.sampled_from(["1", "2", "3"]), max_size=2
@@ -57,7 +57,21 @@ def test_incremental_equals_full(
             )
         elif what == "remove" and len(pods) > 1:
             pods.pop(at % len(pods))
-        c = dataclasses.replace(c, pods=tuple(sorted(pods, key=lambda p: (p.namespace, p.name))))
+        elif what == "move" and pods:
+            # To the other node (a hostNetwork pod takes that node's address): the pairs
+            # of a node's own traffic change.
+            i = at % len(pods)
+            node = "n2" if pods[i].node == "n1" else "n1"
+            ip = pods[i].ip
+            if pods[i].host_network:
+                ip = ipaddress.ip_address(f"192.168.0.{node[1]}")
+            pods[i] = dataclasses.replace(pods[i], node=node, ip=ip)
+        ordered = sorted(pods, key=lambda p: (p.namespace, p.name))
+        if what == "shuffle":
+            # A snapshot need not list its pods in order.
+            ordered.reverse()
+            pods = ordered[:]
+        c = dataclasses.replace(c, pods=tuple(ordered))
         inc.update(c)
         same(inc, c, program)
     assert inc.full_computations == 1  # pod changes never recompute everything

@@ -61,9 +61,11 @@ Renderer = Callable[[Cluster, str, Backend, str], Ruleset]
 Status = Literal["applied", "unchanged", "invalid", "failed", "idle"]
 
 
-def full_renderer(cluster: Cluster, node: str, backend: Backend, prefix: str) -> Ruleset:
+def full_renderer(
+    cluster: Cluster, node: str, backend: Backend, prefix: str, *, log_group: int | None = None
+) -> Ruleset:
     """``sekisho.render.render_node``: everything from scratch."""
-    return render_node(cluster, node, backend=backend, prefix=prefix)
+    return render_node(cluster, node, backend=backend, prefix=prefix, log_group=log_group)
 
 
 class IncrementalRenderer:
@@ -73,14 +75,17 @@ class IncrementalRenderer:
     against a full render on every resync.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, log_group: int | None = None) -> None:
         self._r: NodeRenderer | None = None
         self._key: tuple[str, str] | None = None
+        self.log_group = log_group
+        """Log rules write to this nfnetlink_log group (None: the kernel log)."""
 
     def __call__(self, cluster: Cluster, node: str, backend: Backend, prefix: str) -> Ruleset:
         check_node(cluster, node)
         if self._r is None or self._key != (node, prefix):
-            self._r, self._key = NodeRenderer(node, prefix=prefix), (node, prefix)
+            self._r = NodeRenderer(node, prefix=prefix, log_group=self.log_group)
+            self._key = (node, prefix)
         try:
             self._r.update(cluster)
             return backend_named(backend).spelling.render(self._r)
@@ -90,7 +95,7 @@ class IncrementalRenderer:
         except Exception:
             log.exception("incremental render failed; rendering from scratch")
             self._r = None
-            return full_renderer(cluster, node, backend, prefix)
+            return full_renderer(cluster, node, backend, prefix, log_group=self.log_group)
 
     def reset(self) -> None:
         self._r = None
@@ -143,8 +148,15 @@ def ruleset_fingerprint(ruleset: Ruleset) -> str:
     return ruleset_digest(ruleset)
 
 
-def _make_applier(backend: Backend, runner: CommandRunner, prefix: str) -> Applier:
-    return backend_named(backend).applier(runner, prefix)
+LINGER = 10.0
+"""Seconds a set or chain no rule refers to any more stays installed before the agent
+deletes it (nftables): endpoint churn that brings it back finds it there."""
+
+
+def _make_applier(
+    backend: Backend, runner: CommandRunner, prefix: str, linger: float = 0.0
+) -> Applier:
+    return backend_named(backend).applier(runner, prefix, linger=linger)
 
 
 @dataclass(slots=True)
@@ -175,8 +187,12 @@ class Agent:
         renderer: Renderer | None = None,
         retry: float = 1.0,
         debounce: float = DEBOUNCE,
+        log_group: int | None = None,
+        linger: float = LINGER,
     ) -> None:
         self.node = node
+        self.log_group = log_group
+        """Log rules write to this nfnetlink_log group (None: the kernel log)."""
         self.source = source if isinstance(source, FileSource | EtcdSource) else FileSource(source)
         self.netns = netns
         self.backend: Backend = backend
@@ -190,8 +206,8 @@ class Agent:
         self.debounce = debounce
         self.ready_file = Path(ready_file) if ready_file else None
         self.metrics = metrics or AgentMetrics()
-        self.renderer: Renderer = renderer or IncrementalRenderer()
-        self.applier = _make_applier(backend, self.runner, prefix)
+        self.renderer: Renderer = renderer or IncrementalRenderer(log_group=log_group)
+        self.applier = _make_applier(backend, self.runner, prefix, linger)
         self.generation = 0
         self.desired: Ruleset | None = None
         """The ruleset now enforced (None before the first good apply)."""
@@ -303,6 +319,8 @@ class Agent:
         m.generation.set(self.generation)
         endpoints = sum(1 for p in cluster.pods if p.node == self.node and not p.host_network)
         rules = sum(len(chain[-1]) for chain in desired.chains)
+        # iptables' raw and mangle tables (doNotTrack, preDNAT); nft has them in its chains
+        rules += sum(len(c[-1]) for t in getattr(desired, "tables", ()) for c in t[1])
         sets = len(desired.sets)
         m.policies.set(len(cluster.policies))
         m.endpoints.set(endpoints)
@@ -379,7 +397,9 @@ class Agent:
         if not isinstance(self.renderer, IncrementalRenderer) or self.cluster is None:
             return
         try:
-            full = full_renderer(self.cluster, self.node, self.backend, self.prefix)
+            full = full_renderer(
+                self.cluster, self.node, self.backend, self.prefix, log_group=self.log_group
+            )
         except SekishoError:
             return
         if full != self.desired:

@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from sekisho.cli.options import backend_option, etcd_config, etcd_options, prefix_option
+from sekisho.cli.options import (
+    backend_option,
+    etcd_config,
+    etcd_options,
+    log_group_option,
+    prefix_option,
+)
 
 
 @click.command(name="agent")
@@ -20,6 +26,7 @@ from sekisho.cli.options import backend_option, etcd_config, etcd_options, prefi
 @click.option("--netns", default=None, help="Apply inside this network namespace (ip netns exec).")
 @backend_option("Dataplane to program.")
 @prefix_option("Prefix of every object we own.")
+@log_group_option()
 @click.option(
     "--resync",
     type=click.FloatRange(min=0.05),
@@ -57,6 +64,7 @@ def agent(
     netns: str | None,
     backend: str,
     prefix: str,
+    log_group: int | None,
     resync: float,
     debounce: float,
     metrics_port: int | None,
@@ -120,6 +128,7 @@ def agent(
         debounce=debounce,
         ready_file=ready_file,
         metrics=metrics,
+        log_group=log_group,
     )
     if once:
         summary = the_agent.sync_once()
@@ -148,6 +157,7 @@ def agent(
                 "netns": netns,
                 "backend": backend,
                 "prefix": prefix,
+                "log_group": log_group,
                 "resync": resync,
             }
         },

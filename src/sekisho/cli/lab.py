@@ -90,10 +90,17 @@ def _probe_and_print(
     output: str,
     family: int | None = None,
 ) -> int:
+    import contextlib
+
+    from sekisho.lab.logs import LogCapture
     from sekisho.lab.reach import format_tables, measure_families
 
     specs = _specs(lab.cluster, probes, port, protocol)
-    results = measure_families(lab.cluster, lab.plan, specs, sources, targets, timeout, family)
+    # the lines the Log rules write for the probes, read in each node (agents only)
+    with LogCapture(lab) if lab.state.enforce == "agent" else contextlib.nullcontext() as capture:
+        results = measure_families(
+            lab.cluster, lab.plan, specs, sources, targets, timeout, family, capture
+        )
     if output == "json":
         if len(results) == 1:
             click.echo(json.dumps(results[0].to_json()))
@@ -101,7 +108,7 @@ def _probe_and_print(
             click.echo(json.dumps({"families": [r.to_json() for r in results]}))
     else:
         click.echo("\n\n".join(format_tables(r) for r in results))
-    return 1 if any(r.mismatches for r in results) else 0
+    return 1 if any(r.mismatches or r.log_mismatches for r in results) else 0
 
 
 @click.group("lab")

@@ -41,6 +41,18 @@ def prefix_option(help: str = "Prefix of every chain, set and table we own.") ->
     return click.option("--prefix", default="sekisho", show_default=True, help=help)
 
 
+def log_group_option() -> Callable[[F], F]:
+    """``--log-group N``: Log rules write to nfnetlink_log group N instead of the kernel log."""
+    return click.option(
+        "--log-group",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Render Log rules as NFLOG to this nfnetlink_log group (read by a listener"
+        " such as ulogd, in the node's network namespace) instead of the kernel log"
+        " (LOG), with the same prefixes. Default: the kernel log.",
+    )
+
+
 def etcd_options(required: bool = False) -> Callable[[F], F]:
     """``--etcd URLS`` and how to reach it: TLS files, user and password, key prefix.
 

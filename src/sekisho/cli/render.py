@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from sekisho.cli.options import backend_option, etcd_options, prefix_option
+from sekisho.cli.options import backend_option, etcd_options, log_group_option, prefix_option
 
 if TYPE_CHECKING:
     from sekisho.model.types import Cluster
@@ -36,7 +36,7 @@ def explain_enforcement(
     cluster: Cluster, flow: Flow, node: str | None = None, backend: str = "iptables"
 ) -> list[str]:
     """:func:`sekisho.render.explain.explain_enforcement`, for a cluster the renderer draws
-    (one with host endpoints is refused)."""
+    (one with a second host endpoint on a node is refused)."""
     from sekisho.render.explain import explain_enforcement as explain
     from sekisho.sources.files import refuse_unrendered
 
@@ -48,6 +48,7 @@ def explain_enforcement(
 @click.option("--node", required=True, help="The node whose rules to render.")
 @backend_option("Which ruleset to render.")
 @prefix_option()
+@log_group_option()
 @click.option(
     "-o",
     "--out-dir",
@@ -61,6 +62,7 @@ def render(
     node: str,
     backend: str,
     prefix: str,
+    log_group: int | None,
     out_dir: Path | None,
     **etcd: object,
 ) -> int:
@@ -68,8 +70,10 @@ def render(
 
     Exactly what the agent sends to a node that has nothing of ours yet.
     iptables: the `ipset restore` document and the `iptables-restore --noflush`
-    document of table filter (only our own chains, each rule tagged with its
-    hash, then the hook rules inserted first in FORWARD and INPUT). nftables: one
+    document of table filter, after tables raw and mangle when doNotTrack or
+    preDNAT policies apply to the node's host endpoint (only our own chains, each
+    rule tagged with its hash, then the hook rules inserted first in the builtin
+    chains). nftables: one
     `nft -f` script that creates or replaces table inet PREFIX. Output is
     deterministic.
     """
@@ -79,7 +83,9 @@ def render(
     from sekisho.sources.files import refuse_unrendered
 
     cluster = refuse_unrendered(load(paths, etcd))
-    ruleset = render_node(cluster, node, backend=cast("Backend", backend), prefix=prefix)
+    ruleset = render_node(
+        cluster, node, backend=cast("Backend", backend), prefix=prefix, log_group=log_group
+    )
     if out_dir is None:
         click.echo(backend_named(backend).documents(ruleset), nl=False)
     else:

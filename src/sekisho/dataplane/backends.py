@@ -93,8 +93,13 @@ class Backend:
     def name(self) -> str:
         return self.spelling.name
 
-    def applier(self, runner: CommandRunner, prefix: str) -> Applier:
-        return Applier(self.name, self.make(runner, prefix))
+    def applier(self, runner: CommandRunner, prefix: str, *, linger: float = 0.0) -> Applier:
+        """This backend's applier; ``linger``: seconds an unreferenced set or chain stays
+        before it is deleted, where the backend can (nftables: ``NftApplier.linger``)."""
+        target = self.make(runner, prefix)
+        if isinstance(target, NftApplier):
+            target.linger = linger
+        return Applier(self.name, target)
 
     def files(self, ruleset: Ruleset) -> dict[str, str]:
         """File name -> document, as the applier sends them (``sekisho render -o DIR``)."""

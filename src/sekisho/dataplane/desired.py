@@ -38,7 +38,9 @@ class IpSetLike(Protocol):
 
 class IptablesRulesetLike(Protocol):
     """Our chains (rule specs after ``-A CHAIN``), our sets, and the hook rules; a
-    ruleset may also have ``chains6`` and ``hooks6``, the same for ip6tables."""
+    ruleset may also have ``chains6`` and ``hooks6``, the same for ip6tables, and
+    ``tables``/``tables6``: (``raw`` or ``mangle``, chains, hooks) of the tables before
+    filter (doNotTrack and preDNAT policies)."""
 
     @property
     def prefix(self) -> str: ...

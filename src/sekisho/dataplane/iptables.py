@@ -17,6 +17,12 @@ One update is up to four steps, in this order:
    (removing stale copies), delete our obsolete chains;
 3. the same for IPv6: one ``ip6tables-restore --noflush`` document (ip6tables has
    its own filter table, as Felix keeps one table per family);
+
+   a ruleset with doNotTrack or preDNAT policies (``tables``/``tables6``) also has
+   chains and hooks in the raw and mangle tables: they are sections of the same
+   document, before filter (iptables-nft commits the whole document as one
+   transaction; iptables-legacy commits each table at its ``COMMIT``, raw and mangle
+   first: a moment with the new early stages and the old filter table);
 4. destroy our obsolete sets, now that no rule of either family references them.
 
 Each family's table changes in one transaction; the two are two commands (the
@@ -83,6 +89,8 @@ class IptablesState:
     """Chains of ours that a foreign (user) chain jumps to: never deleted, only emptied."""
     v6: IptablesState | None = None
     """The same for ip6tables' filter table (its ``sets`` unused: IP sets are one namespace)."""
+    tables: dict[str, IptablesState] = field(default_factory=dict)
+    """Our part of this family's raw and mangle tables (:data:`EARLY_TABLES`)."""
 
     def family(self, family: int) -> IptablesState:
         if family == 4:
@@ -106,9 +114,16 @@ class _Desired:
     sets: dict[str, SetState]
     chains6: dict[str, list[_Want]] = field(default_factory=dict)
     hooks6: dict[str, list[_Want]] = field(default_factory=dict)
+    early: dict[tuple[int, str], tuple[dict[str, list[_Want]], dict[str, list[_Want]]]] = field(
+        default_factory=dict
+    )
+    """(family, raw or mangle) -> (chains, hooks) of that table."""
 
 
 TOOLS = {4: "iptables", 6: "ip6tables"}
+EARLY_TABLES = ("raw", "mangle")
+"""The tables before filter that hold our chains for doNotTrack and preDNAT policies;
+read back, planned and cleaned up like filter (the restore document lists them first)."""
 
 
 def rule_hash(chain: str, spec: str) -> str:
@@ -135,33 +150,38 @@ class IptablesApplier:
         self._cache: IptablesState | None = None
         self._texts: dict[str, str] = {}
         """hash -> the kernel's saved text of that rule, learned on read-back."""
-        self._wants: dict[tuple[str, str, int], _Want] = {}
-        """(chain, spec, family) -> tagged rule, kept from the last plan (hashing is most of
+        self._wants: dict[tuple[str, str, int, str], _Want] = {}
+        """(chain, spec, family, table) -> tagged rule, kept from the last plan (hashing is most of
         a plan)."""
         self._members: dict[tuple[str, ...], frozenset[str]] = {}
 
     # ---- read back ---------------------------------------------------------------
 
     def read_back(self) -> IptablesState:
-        """What is installed now: our chains and hooks (``iptables-save``, ``ip6tables-save``)
-        and sets (``ipset save``)."""
-        saved = self.runner(["iptables-save", "-t", "filter"])
+        """What is installed now: our chains and hooks in every table (``iptables-save``,
+        ``ip6tables-save``: the tables that exist) and sets (``ipset save``)."""
+        saved = self.runner(["iptables-save"])
         state = self.parse_save(saved)
-        state.v6 = self.parse_save(self.runner(["ip6tables-save", "-t", "filter"]))
+        state.v6 = self.parse_save(self.runner(["ip6tables-save"]))
         state.sets = parse_ipset_save(self.runner(["ipset", "save"]), self.prefix)
         return state
 
     def parse_save(self, text: str) -> IptablesState:
-        """Our chains and hook rules from ``iptables-save -t filter`` output."""
-        state = IptablesState()
-        in_filter = False
+        """Our chains and hook rules from ``iptables-save`` output: table filter, and in
+        :attr:`IptablesState.tables` raw and mangle (other tables are not ours)."""
+        top = IptablesState()
+        state: IptablesState | None = None
         positions: dict[str, int] = {}
         builtin: set[str] = set()
         for line in text.splitlines():
             if line.startswith("*"):
-                in_filter = line.strip() == "*filter"
+                name = line.strip()[1:]
+                state = top if name == "filter" else None
+                if name in EARLY_TABLES:
+                    state = top.tables.setdefault(name, IptablesState())
+                positions, builtin = {}, set()
                 continue
-            if not in_filter:
+            if state is None:
                 continue
             if line.startswith("["):  # counters from `iptables-save -c`
                 line = line.split("] ", 1)[-1]
@@ -186,7 +206,7 @@ class IptablesApplier:
                         state.hooks.setdefault(chain, []).append((pos, rule))
                     elif jump:  # someone else's chain uses ours: leave their rule alone
                         state.pinned.add(jump.group(0).split()[-1])
-        return state
+        return top
 
     # ---- desired -------------------------------------------------------------------
 
@@ -199,31 +219,36 @@ class IptablesApplier:
 
         old_wants, wants = self._wants, {}
 
-        def want(chain: str, spec: str, family: int) -> _Want:
-            key = (chain, spec, family)
+        def want(chain: str, spec: str, family: int, table: str) -> _Want:
+            key = (chain, spec, family, table)
             w = old_wants.get(key)
             if w is None:
-                w = self._want(chain, spec, family)
+                w = self._want(chain, spec, family, table)
             wants[key] = w
             return w
 
-        tables: dict[int, tuple[dict[str, list[_Want]], dict[str, list[_Want]]]] = {}
-        for family, chain_specs, hook_specs in (
-            (4, ruleset.chains, ruleset.hooks),
-            (6, getattr(ruleset, "chains6", ()), getattr(ruleset, "hooks6", ())),
-        ):
+        tables: dict[tuple[int, str], tuple[dict[str, list[_Want]], dict[str, list[_Want]]]] = {}
+        todo = [
+            (4, "filter", ruleset.chains, ruleset.hooks),
+            (6, "filter", getattr(ruleset, "chains6", ()), getattr(ruleset, "hooks6", ())),
+        ]
+        for family, attr in ((4, "tables"), (6, "tables6")):
+            todo += [(family, t, c, h) for t, c, h in getattr(ruleset, attr, ())]
+        for family, table, chain_specs, hook_specs in todo:
+            if table not in ("filter", *EARLY_TABLES):
+                raise DataplaneError(f"table {table!r}: sekisho writes only filter, raw and mangle")
             chains: dict[str, list[_Want]] = {}
             for name, specs in chain_specs:
                 own(name, "chain")
-                chains[name] = [want(name, spec, family) for spec in specs]
+                chains[name] = [want(name, spec, family, table) for spec in specs]
             hooks: dict[str, list[_Want]] = {}
             for builtin, spec in hook_specs:
                 if owned(builtin, self.prefix):
                     raise DataplaneError(
                         f"hook chain {builtin!r} is one of ours, not a builtin chain"
                     )
-                hooks.setdefault(builtin, []).append(want(builtin, spec, family))
-            tables[family] = (chains, hooks)
+                hooks.setdefault(builtin, []).append(want(builtin, spec, family, table))
+            tables[(family, table)] = (chains, hooks)
         self._wants = wants
         old_members, members = self._members, {}
         sets: dict[str, SetState] = {}
@@ -236,10 +261,12 @@ class IptablesApplier:
             members[raw] = norm
             sets[s.name] = SetState(s.type, s.family, norm, raw)
         self._members = members
-        return _Desired(*tables[4], sets, *tables[6])
+        early = {k: v for k, v in tables.items() if k[1] != "filter"}
+        return _Desired(*tables[(4, "filter")], sets, *tables[(6, "filter")], early)
 
-    def _want(self, chain: str, spec: str, family: int = 4) -> _Want:
-        h = rule_hash(chain if family == 4 else f"ip6:{chain}", spec)
+    def _want(self, chain: str, spec: str, family: int = 4, table: str = "filter") -> _Want:
+        where = chain if table == "filter" else f"{table}:{chain}"
+        h = rule_hash(where if family == 4 else f"ip6:{where}", spec)
         return _Want(h, f'-m comment --comment "{self.prefix}:{h}" {spec}'.rstrip())
 
     # ---- compare -------------------------------------------------------------------
@@ -286,12 +313,32 @@ class IptablesApplier:
         """The commands that take ``installed`` to ``ruleset`` (nothing run yet)."""
         desired = self._desired(ruleset)
         set_lines, changes, destroy = plan_sets(installed.sets, desired.sets, self.prefix)
+        early: dict[int, tuple[list[str], dict[str, IptablesState]]] = {}
+        for family, tag in ((4, ""), (6, "ip6 ")):
+            have = installed if family == 4 else installed.v6 or IptablesState()
+            docs: list[str] = []
+            states: dict[str, IptablesState] = {}
+            for table in EARLY_TABLES:
+                chains, hooks = desired.early.get((family, table), ({}, {}))
+                part, states[table] = self._plan_table(
+                    have.tables.get(table, IptablesState()),
+                    chains,
+                    hooks,
+                    changes,
+                    f"{tag}{table} ",
+                    table,
+                )
+                docs += part
+            early[family] = (docs, states)
         doc, after = self._plan_table(installed, desired.chains, desired.hooks, changes, "")
         after.sets = {n: SetState(s.type, s.family, s.members) for n, s in desired.sets.items()}
         doc6, after.v6 = self._plan_table(
             installed.v6 or IptablesState(), desired.chains6, desired.hooks6, changes, "ip6 "
         )
-        return _Plan(tuple(changes), set_lines, doc, destroy, after, doc6)
+        after.tables, after.v6.tables = early[4][1], early[6][1]
+        return _Plan(
+            tuple(changes), set_lines, early[4][0] + doc, destroy, after, early[6][0] + doc6
+        )
 
     def _plan_table(
         self,
@@ -300,8 +347,10 @@ class IptablesApplier:
         desired_hooks: dict[str, list[_Want]],
         changes: list[str],
         tag: str,
+        table: str = "filter",
     ) -> tuple[list[str], IptablesState]:
-        """One family's restore document and the state after it (changes appended)."""
+        """One family's restore document of one table and the state after it (changes
+        appended)."""
         desired = _Desired(desired_chains, desired_hooks, {})
         write: list[str] = []
         for name, want in desired.chains.items():
@@ -324,7 +373,7 @@ class IptablesApplier:
                 changes.append(f"{tag}hook {builtin}: {why}")
         doc: list[str] = []
         if write or delete or emptied or fix:
-            doc.append("*filter")
+            doc.append(f"*{table}")
             doc += [f":{c} - [0:0]" for c in write + delete + emptied]
             for c in write:
                 doc += [f"-A {c} {w.spec}" for w in desired.chains[c]]
@@ -427,25 +476,31 @@ class IptablesApplier:
         installed = self.read_back()
         changes: list[str] = []
         commands = 0
-        for family, tag in ((4, ""), (6, "ip6 ")):
-            table = installed.family(family)
-            doc: list[str] = []
-            for builtin, rules in sorted(table.hooks.items()):
-                doc += [f"-D {builtin} {r.spec}" for _, r in rules]
-                changes.append(f"{tag}hook {builtin}: {len(rules)} jump(s) removed")
-            chains = sorted(table.chains)
-            gone = [c for c in chains if c not in table.pinned]
-            doc += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in gone]
-            changes += [f"{tag}chain {c} deleted" for c in gone]
-            changes += [
-                f"{tag}chain {c} emptied (a foreign rule jumps to it)"
-                for c in chains
-                if c not in gone
-            ]
-            if doc:
+        for family, ftag in ((4, ""), (6, "ip6 ")):
+            top = installed.family(family)
+            document: list[str] = []
+            for name in (*EARLY_TABLES, "filter"):
+                table = top if name == "filter" else top.tables.get(name, IptablesState())
+                tag = ftag if name == "filter" else f"{ftag}{name} "
+                doc: list[str] = []
+                for builtin, rules in sorted(table.hooks.items()):
+                    doc += [f"-D {builtin} {r.spec}" for _, r in rules]
+                    changes.append(f"{tag}hook {builtin}: {len(rules)} jump(s) removed")
+                chains = sorted(table.chains)
+                gone = [c for c in chains if c not in table.pinned]
+                doc += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in gone]
+                changes += [f"{tag}chain {c} deleted" for c in gone]
+                changes += [
+                    f"{tag}chain {c} emptied (a foreign rule jumps to it)"
+                    for c in chains
+                    if c not in gone
+                ]
+                if doc:
+                    document += [f"*{name}", *doc, "COMMIT"]
+            if document:
                 self.runner(
                     [f"{TOOLS[family]}-restore", "--noflush", "-w", "5"],
-                    stdin="\n".join(["*filter", *doc, "COMMIT"]) + "\n",
+                    stdin="\n".join(document) + "\n",
                 )
                 commands += 1
         if installed.sets:

@@ -8,21 +8,32 @@ ignored), so an unchanged table is never rewritten. What the kernel lists back
 after our own write is remembered as the installed form of that desired table,
 so the comparison stays exact even where the renderer's text and the kernel's
 listing differ in spelling.
+
+An update costs what it touches: a set whose members changed gets its
+elements added and deleted (``add element``/``delete element``) rather than
+being flushed and refilled, and with ``linger`` a set or chain no rule refers
+to any more (a policy no local pod uses now, the chain of a pod that went) is
+left in the table, unreferenced, for that many seconds instead of being deleted
+at once: churn that brings it back finds it there, usually unchanged. A
+lingering block never decides a packet (nothing jumps to it or looks it up);
+only sets, policy chains and workload endpoint chains linger.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sekisho.dataplane.desired import NftRulesetLike, owned
 from sekisho.dataplane.iptables import ApplyResult
 from sekisho.dataplane.runner import CommandRunner
 from sekisho.errors import CommandFailed, DataplaneError
+from sekisho.render.names import churned
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +65,14 @@ def normalize_nft(text: str) -> str:
     return "\n".join(line for line in lines if line and not line.startswith("#"))
 
 
-def _fingerprint(ruleset: NftRulesetLike) -> str:
-    return hashlib.sha1(ruleset.script().encode()).hexdigest()
-
-
 Block = tuple[str, str]
 """(kind, name) of one top-level object in our table: ``("chain", "sekisho-FORWARD")``."""
 
 LIST_EACH_MAX = 4
 """Up to this many written blocks are listed one by one after a write; more: the whole table."""
+
+LINE_MEMO_MAX = 400_000
+"""Rule texts whose normalized form is remembered, at most (then forgotten at once)."""
 
 _BLOCK_HEAD = re.compile(r"(chain|set|map) (\S+) \{")
 
@@ -101,6 +111,56 @@ def table_blocks(normalized: str) -> dict[Block, tuple[str, ...]] | None:
     return blocks if depth == 0 else None
 
 
+def _norm_line(line: str, memo: dict[str, str]) -> str:
+    """One rule (or chain header) as :func:`normalize_nft` of the renderer's normalized
+    text has it ("" when it is not one line of its own), memoized by text."""
+    got = memo.get(line)
+    if got is None:
+        got = " ".join(line.split())
+        if got.count("{") != got.count("}"):
+            got = ""  # not one line of its own: the caller takes the generic path
+        elif "{" in got or "#" in got or "counter" in got:
+            got = normalize_nft(_BRACES.sub(_sort_braces, got))
+    memo[line] = got
+    return got
+
+
+_BRACES = re.compile(r"\{ ([^{}]*) \}")
+
+
+def _sort_braces(m: re.Match[str]) -> str:
+    """Elements of a ``{ ... }`` list sorted (as the renderer's normalized text has them)."""
+    return "{ " + ", ".join(sorted(i.strip() for i in m.group(1).split(","))) + " }"
+
+
+_ELEMENTS_LINE = "elements = { "
+
+
+def _element_delta(
+    have: tuple[str, ...], want: tuple[str, ...]
+) -> tuple[list[str], list[str]] | None:
+    """(elements to delete, elements to add) that take one set's body ``have`` to
+    ``want``, or None when more than the elements differ, or when a flush and refill
+    is as cheap."""
+
+    def split(body: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]] | None:
+        if body and body[-1].startswith(_ELEMENTS_LINE):
+            line = body[-1]
+            if not line.endswith(" }"):
+                return None
+            return body[:-1], line[len(_ELEMENTS_LINE) : -2].split(", ")
+        return body, []
+
+    a, b = split(have), split(want)
+    if a is None or b is None or a[0] != b[0] or not b[1]:
+        return None
+    old, new = set(a[1]), set(b[1])
+    drop, add = sorted(old - new), sorted(new - old)
+    if len(drop) + len(add) >= len(new):
+        return None
+    return drop, add
+
+
 @dataclass(slots=True)
 class _Plan:
     changes: list[str]
@@ -111,36 +171,63 @@ class _Plan:
     gone: list[Block]
     blocks: list[Block]
     """The block each entry of ``changes`` is about."""
+    want: dict[Block, tuple[str, ...]] = field(default_factory=dict)
+    lingering: list[Block] = field(default_factory=list)
+    """Blocks no longer wanted that stay (unreferenced) until ``linger`` runs out."""
 
 
 class NftApplier:
     """Keeps our nftables table equal to a desired ruleset; touches no other table.
 
     When the table exists, only the sets and chains that differ are rewritten, in
-    one ``nft -f`` transaction (flush + refill), so untouched chains keep their
-    rules, handles and counters; a missing table, or a change the partial update
-    cannot express, is one atomic replace of the whole table. Like the iptables
-    applier it trusts a cache of what it wrote for updates and reads the whole
-    table back on :meth:`resync`.
+    one ``nft -f`` transaction (a set's elements added and deleted, a chain flushed
+    and refilled), so untouched chains keep their rules, handles and counters; a
+    missing table, or a change the partial update cannot express, is one atomic
+    replace of the whole table. Like the iptables applier it trusts a cache of
+    what it wrote for updates and reads the whole table back on :meth:`resync`.
+
+    ``linger``: seconds a set, policy chain or workload endpoint chain that is no
+    longer wanted stays in the table before it is deleted (0: at once; host endpoint
+    and base chains always go at once). Nothing refers to it meanwhile,
+    so it decides no packet; when it is wanted again it is compared like any other
+    block, and rewritten only if it differs. It is deleted by the first apply or
+    resync after its time runs out (blocks go in the order they were left, so a
+    lingering chain always goes with or before the sets and chains it refers to).
     """
 
     def __init__(
-        self, runner: CommandRunner, prefix: str = "sekisho", family: str = "inet"
+        self,
+        runner: CommandRunner,
+        prefix: str = "sekisho",
+        family: str = "inet",
+        *,
+        linger: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        deltas: bool = True,
     ) -> None:
         if not prefix or not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
             raise ValueError(f"prefix {prefix!r}: expected letters, digits, '_', '.' or '-'")
         self.runner = runner
         self.prefix = prefix
         self.family = family
+        self.linger = linger
+        self.clock = clock
+        self.deltas = deltas
+        """Change a set by adding and deleting elements (False: flush and refill it; the
+        benchmarks' baseline)."""
         self._forms: dict[tuple[Block, tuple[str, ...]], tuple[str, ...]] = {}
         """(block, desired body) -> the body the kernel lists back for it (learned)."""
         self._installed: dict[Block, tuple[str, ...]] | None = None
         """Our table's blocks as the kernel lists them (cache), None when unknown."""
-        self._cache: str | None = None
-        """Fingerprint of the desired ruleset installed according to the cache."""
+        self._last: object | None = None
+        """The desired ruleset installed according to the cache (the very object)."""
         self._block_memo: dict[tuple[str, Any], tuple[Block, tuple[str, ...]]] = {}
+        self._line_memo: dict[str, str] = {}
+        """A rule's text -> its normalized form (emptied when it outgrows LINE_MEMO_MAX)."""
         self._unverified: set[Block] = set()
         """Blocks written from the cache and not yet listed back (checked on resync)."""
+        self._gone_at: dict[Block, float] = {}
+        """Lingering blocks (installed, no longer wanted) -> when they were left."""
 
     def read_back(self, table: str | None = None, family: str | None = None) -> str | None:
         """``nft list table`` of our table, or None when it does not exist."""
@@ -159,8 +246,26 @@ class NftApplier:
                 f"table {ruleset.table!r} is not ours (not named {self.prefix}-...); refusing to touch it"
             )
 
-    def _plan(self, ruleset: NftRulesetLike, have: dict[Block, tuple[str, ...]] | None) -> _Plan:
-        """What takes ``have`` (None: no table) to ``ruleset``."""
+    def _lingers(self, block: Block, body: tuple[str, ...], now: float, known: bool) -> bool:
+        """Whether an installed block no longer wanted stays for now (see ``linger``)."""
+        if self.linger <= 0 or not churned(self.prefix, block[1]):
+            return False
+        if block[0] == "chain" and body and body[0].startswith("type ") and " hook " in body[0]:
+            return False
+        since = self._gone_at.get(block)
+        if since is None:
+            return known  # from our own cache: it was ours and wanted until now
+        return now - since < self.linger
+
+    def _plan(
+        self,
+        ruleset: NftRulesetLike,
+        have: dict[Block, tuple[str, ...]] | None,
+        *,
+        known: bool = False,
+    ) -> _Plan:
+        """What takes ``have`` (None: no table) to ``ruleset``. ``known``: ``have`` is our
+        cache (a block in it that is no longer wanted may start lingering)."""
         where = f"table {ruleset.family} {ruleset.table}"
         if have is None:
             return _Plan([f"{where} was missing"], None, [], [], [("table", where)])
@@ -174,14 +279,20 @@ class NftApplier:
                 [("table", where)],
             )
         forms = self._forms
-        changed = [b for b in want if b in have and have[b] != forms.get((b, want[b]), want[b])]
+        changed = [b for b, w in want.items() if b in have and have[b] != forms.get((b, w), w)]
         new = [b for b in want if b not in have]
-        gone = [b for b in have if b not in want]
+        now = self.clock()
+        gone: list[Block] = []
+        lingering: list[Block] = []
+        if len(have) > len(want) - len(new):
+            for b, body in have.items():
+                if b not in want:
+                    (lingering if self._lingers(b, body, now, known) else gone).append(b)
         changes = [f"{k} {n} rewritten" for k, n in changed]
         changes += [f"{k} {n} created" for k, n in new]
         changes += [f"{k} {n} deleted" for k, n in gone]
         if not changes:
-            return _Plan([], None, [], [], [])
+            return _Plan([], None, [], [], [], want, lingering)
         t = f"{ruleset.family} {ruleset.table}"
         lines: list[str] = []
 
@@ -195,26 +306,50 @@ class NftApplier:
             else:
                 header = [x for x in want[(kind, name)] if x.startswith("type ")]
                 lines.append(f"add chain {t} {name}" + (f" {{ {header[0]} }}" if header else ""))
-        for kind, name in changed + gone:
+        flushed: list[Block] = []
+        for b in changed:
+            delta = _element_delta(have[b], want[b]) if b[0] != "chain" and self.deltas else None
+            if delta is None:
+                flushed.append(b)
+                continue
+            drop, add = delta
+            if drop:
+                lines.append(f"delete element {t} {b[1]} {{ {', '.join(drop)} }}")
+            if add:
+                lines.append(f"add element {t} {b[1]} {{ {', '.join(add)} }}")
+        for kind, name in flushed + gone:
             lines.append(f"flush {kind} {t} {name}")
-        for kind, name in changed + new:
-            if kind == "chain" or (kind, name) in changed:
+        for kind, name in flushed + new:
+            if kind == "chain" or (kind, name) in flushed:
                 define(kind, name)
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind == "chain"]
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind != "chain"]
-        return _Plan(changes, "\n".join(lines) + "\n", changed + new, gone, changed + new + gone)
+        return _Plan(
+            changes,
+            "\n".join(lines) + "\n",
+            changed + new,
+            gone,
+            changed + new + gone,
+            want,
+            lingering,
+        )
 
     def _want_blocks(self, ruleset: NftRulesetLike) -> dict[Block, tuple[str, ...]] | None:
         """The desired table's blocks in normalized form.
 
         A renderer dataclass with ``sets`` and ``chains`` is taken apart block by
-        block (each block's text from the renderer's own ``table_text`` of a
-        one-block copy), memoized by content, so a change costs only what changed.
+        block, memoized by content, so a change costs only what changed: a set's
+        body is spelt from its type and sorted elements, a chain's from its rules,
+        each rule normalized once while rules use it (:meth:`_block`; a test holds
+        it equal to the whole table's text taken apart).
         """
         rs: Any = ruleset
         if not all(hasattr(rs, a) for a in ("__dataclass_fields__", "sets", "chains")):
             return table_blocks(normalize_nft(ruleset.table_text()))
         old, memo = self._block_memo, {}
+        if len(self._line_memo) > LINE_MEMO_MAX:
+            self._line_memo = {}
+        lines = self._line_memo
         out: dict[Block, tuple[str, ...]] = {}
         try:
             for kind, items in (("set", rs.sets), ("chain", rs.chains)):
@@ -222,21 +357,48 @@ class NftApplier:
                     key = (kind, item)
                     got = old.get(key)
                     if got is None:
-                        one = dataclasses.replace(
-                            rs,
-                            sets=(item,) if kind == "set" else (),
-                            chains=(item,) if kind == "chain" else (),
-                        )
-                        blocks = table_blocks(normalize_nft(one.table_text()))
-                        if blocks is None or len(blocks) != 1:
+                        got = self._block(rs, kind, item, lines)
+                        if got is None:
                             return table_blocks(normalize_nft(ruleset.table_text()))
-                        got = next(iter(blocks.items()))
                     memo[key] = got
                     out[got[0]] = got[1]
         except TypeError:  # unhashable or not replaceable: the whole text it is
             return table_blocks(normalize_nft(ruleset.table_text()))
         self._block_memo = memo
         return out
+
+    @staticmethod
+    def _block(
+        rs: Any, kind: str, item: Any, lines: dict[str, str]
+    ) -> tuple[Block, tuple[str, ...]] | None:
+        """One set's or chain's normalized block, or None when it has a shape not known here."""
+        if kind == "set" and isinstance(getattr(item, "elements", None), tuple):
+            block = (str(getattr(item, "kind", "set")), item.name)
+            body = [f"type {' '.join(str(item.type).split())}"]
+            if item.type in ("ipv4_addr", "ipv6_addr"):
+                body.append("flags interval")
+            if item.elements:
+                elements = sorted(" ".join(str(e).split()) for e in item.elements)
+                if all("," not in e and "{" not in e and "}" not in e for e in elements):
+                    body.append("elements = { " + ", ".join(elements) + " }")
+                    return block, tuple(body)
+            else:
+                return block, tuple(body)
+        elif kind == "chain" and isinstance(item, tuple) and len(item) == 3:
+            name, header, rules = item
+            body = [] if header is None else [_norm_line(header, lines)]
+            body += [_norm_line(rule, lines) for rule in rules]
+            if all(line and "\n" not in line for line in body):
+                return (kind, name), tuple(body)
+        one = dataclasses.replace(
+            rs,
+            sets=(item,) if kind == "set" else (),
+            chains=(item,) if kind == "chain" else (),
+        )
+        blocks = table_blocks(normalize_nft(one.table_text()))
+        if blocks is None or len(blocks) != 1:
+            return None
+        return next(iter(blocks.items()))
 
     def _read_blocks(self, ruleset: NftRulesetLike) -> dict[Block, tuple[str, ...]] | None:
         listed = self.read_back(ruleset.table, ruleset.family)
@@ -248,7 +410,8 @@ class NftApplier:
         return blocks
 
     def drift(self, ruleset: NftRulesetLike) -> tuple[str, ...]:
-        """How the installed table differs from ``ruleset`` (reads the kernel; changes nothing)."""
+        """How the installed table differs from ``ruleset`` (reads the kernel; changes nothing;
+        a block still lingering is not drift)."""
         self._check(ruleset)
         return tuple(self._plan(ruleset, self._read_blocks(ruleset)).changes)
 
@@ -259,8 +422,7 @@ class NftApplier:
         blocks written that way are verified by the next read-back (:meth:`resync`).
         """
         self._check(ruleset)
-        fp = _fingerprint(ruleset)
-        if not refresh and self._cache == fp and self._installed is not None:
+        if not refresh and self._last is ruleset and self._installed is not None:
             return ApplyResult()
         commands = 0
         cached = not refresh and self._installed is not None
@@ -269,8 +431,8 @@ class NftApplier:
         else:
             have = self._read_blocks(ruleset)
             commands += 1
-        self._cache = None
-        plan = self._plan(ruleset, have)
+        self._last = None
+        plan = self._plan(ruleset, have, known=cached)
         try:
             commands += self._execute(ruleset, plan, have, learn=not cached)
         except CommandFailed as exc:
@@ -281,7 +443,7 @@ class NftApplier:
             have = self._read_blocks(ruleset)
             plan = self._plan(ruleset, have)
             commands += 1 + self._execute(ruleset, plan, have, learn=True)
-        self._cache = fp
+        self._last = ruleset
         changes = plan.changes
         if not cached and have is not None and self._installed is not None:
             # A block we wrote unverified that the kernel lists the same before and after
@@ -297,6 +459,19 @@ class NftApplier:
             self._unverified.clear()
         return ApplyResult(tuple(changes), commands)
 
+    def _settle(self, plan: _Plan) -> None:
+        """Record which blocks linger after ``plan`` was written."""
+        now = self.clock()
+        for b in plan.gone:
+            self._gone_at.pop(b, None)
+        for b in plan.touched:
+            self._gone_at.pop(b, None)
+        for b in plan.lingering:
+            self._gone_at.setdefault(b, now)
+        if len(self._gone_at) > len(plan.lingering):
+            keep = set(plan.lingering)
+            self._gone_at = {b: t for b, t in self._gone_at.items() if b in keep}
+
     def _execute(
         self,
         ruleset: NftRulesetLike,
@@ -305,11 +480,12 @@ class NftApplier:
         *,
         learn: bool,
     ) -> int:
-        want = self._want_blocks(ruleset) or {}
+        want = plan.want or self._want_blocks(ruleset) or {}
         if not plan.changes:
             if learn:
                 self._learn(want, have or {}, list(want))
             self._installed = have
+            self._settle(plan)
             return 0
         if plan.script is not None:
             try:
@@ -317,15 +493,21 @@ class NftApplier:
             except CommandFailed as exc:
                 log.warning("partial update refused (%s); replacing the table", exc.stderr.strip())
             else:
-                installed = {b: body for b, body in (have or {}).items() if b not in plan.gone}
                 if not learn:
+                    # the cache is ours alone: update it in place (a copy per apply would
+                    # cost the whole table)
+                    installed = have if have is not None else {}
+                    for b in plan.gone:
+                        installed.pop(b, None)
                     for b in plan.touched:
                         known = self._forms.get((b, want[b]))
                         installed[b] = known if known is not None else want[b]
                         if known is None:
                             self._unverified.add(b)
                     self._installed = installed
+                    self._settle(plan)
                     return 1
+                installed = {b: body for b, body in (have or {}).items() if b not in plan.gone}
                 # Learn how the kernel lists what we wrote. One `nft list` per block:
                 # nft 1.0 lists a chain wrongly when other lists share its batch.
                 got: dict[Block, tuple[str, ...]] | None = {}
@@ -342,6 +524,7 @@ class NftApplier:
                 installed.update(got or {})
                 self._learn(want, installed, plan.touched)
                 self._installed = installed
+                self._settle(plan)
                 return 1 + min(len(plan.touched), LIST_EACH_MAX + 1)
         self.runner(["nft", "-f", "-"], stdin=ruleset.script())
         full = self._read_blocks(ruleset)
@@ -349,6 +532,7 @@ class NftApplier:
             raise DataplaneError(f"table {ruleset.family} {ruleset.table} is missing after nft -f")
         self._forms = {}
         self._unverified.clear()
+        self._gone_at = {}
         self._learn(want, full, list(want))
         self._installed = full
         return 2

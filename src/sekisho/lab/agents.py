@@ -20,16 +20,25 @@ log = logging.getLogger(__name__)
 
 AGENT_PREFIX = "sekisho"
 """The agents' default object prefix (the lab's own NAT table uses a different name)."""
+LOG_GROUP = 20
+"""The nfnetlink_log group the lab's agents render Log rules to (``--log-group``): a kernel
+``LOG`` rule writes nothing inside a network namespace unless the host sets
+``nf_log_all_netns`` (never changed here); :mod:`sekisho.lab.logs` reads the group in each
+node instead. Not 1 or 2, which Calico's Felix uses for its own NFLOG rules."""
 
 
-def expected_fingerprints(cluster: Cluster, nodes: list[str], backend: str) -> dict[str, str]:
+def expected_fingerprints(
+    cluster: Cluster, nodes: list[str], backend: str, log_group: int | None = None
+) -> dict[str, str]:
     """Per node, the fingerprint the agent's ready file shows once it enforces ``cluster``."""
     from sekisho.agent import full_renderer
     from sekisho.dataplane.backends import backend as backend_named
 
     spelling = backend_named(backend).spelling
     return {
-        node: spelling.digest(full_renderer(cluster, node, spelling.name, AGENT_PREFIX))
+        node: spelling.digest(
+            full_renderer(cluster, node, spelling.name, AGENT_PREFIX, log_group=log_group)
+        )
         for node in nodes
     }
 

@@ -448,6 +448,26 @@ def run_offline(seed: Path, calico: Path, out: Out) -> tuple[int, int]:
     return passed, failed
 
 
+def expected_log_prefixes(cluster: Cluster, p: Probe, backend: str) -> list[str]:
+    """The log prefixes the walk says ``p``'s packets meet on the nodes (the Log rules it
+    records on the way: egress first, ingress only when egress lets the packet out), as
+    the agents' renderer spells them for ``backend``."""
+    from sekisho.lab.agents import AGENT_PREFIX
+    from sekisho.render import names
+
+    limit = names.NFT_LOG_PREFIX_MAX if backend == "nftables" else names.XT_LOG_PREFIX_MAX
+    v = verdict(cluster, p.flow(cluster))
+    sides = [v.egress] if v.egress is not None else []
+    if v.ingress is not None and (v.egress is None or v.egress.allowed):
+        sides.append(v.ingress)
+    out = [
+        names.log_prefix(AGENT_PREFIX, r.policy.key, r.policy.label, r.direction, r.index, limit)
+        for s in sides
+        for r in s.logged
+    ]
+    return list(dict.fromkeys(out))
+
+
 def log_prefix_check(rules: list[str], label: str) -> tuple[bool, str]:
     """(whether the Log rules' prefixes name a rule of ``label``, what the kernel log line
     starts with and which policy rule that is)."""

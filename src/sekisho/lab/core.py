@@ -23,6 +23,7 @@ from sekisho.dataplane.netns import exec_argv
 from sekisho.errors import LabError
 from sekisho.lab import manifests as mf
 from sekisho.lab import netns
+from sekisho.lab.agents import LOG_GROUP
 from sekisho.lab.nginx import is_ingress_controller, nginx_config
 from sekisho.lab.topology import PREFIX, Plan, PodPlan, check_lab_name, plan
 from sekisho.model.types import Cluster
@@ -73,6 +74,9 @@ class State:
     store: str = "files"
     """Where agents learn the cluster: ``files`` (a shared directory) or ``etcd`` (the lab's
     three-member etcd, :mod:`sekisho.lab.store`)."""
+    log_group: int | None = None
+    """The nfnetlink_log group the agents render Log rules to (:mod:`sekisho.lab.logs`
+    reads it in each node); None: the kernel log (a lab of an older sekisho)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +87,7 @@ class State:
             "procs": [p.__dict__ for p in self.procs],
             "created": self.created,
             "store": self.store,
+            "log_group": self.log_group,
         }
 
     @classmethod
@@ -95,6 +100,7 @@ class State:
             procs=[Proc(**p) for p in doc.get("procs", [])],
             created=float(doc.get("created", 0.0)),
             store=str(doc.get("store", "files")),
+            log_group=doc.get("log_group"),
         )
 
 
@@ -195,6 +201,7 @@ class Lab:
         runner: netns.Runner = netns.run_process,
         timeout: float = 60.0,
         store: str = "files",
+        log_group: int | None = LOG_GROUP,
     ) -> Lab:
         """Build the lab for ``objects`` (manifest dicts); on any failure remove what was built."""
         if os.geteuid() != 0:
@@ -218,7 +225,9 @@ class Lab:
         lab.manifests.mkdir(exist_ok=True)
         if store not in ("files", "etcd"):
             raise LabError(f"store {store!r}: expected files or etcd")
-        lab._state = State(name, backend, enforce, list(topo.namespaces), [], time.time(), store)
+        lab._state = State(
+            name, backend, enforce, list(topo.namespaces), [], time.time(), store, log_group
+        )
         lab._save()
         lab._cluster, lab._plan = cluster, topo
         try:
@@ -357,6 +366,7 @@ class Lab:
             "--netns", netns_,
             "--backend", self.state.backend,
             "--ready-file", str(self.ready_file(node)),
+            *(["--log-group", str(self.state.log_group)] if self.state.log_group is not None else []),
         ]  # fmt: skip
 
     def _start_agents(self, p: Plan) -> None:
@@ -384,7 +394,9 @@ class Lab:
         from sekisho.lab.agents import applied, expected_fingerprints
 
         nodes = [n.name for n in self.plan.nodes]
-        want = expected_fingerprints(cluster or self.cluster, nodes, self.state.backend)
+        want = expected_fingerprints(
+            cluster or self.cluster, nodes, self.state.backend, self.state.log_group
+        )
         deadline = time.monotonic() + timeout
         while True:
             now = self._agent_marks()

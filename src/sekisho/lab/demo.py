@@ -14,6 +14,7 @@ with the semantics and the rendered rules instead (:mod:`sekisho.lab.offline`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -26,6 +27,7 @@ from typing import Any
 from sekisho.errors import LabError
 from sekisho.lab import netns
 from sekisho.lab.core import Lab
+from sekisho.lab.logs import LogCapture, Observed
 from sekisho.lab.manifests import read_objects
 from sekisho.lab.report import Out, Report, conclusion
 from sekisho.model.types import Cluster
@@ -368,19 +370,16 @@ def full_matrix(lab: Lab, r: Report) -> None:
 
 
 def _log_rules(lab: Lab, node: str) -> list[str]:
-    """The installed Log rule of :data:`calico_demo.LOGGED` on ``node`` (iptables: with
-    its packet and byte counters, ``[packets:bytes]``)."""
+    """The installed Log rules of :data:`calico_demo.LOGGED` on ``node`` (``NFLOG`` to the
+    lab's log group, ``LOG`` without one)."""
     from sekisho.lab.calico_demo import LOGGED
+    from sekisho.render.names import rule_log_prefix
 
     if lab.state.backend == "iptables":
-        text = lab.run(node, ["iptables-save", "-c", "-t", "filter"]).stdout
-        return [ln for ln in text.splitlines() if "-j LOG" in ln and LOGGED in ln]
-    text = lab.run(node, ["nft", "list", "ruleset"]).stdout
-    return [ln.strip() for ln in text.splitlines() if " log prefix" in ln and LOGGED in ln]
-
-
-def _packets(rules: list[str]) -> int:
-    return sum(int(m.group(1)) for ln in rules if (m := re.match(r"\[(\d+):", ln)))
+        text = lab.run(node, ["iptables-save", "-t", "filter"]).stdout
+    else:
+        text = lab.run(node, ["nft", "list", "ruleset"]).stdout
+    return [ln.strip() for ln in text.splitlines() if rule_log_prefix(ln) and LOGGED in ln]
 
 
 def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
@@ -409,7 +408,6 @@ def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
                     r.out(line)
                 r.verdict(ok, "the preview says prod/green -> prod/blue would be denied")
             _, red_node = _need(cluster, "dev/red")
-            before = _log_rules(lab, red_node) if sec.log else []
             checks = []
             for p in sec.probes:
                 if p.via is not None:
@@ -427,7 +425,12 @@ def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
                 else:
                     port = "" if p.port == 80 else f":{p.port}"
                     checks.append(curl(p.src, f"http://{ip}{port}/", p.title, p.expect))
-            for p, o in zip(sec.probes, run_checks(lab, checks), strict=True):
+            observed: Observed = []
+            with LogCapture(lab) if sec.log else contextlib.nullcontext() as capture:
+                outcomes = run_checks(lab, checks)
+                if capture is not None:
+                    observed = capture.read()
+            for p, o in zip(sec.probes, outcomes, strict=True):
                 trace_ok, lines = cd.trace_lines(cluster, p, sec.pending)
                 c = o.check
                 cmd = " ".join(c.argv[:1] + c.argv[-1:])
@@ -438,21 +441,39 @@ def calico_act(lab: Lab, r: Report, seed: Path, calico: Path, out: Out) -> None:
                 )
                 for line in lines:
                     r.out(line)
+                if capture is not None:
+                    _log_lines(r, cluster, p, capture, observed, lab.state.backend)
             if sec.log:
                 after = _log_rules(lab, red_node)
-                cmd = "iptables-save -c" if lab.state.backend == "iptables" else "nft list ruleset"
+                cmd = "iptables-save" if lab.state.backend == "iptables" else "nft list ruleset"
                 r.out(f"  $ {cmd} (on {red_node}, the Log rule of dev/{cd.LOGGED})")
                 for ln in after:
                     r.out(f"    {ln}")
                 r.verdict(*cd.log_prefix_check(after, f"NetworkPolicy dev/{cd.LOGGED}"))
-                if lab.state.backend == "iptables":
-                    r.verdict(
-                        _packets(after) > _packets(before),
-                        "the Log rule counted the probe's packets "
-                        f"({_packets(before)} -> {_packets(after)})",
-                    )
-                else:
-                    r.verdict(bool(after), "the Log rule is installed before the deny")
+                for problem in capture.problems if capture is not None else []:
+                    r.verdict(False, f"log lines not read: {problem}")
+
+
+def _log_lines(
+    r: Report, cluster: Cluster, p: Any, capture: LogCapture, observed: Observed, backend: str
+) -> None:
+    """The lines the Log rules wrote for probe ``p`` (read from nfnetlink_log in the nodes),
+    judged against the Log rules the walk meets on the way."""
+    from sekisho.lab import calico_demo as cd
+
+    src, _ = _need(cluster, p.src)
+    dst, _ = _need(cluster, p.dst)
+    lines = capture.lines(observed, src, dst, p.protocol, p.port)
+    for line in lines:
+        r.out(f"        log: {line.text()}")
+    want = cd.expected_log_prefixes(cluster, p, backend)
+    got = [line.prefix for line in lines]
+    if want:
+        said = ", ".join(repr(w) for w in want)
+        ok = sorted(got) == sorted(want)
+        r.verdict(ok, f"{p.title}: the Log rule's line came, as trace says ({said})")
+    else:
+        r.verdict(not got, f"{p.title}: no log line, as trace says (no Log rule on the way)")
 
 
 def _apply(lab: Lab, objects: list[dict[str, Any]], what: str, out: Out) -> None:

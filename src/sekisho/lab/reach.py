@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sekisho.errors import UsageError
 from sekisho.lab import probe as pr
 from sekisho.lab.topology import Plan
 from sekisho.model.types import Cluster
 from sekisho.semantics.probe import Service
+
+if TYPE_CHECKING:
+    from sekisho.lab.logs import LogCapture, LogLine
 
 ProbeSpec = Service | tuple[int | None, str]
 """A probe (a :class:`~sekisho.semantics.probe.Service`; a ``(port, protocol)`` pair is read as one)."""
@@ -47,6 +51,12 @@ class ProbeTable:
     """A probed port name, resolved on each destination (``port`` is then None)."""
     family: int | None = None
     """The IP family probed (4 or 6); None: each pod's first address, as given."""
+    logs: dict[tuple[int, int], list[LogLine]] | None = None
+    """Per probed cell, the lines Log rules wrote for its packets (:mod:`sekisho.lab.logs`);
+    None: not read (no capture)."""
+    log_expected: dict[tuple[int, int], list[tuple[str, str]]] = field(default_factory=dict)
+    """Per probed cell whose lines differ from the expected ones: the (node, prefix) the
+    rendered rules say its packets meet."""
 
     @property
     def label(self) -> str:
@@ -76,13 +86,24 @@ class ProbeTable:
             head["name"] = self.name
         if self.family is not None:
             head["family"] = self.family
-        return {
+        out: dict[str, object] = {
             **head,
             "ingress": self.ingress,
             "egress": self.egress,
             "allowed": self.allowed,
             "observed": self.observed,
         }
+        if self.logs is not None:
+            out["logs"] = [
+                {"i": i, "j": j, **line.to_json()}
+                for (i, j), lines in sorted(self.logs.items())
+                for line in lines
+            ]
+            out["logs_wrong"] = [
+                {"i": i, "j": j, "expected": [{"node": n, "prefix": p} for n, p in want]}
+                for (i, j), want in sorted(self.log_expected.items())
+            ]
+        return out
 
 
 @dataclass
@@ -90,10 +111,17 @@ class Reachability:
     pods: list[str]
     probes: list[ProbeTable]
     seconds: float = 0.0
+    log_problems: list[str] = field(default_factory=list)
+    """Why some log lines could not be read (a node whose log group could not be bound)."""
 
     @property
     def mismatches(self) -> int:
         return sum(len(t.wrong_cells()) for t in self.probes)
+
+    @property
+    def log_mismatches(self) -> int:
+        """Probed cells whose log lines differ from what the rendered rules say."""
+        return sum(len(t.log_expected) for t in self.probes)
 
     def to_json(self) -> dict[str, object]:
         """The object of docs/architecture.md ("Machine-readable output"), with ``observed``."""
@@ -120,24 +148,30 @@ def measure(
     targets: Sequence[str] = (),
     timeout: float = 1.0,
     family: int | None = None,
+    capture: LogCapture | None = None,
+    workers: int = 96,
 ) -> Reachability:
     """Probe every selected ordered pair for every spec and compare with the semantics.
 
     ``family``: probe over IPv4 or IPv6 (the pods' addresses of that family, the
     semantics of that family: :func:`sekisho.semantics.probe.family_view`); None:
-    each pod's first address."""
+    each pod's first address. ``capture`` (open): the log lines of each probe are read
+    from it after the probes. ``workers``: probes in flight at once (each waits up
+    to ``timeout`` for a drop)."""
     import time
 
-    from sekisho.semantics import compute_matrix
+    from sekisho.semantics import Flow, compute_matrix, resolve_endpoint
     from sekisho.semantics.probe import family_view
 
-    matrix = compute_matrix(family_view(cluster, family), list(specs))
+    view = family_view(cluster, family)
+    matrix = compute_matrix(view, list(specs))
     services = [pm.service for pm in matrix.probes]
     pods = [p.key for p in matrix.pods]
     src_ix = _select(pods, sources, "--from")
     dst_ix = _select(pods, targets, "--to")
     plans = [topo.pod(k) for k in pods]
     jobs: list[tuple[int, int, int, pr.Probe]] = []
+    sources_ip: dict[int, str] = {}
     for k, svc in enumerate(services):
         for i in sorted(src_ix):
             for j in sorted(dst_ix):
@@ -151,6 +185,7 @@ def measure(
                 port = svc.port_on(matrix.pods[j]) if svc.name is not None else svc.port
                 if svc.name is not None and port is None:
                     continue
+                sources_ip[len(jobs)] = str(s.addr(family))
                 jobs.append(
                     (
                         k,
@@ -167,7 +202,10 @@ def measure(
                     )
                 )
     start = time.monotonic()
-    outcomes = pr.run([j[3] for j in jobs], timeout=timeout)
+    if capture is not None:
+        capture.read()  # what was logged before these probes is not theirs
+    outcomes = pr.run([j[3] for j in jobs], timeout=timeout, workers=workers)
+    observed = capture.read() if capture is not None and capture.active else None
     took = time.monotonic() - start
     n = len(pods)
     tables = []
@@ -183,12 +221,25 @@ def measure(
                 allowed=pm.allowed.tolist(),
                 observed=[[None] * n for _ in range(n)],
                 detail=[[""] * n for _ in range(n)],
+                logs={} if observed is not None else None,
             )
         )
-    for (k, i, j, _), out in zip(jobs, outcomes, strict=True):
+    for x, ((k, i, j, p), out) in enumerate(zip(jobs, outcomes, strict=True)):
         tables[k].observed[i][j] = out.outcome
         tables[k].detail[i][j] = out.detail
-    return Reachability(pods, tables, took)
+        table_logs = tables[k].logs
+        if capture is not None and observed is not None and table_logs is not None:
+            port = None if p.protocol == "ICMP" else p.port
+            lines = capture.lines(observed, sources_ip[x], p.ip, p.protocol, port)
+            if lines:
+                table_logs[(i, j)] = lines
+            if p.protocol != "SCTP":
+                ends = resolve_endpoint(view, pods[i]), resolve_endpoint(view, pods[j])
+                want = capture.expected(Flow(*ends, services[k].protocol, port))
+                if set(want) != {(line.node, line.prefix) for line in lines}:
+                    tables[k].log_expected[(i, j)] = want
+    problems = list(capture.problems) if capture is not None else []
+    return Reachability(pods, tables, took, problems)
 
 
 def measure_families(
@@ -199,13 +250,14 @@ def measure_families(
     targets: Sequence[str] = (),
     timeout: float = 1.0,
     family: int | None = None,
+    capture: LogCapture | None = None,
 ) -> list[Reachability]:
     """:func:`measure` over each family to probe (:func:`~sekisho.semantics.probe.probe_families`:
     the one asked for; both for a dual-stack cluster)."""
     from sekisho.semantics.probe import probe_families
 
     return [
-        measure(cluster, topo, specs, sources, targets, timeout, fam)
+        measure(cluster, topo, specs, sources, targets, timeout, fam, capture)
         for fam in probe_families(cluster, family)
     ]
 
@@ -244,10 +296,26 @@ def format_tables(r: Reachability) -> str:
         uns = t.unsupported_cells()
         if uns:
             lines.append(f"  unsupported: {len(uns)} cell(s) ({t.protocol} is not probed here)")
+        if t.logs:
+            lines.append("  log lines (Log rules that logged a probe's packets, per node):")
+            for (i, j), logged in sorted(t.logs.items()):
+                lines.append(f"    {r.pods[i]} -> {r.pods[j]}:")
+                lines.extend(f"      {line.text()}" for line in logged)
+        for (i, j), want in sorted(t.log_expected.items()):
+            said = ", ".join(f"{n}: {p!r}" for n, p in want) or "none"
+            got = ", ".join(f"{x.node}: {x.prefix!r}" for x in (t.logs or {}).get((i, j), []))
+            lines.append(
+                f"  WRONG LOG {r.pods[i]} -> {r.pods[j]} {t.label}: the rendered rules log"
+                f" {said}; observed {got or 'none'}"
+            )
+    if r.log_problems:
+        lines.append("")
+        lines.extend(f"log lines not read: {p}" for p in r.log_problems)
     lines.append("")
-    total = r.mismatches
+    total = r.mismatches + r.log_mismatches
+    logs = f", {r.log_mismatches} with wrong log lines" if r.log_mismatches else ""
     lines.append(
-        f"{'OK' if total == 0 else 'MISMATCH'}: {total} wrong cell(s) in"
+        f"{'OK' if total == 0 else 'MISMATCH'}: {r.mismatches} wrong cell(s){logs} in"
         f" {len(r.probes)} probe(s) of {len(r.pods)} pods ({r.seconds:.1f} s)"
     )
     return "\n".join(lines)

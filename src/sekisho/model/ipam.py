@@ -16,7 +16,6 @@ Every choice is deterministic, stable across runs and independent of file order:
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterable
 
@@ -53,6 +52,8 @@ def _ends_in_zero(ip: IPAddress) -> bool:
 
 def hashed_ip(key: str, pool: IPNetwork, taken: set[int]) -> IPAddress:
     """A free address of ``pool`` chosen by hashing ``key``; marks it taken."""
+    import hashlib  # on use: loading OpenSSL is start-up time most commands never need
+
     size = pool.num_addresses
     base = int(pool.network_address)
     start = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") % size

@@ -21,6 +21,7 @@ _HAS_LETTER = re.compile(r"[a-z]")
 LABEL_CHARSET = "alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric"
 
 
+@lru_cache(maxsize=65536)
 def dns1123_label_error(value: str) -> str | None:
     """``metadata.name`` of a Namespace: at most 63 lower-case alphanumerics or '-'."""
     if not value:

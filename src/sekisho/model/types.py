@@ -9,7 +9,6 @@ port", which is what the API reference says for both a missing and an empty list
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -310,6 +309,8 @@ def endpoint_interface(namespace: str, name: str, prefix: str = "cali") -> str:
     (the kernel's IFNAMSIZ less the terminating NUL). The renderer dispatches on it
     and the lab creates it, so both call this one function.
     """
+    import hashlib  # on use: loading OpenSSL is start-up time most commands never need
+
     digest = hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()
     return (prefix + digest)[:15]
 

@@ -18,7 +18,6 @@ Suffixes use the controllers' alphabet (``bcdfghjklmnpqrstvwxz2456789``, no vowe
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,8 @@ ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def _encode(data: str, length: int) -> str:
+    import hashlib  # on use: loading OpenSSL is start-up time most commands never need
+
     number = int.from_bytes(hashlib.sha1(data.encode()).digest()[:10], "big")
     out = []
     for _ in range(length):
@@ -104,4 +105,6 @@ def expand(workload: WorkloadDraft, schedulable_nodes: Sequence[str]) -> list[Po
 
 def hash_index(node: str) -> int:
     """A DaemonSet pod's suffix depends on its node, not on how many nodes sort before it."""
+    import hashlib  # on use: loading OpenSSL is start-up time most commands never need
+
     return int.from_bytes(hashlib.sha1(node.encode()).digest()[:4], "big")

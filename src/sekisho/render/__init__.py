@@ -72,6 +72,7 @@ def render_node(
     backend: Literal["iptables"] = ...,
     prefix: str = ...,
     program: Program | None = ...,
+    log_group: int | None = ...,
 ) -> IptablesRuleset: ...
 @overload
 def render_node(
@@ -81,6 +82,7 @@ def render_node(
     backend: Literal["nftables"],
     prefix: str = ...,
     program: Program | None = ...,
+    log_group: int | None = ...,
 ) -> NftRuleset: ...
 @overload
 def render_node(
@@ -90,6 +92,7 @@ def render_node(
     backend: Backend = ...,
     prefix: str = ...,
     program: Program | None = ...,
+    log_group: int | None = ...,
 ) -> IptablesRuleset | NftRuleset: ...
 def render_node(
     cluster: Cluster,
@@ -98,13 +101,15 @@ def render_node(
     backend: Backend = "iptables",
     prefix: str = "sekisho",
     program: Program | None = None,
+    log_group: int | None = None,
 ) -> IptablesRuleset | NftRuleset:
     """The whole ruleset of ``node`` for ``backend``; deterministic for a given cluster.
 
-    ``program``: render this program instead of the cluster's own (tests)."""
+    ``program``: render this program instead of the cluster's own (tests).
+    ``log_group``: Log rules write to this nfnetlink_log group (None: the kernel log)."""
     check_node(cluster, node)
     spell = render_backend(backend)
-    r = NodeRenderer(node, prefix=prefix)
+    r = NodeRenderer(node, prefix=prefix, log_group=log_group)
     r.update(cluster, program=program)
     return spell.render(r)
 

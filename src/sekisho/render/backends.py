@@ -108,7 +108,7 @@ def _element_text(item: object) -> Iterable[str]:
     if isinstance(item, IpSetSpec):
         return ("set", item.name, item.type, item.family, *item.members)
     if isinstance(item, NftSet):
-        return ("set", item.name, item.type, *item.elements)
+        return (item.kind, item.name, item.type, *item.elements)
     if isinstance(item, tuple) and item and isinstance(item[0], str):
         name, *rest = item
         words = ["chain", name]
@@ -141,6 +141,9 @@ def ruleset_digest(ruleset: Ruleset) -> str:
             ("chains6", ruleset.chains6),
             ("hooks6", ruleset.hooks6),
         ]
+        for family, tables in (("", ruleset.tables), ("6", ruleset.tables6)):
+            for name, chains, hooks in tables:
+                parts += [(f"{name}{family} chains", chains), (f"{name}{family} hooks", hooks)]
         digest.update(f"\0{ruleset.prefix}".encode())
     else:
         parts = [("sets", ruleset.sets), ("chains", ruleset.chains)]

@@ -2,7 +2,9 @@
 
 ``sekisho trace --node`` prints this beside the walk: for each filtering point
 the flow passes (:mod:`sekisho.render.path`), the hook and interfaces, the
-verdict of the interpreter over the very text ``render`` prints, the rule that
+verdict of the interpreter over the very text ``render`` prints (and the table a
+drop happened in when it is not filter: ``raw`` for a doNotTrack deny, ``mangle``
+for a preDNAT one), the rule that
 decided (and, for an accept, the rule that made the difference), the rules that
 matched before it, the rendered rule itself and the members of the sets it uses.
 """
@@ -20,7 +22,7 @@ from sekisho.render.iptables import IpSetSpec
 from sekisho.render.path import enforce, hops
 from sekisho.semantics import Flow
 
-__all__ = ["enforcing_rule", "explain_enforcement", "logged_as"]
+__all__ = ["enforcing_rule", "explain_enforcement", "log_rules", "logged_as"]
 
 
 def explain_enforcement(
@@ -71,7 +73,8 @@ def explain_enforcement(
             + (f" out={p.oif}" if p.oif else "")
         )
         because = "" if d.because == d.rule else f" (because: {d.because})"
-        lines.append(f"  {where}: {d.verdict} by: {d.rule}{because}")
+        table = "" if d.table == "filter" else f" in {d.table}"
+        lines.append(f"  {where}: {d.verdict}{table} by: {d.rule}{because}")
         before = d.trail[:-1] if d.trail and d.trail[-1] == d.rule else d.trail
         lines.extend(f"      matched: {c}" for c in before)
         lines.extend(logged_as(ruleset(hop.node), p) for p in dict.fromkeys(d.logs))
@@ -99,13 +102,20 @@ def enforcing_rule(ruleset: Ruleset, comment: str) -> list[str]:
     return out
 
 
+def log_rules(ruleset: Ruleset) -> dict[str, str]:
+    """Each log prefix of ``ruleset`` and the policy rule it belongs to: the comment of the
+    rendered rule that carries it (``policy KIND NAME DIRECTION rule N (Log)``)."""
+    out: dict[str, str] = {}
+    for ln in ruleset.render_text().splitlines():
+        prefix = names.rule_log_prefix(ln)
+        comment = re.search(r'comment "([^"]*)"', ln) if prefix is not None else None
+        if prefix is not None and comment is not None:
+            out.setdefault(prefix, comment[1].removesuffix(": log"))
+    return out
+
+
 def logged_as(ruleset: Ruleset, prefix: str) -> str:
     """A line naming the kernel log prefix a Log rule wrote for the packet and the policy
     rule it belongs to (the comment of the rendered rule with that prefix)."""
-    rule = next(
-        (ln for ln in ruleset.render_text().splitlines() if names.rule_log_prefix(ln) == prefix),
-        "",
-    )
-    comment = re.search(r'comment "([^"]*)"', rule)
-    which = comment[1] if comment else "not a rule of this ruleset"
-    return f"      logged as {prefix!r} by: {which}"
+    which = log_rules(ruleset).get(prefix)
+    return f"      logged as {prefix!r} by: {which + ': log' if which else 'not a rule of this ruleset'}"

@@ -8,6 +8,13 @@ jumps, gotos and returns, verdict maps, IP sets. Only the subset of both
 languages that the renderer emits is understood; anything else is an error,
 so the interpreter can never silently skip a rule it does not know.
 
+A packet meets the tables in the kernel's order for its hook: what arrives
+(``INPUT``, ``FORWARD``) passes raw PREROUTING, then mangle PREROUTING, then the
+filter hook; what the node sends (``OUTPUT``) raw OUTPUT, then filter OUTPUT. The
+mark carries from one to the next, an ACCEPT ends only its own table (a DROP is
+final), and a NOTRACK there makes the packet ``UNTRACKED`` for what follows (it is
+neither a new nor an established connection to conntrack's matches).
+
 The result is the verdict (``ACCEPT`` when no rule decides: every builtin chain
 has policy ACCEPT) and the comments of the rules that matched on the way, the
 last of which decided.
@@ -16,6 +23,7 @@ last of which decided.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -30,7 +38,16 @@ from sekisho.render.nftables import (
 
 Verdict = Literal["ACCEPT", "DROP"]
 Hook = Literal["FORWARD", "INPUT", "OUTPUT"]
-State = Literal["NEW", "ESTABLISHED", "RELATED", "INVALID"]
+State = Literal["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"]
+Table = Literal["raw", "mangle", "filter"]
+
+TABLES: dict[str, tuple[tuple[Table, str], ...]] = {
+    "INPUT": (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("filter", "INPUT")),
+    "FORWARD": (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("filter", "FORWARD")),
+    "OUTPUT": (("raw", "OUTPUT"), ("filter", "OUTPUT")),
+}
+"""(table, builtin chain) a packet of each hook passes, in the kernel's order (only
+the tables and chains the renderer writes: nat has nothing of ours)."""
 IPv4 = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -87,6 +104,9 @@ class Decision:
     logs: tuple[str, ...] = ()
     """Prefixes of the log rules that matched, in order (what the kernel log shows;
     :func:`sekisho.render.names.parse_log_prefix` names their policy rule)."""
+    table: Table = "filter"
+    """The table (nftables: the priority) whose rule decided: a drop in ``raw`` or
+    ``mangle`` is final there; an accept always comes from ``filter``."""
 
     @property
     def because(self) -> str:
@@ -120,7 +140,9 @@ class _Walk:
     logs: list[str] = field(default_factory=list)
     depth: int = 0
     chains: dict[str, list[_IptRule]] = field(default_factory=dict)
-    """The iptables table of the packet's family."""
+    """The iptables table being walked, of the packet's family."""
+    state: str = "NEW"
+    """The conntrack state the rules see (``UNTRACKED`` after a NOTRACK)."""
 
 
 def _addr(text: str) -> Address | None:
@@ -226,10 +248,12 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
             r.target = arg()
         elif w == "--set-xmark":
             r.set_xmark = _mask(arg())
-        elif w == "--log-prefix":
+        elif w in ("--log-prefix", "--nflog-prefix"):
             r.log_prefix = arg()
-        elif w == "--log-level":
+        elif w in ("--log-level", "--nflog-group"):
             arg()
+        elif w == "--notrack":
+            r.target = "NOTRACK"
         else:
             raise RulesetSyntaxError(f"unknown word {w!r} in rule: {text}")
         if negated and w not in (
@@ -248,24 +272,37 @@ def _parse_ipt_rule(words: list[str], text: str) -> _IptRule:
     return r
 
 
+_TABLE_SWITCH = re.compile(r"-t (raw|mangle|filter)\b")
+
+
 class IptablesProgram:
-    """Table ``filter`` of iptables and of ip6tables, and the IP sets, parsed from
-    ``render_text()``-style documents (a ``# --- ip6tables...`` or ``# --- hooks ...
-    (ip6tables ...)`` line starts the IPv6 part, a ``# --- ...`` line naming iptables
-    goes back to IPv4)."""
+    """Tables ``raw``, ``mangle`` and ``filter`` of iptables and of ip6tables, and the IP
+    sets, parsed from ``render_text()``-style documents (a ``# --- ip6tables...`` or
+    ``# --- hooks ... (ip6tables ...)`` line starts the IPv6 part, a ``# --- ...`` line
+    naming iptables goes back to IPv4; ``*TABLE`` in a restore document and ``-t TABLE``
+    in a hooks line say the table)."""
 
     def __init__(self, text: str) -> None:
         self.sets: dict[str, tuple[str, set[object]]] = {}
-        self.tables: dict[int, dict[str, list[_IptRule]]] = {4: {}, 6: {}}
-        self.chains = self.tables[4]
+        self.tables: dict[int, dict[str, dict[str, list[_IptRule]]]] = {
+            f: {t: {} for t in ("raw", "mangle", "filter")} for f in (4, 6)
+        }
+        family, table = 4, "filter"
+        self.chains = self.tables[family][table]
         for raw in text.splitlines():
             line = raw.strip()
             if line.startswith("# --- "):
                 six = "ip6tables" in line
                 if six or "iptables" in line:
-                    self.chains = self.tables[6 if six else 4]
+                    family = 6 if six else 4
+                    switch = _TABLE_SWITCH.search(line)
+                    table = switch.group(1) if switch else "filter"
+                    self.chains = self.tables[family][table]
                 continue
-            if not line or line.startswith("#") or line in ("*filter", "COMMIT"):
+            if line.startswith("*") and line[1:] in ("raw", "mangle", "filter"):
+                self.chains = self.tables[family][line[1:]]
+                continue
+            if not line or line.startswith("#") or line == "COMMIT":
                 continue
             words = shlex.split(line)
             head = words[0]
@@ -332,7 +369,7 @@ class IptablesProgram:
             return False
         if r.protocol is not None and (r.protocol[0] == p.proto_word) == r.protocol[1]:
             return False
-        if r.ctstates is not None and p.state not in r.ctstates:
+        if r.ctstates is not None and w.state not in r.ctstates:
             return False
         if r.mark is not None and (w.mark & r.mark[1]) != r.mark[0]:
             return False
@@ -370,8 +407,11 @@ class IptablesProgram:
                     return "DROP"
                 if t == "RETURN":
                     return None
-                if t == "LOG":
+                if t in ("LOG", "NFLOG"):
                     w.logs.append(r.log_prefix)
+                    continue
+                if t in ("NOTRACK", "CT"):
+                    w.state = "UNTRACKED"
                     continue
                 if t == "MARK":
                     assert r.set_xmark is not None
@@ -388,11 +428,25 @@ class IptablesProgram:
             w.depth -= 1
 
     def evaluate(self, packet: Packet) -> Decision:
-        chains = self.tables[packet.family]
-        w = _Walk(packet, _addr(packet.src), _addr(packet.dst), chains=chains)
-        if not chains.get(packet.hook):
-            return Decision("ACCEPT", f"no rule in builtin chain {packet.hook}: not filtered")
-        verdict = self._run(packet.hook, w)
+        """The packet through each table of its hook (:data:`TABLES`) in order."""
+        w = _Walk(packet, _addr(packet.src), _addr(packet.dst), state=packet.state)
+        verdict: Verdict | None = None
+        for table, builtin in TABLES[packet.hook]:
+            w.chains = self.tables[packet.family][table]
+            if not w.chains.get(builtin):
+                if table == "filter":
+                    return Decision(
+                        "ACCEPT",
+                        f"no rule in builtin chain {packet.hook}: not filtered",
+                        tuple(w.trail),
+                        tuple(w.logs),
+                    )
+                continue
+            verdict = self._run(builtin, w)
+            if verdict == "DROP":
+                return Decision(
+                    "DROP", w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs), table
+                )
         if verdict is None:
             return Decision(
                 "ACCEPT", "no rule decided: builtin policy ACCEPT", tuple(w.trail), tuple(w.logs)
@@ -452,7 +506,8 @@ class _NftRule:
     matches: list[tuple[str, object]] = field(default_factory=list)
     statements: list[tuple[str, int]] = field(default_factory=list)
     verdict: tuple[str, str] | None = None
-    vmap: tuple[str, dict[str, tuple[str, str]]] | None = None
+    vmap: tuple[str, dict[str, tuple[str, str]] | str] | None = None
+    """(``iifname``/``oifname``, the verdict table, or the name of a map holding it)."""
     comment: str = ""
     log: str | None = None
     """The prefix of a ``log`` statement (records the packet; changes nothing)."""
@@ -478,6 +533,16 @@ def _number(tok: str, names: dict[int, str]) -> int:
         raise RulesetSyntaxError(f"unknown name {tok!r}") from None
 
 
+def _verdict_table(items: list[str]) -> dict[str, tuple[str, str]]:
+    """``"key" : goto chain`` items of a verdict map: key -> (verdict, chain)."""
+    table: dict[str, tuple[str, str]] = {}
+    for item in items:
+        key, _, verdict = item.partition(":")
+        words = verdict.split()
+        table[_unquote(key.strip())] = (words[0], words[1] if len(words) > 1 else "")
+    return table
+
+
 def _parse_nft_rule(line: str) -> _NftRule:
     r = _NftRule(line)
     t = _tokens(line)
@@ -486,12 +551,10 @@ def _parse_nft_rule(line: str) -> _NftRule:
         w = t[i]
         rest = t[i + 1 :]
         if w in ("iifname", "oifname") and rest[0] == "vmap":
-            table: dict[str, tuple[str, str]] = {}
-            for item in _group(rest[1]):
-                key, _, verdict = item.partition(":")
-                words = verdict.split()
-                table[_unquote(key.strip())] = (words[0], words[1] if len(words) > 1 else "")
-            r.vmap = (w, table)
+            if rest[1].startswith("@"):  # a named map: looked up when the rule runs
+                r.vmap = (w, rest[1][1:])
+            else:
+                r.vmap = (w, _verdict_table(_group(rest[1])))
             i += 3
         elif w in ("iifname", "oifname"):
             neg, at = _neg(rest, 0)
@@ -543,11 +606,14 @@ def _parse_nft_rule(line: str) -> _NftRule:
         elif w == "log" and rest[0] == "prefix":
             r.log = _unquote(rest[1])
             i += 3
-            if i < len(t) and t[i] == "level":
+            if i < len(t) and t[i] in ("level", "group"):
                 i += 2
         elif w == "comment":
             r.comment = _unquote(rest[0])
             i += 2
+        elif w == "notrack":
+            r.statements.append(("notrack", 0))
+            i += 1
         elif w in _VERDICTS:
             r.verdict = (w, "")
             i += 1
@@ -564,8 +630,12 @@ class NftProgram:
 
     def __init__(self, script: str) -> None:
         self.sets: dict[str, tuple[str, set[object]]] = {}
+        self.maps: dict[str, dict[str, tuple[str, str]]] = {}
+        """Verdict maps: key -> (verdict, chain)."""
         self.chains: dict[str, list[_NftRule]] = {}
-        self.hooks: dict[str, str] = {}
+        self.hooks: dict[tuple[str, str], str] = {}
+        """(hook, table) -> base chain; the table from the priority (``raw``, ``mangle``,
+        else ``filter``)."""
         lines = [ln.strip() for ln in script.splitlines()]
         lines = [ln for ln in lines if ln and not ln.startswith("#")]
         start = max(i for i, ln in enumerate(lines) if ln.startswith("table ") and ln.endswith("{"))
@@ -577,18 +647,30 @@ class NftProgram:
                 continue
             if block is None:
                 words = line.split()
-                if words[0] in ("set", "chain") and words[-1] == "{":
+                if words[0] in ("set", "chain", "map") and words[-1] == "{":
                     kind, block = words[0], words[1]
                     if kind == "set":
                         self.sets[block] = ("", set())
+                    elif kind == "map":
+                        self.maps[block] = {}
                     else:
                         self.chains[block] = []
                     continue
                 raise RulesetSyntaxError(f"unknown line in table: {line}")
             if kind == "set":
                 self._set_line(block, line)
+            elif kind == "map":
+                if line.startswith("elements = "):
+                    self.maps[block].update(_verdict_table(_group(line[len("elements = ") :])))
+                elif line != "type ifname : verdict":
+                    raise RulesetSyntaxError(f"unknown line in map {block}: {line}")
             elif line.startswith("type filter hook "):
-                self.hooks[line.split()[3].upper()] = block
+                words = line.replace(";", " ").split()
+                prio = words[5]
+                table = prio if prio in ("raw", "mangle") else "filter"
+                if prio not in ("raw", "mangle", "filter"):
+                    raise RulesetSyntaxError(f"unknown priority in: {line}")
+                self.hooks[(words[3].upper(), table)] = block
             else:
                 self.chains[block].append(_parse_nft_rule(line))
 
@@ -623,7 +705,7 @@ class NftProgram:
                 pattern, neg = cast("tuple[str, bool]", arg)
                 ok = _iface_match(pattern, p.iif if kind == "iifname" else p.oif) != neg
             elif kind == "ct state":
-                ok = p.state in arg  # type: ignore[operator]
+                ok = w.state in arg  # type: ignore[operator]
             elif kind == "mark":
                 mask, value = cast("tuple[int, int]", arg)
                 ok = (w.mark & mask) == value
@@ -681,6 +763,12 @@ class NftProgram:
                 verdict = r.verdict
                 if r.vmap is not None:
                     key, table = r.vmap
+                    if isinstance(table, str):
+                        if table not in self.maps:
+                            raise RulesetSyntaxError(
+                                f"rule references map {table!r} that does not exist"
+                            )
+                        table = self.maps[table]
                     name = w.packet.iif if key == "iifname" else w.packet.oif
                     if name not in table:
                         continue
@@ -690,7 +778,10 @@ class NftProgram:
                 if r.log is not None:
                     w.logs.append(r.log)
                 for op, value in r.statements:
-                    w.mark = (w.mark & value) if op == "and" else (w.mark | value)
+                    if op == "notrack":
+                        w.state = "UNTRACKED"
+                    else:
+                        w.mark = (w.mark & value) if op == "and" else (w.mark | value)
                 if verdict is None:
                     continue
                 what, target = verdict
@@ -710,16 +801,31 @@ class NftProgram:
             w.depth -= 1
 
     def evaluate(self, packet: Packet) -> Decision:
-        """Run our base chain for the packet's hook (policy accept); no base chain: ACCEPT.
+        """Run our base chains for the packet's hook (policy accept), by priority (raw,
+        mangle, filter: :data:`TABLES`); no filter base chain: ACCEPT.
 
-        In nftables an ``accept`` in our table ends only our table's verdict, which
-        is what we report; a ``drop`` is final for the packet.
+        In nftables an ``accept`` ends only that base chain (the packet goes on to the
+        next priority), and in our filter chain only our table's verdict, which is what
+        we report; a ``drop`` is final for the packet.
         """
-        w = _Walk(packet, _addr(packet.src), _addr(packet.dst))
-        chain = self.hooks.get(packet.hook)
-        if chain is None:
-            return Decision("ACCEPT", f"no base chain on hook {packet.hook}: not filtered")
-        verdict = self._run(chain, w)
+        w = _Walk(packet, _addr(packet.src), _addr(packet.dst), state=packet.state)
+        verdict: Verdict | None = None
+        for table, builtin in TABLES[packet.hook]:
+            chain = self.hooks.get((builtin, table))
+            if chain is None:
+                if table == "filter":
+                    return Decision(
+                        "ACCEPT",
+                        f"no base chain on hook {packet.hook}: not filtered",
+                        tuple(w.trail),
+                        tuple(w.logs),
+                    )
+                continue
+            verdict = self._run(chain, w)
+            if verdict == "DROP":
+                return Decision(
+                    "DROP", w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs), table
+                )
         if verdict is None:
             return Decision(
                 "ACCEPT", "no rule decided: base chain policy accept", tuple(w.trail), tuple(w.logs)

@@ -15,7 +15,7 @@ Layout, all in table ``filter``::
                 accept mark set -> RETURN; pass mark clear -> DROP (end of tier, deny);
                 then the profile: set the accept mark
     P-po-H:     per rule: match -> MARK accept (then RETURN) | MARK pass (then RETURN)
-                | DROP | LOG
+                | DROP | LOG (NFLOG with a log group)
 
 A from-endpoint chain RETURNs with the accept mark rather than accepting, so a
 packet between two local pods still passes the destination's to-endpoint chain.
@@ -34,6 +34,24 @@ A node with a host endpoint (Felix's ``felix/rules/static.go`` layout)::
                 or DROP
     P-fhfw-H, P-thfw-H: the same with the applyOnForward policies, no failsafe ports,
                 and the mark at the end (forwarded traffic is allowed by default)
+
+A host endpoint with ``doNotTrack`` or ``preDNAT`` policies (Felix's raw and mangle
+chains, ``felix/rules/static.go``) also gets, before the filter table::
+
+    raw PREROUTING -> P-raw-PRE: clear the marks; [-i IFACE | ! -i cali+] -> P-rfh-H;
+                         mark set -> ACCEPT (accepted untracked)
+    raw OUTPUT     -> P-raw-OUT: clear the marks; [-o IFACE | ! -o cali+] -> P-rth-H;
+                         mark set -> ACCEPT
+    mangle PREROUTING -> P-mangle-PRE: ESTABLISHED,RELATED ACCEPT; mark set -> ACCEPT;
+                         [-i IFACE | ! -i cali+] -> P-mfh-H; mark set -> ACCEPT
+    P-rfh-H, P-rth-H, P-mfh-H: failsafe ports ACCEPT (in raw also their replies, by
+                source port); the tiers as in an endpoint chain, but an untracked allow
+                also NOTRACKs, and no drop at the end of a tier, no profile
+
+and the filter table accepts what they accepted (the accept mark) first in P-INPUT and
+P-OUTPUT, and P-FORWARD skips the host endpoint's applyOnForward policies for it (a
+local pod's own policies still apply). The policy chains of those policies live in the
+raw and mangle tables.
 
 IPv6 gets the same layout in ip6tables' own filter table (the same chain names),
 as Felix writes one ruleset per family: policy chains hold the IPv6 rendering of
@@ -54,10 +72,13 @@ from sekisho.render import names
 from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
 from sekisho.render.node import (
     FAILSAFE,
+    FAILSAFE_REPLY,
     HOST_CHAINS,
+    STAGE_CHAINS,
     Endpoint,
     HostChain,
     NodeRenderer,
+    StageChain,
     failsafe_groups,
 )
 from sekisho.semantics.program import IcmpMatch
@@ -79,6 +100,15 @@ class IpSetSpec:
     """What the set holds, for humans (not part of the kernel object)."""
 
 
+Chains = tuple[tuple[str, tuple[str, ...]], ...]
+"""(our chain, rule specs: the words after ``-A CHAIN``)."""
+Table = tuple[str, Chains, tuple[tuple[str, str], ...]]
+"""(table name, our chains in it, (builtin chain, rule spec) hook rules)."""
+
+EARLY_TABLES = ("raw", "mangle")
+"""The tables before ``filter`` that the early stages (doNotTrack, preDNAT) use."""
+
+
 @dataclass(frozen=True)
 class IptablesRuleset:
     """One node's iptables and ipset documents (see the module docstring for the layout)."""
@@ -92,6 +122,10 @@ class IptablesRuleset:
     chains6: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """The same for ip6tables' filter table (the ``inet6`` sets are in :attr:`sets`)."""
     hooks6: tuple[tuple[str, str], ...] = ()
+    tables: tuple[Table, ...] = ()
+    """The raw and mangle tables (doNotTrack and preDNAT policies), when the node has
+    them: written in the same restore document as filter, before it."""
+    tables6: tuple[Table, ...] = ()
     node: str = ""
     notes: tuple[str, ...] = ()
     """Comment lines for humans (what was not rendered, and why)."""
@@ -118,16 +152,27 @@ class IptablesRuleset:
         """``iptables-restore --noflush`` input (``ip6tables-restore`` for ``family`` 6):
         declares (and so flushes) only our chains."""
         chains = self.chains if family == 4 else self.chains6
-        out = ["*filter"]
+        out: list[str] = []
+        for name, early, _hooks in self.tables if family == 4 else self.tables6:
+            out.append(f"*{name}")
+            out.extend(f":{chain} - [0:0]" for chain, _ in early)
+            for chain, rules in early:
+                out.extend(f"-A {chain} {rule}" for rule in rules)
+            out.append("COMMIT")
+        out.append("*filter")
         out.extend(f":{name} - [0:0]" for name, _ in chains)
         for name, rules in chains:
             out.extend(f"-A {name} {rule}" for rule in rules)
         out.append("COMMIT")
         return "".join(line + "\n" for line in out)
 
-    def hook_lines(self, family: int = 4) -> str:
-        """The hook rules as ``-I BUILTIN 1 ...`` lines (first hook inserted last)."""
-        hooks = self.hooks if family == 4 else self.hooks6
+    def hook_lines(self, family: int = 4, table: str = "filter") -> str:
+        """The hook rules of ``table`` as ``-I BUILTIN 1 ...`` lines (first hook inserted last)."""
+        if table == "filter":
+            hooks = self.hooks if family == 4 else self.hooks6
+        else:
+            found = [h for n, _c, h in (self.tables if family == 4 else self.tables6) if n == table]
+            hooks = found[0] if found else ()
         return "".join(f"-I {chain} 1 {rule}\n" for chain, rule in hooks)
 
     def header(self) -> str:
@@ -144,17 +189,18 @@ class IptablesRuleset:
         parts = [self.header()]
         parts.append("# --- ipset restore ---\n")
         parts.append(self.ipset_restore())
-        parts.append("# --- iptables-restore --noflush (table filter) ---\n")
-        parts.append(self.iptables_restore())
-        parts.append("# --- hooks: insert first in the builtin chains (iptables -t filter) ---\n")
-        parts.append(self.hook_lines())
-        if self.chains6:
-            parts.append("# --- ip6tables-restore --noflush (table filter) ---\n")
-            parts.append(self.iptables_restore(6))
-            parts.append(
-                "# --- hooks: insert first in the builtin chains (ip6tables -t filter) ---\n"
-            )
-            parts.append(self.hook_lines(6))
+        for family, tool in ((4, "iptables"), (6, "ip6tables")):
+            if family == 6 and not self.chains6:
+                continue
+            early = [name for name, _c, _h in (self.tables if family == 4 else self.tables6)]
+            which = f"tables {', '.join(early)}, filter" if early else "table filter"
+            parts.append(f"# --- {tool}-restore --noflush ({which}) ---\n")
+            parts.append(self.iptables_restore(family))
+            for table in ("filter", *early):
+                parts.append(
+                    f"# --- hooks: insert first in the builtin chains ({tool} -t {table}) ---\n"
+                )
+                parts.append(self.hook_lines(family, table))
         return "".join(parts)
 
     def chain(self, name: str, family: int = 4) -> tuple[str, ...]:
@@ -255,6 +301,8 @@ def _target(r: NodeRenderer, rule: PolicyRule) -> str:
         return "-j DROP"
     key, label, direction = rule.policy
     text = names.log_prefix(r.prefix, key, label, direction, rule.index, names.XT_LOG_PREFIX_MAX)
+    if r.log_group is not None:  # as iptables-save prints it: prefix, then group
+        return f'-j NFLOG --nflog-prefix "{text}" --nflog-group {r.log_group}'
     return f'-j LOG --log-prefix "{text}"'
 
 
@@ -289,18 +337,20 @@ _ENDPOINT_STEP = {
     "profile": "{c} -j MARK --set-xmark " + MARK,
     "open": "{c} -j MARK --set-xmark " + MARK,
     "no-profile": "{c} -j DROP",
+    "notrack": "-m mark --mark " + MARK + " {c} -j NOTRACK",
 }
 
 
-def host_rules(r: NodeRenderer, chain: HostChain) -> tuple[str, ...]:
-    """One host endpoint chain (the failsafe ports: one rule per protocol)."""
-    assert r.host is not None
-    direction = HOST_CHAINS[chain][0]
+def _step_rules(
+    r: NodeRenderer, steps: tuple[tuple[str, str, str | None], ...], direction: Direction
+) -> tuple[str, ...]:
+    """A host endpoint chain's steps (the failsafe ports: one rule per protocol)."""
     out: list[str] = []
-    for action, comment, pkey in r.host.steps(chain):
+    for action, comment, pkey in steps:
         if action in FAILSAFE:
+            option = "--sports" if action in FAILSAFE_REPLY else "--dports"
             out.extend(
-                f"-p {proto} -m multiport --dports {','.join(map(str, ports))} {_c(comment)}"
+                f"-p {proto} -m multiport {option} {','.join(map(str, ports))} {_c(comment)}"
                 " -j ACCEPT"
                 for proto, ports in failsafe_groups(action)
             )
@@ -311,6 +361,18 @@ def host_rules(r: NodeRenderer, chain: HostChain) -> tuple[str, ...]:
             )
         )
     return tuple(out)
+
+
+def host_rules(r: NodeRenderer, chain: HostChain) -> tuple[str, ...]:
+    """One host endpoint chain of the filter table."""
+    assert r.host is not None
+    return _step_rules(r, r.host.steps(chain), HOST_CHAINS[chain][0])
+
+
+def stage_rules(r: NodeRenderer, chain: StageChain) -> tuple[str, ...]:
+    """One host endpoint chain of the raw or mangle table (doNotTrack, preDNAT)."""
+    assert r.host is not None
+    return _step_rules(r, r.host.stage_steps(chain), STAGE_CHAINS[chain][0])
 
 
 def _host_iface(r: NodeRenderer, flag: str) -> str:
@@ -388,6 +450,8 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
     fh: tuple[str, ...] = ()
     fhfw: tuple[str, ...] = ()
     thfw: tuple[str, ...] = ()
+    early_in: tuple[str, ...] = ()
+    early_out: tuple[str, ...] = ()
     if host is not None:
         hep = f"host endpoint {host.name}"
         fh = (
@@ -395,19 +459,28 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
             f" -j {r.host_chain('fh')}",
             f"-m mark --mark {MARK} {_c(p + ': host endpoint policy allowed it')} -j ACCEPT",
         )
+        # After an accept in raw or mangle (the mark: raw PREROUTING cleared it first),
+        # the host endpoint's applyOnForward policies are skipped.
+        unaccepted = f"-m mark --mark {CLEAR} " if host.early_in else ""
         fhfw = (
-            f"{_host_iface(r, '-i')} {_c(f'{p}: forwarded in through {hep}')}"
+            f"{_host_iface(r, '-i')} {unaccepted}{_c(f'{p}: forwarded in through {hep}')}"
             f" -j {r.host_chain('fhfw')}",
         )
         thfw = (
             f"{_host_iface(r, '-o')} {_c(f'{p}: forwarded out through {hep}')}"
             f" -j {r.host_chain('thfw')}",
         )
+        early = (
+            f"-m mark --mark {MARK} "
+            f"{_c(f'{p}: accepted by a doNotTrack or preDNAT policy of {hep}')} -j ACCEPT",
+        )
+        early_in = early if host.early_in else ()
+        early_out = early if host.early_out else ()
     chains.append(
         (
             fwd,
             (
-                clear,
+                *(() if early_in else (clear,)),
                 *fhfw,
                 f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}",
                 f"-o {ip}+ {_c(p + ': to a local endpoint')} -j {to_d}",
@@ -416,9 +489,18 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
             ),
         )
     )
-    chains.append(
-        (inp, (clear, f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}", accept, *fh))
-    )
+
+    def input_rules(*first: str) -> tuple[str, ...]:
+        return (
+            *early_in,
+            clear,
+            *first,
+            f"-i {ip}+ {_c(p + ': from a local endpoint')} -j {from_d}",
+            accept,
+            *fh,
+        )
+
+    chains.append((inp, input_rules()))
     eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
     for direction, chain, flag in (("egress", from_d, "-i"), ("ingress", to_d, "-o")):
         d: Direction = "egress" if direction == "egress" else "ingress"
@@ -439,6 +521,7 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
             (
                 out,
                 (
+                    *early_out,
                     f"-o {ip}+ {_c(p + ': to a local endpoint: not policed (Felix returns early)')}"
                     " -j RETURN",
                     clear,
@@ -454,20 +537,25 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
     needed = _c(p + ": ICMPv6 that IPv6 needs (neighbour discovery, MLD)")
     chains6[1] = (
         inp,
-        (
-            clear,
+        input_rules(
             *(
                 f"-i {ip}+ -p ipv6-icmp -m icmp6 --icmpv6-type {t} {needed} -j ACCEPT"
                 for t in ICMPV6_NEEDED
-            ),
-            *chains[1][1][1:],
+            )
         ),
     )
+    staged: dict[str, tuple[list[tuple[str, tuple[str, ...]]], ...]] = {
+        "untracked": ([], []),
+        "prednat": ([], []),
+    }
     for key, d in sorted(r.chains):
         rules_ = r.cached("iptables", ("policy", key, d), partial(policy_rules, r, key, d))
-        chains.append((r.policy_chain(key, d), rules_))
         rules6 = r.cached("iptables6", ("policy", key, d), partial(policy_rules, r, key, d, 6))
-        chains6.append((r.policy_chain(key, d), rules6))
+        stage = r.stage(key)
+        four, six = (chains, chains6) if stage == "normal" else staged[stage]
+        four.append((r.policy_chain(key, d), rules_))
+        six.append((r.policy_chain(key, d), rules6))
+    tables, tables6 = _early_tables(r, staged)
     specs = (
         r.cached(f"iptables{fam}", ("set", k), partial(set_spec, r, k, fam))
         for k, fam in r.set_families()
@@ -480,9 +568,96 @@ def _render_iptables(r: NodeRenderer) -> IptablesRuleset:
         hooks=hooks,
         chains6=tuple(chains6),
         hooks6=hooks,
+        tables=tables,
+        tables6=tables6,
         node=r.node,
         notes=r.notes(),
     )
+
+
+def _early_tables(
+    r: NodeRenderer, policies: dict[str, tuple[list[tuple[str, tuple[str, ...]]], ...]]
+) -> tuple[tuple[Table, ...], tuple[Table, ...]]:
+    """The raw and mangle tables of both families (none without doNotTrack and preDNAT
+    policies on the node's host endpoint); ``policies``: each stage's policy chains
+    (IPv4, IPv6)."""
+    host = r.host
+    if host is None or not host.stage_chains():
+        return (), ()
+    p = r.prefix
+    have = host.stage_chains()
+    hep = f"host endpoint {host.name}"
+    clear = f"{_c(p + ': clear the accept and pass marks')} -j MARK --set-xmark {CLEAR_BOTH}"
+    accepted = f"-m mark --mark {MARK} {_c(p + ': accepted untracked (doNotTrack)')} -j ACCEPT"
+    raw: list[tuple[str, tuple[str, ...]]] = []
+    raw_hooks: list[tuple[str, str]] = []
+    if host.early_in:
+        # Cleared for every arriving packet (even without doNotTrack ingress policies), so
+        # the filter table's accept on the mark means an accept in raw or mangle.
+        pre = names.top_chain(p, "raw-PRE")
+        jump = (
+            (
+                f"{_host_iface(r, '-i')} {_c(f'{p}: arriving on {hep}: doNotTrack')}"
+                f" -j {r.host_chain('rfh')}",
+                accepted,
+            )
+            if "rfh" in have
+            else ()
+        )
+        raw.append((pre, (clear, *jump)))
+        raw_hooks.append(("PREROUTING", f"{_c(p + ': hook')} -j {pre}"))
+    if host.early_out:
+        out = names.top_chain(p, "raw-OUT")
+        raw.append(
+            (
+                out,
+                (
+                    clear,
+                    f"{_host_iface(r, '-o')} {_c(f'{p}: sent out of {hep}: doNotTrack')}"
+                    f" -j {r.host_chain('rth')}",
+                    accepted,
+                ),
+            )
+        )
+        raw_hooks.append(("OUTPUT", f"{_c(p + ': hook')} -j {out}"))
+    raw += [(r.host_chain(c), stage_rules(r, c)) for c in have if c != "mfh"]
+    out4: list[Table] = []
+    out6: list[Table] = []
+    for name, own, hooks, stage in (
+        ("raw", raw, raw_hooks, "untracked"),
+        ("mangle", _mangle(r) if "mfh" in have else [], [], "prednat"),
+    ):
+        if not own:
+            continue
+        if name == "mangle":
+            hooks = [("PREROUTING", f"{_c(p + ': hook')} -j {names.top_chain(p, 'mangle-PRE')}")]
+        four, six = policies[stage]
+        out4.append((name, tuple(own + four), tuple(hooks)))
+        out6.append((name, tuple(own + six), tuple(hooks)))
+    return tuple(out4), tuple(out6)
+
+
+def _mangle(r: NodeRenderer) -> list[tuple[str, tuple[str, ...]]]:
+    """The mangle table's chains: preDNAT policies on what arrives on the host endpoint,
+    after connection tracking (a known connection is not policed there again)."""
+    assert r.host is not None
+    p = r.prefix
+    hep = f"host endpoint {r.host.name}"
+    pre = names.top_chain(p, "mangle-PRE")
+    return [
+        (
+            pre,
+            (
+                f"-m conntrack --ctstate RELATED,ESTABLISHED {_c(p + ': replies and related')}"
+                " -j ACCEPT",
+                f"-m mark --mark {MARK} {_c(p + ': accepted untracked (doNotTrack)')} -j ACCEPT",
+                f"{_host_iface(r, '-i')} {_c(f'{p}: arriving on {hep}: preDNAT')}"
+                f" -j {r.host_chain('mfh')}",
+                f"-m mark --mark {MARK} {_c(p + ': accepted before DNAT (preDNAT)')} -j ACCEPT",
+            ),
+        ),
+        (r.host_chain("mfh"), stage_rules(r, "mfh")),
+    ]
 
 
 # ------------------------------------------------------------------ read-back

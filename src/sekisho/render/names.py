@@ -95,6 +95,22 @@ def temp_set_name(name: str, prefix: str) -> str:
     return prefix + "-t-" + name[len(prefix) + 3 :]
 
 
+CHURN_TAGS = ("s", "pi", "po", "tw", "fw")
+"""The tags of what endpoint churn makes come and go on a node: sets, policy chains and
+workload endpoint chains (the appliers may keep these a while when unreferenced; host
+endpoint and base chains are never kept)."""
+
+
+def churned(prefix: str, name: str) -> bool:
+    """Whether ``name`` is a set, a policy chain or a workload endpoint chain (:data:`CHURN_TAGS`)."""
+    tag = name[len(prefix) + 1 :].split("-", 1)[0]
+    return (
+        name.startswith(prefix + "-")
+        and tag in CHURN_TAGS
+        and not name.endswith(("-dispatch", "-map"))
+    )
+
+
 def top_chain(prefix: str, hook: str) -> str:
     """Our chain that the builtin ``hook`` chain jumps to first."""
     return f"{prefix}-{hook}"
@@ -103,6 +119,11 @@ def top_chain(prefix: str, hook: str) -> str:
 def dispatch_chain(prefix: str, direction: str) -> str:
     """The chain that picks a local endpoint's chain by interface."""
     return f"{prefix}-{'tw' if direction == 'ingress' else 'fw'}-dispatch"
+
+
+def dispatch_map(prefix: str, direction: str) -> str:
+    """The verdict map (nftables) from a local endpoint's interface to its chain."""
+    return f"{prefix}-{'tw' if direction == 'ingress' else 'fw'}-map"
 
 
 COMMENT_MAX = 120
@@ -126,6 +147,17 @@ XT_LOG_PREFIX_MAX = 29
 to 29 letters long" (iptables-extensions(8); the kernel's ``prefix[30]`` with the NUL)."""
 NFT_LOG_PREFIX_MAX = 127
 """nftables ``log prefix``: ``NF_LOG_PREFIXLEN`` is 128 bytes with the NUL."""
+
+NFLOG_GROUP_MAX = 65535
+"""nfnetlink_log groups are 16 bits (``--nflog-group``, nft's ``log group``)."""
+
+
+def check_log_group(group: int | None) -> int | None:
+    """``group`` if Log rules can write to it (None: the kernel log), else :class:`UsageError`."""
+    if group is not None and not 0 <= group <= NFLOG_GROUP_MAX:
+        raise UsageError(f"log group {group}: expected 0 to {NFLOG_GROUP_MAX}")
+    return group
+
 
 _LOG_WORD = re.compile(r"^[A-Za-z0-9._/:-]+$")
 """Characters a policy name keeps in a log prefix: nothing the ``iptables-save``/``nft``
@@ -187,7 +219,7 @@ def parse_log_prefix(text: str) -> tuple[str, str, str, int] | None:
     return m["prefix"], m["short"], "ingress" if m["d"] == "i" else "egress", int(m["i"])
 
 
-_RULE_LOG_RE = re.compile(r"""(?:--log-prefix|log prefix) (["'])(.*?)\1""")
+_RULE_LOG_RE = re.compile(r"""(?:--log-prefix|--nflog-prefix|log prefix) (["'])(.*?)\1""")
 
 
 def rule_log_prefix(line: str) -> str | None:

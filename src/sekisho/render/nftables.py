@@ -14,7 +14,11 @@ IPv6 needs first (neighbour discovery, multicast listeners), as Felix's
 workload-to-host chain does. Rules are written the way ``nft list table`` prints
 them, so a read-back compares after :func:`normalize_nft`. A node with a host
 endpoint also has an ``output`` base chain and the host endpoint's four chains,
-as the iptables backend (``iifname != "cali*"`` where it names no interface).
+as the iptables backend (``iifname != "cali*"`` where it names no interface). Its
+doNotTrack and preDNAT policies get base chains at the raw (-300) and mangle (-150)
+priorities of the prerouting and output hooks, in the same table and with the same
+marks and chains as the iptables backend's raw and mangle tables (``notrack`` for an
+untracked allow).
 """
 
 from __future__ import annotations
@@ -28,25 +32,35 @@ from sekisho.render import names
 from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
 from sekisho.render.node import (
     FAILSAFE,
+    FAILSAFE_REPLY,
     HOST_CHAINS,
+    STAGE_CHAINS,
     Endpoint,
     HostChain,
     NodeRenderer,
+    StageChain,
     failsafe_groups,
 )
 
 MARK = f"0x{names.ACCEPT_MARK:08x}"
 KEEP = f"0x{0xFFFFFFFF & ~names.ACCEPT_MARK:08x}"
 PRIORITY = "filter - 1"
+RAW = "raw"
+"""The doNotTrack stage's priority (-300: before connection tracking, -200)."""
+MANGLE = "mangle"
+"""The preDNAT stage's priority (-150: after connection tracking, before DNAT at -100)."""
 
 
 @dataclass(frozen=True)
 class NftSet:
     name: str
     type: str
-    """``ipv4_addr``/``ipv6_addr`` (with ``flags interval``) or ``... . inet_service``."""
+    """``ipv4_addr``/``ipv6_addr`` (with ``flags interval``) or ``... . inet_service``;
+    a map's ``ifname : verdict``."""
     elements: tuple[str, ...]
     description: str = ""
+    kind: str = "set"
+    """``set``, or ``map`` (the dispatch's verdict maps: interface -> endpoint chain)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ class NftRuleset:
             if not first:
                 out.append("")
             first = False
-            out.append(f"\tset {s.name} {{")
+            out.append(f"\t{s.kind} {s.name} {{")
             out.append(f"\t\ttype {s.type}")
             if s.type in ("ipv4_addr", "ipv6_addr"):
                 out.append("\t\tflags interval")
@@ -97,7 +111,7 @@ class NftRuleset:
         """One ``nft -f`` script: create-if-missing, delete, create: atomic replace of our table."""
         head = [
             f"# sekisho nftables ruleset for node {self.node} (prefix {self.prefix})",
-            *(f"#   set {s.name}: {s.description}" for s in self.sets),
+            *(f"#   {s.kind} {s.name}: {s.description}" for s in self.sets),
             *(f"#   note: {n}" for n in self.notes),
             f"table {self.family} {self.table} {{}}",
             f"delete table {self.family} {self.table}",
@@ -312,6 +326,8 @@ def _verdict(r: NodeRenderer, rule: PolicyRule) -> str:
         return "drop"
     key, label, direction = rule.policy
     text = names.log_prefix(r.prefix, key, label, direction, rule.index, names.NFT_LOG_PREFIX_MAX)
+    if r.log_group is not None:  # as nft list prints it: prefix, then group
+        return f'log prefix "{text}" group {r.log_group}'
     return f'log prefix "{text}"'
 
 
@@ -358,18 +374,32 @@ _ENDPOINT_STEP = {
     "profile": "meta mark set meta mark | " + MARK + " {c}",
     "open": "meta mark set meta mark | " + MARK + " {c}",
     "no-profile": "drop {c}",
+    "notrack": "meta mark & " + MARK + " == " + MARK + " notrack {c}",
 }
 
 
 def host_rules(r: NodeRenderer, chain: HostChain) -> tuple[str, ...]:
-    """One host endpoint chain (the failsafe ports: one rule per protocol)."""
+    """One host endpoint chain of the filter hooks."""
     assert r.host is not None
-    direction = HOST_CHAINS[chain][0]
+    return _step_rules(r, r.host.steps(chain), HOST_CHAINS[chain][0])
+
+
+def stage_rules(r: NodeRenderer, chain: StageChain) -> tuple[str, ...]:
+    """One host endpoint chain of the raw or mangle priorities (doNotTrack, preDNAT)."""
+    assert r.host is not None
+    return _step_rules(r, r.host.stage_steps(chain), STAGE_CHAINS[chain][0])
+
+
+def _step_rules(
+    r: NodeRenderer, steps: tuple[tuple[str, str, str | None], ...], direction: Direction
+) -> tuple[str, ...]:
+    """A host endpoint chain's steps (the failsafe ports: one rule per protocol)."""
     out: list[str] = []
-    for action, comment, pkey in r.host.steps(chain):
+    for action, comment, pkey in steps:
         if action in FAILSAFE:
+            which = "sport" if action in FAILSAFE_REPLY else "dport"
             out.extend(
-                f"{proto} dport {_ports(tuple((n, n) for n in ports))} accept {_c(comment)}"
+                f"{proto} {which} {_ports(tuple((n, n) for n in ports))} accept {_c(comment)}"
                 for proto, ports in failsafe_groups(action)
             )
             continue
@@ -424,6 +454,8 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
     host_accept = (
         f"meta mark & {MARK} == {MARK} accept {_c(p + ': host endpoint policy allowed it')}"
     )
+    early_in: tuple[str, ...] = ()
+    early_out: tuple[str, ...] = ()
     if host is not None:
         hep = f"host endpoint {host.name}"
         fh = (
@@ -431,10 +463,19 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
             f" {_c(f'{p}: to the node through {hep}')}",
             host_accept,
         )
+        # After an accept at the raw or mangle priority (the mark: the raw prerouting
+        # chain cleared it first), the host endpoint's applyOnForward policies are skipped.
+        unaccepted = f"meta mark & {MARK} == {NONE} " if host.early_in else ""
         fhfw = (
-            f"{_host_iface(r, 'iifname')} jump {r.host_chain('fhfw')}"
+            f"{_host_iface(r, 'iifname')} {unaccepted}jump {r.host_chain('fhfw')}"
             f" {_c(f'{p}: forwarded in through {hep}')}",
         )
+        early = (
+            f"meta mark & {MARK} == {MARK} accept "
+            + _c(f"{p}: accepted by a doNotTrack or preDNAT policy of {hep}"),
+        )
+        early_in = early if host.early_in else ()
+        early_out = early if host.early_out else ()
         thfw = (
             f"{_host_iface(r, 'oifname')} jump {r.host_chain('thfw')}"
             f" {_c(f'{p}: forwarded out through {hep}')}",
@@ -444,7 +485,7 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
             fwd,
             f"type filter hook forward priority {PRIORITY}; policy accept;",
             (
-                clear,
+                *(() if early_in else (clear,)),
                 *fhfw,
                 f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
                 f'oifname "{ip}*" jump {to_d} {_c(p + ": to a local endpoint")}',
@@ -456,6 +497,7 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
             inp,
             f"type filter hook input priority {PRIORITY}; policy accept;",
             (
+                *early_in,
                 clear,
                 icmpv6,
                 f'iifname "{ip}*" jump {from_d} {_c(p + ": from a local endpoint")}',
@@ -470,6 +512,7 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
                 names.top_chain(p, "OUTPUT"),
                 f"type filter hook output priority {PRIORITY}; policy accept;",
                 (
+                    *early_out,
                     f'oifname "{ip}*" return '
                     + _c(p + ": to a local endpoint: not policed (Felix returns early)"),
                     clear,
@@ -480,16 +523,26 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
             )
         )
     eps = sorted(r.endpoints.values(), key=lambda e: e.iface)
+    maps: list[NftSet] = []
     for chain, key, d in ((from_d, "iifname", "egress"), (to_d, "oifname", "ingress")):
         dd: Direction = "egress" if d == "egress" else "ingress"
-        rules: list[str] = []
-        if eps:
-            entries = ", ".join(
-                f'"{ep.iface}" : goto {r.endpoint_chain(ep.iface, dd)}' for ep in eps
+        # A named verdict map (as Felix's nftables dataplane): a pod that comes or goes is
+        # one element added or deleted, not the dispatch rule written again.
+        vmap = names.dispatch_map(p, dd)
+        maps.append(
+            NftSet(
+                vmap,
+                "ifname : verdict",
+                tuple(f'"{ep.iface}" : goto {r.endpoint_chain(ep.iface, dd)}' for ep in eps),
+                f"local endpoint interface -> its {'from' if dd == 'egress' else 'to'}-endpoint chain",
+                "map",
             )
-            rules.append(f"{key} vmap {{ {entries} }}")
-        rules.append(f"drop {_c(p + ': unknown endpoint interface')}")
-        chains.append((chain, None, tuple(rules)))
+        )
+        rules = (
+            f"{key} vmap @{vmap}",
+            f"drop {_c(p + ': unknown endpoint interface')}",
+        )
+        chains.append((chain, None, rules))
     for ep in eps:
         for d2 in DIRECTIONS:
             rules2 = r.cached(
@@ -498,6 +551,7 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
             chains.append((r.endpoint_chain(ep.iface, d2), None, rules2))
     if host is not None:
         chains.extend((r.host_chain(c), None, host_rules(r, c)) for c in HOST_CHAINS)
+        chains.extend(_early_chains(r))
     for pkey, d3 in sorted(r.chains):
         chains.append(
             (
@@ -514,10 +568,74 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
         r.cached(f"nftables{fam}", ("set", k), partial(nft_set, r, k, fam))
         for k, fam in r.set_families()
     )
-    sets = tuple(sorted(made, key=lambda s: s.name))
+    sets = (*maps, *sorted(made, key=lambda s: s.name))
     return NftRuleset(
         prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node, notes=r.notes()
     )
+
+
+def _early_chains(r: NodeRenderer) -> list[tuple[str, str | None, tuple[str, ...]]]:
+    """The base chains at the raw and mangle priorities and the host endpoint's early
+    chains (none without doNotTrack and preDNAT policies on it): as the iptables
+    backend's raw and mangle tables (:func:`sekisho.render.iptables._early_tables`)."""
+    host = r.host
+    if host is None or not host.stage_chains():
+        return []
+    p = r.prefix
+    have = host.stage_chains()
+    hep = f"host endpoint {host.name}"
+    clear = (
+        f"meta mark set meta mark & {KEEP_NEITHER} {_c(p + ': clear the accept and pass marks')}"
+    )
+    accepted = f"meta mark & {MARK} == {MARK} accept {_c(p + ': accepted untracked (doNotTrack)')}"
+    out: list[tuple[str, str | None, tuple[str, ...]]] = []
+    if host.early_in:
+        jump = (
+            (
+                f"{_host_iface(r, 'iifname')} jump {r.host_chain('rfh')}"
+                f" {_c(f'{p}: arriving on {hep}: doNotTrack')}",
+                accepted,
+            )
+            if "rfh" in have
+            else ()
+        )
+        out.append(
+            (
+                names.top_chain(p, "raw-PRE"),
+                f"type filter hook prerouting priority {RAW}; policy accept;",
+                (clear, *jump),
+            )
+        )
+    if host.early_out:
+        out.append(
+            (
+                names.top_chain(p, "raw-OUT"),
+                f"type filter hook output priority {RAW}; policy accept;",
+                (
+                    clear,
+                    f"{_host_iface(r, 'oifname')} jump {r.host_chain('rth')}"
+                    f" {_c(f'{p}: sent out of {hep}: doNotTrack')}",
+                    accepted,
+                ),
+            )
+        )
+    if "mfh" in have:
+        out.append(
+            (
+                names.top_chain(p, "mangle-PRE"),
+                f"type filter hook prerouting priority {MANGLE}; policy accept;",
+                (
+                    f"ct state established,related accept {_c(p + ': replies and related')}",
+                    accepted,
+                    f"{_host_iface(r, 'iifname')} jump {r.host_chain('mfh')}"
+                    f" {_c(f'{p}: arriving on {hep}: preDNAT')}",
+                    f"meta mark & {MARK} == {MARK} accept "
+                    + _c(p + ": accepted before DNAT (preDNAT)"),
+                ),
+            )
+        )
+    out += [(r.host_chain(c), None, stage_rules(r, c)) for c in have]
+    return out
 
 
 # ------------------------------------------------------------------ read-back

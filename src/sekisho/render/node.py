@@ -18,7 +18,9 @@ four chains, as Felix's ``cali-fh-``/``cali-th-`` (the node's own traffic: what
 it receives, what it sends; Felix's failsafe ports first; with no policy, or
 every tier passed, only the ``projectcalico-default-allow`` profile allows) and
 ``cali-fhfw-``/``cali-thfw-`` (traffic forwarded through it: the
-``applyOnForward`` policies; with none deciding, allowed).
+``applyOnForward`` policies; with none deciding, allowed), and, when its
+``doNotTrack`` or ``preDNAT`` policies apply to it, the early chains of the raw and
+mangle tables (:data:`STAGE_CHAINS`, :meth:`HostEndpointRef.stage_steps`).
 """
 
 from __future__ import annotations
@@ -61,10 +63,11 @@ from sekisho.semantics.program import (
     Policy,
     Program,
     SelectorSet,
+    Stage,
     protocol_name,
 )
 from sekisho.semantics.universe import Entity, Universe, pod_entity
-from sekisho.semantics.verdict import applies, node_host_endpoint
+from sekisho.semantics.verdict import STAGE_NAMES, applies, node_host_endpoint
 
 
 class _Keyed(Protocol):
@@ -92,18 +95,29 @@ EndpointAction = Literal[
     "open",
     "failsafe-in",
     "failsafe-out",
+    "failsafe-in-reply",
+    "failsafe-out-reply",
     "no-profile",
+    "notrack",
 ]
 EndpointStep = tuple[EndpointAction, str, str | None]
 """(action, comment, policy key for ``policy``). ``failsafe-in``/``failsafe-out``:
-accept Felix's failsafe ports (:data:`FAILSAFE`); ``no-profile``: drop (a host
-endpoint without an allowing profile)."""
+accept Felix's failsafe ports (:data:`FAILSAFE`, destination ports); the ``-reply``
+ones accept the other direction's failsafe ports as source ports (the raw table, before
+conntrack: replies of a failsafe connection); ``no-profile``: drop (a host endpoint
+without an allowing profile); ``notrack``: a packet whose accept mark is set is not
+tracked (the untracked stage's allow)."""
 
 FAILSAFE: dict[str, tuple[tuple[str, int], ...]] = {
     "failsafe-in": FAILSAFE_INBOUND,
     "failsafe-out": FAILSAFE_OUTBOUND,
+    "failsafe-in-reply": FAILSAFE_OUTBOUND,
+    "failsafe-out-reply": FAILSAFE_INBOUND,
 }
 """(protocol, port) each failsafe step accepts (Felix's defaults, from the model)."""
+
+FAILSAFE_REPLY = frozenset(("failsafe-in-reply", "failsafe-out-reply"))
+"""The failsafe steps that match source ports (the rest match destination ports)."""
 
 
 def failsafe_groups(action: str) -> list[tuple[str, tuple[int, ...]]]:
@@ -166,15 +180,23 @@ def _head(what: str) -> list[EndpointStep]:
     ]
 
 
-def _tier_steps(what: str, tiers: tuple[TierRef, ...]) -> list[EndpointStep]:
-    """Clear the marks; per tier, its policies in order and its end (Felix's layout)."""
+def _tier_steps(
+    what: str, tiers: tuple[TierRef, ...], stage: Stage = "normal"
+) -> list[EndpointStep]:
+    """Clear the marks; per tier, its policies in order and its end (Felix's layout).
+
+    In the untracked and preDNAT stages a tier that decides nothing does not drop (the
+    normal policies may still decide), and the untracked stage's allow is also not
+    tracked (Felix's "NOTRACK and ALLOW")."""
     out: list[EndpointStep] = [("clear", f"{what}: clear the accept and pass marks", None)]
     for t in tiers:
         out.append(("tier", f"{what}: start of tier {t.name}", None))
         for key, label in t.policies:
             out.append(("policy", f"{what}: tier {t.name} policy {label}", key))
+            if stage == "untracked":
+                out.append(("notrack", f"{what}: allowed by policy {label}: not tracked", None))
             out.append(("allowed", f"{what}: allowed by policy {label}", None))
-        if t.end == "deny":
+        if t.end == "deny" and stage == "normal":
             out.append(("end-of-tier", f"{what}: end of tier {t.name}: no policy passed it", None))
     return out
 
@@ -192,6 +214,19 @@ HOST_CHAINS: dict[HostChain, tuple[Direction, bool]] = {
 }
 """Each host chain's direction and whether it polices forwarded traffic."""
 
+StageChain = Literal["rfh", "rth", "mfh"]
+"""The host endpoint's chains of the early stages (``felix/rules/endpoints.go``: the same
+``cali-fh-``/``cali-th-`` chains in the raw and mangle tables): its ``doNotTrack``
+policies on what arrives on it (raw PREROUTING) and what the node sends out of it
+(raw OUTPUT), its ``preDNAT`` policies on what arrives on it (mangle PREROUTING)."""
+
+STAGE_CHAINS: dict[StageChain, tuple[Direction, Stage]] = {
+    "rfh": ("ingress", "untracked"),
+    "rth": ("egress", "untracked"),
+    "mfh": ("ingress", "prednat"),
+}
+"""Each early chain's direction and stage (:class:`~sekisho.semantics.program.Program`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class HostEndpointRef:
@@ -204,10 +239,55 @@ class HostEndpointRef:
     only ``expectedIPs``: sekisho's nodes have one interface, as the walk assumes)."""
     allow_profile: bool
     """It names ``projectcalico-default-allow`` (else "drop if no profiles matched")."""
-    tiers: Mapping[HostChain, tuple[TierRef, ...]] = field(hash=False)
+    tiers: Mapping[HostChain | StageChain, tuple[TierRef, ...]] = field(hash=False)
+    """Per chain (the four of the filter table and the early ones), the applying tiers."""
 
-    def policies(self, chain: HostChain) -> tuple[str, ...]:
-        return tuple(k for t in self.tiers[chain] for k, _ in t.policies)
+    def policies(self, chain: HostChain | StageChain) -> tuple[str, ...]:
+        return tuple(k for t in self.tiers.get(chain, ()) for k, _ in t.policies)
+
+    def stage_chains(self) -> tuple[StageChain, ...]:
+        """The early chains some policy applies to (the others are not rendered)."""
+        return tuple(c for c in STAGE_CHAINS if self.tiers.get(c))
+
+    @property
+    def early_in(self) -> bool:
+        """Some doNotTrack or preDNAT policy applies to what arrives on it: the raw
+        PREROUTING chain (which clears our marks first) is rendered."""
+        return bool(self.tiers.get("rfh") or self.tiers.get("mfh"))
+
+    @property
+    def early_out(self) -> bool:
+        """Some doNotTrack policy applies to what the node sends out of it (raw OUTPUT)."""
+        return bool(self.tiers.get("rth"))
+
+    def stage_steps(self, chain: StageChain) -> tuple[EndpointStep, ...]:
+        """The decisions of one early chain, in order (Felix's untracked and preDNAT
+        endpoint chains): the failsafe ports (and, in the raw table, before conntrack,
+        their replies: the other direction's failsafe ports as source ports), the tiers
+        (no drop at the end of a tier, an untracked allow also NOTRACKs), no profile:
+        what no policy decided goes on to the next stage."""
+        direction, stage = STAGE_CHAINS[chain]
+        what = f"host endpoint {self.name} {STAGE_NAMES[stage]} {direction}"
+        ingress = direction == "ingress"
+        which = "Inbound" if ingress else "Outbound"
+        out: list[EndpointStep] = [
+            (
+                "failsafe-in" if ingress else "failsafe-out",
+                f"{what}: a failsafe port of Felix (Failsafe{which}HostPorts)",
+                None,
+            )
+        ]
+        if stage == "untracked":
+            other = "Outbound" if ingress else "Inbound"
+            out.append(
+                (
+                    "failsafe-in-reply" if ingress else "failsafe-out-reply",
+                    f"{what}: replies of a failsafe port of Felix (Failsafe{other}HostPorts)",
+                    None,
+                )
+            )
+        out += _tier_steps(what, self.tiers[chain], stage)
+        return tuple(out)
 
     def steps(self, chain: HostChain) -> tuple[EndpointStep, ...]:
         """The decisions of one host endpoint chain, in order (see :meth:`Endpoint.steps`).
@@ -274,6 +354,13 @@ class Delta:
         )
 
 
+APPLIES_MEMO_MAX = 50_000
+"""Distinct label sets whose applying policies are remembered, at most."""
+
+TEXT_KEEP = 1024
+"""Endpoints whose chain texts are kept after their pod left the node, beyond twice the
+node's endpoints (churn brings pods back)."""
+
 BATCH = 8
 """From this many changed pods in one update on, sets and policies are matched against
 a table of the changed pods (a few vector operations each) rather than pod by pod."""
@@ -291,9 +378,19 @@ class NodeRenderer:
     the state through the attributes below.
     """
 
-    def __init__(self, node: str, *, prefix: str = "sekisho", iface_prefix: str = "cali") -> None:
+    def __init__(
+        self,
+        node: str,
+        *,
+        prefix: str = "sekisho",
+        iface_prefix: str = "cali",
+        log_group: int | None = None,
+    ) -> None:
         self.node = node
         self.prefix = names.check_prefix(prefix)
+        self.log_group = names.check_log_group(log_group)
+        """Where Log rules write: None, the kernel log (``LOG``/``log``); a number, that
+        nfnetlink_log group (``NFLOG``/``log group``), read by a listener in the node."""
         self.iface_prefix = iface_prefix
         self.cluster = Cluster()
         self.program = Program()
@@ -345,6 +442,12 @@ class NodeRenderer:
         ] = {}
         """A policy chain's compiled rules, kept while its policy is the same object (a
         chain that churn deactivates and activates again is not compiled again)."""
+        self._applies_memo: dict[tuple[tuple[str, str], ...], dict[Direction, frozenset[str]]] = {}
+        """A pod's labels -> the keys of the policies that select them, per direction (for
+        the current policies)."""
+        self._text_ep: dict[str, Endpoint] = {}
+        """Pod key -> the endpoint its cached chain texts were spelt for (kept a while
+        after the pod went: churn brings pods back)."""
         """Rendered text per (kind, key) and backend; entries are dropped when they change."""
 
     # ---------------------------------------------------------------- public
@@ -424,7 +527,11 @@ class NodeRenderer:
     def endpoint_chain(self, iface: str, direction: Direction) -> str:
         return names.endpoint_chain(self.prefix, iface, direction)
 
-    def host_chain(self, chain: HostChain) -> str:
+    def stage(self, key: str) -> Stage:
+        """The stage of an active policy chain's policy (which table it lives in)."""
+        return self.policies[key].stage
+
+    def host_chain(self, chain: HostChain | StageChain) -> str:
         assert self.host is not None
         return names.host_chain(self.prefix, self.host.iface or self.host.name, chain)
 
@@ -504,21 +611,36 @@ class NodeRenderer:
 
     def _take_delta(self) -> Delta:
         delta, self._delta = self._delta, Delta()
-        # forget the text of what changed; everything else is reused by the next render
+        # forget the text of what changed; everything else is reused by the next render.
+        # A policy chain's text is a function of its compiled rules: it is forgotten when
+        # they are compiled again (_activate, _program_changed), not when churn
+        # deactivates the chain; an endpoint's text is kept for the value it was made
+        # for, so a pod that goes and comes back the same is not spelt again.
         for key in delta.sets | delta.removed_sets:
             self.text_cache.pop(("set", key), None)
-        for ref in delta.policies | delta.removed_policies:
-            self.text_cache.pop(("policy", *ref), None)
-        for pod in delta.endpoints | delta.removed_endpoints:
-            for d in DIRECTIONS:
-                self.text_cache.pop(("endpoint", pod, d), None)
+        for pod in delta.endpoints:
+            ep = self.endpoints.get(pod)
+            if self._text_ep.get(pod) != ep:
+                for d in DIRECTIONS:
+                    self.text_cache.pop(("endpoint", pod, d), None)
+                if ep is not None:
+                    self._text_ep[pod] = ep
+        if len(self._text_ep) > 2 * len(self.endpoints) + TEXT_KEEP:
+            for pod in [p for p in self._text_ep if p not in self.endpoints]:
+                del self._text_ep[pod]
+                for d in DIRECTIONS:
+                    self.text_cache.pop(("endpoint", pod, d), None)
         return delta
 
     def _set_program(self, program: Program) -> None:
         self.program = program
         self.policies = {}
+        self._applies_memo = {}
         self._position, self._tier_of, self._tiers = {}, {}, []
-        for ti, tier in enumerate(program.tiers):
+        # The early stages' tiers after the normal ones: a chain only ever holds the
+        # policies of one stage, so their positions only need to be in order per stage.
+        for tier in (*program.tiers, *program.untracked, *program.pre_dnat):
+            ti = len(self._tiers)
             self._tiers.append((tier.name, tier.default_action))
             for p in tier.policies:
                 self._position[p.key] = len(self._position)
@@ -539,6 +661,7 @@ class NodeRenderer:
         for key in changed:
             for d in DIRECTIONS:
                 self._compiled.pop((key, d), None)
+                self.text_cache.pop(("policy", key, d), None)
         if self._tiers != old_tiers or self._position != old_pos:
             # the order moved: every endpoint's tier list is rebuilt (membership is kept)
             changed |= {""}
@@ -596,19 +719,30 @@ class NodeRenderer:
         table of them."""
         if not local:
             return
-        ents = [self.entities[k] for k in local]
-        table = LabelTable([e.labels for e in ents])
-        have: dict[str, dict[Direction, set[str]]] = {
-            k: {d: set() for d in DIRECTIONS} for k in local
-        }
-        for pkey, pol in self.policies.items():
-            if "workload" not in pol.selector.kinds or not pol.types:
-                continue
-            for i in np.flatnonzero(select(pol.selector.selector, table)):
-                for d in pol.types:
-                    have[local[i]][d].add(pkey)
-        for key in local:
-            self._applies[key] = have[key]
+        memo = self._applies_memo
+        if len(memo) > APPLIES_MEMO_MAX:
+            memo.clear()
+        keys = [tuple(sorted(self.entities[k].labels.items())) for k in local]
+        # Which policies select a label set is asked once per distinct label set while
+        # the policies stay (replicas share labels; churn brings the same pods back).
+        unknown = {k: self.entities[pod].labels for k, pod in zip(keys, local, strict=True)}
+        for k in [k for k in unknown if k in memo]:
+            del unknown[k]
+        if unknown:
+            table = LabelTable(list(unknown.values()))
+            found: list[dict[Direction, set[str]]] = [
+                {d: set() for d in DIRECTIONS} for _ in unknown
+            ]
+            for pkey, pol in self.policies.items():
+                if "workload" not in pol.selector.kinds or not pol.types or pol.stage != "normal":
+                    continue
+                for i in np.flatnonzero(select(pol.selector.selector, table)).tolist():
+                    for d in pol.types:
+                        found[i][d].add(pkey)
+            for k, f in zip(unknown, found, strict=True):
+                memo[k] = {d: frozenset(v) for d, v in f.items()}
+        for key, k in zip(local, keys, strict=True):
+            self._applies[key] = {d: set(memo[k][d]) for d in DIRECTIONS}
             self._refresh_endpoint(key, set())
 
     def _pods_changed(self, changes: list[tuple[str, Pod | None, Pod | None]]) -> None:
@@ -712,7 +846,7 @@ class NodeRenderer:
                 have[d] -= set(candidates)
         for pkey in candidates:
             pol = self.policies.get(pkey)
-            if pol is None:
+            if pol is None or pol.stage != "normal":
                 continue
             for d in DIRECTIONS:
                 if applies(pol, entity, d):
@@ -748,14 +882,24 @@ class NodeRenderer:
         new: HostEndpointRef | None = None
         if self._host_model is not None:
             hep, entity = self._host_model
-            tiers: dict[HostChain, tuple[TierRef, ...]] = {}
+            tiers: dict[HostChain | StageChain, tuple[TierRef, ...]] = {}
             for chain, (d, forward) in HOST_CHAINS.items():
                 keys = [
                     k
                     for k, pol in self.policies.items()
-                    if (pol.forward or not forward) and applies(pol, entity, d)
+                    if pol.stage == "normal"
+                    and (pol.forward or not forward)
+                    and applies(pol, entity, d)
                 ]
                 tiers[chain] = self._tier_refs(keys)
+            for early, (d, stage) in STAGE_CHAINS.items():
+                keys = [
+                    k
+                    for k, pol in self.policies.items()
+                    if pol.stage == stage and applies(pol, entity, d)
+                ]
+                if keys:
+                    tiers[early] = self._tier_refs(keys)
             iface = hep.interface if hep.interface not in (None, "*") else None
             new = HostEndpointRef(hep.name, iface, DEFAULT_ALLOW_PROFILE in hep.profiles, tiers)
         if new == old:
@@ -765,8 +909,12 @@ class NodeRenderer:
         for ref, step in ((new, +1), (old, -1)):
             if ref is None:
                 continue
-            for chain, (d, _forward) in HOST_CHAINS.items():
-                for pkey in ref.policies(chain):
+            chains: list[tuple[HostChain | StageChain, Direction]] = [
+                (c, d) for c, (d, _forward) in HOST_CHAINS.items()
+            ]
+            chains += [(c, d) for c, (d, _stage) in STAGE_CHAINS.items()]
+            for which, d in chains:
+                for pkey in ref.policies(which):
                     self._ref_policy((pkey, d), step)
 
     def _tier_refs(self, keys: Sequence[str]) -> tuple[TierRef, ...]:
@@ -809,6 +957,7 @@ class NodeRenderer:
         policy = self.policies[ref[0]]
         known = self._compiled.get(ref)
         if known is None or known[0] is not policy:
+            self.text_cache.pop(("policy", *ref), None)
             rules, sets = compile_rules(policy, ref[1], 4)
             rules6, sets6 = compile_rules(policy, ref[1], 6)
             sets.update(sets6)

@@ -7,6 +7,11 @@ the source node (``-o eth0``) and then FORWARD on the destination node
 node in INPUT there (``-i eth0``). What a node sends leaves in OUTPUT: to its
 own pods (``-o caliDST``, never policed), to anything else (``-o eth0``; a node
 to itself goes over ``lo``: OUTPUT, then INPUT).
+
+A hop is named by its filter hook; what arrives (INPUT, FORWARD) also passes raw and
+mangle PREROUTING before it, what the node sends raw OUTPUT: the interpreter walks
+those tables within the hop (:data:`sekisho.render.interpret.TABLES`), so the
+doNotTrack and preDNAT stages are part of each hop's decision.
 """
 
 from __future__ import annotations

@@ -23,11 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
-from sekisho.model.types import LabelSelector
-
 if TYPE_CHECKING:
+    from sekisho.model.types import LabelSelector
     from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
 
 Op = Literal["==", "!=", "in", "not in", "contains", "starts with", "ends with"]
@@ -246,6 +243,8 @@ def matches(e: Expr, labels: Mapping[str, str]) -> bool:
 
 def select(e: Expr, table: LabelTable | JoinedTable) -> BoolArray:
     """Which of a table's label sets satisfy the expression (a few vector operations)."""
+    import numpy as np  # here: parsing and validating selectors need no numpy
+
     if isinstance(e, _TRUE):
         return np.ones(table.size, dtype=np.bool_)
     if isinstance(e, Has):

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, is_not
 
 import numpy as np
 import numpy.typing as npt
@@ -194,24 +195,46 @@ def _plan(
     )
 
 
-def _part_rows(
-    plan: _Plan, part: _Identities, direction: Direction, svc: Service, k: int
-) -> list[tuple[BoolArray, list[tuple[BoolArray, BoolArray]]]]:
-    """Per tier for probe ``k``: (applies, per run (src rows, dst rows)) of a view."""
+def _part_base(
+    plan: _Plan, part: _Identities, direction: Direction, subjects: dict[str, BoolArray]
+) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """A view's rows before any probe: (subjects, every rule's source rows, destination
+    rows), the policy's selection on the subject side. ``subjects`` keeps each policy
+    selector's row by key, for the other direction."""
     n = part.size
-    subj = np.asarray(
-        [part.subject(s) for s in plan.subjects] or np.zeros((0, n), np.bool_),
-        dtype=np.bool_,
-    ).reshape(len(plan.subjects), n)
+    rows = []
+    for sel in plan.subjects:
+        row = subjects.get(sel.key)
+        if row is None:
+            row = subjects[sel.key] = part.subject(sel)
+        rows.append(row)
+    subj = np.asarray(rows or np.zeros((0, n), np.bool_), dtype=np.bool_).reshape(
+        len(plan.subjects), n
+    )
     base = np.asarray(
         [part.base(b) for b in plan.bases] or np.zeros((0, n), np.bool_), dtype=np.bool_
     ).reshape(len(plan.bases), n)
     src = base[plan.rule_src]
     dst = base[plan.rule_dst]
     if direction == "ingress":
-        dst = dst & subj[plan.rule_subject]
+        dst &= subj[plan.rule_subject]
     else:
-        src = src & subj[plan.rule_subject]
+        src &= subj[plan.rule_subject]
+    return subj, src, dst
+
+
+def _part_rows(
+    plan: _Plan,
+    part: _Identities,
+    svc: Service,
+    k: int,
+    rows: tuple[BoolArray, BoolArray, BoolArray],
+) -> list[tuple[BoolArray, list[tuple[BoolArray, BoolArray]]]]:
+    """Per tier for probe ``k``: (applies, per run (src rows, dst rows)) of a view, from
+    its rows before any probe (:func:`_part_base`)."""
+    subj, src, dst = rows
+    dst = dst.copy()
+    n = part.size
     pp = plan.probes[k]
     number = _proto_number(svc.protocol, 4)
     dst_port = svc.port if number in PORT_PROTOCOLS else None
@@ -247,6 +270,14 @@ class IncrementalMatrix:
         self.cluster: Cluster
         self.program: Program
         self.pods: tuple[Pod, ...]
+        """The pods in order (namespace, name): the matrix's rows."""
+        self.raw: tuple[Pod, ...]
+        """The pods as the last snapshot gave them."""
+        self.place: list[int]
+        """For each pod of :attr:`raw`, its position in :attr:`pods`."""
+        self.same_node: tuple[tuple[int, IntArray], ...] | None
+        """The same-node fixes of unnamed probes, kept while pods keep their places,
+        nodes and hostNetwork (None: to compute)."""
         self.keyer: _Keyer
         self.key_index: dict[IdentityKey, int]
         self.identities: list[Identity]
@@ -271,7 +302,7 @@ class IncrementalMatrix:
                 self.tables[i]["ingress"][:n, :n],
                 self.tables[i]["egress"][:n, :n],
                 self.pod_identity,
-                self._same_node(svc),
+                self._same_node() if svc.name is None else (),
                 svc.name,
             )
             for i, svc in enumerate(self.services)
@@ -297,19 +328,7 @@ class IncrementalMatrix:
         self.cluster = cluster
         if cluster.pods is old.pods:
             return self.matrix()
-        pods = tuple(sorted(cluster.pods, key=attrgetter("namespace", "name")))
-        aligned = len(pods) == len(self.pods) and all(
-            a is b or a.key == b.key for a, b in zip(pods, self.pods, strict=True)
-        )
-        if aligned:
-            at = [
-                i
-                for i, (a, b) in enumerate(zip(pods, self.pods, strict=True))
-                if a is not b and a != b
-            ]
-        else:
-            before = {p.key: p for p in self.pods}
-            at = [i for i, p in enumerate(pods) if before.get(p.key) != p]
+        pods, at, aligned = self._follow(cluster.pods)
         fresh = [pods[i] for i in at]
         keys, _member = self.keyer.keys(fresh)
         new_keys: dict[IdentityKey, Pod] = {}
@@ -340,7 +359,7 @@ class IncrementalMatrix:
         self.full_computations += 1
         self.cluster = cluster
         self.program = program = self._given_program or compile_program(cluster)
-        self.pods = tuple(sorted(cluster.pods, key=attrgetter("namespace", "name")))
+        self._order(cluster.pods)
         full = compute_matrix(cluster, self.services, program=program)
         names: set[tuple[str, str]] = {
             (s.name, s.protocol) for s in self.services if s.name is not None
@@ -384,12 +403,16 @@ class IncrementalMatrix:
         self.parts.append(part)
         self.size += part.size
         n = self.size
+        # The rows before any probe are the same for every probe: computed once a direction
+        # (and each policy selector's subject row once for both).
+        subjects: dict[str, BoolArray] = {}
+        before = {d: _part_base(self.plans[d], part, d, subjects) for d in DIRECTIONS}
         for i, svc in enumerate(self.services):
             for d in DIRECTIONS:
                 rows = self.rows[i][d]
                 rows.sizes.append(part.size)
                 for tier, (applies, runs) in zip(
-                    rows.tiers, _part_rows(self.plans[d], part, d, svc, i), strict=True
+                    rows.tiers, _part_rows(self.plans[d], part, svc, i, before[d]), strict=True
                 ):
                     tier.applies.append(applies)
                     for run, (src, dst) in zip(tier.runs, runs, strict=True):
@@ -400,16 +423,75 @@ class IncrementalMatrix:
                     table[:n, b] = _vector(rows, d, fixed="dst", index=b)
                     table[b, :n] = _vector(rows, d, fixed="src", index=b)
 
-    def _same_node(self, svc: Service) -> tuple[tuple[int, IntArray], ...]:
-        if svc.name is not None:
-            return ()  # named probes recompute fully (see update)
-        pods = self.pods
-        out: list[tuple[int, IntArray]] = []
-        for i, pod in enumerate(pods):
-            if pod.host_network and pod.node is not None:
-                cols = [j for j, q in enumerate(pods) if not q.host_network and q.node == pod.node]
-                out.append((i, np.asarray(cols, dtype=np.int64)))
-        return tuple(out)
+    def _order(self, raw: tuple[Pod, ...]) -> None:
+        """Put the snapshot's pods in order (namespace, name), keeping where each went."""
+        names = list(map(attrgetter("namespace", "name"), raw))
+        order = sorted(range(len(raw)), key=names.__getitem__)
+        place = [0] * len(raw)
+        for k, i in enumerate(order):
+            place[i] = k
+        self.raw = raw
+        self.place = place
+        self.pods = tuple(raw[i] for i in order)
+        self.same_node = None
+
+    def _follow(self, raw: tuple[Pod, ...]) -> tuple[tuple[Pod, ...], list[int], bool]:
+        """The snapshot's pods in order, the positions whose pod changed, and whether the
+        positions are the last snapshot's (the same pods by key, in the same order).
+
+        When the snapshot's pods are the last one's in number and order, some objects
+        replaced by pods of the same key (a relabel), only the replaced ones are looked
+        at: the scan for them runs in C, and nothing is sorted again.
+        """
+        old_raw, old_pods = self.raw, self.pods
+        if len(raw) == len(old_raw):
+            moved = list(compress(range(len(raw)), map(is_not, raw, old_raw)))
+            if all(raw[i].key == old_raw[i].key for i in moved):
+                placed = list(old_pods)
+                at: list[int] = []
+                keep = True
+                for i in moved:
+                    new, was = raw[i], old_raw[i]
+                    if new != was:
+                        at.append(self.place[i])
+                        keep = keep and new.host_network == was.host_network
+                        keep = keep and new.node == was.node
+                    placed[self.place[i]] = new
+                same_node = self.same_node if keep else None
+                self.raw = raw
+                self.pods = tuple(placed)
+                self.same_node = same_node
+                return self.pods, sorted(at), True
+        self._order(raw)
+        pods: tuple[Pod, ...] = self.pods
+        aligned = len(pods) == len(old_pods) and all(
+            a is b or a.key == b.key for a, b in zip(pods, old_pods, strict=True)
+        )
+        if aligned:
+            at = [
+                i
+                for i, (a, b) in enumerate(zip(pods, old_pods, strict=True))
+                if a is not b and a != b
+            ]
+        else:
+            before = {p.key: p for p in old_pods}
+            at = [i for i, p in enumerate(pods) if before.get(p.key) != p]
+        self.pods = old_pods  # update() moves to the new pods once the identities are in
+        return pods, at, aligned
+
+    def _same_node(self) -> tuple[tuple[int, IntArray], ...]:
+        """(hostNetwork pod, the pods of its node): what every unnamed probe fixes."""
+        if self.same_node is None:
+            pods = self.pods
+            out: list[tuple[int, IntArray]] = []
+            for i, pod in enumerate(pods):
+                if pod.host_network and pod.node is not None:
+                    cols = [
+                        j for j, q in enumerate(pods) if not q.host_network and q.node == pod.node
+                    ]
+                    out.append((i, np.asarray(cols, dtype=np.int64)))
+            self.same_node = tuple(out)
+        return self.same_node
 
 
 def _subjects(ids: _Identities, program: Program) -> dict[str, BoolArray]:

@@ -337,6 +337,25 @@ class Verdict:
                 return st
         return None
 
+    @property
+    def established(self) -> bool:
+        """Whether a later packet of this connection, once a node's conntrack knows it,
+        passes. Each node accepts ``ESTABLISHED,RELATED`` first in the mangle and filter
+        tables, but the raw table comes before conntrack: the untracked stage still sees
+        every packet. A deny there drops it; an allow NOTRACKs it, so to what follows it
+        is not ESTABLISHED: at a node it is accepted by the mark, forwarded to a pod the
+        pod's own ingress policy decides it again (program.py)."""
+        if self.reason == "self":
+            return True
+        for st in self.stages:
+            if st.stage != "untracked" or st.ending != "rule":
+                continue
+            if not st.allowed:
+                return False
+            if st.direction == "ingress" and self.ingress is not None:
+                return self.ingress.allowed
+        return True
+
     def lines(self) -> list[str]:
         f = self.flow
         out = [f"flow: {f.src.describe()} -> {f.dst.describe()} {f.service}"]

@@ -8,7 +8,6 @@ and coalesces a burst of events into one change (debounce).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -104,34 +103,16 @@ def refuse_unrendered(cluster: Cluster) -> Cluster:
 
     The renderer draws every policy of the program on workload endpoints and on the
     node's host endpoint (its own traffic, failsafe ports, ``applyOnForward``
-    policies on forwarded traffic), one host endpoint per node. It does not draw a
-    second host endpoint of a node, nor ``preDNAT`` and ``doNotTrack`` policies where
-    Felix applies them (the mangle and raw tables, before DNAT and
-    connection tracking). Enforcing a cluster without them would enforce something
-    other than the manifests say, so the agent keeps its last good state and
-    ``render`` and ``trace --node`` stop, naming each one (validate, trace and matrix
-    read them).
+    policies on forwarded traffic, ``doNotTrack`` policies in the raw table and
+    ``preDNAT`` policies in the mangle table), one host endpoint per node. It does
+    not draw a second host endpoint of a node: enforcing a cluster without it would
+    enforce something other than the manifests say, so the agent keeps its last good
+    state and ``render`` and ``trace --node`` stop, naming each one (validate, trace
+    and matrix read them).
     """
     if cluster.calico is None:
         return cluster
-    problems = [
-        Problem(
-            p.source.file,
-            p.source.line,
-            p.kind,
-            p.display,
-            "spec.doNotTrack" if p.do_not_track else "spec.preDNAT",
-            "not rendered yet: Felix applies "
-            + (
-                "doNotTrack policies in the raw table, before connection tracking"
-                if p.do_not_track
-                else "preDNAT policies in the mangle table, before DNAT"
-            )
-            + "; refusing to enforce the cluster without this policy",
-        )
-        for p in cluster.calico.policies
-        if p.staged_action is None and (p.do_not_track or p.pre_dnat)
-    ]
+    problems: list[Problem] = []
     # One host endpoint per node is drawn (the one the walk takes: sekisho's nodes have
     # one interface); another one of that node would go unenforced.
     from sekisho.semantics.verdict import node_host_endpoint
@@ -192,6 +173,8 @@ class FileSource:
 
     def fingerprint(self) -> str:
         """A hash of every manifest's bytes: equal when nothing that matters changed."""
+        import hashlib  # on use: the one-shot commands read through this package too
+
         digest = hashlib.sha1()
         for path in self.files():
             digest.update(str(path).encode() + b"\0")
