@@ -22,7 +22,7 @@ from sekisho.lab.logs import LogCapture
 from sekisho.lab.reach import format_tables, measure
 from sekisho.render import names
 
-from .conftest import lab_namespaces
+from .conftest import lab_namespaces, node_object
 
 pytestmark = pytest.mark.privileged
 
@@ -31,14 +31,6 @@ OUT = "NetworkPolicy t/out"
 
 
 def _objects() -> list[dict[str, Any]]:
-    def node(name: str, ip: str, cidr: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name},
-            "spec": {"podCIDR": cidr},
-            "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
-        }
 
     def pod(name: str, ip: str, node_name: str) -> dict[str, Any]:
         ports = [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 80, "protocol": "UDP"}]
@@ -64,8 +56,8 @@ def _objects() -> list[dict[str, Any]]:
 
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t"}},
-        node("n1", "192.168.120.11", "10.244.1.0/24"),
-        node("n2", "192.168.120.12", "10.244.2.0/24"),
+        node_object("n1", "192.168.120.11", "10.244.1.0/24"),
+        node_object("n2", "192.168.120.12", "10.244.2.0/24"),
         pod("a", "10.244.1.5", "n1"),
         pod("b", "10.244.1.6", "n1"),
         pod("c", "10.244.2.5", "n2"),
