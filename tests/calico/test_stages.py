@@ -360,3 +360,25 @@ def test_render_prints_the_early_stages(
     assert main([*argv, "--port", "53", "--node", "n2", "--backend", backend]) == 1
     text = capsys.readouterr().out
     assert "DROP in raw" in text and "doNotTrack ingress" in text, text
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_trace_node_shows_the_replies_dropped_in_raw(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """``trace --node`` walks the replies through the rendered rules too: the raw table
+    drops them where the walk says so, and both say denied."""
+    import json
+
+    from sekisho.cli.main import main
+    from semantics_npa.test_mixed import BASE
+
+    objects = [hep("n2", ALLOW), dnt("dnt-out", "host == 'n2'", egress=[{"action": "Deny"}])]
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [*BASE, *objects]}))
+    argv = ["trace", str(path), "--from", "a/client", "--to", "n2", "--protocol", "TCP"]
+    assert main([*argv, "--port", "10250", "--node", "n2", "--backend", backend]) == 1
+    text = capsys.readouterr().out
+    assert "reply dropped in raw by GlobalNetworkPolicy dnt-out" in text, text
+    assert "the replies are dropped" in text and "DROP in raw" in text, text
+    assert "rules say: denied" in text, text
