@@ -667,12 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-pods", type=int, default=250)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--writers", type=int, default=32, help="churn: writing clients")
+    parser.add_argument("--writers", type=int, default=8, help="churn: writing clients")
     parser.add_argument(
-        "--writer-procs", type=int, default=4, help="churn: processes the writers run in"
+        "--writer-procs", type=int, default=2, help="churn: processes the writers run in"
     )
     parser.add_argument(
-        "--txn", type=int, default=1, help="churn: pod changes per etcd transaction"
+        "--txn", type=int, default=10, help="churn: pod changes per etcd transaction"
     )
     parser.add_argument("--watchers", type=int, default=100)
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,17 @@ def lab_namespaces(name: str) -> list[str]:
         for line in out.stdout.splitlines()
         if line.strip() and line.split()[0].startswith(f"{PREFIX}{name}-")
     ]
+
+
+def node_object(name: str, ip: str, cidr: str) -> dict[str, Any]:
+    """A Node manifest with one InternalIP and one pod CIDR, as the small labs write it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {"podCIDR": cidr},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+    }
 
 
 def unique_name() -> str:

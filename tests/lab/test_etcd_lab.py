@@ -29,22 +29,12 @@ from sekisho.model import cluster_from_objects
 from sekisho.semantics import compute_matrix
 from sekisho.sources.etcd import object_key
 
-from .conftest import lab_namespaces, unique_name
+from .conftest import lab_namespaces, node_object, unique_name
 
 pytestmark = pytest.mark.privileged
 
 CHURN = int(os.environ.get("SEKISHO_CHURN", "1000"))
 """Changes in the churn test (CI: 1,000)."""
-
-
-def node(name: str, ip: str, cidr: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name},
-        "spec": {"podCIDR": cidr},
-        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
-    }
 
 
 def pod(name: str, ip: str, node_name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -80,8 +70,8 @@ def policy(name: str, target: str, peer: dict[str, str] | None) -> dict[str, Any
 
 
 BASE = [
-    node("n1", "192.168.110.11", "10.244.1.0/24"),
-    node("n2", "192.168.110.12", "10.244.2.0/24"),
+    node_object("n1", "192.168.110.11", "10.244.1.0/24"),
+    node_object("n2", "192.168.110.12", "10.244.2.0/24"),
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}},
     pod("never", "10.244.1.6", "n1", {"app": "never"}),
     pod("s1", "10.244.2.5", "n2", {"app": "s1"}),

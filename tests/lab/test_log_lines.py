@@ -11,6 +11,7 @@ packet meets the policy chains), every other probe has none. Both backends.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from sekisho.lab.logs import LogCapture
 from sekisho.lab.reach import format_tables, measure
 from sekisho.render import names
 
-from .conftest import lab_namespaces
+from .conftest import lab_namespaces, node_object
 
 pytestmark = pytest.mark.privileged
 
@@ -30,14 +31,6 @@ OUT = "NetworkPolicy t/out"
 
 
 def _objects() -> list[dict[str, Any]]:
-    def node(name: str, ip: str, cidr: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name},
-            "spec": {"podCIDR": cidr},
-            "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
-        }
 
     def pod(name: str, ip: str, node_name: str) -> dict[str, Any]:
         ports = [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 80, "protocol": "UDP"}]
@@ -63,8 +56,8 @@ def _objects() -> list[dict[str, Any]]:
 
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t"}},
-        node("n1", "192.168.120.11", "10.244.1.0/24"),
-        node("n2", "192.168.120.12", "10.244.2.0/24"),
+        node_object("n1", "192.168.120.11", "10.244.1.0/24"),
+        node_object("n2", "192.168.120.12", "10.244.2.0/24"),
         pod("a", "10.244.1.5", "n1"),
         pod("b", "10.244.1.6", "n1"),
         pod("c", "10.244.2.5", "n2"),
@@ -128,8 +121,12 @@ def test_each_probe_shows_exactly_the_lines_of_its_log_rules(
         assert seen == 3  # a -> c TCP, a -> b UDP, a -> c UDP
         # the table shows them, each with its policy rule named
         shown = format_tables(result)
-        assert f"= policy {WATCH} ingress rule 0 (Log) (1 packet)" in shown
-        assert f"= policy {OUT} egress rule 0 (Log) (1 packet)" in shown
+        assert f"= policy {WATCH} ingress rule 0 (Log) (1 packet; first TCP 10.244.1.5:" in shown
+        assert f"= policy {OUT} egress rule 0 (Log) (1 packet; first UDP 10.244.1.5:" in shown
+        # the kernel stamped the packets it received (forward): now, give or take
+        for table in result.probes:
+            for line in (x for lines in (table.logs or {}).values() for x in lines):
+                assert line.at is not None and abs(line.at - time.time()) < 120, line
     finally:
         lab.down()
     assert not lab_namespaces(lab_name)

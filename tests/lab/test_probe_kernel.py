@@ -14,20 +14,12 @@ import pytest
 from sekisho.lab import probe as pr
 from sekisho.lab.core import Lab
 
-from .conftest import lab_namespaces, unique_name
+from .conftest import lab_namespaces, node_object, unique_name
 
 pytestmark = pytest.mark.privileged
 
 
 def _objects() -> list[dict[str, object]]:
-    def node(name: str, ip: str, cidr: str) -> dict[str, object]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name},
-            "spec": {"podCIDR": cidr},
-            "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
-        }
 
     def pod(name: str, ip: str, node_name: str) -> dict[str, object]:
         ports = [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 80, "protocol": "UDP"}]
@@ -40,8 +32,8 @@ def _objects() -> list[dict[str, object]]:
         }
 
     return [
-        node("n1", "192.168.110.11", "10.244.1.0/24"),
-        node("n2", "192.168.110.12", "10.244.2.0/24"),
+        node_object("n1", "192.168.110.11", "10.244.1.0/24"),
+        node_object("n2", "192.168.110.12", "10.244.2.0/24"),
         pod("src", "10.244.1.5", "n1"),
         pod("dst", "10.244.2.5", "n2"),
     ]

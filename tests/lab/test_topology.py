@@ -17,7 +17,7 @@ from sekisho.lab.topology import (
 from sekisho.model import cluster_from_objects
 from sekisho.model.types import endpoint_interface
 
-from .conftest import SEED
+from .conftest import SEED, node_object
 
 
 def _pod(ns: str, name: str, ip: str, node: str | None = None) -> dict[str, object]:
@@ -37,16 +37,6 @@ def _pod(ns: str, name: str, ip: str, node: str | None = None) -> dict[str, obje
         "metadata": {"name": name, "namespace": ns},
         "spec": spec,
         "status": {"podIP": ip},
-    }
-
-
-def _node(name: str, ip: str, cidr: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name},
-        "spec": {"podCIDR": cidr},
-        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
     }
 
 
@@ -98,8 +88,8 @@ def test_routes(
     pods: list[tuple[str, str, str, str]], node: str, want: list[tuple[str, str]]
 ) -> None:
     objs = [
-        _node("n1", "192.168.110.11", "10.244.1.0/24"),
-        _node("n2", "192.168.110.12", "10.244.2.0/24"),
+        node_object("n1", "192.168.110.11", "10.244.1.0/24"),
+        node_object("n2", "192.168.110.12", "10.244.2.0/24"),
     ] + [_pod(*x) for x in pods]
     p = plan(cluster_from_objects(objs), "r")
     n = p.node(node)
@@ -115,7 +105,10 @@ def test_default_nodes_and_round_robin() -> None:
 
 
 def test_scripts_are_calico_like() -> None:
-    objs = [_node("n1", "192.168.110.11", "10.244.1.0/24"), _pod("a", "p", "10.244.1.5", "n1")]
+    objs = [
+        node_object("n1", "192.168.110.11", "10.244.1.0/24"),
+        _pod("a", "p", "10.244.1.5", "n1"),
+    ]
     p = plan(cluster_from_objects(objs), "s")
     pod = p.pods[0]
     text = node_script(p, p.nodes[0])

@@ -95,10 +95,9 @@ class Backend:
 
     def applier(self, runner: CommandRunner, prefix: str, *, linger: float = 0.0) -> Applier:
         """This backend's applier; ``linger``: seconds an unreferenced set or chain stays
-        before it is deleted, where the backend can (nftables: ``NftApplier.linger``)."""
+        before it is deleted (``NftApplier.linger``, ``IptablesApplier.linger``)."""
         target = self.make(runner, prefix)
-        if isinstance(target, NftApplier):
-            target.linger = linger
+        target.linger = linger
         return Applier(self.name, target)
 
     def files(self, ruleset: Ruleset) -> dict[str, str]:

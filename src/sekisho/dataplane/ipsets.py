@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from sekisho.dataplane.desired import owned
@@ -116,13 +116,17 @@ def restore_lines_create(name: str, want: SetState) -> list[str]:
 
 
 def plan_sets(
-    installed: Mapping[str, SetState], desired: Mapping[str, SetState], prefix: str
+    installed: Mapping[str, SetState],
+    desired: Mapping[str, SetState],
+    prefix: str,
+    keep: Container[str] = (),
 ) -> tuple[list[str], list[str], list[str]]:
     """(restore lines run before the rules change, changes described, sets to destroy after).
 
     New sets are created and filled; changed sets are filled as a temporary set and
     swapped in (never empty in between); sets we own that are no longer wanted are
-    destroyed only after the rules stop referencing them.
+    destroyed only after the rules stop referencing them (except those in ``keep``:
+    lingering).
     """
     lines: list[str] = []
     changes: list[str] = []
@@ -145,6 +149,8 @@ def plan_sets(
         added = len(want.members - have.members)
         removed = len(have.members - want.members)
         changes.append(f"set {name} refilled (+{added} -{removed} members)")
-    obsolete = sorted(n for n in installed if n not in desired and n not in used_temps)
+    obsolete = sorted(
+        n for n in installed if n not in desired and n not in used_temps and n not in keep
+    )
     changes += [f"set {n} destroyed" for n in obsolete]
     return lines, changes, obsolete

@@ -39,13 +39,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sekisho.dataplane.desired import IptablesRulesetLike, owned
 from sekisho.dataplane.ipsets import SetState, normalize_members, parse_ipset_save, plan_sets
 from sekisho.dataplane.runner import CommandRunner
 from sekisho.errors import CommandFailed, DataplaneError
+from sekisho.render.names import churned
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +138,21 @@ class IptablesApplier:
 
     ``iptables-restore`` waits up to 5 s for the xtables lock (``-w 5``): with
     iptables-legacy, kube-proxy and others hold it while they write.
+
+    ``linger``: seconds an IP set, policy chain or workload endpoint chain that is no
+    longer wanted stays (unreferenced: it decides no packet) before it is destroyed
+    or deleted, as :class:`~sekisho.dataplane.nftables.NftApplier` does; a chain a
+    foreign rule jumps to never lingers (it is emptied).
     """
 
-    def __init__(self, runner: CommandRunner, prefix: str = "sekisho") -> None:
+    def __init__(
+        self,
+        runner: CommandRunner,
+        prefix: str = "sekisho",
+        *,
+        linger: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not prefix or not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
             raise ValueError(f"prefix {prefix!r}: expected letters, digits, '_', '.' or '-'")
         self.runner = runner
@@ -153,6 +167,10 @@ class IptablesApplier:
         self._wants: dict[tuple[str, str, int, str], _Want] = {}
         """(chain, spec, family, table) -> tagged rule, kept from the last plan (hashing is most of
         a plan)."""
+        self.linger = linger
+        self.clock = clock
+        self._gone_at: dict[tuple[str, str], float] = {}
+        """Lingering objects (("set"|"chain4"|"chain6", name)) -> when they were left."""
         self._members: dict[tuple[str, ...], frozenset[str]] = {}
 
     # ---- read back ---------------------------------------------------------------
@@ -309,13 +327,47 @@ class IptablesApplier:
             return "our jump was not first"
         return "our jump was altered"
 
-    def plan(self, installed: IptablesState, ruleset: IptablesRulesetLike) -> _Plan:
-        """The commands that take ``installed`` to ``ruleset`` (nothing run yet)."""
+    def _lingers(self, key: tuple[str, str], now: float, known: bool) -> bool:
+        if self.linger <= 0 or not churned(self.prefix, key[1]):
+            return False
+        since = self._gone_at.get(key)
+        if since is None:
+            return known
+        return now - since < self.linger
+
+    def plan(
+        self, installed: IptablesState, ruleset: IptablesRulesetLike, *, known: bool = False
+    ) -> _Plan:
+        """The commands that take ``installed`` to ``ruleset`` (nothing run yet); ``known``:
+        ``installed`` is our cache (what is no longer wanted may start lingering)."""
         desired = self._desired(ruleset)
-        set_lines, changes, destroy = plan_sets(installed.sets, desired.sets, self.prefix)
+        now = self.clock()
+        v6 = installed.v6 or IptablesState()
+        keep_sets = {
+            n
+            for n in installed.sets
+            if n not in desired.sets and self._lingers(("set", n), now, known)
+        }
+        keep4 = {
+            c
+            for c in installed.chains
+            if c not in desired.chains
+            and c not in installed.pinned
+            and self._lingers(("chain4", c), now, known)
+        }
+        keep6 = {
+            c
+            for c in v6.chains
+            if c not in desired.chains6
+            and c not in v6.pinned
+            and self._lingers(("chain6", c), now, known)
+        }
+        set_lines, changes, destroy = plan_sets(
+            installed.sets, desired.sets, self.prefix, keep_sets
+        )
         early: dict[int, tuple[list[str], dict[str, IptablesState]]] = {}
         for family, tag in ((4, ""), (6, "ip6 ")):
-            have = installed if family == 4 else installed.v6 or IptablesState()
+            have = installed if family == 4 else v6
             docs: list[str] = []
             states: dict[str, IptablesState] = {}
             for table in EARLY_TABLES:
@@ -330,15 +382,31 @@ class IptablesApplier:
                 )
                 docs += part
             early[family] = (docs, states)
-        doc, after = self._plan_table(installed, desired.chains, desired.hooks, changes, "")
+        doc, after = self._plan_table(
+            installed, desired.chains, desired.hooks, changes, "", keep=keep4
+        )
         after.sets = {n: SetState(s.type, s.family, s.members) for n, s in desired.sets.items()}
+        after.sets.update((n, installed.sets[n]) for n in keep_sets)
         doc6, after.v6 = self._plan_table(
-            installed.v6 or IptablesState(), desired.chains6, desired.hooks6, changes, "ip6 "
+            v6, desired.chains6, desired.hooks6, changes, "ip6 ", keep=keep6
         )
         after.tables, after.v6.tables = early[4][1], early[6][1]
+        lingering = [("set", n) for n in keep_sets]
+        lingering += [("chain4", c) for c in keep4] + [("chain6", c) for c in keep6]
         return _Plan(
-            tuple(changes), set_lines, early[4][0] + doc, destroy, after, early[6][0] + doc6
+            tuple(changes),
+            set_lines,
+            early[4][0] + doc,
+            destroy,
+            after,
+            early[6][0] + doc6,
+            lingering,
         )
+
+    def _settle(self, plan: _Plan) -> None:
+        """Record which objects linger after ``plan`` was carried out."""
+        now = self.clock()
+        self._gone_at = {k: self._gone_at.get(k, now) for k in plan.lingering}
 
     def _plan_table(
         self,
@@ -348,9 +416,11 @@ class IptablesApplier:
         changes: list[str],
         tag: str,
         table: str = "filter",
+        keep: set[str] | None = None,
     ) -> tuple[list[str], IptablesState]:
         """One family's restore document of one table and the state after it (changes
-        appended)."""
+        appended); ``keep``: obsolete chains that stay (lingering)."""
+        keep = keep or set()
         desired = _Desired(desired_chains, desired_hooks, {})
         write: list[str] = []
         for name, want in desired.chains.items():
@@ -358,7 +428,7 @@ class IptablesApplier:
             if why is not None:
                 write.append(name)
                 changes.append(f"{tag}chain {name} {why}")
-        obsolete = sorted(c for c in installed.chains if c not in desired.chains)
+        obsolete = sorted(c for c in installed.chains if c not in desired.chains and c not in keep)
         delete = [c for c in obsolete if c not in installed.pinned]
         changes += [f"{tag}chain {c} deleted" for c in delete]
         emptied = [c for c in obsolete if c in installed.pinned and installed.chains[c]]
@@ -402,6 +472,8 @@ class IptablesApplier:
         for c in obsolete:
             if c not in delete:
                 after.chains[c] = []
+        for c in keep:
+            after.chains[c] = installed.chains[c]
         return doc, after
 
     def first_documents(self, ruleset: IptablesRulesetLike) -> list[tuple[str, str]]:
@@ -427,7 +499,7 @@ class IptablesApplier:
         cached = self._cache is not None and not refresh
         installed = self._cache if cached and self._cache is not None else self.read_back()
         try:
-            return self._execute(self.plan(installed, ruleset))
+            return self._execute(self.plan(installed, ruleset, known=cached))
         except CommandFailed:
             self._cache = None
             if not cached:
@@ -451,6 +523,7 @@ class IptablesApplier:
                 )
                 commands += 1
         self._cache = plan.after
+        self._settle(plan)
         if plan.destroy:
             commands += self._destroy_sets(plan.destroy)
         return ApplyResult(plan.changes, commands)
@@ -473,6 +546,7 @@ class IptablesApplier:
 
     def cleanup(self) -> ApplyResult:
         """Remove every object of ours (hook rules, chains, sets) and nothing else."""
+        self._gone_at = {}
         installed = self.read_back()
         changes: list[str] = []
         commands = 0
@@ -519,3 +593,5 @@ class _Plan:
     after: IptablesState
     doc6: list[str] = field(default_factory=list)
     """The ``ip6tables-restore`` document."""
+    lingering: list[tuple[str, str]] = field(default_factory=list)
+    """Objects no longer wanted that stay until ``linger`` runs out."""

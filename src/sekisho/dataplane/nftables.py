@@ -378,8 +378,9 @@ class NftApplier:
             if item.type in ("ipv4_addr", "ipv6_addr"):
                 body.append("flags interval")
             if item.elements:
-                elements = sorted(" ".join(str(e).split()) for e in item.elements)
-                if all("," not in e and "{" not in e and "}" not in e for e in elements):
+                elements = sorted(item.elements)
+                text = "".join(elements)
+                if not any(c in text for c in (",", "{", "}", "  ", "\t", "\n")):
                     body.append("elements = { " + ", ".join(elements) + " }")
                     return block, tuple(body)
             else:
@@ -573,7 +574,8 @@ class NftApplier:
     def cleanup(self) -> ApplyResult:
         """Delete every table of ours (and nothing else) in one transaction."""
         ours = self.tables()
-        self._cache = None
+        self._last = None
+        self._gone_at = {}
         self._installed = None
         self._unverified.clear()
         if not ours:

@@ -286,6 +286,11 @@ def _pair_key(m: tuple[Address, int]) -> tuple[int, int]:
     return (_ADDRESS_INT(m[0]), m[1])
 
 
+def _spell(texts: dict[int, str], ip: Address) -> str:
+    text = texts[_ADDRESS_INT(ip)] = str(ip)
+    return text
+
+
 def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, int | None]]:
     """Sorted, disjoint members of ``family`` as (address or network text, port or None)."""
     if isinstance(members, dict | set | frozenset):
@@ -299,11 +304,15 @@ def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, 
         )
         nets = [m for m in members if type(m) is not tuple and type(m) is not IPv4]
         if not any(member_family(m) == family for m in nets if type(m) is not IPv6):
+            # texts by number: an address object hashes in Python, a number does not
+            texts = _TEXTS[family]
+            get = texts.get
             if not pairs:
-                return [(address_text(m), None) for m in sorted(plain, key=_ADDRESS_INT)]
+                plain.sort(key=_ADDRESS_INT)
+                return [(get(_ADDRESS_INT(m)) or _spell(texts, m), None) for m in plain]
             if not plain:  # a named port's set: (address, port) pairs only
                 pairs.sort(key=_pair_key)
-                return [(address_text(a), port) for a, port in pairs]
+                return [(get(_ADDRESS_INT(a)) or _spell(texts, a), port) for a, port in pairs]
     texts = _TEXTS[family]
     out: list[tuple[str, int | None]] = []
     for a, b, m in _uncovered(_rows(members, family)):

@@ -28,8 +28,15 @@ from sekisho.semantics.program import EPHEMERAL_PORTS, ICMP_ECHO_REPLY
 UPLINK = "eth0"
 """The node's interface towards the node network (any non-``cali`` name would do)."""
 LOOPBACK = "lo"
-REPLY_PORT = (EPHEMERAL_PORTS[0] + EPHEMERAL_PORTS[1]) // 2
-"""The client's port a reply goes to: one of the ephemeral ports the kernel picks."""
+
+PROBE_SOURCE_PORT = EPHEMERAL_PORTS[0]
+"""A probe's source port: one the kernel picks from the ephemeral range. Every rule
+whose source ports the walk knows the answer of (``source_ports_cover``) holds all of
+that range or none of it, so this one port gives the answer for each."""
+
+REPLY_PORT = PROBE_SOURCE_PORT
+"""The client's port its replies go to: the probe's source port (the same rule holds
+for a reply's destination port)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +56,12 @@ def hops(flow: Flow, state: State = "NEW") -> list[Hop]:
     if src.pod is not None and dst.pod is not None and src.pod.key == dst.pod.key:
         return []  # a pod to itself never leaves the pod
 
+    sport = PROBE_SOURCE_PORT if flow.port is not None else None
+
     def pkt(iif: str, oif: str, hook: Hook = "FORWARD") -> Packet:
-        return Packet(str(src.ip), str(dst.ip), flow.protocol, flow.port, state, iif, oif, hook)
+        return Packet(
+            str(src.ip), str(dst.ip), flow.protocol, flow.port, state, iif, oif, hook, sport
+        )
 
     out: list[Hop] = []
     dst_node = dst.node_name

@@ -613,13 +613,19 @@ def _side_reasons(
         if pm is None:
             continue
         if ephemeral:
-            hit = source_ports_cover(pm)
+            hit = source_ports_cover(pm, universe.declared_numbers(pm))
+            picked = f"a probe's ephemeral port ({EPHEMERAL_PORTS[0]}-{EPHEMERAL_PORTS[1]})"
             if hit is None:
                 out.append(
-                    f"{role} port: a probe's ephemeral port ({EPHEMERAL_PORTS[0]}-"
-                    f"{EPHEMERAL_PORTS[1]}) is not known to be {'outside' if negated else 'in'} {pm}"
+                    f"{role} port: {picked} is not known to be"
+                    f" {'outside' if negated else 'in'} {pm}"
                 )
-                continue
+            elif hit == negated:
+                out.append(
+                    f"{role} port: {picked} is {'one of the excluded ports' if negated else 'not'}"
+                    f" {pm}"
+                )
+            continue
         else:
             hit = universe.in_ports(pm, ip, proto, port)
         if hit == negated:
@@ -627,8 +633,6 @@ def _side_reasons(
             if negated:
                 out.append(f"{role} {shown} is one of the excluded ports {pm}")
             else:
-                if ephemeral:
-                    shown = "ephemeral port"
                 out.append(f"{role} {shown} is not {pm}" + _named_detail(universe, pm, ip, proto))
     return out
 
