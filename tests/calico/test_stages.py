@@ -149,6 +149,90 @@ CASES = [
         "doNotTrack stage: GlobalNetworkPolicy dnt-allow ingress rule 0 (Allow): accepted untracked",
         id="untracked-before-prednat",
     ),
+    # Replies meet the raw table too (verdict.py, _reply_stages).
+    pytest.param(
+        [hep("n2", ALLOW), dnt("dnt-out", "host == 'n2'", egress=[{"action": "Deny"}])],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        False,
+        "reply dropped in raw by GlobalNetworkPolicy dnt-out egress rule 0 (Deny)",
+        id="untracked-deny-of-replies",
+    ),
+    pytest.param(
+        [
+            hep("n2", ALLOW),
+            dnt(
+                "dnt-out",
+                "host == 'n2'",
+                egress=[
+                    {"action": "Deny", "protocol": "TCP", "destination": {"ports": ["1024:65535"]}}
+                ],
+            ),
+        ],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        False,
+        "reply dropped in raw by GlobalNetworkPolicy dnt-out",
+        id="untracked-deny-of-replies-to-every-ephemeral-port",
+    ),
+    pytest.param(
+        [
+            hep("n2"),
+            DENY_IN,
+            dnt(
+                "dnt-server",
+                "host == 'n2'",
+                ingress=[{"action": "Allow", "protocol": "TCP", "destination": {"ports": [10250]}}],
+                egress=[{"action": "Allow", "protocol": "TCP", "source": {"ports": [10250]}}],
+            ),
+        ],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        True,
+        "doNotTrack policies accept them untracked at every host endpoint they cross",
+        id="untracked-allow-of-replies-of-untracked-requests",
+    ),
+    pytest.param(
+        [
+            hep("n2", ALLOW),
+            dnt("dnt-udp-out", "host == 'n2'", egress=[{"action": "Deny", "protocol": "UDP"}]),
+            dnt(
+                "dnt-port-80",
+                "host == 'n2'",
+                egress=[{"action": "Deny", "protocol": "TCP", "destination": {"ports": [80]}}],
+            ),
+        ],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        True,
+        "doNotTrack stage: no rule decided for the reply: on past the raw table",
+        id="untracked-policy-not-matching-replies",
+    ),
+    pytest.param(
+        [
+            hep("n1", ALLOW),
+            dnt("dnt-in", "host == 'n1'", ingress=[{"action": "Deny", "protocol": "TCP"}]),
+        ],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        False,
+        "reply dropped in raw by GlobalNetworkPolicy dnt-in ingress rule 0 (Deny)",
+        id="untracked-deny-of-replies-forwarded-to-a-pod",
+    ),
+    pytest.param(
+        [hep("n2", ALLOW), dnt("dnt-out", "host == 'n2'", egress=[{"action": "Deny"}])],
+        "a/client",
+        "n2",
+        "TCP/22",
+        True,
+        "the reply of a failsafe port",
+        id="failsafe-replies-before-untracked",
+    ),
 ]
 
 
@@ -174,7 +258,8 @@ def test_stages(
     assert v.to_json()["stages"] == [s.to_json() for s in v.stages]
     if v.untracked is not None and v.allowed:
         assert "replies are not tracked" in text, text
-        assert v.to_json()["replies_allowed"] is None
+        assert v.to_json()["replies_allowed"] is (True if v.replies_untracked else None)
+    assert v.to_json()["replies"] == [s.to_json() for s in v.replies]
 
 
 @pytest.mark.parametrize("objects", [c.values[0] for c in CASES], ids=[str(c.id) for c in CASES])
@@ -275,3 +360,25 @@ def test_render_prints_the_early_stages(
     assert main([*argv, "--port", "53", "--node", "n2", "--backend", backend]) == 1
     text = capsys.readouterr().out
     assert "DROP in raw" in text and "doNotTrack ingress" in text, text
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_trace_node_shows_the_replies_dropped_in_raw(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """``trace --node`` walks the replies through the rendered rules too: the raw table
+    drops them where the walk says so, and both say denied."""
+    import json
+
+    from sekisho.cli.main import main
+    from semantics_npa.test_mixed import BASE
+
+    objects = [hep("n2", ALLOW), dnt("dnt-out", "host == 'n2'", egress=[{"action": "Deny"}])]
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [*BASE, *objects]}))
+    argv = ["trace", str(path), "--from", "a/client", "--to", "n2", "--protocol", "TCP"]
+    assert main([*argv, "--port", "10250", "--node", "n2", "--backend", backend]) == 1
+    text = capsys.readouterr().out
+    assert "reply dropped in raw by GlobalNetworkPolicy dnt-out" in text, text
+    assert "the replies are dropped" in text and "DROP in raw" in text, text
+    assert "rules say: denied" in text, text

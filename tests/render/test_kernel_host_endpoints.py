@@ -28,8 +28,8 @@ from sekisho.model import Cluster, cluster_from_objects
 from sekisho.model.types import endpoint_interface
 from sekisho.render import IptablesRuleset, NftRuleset, normalize_nft, render_node
 from sekisho.render.interpret import Decision, Packet, program
-from sekisho.render.path import enforce
-from sekisho.semantics import Flow, resolve_endpoint, verdict
+from sekisho.render.path import enforce, enforce_replies
+from sekisho.semantics import Flow, compile_program, resolve_endpoint, verdict
 
 pytestmark = pytest.mark.privileged
 
@@ -199,6 +199,7 @@ def disagreements(
     all the one expected (``rs`` already loaded on the node)."""
     prog = program(rs.render_text())
     evaluate: Callable[[str, Packet], Decision] = lambda _node, pkt: prog.evaluate(pkt)  # noqa: E731
+    untracked = bool(compile_program(cluster).untracked)
     ends = {
         "node": resolve_endpoint(cluster, "n1"),
         "a/web": resolve_endpoint(cluster, "a/web"),
@@ -208,7 +209,10 @@ def disagreements(
     for src, dst, port, want in probes:
         flow = Flow(ends[src], ends[dst], "TCP", port)
         observed = lab.connect(src, str(ends[dst].ip), port)
-        interpreted = "allowed" if enforce(flow, evaluate)[0] else "dropped"
+        passes = enforce(flow, evaluate)[0]
+        if passes and untracked:
+            passes = enforce_replies(flow, evaluate)[0]  # the raw table sees the replies
+        interpreted = "allowed" if passes else "dropped"
         semantic = "allowed" if verdict(cluster, flow).allowed else "dropped"
         seen.append((f"{src}->{dst}:{port}", observed, interpreted, semantic, want))
     return [s for s in seen if len(set(s[1:])) != 1]

@@ -12,7 +12,9 @@ the node network). The node's ``eth0`` is under a HostEndpoint with no profile a
   deny wins; 22 is a failsafe port, accepted before it);
 - a preDNAT policy denying TCP 83 arriving on the host endpoint, to the node or forwarded
   to its pod (a normal policy allows it to the node);
-- a normal policy allowing the node to receive 81-83 and to send anything.
+- a doNotTrack policy denying what the node sends from TCP 84: the replies of a tracked
+  connection to port 84 (the raw table sees every packet; the walk walks replies);
+- a normal policy allowing the node to receive 81-84 and to send anything.
 
 Nothing is linked to the host namespace; the namespaces go on every exit.
 """
@@ -34,7 +36,7 @@ from sekisho.semantics import resolve_endpoint
 
 pytestmark = pytest.mark.privileged
 
-PORTS = (22, 80, 81, 82, 83)
+PORTS = (22, 80, 81, 82, 83, 84)
 
 
 def _gnp(name: str, order: int, **spec: Any) -> dict[str, Any]:
@@ -76,9 +78,17 @@ POLICIES = [
         ingress=[_tcp("Deny", "destination", 83)],
     ),
     _gnp(
+        "untracked-replies",
+        30,
+        doNotTrack=True,
+        applyOnForward=True,
+        types=["Egress"],
+        egress=[_tcp("Deny", "source", 84)],
+    ),
+    _gnp(
         "node",
         100,
-        ingress=[_tcp("Allow", "destination", 81, 82, 83)],
+        ingress=[_tcp("Allow", "destination", 81, 82, 83, 84)],
         egress=[{"action": "Allow"}],
     ),
 ]
@@ -93,6 +103,7 @@ PROBES = [
     ("other", "a/web", 83, "dropped"),  # preDNAT deny of forwarded traffic
     ("other", "a/web", 82, "allowed"),  # forwarded, nothing early decides
     ("node", "other", 80, "allowed"),  # the node's normal egress
+    ("other", "node", 84, "dropped"),  # allowed and tracked, but its replies dropped in raw
 ]
 
 

@@ -24,7 +24,7 @@ from programs import PROBES, clusters, programs
 from sekisho.model.types import Cluster
 from sekisho.render import BACKENDS, Backend, render_node
 from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet, program
-from sekisho.render.path import cluster_nodes, enforce
+from sekisho.render.path import cluster_nodes, enforce, enforce_replies
 from sekisho.semantics import (
     Endpoint,
     Flow,
@@ -34,6 +34,7 @@ from sekisho.semantics import (
     verdict,
 )
 from sekisho.semantics.program import Program
+from sekisho.semantics.verdict import Verdict
 
 EXTERNAL = (ipaddress.IPv4Address("8.8.8.8"), ipaddress.IPv4Address("10.0.3.7"))
 """Outside every pod CIDR; the second inside some of the programs' nets."""
@@ -60,6 +61,18 @@ def evaluator(
     return evaluate
 
 
+def unknown_reply_port(v: Verdict) -> bool:
+    """Whether a rule met by the replies missed because of the ephemeral port."""
+    return any(
+        "is not known" in why
+        for st in v.replies
+        for tv in st.tiers
+        for pv in tv.policies
+        for rr in pv.rules
+        for why in rr.reasons
+    )
+
+
 def check(
     cluster: Cluster,
     prog: Program,
@@ -79,6 +92,16 @@ def check(
             want = verdict(cluster, flow, program=prog)
             got, trail = enforce(flow, evaluate)
             where = f"{backend}: {src.label} -> {dst.label} {flow.service}"
+            if got and prog.untracked:
+                # The replies through the raw table too (verdict.py: _reply_stages), at
+                # a port the kernel could pick, unless the walk said a rule's match on
+                # it depends on which one it picks.
+                back, rtrail = enforce_replies(flow, evaluate)
+                if unknown_reply_port(want):
+                    got = want.allowed or want.reason == "reply-denied"
+                else:
+                    trail += rtrail
+                    got = back
             assert got == want.allowed, (
                 f"{where}: walk {want.allowed} ({want.reason}), rules {got}: "
                 + " / ".join(f"{h.node} {h.packet.hook}: {d.verdict} {d.rule}" for h, d in trail)

@@ -7,11 +7,14 @@ drop happened in when it is not filter: ``raw`` for a doNotTrack deny, ``mangle`
 for a preDNAT one), the rule that
 decided (and, for an accept, the rule that made the difference), the rules that
 matched before it, the rendered rule itself and the members of the sets it uses.
+With doNotTrack policies, the replies of a flow the rules let through are shown
+too (the raw table sees them: a drop there fails the connection).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 
 from sekisho.model.types import Cluster
@@ -19,8 +22,8 @@ from sekisho.render import names
 from sekisho.render.backends import Ruleset, render_backend
 from sekisho.render.interpret import Decision, IptablesProgram, NftProgram, Packet
 from sekisho.render.iptables import IpSetSpec
-from sekisho.render.path import enforce, hops
-from sekisho.semantics import Flow
+from sekisho.render.path import Hop, enforce, enforce_replies, hops
+from sekisho.semantics import Flow, compile_program
 
 __all__ = ["enforcing_rule", "explain_enforcement", "log_rules", "logged_as"]
 
@@ -62,9 +65,27 @@ def explain_enforcement(
         lines.append("  no node filters this flow (same pod, or node-originated to its own pod)")
         return lines
     allowed, trail = enforce(flow, evaluate)
-    shown = [(h, d) for h, d in trail if node is None or h.node == node]
     if node is not None and not any(h.node == node for h in path):
         lines.append(f"  the flow does not pass node {node}'s filters")
+    _hop_lines(lines, trail, node, ruleset)
+    if allowed and compile_program(cluster).untracked:
+        # The raw table sees the replies too (the walk walks them: semantics/verdict.py).
+        allowed, back = enforce_replies(flow, evaluate)
+        lines.append("  replies (ESTABLISHED, to the client's ephemeral port):")
+        _hop_lines(lines, back, node, ruleset)
+        if not allowed:
+            lines.append("  the replies are dropped: the connection fails")
+    lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
+    return lines
+
+
+def _hop_lines(
+    lines: list[str],
+    trail: list[tuple[Hop, Decision]],
+    node: str | None,
+    ruleset: Callable[[str], Ruleset],
+) -> None:
+    shown = [(h, d) for h, d in trail if node is None or h.node == node]
     for hop, d in shown:
         p = hop.packet
         where = (
@@ -79,8 +100,6 @@ def explain_enforcement(
         lines.extend(f"      matched: {c}" for c in before)
         lines.extend(logged_as(ruleset(hop.node), p) for p in dict.fromkeys(d.logs))
         lines.extend(enforcing_rule(ruleset(hop.node), d.because))
-    lines.append(f"  rules say: {'allowed' if allowed else 'denied'}")
-    return lines
 
 
 def enforcing_rule(ruleset: Ruleset, comment: str) -> list[str]:

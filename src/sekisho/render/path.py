@@ -16,13 +16,14 @@ doNotTrack and preDNAT stages are part of each hop's decision.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sekisho.model.types import Cluster, endpoint_interface
 from sekisho.render.interpret import Decision, Hook, Packet, State
 from sekisho.semantics import Endpoint, Flow
-from sekisho.semantics.program import EPHEMERAL_PORTS
+from sekisho.semantics.program import EPHEMERAL_PORTS, ICMP_ECHO_REPLY
 
 UPLINK = "eth0"
 """The node's interface towards the node network (any non-``cali`` name would do)."""
@@ -32,6 +33,10 @@ PROBE_SOURCE_PORT = EPHEMERAL_PORTS[0]
 """A probe's source port: one the kernel picks from the ephemeral range. Every rule
 whose source ports the walk knows the answer of (``source_ports_cover``) holds all of
 that range or none of it, so this one port gives the answer for each."""
+
+REPLY_PORT = PROBE_SOURCE_PORT
+"""The client's port its replies go to: the probe's source port (the same rule holds
+for a reply's destination port)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,32 @@ def hops(flow: Flow, state: State = "NEW") -> list[Hop]:
     elif dst.is_node_like and dst_node is not None:
         out.append(Hop(dst_node, pkt(UPLINK, "", "INPUT")))
     return out
+
+
+def reply_hops(flow: Flow, port: int = REPLY_PORT) -> list[Hop]:
+    """The filtering points the replies of ``flow`` pass (its destination back to its
+    source, ESTABLISHED, from its port to the client's ``port``; an echo reply for ICMP)."""
+    back = Flow(flow.dst, flow.src, flow.protocol, flow.port)
+    out = []
+    for hop in hops(back, "ESTABLISHED"):
+        p = hop.packet
+        icmp = ICMP_ECHO_REPLY[p.family] if flow.protocol == "ICMP" else None
+        dport = port if flow.port is not None else None
+        out.append(Hop(hop.node, dataclasses.replace(p, port=dport, sport=flow.port, icmp=icmp)))
+    return out
+
+
+def enforce_replies(
+    flow: Flow, evaluate: Callable[[str, Packet], Decision]
+) -> tuple[bool, list[tuple[Hop, Decision]]]:
+    """Walk the replies of ``flow`` (:func:`reply_hops`); passed iff no hop drops them."""
+    trail: list[tuple[Hop, Decision]] = []
+    for hop in reply_hops(flow):
+        decision = evaluate(hop.node, hop.packet)
+        trail.append((hop, decision))
+        if decision.verdict == "DROP":
+            return False, trail
+    return True, trail
 
 
 def enforce(

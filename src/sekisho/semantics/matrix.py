@@ -1310,6 +1310,7 @@ def _runs(
     *,
     keep_all: bool = False,
     prints: list[object] | None = None,
+    reply: bool = False,
 ) -> list[tuple[BoolArray, str, list[_Run]]]:
     """Per prepared tier for one probe: (applies-to row, end action, runs).
 
@@ -1319,6 +1320,7 @@ def _runs(
     per group of rules with the same probe criteria. ``prints``: gets what the runs
     depend on besides the prepared rows (the probe's verdict per distinct criteria, in
     order), so probes with equal prints get equal runs."""
+    assert not (reply and (keep_all or prints is not None))
     proto = {fam: _proto_number(proto_name, fam) for fam in (4, 6)}
     echo = proto_name == "ICMP"
     number = proto[4]
@@ -1326,10 +1328,31 @@ def _runs(
     families = [fam for fam in (4, 6) if keep_all or (ids.family == fam).any()]
     fam_rows = {fam: ids.family == fam for fam in families}
     criteria: dict[int, tuple[BoolArray | bool, BoolArray | None]] = {}
+    src_criteria: dict[int, BoolArray | bool] = {}
+
+    def reply_criteria(rule: Rule, key: int) -> tuple[BoolArray | bool, BoolArray | None]:
+        """For the probe's replies (verdict.py, ``rule_mismatch`` with ``reply``): the
+        source side holds the probe's port (a row: named ports), the destination side the
+        ephemeral one; the source row is kept in ``src_criteria``."""
+        got = criteria.get(key)
+        if got is None:
+            ok = [fam for fam in families if not rule.protocol_fails(proto[fam], fam, echo, True)]
+            dst_ports = ids.side_ports(rule.dst, "source", number, None) if ok else False
+            src_ports = (
+                ids.side_ports(rule.src, "destination", number, dst_port)
+                if dst_ports is not False
+                else False
+            )
+            src_criteria[key] = src_ports
+            family = fam_rows[ok[0]] if ok and len(ok) < len(families) else None
+            got = criteria[key] = (dst_ports if src_ports is not False else False, family)
+        return got
 
     def probe_criteria(rule: Rule, key: int) -> tuple[BoolArray | bool, BoolArray | None]:
         """The rule's destination port criteria for this probe (False: it matches no
         pair), and the destination family row its protocol criteria allow (None: all)."""
+        if reply:
+            return reply_criteria(rule, key)
         got = criteria.get(key)
         if got is None:
             # Protocol-level criteria depend on the probe and on the destination's family.
@@ -1376,13 +1399,16 @@ def _runs(
                 if dst_ports is False:
                     continue
                 src, dst = g.src, g.dst
-                if dst_ports is not True or family is not None:
+                src_ports = src_criteria.get(g.probe_key, True)
+                if dst_ports is not True or family is not None or src_ports is not True:
                     if dst_ports is not True:
                         dst = dst & dst_ports
                     if family is not None:
                         dst = dst & family
+                    if src_ports is not True:
+                        src = src & src_ports
                     # Every prepared row has a member (see _prepare); these may not now.
-                    keep = dst.any(axis=1)
+                    keep = dst.any(axis=1) & src.any(axis=1)
                     if not keep.all():
                         src, dst = src[keep], dst[keep]
                         if not len(dst):
@@ -1545,11 +1571,14 @@ def _stage_tables(
     direction: Direction,
     proto: str,
     port: int | None,
+    *,
+    reply: bool = False,
 ) -> tuple[BoolArray, BoolArray]:
     """(accepted, dropped), (K, K): an untracked or preDNAT stage (program.py) walked for
     every pair; neither where no rule decides (no drop at the end of a tier there, no
-    profile: on to the next stage)."""
-    tiers = _runs(ids, tiers_prepared, proto, port)
+    profile: on to the next stage). ``reply``: for the probe's reply packets, the pair
+    [reply source (the server), reply destination (the client)] (verdict.py)."""
+    tiers = _runs(ids, tiers_prepared, proto, port, reply=reply)
     accepted, undecided = _first_match(tiers, direction, ids.size, tier_ends=False)
     return accepted, ~accepted & ~undecided
 
@@ -1697,6 +1726,38 @@ def _compute_matrix(
 
     seen: dict[str, dict[tuple[object, ...], BoolArray]] = {d: {} for d in DIRECTIONS}
 
+    def reply_drops(proto: str, port: int | None) -> BoolArray | None:
+        """(K, K) [client, server]: the untracked stage drops the probe's replies at some
+        host endpoint they cross (verdict.py, ``_reply_stages``): out of a hostNetwork
+        server's endpoint, into a hostNetwork client's, or into the endpoint of a
+        workload client's node from off it. None: no doNotTrack policy, no drop."""
+        if not program.untracked or not host_stage:
+            return None
+        # In the replies' own terms: [server, client].
+        drops = np.zeros((ids.size, ids.size), dtype=np.bool_)
+        where = {"egress": host_pairs["egress"], "ingress": host_pairs["ingress"]}
+        crossings: list[tuple[list[_PreparedTier], Direction, BoolArray]] = [
+            (t, d, where[d]) for (st, d), t in host_stage.items() if st == "untracked"
+        ]
+        to_pod = None
+        if "untracked" in fwd_stage and off_node is not None:
+            to_pod = off_node & ids.has_fwd_hep[None, :]
+            crossings.append((fwd_stage["untracked"], "ingress", to_pod))
+        for prep, d, pairs in crossings:
+            # The failsafe ports' replies are accepted first (the other direction's).
+            ports = FAILSAFE_OUTBOUND if d == "ingress" else FAILSAFE_INBOUND
+            if port is not None and (proto, port) in ports:
+                continue
+            accepted, dropped = _stage_tables(ids, prep, d, proto, port, reply=True)
+            drops |= dropped & pairs
+            if pairs is to_pod:
+                # Accepted untracked into a workload's node: its own ingress policy
+                # decides the reply again.
+                tiers = _runs(ids, prepared["ingress"], proto, port, reply=True)
+                pod_ok = _walk_table(ids, prepared["ingress"], "ingress", proto, port, tiers=tiers)
+                drops |= accepted & ~pod_ok & pairs
+        return drops.T
+
     def tables(proto: str, port: int | None) -> tuple[BoolArray, BoolArray]:
         ig = _direction_table(ids, prepared["ingress"], "ingress", proto, port, seen["ingress"])
         eg = _direction_table(ids, prepared["egress"], "egress", proto, port, seen["egress"])
@@ -1717,6 +1778,11 @@ def _compute_matrix(
                     fi = _staged(got, fi, np.ones_like(fi))
             ig = ig & (fi | ~(off_node & ids.has_fwd_hep[None, :]))
             eg = eg & (fe | ~(off_node & ids.has_fwd_hep[:, None]))
+        # Replies dropped in raw fail the connection: counted on the ingress side, where
+        # the request passed both sides (the walk walks replies only then).
+        drops = reply_drops(proto, port)
+        if drops is not None:
+            ig = ig & ~(drops & eg)
         return ig, eg
 
     out: list[ProbeMatrix] = []

@@ -48,7 +48,9 @@ traffic".
 Felix's failsafe ports come first in each stage (a failsafe packet skips the
 untracked and preDNAT stages). Replies of a connection the untracked stage accepted
 are not in conntrack: "there will be no conntrack state for the return packets to
-match", so its return direction needs a rule of its own (:mod:`verdict` says so).
+match", so its return direction needs a rule of its own (:mod:`verdict` says so). The
+raw table has no conntrack check: the untracked stage sees the replies of a tracked
+connection too, and the walk walks them (:func:`verdict._reply_stages`).
 
 Matches are on addresses, as the kernel matches them: a selector is the set of
 the addresses of the entities it selects (and the nets of the network sets it
@@ -122,6 +124,9 @@ default in every namespace, so its probes' source ports are drawn from it."""
 
 ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
 """An ICMP probe is an echo request (ICMP type 8 code 0; ICMPv6 type 128 code 0)."""
+
+ICMP_ECHO_REPLY = {4: (0, 0), 6: (129, 0)}
+"""Its reply is an echo reply (ICMP type 0 code 0; ICMPv6 type 129 code 0)."""
 
 
 _PROTOCOL_NAMES = {n: name for name, n in PROTOCOL_NUMBERS.items()}
@@ -278,11 +283,13 @@ class Rule:
     src: EntityMatch = ANY_ENTITY
     dst: EntityMatch = ANY_ENTITY
 
-    def protocol_fails(self, proto: int, family: int, echo: bool) -> tuple[str, ...]:
+    def protocol_fails(
+        self, proto: int, family: int, echo: bool, reply: bool = False
+    ) -> tuple[str, ...]:
         """Which protocol-level criteria (``ip_version``, ``protocol``, ``not_protocol``,
         ``icmp``, ``not_icmp``) miss a packet of protocol number ``proto`` and IP
         ``family``; empty when they all match. ``echo``: the packet is an ICMP echo
-        request (what probes send)."""
+        request (what probes send), or with ``reply`` its echo reply."""
         out: tuple[str, ...] = ()
         if self.ip_version is not None and family != self.ip_version:
             out += ("ip_version",)
@@ -291,7 +298,7 @@ class Rule:
         if self.not_protocol is not None and proto == self.not_protocol:
             out += ("not_protocol",)
         if self.icmp is not None or self.not_icmp is not None:
-            t, c = ICMP_ECHO[family]
+            t, c = (ICMP_ECHO_REPLY if reply else ICMP_ECHO)[family]
             for m, negated, what in ((self.icmp, False, "icmp"), (self.not_icmp, True, "not_icmp")):
                 if m is None:
                     continue
@@ -300,10 +307,12 @@ class Rule:
                     out += (what,)
         return out
 
-    def protocol_misses(self, proto: int, family: int, echo: bool) -> list[str]:
+    def protocol_misses(
+        self, proto: int, family: int, echo: bool, reply: bool = False
+    ) -> list[str]:
         """:meth:`protocol_fails` in words."""
         name = protocol_name(proto)
-        what = "an echo request" if echo else name
+        what = ("an echo reply" if reply else "an echo request") if echo else name
         words = {
             "ip_version": f"the flow is IPv{family}, the rule IPv{self.ip_version}",
             "protocol": f"protocol {name} is not {protocol_name(self.protocol or 0)}",
@@ -311,7 +320,7 @@ class Rule:
             "icmp": f"{what} is not ICMP {self.icmp}",
             "not_icmp": f"{what} is the excluded ICMP {self.not_icmp}",
         }
-        return [words[f] for f in self.protocol_fails(proto, family, echo)]
+        return [words[f] for f in self.protocol_fails(proto, family, echo, reply)]
 
     def sets(self) -> Iterator[SelectorSet | NetSet | NamedPortSet]:
         """Every set this rule refers to."""

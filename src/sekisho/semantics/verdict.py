@@ -14,7 +14,9 @@ in one place:
   filtered (Calico: the node's OUTPUT path is not policed; seed finding 2).
 * Ingress is policed only for workload pods; a node or an external address as
   destination meets only the source's egress.
-* Replies of an allowed connection are allowed (conntrack), shown on the verdict.
+* Replies of an allowed connection are allowed (conntrack), shown on the verdict,
+  except that the raw table sees them too: they are walked through the untracked
+  (doNotTrack) stage of every host endpoint they cross (:func:`_reply_stages`).
 """
 
 from __future__ import annotations
@@ -158,6 +160,8 @@ class DirectionVerdict:
     """Traffic forwarded through :attr:`host` (its ``applyOnForward`` policies only)."""
     stage: Stage = "normal"
     """The untracked or preDNAT stage at :attr:`host` (program.py), or the normal walk."""
+    reply: bool = False
+    """A reply packet of the flow (server to client) through the untracked stage."""
 
     @property
     def accepted(self) -> bool:
@@ -175,6 +179,22 @@ class DirectionVerdict:
 
     def because(self) -> str:
         """One line: what decided."""
+        if self.reply and self.stage == "untracked":
+            if self.ending == "failsafe":
+                return (
+                    "the reply of a failsafe port: Felix's raw chain accepts it (its source "
+                    "port) before any doNotTrack policy"
+                )
+            if self.ending == "rule":
+                assert self.decided is not None
+                r = self.decided
+                did = "accepted untracked" if self.allowed else "dropped"
+                return (
+                    f"reply {did} in raw by {r.policy.label} {r.rule.origin} "
+                    f"(doNotTrack, tier {r.policy.tier})"
+                )
+            head = "no rule decided" if self.tiers else "no doNotTrack policy applies"
+            return f"doNotTrack stage: {head} for the reply: on past the raw table"
         if self.stage != "normal":
             name = STAGE_NAMES[self.stage]
             if self.ending == "rule":
@@ -222,7 +242,19 @@ class DirectionVerdict:
 
     def lines(self) -> list[str]:
         head = f"{self.direction} of {self.endpoint.label}"
-        if self.host is not None and self.stage != "normal":
+        if self.reply and self.host is None:
+            head = (
+                f"reply: ingress of {self.endpoint.label} (accepted untracked on the way in, "
+                "so not ESTABLISHED: its own policy decides it again)"
+            )
+        if self.reply and self.host is not None:
+            head = (
+                f"reply at the doNotTrack stage of host endpoint {self.host.name} "
+                f"({self.direction}, {STAGE_WHERE['untracked']})"
+            )
+            if not self.tiers:
+                return [f"{head}: {self.because()}"]
+        elif self.host is not None and self.stage != "normal":
             head = (
                 f"{STAGE_NAMES[self.stage]} stage at host endpoint {self.host.name} "
                 f"({self.direction}, {STAGE_WHERE[self.stage]})"
@@ -294,6 +326,7 @@ class DirectionVerdict:
             "host_endpoint": None if self.host is None else self.host.name,
             "forwarded": self.forward,
             "stage": STAGE_NAMES[self.stage],
+            "reply": self.reply,
         }
 
 
@@ -305,7 +338,8 @@ class Verdict:
     allowed: bool
     reason: str
     """``self``, ``same-node``, ``unfiltered``, ``not-isolated``, ``policy``,
-    ``egress-denied``, ``ingress-denied`` or ``denied`` (both sides)."""
+    ``egress-denied``, ``ingress-denied``, ``denied`` (both sides) or ``reply-denied``
+    (the request passes, the untracked stage drops its replies: :attr:`replies`)."""
     egress: DirectionVerdict | None
     """None when the source is not a workload pod (its egress is not evaluated)."""
     ingress: DirectionVerdict | None
@@ -326,6 +360,24 @@ class Verdict:
     loopback: HostEndpoint | None = None
     """A node's traffic to itself, over ``lo``: the host endpoint (on a named interface)
     that does not police it."""
+    replies: tuple[DirectionVerdict, ...] = ()
+    """The reply packets (server to client) through the untracked stage of every host
+    endpoint they cross, in path order (:func:`_reply_stages`); empty when the request
+    did not pass or the program has no doNotTrack policy."""
+
+    @property
+    def reply_dropped(self) -> DirectionVerdict | None:
+        """The untracked stage that drops the replies, if one does."""
+        for st in self.replies:
+            if not st.allowed:
+                return st
+        return None
+
+    @property
+    def replies_untracked(self) -> bool:
+        """Every host endpoint the replies cross accepted them untracked (and one did)."""
+        raw = [st for st in self.replies if st.stage == "untracked"]
+        return bool(raw) and all(st.ending == "rule" and st.allowed for st in self.replies)
 
     @property
     def untracked(self) -> DirectionVerdict | None:
@@ -408,13 +460,29 @@ class Verdict:
         for fwd in (self.forward_egress, self.forward_ingress):
             if fwd is not None:
                 out += fwd.lines()
+        for st in self.replies:
+            out += st.lines()
         out.append(f"verdict: {'ALLOWED' if self.allowed else 'DENIED'} ({self.reason})")
         untracked = self.untracked
-        if self.allowed and untracked is not None and untracked.decided is not None:
+        dropped = self.reply_dropped
+        if dropped is not None:
+            why = (
+                "the raw table sees every packet, replies of a tracked connection too"
+                if dropped.stage == "untracked"
+                else "accepted untracked into its node, the reply is not ESTABLISHED there"
+            )
+            out.append(f"the request passes, but its replies do not: {dropped.because()}; {why}")
+        elif self.allowed and untracked is not None and self.replies_untracked:
+            out.append(
+                "replies are not tracked, and doNotTrack policies accept them untracked "
+                "at every host endpoint they cross"
+            )
+        elif self.allowed and untracked is not None and untracked.decided is not None:
             out.append(
                 f"replies are not tracked (accepted untracked by "
                 f"{untracked.decided.where()}): conntrack does not allow them, so the "
-                "return direction needs its own rule; sekisho does not walk replies yet"
+                "return direction needs its own rule; sekisho walks replies through the "
+                "raw table only"
             )
         elif self.allowed:
             out.append(
@@ -431,8 +499,13 @@ class Verdict:
             "port": f.port,
             "allowed": self.allowed,
             "reason": self.reason,
-            "replies_allowed": self.allowed if self.untracked is None else None,
+            "replies_allowed": (
+                self.allowed
+                if self.untracked is None or self.replies_untracked or not self.allowed
+                else None
+            ),
             "stages": [st.to_json() for st in self.stages],
+            "replies": [st.to_json() for st in self.replies],
             "egress": self.egress.to_json() if self.egress is not None else None,
             "ingress": self.ingress.to_json() if self.ingress is not None else None,
             "forward_egress": None
@@ -520,7 +593,10 @@ def _side_reasons(
     role: str,
     proto: int,
     port: int | None,
+    ephemeral: bool,
 ) -> list[str]:
+    """``ephemeral``: this side's port is the client's, picked by the kernel from
+    :data:`EPHEMERAL_PORTS` (a request's source, a reply's destination)."""
     out: list[str] = []
     if side.nets is not None and not side.nets.contains(ip):
         out.append(f"{role} {_who(universe, ip)} is not in {side.nets.description}")
@@ -535,17 +611,17 @@ def _side_reasons(
     for pm, negated in ((side.ports, False), (side.not_ports, True)):
         if pm is None:
             continue
-        if role == "source":
+        if ephemeral:
             hit = source_ports_cover(pm, universe.declared_numbers(pm))
-            ephemeral = f"a probe's ephemeral port ({EPHEMERAL_PORTS[0]}-{EPHEMERAL_PORTS[1]})"
+            picked = f"a probe's ephemeral port ({EPHEMERAL_PORTS[0]}-{EPHEMERAL_PORTS[1]})"
             if hit is None:
                 out.append(
-                    f"source port: {ephemeral} is not known to be"
+                    f"{role} port: {picked} is not known to be"
                     f" {'outside' if negated else 'in'} {pm}"
                 )
             elif hit == negated:
                 out.append(
-                    f"source port: {ephemeral} is {'one of the excluded ports' if negated else 'not'}"
+                    f"{role} port: {picked} is {'one of the excluded ports' if negated else 'not'}"
                     f" {pm}"
                 )
             continue
@@ -581,14 +657,20 @@ def _named_detail(universe: Universe, pm: PortMatch, ip: IPAddress, proto: int) 
     return f" ({'; '.join(details)})"
 
 
-def rule_mismatch(universe: Universe, rule: Rule, flow: Flow) -> list[str]:
-    """Empty when ``rule`` matches ``flow``; else every criterion that fails, in words."""
+def rule_mismatch(universe: Universe, rule: Rule, flow: Flow, *, reply: bool = False) -> list[str]:
+    """Empty when ``rule`` matches ``flow``; else every criterion that fails, in words.
+
+    ``reply``: ``flow`` is a reply packet (:func:`reply_flow`): its source port is
+    ``flow.port`` (the server's), its destination port the client's ephemeral one,
+    treated as a request's source port is (:func:`source_ports_cover`); an ICMP reply
+    is an echo reply."""
     proto = flow_protocol(flow)
-    out = rule.protocol_misses(proto, flow.dst.ip.version, flow.protocol == "ICMP")
+    out = rule.protocol_misses(proto, flow.dst.ip.version, flow.protocol == "ICMP", reply)
     if not out:
         port = flow.port if proto in PORT_PROTOCOLS else None
-        out += _side_reasons(universe, rule.src, flow.src.ip, "source", proto, None)
-        out += _side_reasons(universe, rule.dst, flow.dst.ip, "destination", proto, port)
+        sport, dport = (port, None) if reply else (None, port)
+        out += _side_reasons(universe, rule.src, flow.src.ip, "source", proto, sport, not reply)
+        out += _side_reasons(universe, rule.dst, flow.dst.ip, "destination", proto, dport, reply)
     return out
 
 
@@ -618,6 +700,7 @@ def walk(
     *,
     forward: bool = False,
     stage: Stage = "normal",
+    reply: bool = False,
 ) -> DirectionVerdict:
     """Walk ``flow`` through the program at ``subject`` for ``direction``: a workload pod,
     or (``host``) the host endpoint of a node whose own traffic it is, or that the
@@ -640,7 +723,7 @@ def walk(
         for pol in chosen:
             results: list[RuleResult] = []
             for idx, rule in enumerate(pol.rules(direction)):
-                why = rule_mismatch(universe, rule, flow)
+                why = rule_mismatch(universe, rule, flow, reply=reply)
                 rr = RuleResult(pol, direction, idx, rule, not why, tuple(why))
                 results.append(rr)
                 if why:
@@ -668,6 +751,7 @@ def walk(
                 host,
                 forward,
                 stage,
+                reply,
             )
         if tier.default_action == "pass" or stage != "normal":
             visits.append(TierVisit(tier, tuple(pvisits), "end-pass"))
@@ -696,6 +780,7 @@ def walk(
             host,
             forward,
             stage,
+            reply,
         )
     # The profile: a Kubernetes namespace's allows; a host endpoint's only when it names
     # projectcalico-default-allow ("Drop if no profiles matched").
@@ -888,13 +973,33 @@ def verdict(
         and (forward_ingress is None or forward_ingress.allowed)
         and (in_stage is None or in_stage.allowed)
     )
-    allowed = eg_ok and in_ok
+    replies: list[DirectionVerdict] = []
+    if eg_ok and in_ok and program.untracked:
+        # Where the replies cross a host endpoint, in their path's order: out of the
+        # server's node (it is the destination's own traffic), into the client's node
+        # (its own traffic, or a pod's forwarded back through its node's endpoint).
+        crossings: list[tuple[Direction, Endpoint, HostEndpoint]] = []
+        if dst_host is not None and not dst.is_workload and not from_own_pod:
+            crossings.append(("egress", dst, dst_host))
+        if src_host is not None and not src.is_workload and not same_node:
+            crossings.append(("ingress", src, src_host))
+        to_pod = None
+        if src_node is not None and dst.node_name != src_node:
+            back = node_host_endpoint(cluster, src_node, _node_ip(cluster, src_node))
+            if back is not None:
+                crossings.append(("ingress", src, back))
+                to_pod = back
+        replies = _reply_stages(program, universe, flow, crossings, to_pod)
+    reply_ok = all(st.allowed for st in replies)
+    allowed = eg_ok and in_ok and reply_ok
     if not eg_ok and not in_ok:
         reason = "denied"
     elif not eg_ok:
         reason = "egress-denied"
     elif not in_ok:
         reason = "ingress-denied"
+    elif not reply_ok:
+        reason = "reply-denied"
     elif same_node and egress is None:
         reason = "same-node"
     elif egress is None and ingress is None:
@@ -919,7 +1024,79 @@ def verdict(
         forward_ingress,
         tuple(stages),
         host_endpoint_of(cluster, src) if loopback else None,
+        tuple(replies),
     )
+
+
+def reply_flow(flow: Flow) -> Flow:
+    """The replies of ``flow``: from its destination to its source, ``port`` now their
+    source port (:func:`rule_mismatch` with ``reply``)."""
+    return Flow(flow.dst, flow.src, flow.protocol, flow.port)
+
+
+# The replies of a connection, through the raw table. Calico: "Unlike normal network
+# policy rules, doNotTrack network policy rules are stateless, meaning you must
+# explicitly specify rules to allow return traffic that would normally be
+# automatically allowed by conntrack"; "Since there is no connection tracking for a
+# doNotTrack policy, it is important that the policy's ingress and egress rules are
+# specified symmetrically. For example, for a server on port 999, the policy must
+# include an ingress rule allowing access to port 999 and an egress rule allowing
+# outbound traffic from port 999." Felix renders doNotTrack policies in the raw table,
+# before conntrack, with no ESTABLISHED rule there: every packet meets them, the replies
+# of a tracked connection too. So a reply is walked through the untracked stage of
+# every host endpoint it crosses (egress where the server's node sends it, ingress
+# where it arrives on the client's node), as any packet is, with the failsafe ports'
+# replies first ("We're in the raw table, before conntrack, so we need to allow
+# response traffic", felix/rules/static.go: a source port of the other direction's
+# failsafe ports). A drop there fails the connection: the flow is denied
+# (``reply-denied``). An allow accepts the reply untracked; no decision lets it on
+# (conntrack then knows a tracked connection's reply). The reply's destination port is
+# the client's ephemeral one, treated as a request's source port is: a rule on it
+# matches only when it holds every ephemeral port or none
+# (:func:`~sekisho.semantics.program.source_ports_cover`). A reply accepted untracked on
+# its way into a workload client's node is not ESTABLISHED there (NOTRACK): as any
+# packet the untracked stage accepted (``Verdict.established``), the client pod's own
+# ingress policy decides it again ("A workload's own policy still applies", program.py).
+def _reply_stages(
+    program: Program,
+    universe: Universe,
+    flow: Flow,
+    crossings: list[tuple[Direction, Endpoint, HostEndpoint]],
+    to_pod: HostEndpoint | None = None,
+) -> list[DirectionVerdict]:
+    back = reply_flow(flow)
+    untracked = program.stage("untracked")
+    out: list[DirectionVerdict] = []
+    for direction, subject, host in crossings:
+        # The failsafe ports' replies: the other direction's ports, as source ports.
+        ports = FAILSAFE_OUTBOUND if direction == "ingress" else FAILSAFE_INBOUND
+        if flow.port is not None and (flow.protocol, flow.port) in ports:
+            out.append(
+                DirectionVerdict(
+                    direction,
+                    subject,
+                    True,
+                    (),
+                    None,
+                    "failsafe",
+                    (),
+                    host,
+                    False,
+                    "untracked",
+                    True,
+                )
+            )
+            continue
+        v = walk(untracked, universe, direction, subject, back, host, stage="untracked", reply=True)
+        out.append(v)
+        if not v.allowed:
+            break
+        if host is to_pod and v.accepted:
+            pod = walk(program, universe, "ingress", subject, back, reply=True)
+            out.append(pod)
+            if not pod.allowed:
+                break
+    return out
 
 
 def _stages(
