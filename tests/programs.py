@@ -109,7 +109,10 @@ def selector_sets(draw: st.DrawFn) -> SelectorSet:
 @st.composite
 def port_matches(draw: st.DrawFn, protocol: int, scope: SelectorSet | None) -> PortMatch:
     ranges = draw(
-        st.lists(st.sampled_from([(80, 80), (53, 53), (8000, 8080), (1, 79)]), max_size=2)
+        st.lists(
+            st.sampled_from([(80, 80), (53, 53), (8000, 8080), (1, 79), (1024, 65535)]),
+            max_size=2,
+        )
     )
     named: list[NamedPortSet] = []
     if draw(st.booleans()):
@@ -153,7 +156,9 @@ def rules(draw: st.DrawFn, origin: str) -> Rule:
             icmp = m
         else:
             not_icmp = m
-    src = draw(sides(protocol, False))
+    # Source ports too: a probe's comes from the ephemeral range (32768-60999), which
+    # these ranges hold all of or none of, and the names are declared below it.
+    src = draw(sides(protocol, True))
     dst = draw(sides(protocol, True))
     ip_version = 4 if draw(st.integers(0, 6)) == 0 else None
     return Rule(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,80 @@ def test_start_up_imports_only_what_the_command_uses(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.splitlines()[-1] == "['sekisho.cli', 'sekisho.cli.main'] 0 False False", out
+
+
+def test_a_one_shot_command_flushes_before_its_process_ends(tmp_path: Path) -> None:
+    # The console script ends a one-shot command's process without the interpreter's
+    # exit: what it printed, on both streams, and its status must all get out first.
+    good = tmp_path / "good.yaml"
+    good.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: A_\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # pipes buffer
+    ok = subprocess.run(
+        [sys.executable, "-m", "sekisho", "validate", str(good)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert (ok.returncode, ok.stdout.splitlines()[-1][:3]) == (0, "ok:"), ok
+    failed = subprocess.run(
+        [sys.executable, "-m", "sekisho", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert failed.returncode == 2, failed
+    assert "DNS-1123" in failed.stdout + failed.stderr, failed
+
+
+K8S_ONLY = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: a
+  namespace: default
+  labels:
+    app: a
+spec:
+  containers:
+  - name: c
+    image: nginx
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny
+  namespace: default
+spec:
+  podSelector: {}
+  policyTypes:
+  - Ingress
+"""
+
+
+def _modules_after(argv: list[str], names: list[str]) -> str:
+    probe = (
+        "import sys\n"
+        "from sekisho.cli.main import main\n"
+        f"status = main({argv!r})\n"
+        f"print(status, [m for m in {names!r} if m in sys.modules])\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[-1]
+
+
+def test_a_file_the_rust_parser_reads_loads_no_pyyaml(tmp_path: Path) -> None:
+    # PyYAML (and sekisho's libyaml side) is imported only when a text goes the
+    # libyaml way or a problem needs its line; a Kubernetes-only cluster in plain
+    # YAML is read, validated and analysed without it.
+    manifest = tmp_path / "k8s.yaml"
+    manifest.write_text(K8S_ONLY)
+    names = ["yaml", "sekisho.model.libyaml"]
+    assert _modules_after(["validate", str(manifest)], names) == "0 []"
+    assert _modules_after(["matrix", str(manifest), "-o", "summary"], names) == "0 []"
+    # The control: an anchor sends the text to libyaml, which loads it.
+    anchored = tmp_path / "anchored.yaml"
+    anchored.write_text(K8S_ONLY.replace("app: a", "app: &x a\n    other: *x"))
+    assert _modules_after(["validate", str(anchored)], names) == f"0 {names}"

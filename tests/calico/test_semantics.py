@@ -281,6 +281,45 @@ CASES = [
         "allowed by NetworkPolicy b/named ingress rule 0 (Allow)",
         id="named-port",
     ),
+    # A probe's source port is one the kernel picks from 32768-60999: a source port
+    # match is known when it holds all of that range or none of it (a name declared
+    # only below it holds none), else "not known" and the rule does not match.
+    pytest.param(
+        [cnpv3("sport", ingress=[allow(protocol="TCP", source={"notPorts": ["http"]})])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        True,
+        "allowed by NetworkPolicy b/sport ingress rule 0 (Allow)",
+        id="source-not-ports-named-below-the-ephemeral-range",
+    ),
+    pytest.param(
+        [cnpv3("sport", ingress=[allow(protocol="TCP", source={"ports": ["http"]})])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        False,
+        "source port: a probe's ephemeral port (32768-60999) is not http",
+        id="source-ports-named-below-the-ephemeral-range",
+    ),
+    pytest.param(
+        [cnpv3("sport", ingress=[allow(protocol="TCP", source={"ports": ["1024:65535"]})])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        True,
+        "allowed by NetworkPolicy b/sport ingress rule 0 (Allow)",
+        id="source-ports-holding-the-ephemeral-range",
+    ),
+    pytest.param(
+        [cnpv3("sport", ingress=[allow(protocol="TCP", source={"notPorts": ["40000:50000"]})])],
+        "a/client",
+        "b/server",
+        "TCP/80",
+        False,
+        "is not known to be outside 40000-50000",
+        id="source-ports-holding-part-of-the-ephemeral-range",
+    ),
     pytest.param(
         [cnpv3("notproto", ingress=[allow(notProtocol="UDP")])],
         "a/client",
@@ -375,6 +414,24 @@ def test_calico_in_felix_order(
     policies: list[Manifest], src: str, dst: str, service: str, allowed: bool, words: str
 ) -> None:
     check_case(_cluster(policies), src, dst, service, allowed, words)
+
+
+@pytest.mark.parametrize(
+    "policies",
+    [
+        pytest.param(c.values[0], id=c.id)
+        for c in CASES
+        if c.id is not None and c.id.startswith("source-") and "part-of" not in c.id
+    ],
+)
+def test_known_source_ports_agree_with_the_rendered_rules(policies: list[Manifest]) -> None:
+    """Where the walk knows a probe's source port against a rule, the interpreter over
+    both backends' rules (a probe packet's source port is an ephemeral one) agrees, for
+    every pair (a partial range is "not known": no single answer holds)."""
+    from render.test_program_differential import check
+
+    cluster = _cluster(policies)
+    check(cluster, compile_program(cluster))
 
 
 def test_tier_order() -> None:

@@ -13,7 +13,8 @@ P_OUT = "sekisho out/e0 "
 
 
 def rec(prefix: str, src: str, dst: str, proto: str, dport: int | None, icmp: int | None = None):
-    return LogRecord(20, prefix, 4, "FORWARD", src, dst, proto, 40000, dport, icmp)
+    sport = 40000 if dport is not None else None
+    return LogRecord(20, prefix, 4, "FORWARD", src, dst, proto, sport, dport, icmp, timestamp=1.5)
 
 
 def test_lines_go_to_the_probe_of_their_packet_counted_per_node_and_prefix() -> None:
@@ -31,6 +32,11 @@ def test_lines_go_to_the_probe_of_their_packet_counted_per_node_and_prefix() -> 
     assert [(x.node, x.prefix, x.packets) for x in lines] == [("n2", P_IN, 2), ("n1", P_OUT, 1)]
     assert lines[0].rule == "policy NetworkPolicy t/watch ingress rule 0"
     assert lines[1].rule == "policy out egress rule 0"
+    assert (lines[0].flow, lines[0].at) == ("TCP 10.0.0.1:40000 -> 10.0.0.2:80", 1.5)
+    assert lines[0].text() == (
+        f"n2: {P_IN!r} = policy NetworkPolicy t/watch ingress rule 0 (2 packets;"
+        " first TCP 10.0.0.1:40000 -> 10.0.0.2:80 at 00:00:01.500000 UTC)"
+    )
     icmp = lines_for(observed, "10.0.0.1", "10.0.0.2", "ICMP", None)
     assert [(x.node, x.packets) for x in icmp] == [("n2", 1)]
     assert lines_for(observed, "10.0.0.2", "10.0.0.1", "ICMP", None) == []
@@ -57,6 +63,7 @@ def test_lines_and_wrong_lines_are_shown_and_in_json() -> None:
     doc = json.loads(json.dumps(r.to_json()))["probes"][0]
     assert doc["logs"] == [
         {"i": 0, "j": 1, "node": "n2", "prefix": P_IN,
-         "rule": "policy NetworkPolicy t/watch ingress rule 0", "packets": 1}
+         "rule": "policy NetworkPolicy t/watch ingress rule 0", "packets": 1,
+         "flow": "", "time": None}
     ]  # fmt: skip
     assert doc["logs_wrong"] == [{"i": 1, "j": 0, "expected": [{"node": "n1", "prefix": P_OUT}]}]

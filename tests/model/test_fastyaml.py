@@ -8,17 +8,17 @@ import pytest
 import yaml
 
 import sekisho.model
-from sekisho.model import fastyaml, load_paths
+from sekisho.model import fastyaml, libyaml, load_paths
 
 
 def _fast(text: str) -> list[object]:
-    loader = fastyaml.Loader(text)
+    loader = libyaml.Loader(text)
     out = []
     try:
         while loader.check_node():
             node = loader.get_node()
             assert node is not None
-            out.append(fastyaml.construct(loader, node, []))
+            out.append(libyaml.construct(loader, node, []))
     finally:
         loader.dispose()
     return out

@@ -184,6 +184,19 @@ def test_host_endpoint_packets_agree(lab: Lab, backend: str) -> None:
     rs = render_node(cluster, "n1", backend=backend)  # type: ignore[call-overload]
     _load(lab, rs)
     _read_back(lambda *argv, stdin=None: lab.run("node", *argv, stdin=stdin), rs)
+    bad = disagreements(lab, cluster, rs, PROBES)
+    assert not bad, f"observed/interpreted/semantics/expected differ: {bad}"
+
+
+def disagreements(
+    lab: Lab,
+    cluster: Cluster,
+    rs: IptablesRuleset | NftRuleset,
+    probes: list[tuple[str, str, int, str]],
+) -> list[tuple[str, ...]]:
+    """TCP probes between the node ("node"), its pod ("a/web") and the other host
+    ("other") whose real outcome, the interpreter's over ``rs`` and the walk's are not
+    all the one expected (``rs`` already loaded on the node)."""
     prog = program(rs.render_text())
     evaluate: Callable[[str, Packet], Decision] = lambda _node, pkt: prog.evaluate(pkt)  # noqa: E731
     ends = {
@@ -192,14 +205,13 @@ def test_host_endpoint_packets_agree(lab: Lab, backend: str) -> None:
         "other": resolve_endpoint(cluster, OTHER_IP),
     }
     seen = []
-    for src, dst, port, want in PROBES:
+    for src, dst, port, want in probes:
         flow = Flow(ends[src], ends[dst], "TCP", port)
         observed = lab.connect(src, str(ends[dst].ip), port)
         interpreted = "allowed" if enforce(flow, evaluate)[0] else "dropped"
         semantic = "allowed" if verdict(cluster, flow).allowed else "dropped"
         seen.append((f"{src}->{dst}:{port}", observed, interpreted, semantic, want))
-    bad = [s for s in seen if len(set(s[1:])) != 1]
-    assert not bad, f"observed/interpreted/semantics/expected differ: {bad}"
+    return [s for s in seen if len(set(s[1:])) != 1]
 
 
 def _read_back(run: Run, rs: IptablesRuleset | NftRuleset) -> None:

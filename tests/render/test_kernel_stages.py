@@ -20,19 +20,17 @@ Nothing is linked to the host namespace; the namespaces go on every exit.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from render.test_kernel_host_endpoints import OBJECTS, OTHER_IP, V3, host_lab
+from render.test_kernel_host_endpoints import OBJECTS, OTHER_IP, V3, disagreements, host_lab
 from render.test_kernel_packets import Lab
 from sekisho.dataplane import IptablesApplier, NftApplier, SubprocessRunner
 from sekisho.model import Cluster, cluster_from_objects
 from sekisho.render import render_node
-from sekisho.render.interpret import Decision, Packet, program
-from sekisho.render.path import enforce
-from sekisho.semantics import Flow, resolve_endpoint, verdict
+from sekisho.semantics import resolve_endpoint
 
 pytestmark = pytest.mark.privileged
 
@@ -129,21 +127,7 @@ def test_untracked_and_prednat_packets_agree(lab: Lab, backend: str) -> None:
     applier = IptablesApplier(runner) if backend == "iptables" else NftApplier(runner)
     assert applier.apply(rs).changed
     assert applier.drift(rs) == ()  # the kernel lists back what was written, early tables too
-    prog = program(rs.render_text())
-    evaluate: Callable[[str, Packet], Decision] = lambda _node, pkt: prog.evaluate(pkt)  # noqa: E731
-    ends = {
-        "node": resolve_endpoint(cluster, "n1"),
-        "a/web": resolve_endpoint(cluster, "a/web"),
-        "other": resolve_endpoint(cluster, OTHER_IP),
-    }
-    seen = []
-    for src, dst, port, want in PROBES:
-        flow = Flow(ends[src], ends[dst], "TCP", port)
-        observed = lab.connect(src, str(ends[dst].ip), port)
-        interpreted = "allowed" if enforce(flow, evaluate)[0] else "dropped"
-        semantic = "allowed" if verdict(cluster, flow).allowed else "dropped"
-        seen.append((f"{src}->{dst}:{port}", observed, interpreted, semantic, want))
-    bad = [s for s in seen if len(set(s[1:])) != 1]
+    bad = disagreements(lab, cluster, rs, PROBES)
     assert not bad, f"observed/interpreted/semantics/expected differ: {bad}"
     # the untracked connection left no conntrack entry; the tracked one did
     assert _conntrack(lab, 80) == "", _conntrack(lab, 80)
@@ -157,7 +141,7 @@ def test_untracked_and_prednat_packets_agree(lab: Lab, backend: str) -> None:
     assert applier.drift(rs) != ()
     applier.resync(rs)
     assert applier.drift(rs) == ()
-    assert lab.connect("other", str(ends["node"].ip), 81) == "dropped"
+    assert lab.connect("other", str(resolve_endpoint(cluster, "n1").ip), 81) == "dropped"
     # cleanup removes them with the rest
     applier.cleanup()
     for table in ("raw", "mangle", "filter"):

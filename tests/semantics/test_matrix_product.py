@@ -24,7 +24,8 @@ def _rows(rng: np.random.Generator, n: int, k: int, density: float, distinct: in
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_any_product_equals_outer_products(seed: int) -> None:
+def test_any_product_equals_outer_products(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "GATHER_ROWS", engine.GATHER_ROWS)
     rng = np.random.default_rng(seed)
     k = int(rng.integers(1, 140))
     n = int(rng.choice([1, 3, 65, 200]))
@@ -35,6 +36,12 @@ def test_any_product_equals_outer_products(seed: int) -> None:
     got = engine._any_product([a[:split], a[split:]], [b[:split], b[split:]], k)
     assert got.dtype == np.bool_ and got.shape == (k, k)
     assert (got == _reference(a, b)).all()
+    # OR-ed into a table in place (blocks of rows smaller than the table, too).
+    base = rng.random((k, k)) < 0.2
+    into = base.copy()
+    engine.GATHER_ROWS = int(rng.integers(1, 300))
+    assert engine._any_product([a[:split], a[split:]], [b[:split], b[split:]], k, into) is into
+    assert (into == (base | _reference(a, b))).all()
 
 
 def test_merge_keeps_the_product() -> None:
@@ -44,3 +51,19 @@ def test_merge_keeps_the_product() -> None:
     left, right = engine._merge(a, b)
     assert len(left) < len(a)
     assert (_reference(left, right) == _reference(a, b)).all()
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_grouped_product_into_a_table(transposed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    k = 150
+    a = _rows(rng, 90, k, 0.05, 30)
+    b = _rows(rng, 90, k, 0.4, 30)
+    want = _reference(a, b)
+    base = rng.random((k, k)) < 0.2
+    monkeypatch.setattr(engine, "GATHER_ROWS", 7)
+    into = base.copy()
+    rows = np.flatnonzero(a.any(axis=0))
+    got = engine._grouped_product(a, b, rows, k, transposed=transposed, into=into)
+    assert got is into
+    assert (into == (base | (want.T if transposed else want))).all()

@@ -37,6 +37,10 @@ ODD = {
     "  annotations: {at: 2001-12-14}\n",
     "intkey.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: k\n  namespace: a\n"
     "  labels: {1: x}\n",
+    "omap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: o, namespace: a}\n"
+    "data: !!omap [{a: 1}]\n",
+    "null.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n, namespace: a}\n"
+    "data: {v: null, w: .inf}\n",
     # Problems, located by line, in both halves.
     "0-bad.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: first\n  namespace: a\n"
     "  labels: {a: [1]}\n",
@@ -81,7 +85,7 @@ def test_split_read_equals_reading_in_order(
     b = load_paths([root])
     assert [str(p) for p in a.problems] == [str(p) for p in b.problems]
     assert (a.problems != ()) == odd
-    for name in ("nan.yaml", "when.yaml", "intkey.yaml") if odd else ():
+    for name in ("nan.yaml", "when.yaml", "intkey.yaml", "omap.yaml", "null.yaml") if odd else ():
         # Values JSON would change go as pickle; the pods' as JSON.
         one = read_paths([root / name])
         assert split._encode(one)[:8] == bytes(8)
@@ -110,3 +114,28 @@ def test_small_inputs_and_stdin_are_read_here(tmp_path: Path) -> None:
     assert split._cut([("a", root / "00-pods.yaml"), ("b", root / "01-pods.yaml")]) is None
     assert split._cut([("<stdin>", None), ("a", root / "00-pods.yaml")]) is None
     assert os.cpu_count() is not None
+
+
+def test_the_child_is_reaped_when_reading_here_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _cluster(tmp_path, False)
+    monkeypatch.setattr(split, "SPLIT_FROM", 1)
+    children: list[int] = []
+    start = split._start
+
+    def started(found: object) -> tuple[int, int] | None:
+        child = start(found)  # type: ignore[arg-type]
+        assert child is not None
+        children.append(child[0])
+        return child
+
+    def interrupted(found: object, stdin: object, result: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(split, "_start", started)
+    monkeypatch.setattr(split, "read_found", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        split.read_paths([root])
+    with pytest.raises(ChildProcessError):
+        os.waitpid(children[0], os.WNOHANG)  # already reaped

@@ -154,7 +154,8 @@ def up(paths: tuple[str, ...], name: str, backend: str, no_agent: bool, store: s
     click.echo(
         f"lab {name} up in {time.monotonic() - start:.1f} s: {len(p.nodes)} nodes,"
         f" {len(p.pods)} pods, external host {p.external_ip} ({backend}"
-        f"{', no agents' if no_agent else ''}{', etcd store' if store == 'etcd' else ''})"
+        f"{', no agents' if no_agent else ''}{', etcd store' if store == 'etcd' else ''}"
+        f"{'' if no_agent else f', Log rules to NFLOG group {lab_.state.log_group}'})"
     )
     for n in p.nodes:
         six = f" {n.ip6}" if n.ip6 is not None else ""

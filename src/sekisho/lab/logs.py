@@ -15,6 +15,7 @@ it (:func:`sekisho.render.explain.log_rules`), else what
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -45,10 +46,19 @@ class LogLine:
     """The policy rule the prefix belongs to, in words."""
     packets: int
     """How many of the probe's packets it logged (a dropped TCP probe's SYN is resent)."""
+    flow: str = ""
+    """The first packet as the record shows it (``TCP 10.0.0.1:40000 -> 10.0.0.2:80``)."""
+    at: float | None = None
+    """When the kernel received the first packet (its timestamp; else when it was read)."""
 
     def text(self) -> str:
         s = "" if self.packets == 1 else "s"
-        return f"{self.node}: {self.prefix!r} = {self.rule} ({self.packets} packet{s})"
+        when = ""
+        if self.at is not None:
+            clock = time.strftime("%H:%M:%S", time.gmtime(self.at))
+            when = f" at {clock}.{int(self.at % 1 * 1e6):06d} UTC"
+        first = f"; first {self.flow}{when}" if self.flow else ""
+        return f"{self.node}: {self.prefix!r} = {self.rule} ({self.packets} packet{s}{first})"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -56,6 +66,8 @@ class LogLine:
             "prefix": self.prefix,
             "rule": self.rule,
             "packets": self.packets,
+            "flow": self.flow,
+            "time": self.at,
         }
 
 
@@ -83,11 +95,20 @@ def lines_for(
     ``port``; ICMP: echo requests), one per node and prefix, in the order first seen.
     ``rule_of(node, prefix)`` names the policy rule (default: the prefix read alone)."""
     counts: dict[tuple[str, str], int] = {}
+    first: dict[tuple[str, str], LogRecord] = {}
     for node, r in observed:
         if _matches(r, src, dst, protocol, port):
             counts[(node, r.prefix)] = counts.get((node, r.prefix), 0) + 1
+            first.setdefault((node, r.prefix), r)
     name = rule_of or (lambda _node, prefix: rule_from_prefix(prefix))
-    return [LogLine(node, p, name(node, p), n) for (node, p), n in counts.items()]
+    return [
+        LogLine(node, p, name(node, p), n, first[(node, p)].flow(), _when(first[(node, p)]))
+        for (node, p), n in counts.items()
+    ]
+
+
+def _when(r: LogRecord) -> float | None:
+    return r.timestamp if r.timestamp is not None else (r.received or None)
 
 
 def rule_from_prefix(prefix: str) -> str:

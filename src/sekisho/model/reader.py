@@ -2,8 +2,8 @@
 
 JSON is parsed by orjson. YAML is parsed by a Rust parser (``yaml_rs``) where it
 reads exactly what libyaml reads (:func:`sekisho.model.fastyaml.fast_documents`
-decides, conservatively), otherwise by libyaml (``yaml.CSafeLoader``), which
-also counts alias expansion the way the API server does. Line numbers cost a
+decides, conservatively), otherwise by libyaml (``yaml.CSafeLoader``, through
+:mod:`sekisho.model.libyaml`: PyYAML is imported only then), which also counts alias expansion the way the API server does. Line numbers cost a
 second pass, so they are looked up only when there are problems: the file is
 re-composed by libyaml (``yaml.compose_all``) and each problem's field path is
 walked down the node tree to the line of the field itself.
@@ -18,14 +18,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
-import yaml
 
 from sekisho.errors import Problem
 from sekisho.model import fastyaml
 from sekisho.model.fields import API_VERSIONS, CLUSTER_SCOPED
+
+if TYPE_CHECKING:
+    import yaml
 
 PathElem = str | int
 FieldPath = tuple[PathElem, ...]
@@ -243,7 +245,12 @@ def read_text(
             for doc, (line, data) in enumerate(docs):
                 _add_document(data, file, doc, line, None, into)
             return
-    loader = fastyaml.Loader(text)
+    # PyYAML is loaded only here (and to find lines when there are problems).
+    import yaml
+
+    from sekisho.model import libyaml
+
+    loader = libyaml.Loader(text)
     doc = 0
     try:
         while loader.check_node():
@@ -252,8 +259,8 @@ def read_text(
                 break
             if anchors:
                 try:
-                    fastyaml.check_aliases(node)
-                except fastyaml.AliasError as exc:
+                    libyaml.check_aliases(node)
+                except libyaml.AliasError as exc:
                     into.issues.append(
                         Issue(
                             Loc(file, doc),
@@ -267,7 +274,7 @@ def read_text(
                     doc += 1
                     continue
             duplicates: list[yaml.Node] = []
-            data = fastyaml.construct(loader, node, duplicates)
+            data = libyaml.construct(loader, node, duplicates)
             item_lines: list[int] | None = None
             if isinstance(data, dict) and isinstance(data.get("items"), list):
                 item_lines = _item_lines(node)
@@ -303,7 +310,9 @@ def _duplicate_key(
     root: yaml.Node, key_node: yaml.Node, data: Any, file: str, doc: int, into: ReadResult
 ) -> None:
     """A key given twice in one mapping: the API server's strict decoding rejects it."""
-    path = fastyaml.path_to(root, key_node) or ()
+    from sekisho.model import libyaml
+
+    path = libyaml.path_to(root, key_node) or ()
     base: FieldPath = ()
     obj = data
     if (
@@ -337,6 +346,8 @@ def _duplicate_key(
 
 
 def _item_lines(node: yaml.Node) -> list[int] | None:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         return None
     for key, value in node.value:
@@ -419,6 +430,8 @@ def describe(value: Any) -> str:
 
 
 def _compose(text: str) -> list[yaml.Node]:
+    import yaml
+
     nodes: list[yaml.Node] = []
     try:
         for node in yaml.compose_all(text, Loader=yaml.CSafeLoader):
@@ -432,6 +445,8 @@ def _line_of(node: yaml.Node | None, path: FieldPath) -> int:
     """The line of the field at ``path`` (of its key for a mapping field); deepest match wins."""
     if node is None:
         return 0
+    import yaml
+
     line = node.start_mark.line + 1
     for elem in path:
         if isinstance(node, yaml.MappingNode):

@@ -22,10 +22,16 @@ from dataclasses import dataclass
 from sekisho.model.types import Cluster, endpoint_interface
 from sekisho.render.interpret import Decision, Hook, Packet, State
 from sekisho.semantics import Endpoint, Flow
+from sekisho.semantics.program import EPHEMERAL_PORTS
 
 UPLINK = "eth0"
 """The node's interface towards the node network (any non-``cali`` name would do)."""
 LOOPBACK = "lo"
+
+PROBE_SOURCE_PORT = EPHEMERAL_PORTS[0]
+"""A probe's source port: one the kernel picks from the ephemeral range. Every rule
+whose source ports the walk knows the answer of (``source_ports_cover``) holds all of
+that range or none of it, so this one port gives the answer for each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +51,12 @@ def hops(flow: Flow, state: State = "NEW") -> list[Hop]:
     if src.pod is not None and dst.pod is not None and src.pod.key == dst.pod.key:
         return []  # a pod to itself never leaves the pod
 
+    sport = PROBE_SOURCE_PORT if flow.port is not None else None
+
     def pkt(iif: str, oif: str, hook: Hook = "FORWARD") -> Packet:
-        return Packet(str(src.ip), str(dst.ip), flow.protocol, flow.port, state, iif, oif, hook)
+        return Packet(
+            str(src.ip), str(dst.ip), flow.protocol, flow.port, state, iif, oif, hook, sport
+        )
 
     out: list[Hop] = []
     dst_node = dst.node_name

@@ -222,15 +222,34 @@ class ProbeMatrix:
                 np.add.at(counts[src], extra, 1)
         return counts
 
+    def _table_key(self, which: str) -> tuple[object, ...]:
+        """What identifies the (C, C) ``which`` table among the probes that share tables."""
+        if which == "ingress":
+            return (which, id(self.identity_ingress))
+        if which == "egress":
+            return (which, id(self.identity_egress))
+        if which == "allowed":
+            return (which, id(self.identity_ingress), id(self.identity_egress))
+        raise ValueError(f"no table {which!r}")
+
     def class_rows(self, which: str) -> tuple[npt.NDArray[np.uint8], list[int], IntArray]:
         """The (C, C) ``which`` class table's rows bit-packed, and its distinct rows: the
         first class of each distinct row, and each class's distinct row's number (in
-        order of first appearance). Computed once per table (probes share tables)."""
-        table = self.class_table(which)
-        key = ("rows", id(table))
+        order of first appearance). Computed once per table (probes share tables);
+        ``allowed`` is packed from ``ingress & egress`` by blocks of rows, without
+        building the (C, C) table."""
+        key = ("rows", *self._table_key(which))
         got = self.shared.get(key)
         if got is None:
-            packed = np.packbits(table, axis=1)
+            if which == "allowed" and "class_allowed" not in self.__dict__:
+                ingress, egress = self.identity_ingress, self.identity_egress
+                k = ingress.shape[0]
+                packed = np.empty((k, (k + 7) // 8), dtype=np.uint8)
+                for at in range(0, k, GATHER_ROWS):
+                    rows = slice(at, at + GATHER_ROWS)
+                    packed[rows] = np.packbits(ingress[rows] & egress[rows], axis=1)
+            else:
+                packed = np.packbits(self.class_table(which), axis=1)
             width = packed.shape[1]
             buf = packed.tobytes()
             seen: dict[bytes, int] = {}
@@ -244,30 +263,37 @@ class ProbeMatrix:
             got = self.shared[key] = (packed, firsts, inverse)
         return got  # type: ignore[return-value]
 
+    def class_row(self, which: str, c: int) -> BoolArray:
+        """Row ``c`` of the (C, C) ``which`` class table (from :meth:`class_rows`)."""
+        packed = self.class_rows(which)[0]
+        out: BoolArray = np.unpackbits(packed[c], count=len(packed)).view(np.bool_)
+        return out
+
     def pair_total(self, which: str) -> int:
         """How many ordered pairs of distinct pods ``which`` allows (``pair_counts(which).sum()``).
 
         From the class tables and the class sizes: pods of one class are pairs of the
         class with itself; each distinct row of the table is weighed once."""
-        table = self.class_table(which)
-        key = ("total", id(table), id(self.identity_class), id(self.pod_identity))
+        key = ("total", *self._table_key(which), id(self.identity_class), id(self.pod_identity))
         if not self.same_node and key in self.shared:
             known: int = self.shared[key]  # type: ignore[assignment]
             return known
-        k = table.shape[0]
+        packed, firsts, inverse = self.class_rows(which)
+        k = len(packed)
         idx = self.pod_class
         sizes = np.bincount(idx, minlength=k)
         weights = sizes.astype(np.float32)  # exact: a row's sum is at most the pod count
-        packed, firsts, inverse = self.class_rows(which)
         reach = np.empty(len(firsts), dtype=np.int64)
         for at in range(0, len(firsts), 2048):  # row blocks: no (C, C) float table at once
             block = np.unpackbits(packed[firsts[at : at + 2048]], axis=1, count=k)
             reach[at : at + 2048] = np.rint(block.astype(np.float32) @ weights)
-        total = int(sizes @ reach[inverse]) - int(sizes[np.diagonal(table)].sum())
+        c = np.arange(k)
+        diagonal = ((packed[c, c >> 3] >> (7 - (c & 7))) & 1).astype(np.bool_)
+        total = int(sizes @ reach[inverse]) - int(sizes[diagonal].sum())
         extra = 0
         if which != "egress":
             for row, cols in self.same_node:
-                extra += int((~table[idx[row], idx[cols]]).sum())
+                extra += int((~self.class_row(which, idx[row])[idx[cols]]).sum())
         if not self.same_node:
             self.shared[key] = total
         return total + extra
@@ -468,7 +494,7 @@ class _Identities:
         probed_names: set[tuple[str, str]] | None = None,
     ) -> None:
         self.cluster = cluster
-        universe = universe_of(cluster)
+        universe = self.universe = universe_of(cluster)
         keyer = self.keyer = _Keyer(cluster, program, probed_names)
         self.net_pos = keyer.net_pos
         keys, member = keyer.keys(pods)
@@ -771,7 +797,7 @@ class _Identities:
             if pm is None:
                 continue
             if role == "source":
-                hit = source_ports_cover(pm)
+                hit = source_ports_cover(pm, self.universe.declared_numbers(pm))
                 if hit is None or hit == negated:
                     return False
             else:
@@ -890,7 +916,7 @@ def _classes(
         for n, s in enumerate(chosen[at : at + CLASS_CHUNK]):
             rows[n] = ids.selector(s, keep=False)
         rows_out.append(([s.key for s in chosen[at : at + CLASS_CHUNK]], np.packbits(rows, axis=1)))
-        packed = np.ascontiguousarray(np.packbits(rows, axis=0).T)
+        packed = np.packbits(np.ascontiguousarray(rows.T), axis=1)  # 2x packing along axis 0
         width = 8 + packed.shape[1]
         both = np.empty((k, width), dtype=np.uint8)
         both[:, :8] = codes.view(np.uint8).reshape(k, 8)
@@ -971,12 +997,15 @@ def _merge(left: BoolArray, right: BoolArray) -> tuple[BoolArray, BoolArray]:
     return _bools(lw, m_left), _bools(rw, m_right)
 
 
-def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> BoolArray:
+def _any_product(
+    left: list[BoolArray], right: list[BoolArray], size: int, into: BoolArray | None = None
+) -> BoolArray:
     """``OR_r left[r][:, None] & right[r][None, :]``: one matrix product, or per group of
     identities that the same rules reach, when one side is sparse (``left`` and
-    ``right``: rows, or (n, K) blocks of rows)."""
+    ``right``: rows, or (n, K) blocks of rows). ``into``: OR-ed into that (K, K) table,
+    which is returned (no second table)."""
     if not left:
-        return np.zeros((size, size), dtype=np.bool_)
+        return np.zeros((size, size), dtype=np.bool_) if into is None else into
     a = np.vstack(left)
     b = np.vstack(right)
     if len(a) > 64:
@@ -986,34 +1015,48 @@ def _any_product(left: list[BoolArray], right: list[BoolArray], size: int) -> Bo
     rows = np.flatnonzero(a.any(axis=0))
     cols = np.flatnonzero(b.any(axis=0))
     if not len(rows) or not len(cols):
-        return np.zeros((size, size), dtype=np.bool_)
+        return np.zeros((size, size), dtype=np.bool_) if into is None else into
     # Estimated costs (ns): BLAS per (row, column, rule); bytes OR-ed per identity a
     # rule reaches on the sparse side, plus a fixed cost per group.
     dense = 0.05 * len(rows) * len(cols) * len(a)
     by_rows = float(a.sum()) * len(cols) + 20_000.0 * len(rows)
     by_cols = float(b.sum()) * len(rows) + 20_000.0 * len(cols)
     if by_rows < dense and by_rows <= by_cols:
-        return _grouped_product(a, b, rows, size)
+        return _grouped_product(a, b, rows, size, into=into)
     if by_cols < dense:
-        return _grouped_product(b, a, cols, size, transposed=True)
+        return _grouped_product(b, a, cols, size, transposed=True, into=into)
     if len(rows) == size and len(cols) == size:
         full: BoolArray = (a.T.astype(np.float32) @ b.astype(np.float32)) > 0.5
+    else:
+        full = np.zeros((size, size), dtype=np.bool_)
+        part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
+        block = np.zeros((len(rows), size), dtype=np.bool_)
+        block[:, cols] = part > 0.5
+        full[rows] = block  # whole rows: much cheaper than a 2-D scatter
+    if into is None:
         return full
-    out: BoolArray = np.zeros((size, size), dtype=np.bool_)
-    part = a[:, rows].astype(np.float32).T @ b[:, cols].astype(np.float32)
-    block = np.zeros((len(rows), size), dtype=np.bool_)
-    block[:, cols] = part > 0.5
-    out[rows] = block  # whole rows: much cheaper than a 2-D scatter
-    return out
+    into |= full
+    return into
+
+
+GATHER_ROWS = 256
+"""Rows of a (K, K) table gathered at a time when OR-ing a product into one (a block
+that stays in cache, instead of a second table)."""
 
 
 def _grouped_product(
-    a: BoolArray, b: BoolArray, rows: IntArray, size: int, *, transposed: bool = False
+    a: BoolArray,
+    b: BoolArray,
+    rows: IntArray,
+    size: int,
+    *,
+    transposed: bool = False,
+    into: BoolArray | None = None,
 ) -> BoolArray:
     """The product of :func:`_any_product` row by row: row ``i`` is the OR of ``b``'s rows
     of the rules whose ``a`` holds ``i`` (``rows``: the identities some rule of ``a``
     holds); rows reached by the same rules share it (one line per group, gathered into
-    place). ``transposed``: the product's transpose."""
+    place). ``transposed``: the product's transpose. ``into``: OR-ed into that table."""
     reached = a[:, rows]
     first, inverse = _row_groups(_words(np.ascontiguousarray(reached.T)))
     # One line per group (OR-ed as words), and an empty one for identities no rule reaches.
@@ -1026,11 +1069,22 @@ def _grouped_product(
     group[rows] = inverse
     full = _bools(lines, size)
     if not transposed:
-        out: BoolArray = np.take(full, group, axis=0)
-        return out
+        if into is None:
+            out: BoolArray = np.take(full, group, axis=0)
+            return out
+        for at in range(0, size, GATHER_ROWS):
+            part = into[at : at + GATHER_ROWS]
+            part |= np.take(full, group[at : at + GATHER_ROWS], axis=0)
+        return into
     # out[i, j] = line of j's group, at i: columns gathered on each row.
-    out = np.take(np.ascontiguousarray(full.T), group, axis=1)
-    return out
+    across = np.ascontiguousarray(full.T)
+    if into is None:
+        out = np.take(across, group, axis=1)
+        return out
+    for at in range(0, size, GATHER_ROWS):
+        part = into[at : at + GATHER_ROWS]
+        part |= np.take(across[at : at + GATHER_ROWS], group, axis=1)
+    return into
 
 
 def _membership(pods: Sequence[Pod], nets_list: Sequence[tuple[IPNetwork, ...]]) -> BoolArray:
@@ -1135,8 +1189,8 @@ def _grouped(rules: list[_PreparedRule]) -> tuple[tuple[Action, tuple[_Group, ..
                 _Group(
                     members[0].rule,
                     key,
-                    np.asarray([m.src for m in members], dtype=np.bool_),
-                    np.asarray([m.dst for m in members], dtype=np.bool_),
+                    np.stack([m.src for m in members]),  # 6x np.asarray of a list
+                    np.stack([m.dst for m in members]),
                 )
                 for key, members in groups.items()
             ),
@@ -1448,7 +1502,7 @@ def _walk_table(
         out1: BoolArray = np.empty((k, k), dtype=np.bool_)
         out1[...] = ~mask & prof_mask
         for run in runs:
-            out1 |= _any_product(run.src, run.dst, k)
+            _any_product(run.src, run.dst, k, into=out1)
         return out1
     allowed, undecided = _first_match(tiers, direction, k, tier_ends=True)
     # After the last tier, or for pairs no tier applies to: the profile.

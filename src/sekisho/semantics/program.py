@@ -65,7 +65,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -113,7 +113,12 @@ PORT_PROTOCOLS = frozenset((6, 17, 132, 136))
 
 
 EPHEMERAL_PORTS = (32768, 60999)
-"""Linux's default ``ip_local_port_range``: the source port of a probe is one of these."""
+"""Linux's default ``ip_local_port_range``: the source port of a probe is one of these.
+
+Linux (Documentation/networking/ip-sysctl): "ip_local_port_range - 2 INTEGERS:
+Defines the local port range that is used by TCP and UDP to choose the local port.
+[...] The default values are 32768 and 60999 respectively." The lab keeps the
+default in every namespace, so its probes' source ports are drawn from it."""
 
 ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
 """An ICMP probe is an echo request (ICMP type 8 code 0; ICMPv6 type 128 code 0)."""
@@ -236,14 +241,21 @@ class IcmpMatch:
         return f"type {self.type}" + (f" code {self.code}" if self.code is not None else "")
 
 
-def source_ports_cover(pm: PortMatch) -> bool | None:
+def source_ports_cover(pm: PortMatch, declared: Iterable[int] = ()) -> bool | None:
     """Whether every ephemeral source port is in ``pm`` (True), none is (False), or it
     depends on the port the kernel picks (None: such a rule never matches a probe, and
-    the explanation says why)."""
+    the explanation says why).
+
+    ``declared``: every number an endpoint (a workload or a host endpoint) declares
+    under one of ``pm``'s names, for its protocol. A named source port holds (address,
+    port) of the endpoints that declare it, and a probe's source port is one the
+    kernel picks from the ephemeral range, so a name declared only outside that range
+    never holds it (service ports, the usual case, are below 32768)."""
     lo, hi = EPHEMERAL_PORTS
     if any(a <= lo and hi <= b for a, b in pm.ranges):
         return True
-    if not pm.named and all(b < lo or a > hi for a, b in pm.ranges):
+    outside = all(b < lo or a > hi for a, b in pm.ranges)
+    if outside and (not pm.named or all(not lo <= p <= hi for p in declared)):
         return False
     return None
 

@@ -202,7 +202,6 @@ def summarize(matrix: Matrix) -> Summary:
             continue
         # Read at the level of the engine's classes (identities it evaluates alike):
         # a row of identity i is its class's row, read through the classes.
-        table = probe.class_table("allowed")
         cls = probe.identity_class
         if cls is None:
             cls = np.arange(k, dtype=np.int64)
@@ -219,7 +218,7 @@ def summarize(matrix: Matrix) -> Summary:
             rows.setdefault(row, []).append(i)
         connections: list[Connection] = []
         for sources in rows.values():
-            reach = table[cls[sources[0]]][cls]
+            reach = probe.class_row("allowed", cls[sources[0]])[cls]
             dst = np.flatnonzero(reach).tolist()
             if not dst:
                 c = Connection(group_set(sources), "nothing", GroupSet(False))

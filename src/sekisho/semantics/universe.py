@@ -144,6 +144,7 @@ class Universe:
         """Network sets (their nets; no addresses of their own)."""
         self.hosts: list[Entity] = host_entities(cluster)
         """Host endpoints (their expected IPs and named ports)."""
+        self._declared: dict[tuple[str, int], frozenset[int]] = {}
 
     @cached_property
     def entities(self) -> tuple[Entity, ...]:
@@ -210,6 +211,25 @@ class Universe:
             if e.named_port(s.name, name) == port:
                 return True
         return False
+
+    def declared_numbers(self, pm: PortMatch) -> frozenset[int]:
+        """Every number a workload or host endpoint declares under one of ``pm``'s names
+        (for its protocol): what :func:`~sekisho.semantics.program.source_ports_cover`
+        reads, whatever the names' scopes."""
+        out: set[int] = set()
+        for s in pm.named:
+            got = self._declared.get((s.name, s.protocol))
+            if got is None:
+                name = protocol_name(s.protocol)
+                got = frozenset(
+                    n
+                    for e in self.entities
+                    if e.kind in ("workload", "host")
+                    and (n := e.named_port(s.name, name)) is not None
+                )
+                self._declared[(s.name, s.protocol)] = got
+            out |= got
+        return frozenset(out)
 
     def in_ports(self, pm: PortMatch, ip: IPAddress, protocol: int, port: int | None) -> bool:
         if port is None:

@@ -537,13 +537,19 @@ def _side_reasons(
         if pm is None:
             continue
         if role == "source":
-            hit = source_ports_cover(pm)
+            hit = source_ports_cover(pm, universe.declared_numbers(pm))
+            ephemeral = f"a probe's ephemeral port ({EPHEMERAL_PORTS[0]}-{EPHEMERAL_PORTS[1]})"
             if hit is None:
                 out.append(
-                    f"source port: a probe's ephemeral port ({EPHEMERAL_PORTS[0]}-"
-                    f"{EPHEMERAL_PORTS[1]}) is not known to be {'outside' if negated else 'in'} {pm}"
+                    f"source port: {ephemeral} is not known to be"
+                    f" {'outside' if negated else 'in'} {pm}"
                 )
-                continue
+            elif hit == negated:
+                out.append(
+                    f"source port: {ephemeral} is {'one of the excluded ports' if negated else 'not'}"
+                    f" {pm}"
+                )
+            continue
         else:
             hit = universe.in_ports(pm, ip, proto, port)
         if hit == negated:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,7 +44,14 @@ def read_paths(paths: Sequence[str | Path], stdin: TextIO | None = None) -> Read
             return result
         mine, theirs = found[:cut], found[cut:]
         child = _start(theirs)
-        read_found(mine, stdin, result)
+        try:
+            read_found(mine, stdin, result)
+        except BaseException:
+            if child is not None:  # never leave it behind (Ctrl-C reaches both)
+                os.close(child[1])
+                os.kill(child[0], signal.SIGKILL)
+                os.waitpid(child[0], 0)
+            raise
         got = _finish(child) if child is not None else None
         if got is None:
             read_found(theirs, stdin, result)
@@ -133,13 +141,17 @@ _HEAD = 16
 def _encode(result: ReadResult) -> bytes:
     values = [o.data for o in result.objects]
     as_json = b""
-    try:
-        text = orjson.dumps(values)
-        # Only what JSON gives back exactly (no NaN, timestamp, binary, non-string key).
-        if orjson.loads(text) == values:
-            as_json = text
-    except (TypeError, orjson.JSONEncodeError):
-        pass
+    # Only what JSON gives back exactly: a timestamp, binary, a set, a key that is not
+    # a string or an integer past 64 bits raises; NaN and infinities become null, so a
+    # text with a null is read back and compared; YAML tags (``!!omap`` gives tuples)
+    # are left to pickle.
+    if not any("!" in text for text in result.texts.values()):
+        try:
+            text = orjson.dumps(values, option=orjson.OPT_PASSTHROUGH_DATETIME)
+            if b"null" not in text or orjson.loads(text) == values:
+                as_json = text
+        except (TypeError, orjson.JSONEncodeError):
+            pass
     rest: tuple[Any, ...] = (
         [o.loc for o in result.objects],
         None if as_json else values,
