@@ -1733,6 +1733,8 @@ def _compute_matrix(
         workload client's node from off it. None: no doNotTrack policy, no drop."""
         if not program.untracked or not host_stage:
             return None
+        from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
+
         # In the replies' own terms: [server, client].
         drops = np.zeros((ids.size, ids.size), dtype=np.bool_)
         where = {"egress": host_pairs["egress"], "ingress": host_pairs["ingress"]}

@@ -1064,6 +1064,8 @@ def _reply_stages(
     crossings: list[tuple[Direction, Endpoint, HostEndpoint]],
     to_pod: HostEndpoint | None = None,
 ) -> list[DirectionVerdict]:
+    from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
+
     back = reply_flow(flow)
     untracked = program.stage("untracked")
     out: list[DirectionVerdict] = []
