@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
@@ -429,29 +430,18 @@ class IptablesProgram:
 
     def evaluate(self, packet: Packet) -> Decision:
         """The packet through each table of its hook (:data:`TABLES`) in order."""
-        w = _Walk(packet, _addr(packet.src), _addr(packet.dst), state=packet.state)
-        verdict: Verdict | None = None
-        for table, builtin in TABLES[packet.hook]:
+
+        def entry(w: _Walk, table: str, builtin: str) -> str | None:
             w.chains = self.tables[packet.family][table]
-            if not w.chains.get(builtin):
-                if table == "filter":
-                    return Decision(
-                        "ACCEPT",
-                        f"no rule in builtin chain {packet.hook}: not filtered",
-                        tuple(w.trail),
-                        tuple(w.logs),
-                    )
-                continue
-            verdict = self._run(builtin, w)
-            if verdict == "DROP":
-                return Decision(
-                    "DROP", w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs), table
-                )
-        if verdict is None:
-            return Decision(
-                "ACCEPT", "no rule decided: builtin policy ACCEPT", tuple(w.trail), tuple(w.logs)
-            )
-        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs))
+            return builtin if w.chains.get(builtin) else None
+
+        return _through_tables(
+            packet,
+            entry,
+            self._run,
+            f"no rule in builtin chain {packet.hook}: not filtered",
+            "no rule decided: builtin policy ACCEPT",
+        )
 
 
 # ====================================================================== nftables
@@ -808,29 +798,42 @@ class NftProgram:
         next priority), and in our filter chain only our table's verdict, which is what
         we report; a ``drop`` is final for the packet.
         """
-        w = _Walk(packet, _addr(packet.src), _addr(packet.dst), state=packet.state)
-        verdict: Verdict | None = None
-        for table, builtin in TABLES[packet.hook]:
-            chain = self.hooks.get((builtin, table))
-            if chain is None:
-                if table == "filter":
-                    return Decision(
-                        "ACCEPT",
-                        f"no base chain on hook {packet.hook}: not filtered",
-                        tuple(w.trail),
-                        tuple(w.logs),
-                    )
-                continue
-            verdict = self._run(chain, w)
-            if verdict == "DROP":
-                return Decision(
-                    "DROP", w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs), table
-                )
-        if verdict is None:
+        return _through_tables(
+            packet,
+            lambda _w, table, builtin: self.hooks.get((builtin, table)),
+            self._run,
+            f"no base chain on hook {packet.hook}: not filtered",
+            "no rule decided: base chain policy accept",
+        )
+
+
+def _through_tables(
+    packet: Packet,
+    entry: Callable[[_Walk, str, str], str | None],
+    run: Callable[[str, _Walk], Verdict | None],
+    unfiltered: str,
+    undecided: str,
+) -> Decision:
+    """The packet through each table of its hook in order (:data:`TABLES`: raw, mangle,
+    filter), for both backends: ``entry`` names the chain a table starts the hook with
+    (None: the table has none); an accept ends only its table, a drop is final, and a
+    hook without a filter chain is not filtered."""
+    w = _Walk(packet, _addr(packet.src), _addr(packet.dst), state=packet.state)
+    verdict: Verdict | None = None
+    for table, builtin in TABLES[packet.hook]:
+        chain = entry(w, table, builtin)
+        if chain is None:
+            if table == "filter":
+                return Decision("ACCEPT", unfiltered, tuple(w.trail), tuple(w.logs))
+            continue
+        verdict = run(chain, w)
+        if verdict == "DROP":
             return Decision(
-                "ACCEPT", "no rule decided: base chain policy accept", tuple(w.trail), tuple(w.logs)
+                "DROP", w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs), table
             )
-        return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs))
+    if verdict is None:
+        return Decision("ACCEPT", undecided, tuple(w.trail), tuple(w.logs))
+    return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs))
 
 
 def program(text: str) -> IptablesProgram | NftProgram:
