@@ -828,14 +828,20 @@ def node_host_endpoint(cluster: Cluster, node: str, ip: IPAddress | None) -> Hos
 
 
 def _failsafe(
-    host: HostEndpoint, direction: Direction, subject: Endpoint, flow: Flow
+    host: HostEndpoint, direction: Direction, subject: Endpoint, flow: Flow, reply: bool = False
 ) -> DirectionVerdict | None:
-    """Felix's failsafe rules come before any host endpoint policy."""
+    """Felix's failsafe rules come before any host endpoint policy. ``reply``: the
+    replies of a failsafe connection in the raw stage (the other direction's ports,
+    matched as the reply's source port)."""
     from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
 
-    ports = FAILSAFE_INBOUND if direction == "ingress" else FAILSAFE_OUTBOUND
+    ports = FAILSAFE_INBOUND if (direction == "ingress") != reply else FAILSAFE_OUTBOUND
     if flow.port is None or (flow.protocol, flow.port) not in ports:
         return None
+    if reply:
+        return DirectionVerdict(
+            direction, subject, True, (), None, "failsafe", (), host, False, "untracked", True
+        )
     return DirectionVerdict(direction, subject, True, (), None, "failsafe", (), host)
 
 
@@ -1064,30 +1070,13 @@ def _reply_stages(
     crossings: list[tuple[Direction, Endpoint, HostEndpoint]],
     to_pod: HostEndpoint | None = None,
 ) -> list[DirectionVerdict]:
-    from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
-
     back = reply_flow(flow)
     untracked = program.stage("untracked")
     out: list[DirectionVerdict] = []
     for direction, subject, host in crossings:
-        # The failsafe ports' replies: the other direction's ports, as source ports.
-        ports = FAILSAFE_OUTBOUND if direction == "ingress" else FAILSAFE_INBOUND
-        if flow.port is not None and (flow.protocol, flow.port) in ports:
-            out.append(
-                DirectionVerdict(
-                    direction,
-                    subject,
-                    True,
-                    (),
-                    None,
-                    "failsafe",
-                    (),
-                    host,
-                    False,
-                    "untracked",
-                    True,
-                )
-            )
+        failsafe = _failsafe(host, direction, subject, flow, reply=True)
+        if failsafe is not None:
+            out.append(failsafe)
             continue
         v = walk(untracked, universe, direction, subject, back, host, stage="untracked", reply=True)
         out.append(v)
