@@ -200,6 +200,14 @@ def objects(
                 spec[early] = True
                 spec["applyOnForward"] = True
                 spec["selector"] = draw(st.sampled_from(["has(hep)", "hep == 'node-2'", "all()"]))
+            if early == "doNotTrack" and draw(st.booleans()):
+                # A plain Allow first, one way or both: requests accepted untracked, their
+                # replies accepted untracked too or left to each node's conntrack.
+                proto = draw(st.sampled_from([None, "TCP", "UDP", "ICMP"]))
+                allow = {"action": "Allow"} | ({"protocol": proto} if proto else {})
+                for way in draw(st.sampled_from([["ingress"], ["egress"], ["ingress", "egress"]])):
+                    spec[way] = [allow, *spec.get(way, [])]
+                spec.pop("types", None)
             if early == "preDNAT":
                 spec.pop("egress", None)
                 spec["types"] = ["Ingress"]

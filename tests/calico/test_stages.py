@@ -21,6 +21,7 @@ def pre(name: str, selector: str, **spec: Any) -> Manifest:
     return gnp(name, selector, preDNAT=True, applyOnForward=True, **spec)
 
 
+ALLOW_ALL = {"action": "Allow"}
 DENY_IN = gnp("deny-in", "host == 'n2'", ingress=[{"action": "Deny"}])
 FWD_DENY = gnp("fwd-deny", "host == 'n2'", applyOnForward=True, ingress=[{"action": "Deny"}])
 
@@ -36,7 +37,11 @@ CASES = [
         id="untracked-deny-to-node",
     ),
     pytest.param(
-        [hep("n2"), DENY_IN, dnt("dnt-allow", "host == 'n2'", ingress=[{"action": "Allow"}])],
+        [
+            hep("n2"),
+            DENY_IN,
+            dnt("dnt-allow", "host == 'n2'", ingress=[ALLOW_ALL], egress=[ALLOW_ALL]),
+        ],
         "a/client",
         "n2",
         "TCP/10250",
@@ -140,7 +145,7 @@ CASES = [
         [
             hep("n2", ALLOW),
             pre("pre-deny", "host == 'n2'", ingress=[{"action": "Deny"}]),
-            dnt("dnt-allow", "host == 'n2'", ingress=[{"action": "Allow"}]),
+            dnt("dnt-allow", "host == 'n2'", ingress=[ALLOW_ALL], egress=[ALLOW_ALL]),
         ],
         "n1",
         "n2",
@@ -149,7 +154,7 @@ CASES = [
         "doNotTrack stage: GlobalNetworkPolicy dnt-allow ingress rule 0 (Allow): accepted untracked",
         id="untracked-before-prednat",
     ),
-    # Replies meet the raw table too (verdict.py, _reply_stages).
+    # Replies meet the raw table too (verdict.py, _replies).
     pytest.param(
         [hep("n2", ALLOW), dnt("dnt-out", "host == 'n2'", egress=[{"action": "Deny"}])],
         "a/client",
@@ -236,13 +241,132 @@ CASES = [
 ]
 
 
+# Each node keeps its own conntrack (semantics/conntrack.py): where a doNotTrack policy
+# accepted one direction untracked and not the other, the other is judged there as a
+# packet of no known connection. n1 runs a/client (and a/agent, hostNetwork), n2 runs
+# b/server; the node itself is the endpoint "n1" or "n2".
+IN_N2 = dnt("in-n2", "host == 'n2'", ingress=[ALLOW_ALL])
+OUT_N2 = dnt("out-n2", "host == 'n2'", egress=[ALLOW_ALL])
+BOTH_N2 = dnt("both-n2", "host == 'n2'", ingress=[ALLOW_ALL], egress=[ALLOW_ALL])
+IN_N1 = dnt("in-n1", "host == 'n1'", ingress=[ALLOW_ALL])
+OUT_N1 = dnt("out-n1", "host == 'n1'", egress=[ALLOW_ALL])
+NEW_DENIED = gnp("udp-out", "host == 'n2'", egress=[{"action": "Deny", "protocol": "UDP"}])
+SERVER_UDP_OUT = gnp(
+    "server-udp-out", "app == 'server'", egress=[{"action": "Deny", "protocol": "UDP"}]
+)
+INVALID_REPLY = "reply dropped as INVALID at node"
+INVALID_NEXT = "the client's next packets dropped as INVALID at node"
+NEW_FLOW = "a new flow there (the request was accepted untracked, so the UDP reply is NEW"
+
+CONNTRACK_CASES = [
+    # (objects, from, to, service, allowed, words)
+    # Untracked one way (the request), into the node itself.
+    *(
+        pytest.param([hep("n2", ALLOW), IN_N2], "a/client", "n2", svc, ok, words, id=name)
+        for svc, ok, words, name in (
+            ("TCP/10250", False, f"{INVALID_REPLY} n2", "request-untracked-tcp"),
+            (
+                "ICMP/0",
+                False,
+                "an ICMP echo reply with no conntrack entry",
+                "request-untracked-icmp",
+            ),
+            ("UDP/53", True, NEW_FLOW, "request-untracked-udp-reply-new"),
+        )
+    ),
+    pytest.param(
+        [hep("n2", ALLOW), IN_N2, NEW_DENIED],
+        "a/client",
+        "n2",
+        "UDP/53",
+        False,
+        "denied by GlobalNetworkPolicy udp-out egress rule 0 (Deny)",
+        id="request-untracked-udp-reply-new-denied",
+    ),
+    # Untracked both ways: no state anywhere, both directions' rules decide.
+    *(
+        pytest.param([hep("n2"), BOTH_N2], "a/client", "n2", svc, True, words, id=name)
+        for svc, words, name in (
+            ("TCP/10250", "accept them untracked at every host endpoint", "both-untracked-tcp"),
+            ("UDP/53", "accept them untracked at every host endpoint", "both-untracked-udp"),
+            ("ICMP/0", "accept them untracked at every host endpoint", "both-untracked-icmp"),
+        )
+    ),
+    # Untracked one way (the replies): TCP's next packets are INVALID where the request
+    # was tracked.
+    *(
+        pytest.param([hep("n2", ALLOW), OUT_N2], "a/client", "n2", svc, ok, words, id=name)
+        for svc, ok, words, name in (
+            ("TCP/10250", False, f"{INVALID_NEXT} n2", "replies-untracked-tcp"),
+            ("UDP/53", True, "reply accepted untracked in raw", "replies-untracked-udp"),
+            ("ICMP/0", True, "reply accepted untracked in raw", "replies-untracked-icmp"),
+        )
+    ),
+    # A workload server, the request forwarded in untracked: its reply leaves by FORWARD,
+    # past no raw table (tracked, so INVALID or NEW there).
+    *(
+        pytest.param([hep("n2", ALLOW), IN_N2], "a/client", "b/server", svc, ok, words, id=name)
+        for svc, ok, words, name in (
+            ("TCP/80", False, f"{INVALID_REPLY} n2", "forwarded-in-untracked-tcp"),
+            ("UDP/53", True, NEW_FLOW, "forwarded-in-untracked-udp"),
+        )
+    ),
+    pytest.param(
+        [hep("n2", ALLOW), IN_N2, SERVER_UDP_OUT],
+        "a/client",
+        "b/server",
+        "UDP/53",
+        False,
+        "denied by GlobalNetworkPolicy server-udp-out egress rule 0 (Deny)",
+        id="forwarded-in-untracked-udp-reply-denied-by-the-server-pod",
+    ),
+    # A workload client, its replies accepted untracked into its node: its request was
+    # tracked there.
+    *(
+        pytest.param([hep("n1", ALLOW), IN_N1], "a/client", "b/server", svc, ok, words, id=name)
+        for svc, ok, words, name in (
+            ("TCP/80", False, f"{INVALID_NEXT} n1", "replies-untracked-to-a-pod-tcp"),
+            ("UDP/5353", True, "reply: ingress of a/client", "replies-untracked-to-a-pod-udp"),
+        )
+    ),
+    # The node itself as client, its request untracked out of it.
+    *(
+        pytest.param([hep("n1", ALLOW), OUT_N1], "n1", "b/server", svc, ok, words, id=name)
+        for svc, ok, words, name in (
+            ("TCP/80", False, f"{INVALID_REPLY} n1", "client-node-untracked-tcp"),
+            ("UDP/5353", True, NEW_FLOW, "client-node-untracked-udp"),
+            ("ICMP/0", False, f"{INVALID_REPLY} n1", "client-node-untracked-icmp"),
+        )
+    ),
+    pytest.param(
+        [hep("n1", ALLOW), OUT_N1, pre("pre-n1", "host == 'n1'", ingress=[ALLOW_ALL])],
+        "n1",
+        "b/server",
+        "TCP/80",
+        True,
+        "reply at the preDNAT stage at host endpoint n1-eth0",
+        id="client-node-untracked-reply-accepted-by-prednat",
+    ),
+    pytest.param(
+        [hep("n2", ALLOW), OUT_N2, pre("pre-n2", "host == 'n2'", ingress=[ALLOW_ALL])],
+        "a/client",
+        "n2",
+        "TCP/10250",
+        True,
+        "reply accepted untracked in raw",
+        id="replies-untracked-next-packets-accepted-by-prednat",
+    ),
+]
+CASES += CONNTRACK_CASES
+
+
 def _flow(cluster: Any, src: str, dst: str, service: str) -> Flow:
     proto, _, port = service.partition("/")
     return Flow(
         resolve_endpoint(cluster, src),
         resolve_endpoint(cluster, dst),
         cast(FlowProtocol, proto),
-        int(port),
+        None if proto == "ICMP" else int(port),
     )
 
 
@@ -258,7 +382,7 @@ def test_stages(
     assert v.to_json()["stages"] == [s.to_json() for s in v.stages]
     if v.untracked is not None and v.allowed:
         assert "replies are not tracked" in text, text
-        assert v.to_json()["replies_allowed"] is (True if v.replies_untracked else None)
+    assert v.to_json()["replies_allowed"] is v.allowed
     assert v.to_json()["replies"] == [s.to_json() for s in v.replies]
 
 

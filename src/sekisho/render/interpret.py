@@ -108,6 +108,8 @@ class Decision:
     table: Table = "filter"
     """The table (nftables: the priority) whose rule decided: a drop in ``raw`` or
     ``mangle`` is final there; an accept always comes from ``filter``."""
+    untracked: bool = False
+    """The raw table NOTRACKed the packet: the node's conntrack keeps no entry for it."""
 
     @property
     def because(self) -> str:
@@ -824,16 +826,34 @@ def _through_tables(
         chain = entry(w, table, builtin)
         if chain is None:
             if table == "filter":
-                return Decision("ACCEPT", unfiltered, tuple(w.trail), tuple(w.logs))
+                return Decision(
+                    "ACCEPT",
+                    unfiltered,
+                    tuple(w.trail),
+                    tuple(w.logs),
+                    untracked=w.state == "UNTRACKED",
+                )
             continue
         verdict = run(chain, w)
         if verdict == "DROP":
             return Decision(
-                "DROP", w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs), table
+                "DROP",
+                w.trail[-1] if w.trail else "",
+                tuple(w.trail),
+                tuple(w.logs),
+                table,
+                w.state == "UNTRACKED",
             )
+    untracked = w.state == "UNTRACKED"
     if verdict is None:
-        return Decision("ACCEPT", undecided, tuple(w.trail), tuple(w.logs))
-    return Decision(verdict, w.trail[-1] if w.trail else "", tuple(w.trail), tuple(w.logs))
+        return Decision("ACCEPT", undecided, tuple(w.trail), tuple(w.logs), untracked=untracked)
+    return Decision(
+        verdict,
+        w.trail[-1] if w.trail else "",
+        tuple(w.trail),
+        tuple(w.logs),
+        untracked=untracked,
+    )
 
 
 def program(text: str) -> IptablesProgram | NftProgram:

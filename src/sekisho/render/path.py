@@ -113,9 +113,32 @@ def reply_hops(flow: Flow, port: int = REPLY_PORT) -> list[Hop]:
 def enforce_replies(
     flow: Flow, evaluate: Callable[[str, Packet], Decision]
 ) -> tuple[bool, list[tuple[Hop, Decision]]]:
-    """Walk the replies of ``flow`` (:func:`reply_hops`); passed iff no hop drops them."""
+    """Walk the replies of ``flow`` (:func:`reply_hops`), then TCP's next packets from the
+    client; passed iff no hop drops them.
+
+    Each node's conntrack gives a packet the state of what it has seen
+    (:mod:`sekisho.semantics.conntrack`): a reply is ESTABLISHED where the node tracked
+    the request, else NEW (UDP) or INVALID; the client's next packets are INVALID where
+    the node tracked the request but its raw table NOTRACKed the reply (those hops are
+    walked again, INVALID; the others pass as the request did)."""
+    from sekisho.semantics.conntrack import follow_up_state, reply_state
+
+    untracked = {h.node for h in hops(flow) if evaluate(h.node, h.packet).untracked}
+    replies_untracked: set[str] = set()
     trail: list[tuple[Hop, Decision]] = []
     for hop in reply_hops(flow):
+        state = reply_state(flow.protocol, request_tracked=hop.node not in untracked)
+        hop = Hop(hop.node, dataclasses.replace(hop.packet, state=state))
+        decision = evaluate(hop.node, hop.packet)
+        trail.append((hop, decision))
+        if decision.verdict == "DROP":
+            return False, trail
+        if decision.untracked:
+            replies_untracked.add(hop.node)
+    for hop in hops(flow, "INVALID"):
+        tracked = (hop.node not in untracked, hop.node not in replies_untracked)
+        if follow_up_state(flow.protocol, *tracked) != "INVALID":
+            continue
         decision = evaluate(hop.node, hop.packet)
         trail.append((hop, decision))
         if decision.verdict == "DROP":

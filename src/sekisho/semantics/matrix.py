@@ -1727,38 +1727,103 @@ def _compute_matrix(
     seen: dict[str, dict[tuple[object, ...], BoolArray]] = {d: {} for d in DIRECTIONS}
 
     def reply_drops(proto: str, port: int | None) -> BoolArray | None:
-        """(K, K) [client, server]: the untracked stage drops the probe's replies at some
-        host endpoint they cross (verdict.py, ``_reply_stages``): out of a hostNetwork
-        server's endpoint, into a hostNetwork client's, or into the endpoint of a
-        workload client's node from off it. None: no doNotTrack policy, no drop."""
-        if not program.untracked or not host_stage:
+        """(K, K) [client, server]: the connection fails after its request passed: the
+        untracked stage drops the replies at some host endpoint they cross, or a node's
+        conntrack does not know one direction (verdict.py, ``_replies`` and
+        ``conntrack_at_node``, the rule's home being conntrack.py). The nodes: a
+        hostNetwork server's (its reply out of its endpoint), a workload server's (its
+        reply forwarded out, past no raw table), a hostNetwork client's (into its
+        endpoint), a workload client's (forwarded in through its node's endpoint). None:
+        no doNotTrack policy, no drop."""
+        if not program.untracked or not (host_stage or fwd_stage):
             return None
         from sekisho.model.calico import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND
+        from sekisho.semantics.conntrack import follow_up_state, reply_state
 
-        # In the replies' own terms: [server, client].
-        drops = np.zeros((ids.size, ids.size), dtype=np.bool_)
-        where = {"egress": host_pairs["egress"], "ingress": host_pairs["ingress"]}
-        crossings: list[tuple[list[_PreparedTier], Direction, BoolArray]] = [
-            (t, d, where[d]) for (st, d), t in host_stage.items() if st == "untracked"
-        ]
-        to_pod = None
-        if "untracked" in fwd_stage and off_node is not None:
-            to_pod = off_node & ids.has_fwd_hep[None, :]
-            crossings.append((fwd_stage["untracked"], "ingress", to_pod))
-        for prep, d, pairs in crossings:
-            # The failsafe ports' replies are accepted first (the other direction's).
-            ports = FAILSAFE_OUTBOUND if d == "ingress" else FAILSAFE_INBOUND
-            if port is not None and (proto, port) in ports:
-                continue
-            accepted, dropped = _stage_tables(ids, prep, d, proto, port, reply=True)
-            drops |= dropped & pairs
-            if pairs is to_pod:
-                # Accepted untracked into a workload's node: its own ingress policy
-                # decides the reply again.
-                tiers = _runs(ids, prepared["ingress"], proto, port, reply=True)
-                pod_ok = _walk_table(ids, prepared["ingress"], "ingress", proto, port, tiers=tiers)
-                drops |= accepted & ~pod_ok & pairs
-        return drops.T
+        k = ids.size
+        none = np.zeros((k, k), dtype=np.bool_)
+        invalid = reply_state(proto, request_tracked=False) == "INVALID"
+        next_invalid = follow_up_state(proto, request_tracked=True, reply_tracked=False)
+        next_invalid_b = next_invalid == "INVALID"
+
+        def stage(
+            key: tuple[str, str], pairs: BoolArray, *, reply: bool
+        ) -> tuple[BoolArray, BoolArray]:
+            """(accepted, dropped) of one stage (``fwd``: at the endpoint a workload's
+            traffic arrives through) on ``pairs``, for the request (in its own
+            orientation [client, server]) or the replies ([server, client])."""
+            d: Direction = "egress" if key[1] == "egress" else "ingress"
+            fwd = key[1] == "fwd"
+            prep = fwd_stage.get(key[0]) if fwd else host_stage.get((key[0], d))
+            if prep is None:
+                return none, none
+            failsafe = FAILSAFE_INBOUND if (d == "ingress") != reply else FAILSAFE_OUTBOUND
+            if port is not None and (proto, port) in failsafe:
+                return none, none
+            accepted, dropped = _stage_tables(ids, prep, d, proto, port, reply=reply)
+            return accepted & pairs, dropped & pairs
+
+        def reply_walk(tiers_prepared: list[_PreparedTier], d: Direction, **kw: bool) -> BoolArray:
+            tiers = _runs(ids, tiers_prepared, proto, port, reply=True)
+            return _walk_table(ids, tiers_prepared, d, proto, port, tiers=tiers, **kw)
+
+        fails = np.zeros((k, k), dtype=np.bool_)  # [client, server]
+        # The server's node: a hostNetwork server (its own endpoint, both tables).
+        hs = host_pairs.get("ingress", none)  # [client, server]
+        req_u, req_x = stage(("untracked", "ingress"), hs, reply=False)
+        pre_a, _ = stage(("prednat", "ingress"), hs & ~req_u & ~req_x, reply=False)
+        rep_u, rep_x = (a.T for a in stage(("untracked", "egress"), hs.T, reply=True))
+        fails |= rep_x
+        lone = req_u & ~rep_u & ~rep_x  # the request untracked, the reply not: no entry
+        if invalid:
+            fails |= lone
+        elif lone.any():
+            fails |= lone & ~reply_walk(prepared["egress"], "egress").T
+        if next_invalid_b:
+            fails |= rep_u & ~req_u & ~pre_a
+        # A workload server, forwarded in through its node's endpoint: its reply leaves
+        # by FORWARD, past no raw table (tracked there).
+        if off_node is not None and "untracked" in fwd_stage:
+            fs = off_node & ids.has_fwd_hep[None, :]
+            req_u, _ = stage(("untracked", "fwd"), fs, reply=False)
+            if invalid:
+                fails |= req_u
+            elif req_u.any() and fwd_prepared is not None:
+                ok = reply_walk(prepared["egress"], "egress") & reply_walk(
+                    fwd_prepared["egress"], "egress", forward=True
+                )
+                fails |= req_u & ~ok.T
+        # The client's node: a hostNetwork client (its own endpoint, both tables).
+        hc = host_pairs.get("egress", none)  # [client, server]
+        req_u, _ = stage(("untracked", "egress"), hc, reply=False)
+        rep_u, rep_x = (a.T for a in stage(("untracked", "ingress"), hc.T, reply=True))
+        fails |= rep_x
+        lone = req_u & ~rep_u & ~rep_x
+        if lone.any():
+            # Not tracked there, the reply meets the node's preDNAT policies first.
+            pre_a, pre_x = (a.T for a in stage(("prednat", "ingress"), hc.T, reply=True))
+            fails |= lone & pre_x
+            lone &= ~pre_a & ~pre_x
+            if invalid:
+                fails |= lone
+            else:
+                fails |= lone & ~reply_walk(prepared["ingress"], "ingress").T
+        if next_invalid_b:
+            fails |= rep_u & ~req_u
+        # A workload client, its replies forwarded in through its node's endpoint: its
+        # request was tracked there.
+        if off_node is not None and "untracked" in fwd_stage:
+            to_pod = off_node & ids.has_fwd_hep[None, :]  # [server, client]
+            rep_u, rep_x = stage(("untracked", "fwd"), to_pod, reply=True)
+            fails |= rep_x.T
+            if rep_u.any():
+                # Accepted untracked: the pod's own ingress policy decides it again, and
+                # TCP's next packets are INVALID there.
+                pod_ok = reply_walk(prepared["ingress"], "ingress")
+                fails |= (rep_u & ~pod_ok).T
+                if next_invalid_b:
+                    fails |= rep_u.T
+        return fails
 
     def tables(proto: str, port: int | None) -> tuple[BoolArray, BoolArray]:
         ig = _direction_table(ids, prepared["ingress"], "ingress", proto, port, seen["ingress"])

@@ -52,8 +52,9 @@ from sekisho.semantics.universe import Entity, IPAddress, Universe
 if TYPE_CHECKING:
     from sekisho.model.calico import HostEndpoint
 
-Ending = Literal["rule", "end-of-tier", "profile", "failsafe", "continue"]
-"""``continue``: an untracked or preDNAT stage where no rule decided (no drop there)."""
+Ending = Literal["rule", "end-of-tier", "profile", "failsafe", "continue", "invalid"]
+"""``continue``: an untracked or preDNAT stage where no rule decided (no drop there);
+``invalid``: conntrack found the packet INVALID at a node (:mod:`conntrack`)."""
 
 STAGE_NAMES: dict[Stage, str] = {
     "untracked": "doNotTrack",
@@ -162,6 +163,19 @@ class DirectionVerdict:
     """The untracked or preDNAT stage at :attr:`host` (program.py), or the normal walk."""
     reply: bool = False
     """A reply packet of the flow (server to client) through the untracked stage."""
+    ct: Literal["", "new", "invalid"] = ""
+    """At a node that did not track one direction of the connection (:mod:`conntrack`):
+    ``new``, a UDP reply walked as a new flow there (the request was accepted untracked);
+    ``invalid``, a packet dropped as INVALID there (:attr:`reply`: the reply, else the
+    client's next packets); :attr:`decided` is the doNotTrack rule that left the node
+    without state, :attr:`host` the node's endpoint."""
+    packet: str = ""
+    """``invalid``: the packet conntrack finds INVALID (a TCP SYN-ACK, ...)."""
+
+    @property
+    def node(self) -> str | None:
+        """The node this walk was at."""
+        return self.host.node if self.host is not None else self.endpoint.node_name
 
     @property
     def accepted(self) -> bool:
@@ -179,6 +193,22 @@ class DirectionVerdict:
 
     def because(self) -> str:
         """One line: what decided."""
+        if self.ct == "invalid":
+            assert self.decided is not None
+            r = self.decided
+            if self.reply:
+                return (
+                    f"reply dropped as INVALID at node {self.node}: the request was accepted "
+                    f"untracked by {r.policy.label} {r.rule.origin} and no doNotTrack rule "
+                    f"accepts the reply ({self.packet} with no conntrack entry is INVALID, "
+                    "and every endpoint chain drops ctstate INVALID)"
+                )
+            return (
+                f"the client's next packets dropped as INVALID at node {self.node}: the reply "
+                f"was accepted untracked by {r.policy.label} {r.rule.origin} but the request "
+                f"was tracked there ({self.packet}: conntrack saw the request and not the "
+                "reply)"
+            )
         if self.reply and self.stage == "untracked":
             if self.ending == "failsafe":
                 return (
@@ -241,13 +271,30 @@ class DirectionVerdict:
         return f"{head}: the profile allows"
 
     def lines(self) -> list[str]:
+        if self.ct == "invalid":
+            return [self.because()]
         head = f"{self.direction} of {self.endpoint.label}"
-        if self.reply and self.host is None:
+        if self.ct == "new":
+            where = (
+                f"forwarded out through host endpoint {self.host.name}, applyOnForward policies"
+                if self.forward and self.host is not None
+                else f"host endpoint {self.host.name}"
+                if self.host is not None
+                else "its own policy"
+            )
+            head = (
+                f"reply at node {self.node}: a new flow there (the request was accepted "
+                f"untracked, so the UDP reply is NEW to the node's conntrack): "
+                f"{self.direction} of {self.endpoint.label} ({where})"
+            )
+            if self.ending == "failsafe" or not self.tiers:
+                return [f"{head}: {self.because()}"]
+        elif self.reply and self.host is None:
             head = (
                 f"reply: ingress of {self.endpoint.label} (accepted untracked on the way in, "
                 "so not ESTABLISHED: its own policy decides it again)"
             )
-        if self.reply and self.host is not None:
+        elif self.reply and self.host is not None and self.stage == "untracked":
             head = (
                 f"reply at the doNotTrack stage of host endpoint {self.host.name} "
                 f"({self.direction}, {STAGE_WHERE['untracked']})"
@@ -256,8 +303,8 @@ class DirectionVerdict:
                 return [f"{head}: {self.because()}"]
         elif self.host is not None and self.stage != "normal":
             head = (
-                f"{STAGE_NAMES[self.stage]} stage at host endpoint {self.host.name} "
-                f"({self.direction}, {STAGE_WHERE[self.stage]})"
+                f"{'reply at the ' if self.reply else ''}{STAGE_NAMES[self.stage]} stage at "
+                f"host endpoint {self.host.name} ({self.direction}, {STAGE_WHERE[self.stage]})"
             )
             if not self.tiers:
                 return [f"{head}: {self.because()}"]
@@ -327,6 +374,7 @@ class DirectionVerdict:
             "forwarded": self.forward,
             "stage": STAGE_NAMES[self.stage],
             "reply": self.reply,
+            "conntrack": self.ct or None,
         }
 
 
@@ -362,16 +410,17 @@ class Verdict:
     that does not police it."""
     replies: tuple[DirectionVerdict, ...] = ()
     """The reply packets (server to client) through the untracked stage of every host
-    endpoint they cross, in path order (:func:`_reply_stages`); empty when the request
-    did not pass or the program has no doNotTrack policy."""
+    endpoint they cross and the conntrack of every node that left a direction untracked
+    (:func:`conntrack_at_node`: a reply INVALID or NEW there, the client's next packets
+    INVALID), in path order (:func:`_replies`); empty when the request did not pass or
+    the program has no doNotTrack policy."""
 
     @property
     def reply_dropped(self) -> DirectionVerdict | None:
-        """The untracked stage that drops the replies, if one does."""
-        for st in self.replies:
-            if not st.allowed:
-                return st
-        return None
+        """What drops the replies, else (:attr:`DirectionVerdict.ct` ``invalid``, not
+        :attr:`~DirectionVerdict.reply`) the client's next packets, if something does."""
+        failed = [st for st in self.replies if not st.allowed]
+        return next((st for st in failed if st.reply), failed[0] if failed else None)
 
     @property
     def replies_untracked(self) -> bool:
@@ -466,11 +515,19 @@ class Verdict:
         untracked = self.untracked
         dropped = self.reply_dropped
         if dropped is not None:
-            why = (
-                "the raw table sees every packet, replies of a tracked connection too"
-                if dropped.stage == "untracked"
-                else "accepted untracked into its node, the reply is not ESTABLISHED there"
-            )
+            if dropped.ct == "invalid":
+                why = "doNotTrack policies must accept both directions at a node, or neither"
+            elif dropped.ct == "new":
+                why = (
+                    "the request was accepted untracked there, so the UDP reply is a new "
+                    "flow that the node's own policies judge"
+                )
+            elif dropped.stage == "untracked":
+                why = "the raw table sees every packet, replies of a tracked connection too"
+            elif dropped.stage == "prednat":
+                why = "not tracked there, the reply meets the node's preDNAT policies"
+            else:
+                why = "accepted untracked into its node, the reply is not ESTABLISHED there"
             out.append(f"the request passes, but its replies do not: {dropped.because()}; {why}")
         elif self.allowed and untracked is not None and self.replies_untracked:
             out.append(
@@ -479,10 +536,14 @@ class Verdict:
             )
         elif self.allowed and untracked is not None and untracked.decided is not None:
             out.append(
-                f"replies are not tracked (accepted untracked by "
-                f"{untracked.decided.where()}): conntrack does not allow them, so the "
-                "return direction needs its own rule; sekisho walks replies through the "
-                "raw table only"
+                f"replies are not tracked where the request was accepted untracked (by "
+                f"{untracked.decided.where()}): each node judged them by what its own "
+                "conntrack knows (above)"
+            )
+        elif self.allowed and any(st.stage == "untracked" and st.accepted for st in self.replies):
+            out.append(
+                "replies pass: accepted untracked where a doNotTrack policy accepts them "
+                "(above), ESTABLISHED elsewhere"
             )
         elif self.allowed:
             out.append(
@@ -499,11 +560,7 @@ class Verdict:
             "port": f.port,
             "allowed": self.allowed,
             "reason": self.reason,
-            "replies_allowed": (
-                self.allowed
-                if self.untracked is None or self.replies_untracked or not self.allowed
-                else None
-            ),
+            "replies_allowed": self.allowed,
             "stages": [st.to_json() for st in self.stages],
             "replies": [st.to_json() for st in self.replies],
             "egress": self.egress.to_json() if self.egress is not None else None,
@@ -767,6 +824,8 @@ def walk(
             tuple(logged),
             host,
             forward,
+            stage,
+            reply,
         )
     if stage != "normal":
         return DirectionVerdict(
@@ -789,7 +848,17 @@ def walk(
     # direction, forwarded traffic is allowed in that direction".
     ok = host is None or forward or _default_allow(host)
     return DirectionVerdict(
-        direction, subject, ok, tuple(visits), None, "profile", tuple(logged), host, forward
+        direction,
+        subject,
+        ok,
+        tuple(visits),
+        None,
+        "profile",
+        tuple(logged),
+        host,
+        forward,
+        stage,
+        reply,
     )
 
 
@@ -951,6 +1020,7 @@ def verdict(
     # endpoint and is forwarded to a local workload"): a workload's traffic with anything
     # off its node.
     forward_egress = forward_ingress = None
+    in_host: HostEndpoint | None = None
     src_node = src.pod.node if src.is_workload and src.pod is not None else None
     dst_node = dst.pod.node if dst.is_workload and dst.pod is not None else None
     if src_node is not None and dst.node_name != src_node:
@@ -981,21 +1051,45 @@ def verdict(
     )
     replies: list[DirectionVerdict] = []
     if eg_ok and in_ok and program.untracked:
-        # Where the replies cross a host endpoint, in their path's order: out of the
-        # server's node (it is the destination's own traffic), into the client's node
-        # (its own traffic, or a pod's forwarded back through its node's endpoint).
-        crossings: list[tuple[Direction, Endpoint, HostEndpoint]] = []
+        # The nodes the replies cross, in their path's order: the server's (its own
+        # reply out of its host endpoint, or a pod's forwarded out), then the client's
+        # (into the node itself, or forwarded to a pod through its node's endpoint).
+        def accepted_at(direction: Direction, stage: Stage) -> DirectionVerdict | None:
+            return next(
+                (
+                    st
+                    for st in stages
+                    if st.direction == direction and st.stage == stage and st.accepted
+                ),
+                None,
+            )
+
+        nodes: list[ReplyNode] = []
         if dst_host is not None and not dst.is_workload and not from_own_pod:
-            crossings.append(("egress", dst, dst_host))
+            nodes.append(
+                ReplyNode(
+                    "server",
+                    dst,
+                    dst_host,
+                    True,
+                    True,
+                    accepted_at("ingress", "untracked"),
+                    accepted_at("ingress", "prednat"),
+                )
+            )
+        elif in_host is not None:
+            nodes.append(
+                ReplyNode("server", dst, in_host, False, False, accepted_at("ingress", "untracked"))
+            )
         if src_host is not None and not src.is_workload and not same_node:
-            crossings.append(("ingress", src, src_host))
-        to_pod = None
-        if src_node is not None and dst.node_name != src_node:
+            nodes.append(
+                ReplyNode("client", src, src_host, True, True, accepted_at("egress", "untracked"))
+            )
+        elif src_node is not None and dst.node_name != src_node:
             back = node_host_endpoint(cluster, src_node, _node_ip(cluster, src_node))
             if back is not None:
-                crossings.append(("ingress", src, back))
-                to_pod = back
-        replies = _reply_stages(program, universe, flow, crossings, to_pod)
+                nodes.append(ReplyNode("client", src, back, True, False))
+        replies = _replies(program, universe, flow, nodes)
     reply_ok = all(st.allowed for st in replies)
     allowed = eg_ok and in_ok and reply_ok
     if not eg_ok and not in_ok:
@@ -1055,39 +1149,191 @@ def reply_flow(flow: Flow) -> Flow:
 # replies first ("We're in the raw table, before conntrack, so we need to allow
 # response traffic", felix/rules/static.go: a source port of the other direction's
 # failsafe ports). A drop there fails the connection: the flow is denied
-# (``reply-denied``). An allow accepts the reply untracked; no decision lets it on
-# (conntrack then knows a tracked connection's reply). The reply's destination port is
+# (``reply-denied``). An allow accepts the reply untracked; no decision lets it on to
+# the node's conntrack, which judges it by what it knows of the request
+# (:func:`conntrack_at_node`). The reply's destination port is
 # the client's ephemeral one, treated as a request's source port is: a rule on it
 # matches only when it holds every ephemeral port or none
 # (:func:`~sekisho.semantics.program.source_ports_cover`). A reply accepted untracked on
 # its way into a workload client's node is not ESTABLISHED there (NOTRACK): as any
 # packet the untracked stage accepted (``Verdict.established``), the client pod's own
 # ingress policy decides it again ("A workload's own policy still applies", program.py).
-def _reply_stages(
-    program: Program,
-    universe: Universe,
-    flow: Flow,
-    crossings: list[tuple[Direction, Endpoint, HostEndpoint]],
-    to_pod: HostEndpoint | None = None,
+# The nodes: :class:`ReplyNode`, walked by :func:`_replies`.
+@dataclass(frozen=True, slots=True)
+class ReplyNode:
+    """A node the replies of a connection cross, with what its conntrack knows."""
+
+    role: Literal["server", "client"]
+    subject: Endpoint
+    """The connection's end on this node."""
+    host: HostEndpoint
+    """The node's host endpoint."""
+    raw: bool
+    """The replies cross its raw table: the node's own reply out of it (raw OUTPUT), or
+    a reply arriving on it (raw PREROUTING); a pod's reply forwarded out does not."""
+    own: bool
+    """The end is the node itself (a node, a hostNetwork pod), not a pod on it."""
+    request: DirectionVerdict | None = None
+    """The untracked stage that accepted the request here: no conntrack entry."""
+    prednat: DirectionVerdict | None = None
+    """The preDNAT stage that accepted the request here (a server node itself)."""
+
+
+def _replies(
+    program: Program, universe: Universe, flow: Flow, nodes: list[ReplyNode]
 ) -> list[DirectionVerdict]:
+    """The replies through each node's raw table (:attr:`ReplyNode.raw`), then its
+    conntrack (:func:`conntrack_at_node`), in path order, up to the first drop."""
     back = reply_flow(flow)
     untracked = program.stage("untracked")
     out: list[DirectionVerdict] = []
-    for direction, subject, host in crossings:
-        failsafe = _failsafe(host, direction, subject, flow, reply=True)
-        if failsafe is not None:
-            out.append(failsafe)
-            continue
-        v = walk(untracked, universe, direction, subject, back, host, stage="untracked", reply=True)
-        out.append(v)
-        if not v.allowed:
+    for node in nodes:
+        direction: Direction = "egress" if node.role == "server" else "ingress"
+        raw: DirectionVerdict | None = None
+        if node.raw:
+            failsafe = _failsafe(node.host, direction, node.subject, flow, reply=True)
+            if failsafe is not None:
+                # Accepted in raw without NOTRACK, as the request was: ESTABLISHED.
+                out.append(failsafe)
+                continue
+            v = walk(
+                untracked,
+                universe,
+                direction,
+                node.subject,
+                back,
+                node.host,
+                stage="untracked",
+                reply=True,
+            )
+            out.append(v)
+            if not v.allowed:
+                break
+            raw = v if v.accepted else None
+        if not conntrack_at_node(program, universe, flow, node, raw, out):
             break
-        if host is to_pod and v.accepted:
-            pod = walk(program, universe, "ingress", subject, back, reply=True)
+    return out
+
+
+_INVALID_REPLY = {"TCP": "a TCP SYN-ACK", "SCTP": "an SCTP INIT-ACK", "ICMP": "an ICMP echo reply"}
+_INVALID_NEXT = {"TCP": "the handshake's ACK", "SCTP": "the handshake's COOKIE-ECHO"}
+
+
+# Each node keeps its own conntrack (sekisho.semantics.conntrack, the rule's home, with
+# Calico's and the kernel's words): where a doNotTrack policy accepted the request
+# untracked and none accepts the reply there, the reply is a packet of no connection the
+# node knows: INVALID (a TCP SYN-ACK, an ICMP echo reply), which every endpoint chain
+# drops ("ctstate INVALID -j DROP", Felix's and ours), unless the node's preDNAT policies
+# accept it on its way to the node itself (mangle, before the filter table's INVALID
+# check); NEW for UDP, a new flow in the reverse direction that the node's normal
+# policies judge (the server's egress, forwarded out through its node's endpoint; the
+# client node's ingress). Where the request was tracked and a doNotTrack policy accepted
+# the reply untracked, the reply passes (to a pod, the pod's own policy decides it
+# again: not ESTABLISHED), but TCP's next packets from the client are INVALID there
+# (conntrack saw the SYN, not the SYN-ACK) and dropped, unless the preDNAT policies that
+# accepted the request at the server's node accept them too.
+def conntrack_at_node(
+    program: Program,
+    universe: Universe,
+    flow: Flow,
+    node: ReplyNode,
+    raw: DirectionVerdict | None,
+    out: list[DirectionVerdict],
+) -> bool:
+    """Whether the reply gets past ``node``'s conntrack; the walks and drops recorded in
+    ``out`` (the client's next packets dropped there too, the reply going on).
+    ``raw``: the untracked stage that accepted the reply there, if one did."""
+    from sekisho.semantics.conntrack import follow_up_state, reply_state
+
+    back = reply_flow(flow)
+    there: Direction = "egress" if node.role == "server" else "ingress"
+    if node.request is not None and raw is None:
+        if node.role == "client" and node.own and program.pre_dnat:
+            pre = walk(
+                program.stage("prednat"),
+                universe,
+                "ingress",
+                node.subject,
+                back,
+                node.host,
+                stage="prednat",
+                reply=True,
+            )
+            if pre.ending == "rule":
+                out.append(pre)
+                return pre.allowed
+        assert node.request.decided is not None
+        if reply_state(flow.protocol, request_tracked=False) == "INVALID":
+            out.append(_invalid(node, there, node.request.decided, flow.protocol, reply=True))
+            return False
+        for w in _new_reply_walks(program, universe, node, back):
+            out.append(w)
+            if not w.allowed:
+                return False
+        return True
+    if raw is not None and node.request is None:
+        if node.role == "client" and not node.own:
+            pod = walk(program, universe, "ingress", node.subject, back, reply=True)
             out.append(pod)
             if not pod.allowed:
-                break
-    return out
+                return False
+        state = follow_up_state(flow.protocol, request_tracked=True, reply_tracked=False)
+        if state == "INVALID" and node.prednat is None:
+            # The reply goes on (the connection fails after it): recorded, walked on.
+            assert raw.decided is not None
+            here: Direction = "ingress" if node.role == "server" else "egress"
+            out.append(_invalid(node, here, raw.decided, flow.protocol, reply=False))
+    return True
+
+
+def _new_reply_walks(
+    program: Program, universe: Universe, node: ReplyNode, back: Flow
+) -> list[DirectionVerdict]:
+    """A reply that is NEW at ``node``: the normal policies it meets there, as a flow of
+    its own (the host endpoint's; a pod's own egress, then its node's applyOnForward
+    policies as it is forwarded out)."""
+    import dataclasses
+
+    if node.role == "client":
+        walks = [walk(program, universe, "ingress", node.subject, back, node.host, reply=True)]
+    elif node.own:
+        walks = [walk(program, universe, "egress", node.subject, back, node.host, reply=True)]
+    else:
+        walks = [
+            walk(program, universe, "egress", node.subject, back, reply=True),
+            walk(
+                program.forwarded(),
+                universe,
+                "egress",
+                node.subject,
+                back,
+                node.host,
+                forward=True,
+                reply=True,
+            ),
+        ]
+    return [dataclasses.replace(w, ct="new") for w in walks]
+
+
+def _invalid(
+    node: ReplyNode, direction: Direction, rule: RuleResult, protocol: str, *, reply: bool
+) -> DirectionVerdict:
+    words = (_INVALID_REPLY if reply else _INVALID_NEXT).get(protocol, f"a {protocol} packet")
+    return DirectionVerdict(
+        direction,
+        node.subject,
+        False,
+        (),
+        rule,
+        "invalid",
+        (),
+        node.host,
+        False,
+        "normal",
+        reply,
+        "invalid",
+        words,
+    )
 
 
 def _stages(
