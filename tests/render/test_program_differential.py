@@ -93,7 +93,7 @@ def check(
             got, trail = enforce(flow, evaluate)
             where = f"{backend}: {src.label} -> {dst.label} {flow.service}"
             if got and prog.untracked:
-                # The replies through the raw table too (verdict.py: _reply_stages), at
+                # The replies through the raw table too (verdict.py: _replies), at
                 # a port the kernel could pick, unless the walk said a rule's match on
                 # it depends on which one it picks.
                 back, rtrail = enforce_replies(flow, evaluate)

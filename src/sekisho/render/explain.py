@@ -71,7 +71,11 @@ def explain_enforcement(
     if allowed and compile_program(cluster).untracked:
         # The raw table sees the replies too (the walk walks them: semantics/verdict.py).
         allowed, back = enforce_replies(flow, evaluate)
-        lines.append("  replies (ESTABLISHED, to the client's ephemeral port):")
+        lines.append(
+            "  replies (to the client's ephemeral port; each node's conntrack state:"
+            " ESTABLISHED where it tracked the request, else INVALID, or NEW for UDP;"
+            " then TCP's next packets where only the reply was untracked, INVALID):"
+        )
         _hop_lines(lines, back, node, ruleset)
         if not allowed:
             lines.append("  the replies are dropped: the connection fails")
@@ -92,6 +96,7 @@ def _hop_lines(
             f"{hop.node} {p.hook}"
             + (f" in={p.iif}" if p.iif else "")
             + (f" out={p.oif}" if p.oif else "")
+            + (f" {p.state}" if p.state != "NEW" else "")
         )
         because = "" if d.because == d.rule else f" (because: {d.because})"
         table = "" if d.table == "filter" else f" in {d.table}"

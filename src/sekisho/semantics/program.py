@@ -48,9 +48,10 @@ traffic".
 Felix's failsafe ports come first in each stage (a failsafe packet skips the
 untracked and preDNAT stages). Replies of a connection the untracked stage accepted
 are not in conntrack: "there will be no conntrack state for the return packets to
-match", so its return direction needs a rule of its own (:mod:`verdict` says so). The
-raw table has no conntrack check: the untracked stage sees the replies of a tracked
-connection too, and the walk walks them (:func:`verdict._reply_stages`).
+match", so its return direction needs a rule of its own; each node judges the packets
+it did not track by their own state (:mod:`sekisho.semantics.conntrack`). The raw
+table has no conntrack check: the untracked stage sees the replies of a tracked
+connection too, and the walk walks them (:func:`verdict._replies`).
 
 Matches are on addresses, as the kernel matches them: a selector is the set of
 the addresses of the entities it selects (and the nets of the network sets it

@@ -16,7 +16,9 @@ in one place:
   destination meets only the source's egress.
 * Replies of an allowed connection are allowed (conntrack), shown on the verdict,
   except that the raw table sees them too: they are walked through the untracked
-  (doNotTrack) stage of every host endpoint they cross (:func:`_reply_stages`).
+  (doNotTrack) stage of every host endpoint they cross, then through the conntrack
+  of each node, which may not know the request or the reply (:func:`_replies`,
+  :func:`conntrack_at_node`; the rule's home is :mod:`sekisho.semantics.conntrack`).
 """
 
 from __future__ import annotations
