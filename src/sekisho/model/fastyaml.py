@@ -32,6 +32,8 @@ _TYPED_IN_1_1 = frozenset(
 )
 """Strings for YAML 1.2 that YAML 1.1 reads as booleans (or as the value and merge keys)."""
 _DIGITS_OR_SIGN = frozenset("0123456789+-")
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
+"""What ``str.isprintable`` accepts among ASCII characters (" " to "~"), and the newline."""
 
 
 def _text_agrees(text: str) -> bool:
@@ -44,9 +46,22 @@ def _text_agrees(text: str) -> bool:
             return False
     # Flow collections other than the empty {} and [] are left to libyaml: the two
     # parsers part on odd flow content (an indicator starting a scalar, empty keys).
-    if text.count("{") != text.count("{}") or text.count("[") != text.count("[]"):
-        return False
-    if not text.replace("\n", "").isprintable():  # tabs, CR, control, BOM, line separators
+    # Every "{" must be followed by "}" (the same as counting both; a jump from one
+    # "{" to the next instead of two counts over the whole text).
+    for opening, empty in (("{", "{}"), ("[", "[]")):
+        at = text.find(opening)
+        while at >= 0:
+            if not text.startswith(empty, at):
+                return False
+            at = text.find(opening, at + 2)
+    # Tabs, CR, control characters, BOM, line separators: anything not printable but
+    # the newline. For an ASCII text (a manifest nearly always) the printable characters
+    # are " " to "~", and deleting them and the newlines from its bytes leaves nothing;
+    # that is C's byte table instead of str.isprintable's per-character lookup.
+    if text.isascii():
+        if text.encode("ascii").translate(None, _PRINTABLE_ASCII):
+            return False
+    elif not text.replace("\n", "").isprintable():
         return False
     # Scan for a zero before a digit or "o" (fast, a few thousand hits a megabyte: 8080,
     # 10.0.0.1), then check each hit as a whole token.
