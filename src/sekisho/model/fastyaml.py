@@ -16,7 +16,11 @@ import yaml_rs
 
 _LEADING_ZERO = re.compile(r"(?<![\w.:/'\"-])[-+]?0(?:[0-9_]+|[oO][0-7_]+)(?![\w.:-])")
 """A number with a leading zero: 0755 is 493 in YAML 1.1 (octal) and 755 in 1.2."""
-_ZERO = re.compile(r"0[0-9_oO]")
+_ZERO = re.compile(r"0(?<![\w.:/'\"]0)(?<![\w.:/'\"-]-0)[0-9_oO]")
+"""Where :data:`_LEADING_ZERO` may match, found by a scan for "0" (fast): a zero before a
+digit or "o", unless what precedes it rules both of the checks below out (a word
+character, ``.:/'"`` or, after a "-", one of those or "-" before that), so
+that 8080, 10.0.0.1 or node-000 are not each checked."""
 _INDICATORS = (
     ("?", (" ? ", "\n? ", "- ? ")),
     (" :", (" : ", " :\n")),
@@ -63,15 +67,20 @@ def _text_agrees(text: str) -> bool:
             return False
     elif not text.replace("\n", "").isprintable():
         return False
-    # Scan for a zero before a digit or "o" (fast, a few thousand hits a megabyte: 8080,
-    # 10.0.0.1), then check each hit as a whole token.
+    return not _has_leading_zero(text)
+
+
+def _has_leading_zero(text: str) -> bool:
+    """Whether a number with a leading zero (:data:`_LEADING_ZERO`) is in the text: a
+    scan for a zero before a digit or "o" where a number could start, then each hit
+    checked as a whole token."""
     for hit in _ZERO.finditer(text):
         at = hit.start()
         if _LEADING_ZERO.match(text, at) or (
             at and text[at - 1] in "+-" and _LEADING_ZERO.match(text, at - 1)
         ):
-            return False
-    return True
+            return True
+    return False
 
 
 def _values_agree(root: Any) -> bool:
