@@ -147,7 +147,56 @@ def policy(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
+def calico_event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
+    """A Calico object put or deleted: policies (patched; the renderer recompiles the
+    program only), network sets (a namespaced one makes its namespace's label change a
+    rebuild), a tier (a policy in a tier that is not there is refused)."""
+    roll = rng.random()
+    v3 = "projectcalico.org/v3"
+    if roll < 0.15:
+        gone = [k for k in client.store if "projectcalico.org" in k]
+        return {rng.choice(gone): None} if gone else {}
+    if roll < 0.65:
+        kind = rng.choice(["GlobalNetworkPolicy", "NetworkPolicy", "StagedGlobalNetworkPolicy"])
+        tier = rng.choice(["default", "default", "security"])
+        name = f"cp{rng.randrange(3)}"
+        meta: dict[str, Any] = {"name": name if tier == "default" else f"{tier}.{name}"}
+        if kind == "NetworkPolicy":
+            meta["namespace"] = rng.choice("ab")
+        rule: dict[str, Any] = {
+            "action": rng.choice(["Allow", "Deny", "Pass"]),
+            "source": rng.choice(
+                [{"namespaceSelector": "team == 'red'"}, {"selector": "role == 'x'"}, {}]
+            ),
+        }
+        if rng.random() < 0.5:
+            rule["protocol"] = "TCP"
+            rule["destination"] = {"ports": [80 + rng.randrange(3)]}
+        spec: dict[str, Any] = {
+            "tier": tier,
+            "order": rng.randrange(4) * 10,
+            "selector": rng.choice(["app == 'web'", "app == 'db'", "all()"]),
+            "ingress": [rule],
+        }
+        if kind.startswith("Staged"):
+            spec["stagedAction"] = "Set"
+        obj = {"apiVersion": v3, "kind": kind, "metadata": meta, "spec": spec}
+    elif roll < 0.85:
+        kind = rng.choice(["GlobalNetworkSet", "NetworkSet"])
+        meta = {"name": f"set{rng.randrange(2)}", "labels": {"role": rng.choice("xy")}}
+        if kind == "NetworkSet":
+            meta["namespace"] = rng.choice("ab")
+        nets = [f"172.16.{rng.randrange(4)}.0/24"]
+        obj = {"apiVersion": v3, "kind": kind, "metadata": meta, "spec": {"nets": nets}}
+    else:
+        obj = {"apiVersion": v3, "kind": "Tier", "metadata": {"name": "security"}, "spec": {}}
+        obj["spec"]["order"] = rng.randrange(1, 4) * 100
+    return {key_of(obj): encode(obj)}
+
+
 def event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
+    if rng.random() < 0.25:
+        return calico_event(rng, client)
     roll = rng.random()
     i = rng.randrange(14)
     if roll < 0.35:
@@ -162,7 +211,7 @@ def event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
     if roll < 0.8:
         pols = [k for k in client.store if "/NetworkPolicy/" in k]
         return {rng.choice(pols): None} if pols else {}
-    if roll < 0.84:
+    if roll < 0.86:
         ns = namespace(rng.choice("abc"), rng.choice(["red", "blue"]))
         return {key_of(ns): encode(ns)}
     if roll < 0.87:

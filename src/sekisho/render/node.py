@@ -39,6 +39,7 @@ from sekisho.model.calico import (
     DEFAULT_ALLOW_PROFILE,
     FAILSAFE_INBOUND,
     FAILSAFE_OUTBOUND,
+    CalicoResources,
     HostEndpoint,
 )
 from sekisho.model.reader import paused_gc
@@ -477,15 +478,26 @@ class NodeRenderer:
             changed = self._program_changed(cluster)
         self._inputs = inputs
         pod_changes = _diff(old.pods, cluster.pods)
+        relabelled = _relabelled(old, cluster)
+        if relabelled:
+            # Their pods' entities carry the namespace's labels: each is a changed pod.
+            for ns in relabelled:
+                self._ns_parts.pop(ns, None)
+            self._label_maps = {k: v for k, v in self._label_maps.items() if k[0] not in relabelled}
+            moved = {key for key, _, _ in pod_changes}
+            pod_changes += [
+                (key, pod, pod)
+                for key, pod in self.pods.items()
+                if pod.namespace in relabelled and key not in moved and not pod.host_network
+            ]
         if len(pod_changes) >= BATCH:
             self._pods_changed(pod_changes)
         else:
             for key, old_pod, new_pod in pod_changes:
                 self._pod_changed(key, old_pod, new_pod)
         if changed:
-            for key in list(self.pods):
-                if self._is_local(self.pods[key]):
-                    self._refresh_endpoint(key, changed)
+            for key in list(self.endpoints):  # the local pods' (not a walk of every pod)
+                self._refresh_endpoint(key, changed)
             self._refresh_host()
         return self._take_delta()
 
@@ -547,12 +559,24 @@ class NodeRenderer:
 
     @staticmethod
     def _structural(old: Cluster, new: Cluster) -> bool:
+        """Whether a change needs :meth:`_rebuild`: one of a field the incremental path does
+        not follow. Calico's tiers and policies are read only by the program (followed
+        through :func:`program_inputs`), and a namespace's labels only by its pods'
+        entities (:meth:`_update` takes them as pod changes), unless a NetworkSet is in it."""
         for f in dataclasses.fields(Cluster):
             if f.name in _POD_FIELDS:
                 continue
             a, b = getattr(old, f.name), getattr(new, f.name)
-            if a is not b and a != b:
-                return True
+            if a is b or a == b:
+                continue
+            if f.name == "calico" and _same_entities(a, b):
+                continue
+            if f.name == "namespaces":
+                moved = _relabelled(old, new)
+                sets = new.calico.network_sets if new.calico else ()
+                if not any(n.namespace in moved for n in sets):
+                    continue
+            return True
         return False
 
     def _rebuild(self, cluster: Cluster) -> Delta:
@@ -1058,6 +1082,26 @@ class NodeRenderer:
         del self.members[skey]
         self._delta.sets.discard(skey)
         self._delta.removed_sets.add(skey)
+
+
+_ENTITY_FIELDS = ("network_sets", "host_endpoints", "service_accounts")
+"""Calico's objects the renderer's entities are made of (the others only the program reads)."""
+
+
+def _same_entities(a: CalicoResources | None, b: CalicoResources | None) -> bool:
+    for name in _ENTITY_FIELDS:
+        x, y = getattr(a, name, ()), getattr(b, name, ())
+        if x is not y and x != y:
+            return False
+    return True
+
+
+def _relabelled(old: Cluster, new: Cluster) -> set[str]:
+    """Namespaces whose labels (as pods see them) differ between two snapshots."""
+    a, b = old.namespaces, new.namespaces
+    if a is b:
+        return set()
+    return {n for n in a.keys() | b.keys() if old.namespace_labels(n) != new.namespace_labels(n)}
 
 
 def _diff(old_seq: Sequence[_K], new_seq: Sequence[_K]) -> list[tuple[str, _K | None, _K | None]]:
