@@ -46,7 +46,7 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   ``NftApplier.deltas`` off: a changed set flushed and refilled).
 * scale and churn also print the agent's stages per sync (load, render, apply)
   and how many loads were patches of the last good cluster rather than whole
-  loads (``model.load.patch_parts``).
+  loads (``model.patch.patch_parts``).
 * fanout: ``--watchers`` watch streams (threads, the work of an agent without a
   dataplane) on one etcd holding ``--pods`` pods; time for all to list
   (a cold start of every node), delivery of ``--changes`` puts to every

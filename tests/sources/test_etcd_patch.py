@@ -1,6 +1,6 @@
 """The etcd source's incremental path against a from-scratch build, over random event sequences.
 
-The source applies each watch event to its last good cluster (``model.load.patch_parts``)
+The source applies each watch event to its last good cluster (``model.patch.patch_parts``)
 when the model can patch it, and loads the snapshot whole otherwise. After every batch
 of events the patched cluster must equal a full load of the same snapshot (or both
 refuse it with the same problems), and the ruleset rendered incrementally from the
@@ -180,7 +180,28 @@ def calico_event(rng: random.Random, client: FakeClient) -> dict[str, bytes | No
         }
         if kind.startswith("Staged"):
             spec["stagedAction"] = "Set"
+        elif kind == "GlobalNetworkPolicy" and rng.random() < 0.3:
+            # host endpoints' stages: the renderer's host chains follow the program
+            spec["selector"] = "has(host)"
+            spec.update(rng.choice([{"doNotTrack": True}, {"preDNAT": True}, {}]))
+            spec["applyOnForward"] = True
+            if spec.get("preDNAT"):
+                spec["ingress"][0]["action"] = rng.choice(["Allow", "Deny"])
+                spec["ingress"][0].pop("destination", None)
+                spec["ingress"][0].pop("protocol", None)
         obj = {"apiVersion": v3, "kind": kind, "metadata": meta, "spec": spec}
+    elif roll < 0.75:
+        n = rng.randrange(2)
+        obj = {
+            "apiVersion": v3,
+            "kind": "HostEndpoint",
+            "metadata": {"name": f"n{n}-eth0", "labels": {"host": f"n{n}"}},
+            "spec": {
+                "node": f"n{n}",
+                "interfaceName": "eth0",
+                "expectedIPs": [f"192.168.1.{10 + n}"],
+            },
+        }
     elif roll < 0.85:
         kind = rng.choice(["GlobalNetworkSet", "NetworkSet"])
         meta = {"name": f"set{rng.randrange(2)}", "labels": {"role": rng.choice("xy")}}

@@ -189,7 +189,7 @@ _finish = load_read  # the name the file source first used
 class PartCache:
     """Each object's own parse, kept between loads by a caller that knows which objects
     did not change (the etcd source: key and revision). See :func:`load_parts` and
-    :func:`patch_parts`."""
+    :func:`sekisho.model.patch.patch_parts`."""
 
     def __init__(self) -> None:
         self.parts: dict[object, _Part] = {}
@@ -197,9 +197,10 @@ class PartCache:
         """Objects whose parse the last load reused."""
         self.base: Base | None = None
         """The last good load's cluster and what a patch checks against; None when that
-        cluster cannot be patched (see :func:`patch_parts`) or the last load failed."""
+        cluster cannot be patched (see :func:`sekisho.model.patch.patch_parts`) or the
+        last load failed."""
         self.patched = 0
-        """Loads done by :func:`patch_parts` so far."""
+        """Loads done by :func:`sekisho.model.patch.patch_parts` so far."""
 
 
 _Part = tuple[Drafts, list[Issue], int, tuple[tuple[str, Any], ...]]
@@ -313,18 +314,6 @@ def load_parts(
             warnings=unsupported + tuple(resolve(drafts.notes, {})),
             unsupported=unsupported,
         )
-
-
-def patch_parts(
-    cache: PartCache,
-    changes: Sequence[tuple[str, object | None, RawObject | None]],
-    cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
-) -> Cluster | None:
-    """:func:`sekisho.model.patch.patch_parts` (the last good cluster with ``changes``
-    applied, or None when only a full load can take them)."""
-    from sekisho.model import patch
-
-    return patch.patch_parts(cache, changes, cluster_cidr)
 
 
 def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluster:
