@@ -1,6 +1,6 @@
 """The patch of the last good cluster (``model.patch.patch_parts``) against a full load.
 
-Random sequences of changes to every kind the patch takes (pods, Kubernetes
+Random sequences of changes to every kind the patch takes (nodes, pods, Kubernetes
 NetworkPolicies, Namespaces, cluster-wide policies, Calico's policies, staged
 policies, tiers, network sets, host endpoints, service accounts), good and bad
 ones: after each batch the patched cluster must equal a full load of the same
@@ -30,6 +30,27 @@ def node(i: int) -> Obj:
         "spec": {"podCIDR": f"10.244.{i}.0/24"},
         "status": {"addresses": [{"type": "InternalIP", "address": f"192.168.1.{10 + i}"}]},
     }
+
+
+@st.composite
+def node_change(draw: st.DrawFn) -> Obj:
+    """A node's labels or taints changed, a node added or given another node's address or
+    an overlapping podCIDR (refused), or one without addresses (the join assigns them)."""
+    i = draw(st.integers(0, 3))
+    obj = node(i)
+    obj["metadata"]["labels"]["zone"] = draw(st.sampled_from(["z0", "z1"]))
+    if draw(st.booleans()):
+        obj["spec"]["unschedulable"] = True
+    roll = draw(st.integers(0, 12))
+    if roll == 0:
+        obj["status"]["addresses"][0]["address"] = f"192.168.1.{10 + draw(st.integers(0, 3))}"
+    elif roll == 1:
+        obj["spec"]["podCIDR"] = "10.244.0.0/16"
+    elif roll == 2:
+        del obj["status"]
+    elif roll == 3:
+        obj["status"]["addresses"][0]["address"] = "10.244.0.12"  # a pod's, maybe
+    return obj
 
 
 NS = ("a", "b", "c")

@@ -364,9 +364,16 @@ def test_a_patch_takes_only_what_changed() -> None:
     assert third.policies is second.policies
     assert [p.name for p in third.pods] == [p["metadata"]["name"] for p in pods if p is not pods[2]]
     assert all(any(a is b for b in second.pods) for a in third.pods)
-    # A node change is not patched: the full load, the same result as one.
+    # A node with its addresses is patched in; one without is the full load (the join
+    # assigns them), the same result as one.
     client.write({key_of(node(1)): encode(node(1))})
     source._follow()
     assert source.load() == snapshot_cluster(Snapshot(client.revision, dict(store)), PREFIX)
-    assert source.parts.patched == 2
+    assert source.parts.patched == 3
+    bare = node(2)
+    del bare["status"]
+    client.write({key_of(bare): encode(bare)})
+    source._follow()
+    assert source.load() == snapshot_cluster(Snapshot(client.revision, dict(store)), PREFIX)
+    assert source.parts.patched == 3
     assert json.loads(store[key_of(node(1))].value)["metadata"]["name"] == "n1"

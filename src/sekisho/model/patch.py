@@ -1,20 +1,21 @@
 """Patching the last good cluster with a few changed objects, without a join.
 
-A change of an object that makes exactly one item of the cluster (a pod, a
-NetworkPolicy, a Namespace, a cluster-wide policy, a Calico policy, staged
-policy, tier, network set, host endpoint or service account) needs no join
-when the cluster's join is trivial for it: every pod names a defined node and
-gives its own address (as pods an API server writes do), and no workload
-expands into pods. Then the join of the whole (placement, IPAM, Calico's
-cross-object checks) gives every other object what it gave before, and the
-changed objects what the patch gives them, each in its sorted place. The join's
-checks that one object can fail are made here against indexes of the last good
-load (a taken address, a duplicate, a Calico policy's tier or Calico name, a
-host endpoint's node, a tier still in use); a change that fails one, or that
-the patch cannot take (a node, a workload, a pod without an address, a
-dual-stack one, any problem, warning or kind not above), is left to the full
-load, which is the reference: tests hold the patched cluster equal to a full
-load over random changes.
+A change of an object that makes exactly one item of the cluster (a node, a
+pod, a NetworkPolicy, a Namespace, a cluster-wide policy, a Calico policy,
+staged policy, tier, network set, host endpoint or service account) needs no
+join when the cluster's join is trivial for it: every pod names a defined node
+and gives its own address (as pods an API server writes do), every node gives
+its InternalIP and podCIDR, and no workload expands into pods. Then the join of
+the whole (placement, IPAM, Calico's cross-object checks) gives every other
+object what it gave before, and the changed objects what the patch gives them,
+each in its sorted place. The join's checks that one object can fail are made
+here against indexes of the last good load (a taken address, a duplicate, an
+overlapping podCIDR, a pod's or host endpoint's node, a Calico policy's tier or
+Calico name, a tier still in use); a change that fails one, or that the patch
+cannot take (a workload, a pod or node without its addresses, a dual-stack
+one, any problem, warning or kind not above), is left to the full load, which
+is the reference: tests hold the patched cluster equal to a full load over
+random changes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sekisho.model.types import Cluster, Namespace, Node
 _Key = Callable[[Any], tuple[str, ...]]
 
 _SLOTS: dict[str, _Key] = {
+    "nodes": lambda n: (n.name,),
     "pods": lambda p: (p.namespace, p.name),
     "policies": lambda p: (p.namespace, p.name),
     "cluster_policies": lambda p: (p.kind, p.name),
@@ -104,7 +106,7 @@ def base_of(
         cluster_cidr,
         names,
         nodes,
-        {int(n.internal_ip) for n in cluster.nodes},
+        {int(ip) for n in cluster.nodes for ip in n.ips},
         {int(p.ip): p.key for p in cluster.pods if p.ip is not None and not p.host_network},
         set(drafts.seen),
         mentioned,
@@ -144,6 +146,10 @@ def _simple(part: _Part, base: Base) -> _Item | None:
     name, (item,) = made[0]
     if name == "pods" and not _placed(item, base.nodes):
         return None
+    if name == "nodes" and (
+        item.internal_ip is None or item.pod_cidr is None or item.other_ips or item.other_pod_cidrs
+    ):
+        return None  # addresses the join assigns, or dual stack
     return name, item[0] if name in _WITH_REPORT else item
 
 
@@ -193,10 +199,11 @@ def patch_parts(
     if not olds and not news:
         cache.patched += 1
         return base.cluster
-    if not _joins(cache, base, olds, news):
+    nodes = _joins(cache, base, olds, news)
+    if nodes is None:
         return None
     try:
-        return _apply(cache, base, olds, news)
+        return _apply(cache, base, olds, news, nodes)
     except BaseException:
         cache.base = None  # half applied: the next load is a full one
         raise
@@ -207,26 +214,39 @@ def _joins(
     base: Base,
     olds: list[tuple[object, _Item]],
     news: list[tuple[object, _Part, _Item]],
-) -> bool:
-    """The checks the join would make, on the state after every change: False when one
-    would report a problem (the full load reports it)."""
+) -> dict[str, Node] | None:
+    """The checks the join would make, on the state after every change: the nodes after
+    them, or None when one would report a problem (the full load reports it)."""
     seen = base.seen - {k for key, _ in olds for k in cache.parts[key][0].seen}
     for _, part, _ in news:
         for k in part[0].seen:
             if k in seen:
-                return False  # a duplicate
+                return None  # a duplicate
             seen.add(k)
     gone_pods = {f"{i.namespace}/{i.name}" for _, (f, i) in olds if f == "pods"}
+    nodes = _nodes_after(base, olds, news)
+    if nodes is None:
+        return None
+    node_ips = base.node_ips
+    if nodes is not base.nodes:
+        node_ips = {int(ip) for n in nodes.values() for ip in n.ips}
+        if not _nodes_keep(base, nodes, node_ips, olds, gone_pods):
+            return None
     taken: set[int] = set()
     for _, _, (f, item) in news:
-        if f == "pods" and not item.template.host_network:
-            ip = int(item.template.ip)
+        if f == "pods":
+            t = item.template
+            if t.node not in nodes or (t.host_network and nodes[t.node].other_ips):
+                return None  # its node goes (or is dual stack now)
+            if t.host_network:
+                continue
+            ip = int(t.ip)
             owner = base.pod_ips.get(ip)
-            if ip in base.node_ips or ip in taken or (owner is not None and owner not in gone_pods):
-                return False  # an address taken
+            if ip in node_ips or ip in taken or (owner is not None and owner not in gone_pods):
+                return None  # an address taken
             taken.add(ip)
-        elif f == "calico.host_endpoints" and base.nodes and item.node not in base.nodes:
-            return False  # calico.finish: the node is not defined
+        elif f == "calico.host_endpoints" and nodes and item.node not in nodes:
+            return None  # calico.finish: the node is not defined
     # calico.finish: a policy's tier exists, and Calico's names of policies are unique.
     calico = base.cluster.calico
     tiers = {t.name for t in calico.tiers} if calico else set()
@@ -243,13 +263,61 @@ def _joins(
     for _, _, (f, item) in news:
         if f == "calico.policies":
             if item.tier not in tiers and item.tier not in BUILTIN_TIER_ORDERS:
-                return False
+                return None
             if _calico_name(item) in names:
-                return False
+                return None
             names.add(_calico_name(item))
             use[item.tier] = use.get(item.tier, 0) + 1
     gone_tiers = {i.name for _, (f, i) in olds if f == "calico.tiers"} - tiers
-    return not any(use.get(t, 0) and t not in BUILTIN_TIER_ORDERS for t in gone_tiers)
+    if any(use.get(t, 0) and t not in BUILTIN_TIER_ORDERS for t in gone_tiers):
+        return None
+    return nodes
+
+
+def _nodes_after(
+    base: Base, olds: list[tuple[object, _Item]], news: list[tuple[object, _Part, _Item]]
+) -> dict[str, Node] | None:
+    """The nodes after the changes (``base.nodes`` itself when none changes), as ``_nodes``
+    makes them; None when ``_nodes`` would report a problem: an InternalIP another node
+    has, a podCIDR that overlaps another's."""
+    gone = [i.name for _, (f, i) in olds if f == "nodes"]
+    given = [i for _, _, (f, i) in news if f == "nodes"]
+    if not gone and not given:
+        return base.nodes
+    nodes = dict(base.nodes)
+    for name in gone:
+        del nodes[name]
+    for d in given:
+        for other in nodes.values():
+            if int(d.internal_ip) in {int(ip) for ip in other.ips}:
+                return None
+            if any(d.pod_cidr.overlaps(net) for net in other.pod_cidrs):
+                return None
+        nodes[d.name] = Node(d.name, d.internal_ip, d.pod_cidr, d.schedulable, d.labels, d.source)
+    return nodes
+
+
+def _nodes_keep(
+    base: Base,
+    nodes: dict[str, Node],
+    node_ips: set[int],
+    olds: list[tuple[object, _Item]],
+    gone_pods: set[str],
+) -> bool:
+    """Whether the objects that stay are as good with the new nodes: every pod's node is
+    still there (with the same addresses under a hostNetwork pod), no pod has a new
+    node's address, and no host endpoint is on a node that went."""
+    was = base.nodes
+    moved = {n for n in was if n not in nodes or nodes[n].ips != was[n].ips}
+    for p in base.cluster.pods:
+        if p.node in moved and (p.host_network or p.node not in nodes) and p.key not in gone_pods:
+            return False
+    for ip, owner in base.pod_ips.items():
+        if ip in node_ips and owner not in gone_pods:
+            return False
+    gone_heps = {i.name for _, (f, i) in olds if f == "calico.host_endpoints"}
+    heps = base.cluster.calico.host_endpoints if base.cluster.calico else ()
+    return not any(h.node not in nodes and h.name not in gone_heps for h in heps)
 
 
 def _apply(
@@ -257,9 +325,14 @@ def _apply(
     base: Base,
     olds: list[tuple[object, _Item]],
     news: list[tuple[object, _Part, _Item]],
+    nodes: dict[str, Node],
 ) -> Cluster:
     cluster = base.cluster
+    cluster_nodes = base.nodes
     lists: dict[str, list[Any]] = {}
+    if nodes is not base.nodes:
+        base.nodes = nodes
+        base.node_ips = {int(ip) for n in nodes.values() for ip in n.ips}
 
     def items(name: str) -> list[Any]:
         if name not in lists:
@@ -278,6 +351,8 @@ def _apply(
             explicit_gone.add(item.name)
             touched.add(item.name)
             continue
+        if f == "nodes":
+            continue  # the nodes after are made whole (_nodes_after)
         into, by = items(f), _SLOTS[f]
         want = by(item)
         at = bisect.bisect_left(into, want, key=by)
@@ -295,6 +370,8 @@ def _apply(
         if f == "namespaces":
             explicit_new[item.name] = item
             touched.add(item.name)
+            continue
+        if f == "nodes":
             continue
         if f == "pods":
             t = item.template
@@ -316,6 +393,8 @@ def _apply(
         cache.parts[key] = part
         base.names[key[0]] = key  # type: ignore[index]
     changed: dict[str, Any] = {}
+    if nodes is not cluster_nodes:
+        changed["nodes"] = tuple(nodes[n] for n in sorted(nodes))
     calico: dict[str, Any] = {}
     for name, held in lists.items():
         if name.startswith("calico."):
