@@ -26,7 +26,7 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   with a raw put (``--kind``: k8s, a NetworkPolicy's port; gnp, a Calico
   GlobalNetworkPolicy's port in generator.generate_calico's cluster; namespace,
   a Namespace's ``env`` label, which policies select on, set to dev and
-  back); time from the put to the agent's sync of that revision being
+  back; node, a label of the first Node); time from the put to the agent's sync of that revision being
   applied, and the agent's own stages (load = validate the snapshot, render,
   apply). Baselines: the same agent with every load whole
   (``EtcdSource(patch=False)``, what the agent did before loads were
@@ -312,7 +312,9 @@ def scale_case(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
         )
     else:
         objs = generator.generate(args.pods, policies=args.policies, seed=1)
-        if args.kind == "namespace":
+        if args.kind == "node":
+            target = next(o for o in objs if o["kind"] == "Node")
+        elif args.kind == "namespace":
             target = next(
                 o
                 for o in objs
@@ -328,8 +330,12 @@ def scale_case(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
 
 def changed(target: dict[str, Any], kind: str, k: int) -> dict[str, Any]:
     """The ``k``-th change of ``target``: a k8s policy's or a GlobalNetworkPolicy's port,
-    or a namespace's ``env`` label (dev on every other change, which policies select on)."""
+    a namespace's ``env`` label (dev on every other change, which policies select on),
+    or a node's label."""
     out = json.loads(json.dumps(target))
+    if kind == "node":
+        out["metadata"].setdefault("labels", {})["bench"] = str(k)
+        return out
     if kind == "namespace":
         if k % 2 == 0:
             out["metadata"]["labels"]["env"] = "dev"
@@ -366,6 +372,7 @@ SCALE_KINDS = {
     "k8s": "Kubernetes NetworkPolicy (a port)",
     "gnp": "Calico GlobalNetworkPolicy (a port)",
     "namespace": "Namespace (a label policies select on)",
+    "node": "Node (a label no policy selects on)",
 }
 
 

@@ -72,11 +72,11 @@ def key_of(obj: dict[str, Any]) -> str:
     return object_key(PREFIX, *identity(obj))
 
 
-def node(i: int) -> dict[str, Any]:
+def node(i: int, zone: int | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": f"n{i}", "labels": {"zone": f"z{i % 2}"}},
+        "metadata": {"name": f"n{i}", "labels": {"zone": f"z{i % 2 if zone is None else zone}"}},
         "spec": {"podCIDR": f"10.244.{i}.0/24"},
         "status": {"addresses": [{"type": "InternalIP", "address": f"192.168.1.{10 + i}"}]},
     }
@@ -215,9 +215,32 @@ def calico_event(rng: random.Random, client: FakeClient) -> dict[str, bytes | No
     return {key_of(obj): encode(obj)}
 
 
+def node_policy(rng: random.Random) -> dict[str, Any]:
+    """An AdminNetworkPolicy whose egress peers are nodes by label: a node's label change
+    moves its address in or out of a set (the renderer follows other nodes' entities)."""
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "AdminNetworkPolicy",
+        "metadata": {"name": f"to-nodes-{rng.randrange(2)}"},
+        "spec": {
+            "priority": rng.randrange(3),
+            "subject": {"namespaces": {"matchLabels": {"team": rng.choice(["red", "blue"])}}},
+            "egress": [
+                {
+                    "action": rng.choice(["Allow", "Deny"]),
+                    "to": [{"nodes": {"matchLabels": {"zone": rng.choice(["z0", "z1"])}}}],
+                }
+            ],
+        },
+    }
+
+
 def event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
     if rng.random() < 0.25:
         return calico_event(rng, client)
+    if rng.random() < 0.05:
+        obj = node_policy(rng)
+        return {key_of(obj): encode(obj)}
     roll = rng.random()
     i = rng.randrange(14)
     if roll < 0.35:
@@ -235,8 +258,11 @@ def event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
     if roll < 0.86:
         ns = namespace(rng.choice("abc"), rng.choice(["red", "blue"]))
         return {key_of(ns): encode(ns)}
-    if roll < 0.87:
-        n = node(rng.randrange(4))
+    if roll < 0.89:
+        i = rng.randrange(4)
+        n = node(i, rng.randrange(2))  # labels change; n2 and n3 come and go
+        if i >= 2 and rng.random() < 0.3:
+            return {key_of(n): None}
         return {key_of(n): encode(n)}
     if roll < 0.9:
         return {object_key(PREFIX, "Pod", "a", f"p{i}"): b"{not json"}

@@ -230,7 +230,7 @@ def _joins(
     node_ips = base.node_ips
     if nodes is not base.nodes:
         node_ips = {int(ip) for n in nodes.values() for ip in n.ips}
-        if not _nodes_keep(base, nodes, node_ips, olds, gone_pods):
+        if not _nodes_keep(base, nodes, olds, gone_pods):
             return None
     taken: set[int] = set()
     for _, _, (f, item) in news:
@@ -298,23 +298,24 @@ def _nodes_after(
 
 
 def _nodes_keep(
-    base: Base,
-    nodes: dict[str, Node],
-    node_ips: set[int],
-    olds: list[tuple[object, _Item]],
-    gone_pods: set[str],
+    base: Base, nodes: dict[str, Node], olds: list[tuple[object, _Item]], gone_pods: set[str]
 ) -> bool:
     """Whether the objects that stay are as good with the new nodes: every pod's node is
     still there (with the same addresses under a hostNetwork pod), no pod has a new
     node's address, and no host endpoint is on a node that went."""
     was = base.nodes
     moved = {n for n in was if n not in nodes or nodes[n].ips != was[n].ips}
-    for p in base.cluster.pods:
-        if p.node in moved and (p.host_network or p.node not in nodes) and p.key not in gone_pods:
-            return False
-    for ip, owner in base.pod_ips.items():
-        if ip in node_ips and owner not in gone_pods:
-            return False
+    if moved:
+        for p in base.cluster.pods:
+            on_moved = p.node in moved and (p.host_network or p.node not in nodes)
+            if on_moved and p.key not in gone_pods:
+                return False
+    for n in nodes.values():
+        if was.get(n.name) is not n:
+            for ip in n.ips:
+                owner = base.pod_ips.get(int(ip))
+                if owner is not None and owner not in gone_pods:
+                    return False
     gone_heps = {i.name for _, (f, i) in olds if f == "calico.host_endpoints"}
     heps = base.cluster.calico.host_endpoints if base.cluster.calico else ()
     return not any(h.node not in nodes and h.name not in gone_heps for h in heps)
