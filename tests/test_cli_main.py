@@ -145,3 +145,36 @@ def test_a_kubernetes_only_cluster_loads_no_pyyaml_nor_calico_nor_cluster_wide_p
         "    namespaces: {}\n  ingress:\n  - action: Deny\n    from:\n    - namespaces: {}\n"
     )
     assert _modules_after(["matrix", str(npa_file), "-o", "summary"], names) == f"0 {npa}"
+
+
+def test_the_matrix_loads_no_walk_and_the_walk_no_matrix(tmp_path: Path) -> None:
+    # The package `sekisho.semantics` imports each public name on first use: the matrix
+    # needs neither the walk (its 5 record types) nor the endpoints, the walk (trace)
+    # neither the matrix engine nor numpy. The control: each loads its own.
+    manifest = tmp_path / "k8s.yaml"
+    manifest.write_text(K8S_ONLY)
+    walk = ["sekisho.semantics.verdict", "sekisho.semantics.endpoint"]
+    table = ["sekisho.semantics.matrix", "numpy"]
+    names = [*walk, *table]
+    assert _modules_after(["matrix", str(manifest), "-o", "summary"], names) == f"0 {table}"
+    trace = ["trace", str(manifest), "--from", "default/a", "--to", "default/a", "--port", "80"]
+    assert _modules_after(trace, names) == f"0 {walk}"
+
+
+def test_the_semantics_package_keeps_the_function_verdict() -> None:
+    # Importing the module `sekisho.semantics.verdict` sets it on its package under the
+    # name of the function; the package keeps the function, whatever was imported first.
+    probe = (
+        "import sekisho.semantics.verdict as module\n"
+        "import sekisho.semantics\n"
+        "from sekisho.semantics import verdict, walk\n"
+        "import sys\n"
+        "m = sys.modules['sekisho.semantics.verdict']\n"
+        "print(verdict is m.verdict, module is m.verdict, sekisho.semantics.walk is m.walk,\n"
+        "      walk is m.walk, sorted(sekisho.semantics.__all__) == sekisho.semantics.__all__,\n"
+        "      all(hasattr(sekisho.semantics, n) for n in sekisho.semantics.__all__))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["True"] * 6, out

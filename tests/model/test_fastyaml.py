@@ -179,3 +179,29 @@ def test_fast_path_equals_libyaml_on_mutated_manifests(seed: int) -> None:
         assert fast == slow, mutated
         took += taken
     assert took > 30
+
+
+def test_the_leading_zero_scan_skips_only_zeros_that_cannot_start_a_number() -> None:
+    # The scan leaves out zeros whose preceding text rules a leading-zero number out;
+    # the answer is the one of checking every zero before a digit or "o".
+    import random
+    import re
+
+    every_zero = re.compile(r"0[0-9_oO]")
+
+    def checked_everywhere(text: str) -> bool:
+        return any(
+            fastyaml._LEADING_ZERO.match(text, at)
+            or (at and text[at - 1] in "+-" and fastyaml._LEADING_ZERO.match(text, at - 1))
+            for at in (hit.start() for hit in every_zero.finditer(text))
+        )
+
+    rng = random.Random(13)
+    chars = "00001o7_-+ .:/'\"a\n"
+    found = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(chars) for _ in range(rng.randint(1, 12)))
+        expected = checked_everywhere(text)
+        assert fastyaml._has_leading_zero(text) == expected, text
+        found += expected
+    assert found > 1000

@@ -7,7 +7,6 @@ Callers keep going after a problem so that one run reports every problem.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,8 @@ class Report:
 
 
 def unknown_field_message(key: str, known: frozenset[str]) -> str:
+    import difflib  # only for a misspelt field
+
     close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
     hint = f'; did you mean "{close[0]}"?' if close else ""
     return f'unknown field "{key}"{hint}'

@@ -16,7 +16,11 @@ import yaml_rs
 
 _LEADING_ZERO = re.compile(r"(?<![\w.:/'\"-])[-+]?0(?:[0-9_]+|[oO][0-7_]+)(?![\w.:-])")
 """A number with a leading zero: 0755 is 493 in YAML 1.1 (octal) and 755 in 1.2."""
-_ZERO = re.compile(r"0[0-9_oO]")
+_ZERO = re.compile(r"0(?<![\w.:/'\"]0)(?<![\w.:/'\"-]-0)[0-9_oO]")
+"""Where :data:`_LEADING_ZERO` may match, found by a scan for "0" (fast): a zero before a
+digit or "o", unless what precedes it rules both of the checks below out (a word
+character, ``.:/'"`` or, after a "-", one of those or "-" before that), so
+that 8080, 10.0.0.1 or node-000 are not each checked."""
 _INDICATORS = (
     ("?", (" ? ", "\n? ", "- ? ")),
     (" :", (" : ", " :\n")),
@@ -32,6 +36,8 @@ _TYPED_IN_1_1 = frozenset(
 )
 """Strings for YAML 1.2 that YAML 1.1 reads as booleans (or as the value and merge keys)."""
 _DIGITS_OR_SIGN = frozenset("0123456789+-")
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
+"""What ``str.isprintable`` accepts among ASCII characters (" " to "~"), and the newline."""
 
 
 def _text_agrees(text: str) -> bool:
@@ -44,19 +50,37 @@ def _text_agrees(text: str) -> bool:
             return False
     # Flow collections other than the empty {} and [] are left to libyaml: the two
     # parsers part on odd flow content (an indicator starting a scalar, empty keys).
-    if text.count("{") != text.count("{}") or text.count("[") != text.count("[]"):
+    # Every "{" must be followed by "}" (the same as counting both; a jump from one
+    # "{" to the next instead of two counts over the whole text).
+    for opening, empty in (("{", "{}"), ("[", "[]")):
+        at = text.find(opening)
+        while at >= 0:
+            if not text.startswith(empty, at):
+                return False
+            at = text.find(opening, at + 2)
+    # Tabs, CR, control characters, BOM, line separators: anything not printable but
+    # the newline. For an ASCII text (a manifest nearly always) the printable characters
+    # are " " to "~", and deleting them and the newlines from its bytes leaves nothing;
+    # that is C's byte table instead of str.isprintable's per-character lookup.
+    if text.isascii():
+        if text.encode("ascii").translate(None, _PRINTABLE_ASCII):
+            return False
+    elif not text.replace("\n", "").isprintable():
         return False
-    if not text.replace("\n", "").isprintable():  # tabs, CR, control, BOM, line separators
-        return False
-    # Scan for a zero before a digit or "o" (fast, a few thousand hits a megabyte: 8080,
-    # 10.0.0.1), then check each hit as a whole token.
+    return not _has_leading_zero(text)
+
+
+def _has_leading_zero(text: str) -> bool:
+    """Whether a number with a leading zero (:data:`_LEADING_ZERO`) is in the text: a
+    scan for a zero before a digit or "o" where a number could start, then each hit
+    checked as a whole token."""
     for hit in _ZERO.finditer(text):
         at = hit.start()
         if _LEADING_ZERO.match(text, at) or (
             at and text[at - 1] in "+-" and _LEADING_ZERO.match(text, at - 1)
         ):
-            return False
-    return True
+            return True
+    return False
 
 
 def _values_agree(root: Any) -> bool:

@@ -144,6 +144,8 @@ Verdict = Literal["read", "wrong-version", "skipped", "unsupported"]
 
 @dataclass(frozen=True, slots=True)
 class Classified:
+    """What :func:`classify` made of an object's apiVersion and kind."""
+
     verdict: Verdict
     info: KindInfo | None = None
     """The kind as read (``read``), or the version expected (``wrong-version``)."""

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Meta:
+    """An object's metadata as checked: name, namespace (defaulted) and labels."""
+
     name: str
     namespace: str
     labels: dict[str, str]
@@ -46,6 +48,8 @@ class Meta:
 
 @dataclass(slots=True)
 class NodeDraft:
+    """A Node as read, before the cluster is put together."""
+
     name: str
     internal_ip: IPAddress | None
     pod_cidr: IPNetwork | None
@@ -76,6 +80,8 @@ class PodTemplate:
 
 @dataclass(slots=True)
 class PodDraft:
+    """A Pod as read (or made from a workload's template), before the cluster is put together."""
+
     namespace: str
     name: str
     template: PodTemplate
@@ -88,6 +94,8 @@ class PodDraft:
 
 @dataclass(slots=True)
 class WorkloadDraft:
+    """A workload (Deployment, StatefulSet, ...) as read, before its pods are made."""
+
     kind: str
     namespace: str
     name: str
@@ -100,6 +108,8 @@ class WorkloadDraft:
 
 @dataclass(slots=True)
 class Drafts:
+    """Every object of a read, by kind, before the cluster is put together."""
+
     namespaces: list[Namespace] = field(default_factory=list)
     nodes: list[NodeDraft] = field(default_factory=list)
     pods: list[PodDraft] = field(default_factory=list)

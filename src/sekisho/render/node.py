@@ -13,7 +13,7 @@ pods or to its host endpoint, and only the sets those policies use (as Felix's
 calculation graph does).
 
 A node with a host endpoint (the one the walk picks:
-:func:`~sekisho.semantics.verdict.node_host_endpoint`) also gets that endpoint's
+:func:`~sekisho.semantics.universe.node_host_endpoint`) also gets that endpoint's
 four chains, as Felix's ``cali-fh-``/``cali-th-`` (the node's own traffic: what
 it receives, what it sends; Felix's failsafe ports first; with no policy, or
 every tier passed, only the ``projectcalico-default-allow`` profile allows) and
@@ -67,8 +67,8 @@ from sekisho.semantics.program import (
     Stage,
     protocol_name,
 )
-from sekisho.semantics.universe import Entity, Universe, pod_entity
-from sekisho.semantics.verdict import STAGE_NAMES, applies, node_host_endpoint
+from sekisho.semantics.universe import Entity, Universe, node_host_endpoint, pod_entity
+from sekisho.semantics.verdict import STAGE_NAMES, applies
 
 
 class _Keyed(Protocol):

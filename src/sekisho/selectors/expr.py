@@ -62,6 +62,8 @@ class Global:
 
 @dataclass(frozen=True, slots=True)
 class Has:
+    """``has(key)``: the label is present, whatever its value."""
+
     key: str
 
     def canonical(self) -> str:
@@ -92,6 +94,8 @@ class Compare:
 
 @dataclass(frozen=True, slots=True)
 class Not:
+    """``!operand``."""
+
     operand: Expr
     text: str = field(init=False, compare=False, repr=False)
     """The canonical text, computed once (composite nodes are shared and keyed often)."""
@@ -105,6 +109,8 @@ class Not:
 
 @dataclass(frozen=True, slots=True)
 class And:
+    """``a && b && ...``."""
+
     operands: tuple[Expr, ...]
     text: str = field(init=False, compare=False, repr=False)
 
@@ -117,6 +123,8 @@ class And:
 
 @dataclass(frozen=True, slots=True)
 class Or:
+    """``a || b || ...``."""
+
     operands: tuple[Expr, ...]
     text: str = field(init=False, compare=False, repr=False)
 
@@ -339,6 +347,8 @@ TokKind = Literal[
 
 @dataclass(frozen=True, slots=True)
 class _Tok:
+    """One token of a selector's text, with its column."""
+
     kind: TokKind
     value: str
     column: int

@@ -71,7 +71,7 @@ from sekisho.semantics.program import (
     protocol_name,
     source_ports_cover,
 )
-from sekisho.semantics.verdict import node_host_endpoint, universe_of
+from sekisho.semantics.universe import node_host_endpoint, universe_of
 
 if TYPE_CHECKING:
     from sekisho.model.calico import HostEndpoint
@@ -1122,6 +1122,8 @@ class _Run:
 
 @dataclass(frozen=True, slots=True)
 class _PreparedRule:
+    """A rule with both sides resolved to identity rows for the probe."""
+
     rule: Rule
     src: BoolArray
     """The source side's nets and selectors (and the policy's selection, for egress)."""
@@ -1166,6 +1168,8 @@ class _Group:
 
 @dataclass(frozen=True, slots=True)
 class _PreparedTier:
+    """A tier's rules prepared for the probe, and which identities it applies to."""
+
     applies: BoolArray
     end_action: str
     rules: tuple[_PreparedRule, ...]

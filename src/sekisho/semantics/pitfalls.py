@@ -44,8 +44,8 @@ from sekisho.semantics.program import (
     SelectorSet,
     Tier,
 )
-from sekisho.semantics.universe import Universe
-from sekisho.semantics.verdict import applies, rule_mismatch, universe_of, walk
+from sekisho.semantics.universe import Universe, universe_of
+from sekisho.semantics.verdict import applies, rule_mismatch, walk
 
 Severity = Literal["error", "warning", "note"]
 

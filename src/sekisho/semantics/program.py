@@ -239,6 +239,8 @@ ANY_ENTITY = EntityMatch()
 
 @dataclass(frozen=True, slots=True)
 class IcmpMatch:
+    """An ICMP type, and code if given, that a rule matches (or excludes)."""
+
     type: int
     code: int | None = None
 
@@ -375,6 +377,8 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Tier:
+    """Ordered policies and what happens when none of them decides."""
+
     name: str
     order: float | None
     default_action: EndAction = "deny"

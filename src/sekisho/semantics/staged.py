@@ -12,15 +12,19 @@ by the same :func:`compute_matrix`; this module only compares the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from sekisho.model.types import Cluster
 from sekisho.semantics.compiler import compile_program
-from sekisho.semantics.endpoint import Flow
-from sekisho.semantics.matrix import Matrix, compute_matrix
 from sekisho.semantics.probe import Service
-from sekisho.semantics.verdict import Verdict, verdict
+
+if TYPE_CHECKING:
+    from sekisho.semantics.endpoint import Flow
+    from sekisho.semantics.matrix import Matrix
+    from sekisho.semantics.verdict import Verdict
+
+# The walk (trace) and the matrix each import only their own engine here: a trace
+# loads no numpy, a matrix no walk (start-up is part of every command).
 
 
 def staged_labels(cluster: Cluster) -> list[str]:
@@ -33,6 +37,8 @@ def staged_labels(cluster: Cluster) -> list[str]:
 
 def pending_verdict(cluster: Cluster, flow: Flow) -> Verdict | None:
     """The verdict with every staged policy applied; None when there are none."""
+    from sekisho.semantics.verdict import verdict
+
     if not compile_program(cluster).staged:
         return None
     return verdict(cluster, flow, pending=True)
@@ -67,6 +73,8 @@ def verdict_lines(enforced: Verdict, pending: Verdict, cluster: Cluster) -> list
 
 def pending_matrix(cluster: Cluster, probes: Sequence[Service], enforced: Matrix) -> Matrix | None:
     """The matrix with every staged policy applied (same pods and probes); None if none."""
+    from sekisho.semantics.matrix import compute_matrix
+
     program = compile_program(cluster)
     if not program.staged:
         return None
@@ -75,6 +83,8 @@ def pending_matrix(cluster: Cluster, probes: Sequence[Service], enforced: Matrix
 
 def matrix_changes(enforced: Matrix, pending: Matrix, limit: int = 20) -> list[str]:
     """Per probe, the pairs whose verdict the staged policies would change."""
+    import numpy as np
+
     out: list[str] = []
     names = [p.key for p in enforced.pods]
     for e, p in zip(enforced.probes, pending.probes, strict=True):

@@ -134,6 +134,8 @@ class Connection:
 
 @dataclass(frozen=True, slots=True)
 class ProbeSummary:
+    """One probe's pair totals and its map of connections."""
+
     probe: ProbeMatrix
     allowed: int
     """Ordered pairs of distinct pods allowed."""

@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sekisho.model.types import Cluster, ContainerPort, Pod
 from sekisho.selectors.expr import matches
@@ -30,6 +31,9 @@ from sekisho.semantics.program import (
     SelectorSet,
     protocol_name,
 )
+
+if TYPE_CHECKING:
+    from sekisho.model.calico import HostEndpoint
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -241,3 +245,35 @@ class Universe:
     @staticmethod
     def in_nets(s: NetSet, ip: IPAddress) -> bool:
         return s.contains(ip)
+
+
+def node_host_endpoint(cluster: Cluster, node: str, ip: IPAddress | None) -> HostEndpoint | None:
+    """The host endpoint of ``node`` that polices the traffic of its address ``ip``.
+
+    sekisho's nodes have one interface, with their InternalIP: the host endpoint whose
+    ``expectedIPs`` hold that address, else one named for an interface, else the node's
+    all-interfaces (``*``) one.
+    """
+    if cluster.calico is None or not cluster.calico.host_endpoints:
+        return None
+    heps = [h for h in cluster.calico.host_endpoints if h.node == node]
+    if not heps:
+        return None
+    for h in heps:
+        if ip is not None and ip in h.expected_ips:
+            return h
+    named = [h for h in heps if h.interface not in (None, "*")]
+    return (named or heps)[0]
+
+
+_last: tuple[Cluster, Universe] | None = None
+
+
+def universe_of(cluster: Cluster) -> Universe:
+    """The entities of ``cluster`` (kept for the same snapshot object)."""
+    global _last
+    if _last is not None and _last[0] is cluster:
+        return _last[1]
+    u = Universe(cluster)
+    _last = (cluster, u)
+    return u

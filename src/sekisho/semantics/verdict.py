@@ -47,7 +47,13 @@ from sekisho.semantics.program import (
     protocol_name,
     source_ports_cover,
 )
-from sekisho.semantics.universe import Entity, IPAddress, Universe
+from sekisho.semantics.universe import (
+    Entity,
+    IPAddress,
+    Universe,
+    node_host_endpoint,
+    universe_of,
+)
 
 if TYPE_CHECKING:
     from sekisho.model.calico import HostEndpoint
@@ -106,6 +112,8 @@ class RuleResult:
 
 @dataclass(frozen=True, slots=True)
 class PolicyVisit:
+    """One policy's part in a walk: the rules evaluated and the one that decided."""
+
     policy: Policy
     rules: tuple[RuleResult, ...]
     """Every rule evaluated, up to and including the one that decided."""
@@ -125,6 +133,8 @@ class PolicyVisit:
 
 @dataclass(frozen=True, slots=True)
 class TierVisit:
+    """One tier's part in a walk: the policies visited and how the tier ended."""
+
     tier: Tier
     policies: tuple[PolicyVisit, ...]
     outcome: Action | Literal["end-deny", "end-pass"]
@@ -808,25 +818,6 @@ def host_endpoint_of(cluster: Cluster, end: Endpoint) -> HostEndpoint | None:
     return node_host_endpoint(cluster, end.node_name, end.ip)
 
 
-def node_host_endpoint(cluster: Cluster, node: str, ip: IPAddress | None) -> HostEndpoint | None:
-    """The host endpoint of ``node`` that polices the traffic of its address ``ip``.
-
-    sekisho's nodes have one interface, with their InternalIP: the host endpoint whose
-    ``expectedIPs`` hold that address, else one named for an interface, else the node's
-    all-interfaces (``*``) one.
-    """
-    if cluster.calico is None or not cluster.calico.host_endpoints:
-        return None
-    heps = [h for h in cluster.calico.host_endpoints if h.node == node]
-    if not heps:
-        return None
-    for h in heps:
-        if ip is not None and ip in h.expected_ips:
-            return h
-    named = [h for h in heps if h.interface not in (None, "*")]
-    return (named or heps)[0]
-
-
 def _failsafe(
     host: HostEndpoint, direction: Direction, subject: Endpoint, flow: Flow, reply: bool = False
 ) -> DirectionVerdict | None:
@@ -859,18 +850,6 @@ def _host_walk(
 
 
 # ------------------------------------------------------------------------- the flow
-
-_last: tuple[Cluster, Universe] | None = None
-
-
-def universe_of(cluster: Cluster) -> Universe:
-    """The entities of ``cluster`` (kept for the same snapshot object)."""
-    global _last
-    if _last is not None and _last[0] is cluster:
-        return _last[1]
-    u = Universe(cluster)
-    _last = (cluster, u)
-    return u
 
 
 def verdict(

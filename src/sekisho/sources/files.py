@@ -110,7 +110,7 @@ def refuse_unrendered(cluster: Cluster) -> Cluster:
     problems: list[Problem] = []
     # One host endpoint per node is drawn (the one the walk takes: sekisho's nodes have
     # one interface); another one of that node would go unenforced.
-    from sekisho.semantics.verdict import node_host_endpoint
+    from sekisho.semantics.universe import node_host_endpoint
 
     for h in cluster.calico.host_endpoints:
         node = cluster.node(h.node)
