@@ -20,23 +20,20 @@ baseline measured in the same run: the same code with the delta path off
 (``linger=0``: unreferenced sets and chains deleted at once; ``deltas=False``:
 a changed set flushed and refilled). The machine's load average is printed:
 CPU times are what to compare on a shared machine. With ``PYTHONPATH`` at an
-older tree's ``src`` the same loop measures that code (both runs are then the
-same code: it has no delta path). ``--plain-sets`` runs the agent a third time with
-address sets that hold no network spelt without ``flags interval`` (patched in this
-process only: what libnftables' cache fill of interval sets costs a sync).
+older tree's ``src`` the same loop measures that code (a tree before the delta
+path runs the same code twice); that is how the agent is compared with the tree
+before a change, run after run in turn.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,47 +140,6 @@ def summary(rows: list[dict[str, float]]) -> str:
     )
 
 
-@contextlib.contextmanager
-def plain_sets() -> Iterator[None]:
-    """What if (in this process only, not the agent's code): an address set that holds
-    no network (no ``/``) is spelt without ``flags interval``, so libnftables does not
-    read its elements before an element command. Holds only while no set gains or loses
-    a network (the flag cannot change in place), as in this loop's pod churn."""
-    from sekisho.render import nftables as rn
-
-    def interval(s: Any) -> bool:
-        return s.type in ("ipv4_addr", "ipv6_addr") and any("/" in e for e in s.elements)
-
-    body, block = rn.NftRuleset._body, NftApplier.__dict__["_block"]
-
-    def _body(self: Any) -> list[str]:
-        plain = {s.name for s in self.sets if not interval(s)}
-        out, name = [], None
-        for line in body(self):
-            if line.startswith("\tset ") or line.startswith("\tmap "):
-                name = line.split()[1]
-            elif line.startswith("\tchain "):
-                name = None
-            if line == "\t\tflags interval" and name in plain:
-                continue
-            out.append(line)
-        return out
-
-    def _block(rs: Any, kind: str, item: Any, lines: dict[str, str]) -> Any:
-        got = block.__func__(rs, kind, item, lines)
-        if got is not None and kind == "set" and not interval(item):
-            got = (got[0], tuple(x for x in got[1] if x != "flags interval"))
-        return got
-
-    rn.NftRuleset._body = _body  # type: ignore[method-assign]
-    NftApplier._block = staticmethod(_block)  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        rn.NftRuleset._body = body  # type: ignore[method-assign]
-        NftApplier._block = block  # type: ignore[method-assign]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--local-pods", type=int, default=250)
@@ -191,12 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--backend", choices=["nftables"], default="nftables")
-    parser.add_argument(
-        "--plain-sets",
-        action="store_true",
-        help="also run the agent with address sets that hold no network spelt without"
-        " flags interval (a what-if: patched in this process only)",
-    )
     args = parser.parse_args(argv)
     cluster, node, local = cluster_for(args.local_pods, args.policies)
     print(
@@ -225,20 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             f"    CPU per sync agent/baseline: {g / b:.2f}x; pod changes per CPU second:"
             f" {batch / g:.0f} (baseline {batch / b:.0f})"
         )
-        if args.plain_sets:
-            with plain_sets():
-                pl = run(
-                    cluster,
-                    node,
-                    local,
-                    backend=args.backend,
-                    batch=batch,
-                    rounds=args.rounds,
-                    delta=True,
-                )
-            q = pct([r["cpu"] for r in pl], 0.5)
-            print(f"    the agent, host-only sets plain: {summary(pl)}")
-            print(f"    CPU per sync plain/agent: {q / g:.2f}x; plain/baseline: {q / b:.2f}x")
     print(f"  load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -7,8 +7,8 @@ Needs root (a throwaway namespace ``sk-b-<hex>``). Before any ``add element`` or
 ``delete element`` libnftables fills its cache, and for element commands that
 cache holds the elements of every interval set (non-concatenated, any set of
 the table, not only the one changed). The same table is loaded twice: address
-sets with ``flags interval`` (as the renderer spells them) and the same sets
-without; in each, one transaction adds an address to one set and deletes one
+sets with ``flags interval`` (as the renderer spelt every address set before
+it wrote the flag only on sets that hold a network) and the same sets without; in each, one transaction adds an address to one set and deletes one
 from another, ``--rounds`` times. Prints the median wall and CPU time
 (``time.process_time``: the kernel's work for our netlink messages included)
 per transaction and the ratio interval / plain.

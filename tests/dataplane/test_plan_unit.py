@@ -465,3 +465,76 @@ def test_obsolete_chain_a_foreign_chain_jumps_to_is_emptied_not_deleted() -> Non
     assert plan.doc == ["*filter", ":sk-old - [0:0]", "COMMIT"]
     emptied = a.parse_save(save.replace("-A sk-old -j DROP\n", ""))
     assert a.plan(emptied, RULESET).doc == [], "an emptied pinned chain is left alone"
+
+
+PLAIN_LISTING = """table inet sk {
+\tset sk-s-a {
+\t\ttype ipv4_addr
+\t\telements = { 10.0.0.1, 10.0.0.2 }
+\t}
+
+\tchain sk-pi-x {
+\t\tip saddr @sk-s-a accept
+\t}
+
+\tchain sk-pi-y {
+\t\tip saddr @sk-s-ab accept
+\t}
+
+\tchain sk-FORWARD {
+\t\ttype filter hook forward priority filter - 1; policy accept;
+\t\tjump sk-pi-x
+\t\tjump sk-pi-y
+\t}
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        pytest.param(
+            PLAIN_LISTING,
+            PLAIN_LISTING.replace(
+                "\t\telements = { 10.0.0.1, 10.0.0.2 }",
+                "\t\tflags interval\n\t\telements = { 10.0.0.1, 10.1.0.0/16 }",
+            ),
+            id="gains-a-network",
+        ),
+        pytest.param(
+            PLAIN_LISTING.replace(
+                "\t\telements = { 10.0.0.1, 10.0.0.2 }",
+                "\t\tflags interval\n\t\telements = { 10.0.0.1, 10.1.0.0/16 }",
+            ),
+            PLAIN_LISTING,
+            id="loses-its-network",
+        ),
+    ],
+)
+def test_nft_set_changing_kind_is_made_again_with_its_rules(before: str, after: str) -> None:
+    """A set's flags cannot change in place, and a set made in the transaction whose
+    rules first look it up may miss for a moment: (1) a scratch set ``sk-t-a`` with the
+    new flags and elements; (2) the chain that looks the set up moved to it, the set
+    deleted and made again; (3) the chain moved back, the scratch set deleted. A chain
+    that does not use it (``@sk-s-ab`` is another set) and the base chain are not touched."""
+    runner = FakeRunner()
+
+    def nft(argv: Sequence[str], *, stdin: str | None = None) -> str:
+        runner.calls.append((tuple(argv), stdin))
+        return before if argv[1] == "list" else ""
+
+    a = NftApplier(nft, "sk")
+    result = a.apply(FakeNft("sk", "sk", after))
+    assert result.changes == ("set sk-s-a rewritten",)
+    first, second, third = [stdin or "" for argv, stdin in runner.calls if argv[1] == "-f"]
+    flags = "flags interval\n" if "flags interval" in after else ""
+    assert first.startswith(f"table inet sk {{\nset sk-t-a {{\ntype ipv4_addr\n{flags}elem")
+    assert "@" not in first
+    assert second.split("\n", 1)[0] == "flush chain inet sk sk-pi-x"
+    order = [second.index(x) for x in ("delete set inet sk sk-s-a\n", "set sk-s-a {", "@sk-t-a")]
+    assert order == sorted(order) and "@sk-s-a" not in second, second
+    assert third.startswith("flush chain inet sk sk-pi-x\n")
+    assert "ip saddr @sk-s-a accept" in third and third.endswith("delete set inet sk sk-t-a\n")
+    for script in (first, second, third):
+        assert "sk-pi-y" not in script and "sk-FORWARD" not in script
+        assert "delete table" not in script and "add element" not in script

@@ -197,3 +197,38 @@ def test_notrack_makes_the_packet_untracked() -> None:
         Packet("10.0.0.1", "10.0.0.2", "TCP", 80, "ESTABLISHED", iif="eth0", hook="INPUT")
     )
     assert (d.verdict, d.rule) == ("DROP", "untracked-state"), d
+
+
+NFT_KINDS = """
+table inet t {
+	set hosts {
+		type ipv4_addr
+		elements = { 10.0.0.1, 10.0.0.2 }
+	}
+	set nets {
+		type ipv4_addr
+		flags interval
+		elements = { 10.0.0.1, 10.8.0.0/16 }
+	}
+	chain fwd {
+		type filter hook forward priority filter - 1; policy accept;
+		ip saddr @hosts accept comment "hosts"
+		ip saddr @nets accept comment "nets"
+		drop comment "deny"
+	}
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("src", "rule"),
+    [
+        pytest.param("10.0.0.2", "hosts", id="plain-set"),
+        pytest.param("10.8.3.4", "nets", id="interval-set"),
+        pytest.param("10.0.0.3", "deny", id="neither"),
+    ],
+)
+def test_nft_address_sets_with_and_without_interval_flag(src: str, rule: str) -> None:
+    """The renderer writes host-only address sets without ``flags interval``; both read."""
+    d = program(NFT_KINDS).evaluate(Packet(src, "1.1.1.1", "TCP", 80, iif="x"))
+    assert d.rule == rule

@@ -228,6 +228,36 @@ def test_ipv6_pod_and_nets_are_rendered() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("cidr", "interval", "element"),
+    [
+        pytest.param("10.9.0.7/32", False, "10.9.0.7", id="host-address"),
+        pytest.param("10.9.0.0/24", True, "10.9.0.0/24", id="network"),
+    ],
+)
+def test_an_address_set_is_an_interval_set_only_when_it_holds_a_network(
+    cidr: str, interval: bool, element: str
+) -> None:
+    """Single addresses only (pods' addresses, /32 and /128 nets): no ``flags interval``,
+    which libnftables pays for before every element command; a network needs it."""
+    pol = NetworkPolicy(
+        "dev",
+        "p",
+        RED,
+        ingress=(
+            Rule((Peer(pod_selector=BLUE),), None),
+            Rule((Peer(ip_block=IPBlock(NET(cidr))),), None),
+        ),
+    )
+    rs = render_node(_cluster((pol,)), "k8s-node2", backend="nftables")
+    assert isinstance(rs, NftRuleset)
+    by_elements = {s.elements: s for s in rs.sets if s.type == "ipv4_addr"}
+    assert not by_elements[("10.244.3.6",)].interval
+    assert by_elements[(element,)].interval is interval
+    text = rs.table_text()
+    assert text.count("flags interval") == sum(s.interval for s in rs.sets)
+
+
 # ------------------------------------------------------------------- incremental
 
 

@@ -475,3 +475,16 @@ def policy_for(i: int) -> dict[str, Any]:
             ],
         },
     }
+
+
+def test_changes_pending_when_the_agent_asks_are_taken_without_a_debounce() -> None:
+    """Under churn the batch is what came while the last sync ran: wait() returns it at
+    once rather than adding its debounce (here 5 s) to every sync."""
+    source = EtcdSource(
+        EtcdConfig(("http://127.0.0.1:1",)), client=object(), debounce=5.0, max_delay=5.0
+    )  # type: ignore[arg-type]
+    source._signal(["a", "b"])
+    t0 = time.monotonic()
+    assert source.wait(10.0) == ["a", "b"]
+    assert time.monotonic() - t0 < 2.5, "no debounce for changes already pending"
+    assert source.wait(0.0) == []

@@ -17,6 +17,19 @@ left in the table, unreferenced, for that many seconds instead of being deleted
 at once: churn that brings it back finds it there, usually unchanged. A
 lingering block never decides a packet (nothing jumps to it or looks it up);
 only sets, policy chains and workload endpoint chains linger.
+
+A transaction is atomic for the rules, but not for every set lookup around its
+commit (measured on Linux 6.18 by ``tests/dataplane/test_set_kind_kernel.py``:
+a rule that drops what a set holds, rewritten thousands of times while packets
+flow): an interval set (``flags interval``) made in the transaction that first
+looks it up, and a set emptied in the transaction that moves its rules
+elsewhere, each let a few packets of the moment of the commit miss the set. So
+a new interval set is made in a transaction of its own before the one whose
+rules use it, a set that goes is deleted without being emptied first, and a set
+whose flags change (the renderer writes ``flags interval`` only on a set that
+holds a network) goes through a scratch set in three transactions (see
+:meth:`NftApplier._plan`). Replacing the whole table (a missing table, a change
+the partial update cannot express) remakes every set at once, as before.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from sekisho.dataplane.desired import NftRulesetLike, owned
 from sekisho.dataplane.iptables import ApplyResult
 from sekisho.dataplane.runner import CommandRunner
 from sekisho.errors import CommandFailed, DataplaneError
-from sekisho.render.names import churned
+from sekisho.render.names import churned, temp_set_name
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +174,30 @@ def _element_delta(
     return drop, add
 
 
+def _head(body: tuple[str, ...]) -> tuple[str, ...]:
+    """A set's body without its elements: its type and flags."""
+    return tuple(line for line in body if not line.startswith(_ELEMENTS_LINE))
+
+
+def _lookup(sets: dict[str, str]) -> re.Pattern[str]:
+    """``@NAME`` of a set named by a key of ``sets`` (not the start of a longer name)."""
+    return re.compile(r"@(" + "|".join(re.escape(n) for n in sorted(sets)) + r")(?![\w.-])")
+
+
+def _users(blocks: dict[Block, tuple[str, ...]], sets: dict[str, str]) -> list[Block]:
+    """The chains of ``blocks`` with a rule that looks up a set named by a key of ``sets``."""
+    found = _lookup(sets)
+    return [
+        b for b, body in blocks.items() if b[0] == "chain" and any(found.search(x) for x in body)
+    ]
+
+
+def _renamed(body: tuple[str, ...], sets: dict[str, str]) -> tuple[str, ...]:
+    """``body`` with every lookup of a set named by a key of ``sets`` turned to its value."""
+    found = _lookup(sets)
+    return tuple(found.sub(lambda m: "@" + sets[m.group(1)], x) for x in body)
+
+
 @dataclass(slots=True)
 class _Plan:
     changes: list[str]
@@ -174,6 +211,10 @@ class _Plan:
     want: dict[Block, tuple[str, ...]] = field(default_factory=dict)
     lingering: list[Block] = field(default_factory=list)
     """Blocks no longer wanted that stay (unreferenced) until ``linger`` runs out."""
+    pre: str | None = None
+    """A transaction before ``script``: sets made before any rule looks them up."""
+    post: str | None = None
+    """A transaction after ``script``: rules moved back from scratch sets, which go."""
 
 
 class NftApplier:
@@ -295,19 +336,32 @@ class NftApplier:
             return _Plan([], None, [], [], [], want, lingering)
         t = f"{ruleset.family} {ruleset.table}"
         lines: list[str] = []
+        pre: list[str] = []
+        post: list[str] = []
 
-        def define(kind: str, name: str) -> None:
-            body = "\n".join(want[(kind, name)])
-            lines.append(f"table {t} {{\n{kind} {name} {{\n{body}\n}}\n}}")
+        def define(kind: str, name: str, body: tuple[str, ...] | None = None, to: str = "") -> None:
+            text = "\n".join(want[(kind, name)] if body is None else body)
+            (pre if to == "pre" else post if to == "post" else lines).append(
+                f"table {t} {{\n{kind} {name} {{\n{text}\n}}\n}}"
+            )
 
+        remade = [
+            b
+            for b in changed
+            if b[0] == "set" and _head(have[b]) != _head(forms.get((b, want[b]), want[b]))
+        ]  # sets whose flags (or type) change: they cannot change in place
+        temp = {name: temp_set_name(name, self.prefix) for _, name in remade}
         for kind, name in new:  # sets and chains exist before any rule refers to them
             if kind != "chain":
-                define(kind, name)
+                # a new interval set is committed before a rule looks it up (module docstring)
+                define(kind, name, to="pre" if "flags interval" in want[(kind, name)] else "")
             else:
                 header = [x for x in want[(kind, name)] if x.startswith("type ")]
                 lines.append(f"add chain {t} {name}" + (f" {{ {header[0]} }}" if header else ""))
         flushed: list[Block] = []
         for b in changed:
+            if b in remade:
+                continue
             delta = _element_delta(have[b], want[b]) if b[0] != "chain" and self.deltas else None
             if delta is None:
                 flushed.append(b)
@@ -317,21 +371,52 @@ class NftApplier:
                 lines.append(f"delete element {t} {b[1]} {{ {', '.join(drop)} }}")
             if add:
                 lines.append(f"add element {t} {b[1]} {{ {', '.join(add)} }}")
-        for kind, name in flushed + gone:
-            lines.append(f"flush {kind} {t} {name}")
-        for kind, name in flushed + new:
+        moved: list[Block] = []  # wanted chains that look up a remade set
+        if remade:
+            # (1) a scratch set with the new flags and the elements; (2) the rules that look
+            # the set up moved to the scratch set, the set deleted and made again; (3) the
+            # rules moved back, the scratch set deleted. Each step is one transaction, no
+            # rule looks up an interval set made in its own transaction, and every
+            # rule always finds a set that holds the elements. A lingering chain that uses
+            # the set goes at (2).
+            for b in remade:
+                spec = "\n".join(want[b])
+                pre.append(f"table {t} {{\nset {temp[b[1]]} {{\n{spec}\n}}\n}}")
+            for b in _users(have, temp):
+                if b not in want and b not in gone:
+                    gone.append(b)
+                    lingering.remove(b)
+                    changes.append(f"{b[0]} {b[1]} deleted")
+            moved = _users(want, temp)
+            for b in moved:
+                post.append(f"flush chain {t} {b[1]}")
+                define(*b, to="post")
+            post += [f"delete set {t} {name}" for name in temp.values()]
+        refill = [b for b in moved if b not in new and b not in flushed]
+        for kind, name in flushed + refill + gone:
+            # a set that goes is deleted whole: emptied first, a rule of the generation
+            # before the commit that still looks it up would miss
+            if kind != "set" or (kind, name) in flushed:
+                lines.append(f"flush {kind} {t} {name}")
+        for kind, name in remade:
+            lines.append(f"delete {kind} {t} {name}")
+            define(kind, name)
+        for kind, name in flushed + new + refill:
             if kind == "chain" or (kind, name) in flushed:
-                define(kind, name)
+                body = want[(kind, name)]
+                define(kind, name, _renamed(body, temp) if (kind, name) in moved else body)
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind == "chain"]
         lines += [f"delete {kind} {t} {name}" for kind, name in gone if kind != "chain"]
         return _Plan(
             changes,
             "\n".join(lines) + "\n",
-            changed + new,
+            changed + new + refill,
             gone,
             changed + new + gone,
             want,
             lingering,
+            "\n".join(pre) + "\n" if pre else None,
+            "\n".join(post) + "\n" if post else None,
         )
 
     def _want_blocks(self, ruleset: NftRulesetLike) -> dict[Block, tuple[str, ...]] | None:
@@ -375,7 +460,7 @@ class NftApplier:
         if kind == "set" and isinstance(getattr(item, "elements", None), tuple):
             block = (str(getattr(item, "kind", "set")), item.name)
             body = [f"type {' '.join(str(item.type).split())}"]
-            if item.type in ("ipv4_addr", "ipv6_addr"):
+            if getattr(item, "interval", False):
                 body.append("flags interval")
             if item.elements:
                 elements = sorted(item.elements)
@@ -490,7 +575,9 @@ class NftApplier:
             return 0
         if plan.script is not None:
             try:
-                self.runner(["nft", "-f", "-"], stdin=plan.script)
+                for script in (plan.pre, plan.script, plan.post):
+                    if script is not None:
+                        self.runner(["nft", "-f", "-"], stdin=script)
             except CommandFailed as exc:
                 log.warning("partial update refused (%s); replacing the table", exc.stderr.strip())
             else:

@@ -3,9 +3,12 @@
 Same layout and marks as the iptables backend (see :mod:`sekisho.render.iptables`),
 with nftables' own tools so per-packet cost does not grow with the cluster:
 dispatch by interface through a verdict map, every program set as two named
-sets, ``ipv4_addr`` and ``ipv6_addr`` with ``flags interval`` (members disjoint),
-named ports as ``ipv4_addr . inet_service`` (``ipv6_addr . ...``)
-concatenations, port lists as anonymous sets. Both IP families pass the same
+sets, ``ipv4_addr`` and ``ipv6_addr``: with ``flags interval`` when it holds a
+network (members disjoint), without when it holds single addresses only (most
+sets: pods' addresses), since before any element command libnftables reads the
+elements of every interval set of the ruleset into its cache (see
+:attr:`NftSet.interval`); named ports as ``ipv4_addr . inet_service``
+(``ipv6_addr . ...``) concatenations, port lists as anonymous sets. Both IP families pass the same
 chains (the table is ``inet``): a policy rule that names addresses or ICMP types
 is written once per family (``ip saddr``/``ip6 saddr``, ``icmp``/``icmpv6``;
 nft adds the family as a dependency), one that does not is written once for
@@ -55,12 +58,20 @@ MANGLE = "mangle"
 class NftSet:
     name: str
     type: str
-    """``ipv4_addr``/``ipv6_addr`` (with ``flags interval``) or ``... . inet_service``;
-    a map's ``ifname : verdict``."""
+    """``ipv4_addr``/``ipv6_addr`` or ``... . inet_service``; a map's ``ifname : verdict``."""
     elements: tuple[str, ...]
     description: str = ""
     kind: str = "set"
     """``set``, or ``map`` (the dispatch's verdict maps: interface -> endpoint chain)."""
+    interval: bool = False
+    """``flags interval``: the set holds a network (``10.0.0.0/8``), which only an
+    interval set can. An address set of single addresses is written without it: before
+    an ``add element``/``delete element`` libnftables reads the elements of every
+    interval set of the ruleset (about 30x the cost of the command at 300 sets, see
+    ``bench/bench_nft_cache.py``), never those of a plain set. A set's flags are fixed
+    when it is created, so a set that gains or loses its last network is deleted and
+    made again, in the transaction that rewrites the rules that use it
+    (:class:`sekisho.dataplane.nftables.NftApplier`)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,7 @@ class NftRuleset:
             first = False
             out.append(f"\t{s.kind} {s.name} {{")
             out.append(f"\t\ttype {s.type}")
-            if s.type in ("ipv4_addr", "ipv6_addr"):
+            if s.interval:
                 out.append("\t\tflags interval")
             if s.elements:
                 out.append(f"\t\telements = {{ {', '.join(s.elements)} }}")
@@ -135,14 +146,17 @@ def _c(comment: str) -> str:
 def nft_set(r: NodeRenderer, key: str, family: int = 4) -> NftSet:
     sd = r.set_defs[key]
     addr = "ipv4_addr" if family == 4 else "ipv6_addr"
+    elements = tuple(
+        f"{a}" if port is None else f"{a} . {port}"
+        for a, port in member_texts(r.members[key], family)
+    )
     return NftSet(
         name=r.set_name(key, family),
         type=addr if sd.kind == "net" else f"{addr} . inet_service",
-        elements=tuple(
-            f"{a}" if port is None else f"{a} . {port}"
-            for a, port in member_texts(r.members[key], family)
-        ),
+        elements=elements,
         description=sd.description + ("" if family == 4 else " (IPv6)"),
+        # member_texts spells a host network (/32, /128) as its address: a "/" is a network
+        interval=sd.kind == "net" and any("/" in e for e in elements),
     )
 
 

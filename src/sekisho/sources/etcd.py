@@ -769,16 +769,19 @@ class EtcdSource:
         """Block up to ``timeout`` for a change; the keys that changed (``<store>`` for a status change)."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            # Changes that came while the caller's last sync ran are taken at once: under
+            # steady churn the batch is what came meanwhile, and a debounce would only add
+            # its delay to every sync (smaller batches, applied sooner).
+            pending = bool(self._changed)
             while not self._changed:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():
                     return []
                 self._cond.wait(left)
             first = time.monotonic()
-            # A short trailing debounce: more responses right behind this one are one change,
-            # but never more than ``max_delay`` after the first (under steady churn the
-            # batch is what came while the last sync ran, not a wait for quiet).
-            while True:
+            # From idle, a short trailing debounce: more responses right behind this one
+            # are one change, but never more than ``max_delay`` after the first.
+            while not pending:
                 n = len(self._changed)
                 left = min(self.debounce, first + self.max_delay - time.monotonic())
                 if left <= 0:
