@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_etcd.py                      # every section, default sizes
     .venv/bin/python bench/bench_etcd.py --only lab --changes 200 --background 1000
     .venv/bin/python bench/bench_etcd.py --only scale --pods 10000 --policies 1000
+    .venv/bin/python bench/bench_etcd.py --only scale --kind gnp --changes 20 --no-files
     .venv/bin/python bench/bench_etcd.py --only churn --local-pods 250 --policies 2000
     .venv/bin/python bench/bench_etcd.py --only fanout --watchers 100 --pods 10000
 
@@ -21,10 +22,13 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   agent watches (what the lab faked before).
 * scale: ``--pods``/``--policies`` (generator.py) in a loopback etcd; one agent
   (in-process, its rules in a throwaway namespace, nftables through
-  libnftables) on the busiest node; ``--changes`` times one policy's port is
-  changed with a raw put; time from the put to the agent's sync of that
-  revision being applied, and the agent's own stages (load = validate the
-  snapshot, render, apply). Baselines: the same agent with every load whole
+  libnftables) on the busiest node; ``--changes`` times one object is changed
+  with a raw put (``--kind``: k8s, a NetworkPolicy's port; gnp, a Calico
+  GlobalNetworkPolicy's port in generator.generate_calico's cluster; namespace,
+  a Namespace's ``env`` label, which policies select on, set to dev and
+  back; node, a label of the first Node); time from the put to the agent's sync of that revision being
+  applied, and the agent's own stages (load = validate the snapshot, render,
+  apply). Baselines: the same agent with every load whole
   (``EtcdSource(patch=False)``, what the agent did before loads were
   patched), and the same agent on the files source, the same change written
   as a file.
@@ -42,7 +46,7 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   ``NftApplier.deltas`` off: a changed set flushed and refilled).
 * scale and churn also print the agent's stages per sync (load, render, apply)
   and how many loads were patches of the last good cluster rather than whole
-  loads (``model.load.patch_parts``).
+  loads (``model.patch.patch_parts``).
 * fanout: ``--watchers`` watch streams (threads, the work of an agent without a
   dataplane) on one etcd holding ``--pods`` pods; time for all to list
   (a cold start of every node), delivery of ``--changes`` puts to every
@@ -75,7 +79,7 @@ from sekisho.agent import Agent, AgentMetrics, full_renderer, ruleset_fingerprin
 from sekisho.dataplane import NftApplier  # noqa: E402
 from sekisho.lab.etcd import LocalEtcd  # noqa: E402
 from sekisho.model import cluster_from_objects  # noqa: E402
-from sekisho.sources.etcd import EtcdClient, EtcdSource, object_key  # noqa: E402
+from sekisho.sources.etcd import EtcdClient, EtcdSource, identity, object_key  # noqa: E402
 from sekisho.sources.store import Store, encode  # noqa: E402
 
 
@@ -297,21 +301,79 @@ def run_agent(
     return agent, stop, thread
 
 
+def scale_case(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The cluster and the object ``--kind`` changes (:func:`changed` says how)."""
+    if args.kind == "gnp":
+        objs = generator.generate_calico(args.pods, policies=args.policies, seed=1)
+        target = next(
+            o
+            for o in objs
+            if o["kind"] == "GlobalNetworkPolicy" and o["metadata"]["name"] == "monitoring"
+        )
+    else:
+        objs = generator.generate(args.pods, policies=args.policies, seed=1)
+        if args.kind == "node":
+            target = next(o for o in objs if o["kind"] == "Node")
+        elif args.kind == "namespace":
+            target = next(
+                o
+                for o in objs
+                if o["kind"] == "Namespace"
+                and "env" in o["metadata"].get("labels", {})
+                and o["metadata"]["labels"]["env"] != "dev"
+            )
+        else:
+            pols = [o for o in objs if o["kind"] == "NetworkPolicy"]
+            target = next(p for p in pols if p["spec"].get("ingress"))
+    return objs, target
+
+
+def changed(target: dict[str, Any], kind: str, k: int) -> dict[str, Any]:
+    """The ``k``-th change of ``target``: a k8s policy's or a GlobalNetworkPolicy's port,
+    a namespace's ``env`` label (dev on every other change, which policies select on),
+    or a node's label."""
+    out = json.loads(json.dumps(target))
+    if kind == "node":
+        out["metadata"].setdefault("labels", {})["bench"] = str(k)
+        return out
+    if kind == "namespace":
+        if k % 2 == 0:
+            out["metadata"]["labels"]["env"] = "dev"
+        return out
+    for rule in out["spec"]["ingress"]:
+        if kind == "gnp":
+            rule["destination"]["ports"] = [20000 + k]
+        else:
+            rule["ports"] = [{"port": 20000 + k}]
+    return out
+
+
 def section_scale(args: argparse.Namespace) -> None:
-    print(f"== scale: {args.pods} pods, {args.policies} policies, {args.changes} policy changes")
-    objs = generator.generate(args.pods, policies=args.policies, seed=1)
+    print(
+        f"== scale: {args.pods} pods, {args.policies} policies, {args.changes} changes"
+        f" of one {SCALE_KINDS[args.kind]}"
+    )
+    objs, target = scale_case(args)
     cluster = cluster_from_objects(objs)
     node = Counter(p.node for p in cluster.pods if p.node and not p.host_network).most_common(1)[0][
         0
     ]
-    pols = [o for o in objs if o["kind"] == "NetworkPolicy"]
-    target = next(p for p in pols if p["spec"].get("ingress"))
     whole = etcd_scale(args, objs, node, target, patch=False)
     lat = etcd_scale(args, objs, node, target, patch=True)
     print(f"  p99 patched / whole: {pct(lat, 0.99) / pct(whole, 0.99):.2f}x")
-    base = files_scale(objs, node, target, args.changes)
+    if args.no_files:
+        return
+    base = files_scale(objs, node, target, args.changes, args.kind)
     print(f"  files (baseline): file written -> rules installed: {dist(base)}")
     print(f"  p99 etcd / files: {pct(lat, 0.99) / pct(base, 0.99):.2f}x")
+
+
+SCALE_KINDS = {
+    "k8s": "Kubernetes NetworkPolicy (a port)",
+    "gnp": "Calico GlobalNetworkPolicy (a port)",
+    "namespace": "Namespace (a label policies select on)",
+    "node": "Node (a label no policy selects on)",
+}
 
 
 def etcd_scale(
@@ -334,18 +396,10 @@ def etcd_scale(
         follow.when(1)
         lat: list[float] = []
         stages: list[dict[str, float]] = []
-        key = object_key(
-            config.prefix,
-            "NetworkPolicy",
-            target["metadata"]["namespace"],
-            target["metadata"]["name"],
-        )
+        key = object_key(config.prefix, *identity(target))
         for k in range(args.changes):
-            changed = json.loads(json.dumps(target))
-            for rule in changed["spec"]["ingress"]:
-                rule["ports"] = [{"port": 20000 + k}]
             t0 = time.perf_counter()
-            rev = client.put(key, encode(changed))
+            rev = client.put(key, encode(changed(target, args.kind, k)))
             lat.append(follow.when(rev) - t0)
             time.sleep(0.01)
         stop.set()
@@ -361,7 +415,7 @@ def etcd_scale(
 
 
 def files_scale(
-    objs: list[dict[str, Any]], node: str, target: dict[str, Any], changes: int
+    objs: list[dict[str, Any]], node: str, target: dict[str, Any], changes: int, kind: str
 ) -> list[float]:
     from sekisho.lab import manifests as mf
 
@@ -376,12 +430,9 @@ def files_scale(
         while agent.generation < 1 and time.perf_counter() < deadline:
             time.sleep(0.01)
         for k in range(changes):
-            changed = json.loads(json.dumps(target))
-            for rule in changed["spec"]["ingress"]:
-                rule["ports"] = [{"port": 20000 + k}]
             gen = agent.generation
             t0 = time.perf_counter()
-            mf.write_atomic(root / "10-target.yaml", [changed])
+            mf.write_atomic(root / "10-target.yaml", [changed(target, kind, k)])
             while agent.generation <= gen:
                 time.sleep(0.0005)
             lat.append(time.perf_counter() - t0)
@@ -675,6 +726,12 @@ def main(argv: list[str] | None = None) -> int:
         "--txn", type=int, default=10, help="churn: pod changes per etcd transaction"
     )
     parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument(
+        "--kind", choices=sorted(SCALE_KINDS), default="k8s", help="scale: what one change changes"
+    )
+    parser.add_argument(
+        "--no-files", action="store_true", help="scale: leave out the files-source baseline"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)

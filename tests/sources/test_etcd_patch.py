@@ -1,6 +1,6 @@
 """The etcd source's incremental path against a from-scratch build, over random event sequences.
 
-The source applies each watch event to its last good cluster (``model.load.patch_parts``)
+The source applies each watch event to its last good cluster (``model.patch.patch_parts``)
 when the model can patch it, and loads the snapshot whole otherwise. After every batch
 of events the patched cluster must equal a full load of the same snapshot (or both
 refuse it with the same problems), and the ruleset rendered incrementally from the
@@ -72,11 +72,11 @@ def key_of(obj: dict[str, Any]) -> str:
     return object_key(PREFIX, *identity(obj))
 
 
-def node(i: int) -> dict[str, Any]:
+def node(i: int, zone: int | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": f"n{i}", "labels": {"zone": f"z{i % 2}"}},
+        "metadata": {"name": f"n{i}", "labels": {"zone": f"z{i % 2 if zone is None else zone}"}},
         "spec": {"podCIDR": f"10.244.{i}.0/24"},
         "status": {"addresses": [{"type": "InternalIP", "address": f"192.168.1.{10 + i}"}]},
     }
@@ -147,7 +147,100 @@ def policy(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
+def calico_event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
+    """A Calico object put or deleted: policies (patched; the renderer recompiles the
+    program only), network sets (a namespaced one makes its namespace's label change a
+    rebuild), a tier (a policy in a tier that is not there is refused)."""
+    roll = rng.random()
+    v3 = "projectcalico.org/v3"
+    if roll < 0.15:
+        gone = [k for k in client.store if "projectcalico.org" in k]
+        return {rng.choice(gone): None} if gone else {}
+    if roll < 0.65:
+        kind = rng.choice(["GlobalNetworkPolicy", "NetworkPolicy", "StagedGlobalNetworkPolicy"])
+        tier = rng.choice(["default", "default", "security"])
+        name = f"cp{rng.randrange(3)}"
+        meta: dict[str, Any] = {"name": name if tier == "default" else f"{tier}.{name}"}
+        if kind == "NetworkPolicy":
+            meta["namespace"] = rng.choice("ab")
+        rule: dict[str, Any] = {
+            "action": rng.choice(["Allow", "Deny", "Pass"]),
+            "source": rng.choice(
+                [{"namespaceSelector": "team == 'red'"}, {"selector": "role == 'x'"}, {}]
+            ),
+        }
+        if rng.random() < 0.5:
+            rule["protocol"] = "TCP"
+            rule["destination"] = {"ports": [80 + rng.randrange(3)]}
+        spec: dict[str, Any] = {
+            "tier": tier,
+            "order": rng.randrange(4) * 10,
+            "selector": rng.choice(["app == 'web'", "app == 'db'", "all()"]),
+            "ingress": [rule],
+        }
+        if kind.startswith("Staged"):
+            spec["stagedAction"] = "Set"
+        elif kind == "GlobalNetworkPolicy" and rng.random() < 0.3:
+            # host endpoints' stages: the renderer's host chains follow the program
+            spec["selector"] = "has(host)"
+            spec.update(rng.choice([{"doNotTrack": True}, {"preDNAT": True}, {}]))
+            spec["applyOnForward"] = True
+            if spec.get("preDNAT"):
+                spec["ingress"][0]["action"] = rng.choice(["Allow", "Deny"])
+                spec["ingress"][0].pop("destination", None)
+                spec["ingress"][0].pop("protocol", None)
+        obj = {"apiVersion": v3, "kind": kind, "metadata": meta, "spec": spec}
+    elif roll < 0.75:
+        n = rng.randrange(2)
+        obj = {
+            "apiVersion": v3,
+            "kind": "HostEndpoint",
+            "metadata": {"name": f"n{n}-eth0", "labels": {"host": f"n{n}"}},
+            "spec": {
+                "node": f"n{n}",
+                "interfaceName": "eth0",
+                "expectedIPs": [f"192.168.1.{10 + n}"],
+            },
+        }
+    elif roll < 0.85:
+        kind = rng.choice(["GlobalNetworkSet", "NetworkSet"])
+        meta = {"name": f"set{rng.randrange(2)}", "labels": {"role": rng.choice("xy")}}
+        if kind == "NetworkSet":
+            meta["namespace"] = rng.choice("ab")
+        nets = [f"172.16.{rng.randrange(4)}.0/24"]
+        obj = {"apiVersion": v3, "kind": kind, "metadata": meta, "spec": {"nets": nets}}
+    else:
+        obj = {"apiVersion": v3, "kind": "Tier", "metadata": {"name": "security"}, "spec": {}}
+        obj["spec"]["order"] = rng.randrange(1, 4) * 100
+    return {key_of(obj): encode(obj)}
+
+
+def node_policy(rng: random.Random) -> dict[str, Any]:
+    """An AdminNetworkPolicy whose egress peers are nodes by label: a node's label change
+    moves its address in or out of a set (the renderer follows other nodes' entities)."""
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "AdminNetworkPolicy",
+        "metadata": {"name": f"to-nodes-{rng.randrange(2)}"},
+        "spec": {
+            "priority": rng.randrange(3),
+            "subject": {"namespaces": {"matchLabels": {"team": rng.choice(["red", "blue"])}}},
+            "egress": [
+                {
+                    "action": rng.choice(["Allow", "Deny"]),
+                    "to": [{"nodes": {"matchLabels": {"zone": rng.choice(["z0", "z1"])}}}],
+                }
+            ],
+        },
+    }
+
+
 def event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
+    if rng.random() < 0.25:
+        return calico_event(rng, client)
+    if rng.random() < 0.05:
+        obj = node_policy(rng)
+        return {key_of(obj): encode(obj)}
     roll = rng.random()
     i = rng.randrange(14)
     if roll < 0.35:
@@ -162,11 +255,14 @@ def event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
     if roll < 0.8:
         pols = [k for k in client.store if "/NetworkPolicy/" in k]
         return {rng.choice(pols): None} if pols else {}
-    if roll < 0.84:
+    if roll < 0.86:
         ns = namespace(rng.choice("abc"), rng.choice(["red", "blue"]))
         return {key_of(ns): encode(ns)}
-    if roll < 0.87:
-        n = node(rng.randrange(4))
+    if roll < 0.89:
+        i = rng.randrange(4)
+        n = node(i, rng.randrange(2))  # labels change; n2 and n3 come and go
+        if i >= 2 and rng.random() < 0.3:
+            return {key_of(n): None}
         return {key_of(n): encode(n)}
     if roll < 0.9:
         return {object_key(PREFIX, "Pod", "a", f"p{i}"): b"{not json"}
@@ -294,9 +390,16 @@ def test_a_patch_takes_only_what_changed() -> None:
     assert third.policies is second.policies
     assert [p.name for p in third.pods] == [p["metadata"]["name"] for p in pods if p is not pods[2]]
     assert all(any(a is b for b in second.pods) for a in third.pods)
-    # A node change is not patched: the full load, the same result as one.
+    # A node with its addresses is patched in; one without is the full load (the join
+    # assigns them), the same result as one.
     client.write({key_of(node(1)): encode(node(1))})
     source._follow()
     assert source.load() == snapshot_cluster(Snapshot(client.revision, dict(store)), PREFIX)
-    assert source.parts.patched == 2
+    assert source.parts.patched == 3
+    bare = node(2)
+    del bare["status"]
+    client.write({key_of(bare): encode(bare)})
+    source._follow()
+    assert source.load() == snapshot_cluster(Snapshot(client.revision, dict(store)), PREFIX)
+    assert source.parts.patched == 3
     assert json.loads(store[key_of(node(1))].value)["metadata"]["name"] == "n1"

@@ -8,13 +8,12 @@ input never fails open: with any problem there is no cluster.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sekisho.errors import ManifestError, Problem
 from sekisho.model import ipam, workloads
@@ -36,10 +35,12 @@ from sekisho.model.types import (
     DEFAULT_CLUSTER_CIDR,
     Cluster,
     Namespace,
-    NetworkPolicy,
     Node,
     Pod,
 )
+
+if TYPE_CHECKING:
+    from sekisho.model.patch import Base
 
 DEFAULT_CLUSTER_CIDR_TEXT = str(DEFAULT_CLUSTER_CIDR)
 
@@ -188,17 +189,18 @@ _finish = load_read  # the name the file source first used
 class PartCache:
     """Each object's own parse, kept between loads by a caller that knows which objects
     did not change (the etcd source: key and revision). See :func:`load_parts` and
-    :func:`patch_parts`."""
+    :func:`sekisho.model.patch.patch_parts`."""
 
     def __init__(self) -> None:
         self.parts: dict[object, _Part] = {}
         self.hits = 0
         """Objects whose parse the last load reused."""
-        self.base: _Base | None = None
+        self.base: Base | None = None
         """The last good load's cluster and what a patch checks against; None when that
-        cluster cannot be patched (see :func:`patch_parts`) or the last load failed."""
+        cluster cannot be patched (see :func:`sekisho.model.patch.patch_parts`) or the
+        last load failed."""
         self.patched = 0
-        """Loads done by :func:`patch_parts` so far."""
+        """Loads done by :func:`sekisho.model.patch.patch_parts` so far."""
 
 
 _Part = tuple[Drafts, list[Issue], int, tuple[tuple[str, Any], ...]]
@@ -298,7 +300,9 @@ def load_parts(
             cache.parts = fresh
             cache.hits = hits
             if not unsupported:
-                cache.base = _base(cluster, drafts, fresh, cluster_cidr)
+                from sekisho.model.patch import base_of
+
+                cache.base = base_of(cluster, drafts, fresh, cluster_cidr)
         if unsupported and not problems:
             cluster = dataclasses.replace(cluster, unsupported=unsupported)
         return LoadResult(
@@ -310,209 +314,6 @@ def load_parts(
             warnings=unsupported + tuple(resolve(drafts.notes, {})),
             unsupported=unsupported,
         )
-
-
-# ---- patching the last good load ------------------------------------------------------------
-#
-# A change to a pod or a NetworkPolicy needs no join when the cluster's join is
-# trivial for it: every pod names a defined node and gives its own address (as
-# pods an API server writes do), no workload expands into pods, and the object's
-# namespace is defined by a Namespace object. Then the join of the whole
-# (placement, IPAM, implicit namespaces) gives every other object what it gave
-# before, and the changed objects what the patch gives them: the pod as
-# ``_pod`` builds it, the policy as parsed, each in its sorted place. Anything
-# else (a node, a namespace, a workload, a pod without an address, any problem,
-# any kind but those two) is left to the full load, which is the reference: a
-# test holds the patched cluster equal to a full load over random changes.
-
-
-@dataclass(slots=True)
-class _Base:
-    """The last good load and the indexes a patch checks a change against."""
-
-    cluster: Cluster
-    cluster_cidr: str
-    names: dict[str, object]
-    """Object name (etcd key) -> its key in :attr:`PartCache.parts` ((name, version))."""
-    nodes: dict[str, Node]
-    node_ips: set[int]
-    pod_ips: dict[int, str]
-    """``int(ip)`` -> key of the (not hostNetwork) pod that has it, as the join counts them."""
-    explicit: set[str]
-    """Namespaces given by a Namespace object."""
-    seen: set[tuple[str, str, str]]
-    """Every object's (kind, namespace, name), as the parser checks duplicates."""
-
-
-def _base(
-    cluster: Cluster, drafts: Drafts, parts: dict[object, _Part], cluster_cidr: str
-) -> _Base | None:
-    """What :func:`patch_parts` needs of a good load; None when its join is not trivial."""
-    if drafts.workloads or drafts.skipped or drafts.unsupported or drafts.notes:
-        return None
-    nodes = {n.name: n for n in cluster.nodes}
-    for d in drafts.pods:
-        t = d.template
-        if t.node is None or t.node not in nodes or (t.ip is None and not t.host_network):
-            return None
-        if t.other_ips or (t.host_network and nodes[t.node].other_ips):
-            return None  # dual stack: the full load checks the other family's addresses
-    names: dict[str, object] = {}
-    for key in parts:
-        if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str)):
-            return None
-        names[key[0]] = key
-    return _Base(
-        cluster,
-        cluster_cidr,
-        names,
-        nodes,
-        {int(n.internal_ip) for n in cluster.nodes},
-        {int(p.ip): p.key for p in cluster.pods if p.ip is not None and not p.host_network},
-        {ns.name for ns in drafts.namespaces},
-        set(drafts.seen),
-    )
-
-
-_PATCHABLE = frozenset({"pods", "policies", "seen", "mentioned_namespaces"})
-
-
-def _simple(part: _Part, base: _Base) -> PodDraft | NetworkPolicy | None:
-    """The one pod or NetworkPolicy an object's parse made, if a patch can take it."""
-    drafts, sink, _n, filled = part
-    if sink or not {name for name, _ in filled} <= _PATCHABLE:
-        return None
-    if not drafts.mentioned_namespaces <= base.explicit:
-        return None  # an implicit namespace would come or go with it
-    if len(drafts.pods) == 1 and not drafts.policies:
-        t = drafts.pods[0].template
-        if t.node is None or t.node not in base.nodes or (t.ip is None and not t.host_network):
-            return None
-        if t.other_ips or (t.host_network and base.nodes[t.node].other_ips):
-            return None  # dual stack: the full load checks the other family's addresses
-        return drafts.pods[0]
-    if len(drafts.policies) == 1 and not drafts.pods:
-        return drafts.policies[0]
-    return None
-
-
-def _sorted_key(x: Pod | NetworkPolicy) -> tuple[str, str]:
-    return (x.namespace, x.name)
-
-
-def patch_parts(
-    cache: PartCache,
-    changes: Sequence[tuple[str, object | None, RawObject | None]],
-    cluster_cidr: str = DEFAULT_CLUSTER_CIDR_TEXT,
-) -> Cluster | None:
-    """The last good cluster of ``cache`` with ``changes`` applied, without a join; None
-    when a change needs the full load (:func:`load_parts`), which the caller then does.
-
-    ``changes``: (name, version, object) per changed object, ``None`` for the version and
-    object of a deleted one; names and versions as in the keys ``(name, version)`` the
-    last :func:`load_parts` was given. Returns an equal cluster to what a full load of
-    the changed objects would give (the pods and policies that did not change are the
-    same objects). Nothing in ``cache`` changes when it returns None.
-    """
-    base = cache.base
-    if base is None or base.cluster_cidr != cluster_cidr:
-        return None
-    olds: list[tuple[object, PodDraft | NetworkPolicy]] = []
-    news: list[tuple[object, _Part, PodDraft | NetworkPolicy]] = []
-    done: set[str] = set()
-    for name, version, raw in changes:
-        if name in done:
-            return None
-        done.add(name)
-        old_key = base.names.get(name)
-        new_key = None if raw is None else (name, version)
-        if old_key == new_key:
-            continue
-        if old_key is not None:
-            item = _simple(cache.parts[old_key], base)
-            if item is None:
-                return None
-            olds.append((old_key, item))
-        if raw is not None:
-            sink: list[Issue] = []
-            one = Drafts()
-            parse_object(raw, one, sink)
-            part: _Part = (one, sink, len(sink), _filled(one))
-            item = _simple(part, base)
-            if item is None:
-                return None
-            news.append((new_key, part, item))
-    if not olds and not news:
-        cache.patched += 1
-        return base.cluster
-    # Checks the join would make, on the state after every change.
-    gone_seen = {k for key, _ in olds for k in cache.parts[key][0].seen}
-    seen = base.seen - gone_seen
-    gone_pods = {f"{i.namespace}/{i.name}" for _, i in olds if isinstance(i, PodDraft)}
-    taken: set[int] = set()
-    for _, part, item in news:
-        for k in part[0].seen:
-            if k in seen:
-                return None  # a duplicate: the full load reports it
-            seen.add(k)
-        if isinstance(item, PodDraft) and not item.template.host_network:
-            assert item.template.ip is not None
-            ip = int(item.template.ip)
-            owner = base.pod_ips.get(ip)
-            if ip in base.node_ips or ip in taken or (owner is not None and owner not in gone_pods):
-                return None  # an address taken: the full load reports it
-            taken.add(ip)
-    try:
-        return _apply_patch(cache, base, olds, news, seen)
-    except BaseException:
-        cache.base = None  # half applied: the next load is a full one
-        raise
-
-
-def _apply_patch(
-    cache: PartCache,
-    base: _Base,
-    olds: list[tuple[object, PodDraft | NetworkPolicy]],
-    news: list[tuple[object, _Part, PodDraft | NetworkPolicy]],
-    seen: set[tuple[str, str, str]],
-) -> Cluster:
-    pods = list(base.cluster.pods)
-    policies = list(base.cluster.policies)
-    for _, item in olds:
-        into: list[Any] = pods if isinstance(item, PodDraft) else policies
-        at = bisect.bisect_left(into, (item.namespace, item.name), key=_sorted_key)
-        assert into[at].namespace == item.namespace and into[at].name == item.name
-        gone = into.pop(at)
-        if isinstance(gone, Pod) and gone.ip is not None and not gone.host_network:
-            del base.pod_ips[int(gone.ip)]
-    for _, _, item in news:
-        if isinstance(item, PodDraft):
-            t = item.template
-            node = base.nodes[t.node or ""]
-            pod = _pod(item, node.name, node.internal_ip if t.host_network else t.ip)
-            at = bisect.bisect_left(pods, (pod.namespace, pod.name), key=_sorted_key)
-            pods.insert(at, pod)
-            if pod.ip is not None and not pod.host_network:
-                base.pod_ips[int(pod.ip)] = pod.key
-        else:
-            at = bisect.bisect_left(policies, (item.namespace, item.name), key=_sorted_key)
-            policies.insert(at, item)
-    for key, _ in olds:
-        del cache.parts[key]
-        base.names.pop(cast(tuple[str, object], key)[0], None)
-    for key, part, _ in news:
-        cache.parts[key] = part
-        base.names[cast(tuple[str, object], key)[0]] = key
-    base.seen = seen
-    changed: dict[str, Any] = {}
-    kinds = {type(item) for _, item in olds} | {type(item) for _, _, item in news}
-    if PodDraft in kinds:
-        changed["pods"] = tuple(pods)
-    if NetworkPolicy in kinds:
-        changed["policies"] = tuple(policies)
-    base.cluster = dataclasses.replace(base.cluster, **changed)
-    cache.patched += 1
-    return base.cluster
 
 
 def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluster:

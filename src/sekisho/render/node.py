@@ -39,6 +39,7 @@ from sekisho.model.calico import (
     DEFAULT_ALLOW_PROFILE,
     FAILSAFE_INBOUND,
     FAILSAFE_OUTBOUND,
+    CalicoResources,
     HostEndpoint,
 )
 from sekisho.model.reader import paused_gc
@@ -476,16 +477,29 @@ class NodeRenderer:
         ):
             changed = self._program_changed(cluster)
         self._inputs = inputs
+        if old.nodes is not cluster.nodes and old.nodes != cluster.nodes:
+            self._nodes_changed(old, cluster)
         pod_changes = _diff(old.pods, cluster.pods)
+        relabelled = _relabelled(old, cluster)
+        if relabelled:
+            # Their pods' entities carry the namespace's labels: each is a changed pod.
+            for ns in relabelled:
+                self._ns_parts.pop(ns, None)
+            self._label_maps = {k: v for k, v in self._label_maps.items() if k[0] not in relabelled}
+            moved = {key for key, _, _ in pod_changes}
+            pod_changes += [
+                (key, pod, pod)
+                for key, pod in self.pods.items()
+                if pod.namespace in relabelled and key not in moved and not pod.host_network
+            ]
         if len(pod_changes) >= BATCH:
             self._pods_changed(pod_changes)
         else:
             for key, old_pod, new_pod in pod_changes:
                 self._pod_changed(key, old_pod, new_pod)
         if changed:
-            for key in list(self.pods):
-                if self._is_local(self.pods[key]):
-                    self._refresh_endpoint(key, changed)
+            for key in list(self.endpoints):  # the local pods' (not a walk of every pod)
+                self._refresh_endpoint(key, changed)
             self._refresh_host()
         return self._take_delta()
 
@@ -545,14 +559,29 @@ class NodeRenderer:
     def _compile(self, cluster: Cluster) -> Program:
         return self._given if self._given is not None else compile_program(cluster)
 
-    @staticmethod
-    def _structural(old: Cluster, new: Cluster) -> bool:
+    def _structural(self, old: Cluster, new: Cluster) -> bool:
+        """Whether a change needs :meth:`_rebuild`: one of a field the incremental path does
+        not follow. Calico's tiers and policies are read only by the program (followed
+        through :func:`program_inputs`), a namespace's labels only by its pods' entities
+        (:meth:`_update` takes them as pod changes) unless a NetworkSet is in it, and
+        another node only by its own entity (:meth:`_nodes_changed`); this node's host
+        endpoint is found by its address, so a change of this node rebuilds."""
         for f in dataclasses.fields(Cluster):
             if f.name in _POD_FIELDS:
                 continue
             a, b = getattr(old, f.name), getattr(new, f.name)
-            if a is not b and a != b:
-                return True
+            if a is b or a == b:
+                continue
+            if f.name == "calico" and _same_entities(a, b):
+                continue
+            if f.name == "nodes" and old.node(self.node) == new.node(self.node):
+                continue
+            if f.name == "namespaces":
+                moved = _relabelled(old, new)
+                sets = new.calico.network_sets if new.calico else ()
+                if not any(n.namespace in moved for n in sets):
+                    continue
+            return True
         return False
 
     def _rebuild(self, cluster: Cluster) -> Delta:
@@ -810,7 +839,14 @@ class NodeRenderer:
         self.entities.pop(key, None)
         if new is not None:
             self._add_pod(new)
-        after = self.entities.get(key)
+        self._entity_changed(before, self.entities.get(key))
+        if old is not None and self._is_local(old) and (new is None or not self._is_local(new)):
+            self._drop_endpoint(key)
+        if new is not None and self._is_local(new):
+            self._refresh_endpoint(key, None)
+
+    def _entity_changed(self, before: Entity | None, after: Entity | None) -> None:
+        """The sets' members of one entity that changed (came, went, or another one)."""
         for skey, sd in self.set_defs.items():
             if sd.static:
                 continue
@@ -827,10 +863,25 @@ class NodeRenderer:
                 for m in now:
                     members[m] = members.get(m, 0) + 1
                 self._delta.sets.add(skey)
-        if old is not None and self._is_local(old) and (new is None or not self._is_local(new)):
-            self._drop_endpoint(key)
-        if new is not None and self._is_local(new):
-            self._refresh_endpoint(key, None)
+
+    def _nodes_changed(self, old: Cluster, new: Cluster) -> None:
+        """Other nodes came, went or changed (this one is the same: :meth:`_structural`):
+        their entities, first in :attr:`_others` in the cluster's order as
+        :meth:`_rebuild` puts them, and the sets' members they hold."""
+        self._tab = self._ports = None
+        n_old = len(old.nodes)
+        was = {e.key: e for e in self._others[:n_old]}
+        entities: list[Entity] = []
+        for n in new.nodes:
+            e = was.pop(n.name, None)
+            if e is None or e.labels != n.labels or e.ips != n.ips:
+                after = Entity("node", n.name, n.labels, n.labels, n.ips)
+                self._entity_changed(e, after)
+                e = after
+            entities.append(e)
+        for e in was.values():
+            self._entity_changed(e, None)
+        self._others = entities + self._others[n_old:]
 
     def _refresh_endpoint(self, key: str, changed: set[str] | None) -> None:
         """Recompute which policies apply to a local pod (all, or only ``changed`` keys)."""
@@ -1058,6 +1109,26 @@ class NodeRenderer:
         del self.members[skey]
         self._delta.sets.discard(skey)
         self._delta.removed_sets.add(skey)
+
+
+_ENTITY_FIELDS = ("network_sets", "host_endpoints", "service_accounts")
+"""Calico's objects the renderer's entities are made of (the others only the program reads)."""
+
+
+def _same_entities(a: CalicoResources | None, b: CalicoResources | None) -> bool:
+    for name in _ENTITY_FIELDS:
+        x, y = getattr(a, name, ()), getattr(b, name, ())
+        if x is not y and x != y:
+            return False
+    return True
+
+
+def _relabelled(old: Cluster, new: Cluster) -> set[str]:
+    """Namespaces whose labels (as pods see them) differ between two snapshots."""
+    a, b = old.namespaces, new.namespaces
+    if a is b:
+        return set()
+    return {n for n in a.keys() | b.keys() if old.namespace_labels(n) != new.namespace_labels(n)}
 
 
 def _diff(old_seq: Sequence[_K], new_seq: Sequence[_K]) -> list[tuple[str, _K | None, _K | None]]:

@@ -86,16 +86,28 @@ def policy_key(policy: CalicoPolicy, *, staged: bool = False) -> str:
     return f"{policy.namespace}/{name}" if policy.namespace else name
 
 
+_compiled: dict[int, tuple[CalicoPolicy, ProgramPolicy]] = {}
+"""id(Calico policy) -> (that policy, its program policy), for the last call's policies: a
+snapshot that shares policy objects with the last one (the agent's patched loads)
+compiles only the policies that changed. Holding the object keeps its id."""
+
+
 def compile_resources(
     resources: CalicoResources,
 ) -> tuple[list[ProgramPolicy], list[ProgramPolicy], list[str]]:
     """(enforced policies, staged policies, notes) of a cluster's Calico objects."""
+    global _compiled
     enforced: list[ProgramPolicy] = []
     staged: list[ProgramPolicy] = []
     notes: list[str] = []
+    known, memo = _compiled, {}
     for p in resources.policies:
-        compiled = compile_policy(p)
-        (enforced if p.staged_action is None else staged).append(compiled)
+        hit = known.get(id(p))
+        if hit is None or hit[0] is not p:
+            hit = (p, compile_policy(p))
+        memo[id(p)] = hit
+        (enforced if p.staged_action is None else staged).append(hit[1])
+    _compiled = memo
     for s in resources.staged_kubernetes:
         base = kubernetes.compile_policy(s.policy)
         ns, name = s.policy.namespace, s.policy.name

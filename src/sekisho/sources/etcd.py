@@ -722,12 +722,12 @@ class EtcdSource:
 
     def _patch(self, dirty: Mapping[str, KeyValue | None]) -> Cluster | None:
         """The last good cluster with the keys changed since applied, when the model can
-        patch it (:func:`sekisho.model.load.patch_parts`); None: load the snapshot whole.
+        patch it (:func:`sekisho.model.patch.patch_parts`); None: load the snapshot whole.
 
         Anything the full load would report (a value that is not JSON, an object under
         another key, a key outside the layout) is left to it, so it is reported the same.
         """
-        from sekisho.model.load import patch_parts
+        from sekisho.model.patch import patch_parts
         from sekisho.model.reader import Loc, RawObject
 
         if self.parts.base is None or not self.patch:
