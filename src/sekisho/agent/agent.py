@@ -326,13 +326,14 @@ class Agent:
         duration = self.clock() - t0
         self.desired = desired
         self.cluster = cluster
-        self.generation += 1
+        # the generation is published last: whoever sees it move sees this sync's metrics
+        generation = self.generation + 1
         self._health.ready, self._health.reason = True, ""
         m = self.metrics
         m.degraded.set(0)
         m.apply_seconds.observe(duration)
         m.last_good_apply.set(self.wallclock())
-        m.generation.set(self.generation)
+        m.generation.set(generation)
         endpoints = sum(1 for p in cluster.pods if p.node == self.node and not p.host_network)
         rules = sum(len(chain[-1]) for chain in desired.chains)
         # iptables' raw and mangle tables (doNotTrack, preDNAT); nft has them in its chains
@@ -344,7 +345,7 @@ class Agent:
         m.sets.set(sets)
         summary = SyncSummary(
             "applied" if result.changed else "unchanged",
-            self.generation,
+            generation,
             result.changes,
             None,
             duration,
@@ -364,6 +365,7 @@ class Agent:
         else:
             log.info("in sync, nothing to change", extra={"fields": fields})
         self._write_ready(summary)
+        self.generation = generation
         return summary
 
     def _write_ready(self, summary: SyncSummary) -> None:
