@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -178,3 +179,44 @@ def test_the_semantics_package_keeps_the_function_verdict() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["True"] * 6, out
+
+
+KEPT_DATACLASSES = {
+    # Rebuilt with dataclasses.replace or walked with dataclasses.fields by callers.
+    "sekisho.model.types.Cluster",
+    "sekisho.model.types.Pod",
+    "sekisho.model.types.Node",
+    "sekisho.model.types.Namespace",
+    "sekisho.model.parse.Drafts",
+    # Fields made by a default factory.
+    "sekisho.model.reader.ReadResult",
+    "sekisho.semantics.matrix.ProbeMatrix",
+    "sekisho.semantics.matrix.Matrix",
+}
+
+
+def test_the_matrix_builds_few_dataclasses_at_import(tmp_path: Path) -> None:
+    # A @dataclass compiles its generated methods at every start (0.6 ms a class, 1.4
+    # ms frozen): the record types on the matrix's path are sekisho.records.Record
+    # subclasses, whose methods are written. Those left are named above; a new
+    # dataclass on this path belongs there only with a reason.
+    manifest = tmp_path / "k8s.yaml"
+    manifest.write_text(K8S_ONLY)
+    probe = (
+        "import dataclasses, sys\n"
+        "built = []\n"
+        "process = dataclasses._process_class\n"
+        "def counted(cls, *args):\n"
+        "    built.append(f'{cls.__module__}.{cls.__qualname__}')\n"
+        "    return process(cls, *args)\n"
+        "dataclasses._process_class = counted\n"
+        "from sekisho.cli.main import main\n"
+        f"status = main(['matrix', {str(manifest)!r}, '-o', 'summary'])\n"
+        "print(status, sorted(b for b in built if b.startswith('sekisho.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[-1]
+    status, built = out.split(" ", 1)
+    assert status == "0", out
+    assert set(ast.literal_eval(built)) <= KEPT_DATACLASSES, out

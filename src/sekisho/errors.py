@@ -19,7 +19,8 @@ they happen, with ``raise X(...) from exc``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from sekisho.records import Record, set_field
 
 
 class SekishoError(Exception):
@@ -30,9 +31,10 @@ class InputError(SekishoError):
     """The user's input is wrong; the CLI exits with status 2."""
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(Record):
     """One validation problem, printed as ``FILE:LINE: KIND NS/NAME: FIELD.PATH: message``."""
+
+    __slots__ = ("file", "kind", "line", "message", "name", "path")
 
     file: str
     line: int
@@ -43,6 +45,14 @@ class Problem:
     path: str
     """Field path such as ``spec.ingress[0].from[1].ipBlock.cidr``; ``""`` for the whole object."""
     message: str
+
+    def __init__(self, file: str, line: int, kind: str, name: str, path: str, message: str) -> None:
+        set_field(self, "file", file)
+        set_field(self, "line", line)
+        set_field(self, "kind", kind)
+        set_field(self, "name", name)
+        set_field(self, "path", path)
+        set_field(self, "message", message)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file

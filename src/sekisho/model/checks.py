@@ -8,26 +8,36 @@ Callers keep going after a problem so that one run reports every problem.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Any
 
 from sekisho.model import names
 from sekisho.model.reader import FieldPath, Issue, Loc, describe
+from sekisho.records import Record
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(slots=True)
-class Report:
+class Report(Record, frozen=False):
     """Collects the problems of one object."""
+
+    __slots__ = ("kind", "loc", "name", "notes", "sink")
 
     loc: Loc
     kind: str
     name: str
     sink: list[Issue]
-    notes: list[Issue] | None = None
+    notes: list[Issue] | None
     """Where warnings go (valid, but worth saying); None: they are dropped."""
+
+    def __init__(
+        self, loc: Loc, kind: str, name: str, sink: list[Issue], notes: list[Issue] | None = None
+    ) -> None:
+        self.loc = loc
+        self.kind = kind
+        self.name = name
+        self.sink = sink
+        self.notes = notes
 
     def error(self, path: FieldPath, message: str) -> None:
         self.sink.append(Issue(self.loc, self.kind, self.name, path, message))

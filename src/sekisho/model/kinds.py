@@ -23,18 +23,25 @@ Every object falls under exactly one rule, decided by its ``apiVersion`` and ``k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+from sekisho.records import Record, set_field
 
-@dataclass(frozen=True, slots=True)
-class KindInfo:
+
+class KindInfo(Record):
     """A kind sekisho reads."""
+
+    __slots__ = ("api_version", "cluster_scoped", "kind")
 
     api_version: str
     """The one apiVersion it is read at."""
     kind: str
-    cluster_scoped: bool = False
+    cluster_scoped: bool
+
+    def __init__(self, api_version: str, kind: str, cluster_scoped: bool = False) -> None:
+        set_field(self, "api_version", api_version)
+        set_field(self, "kind", kind)
+        set_field(self, "cluster_scoped", cluster_scoped)
 
     @property
     def group(self) -> str:
@@ -142,13 +149,18 @@ def is_kubernetes_group(group: str) -> bool:
 Verdict = Literal["read", "wrong-version", "skipped", "unsupported"]
 
 
-@dataclass(frozen=True, slots=True)
-class Classified:
+class Classified(Record):
     """What :func:`classify` made of an object's apiVersion and kind."""
 
+    __slots__ = ("info", "verdict")
+
     verdict: Verdict
-    info: KindInfo | None = None
+    info: KindInfo | None
     """The kind as read (``read``), or the version expected (``wrong-version``)."""
+
+    def __init__(self, verdict: Verdict, info: KindInfo | None = None) -> None:
+        set_field(self, "verdict", verdict)
+        set_field(self, "info", info)
 
 
 def classify(api_version: object, kind: str) -> Classified:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -38,6 +37,7 @@ from sekisho.model.types import (
     Node,
     Pod,
 )
+from sekisho.records import Record, set_field
 
 if TYPE_CHECKING:
     from sekisho.model.patch import Base
@@ -45,9 +45,10 @@ if TYPE_CHECKING:
 DEFAULT_CLUSTER_CIDR_TEXT = str(DEFAULT_CLUSTER_CIDR)
 
 
-@dataclass(frozen=True, slots=True)
-class LoadResult:
+class LoadResult(Record):
     """What loading found: the cluster (None when there are problems) and the counts."""
+
+    __slots__ = ("cluster", "files", "objects", "problems", "skipped", "unsupported", "warnings")
 
     cluster: Cluster | None
     problems: tuple[Problem, ...]
@@ -56,11 +57,29 @@ class LoadResult:
     files: int
     objects: int
     """Objects read (List items counted one by one), skipped ones included."""
-    warnings: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...]
     """The unsupported objects (always), then what is valid but probably not meant
     (:mod:`sekisho.model.lint`, only when there are no problems)."""
-    unsupported: tuple[Problem, ...] = ()
+    unsupported: tuple[Problem, ...]
     """Objects of kinds sekisho does not read (:mod:`sekisho.model.kinds`); also in ``warnings``."""
+
+    def __init__(
+        self,
+        cluster: Cluster | None,
+        problems: tuple[Problem, ...],
+        skipped: tuple[tuple[str, str], ...],
+        files: int,
+        objects: int,
+        warnings: tuple[Problem, ...] = (),
+        unsupported: tuple[Problem, ...] = (),
+    ) -> None:
+        set_field(self, "cluster", cluster)
+        set_field(self, "problems", problems)
+        set_field(self, "skipped", skipped)
+        set_field(self, "files", files)
+        set_field(self, "objects", objects)
+        set_field(self, "warnings", warnings)
+        set_field(self, "unsupported", unsupported)
 
     @property
     def valid(self) -> bool:

@@ -31,24 +31,42 @@ from sekisho.model.checks import (
 from sekisho.model.policy import network_policy, parse_protocol, selector
 from sekisho.model.reader import FieldPath, Issue, RawObject, describe, format_path
 from sekisho.model.types import ContainerPort, Namespace, NetworkPolicy, Source
+from sekisho.records import Record
 
 if TYPE_CHECKING:
     from sekisho.model import npa
     from sekisho.model.calico import CalicoDrafts
 
 
-@dataclass(slots=True)
-class Meta:
+class Meta(Record, frozen=False):
     """An object's metadata as checked: name, namespace (defaulted) and labels."""
+
+    __slots__ = ("labels", "name", "namespace")
 
     name: str
     namespace: str
     labels: dict[str, str]
 
+    def __init__(self, name: str, namespace: str, labels: dict[str, str]) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.labels = labels
 
-@dataclass(slots=True)
-class NodeDraft:
+
+class NodeDraft(Record, frozen=False):
     """A Node as read, before the cluster is put together."""
+
+    __slots__ = (
+        "internal_ip",
+        "labels",
+        "name",
+        "other_ips",
+        "other_pod_cidrs",
+        "pod_cidr",
+        "report",
+        "schedulable",
+        "source",
+    )
 
     name: str
     internal_ip: IPAddress | None
@@ -57,44 +75,114 @@ class NodeDraft:
     labels: dict[str, str]
     source: Source
     report: Report
-    other_ips: tuple[IPAddress, ...] = ()
+    other_ips: tuple[IPAddress, ...]
     """InternalIPs of the other family (a dual-stack node)."""
-    other_pod_cidrs: tuple[IPNetwork, ...] = ()
+    other_pod_cidrs: tuple[IPNetwork, ...]
     """``spec.podCIDRs`` of the other family (a dual-stack node)."""
 
+    def __init__(
+        self,
+        name: str,
+        internal_ip: IPAddress | None,
+        pod_cidr: IPNetwork | None,
+        schedulable: bool,
+        labels: dict[str, str],
+        source: Source,
+        report: Report,
+        other_ips: tuple[IPAddress, ...] = (),
+        other_pod_cidrs: tuple[IPNetwork, ...] = (),
+    ) -> None:
+        self.name = name
+        self.internal_ip = internal_ip
+        self.pod_cidr = pod_cidr
+        self.schedulable = schedulable
+        self.labels = labels
+        self.source = source
+        self.report = report
+        self.other_ips = other_ips
+        self.other_pod_cidrs = other_pod_cidrs
 
-@dataclass(slots=True)
-class PodTemplate:
+
+class PodTemplate(Record, frozen=False):
     """What a pod (or a workload's template) says about networking."""
+
+    __slots__ = ("host_network", "ip", "labels", "node", "other_ips", "ports", "service_account")
 
     labels: dict[str, str]
     node: str | None
     host_network: bool
     ports: tuple[ContainerPort, ...]
-    ip: IPAddress | None = None
-    service_account: str = "default"
+    ip: IPAddress | None
+    service_account: str
     """``serviceAccountName`` (the ServiceAccount admission plugin sets "default")."""
-    other_ips: tuple[IPAddress, ...] = ()
+    other_ips: tuple[IPAddress, ...]
     """``status.podIPs`` after ``ip`` (the other family's address of a dual-stack pod)."""
 
+    def __init__(
+        self,
+        labels: dict[str, str],
+        node: str | None,
+        host_network: bool,
+        ports: tuple[ContainerPort, ...],
+        ip: IPAddress | None = None,
+        service_account: str = "default",
+        other_ips: tuple[IPAddress, ...] = (),
+    ) -> None:
+        self.labels = labels
+        self.node = node
+        self.host_network = host_network
+        self.ports = ports
+        self.ip = ip
+        self.service_account = service_account
+        self.other_ips = other_ips
 
-@dataclass(slots=True)
-class PodDraft:
+
+class PodDraft(Record, frozen=False):
     """A Pod as read (or made from a workload's template), before the cluster is put together."""
+
+    __slots__ = ("name", "namespace", "path_prefix", "report", "source", "template", "workload")
 
     namespace: str
     name: str
     template: PodTemplate
     source: Source
     report: Report
-    workload: str | None = None
-    path_prefix: FieldPath = ()
+    workload: str | None
+    path_prefix: FieldPath
     """Where the pod's fields sit in the object (``spec.template`` for a workload)."""
 
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        template: PodTemplate,
+        source: Source,
+        report: Report,
+        workload: str | None = None,
+        path_prefix: FieldPath = (),
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.template = template
+        self.source = source
+        self.report = report
+        self.workload = workload
+        self.path_prefix = path_prefix
 
-@dataclass(slots=True)
-class WorkloadDraft:
+
+class WorkloadDraft(Record, frozen=False):
     """A workload (Deployment, StatefulSet, ...) as read, before its pods are made."""
+
+    __slots__ = (
+        "kind",
+        "name",
+        "namespace",
+        "replicas",
+        "report",
+        "source",
+        "template",
+        "template_raw",
+    )
 
     kind: str
     namespace: str
@@ -104,6 +192,26 @@ class WorkloadDraft:
     template_raw: Any
     source: Source
     report: Report
+
+    def __init__(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        replicas: int,
+        template: PodTemplate,
+        template_raw: Any,
+        source: Source,
+        report: Report,
+    ) -> None:
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.replicas = replicas
+        self.template = template
+        self.template_raw = template_raw
+        self.source = source
+        self.report = report
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ import orjson
 from sekisho.errors import Problem
 from sekisho.model import fastyaml
 from sekisho.model.fields import API_VERSIONS, CLUSTER_SCOPED
+from sekisho.records import Record, set_field
 
 if TYPE_CHECKING:
     import yaml
@@ -50,38 +51,61 @@ def format_path(path: FieldPath) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Loc:
+class Loc(Record):
     """Where one object sits: its file, document and path inside the document."""
+
+    __slots__ = ("base", "doc", "file", "line")
 
     file: str
     doc: int
     """Index of the YAML document in ``file``."""
-    base: FieldPath = ()
+    base: FieldPath
     """Path from the document root to the object (``("items", 3)`` inside a List)."""
-    line: int = 0
+    line: int
     """1-based line of the object's start; 0 when unknown."""
 
+    def __init__(self, file: str, doc: int, base: FieldPath = (), line: int = 0) -> None:
+        set_field(self, "file", file)
+        set_field(self, "doc", doc)
+        set_field(self, "base", base)
+        set_field(self, "line", line)
 
-@dataclass(frozen=True, slots=True)
-class Issue:
+
+class Issue(Record):
     """A problem before its line is known."""
+
+    __slots__ = ("kind", "line", "loc", "message", "name", "path")
 
     loc: Loc
     kind: str
     name: str
     path: FieldPath
     message: str
-    line: int = 0
+    line: int
     """Set when the line is already known (syntax errors); otherwise found from ``path``."""
 
+    def __init__(
+        self, loc: Loc, kind: str, name: str, path: FieldPath, message: str, line: int = 0
+    ) -> None:
+        set_field(self, "loc", loc)
+        set_field(self, "kind", kind)
+        set_field(self, "name", name)
+        set_field(self, "path", path)
+        set_field(self, "message", message)
+        set_field(self, "line", line)
 
-@dataclass(frozen=True, slots=True)
-class RawObject:
+
+class RawObject(Record):
     """One object as parsed, before validation."""
+
+    __slots__ = ("data", "loc")
 
     loc: Loc
     data: Any
+
+    def __init__(self, loc: Loc, data: Any) -> None:
+        set_field(self, "loc", loc)
+        set_field(self, "data", data)
 
 
 @dataclass(slots=True)

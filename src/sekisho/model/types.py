@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from sekisho.errors import Problem
+from sekisho.records import Record, set_field
 
 if TYPE_CHECKING:
     from sekisho.model.calico import CalicoResources
@@ -32,14 +33,19 @@ FlowProtocol = Literal["TCP", "UDP", "SCTP", "ICMP"]
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(Record):
     """Where an object was read from, for error messages and explanations."""
+
+    __slots__ = ("file", "line")
 
     file: str
     """Path as the user gave it (or ``<stdin>``)."""
     line: int
     """1-based line of the object's first line in ``file`` (0 when unknown)."""
+
+    def __init__(self, file: str, line: int) -> None:
+        set_field(self, "file", file)
+        set_field(self, "line", line)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file
@@ -51,14 +57,20 @@ DEFAULT_CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
 """Where nodes without a podCIDR get one (the seed's pod network)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Requirement:
+class Requirement(Record):
     """One ``matchExpressions`` entry (``matchLabels`` entries become ``In`` with one value)."""
+
+    __slots__ = ("key", "operator", "values")
 
     key: str
     operator: Operator
-    values: tuple[str, ...] = ()
+    values: tuple[str, ...]
     """Sorted and de-duplicated; empty for ``Exists`` and ``DoesNotExist``."""
+
+    def __init__(self, key: str, operator: Operator, values: tuple[str, ...] = ()) -> None:
+        set_field(self, "key", key)
+        set_field(self, "operator", operator)
+        set_field(self, "values", values)
 
     def matches(self, labels: dict[str, str]) -> bool:
         if self.operator == "In":
@@ -75,14 +87,23 @@ class Requirement:
         return f"{self.key} {self.operator} [{', '.join(self.values)}]"
 
 
-@dataclass(frozen=True, slots=True)
-class LabelSelector:
+class LabelSelector(Record):
     """A Kubernetes label selector: the AND of its requirements; empty selects everything."""
 
-    match_labels: tuple[tuple[str, str], ...] = ()
+    __slots__ = ("match_expressions", "match_labels")
+
+    match_labels: tuple[tuple[str, str], ...]
     """Sorted ``(key, value)`` pairs."""
-    match_expressions: tuple[Requirement, ...] = ()
+    match_expressions: tuple[Requirement, ...]
     """In manifest order."""
+
+    def __init__(
+        self,
+        match_labels: tuple[tuple[str, str], ...] = (),
+        match_expressions: tuple[Requirement, ...] = (),
+    ) -> None:
+        set_field(self, "match_labels", match_labels)
+        set_field(self, "match_expressions", match_expressions)
 
     @property
     def requirements(self) -> tuple[Requirement, ...]:
@@ -118,12 +139,21 @@ class LabelSelector:
         return ", ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class IPBlock:
+class IPBlock(Record):
     """``ipBlock``: a CIDR minus the ``except`` CIDRs, each strictly inside it."""
 
+    __slots__ = ("cidr", "excepts")
+
     cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
-    excepts: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    excepts: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    def __init__(
+        self,
+        cidr: ipaddress.IPv4Network | ipaddress.IPv6Network,
+        excepts: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+    ) -> None:
+        set_field(self, "cidr", cidr)
+        set_field(self, "excepts", excepts)
 
     def contains(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if ip.version != self.cidr.version or ip not in self.cidr:
@@ -136,8 +166,7 @@ class IPBlock:
         return f"{self.cidr} except {', '.join(map(str, self.excepts))}"
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
+class Peer(Record):
     """One entry of ``from`` or ``to``.
 
     Exactly one of two shapes: ``ip_block`` alone, or at least one selector.
@@ -146,20 +175,40 @@ class Peer:
     both mean pods matching ``pod_selector`` inside the selected namespaces.
     """
 
-    pod_selector: LabelSelector | None = None
-    namespace_selector: LabelSelector | None = None
-    ip_block: IPBlock | None = None
+    __slots__ = ("ip_block", "namespace_selector", "pod_selector")
+
+    pod_selector: LabelSelector | None
+    namespace_selector: LabelSelector | None
+    ip_block: IPBlock | None
+
+    def __init__(
+        self,
+        pod_selector: LabelSelector | None = None,
+        namespace_selector: LabelSelector | None = None,
+        ip_block: IPBlock | None = None,
+    ) -> None:
+        set_field(self, "pod_selector", pod_selector)
+        set_field(self, "namespace_selector", namespace_selector)
+        set_field(self, "ip_block", ip_block)
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyPort:
+class PolicyPort(Record):
     """One entry of ``ports``: protocol (defaulted to TCP) and optional port or range."""
 
-    protocol: Protocol = "TCP"
-    port: int | str | None = None
+    __slots__ = ("end_port", "port", "protocol")
+
+    protocol: Protocol
+    port: int | str | None
     """A number, a named container port, or None for every port of ``protocol``."""
-    end_port: int | None = None
+    end_port: int | None
     """Inclusive end of a range starting at the numeric ``port``."""
+
+    def __init__(
+        self, protocol: Protocol = "TCP", port: int | str | None = None, end_port: int | None = None
+    ) -> None:
+        set_field(self, "protocol", protocol)
+        set_field(self, "port", port)
+        set_field(self, "end_port", end_port)
 
     def __str__(self) -> str:
         if self.port is None:
@@ -169,43 +218,86 @@ class PolicyPort:
         return f"{self.protocol}/{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(Record):
     """One ingress or egress rule."""
 
-    peers: tuple[Peer, ...] | None = None
+    __slots__ = ("peers", "ports")
+
+    peers: tuple[Peer, ...] | None
     """``from``/``to``; None when missing or empty, which matches every peer."""
-    ports: tuple[PolicyPort, ...] | None = None
+    ports: tuple[PolicyPort, ...] | None
     """None when missing or empty, which matches every port and protocol."""
 
+    def __init__(
+        self, peers: tuple[Peer, ...] | None = None, ports: tuple[PolicyPort, ...] | None = None
+    ) -> None:
+        set_field(self, "peers", peers)
+        set_field(self, "ports", ports)
 
-@dataclass(frozen=True, slots=True)
-class NetworkPolicy:
+
+class NetworkPolicy(Record, uncompared=("source",)):
     """A ``networking.k8s.io/v1`` NetworkPolicy with defaults applied."""
+
+    __slots__ = (
+        "affects_egress",
+        "affects_ingress",
+        "egress",
+        "ingress",
+        "name",
+        "namespace",
+        "pod_selector",
+        "source",
+    )
 
     namespace: str
     name: str
     pod_selector: LabelSelector
-    ingress: tuple[Rule, ...] = ()
-    egress: tuple[Rule, ...] = ()
-    affects_ingress: bool = True
+    ingress: tuple[Rule, ...]
+    egress: tuple[Rule, ...]
+    affects_ingress: bool
     """``Ingress`` in ``policyTypes`` (explicit, or inferred: always)."""
-    affects_egress: bool = False
+    affects_egress: bool
     """``Egress`` in ``policyTypes`` (explicit, or inferred: when egress rules exist)."""
-    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+    source: Source
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        pod_selector: LabelSelector,
+        ingress: tuple[Rule, ...] = (),
+        egress: tuple[Rule, ...] = (),
+        affects_ingress: bool = True,
+        affects_egress: bool = False,
+        source: Source = UNKNOWN_SOURCE,
+    ) -> None:
+        set_field(self, "namespace", namespace)
+        set_field(self, "name", name)
+        set_field(self, "pod_selector", pod_selector)
+        set_field(self, "ingress", ingress)
+        set_field(self, "egress", egress)
+        set_field(self, "affects_ingress", affects_ingress)
+        set_field(self, "affects_egress", affects_egress)
+        set_field(self, "source", source)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerPort:
+class ContainerPort(Record):
     """A declared container port (names are unique within a pod)."""
 
+    __slots__ = ("name", "port", "protocol")
+
     port: int
-    protocol: Protocol = "TCP"
-    name: str | None = None
+    protocol: Protocol
+    name: str | None
+
+    def __init__(self, port: int, protocol: Protocol = "TCP", name: str | None = None) -> None:
+        set_field(self, "port", port)
+        set_field(self, "protocol", protocol)
+        set_field(self, "name", name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,9 @@ A syntax error is a :class:`SelectorSyntaxError` that names the column (1-based)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+from sekisho.records import Record, set_field
 
 if TYPE_CHECKING:
     from sekisho.model.types import LabelSelector
@@ -43,93 +44,109 @@ class SelectorSyntaxError(ValueError):
 # ---------------------------------------------------------------------------------- the tree
 
 
-@dataclass(frozen=True, slots=True)
-class All:
+class All(Record):
     """``all()`` (and the empty selector): every label set."""
+
+    __slots__ = ()
 
     def canonical(self) -> str:
         return "all()"
 
 
-@dataclass(frozen=True, slots=True)
-class Global:
+class Global(Record):
     """``global()``: true as an expression; a namespaceSelector of ``global()`` means
     non-namespaced entities, which the policy compiler decides, not this node."""
+
+    __slots__ = ()
 
     def canonical(self) -> str:
         return "global()"
 
 
-@dataclass(frozen=True, slots=True)
-class Has:
+class Has(Record):
     """``has(key)``: the label is present, whatever its value."""
 
+    __slots__ = ("key",)
+
     key: str
+
+    def __init__(self, key: str) -> None:
+        set_field(self, "key", key)
 
     def canonical(self) -> str:
         return f"has({self.key})"
 
 
-@dataclass(frozen=True, slots=True)
-class Compare:
+class Compare(Record, uncompared=("text",), unshown=("text",)):
     """``key OP value`` or ``key [not] in {values}`` (``values`` sorted, de-duplicated)."""
+
+    __slots__ = ("key", "op", "text", "values")
 
     key: str
     op: Op
     values: tuple[str, ...]
-    text: str = field(init=False, compare=False, repr=False)
+    text: str
     """The canonical text, computed once (every enclosing node and set key reads it)."""
 
-    def __post_init__(self) -> None:
-        if self.op in ("in", "not in"):
-            inner = ", ".join(_quote(v) for v in self.values)
-            text = f"{self.key} {self.op} {{{inner}}}"
+    def __init__(self, key: str, op: Op, values: tuple[str, ...]) -> None:
+        set_field(self, "key", key)
+        set_field(self, "op", op)
+        set_field(self, "values", values)
+        if op in ("in", "not in"):
+            inner = ", ".join(_quote(v) for v in values)
+            text = f"{key} {op} {{{inner}}}"
         else:
-            text = f"{self.key} {self.op} {_quote(self.values[0])}"
-        object.__setattr__(self, "text", text)
+            text = f"{key} {op} {_quote(values[0])}"
+        set_field(self, "text", text)
 
     def canonical(self) -> str:
         return self.text
 
 
-@dataclass(frozen=True, slots=True)
-class Not:
+class Not(Record, uncompared=("text",), unshown=("text",)):
     """``!operand``."""
 
+    __slots__ = ("operand", "text")
+
     operand: Expr
-    text: str = field(init=False, compare=False, repr=False)
+    text: str
     """The canonical text, computed once (composite nodes are shared and keyed often)."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "text", "!" + _wrap(self.operand))
+    def __init__(self, operand: Expr) -> None:
+        set_field(self, "operand", operand)
+        set_field(self, "text", "!" + _wrap(operand))
 
     def canonical(self) -> str:
         return self.text
 
 
-@dataclass(frozen=True, slots=True)
-class And:
+class And(Record, uncompared=("text",), unshown=("text",)):
     """``a && b && ...``."""
 
-    operands: tuple[Expr, ...]
-    text: str = field(init=False, compare=False, repr=False)
+    __slots__ = ("operands", "text")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "text", " && ".join(sorted({_wrap(o) for o in self.operands})))
+    operands: tuple[Expr, ...]
+    text: str
+
+    def __init__(self, operands: tuple[Expr, ...]) -> None:
+        set_field(self, "operands", operands)
+        set_field(self, "text", " && ".join(sorted({_wrap(o) for o in operands})))
 
     def canonical(self) -> str:
         return self.text
 
 
-@dataclass(frozen=True, slots=True)
-class Or:
+class Or(Record, uncompared=("text",), unshown=("text",)):
     """``a || b || ...``."""
 
-    operands: tuple[Expr, ...]
-    text: str = field(init=False, compare=False, repr=False)
+    __slots__ = ("operands", "text")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "text", " || ".join(sorted({_wrap(o) for o in self.operands})))
+    operands: tuple[Expr, ...]
+    text: str
+
+    def __init__(self, operands: tuple[Expr, ...]) -> None:
+        set_field(self, "operands", operands)
+        set_field(self, "text", " || ".join(sorted({_wrap(o) for o in operands})))
 
     def canonical(self) -> str:
         return self.text
@@ -345,13 +362,19 @@ TokKind = Literal[
 ]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
+class _Tok(Record):
     """One token of a selector's text, with its column."""
+
+    __slots__ = ("column", "kind", "value")
 
     kind: TokKind
     value: str
     column: int
+
+    def __init__(self, kind: TokKind, value: str, column: int) -> None:
+        set_field(self, "kind", kind)
+        set_field(self, "value", value)
+        set_field(self, "column", column)
 
 
 def _identifier(text: str, i: int) -> int:

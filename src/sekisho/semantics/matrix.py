@@ -38,6 +38,7 @@ from sekisho.errors import UsageError
 from sekisho.model.checks import IPAddress
 from sekisho.model.reader import paused_gc
 from sekisho.model.types import Cluster, ContainerPort, FlowProtocol, Pod
+from sekisho.records import Record, set_field
 from sekisho.selectors.expr import keys as expr_keys
 from sekisho.selectors.expr import matches
 from sekisho.selectors.labels import BoolArray, JoinedTable, LabelTable
@@ -80,9 +81,10 @@ Probe = tuple[int | None, str]
 IntArray = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(Record):
     """What the program can tell apart about a pod; pods with equal identities are equal to it."""
+
+    __slots__ = ("blocks", "host_network", "labels", "namespace", "node", "ports")
 
     namespace: str
     labels: tuple[tuple[str, str], ...]
@@ -96,6 +98,22 @@ class Identity:
     they to it, passes no host endpoint policy); None otherwise."""
     blocks: bytes
     """Packed bits: which of the program's nets (and network sets) contain the pod's IP."""
+
+    def __init__(
+        self,
+        namespace: str,
+        labels: tuple[tuple[str, str], ...],
+        ports: tuple[ContainerPort, ...],
+        host_network: bool,
+        node: str | None,
+        blocks: bytes,
+    ) -> None:
+        set_field(self, "namespace", namespace)
+        set_field(self, "labels", labels)
+        set_field(self, "ports", ports)
+        set_field(self, "host_network", host_network)
+        set_field(self, "node", node)
+        set_field(self, "blocks", blocks)
 
 
 @dataclass(frozen=True)
@@ -1111,18 +1129,25 @@ def _membership(pods: Sequence[Pod], nets_list: Sequence[tuple[IPNetwork, ...]])
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
+class _Run(Record):
     """Consecutive rules of one action in a tier: their (src, dst) rows (or blocks of rows)."""
+
+    __slots__ = ("action", "dst", "src")
 
     action: Action
     src: list[BoolArray]
     dst: list[BoolArray]
 
+    def __init__(self, action: Action, src: list[BoolArray], dst: list[BoolArray]) -> None:
+        set_field(self, "action", action)
+        set_field(self, "src", src)
+        set_field(self, "dst", dst)
 
-@dataclass(frozen=True, slots=True)
-class _PreparedRule:
+
+class _PreparedRule(Record):
     """A rule with both sides resolved to identity rows for the probe."""
+
+    __slots__ = ("dst", "probe_key", "rule", "src")
 
     rule: Rule
     src: BoolArray
@@ -1132,6 +1157,12 @@ class _PreparedRule:
     probe_key: int
     """Rules of one direction with equal keys have the same protocol and port criteria,
     so a probe's verdict on those is found once for all of them (:func:`_runs`)."""
+
+    def __init__(self, rule: Rule, src: BoolArray, dst: BoolArray, probe_key: int) -> None:
+        set_field(self, "rule", rule)
+        set_field(self, "src", src)
+        set_field(self, "dst", dst)
+        set_field(self, "probe_key", probe_key)
 
 
 def _probe_criteria(rule: Rule) -> tuple[object, ...]:
@@ -1154,10 +1185,11 @@ def _probe_criteria(rule: Rule) -> tuple[object, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Group:
+class _Group(Record):
     """Rules of one run (consecutive rules of one action) with the same probe criteria
     (:attr:`_PreparedRule.probe_key`): their rows stacked, one (n, K) block per side."""
+
+    __slots__ = ("dst", "probe_key", "rule", "src")
 
     rule: Rule
     """One of them: what a probe's verdict on their protocol and ports is read from."""
@@ -1165,16 +1197,35 @@ class _Group:
     src: BoolArray
     dst: BoolArray
 
+    def __init__(self, rule: Rule, probe_key: int, src: BoolArray, dst: BoolArray) -> None:
+        set_field(self, "rule", rule)
+        set_field(self, "probe_key", probe_key)
+        set_field(self, "src", src)
+        set_field(self, "dst", dst)
 
-@dataclass(frozen=True, slots=True)
-class _PreparedTier:
+
+class _PreparedTier(Record):
     """A tier's rules prepared for the probe, and which identities it applies to."""
+
+    __slots__ = ("applies", "end_action", "rules", "runs")
 
     applies: BoolArray
     end_action: str
     rules: tuple[_PreparedRule, ...]
-    runs: tuple[tuple[Action, tuple[_Group, ...]], ...] = ()
+    runs: tuple[tuple[Action, tuple[_Group, ...]], ...]
     """:attr:`rules` as runs of one action, each as groups (not with ``keep_all``)."""
+
+    def __init__(
+        self,
+        applies: BoolArray,
+        end_action: str,
+        rules: tuple[_PreparedRule, ...],
+        runs: tuple[tuple[Action, tuple[_Group, ...]], ...] = (),
+    ) -> None:
+        set_field(self, "applies", applies)
+        set_field(self, "end_action", end_action)
+        set_field(self, "rules", rules)
+        set_field(self, "runs", runs)
 
 
 def _grouped(rules: list[_PreparedRule]) -> tuple[tuple[Action, tuple[_Group, ...]], ...]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from sekisho.errors import UsageError
 from sekisho.model.types import Cluster, FlowProtocol, Pod, cluster_families, in_family
+from sekisho.records import Record, set_field
 
 PORT_PROTOCOLS: tuple[FlowProtocol, ...] = ("TCP", "UDP", "SCTP")
 RANGE_MAX = 64
@@ -25,17 +25,26 @@ RANGE_MAX = 64
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 
 
-@dataclass(frozen=True, slots=True)
-class Service:
+class Service(Record):
     """A probe: ``TCP/80``, ``UDP/dns`` (a port name) or ``ICMP``."""
 
+    __slots__ = ("name", "port", "protocol")
+
     protocol: FlowProtocol
-    port: int | None = None
+    port: int | None
     """The destination port; None for ICMP and for a named port."""
-    name: str | None = None
+    name: str | None
     """A container port name, resolved on each destination pod (see :meth:`port_on`)."""
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self, protocol: FlowProtocol, port: int | None = None, name: str | None = None
+    ) -> None:
+        set_field(self, "protocol", protocol)
+        set_field(self, "port", port)
+        set_field(self, "name", name)
+        self._check()
+
+    def _check(self) -> None:
         if self.protocol == "ICMP":
             if self.port is not None or self.name is not None:
                 raise UsageError(f"ICMP has no port (got {self.port or self.name})")

@@ -69,10 +69,10 @@ import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Literal
 
 from sekisho.model.types import UNKNOWN_SOURCE, Source
+from sekisho.records import Record, set_field
 from sekisho.selectors.expr import ALL, Expr
 
 Direction = Literal["ingress", "egress"]
@@ -140,33 +140,40 @@ def protocol_name(number: int) -> str:
 # ---------------------------------------------------------------------------------- sets
 
 
-@dataclass(frozen=True, slots=True)
-class SelectorSet:
+class SelectorSet(Record, uncompared=("description", "key"), unshown=("key",)):
     """The addresses of the entities (of ``kinds``) whose labels satisfy ``selector``,
     and the nets of the network sets it selects."""
 
+    __slots__ = ("description", "key", "kinds", "selector")
+
     selector: Expr
-    kinds: frozenset[EntityKind] = CALICO_UNIVERSE
-    description: str = field(default="", compare=False)
+    kinds: frozenset[EntityKind]
+    description: str
     """For humans: what the set holds, in the terms of the policy that made it."""
-    key: str = field(init=False, compare=False, repr=False)
+    key: str
     """Canonical identity: equal keys hold equal addresses (one IP set, one row)."""
 
-    def __post_init__(self) -> None:
-        text = f"sel {','.join(sorted(self.kinds))} {self.selector.canonical()}"
-        object.__setattr__(self, "key", text)
+    def __init__(
+        self, selector: Expr, kinds: frozenset[EntityKind] = CALICO_UNIVERSE, description: str = ""
+    ) -> None:
+        set_field(self, "selector", selector)
+        set_field(self, "kinds", kinds)
+        set_field(self, "description", description)
+        set_field(self, "key", f"sel {','.join(sorted(kinds))} {selector.canonical()}")
 
 
-@dataclass(frozen=True, slots=True)
-class NetSet:
+class NetSet(Record, uncompared=("key",), unshown=("key",)):
     """A set of networks (``nets``, an ipBlock's ``cidr`` or its ``except`` list)."""
+
+    __slots__ = ("key", "nets")
 
     nets: tuple[IPNetwork, ...]
     """Sorted, de-duplicated, as written (overlaps allowed)."""
-    key: str = field(init=False, compare=False, repr=False)
+    key: str
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", "nets " + ",".join(str(n) for n in self.nets))
+    def __init__(self, nets: tuple[IPNetwork, ...]) -> None:
+        set_field(self, "nets", nets)
+        set_field(self, "key", "nets " + ",".join(str(n) for n in nets))
 
     def contains(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(ip.version == n.version and ip in n for n in self.nets)
@@ -189,29 +196,38 @@ def _net_set(nets: tuple[IPNetwork, ...]) -> NetSet:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class NamedPortSet:
+class NamedPortSet(Record, uncompared=("key",), unshown=("key",)):
     """(address, port) of every entity in ``within`` that declares a port ``name``/``protocol``."""
+
+    __slots__ = ("key", "name", "protocol", "within")
 
     name: str
     protocol: int
-    within: SelectorSet | None = None
+    within: SelectorSet | None
     """The rule's selector on that side (None: every workload)."""
-    key: str = field(init=False, compare=False, repr=False)
+    key: str
 
-    def __post_init__(self) -> None:
-        scope = self.within.key if self.within is not None else "all"
-        object.__setattr__(
-            self, "key", f"port {protocol_name(self.protocol)} {self.name} in {scope}"
-        )
+    def __init__(self, name: str, protocol: int, within: SelectorSet | None = None) -> None:
+        set_field(self, "name", name)
+        set_field(self, "protocol", protocol)
+        set_field(self, "within", within)
+        scope = within.key if within is not None else "all"
+        set_field(self, "key", f"port {protocol_name(protocol)} {name} in {scope}")
 
 
-@dataclass(frozen=True, slots=True)
-class PortMatch:
+class PortMatch(Record):
     """Ports: numeric ranges (inclusive) or named ports; matches if any one does."""
 
-    ranges: tuple[tuple[int, int], ...] = ()
-    named: tuple[NamedPortSet, ...] = ()
+    __slots__ = ("named", "ranges")
+
+    ranges: tuple[tuple[int, int], ...]
+    named: tuple[NamedPortSet, ...]
+
+    def __init__(
+        self, ranges: tuple[tuple[int, int], ...] = (), named: tuple[NamedPortSet, ...] = ()
+    ) -> None:
+        set_field(self, "ranges", ranges)
+        set_field(self, "named", named)
 
     def __str__(self) -> str:
         parts = [str(a) if a == b else f"{a}-{b}" for a, b in self.ranges]
@@ -219,16 +235,33 @@ class PortMatch:
         return ",".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class EntityMatch:
+class EntityMatch(Record):
     """One side of a rule (source or destination); every given criterion must match."""
 
-    nets: NetSet | None = None
-    not_nets: NetSet | None = None
-    selector: SelectorSet | None = None
-    not_selector: SelectorSet | None = None
-    ports: PortMatch | None = None
-    not_ports: PortMatch | None = None
+    __slots__ = ("nets", "not_nets", "not_ports", "not_selector", "ports", "selector")
+
+    nets: NetSet | None
+    not_nets: NetSet | None
+    selector: SelectorSet | None
+    not_selector: SelectorSet | None
+    ports: PortMatch | None
+    not_ports: PortMatch | None
+
+    def __init__(
+        self,
+        nets: NetSet | None = None,
+        not_nets: NetSet | None = None,
+        selector: SelectorSet | None = None,
+        not_selector: SelectorSet | None = None,
+        ports: PortMatch | None = None,
+        not_ports: PortMatch | None = None,
+    ) -> None:
+        set_field(self, "nets", nets)
+        set_field(self, "not_nets", not_nets)
+        set_field(self, "selector", selector)
+        set_field(self, "not_selector", not_selector)
+        set_field(self, "ports", ports)
+        set_field(self, "not_ports", not_ports)
 
     @property
     def is_any(self) -> bool:
@@ -238,12 +271,17 @@ class EntityMatch:
 ANY_ENTITY = EntityMatch()
 
 
-@dataclass(frozen=True, slots=True)
-class IcmpMatch:
+class IcmpMatch(Record):
     """An ICMP type, and code if given, that a rule matches (or excludes)."""
 
+    __slots__ = ("code", "type")
+
     type: int
-    code: int | None = None
+    code: int | None
+
+    def __init__(self, type: int, code: int | None = None) -> None:
+        set_field(self, "type", type)
+        set_field(self, "code", code)
 
     def __str__(self) -> str:
         return f"type {self.type}" + (f" code {self.code}" if self.code is not None else "")
@@ -271,20 +309,53 @@ def source_ports_cover(pm: PortMatch, declared: Iterable[int] = ()) -> bool | No
 # --------------------------------------------------------------------------------- rules
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(Record):
     """One rule of a policy direction: a match and an action."""
+
+    __slots__ = (
+        "action",
+        "dst",
+        "icmp",
+        "ip_version",
+        "not_icmp",
+        "not_protocol",
+        "origin",
+        "protocol",
+        "src",
+    )
 
     action: Action
     origin: str
     """Where it comes from, in the source object's own terms (``ingress rule 0 peer 1``)."""
-    protocol: int | None = None
-    not_protocol: int | None = None
-    icmp: IcmpMatch | None = None
-    not_icmp: IcmpMatch | None = None
-    ip_version: int | None = None
-    src: EntityMatch = ANY_ENTITY
-    dst: EntityMatch = ANY_ENTITY
+    protocol: int | None
+    not_protocol: int | None
+    icmp: IcmpMatch | None
+    not_icmp: IcmpMatch | None
+    ip_version: int | None
+    src: EntityMatch
+    dst: EntityMatch
+
+    def __init__(
+        self,
+        action: Action,
+        origin: str,
+        protocol: int | None = None,
+        not_protocol: int | None = None,
+        icmp: IcmpMatch | None = None,
+        not_icmp: IcmpMatch | None = None,
+        ip_version: int | None = None,
+        src: EntityMatch = ANY_ENTITY,
+        dst: EntityMatch = ANY_ENTITY,
+    ) -> None:
+        set_field(self, "action", action)
+        set_field(self, "origin", origin)
+        set_field(self, "protocol", protocol)
+        set_field(self, "not_protocol", not_protocol)
+        set_field(self, "icmp", icmp)
+        set_field(self, "not_icmp", not_icmp)
+        set_field(self, "ip_version", ip_version)
+        set_field(self, "src", src)
+        set_field(self, "dst", dst)
 
     def protocol_fails(
         self, proto: int, family: int, echo: bool, reply: bool = False
@@ -336,9 +407,26 @@ class Rule:
                     yield from pm.named
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(Record, uncompared=("source",)):
     """One policy of one tier: whom it applies to, and its rules per direction."""
+
+    __slots__ = (
+        "egress",
+        "forward",
+        "ingress",
+        "key",
+        "kind",
+        "label",
+        "namespace",
+        "order",
+        "selector",
+        "source",
+        "stage",
+        "staged",
+        "stages",
+        "tier",
+        "types",
+    )
 
     key: str
     """Unique in the program (kind tag, namespace, name): names chains, orders ties."""
@@ -352,20 +440,54 @@ class Policy:
     """The endpoints it applies to."""
     types: frozenset[Direction]
     """Directions it applies to (an endpoint it selects is policed there)."""
-    ingress: tuple[Rule, ...] = ()
-    egress: tuple[Rule, ...] = ()
-    namespace: str | None = None
-    staged: Literal["set", "delete"] | None = None
+    ingress: tuple[Rule, ...]
+    egress: tuple[Rule, ...]
+    namespace: str | None
+    staged: Literal["set", "delete"] | None
     """A staged policy is never enforced: it previews replacing (``set``) or
     deleting (``delete``) the enforced policy of key :attr:`stages`."""
-    stages: str | None = None
-    forward: bool = False
+    stages: str | None
+    forward: bool
     """Also polices traffic forwarded through a host endpoint it selects (Calico's
     ``applyOnForward``; preDNAT and doNotTrack policies have it too)."""
-    stage: Stage = "normal"
+    stage: Stage
     """``untracked`` (doNotTrack) and ``prednat`` (preDNAT) policies are kept out of
     :attr:`Program.tiers`: they are walked in their own stages, at host endpoints only."""
-    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+    source: Source
+
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        kind: str,
+        tier: str,
+        order: float | None,
+        selector: SelectorSet,
+        types: frozenset[Direction],
+        ingress: tuple[Rule, ...] = (),
+        egress: tuple[Rule, ...] = (),
+        namespace: str | None = None,
+        staged: Literal["set", "delete"] | None = None,
+        stages: str | None = None,
+        forward: bool = False,
+        stage: Stage = "normal",
+        source: Source = UNKNOWN_SOURCE,
+    ) -> None:
+        set_field(self, "key", key)
+        set_field(self, "label", label)
+        set_field(self, "kind", kind)
+        set_field(self, "tier", tier)
+        set_field(self, "order", order)
+        set_field(self, "selector", selector)
+        set_field(self, "types", types)
+        set_field(self, "ingress", ingress)
+        set_field(self, "egress", egress)
+        set_field(self, "namespace", namespace)
+        set_field(self, "staged", staged)
+        set_field(self, "stages", stages)
+        set_field(self, "forward", forward)
+        set_field(self, "stage", stage)
+        set_field(self, "source", source)
 
     def rules(self, direction: Direction) -> tuple[Rule, ...]:
         return self.ingress if direction == "ingress" else self.egress
@@ -376,15 +498,28 @@ class Policy:
         return (math.inf if self.order is None else self.order, self.key)
 
 
-@dataclass(frozen=True, slots=True)
-class Tier:
+class Tier(Record):
     """Ordered policies and what happens when none of them decides."""
+
+    __slots__ = ("default_action", "name", "order", "policies")
 
     name: str
     order: float | None
-    default_action: EndAction = "deny"
-    policies: tuple[Policy, ...] = ()
+    default_action: EndAction
+    policies: tuple[Policy, ...]
     """Sorted by :attr:`Policy.sort_key`."""
+
+    def __init__(
+        self,
+        name: str,
+        order: float | None,
+        default_action: EndAction = "deny",
+        policies: tuple[Policy, ...] = (),
+    ) -> None:
+        set_field(self, "name", name)
+        set_field(self, "order", order)
+        set_field(self, "default_action", default_action)
+        set_field(self, "policies", policies)
 
     @property
     def sort_key(self) -> tuple[float, str]:
@@ -411,19 +546,34 @@ BUILTIN_TIERS: dict[str, tuple[float, EndAction]] = {
 """The tiers Calico always has: name -> (order, default action)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Program:
+class Program(Record):
     """The whole ordered program; build with :func:`build_program`."""
 
-    tiers: tuple[Tier, ...] = ()
-    staged: tuple[Policy, ...] = ()
+    __slots__ = ("notes", "pre_dnat", "staged", "tiers", "untracked")
+
+    tiers: tuple[Tier, ...]
+    staged: tuple[Policy, ...]
     """Staged policies, kept out of :attr:`tiers`; see :meth:`pending`."""
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...]
     """What the compilers could not express (shown by every consumer)."""
-    untracked: tuple[Tier, ...] = ()
+    untracked: tuple[Tier, ...]
     """The ``doNotTrack`` policies, by tier: the first stage at a host endpoint."""
-    pre_dnat: tuple[Tier, ...] = ()
+    pre_dnat: tuple[Tier, ...]
     """The ``preDNAT`` policies, by tier: the second stage, ingress at a host endpoint."""
+
+    def __init__(
+        self,
+        tiers: tuple[Tier, ...] = (),
+        staged: tuple[Policy, ...] = (),
+        notes: tuple[str, ...] = (),
+        untracked: tuple[Tier, ...] = (),
+        pre_dnat: tuple[Tier, ...] = (),
+    ) -> None:
+        set_field(self, "tiers", tiers)
+        set_field(self, "staged", staged)
+        set_field(self, "notes", notes)
+        set_field(self, "untracked", untracked)
+        set_field(self, "pre_dnat", pre_dnat)
 
     def policies(self) -> Iterator[Policy]:
         """The normal policies (:attr:`tiers`): not the untracked and preDNAT stages."""

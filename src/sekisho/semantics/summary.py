@@ -18,11 +18,12 @@ squared, never pods squared):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from sekisho.records import Record, set_field
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,9 +39,10 @@ ALLOWED, DENIED, SELF, MIXED = 0, 1, 2, 3
 """Codes of :func:`group_cells`: every pair allowed, none, only a pod with itself, some."""
 
 
-@dataclass(frozen=True, slots=True)
-class PodGroup:
+class PodGroup(Record):
     """Pods with one namespace, label set, ports and hostNetwork, in pod order."""
+
+    __slots__ = ("host_network", "labels", "members", "namespace", "ports")
 
     namespace: str
     labels: tuple[tuple[str, str], ...]
@@ -49,6 +51,20 @@ class PodGroup:
     host_network: bool
     members: list[int]
     """Indexes of the pods in the group."""
+
+    def __init__(
+        self,
+        namespace: str,
+        labels: tuple[tuple[str, str], ...],
+        ports: tuple[ContainerPort, ...],
+        host_network: bool,
+        members: list[int],
+    ) -> None:
+        set_field(self, "namespace", namespace)
+        set_field(self, "labels", labels)
+        set_field(self, "ports", ports)
+        set_field(self, "host_network", host_network)
+        set_field(self, "members", members)
 
 
 def pod_groups(pods: Sequence[Pod]) -> list[PodGroup]:
@@ -112,29 +128,46 @@ def group_cells(
 # --- the connectivity map ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class GroupSet:
+class GroupSet(Record):
     """A set of identities as the map names it: every one, or identities and whole namespaces."""
 
+    __slots__ = ("every", "parts")
+
     every: bool
-    parts: tuple[int | str, ...] = ()
+    parts: tuple[int | str, ...]
     """An identity's index, or a namespace (a ``str``) all of whose identities are in the set
     (only for namespaces of more than one); in identity order."""
 
+    def __init__(self, every: bool, parts: tuple[int | str, ...] = ()) -> None:
+        set_field(self, "every", every)
+        set_field(self, "parts", parts)
 
-@dataclass(frozen=True, slots=True)
-class Connection:
+
+class Connection(Record):
     """Every pod of ``sources`` may connect to every other pod of the destinations."""
+
+    __slots__ = ("groups", "reach", "sources")
 
     sources: GroupSet
     reach: Literal["nothing", "every", "every-except", "some"]
     """``some``: the groups of ``groups``; ``every-except``: all but those of ``groups``."""
     groups: GroupSet
 
+    def __init__(
+        self,
+        sources: GroupSet,
+        reach: Literal["nothing", "every", "every-except", "some"],
+        groups: GroupSet,
+    ) -> None:
+        set_field(self, "sources", sources)
+        set_field(self, "reach", reach)
+        set_field(self, "groups", groups)
 
-@dataclass(frozen=True, slots=True)
-class ProbeSummary:
+
+class ProbeSummary(Record):
     """One probe's pair totals and its map of connections."""
+
+    __slots__ = ("allowed", "connections", "probe", "same_as", "total")
 
     probe: ProbeMatrix
     allowed: int
@@ -145,15 +178,37 @@ class ProbeSummary:
     """Index of the first earlier probe with exactly this map (then no connections here)."""
     connections: tuple[Connection, ...]
 
+    def __init__(
+        self,
+        probe: ProbeMatrix,
+        allowed: int,
+        total: int,
+        same_as: int | None,
+        connections: tuple[Connection, ...],
+    ) -> None:
+        set_field(self, "probe", probe)
+        set_field(self, "allowed", allowed)
+        set_field(self, "total", total)
+        set_field(self, "same_as", same_as)
+        set_field(self, "connections", connections)
 
-@dataclass(frozen=True, slots=True)
-class Summary:
+
+class Summary(Record):
     """The connectivity map of a :class:`~sekisho.semantics.matrix.Matrix`."""
+
+    __slots__ = ("matrix", "members", "probes")
 
     matrix: Matrix
     members: tuple[list[int], ...]
     """Pod indexes of each identity (identity ``i`` is the map's group ``i``), in pod order."""
     probes: tuple[ProbeSummary, ...]
+
+    def __init__(
+        self, matrix: Matrix, members: tuple[list[int], ...], probes: tuple[ProbeSummary, ...]
+    ) -> None:
+        set_field(self, "matrix", matrix)
+        set_field(self, "members", members)
+        set_field(self, "probes", probes)
 
 
 def summarize(matrix: Matrix) -> Summary:

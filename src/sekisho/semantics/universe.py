@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sekisho.model.types import Cluster, ContainerPort, Pod
+from sekisho.records import Record, set_field
 from sekisho.selectors.expr import matches
 from sekisho.semantics.labels import ORCHESTRATOR, namespace_part, workload_labels
 from sekisho.semantics.program import (
@@ -38,20 +38,39 @@ if TYPE_CHECKING:
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True, slots=True)
-class Entity:
+class Entity(Record, uncompared=("labels", "own_labels")):
     """Something a selector can select, with the labels selectors see and its addresses."""
+
+    __slots__ = ("ips", "key", "kind", "labels", "nets", "own_labels", "ports")
 
     kind: EntityKind
     key: str
     """``ns/name`` of a pod, a node's name, a network set's name."""
-    labels: Mapping[str, str] = field(hash=False, compare=False)
-    own_labels: Mapping[str, str] = field(hash=False, compare=False)
+    labels: Mapping[str, str]
+    own_labels: Mapping[str, str]
     """The object's own labels (for explanations)."""
-    ips: tuple[IPAddress, ...] = ()
-    nets: tuple[IPNetwork, ...] = ()
+    ips: tuple[IPAddress, ...]
+    nets: tuple[IPNetwork, ...]
     """A network set's nets (it has no addresses of its own)."""
-    ports: tuple[ContainerPort, ...] = ()
+    ports: tuple[ContainerPort, ...]
+
+    def __init__(
+        self,
+        kind: EntityKind,
+        key: str,
+        labels: Mapping[str, str],
+        own_labels: Mapping[str, str],
+        ips: tuple[IPAddress, ...] = (),
+        nets: tuple[IPNetwork, ...] = (),
+        ports: tuple[ContainerPort, ...] = (),
+    ) -> None:
+        set_field(self, "kind", kind)
+        set_field(self, "key", key)
+        set_field(self, "labels", labels)
+        set_field(self, "own_labels", own_labels)
+        set_field(self, "ips", ips)
+        set_field(self, "nets", nets)
+        set_field(self, "ports", ports)
 
     def named_port(self, name: str, protocol: str) -> int | None:
         for p in self.ports:
