@@ -133,6 +133,32 @@ def test_a_mutable_record_assigns_and_is_unhashable_like_a_dataclass() -> None:
     assert pickle.loads(pickle.dumps(d)) == d
 
 
+def test_dataclasses_functions_read_a_record_as_its_dataclass() -> None:
+    p, t = Point(1, 2, ("a",), "n"), Twin(1, 2, ("a",), "n")
+    assert dataclasses.is_dataclass(p) and dataclasses.is_dataclass(Point)
+    for ours, theirs in zip(dataclasses.fields(p), dataclasses.fields(t), strict=True):
+        assert (ours.name, ours.init, ours.compare, ours.repr) == (
+            theirs.name,
+            theirs.init,
+            theirs.compare,
+            theirs.repr,
+        )
+    assert dataclasses.asdict(p) == dataclasses.asdict(t)
+    moved = dataclasses.replace(p, y=5, note="m")
+    assert moved == Point(1, 5, ("a",), "m") and moved.cache == "1,5"
+    with pytest.raises(ValueError, match="init=False"):
+        dataclasses.replace(p, cache="x")
+
+
+def test_a_mutable_default_is_new_for_each_record() -> None:
+    from sekisho.model.types import Cluster, Pod
+
+    a, b = Pod("ns", "a"), Pod("ns", "b")
+    assert a.labels == {} and a.labels is not b.labels
+    assert Cluster().namespaces is not Cluster().namespaces
+    assert dataclasses.replace(a, labels={"x": "y"}).labels == {"x": "y"}
+
+
 def test_slots_must_name_the_annotated_fields() -> None:
     with pytest.raises(TypeError, match="annotated fields"):
 
@@ -169,16 +195,18 @@ def _converted() -> list[type[Record]]:
     )
 
 
-MUTABLE = {"NodeDraft", "PodTemplate", "PodDraft", "WorkloadDraft", "Meta", "Report"}
+MUTABLE = {"Drafts", "Meta", "NodeDraft", "PodDraft", "PodTemplate", "ReadResult", "Report"}
+MUTABLE |= {"WorkloadDraft"}
 """The record types that were ``@dataclass(slots=True)`` without ``frozen``."""
 
 
 def test_the_converted_record_types_keep_their_frozen_ness() -> None:
     converted = _converted()
-    assert len(converted) >= 45, [c.__qualname__ for c in converted]
+    assert len(converted) >= 50, [c.__qualname__ for c in converted]
     for cls in converted:
-        assert not dataclasses.is_dataclass(cls), cls
-        assert "__dict__" not in dir(cls) or cls.__dictoffset__ == 0, cls  # slots only
+        assert dataclasses.is_dataclass(cls), cls  # replace, fields as before
+        # Slots only, but for the matrix's results (their cached properties need a dict).
+        assert (cls.__dictoffset__ == 0) == (cls.__name__ not in {"Matrix", "ProbeMatrix"}), cls
         assert (cls.__hash__ is None) == (cls.__name__ in MUTABLE), cls
         assert (cls.__setattr__ is object.__setattr__) == (cls.__name__ in MUTABLE), cls
 

@@ -16,25 +16,34 @@ nothing generated, what a ``@dataclass(frozen=True, slots=True)`` would:
 * frozen: assigning or deleting a field raises
   :class:`dataclasses.FrozenInstanceError`; ``__init__`` sets fields with
   :data:`set_field` (``object.__setattr__``), as a frozen dataclass's does;
-* copy and pickle rebuild the same fields without running ``__init__``.
+* copy and pickle rebuild the same fields without running ``__init__``;
+* ``__dataclass_fields__``, one ``dataclasses.Field`` a field (whether ``__init__``
+  takes it, whether it is compared and shown), so that :func:`dataclasses.replace`,
+  :func:`dataclasses.fields` and :func:`dataclasses.is_dataclass` read a record as
+  they read the dataclass it was (``Cluster`` and ``Pod`` are rebuilt with
+  ``replace`` across the code and the tests).
+
+A subclass that declares no ``__slots__`` has an instance ``__dict__`` (for
+``functools.cached_property``, which writes there), and its fields are its annotations.
 
 Class keywords: ``uncompared`` (fields left out of equality and the hash: a
 dataclass's ``field(compare=False)``), ``unhashed`` (out of the hash only:
 ``field(hash=False)``), ``unshown`` (out of the repr: ``field(repr=False)``), and
 ``frozen=False`` for a mutable record (assignable, unhashable, as a dataclass with
-``eq=True`` and ``frozen=False``). ``tests/test_records.py`` holds each of these to what
+``eq=True`` and ``frozen=False``). A field with a mutable default (a dataclass's
+``default_factory``) takes ``None`` in ``__init__`` for a new empty value.
+``tests/test_records.py`` holds each of these to what
 ``@dataclass`` gives a twin class, and every converted class to its old behaviour.
-
-Types that callers rebuild with :func:`dataclasses.replace` or walk with
-:func:`dataclasses.fields` (``Cluster``, ``Pod``...) stay dataclasses.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import FrozenInstanceError
 from operator import attrgetter
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from dataclasses import Field
 
 set_field = object.__setattr__
 """How a frozen record's ``__init__`` sets a field (its own ``__setattr__`` refuses)."""
@@ -48,6 +57,40 @@ def _getter(names: tuple[str, ...]) -> Any:
         one = attrgetter(names[0])
         return lambda record: (one(record),)
     return attrgetter(*names)
+
+
+_MADE: dict[type, dict[str, Field[Any]]] = {}
+
+
+class _DataclassFields:
+    """A record class's ``__dataclass_fields__``, made when first asked for (by
+    ``dataclasses.replace``, ``fields``...): so ``dataclasses`` is imported then."""
+
+    def __get__(self, record: object, cls: type[Record]) -> dict[str, Field[Any]]:
+        made = _MADE.get(cls)
+        if made is None:
+            if cls is Record:
+                raise AttributeError("__dataclass_fields__")  # the base is no dataclass
+            made = _MADE[cls] = _dataclass_fields(cls)
+        return made
+
+
+def _dataclass_fields(cls: type[Record]) -> dict[str, Field[Any]]:
+    """One ``dataclasses.Field`` a field, as ``@dataclass`` would record it: whether
+    ``__init__`` takes it, whether it is compared and shown."""
+    import dataclasses
+
+    init = getattr(cls.__init__, "__code__", None)  # None: object's, takes nothing
+    takes = set(init.co_varnames[1 : init.co_argcount + init.co_kwonlyargcount] if init else ())
+    out: dict[str, Field[Any]] = {}
+    for name in cls._fields:
+        made: Field[Any] = dataclasses.field(
+            init=name in takes, compare=name in cls._compared_names, repr=name in cls._shown
+        )
+        made.name = name
+        made._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
+        out[name] = made
+    return out
 
 
 def _rebuild(cls: type[Record], values: tuple[Any, ...]) -> Record:
@@ -69,6 +112,9 @@ class Record:
     _compared: ClassVar[Any] = staticmethod(_getter(()))
     _hashed: ClassVar[Any] = staticmethod(_getter(()))
     _values: ClassVar[Any] = staticmethod(_getter(()))
+    _compared_names: ClassVar[tuple[str, ...]] = ()
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]] = _DataclassFields()  # type: ignore[assignment]
+    """Each subclass's fields as ``dataclasses`` records them (``replace``, ``fields``)."""
 
     def __init_subclass__(
         cls,
@@ -84,8 +130,8 @@ class Record:
         for klass in reversed(cls.__mro__):
             own = inspect.get_annotations(klass)
             named = [n for n, t in own.items() if not str(t).startswith(("ClassVar", "typing."))]
-            slots = klass.__dict__.get("__slots__", ())
-            if klass is not Record and set(named) != set(slots):
+            slots = klass.__dict__.get("__slots__")
+            if slots is not None and klass is not Record and set(named) != set(slots):
                 raise TypeError(f"{klass.__qualname__}: __slots__ are not its annotated fields")
             fields.extend(named)
         unknown = {*uncompared, *unhashed, *unshown} - set(fields)
@@ -94,6 +140,7 @@ class Record:
         cls._fields = tuple(fields)
         cls._shown = tuple(f for f in fields if f not in unshown)
         compared = tuple(f for f in fields if f not in uncompared)
+        cls._compared_names = compared
         cls._compared = staticmethod(_getter(compared))
         cls._hashed = staticmethod(_getter(tuple(f for f in compared if f not in unhashed)))
         cls._values = staticmethod(_getter(cls._fields))
@@ -103,9 +150,13 @@ class Record:
             cls.__hash__ = None  # type: ignore[assignment]
 
     def __setattr__(self, name: str, value: Any) -> None:
+        from dataclasses import FrozenInstanceError
+
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
     def __delattr__(self, name: str) -> None:
+        from dataclasses import FrozenInstanceError
+
         raise FrozenInstanceError(f"cannot delete field {name!r}")
 
     def __eq__(self, other: object) -> bool:

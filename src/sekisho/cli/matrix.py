@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -319,6 +318,8 @@ def matrix(
     result = compute_matrix(cluster, services)
     # Staged policies are never enforced: what they would change is shown beside.
     pending = pending_matrix(cluster, services, result)
+    if output == "json":
+        import json  # only here: its decoder's regexes are compiled at import
     if output == "json" and pending is not None:
         doc = {"warnings": warnings_json(cluster), **result.to_json()}
         doc["pending"] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -209,6 +208,8 @@ def trace(
         target = None if node == "all" else node
         enforcement = [explain_enforcement(cluster, v.flow, target, backend) for v in verdicts]
     if output == "json":
+        import json  # only here: its decoder's regexes are compiled at import
+
         doc: dict[str, object] = {
             "allowed": all(v.allowed for v in verdicts),
             "verdicts": [v.to_json() for v in verdicts],

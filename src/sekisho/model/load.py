@@ -8,7 +8,6 @@ input never fails open: with any problem there is no cluster.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -190,6 +189,8 @@ def _load_read(read: ReadResult, cluster_cidr: str, *, warnings: bool = True) ->
     if warnings and not problems:
         lint(cluster, drafts, notes)
     if unsupported and not problems:
+        import dataclasses  # not at import: start-up
+
         cluster = dataclasses.replace(cluster, unsupported=unsupported)
     return LoadResult(
         cluster=None if problems else cluster,
@@ -228,6 +229,8 @@ fields it filled (``calico.policies`` for a nested one): what a join has to add.
 
 
 def _filled(drafts: Any, prefix: str = "") -> tuple[tuple[str, Any], ...]:
+    import dataclasses
+
     out: list[tuple[str, Any]] = []
     for f in dataclasses.fields(drafts):
         value = getattr(drafts, f.name)
@@ -323,6 +326,8 @@ def load_parts(
 
                 cache.base = base_of(cluster, drafts, fresh, cluster_cidr)
         if unsupported and not problems:
+            import dataclasses
+
             cluster = dataclasses.replace(cluster, unsupported=unsupported)
         return LoadResult(
             cluster=None if problems else cluster,

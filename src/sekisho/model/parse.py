@@ -9,7 +9,6 @@ and the object is still walked to the end so that every problem shows up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sekisho.model import fields as F
@@ -214,26 +213,68 @@ class WorkloadDraft(Record, frozen=False):
         self.report = report
 
 
-@dataclass(slots=True)
-class Drafts:
+class Drafts(Record, frozen=False):
     """Every object of a read, by kind, before the cluster is put together."""
 
-    namespaces: list[Namespace] = field(default_factory=list)
-    nodes: list[NodeDraft] = field(default_factory=list)
-    pods: list[PodDraft] = field(default_factory=list)
-    workloads: list[WorkloadDraft] = field(default_factory=list)
-    policies: list[NetworkPolicy] = field(default_factory=list)
-    cluster_policies: list[npa.ClusterPolicy] = field(default_factory=list)
-    calico: CalicoDrafts | None = None
+    __slots__ = (
+        "calico",
+        "cluster_policies",
+        "mentioned_namespaces",
+        "namespaces",
+        "nodes",
+        "notes",
+        "pods",
+        "policies",
+        "seen",
+        "skipped",
+        "unsupported",
+        "workloads",
+    )
+
+    namespaces: list[Namespace]
+    nodes: list[NodeDraft]
+    pods: list[PodDraft]
+    workloads: list[WorkloadDraft]
+    policies: list[NetworkPolicy]
+    cluster_policies: list[npa.ClusterPolicy]
+    calico: CalicoDrafts | None
     """Calico's objects; None while there is none (the module is imported for the first)."""
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]]
     """``(location, "Kind ns/name")`` of every object not read (unsupported ones too)."""
-    notes: list[Issue] = field(default_factory=list)
+    notes: list[Issue]
     """Warnings found while parsing (an ipBlock with host bits set)."""
-    unsupported: list[Issue] = field(default_factory=list)
+    unsupported: list[Issue]
     """Objects of kinds sekisho does not know (:mod:`sekisho.model.kinds`): warnings."""
-    seen: dict[tuple[str, str, str], tuple[Source, Report]] = field(default_factory=dict)
-    mentioned_namespaces: set[str] = field(default_factory=set)
+    seen: dict[tuple[str, str, str], tuple[Source, Report]]
+    mentioned_namespaces: set[str]
+
+    def __init__(
+        self,
+        namespaces: list[Namespace] | None = None,
+        nodes: list[NodeDraft] | None = None,
+        pods: list[PodDraft] | None = None,
+        workloads: list[WorkloadDraft] | None = None,
+        policies: list[NetworkPolicy] | None = None,
+        cluster_policies: list[npa.ClusterPolicy] | None = None,
+        calico: CalicoDrafts | None = None,
+        skipped: list[tuple[str, str]] | None = None,
+        notes: list[Issue] | None = None,
+        unsupported: list[Issue] | None = None,
+        seen: dict[tuple[str, str, str], tuple[Source, Report]] | None = None,
+        mentioned_namespaces: set[str] | None = None,
+    ) -> None:
+        self.namespaces = [] if namespaces is None else namespaces
+        self.nodes = [] if nodes is None else nodes
+        self.pods = [] if pods is None else pods
+        self.workloads = [] if workloads is None else workloads
+        self.policies = [] if policies is None else policies
+        self.cluster_policies = [] if cluster_policies is None else cluster_policies
+        self.calico = calico
+        self.skipped = [] if skipped is None else skipped
+        self.notes = [] if notes is None else notes
+        self.unsupported = [] if unsupported is None else unsupported
+        self.seen = {} if seen is None else seen
+        self.mentioned_namespaces = set() if mentioned_namespaces is None else mentioned_namespaces
 
     def calico_drafts(self) -> CalicoDrafts:
         """Calico's drafts, made (and Calico's module imported) at the first use."""

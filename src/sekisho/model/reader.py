@@ -12,15 +12,11 @@ walked down the node tree to the line of the field itself.
 from __future__ import annotations
 
 import gc
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-
-import orjson
 
 from sekisho.errors import Problem
 from sekisho.model import fastyaml
@@ -108,13 +104,28 @@ class RawObject(Record):
         set_field(self, "data", data)
 
 
-@dataclass(slots=True)
-class ReadResult:
-    objects: list[RawObject] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    texts: dict[str, str] = field(default_factory=dict)
+class ReadResult(Record, frozen=False):
+    """What reading some files gave: their objects, the problems found, their texts."""
+
+    __slots__ = ("files", "issues", "objects", "texts")
+
+    objects: list[RawObject]
+    issues: list[Issue]
+    texts: dict[str, str]
     """File text by display name, kept to find lines when there are problems."""
-    files: int = 0
+    files: int
+
+    def __init__(
+        self,
+        objects: list[RawObject] | None = None,
+        issues: list[Issue] | None = None,
+        texts: dict[str, str] | None = None,
+        files: int = 0,
+    ) -> None:
+        self.objects = [] if objects is None else objects
+        self.issues = [] if issues is None else issues
+        self.texts = {} if texts is None else texts
+        self.files = files
 
 
 def discover(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path | None]], list[Issue]]:
@@ -251,9 +262,13 @@ def read_text(
     with ``fast=False``) through libyaml.
     """
     if is_json or _looks_like_json(text):
+        import orjson  # for JSON only: it imports dataclasses, json, uuid... (start-up)
+
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError:
+            import json  # on this path only (its decoder's regexes are built at import)
+
             try:  # orjson refuses some JSON the standard parser reads (integers past 64 bits)
                 data = json.loads(text)
             except (ValueError, RecursionError):

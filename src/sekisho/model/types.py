@@ -10,7 +10,6 @@ port", which is what the API reference says for both a missing and an empty list
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from sekisho.errors import Problem
@@ -300,19 +299,31 @@ class ContainerPort(Record):
         set_field(self, "name", name)
 
 
-@dataclass(frozen=True, slots=True)
-class Namespace:
+class Namespace(Record, uncompared=("source",), unhashed=("labels",)):
     """A namespace; ``labels`` always include ``kubernetes.io/metadata.name``."""
 
+    __slots__ = ("implicit", "labels", "name", "source")
+
     name: str
-    labels: dict[str, str] = field(default_factory=dict, hash=False)
-    implicit: bool = False
+    labels: dict[str, str]
+    implicit: bool
     """True when no Namespace object was given and pods or policies only mention it."""
-    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
+    source: Source
+
+    def __init__(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        implicit: bool = False,
+        source: Source = UNKNOWN_SOURCE,
+    ) -> None:
+        set_field(self, "name", name)
+        set_field(self, "labels", {} if labels is None else labels)
+        set_field(self, "implicit", implicit)
+        set_field(self, "source", source)
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(Record, uncompared=("source",), unhashed=("labels",)):
     """A node: its InternalIP on the node network and the pod CIDR it owns.
 
     A dual-stack node has a second InternalIP and a second pod CIDR, of the other
@@ -320,16 +331,47 @@ class Node:
     of IPv4 and IPv6"); :attr:`internal_ip` and :attr:`pod_cidr` are the first.
     """
 
+    __slots__ = (
+        "internal_ip",
+        "labels",
+        "name",
+        "other_ips",
+        "other_pod_cidrs",
+        "pod_cidr",
+        "schedulable",
+        "source",
+    )
+
     name: str
     internal_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     pod_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
-    schedulable: bool = True
-    labels: dict[str, str] = field(default_factory=dict, hash=False)
-    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
-    other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    schedulable: bool
+    labels: dict[str, str]
+    source: Source
+    other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
     """InternalIPs of the other family (at most one)."""
-    other_pod_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    other_pod_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     """``spec.podCIDRs`` after the first: the other family's pod CIDR (at most one)."""
+
+    def __init__(
+        self,
+        name: str,
+        internal_ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        pod_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network,
+        schedulable: bool = True,
+        labels: dict[str, str] | None = None,
+        source: Source = UNKNOWN_SOURCE,
+        other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = (),
+        other_pod_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+    ) -> None:
+        set_field(self, "name", name)
+        set_field(self, "internal_ip", internal_ip)
+        set_field(self, "pod_cidr", pod_cidr)
+        set_field(self, "schedulable", schedulable)
+        set_field(self, "labels", {} if labels is None else labels)
+        set_field(self, "source", source)
+        set_field(self, "other_ips", other_ips)
+        set_field(self, "other_pod_cidrs", other_pod_cidrs)
 
     @property
     def ips(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
@@ -350,28 +392,67 @@ class Node:
         return next((net for net in self.pod_cidrs if net.version == family), None)
 
 
-@dataclass(frozen=True, slots=True)
-class Pod:
+class Pod(Record, uncompared=("source",), unhashed=("labels",)):
     """A pod (given directly, or expanded from a workload controller)."""
+
+    __slots__ = (
+        "host_network",
+        "ip",
+        "labels",
+        "name",
+        "namespace",
+        "node",
+        "other_ips",
+        "ports",
+        "service_account",
+        "source",
+        "workload",
+    )
 
     namespace: str
     name: str
-    labels: dict[str, str] = field(default_factory=dict, hash=False)
-    node: str | None = None
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    labels: dict[str, str]
+    node: str | None
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     """Its IP (for a hostNetwork pod, its node's IP); None only before IPAM ran."""
-    host_network: bool = False
-    ports: tuple[ContainerPort, ...] = ()
-    workload: str | None = None
+    host_network: bool
+    ports: tuple[ContainerPort, ...]
+    workload: str | None
     """``Kind/name`` of the controller it was expanded from, if any."""
-    source: Source = field(default=UNKNOWN_SOURCE, compare=False)
-    service_account: str = "default"
+    source: Source
+    service_account: str
     """``serviceAccountName``; Calico selects on it (``serviceAccountSelector``)."""
-    other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
     """Its further addresses (``status.podIPs`` after the first: the other family's
     address of a dual-stack pod). Sets hold them and the rules police them; probes,
     ``trace`` and the matrix use :attr:`ip`, and look at another family through
     :func:`in_family`."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        labels: dict[str, str] | None = None,
+        node: str | None = None,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+        host_network: bool = False,
+        ports: tuple[ContainerPort, ...] = (),
+        workload: str | None = None,
+        source: Source = UNKNOWN_SOURCE,
+        service_account: str = "default",
+        other_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = (),
+    ) -> None:
+        set_field(self, "namespace", namespace)
+        set_field(self, "name", name)
+        set_field(self, "labels", {} if labels is None else labels)
+        set_field(self, "node", node)
+        set_field(self, "ip", ip)
+        set_field(self, "host_network", host_network)
+        set_field(self, "ports", ports)
+        set_field(self, "workload", workload)
+        set_field(self, "source", source)
+        set_field(self, "service_account", service_account)
+        set_field(self, "other_ips", other_ips)
 
     @property
     def key(self) -> str:
@@ -407,8 +488,7 @@ def endpoint_interface(namespace: str, name: str, prefix: str = "cali") -> str:
     return (prefix + digest)[:15]
 
 
-@dataclass(frozen=True, slots=True)
-class Cluster:
+class Cluster(Record, unhashed=("namespaces",)):
     """A validated snapshot: what every layer above the model reads.
 
     ``pods`` and ``policies`` are sorted by ``namespace/name``; ``namespaces``
@@ -416,20 +496,51 @@ class Cluster:
     everywhere) a node.
     """
 
-    nodes: tuple[Node, ...] = ()
-    namespaces: dict[str, Namespace] = field(default_factory=dict, hash=False)
-    pods: tuple[Pod, ...] = ()
-    policies: tuple[NetworkPolicy, ...] = ()
-    cluster_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_CLUSTER_CIDR
-    cluster_policies: tuple[ClusterPolicy, ...] = ()
+    __slots__ = (
+        "calico",
+        "cluster_cidr",
+        "cluster_policies",
+        "namespaces",
+        "nodes",
+        "pods",
+        "policies",
+        "unsupported",
+    )
+
+    nodes: tuple[Node, ...]
+    namespaces: dict[str, Namespace]
+    pods: tuple[Pod, ...]
+    policies: tuple[NetworkPolicy, ...]
+    cluster_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+    cluster_policies: tuple[ClusterPolicy, ...]
     """ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies
     (:mod:`sekisho.model.npa`), sorted by kind and name."""
-    unsupported: tuple[Problem, ...] = ()
+    unsupported: tuple[Problem, ...]
     """One warning per object of a kind sekisho does not read (:mod:`sekisho.model.kinds`):
     what it says is missing from every verdict, so every command shows these and
     the agent refuses to enforce such a cluster."""
-    calico: CalicoResources | None = None
+    calico: CalicoResources | None
     """Calico's own objects (:mod:`sekisho.model.calico`); None when there are none."""
+
+    def __init__(
+        self,
+        nodes: tuple[Node, ...] = (),
+        namespaces: dict[str, Namespace] | None = None,
+        pods: tuple[Pod, ...] = (),
+        policies: tuple[NetworkPolicy, ...] = (),
+        cluster_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_CLUSTER_CIDR,
+        cluster_policies: tuple[ClusterPolicy, ...] = (),
+        unsupported: tuple[Problem, ...] = (),
+        calico: CalicoResources | None = None,
+    ) -> None:
+        set_field(self, "nodes", nodes)
+        set_field(self, "namespaces", {} if namespaces is None else namespaces)
+        set_field(self, "pods", pods)
+        set_field(self, "policies", policies)
+        set_field(self, "cluster_cidr", cluster_cidr)
+        set_field(self, "cluster_policies", cluster_policies)
+        set_field(self, "unsupported", unsupported)
+        set_field(self, "calico", calico)
 
     def node(self, name: str) -> Node | None:
         for n in self.nodes:

@@ -18,7 +18,6 @@ Suffixes use the controllers' alphabet (``bcdfghjklmnpqrstvwxz2456789``, no vowe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +39,8 @@ def _encode(data: str, length: int) -> str:
 
 def template_hash(template_raw: Any) -> str:
     """A stable 10-character hash of a pod template (Kubernetes uses FNV of the template)."""
+    import json  # for workloads only (its decoder's regexes are built at import)
+
     canonical = json.dumps(template_raw, sort_keys=True, separators=(",", ":"), default=str)
     return _encode(canonical, 10)
 

@@ -24,9 +24,7 @@ only when asked for. The tests hold this equal to :func:`verdict` on every pair.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
 from typing import TYPE_CHECKING
@@ -116,28 +114,60 @@ class Identity(Record):
         set_field(self, "blocks", blocks)
 
 
-@dataclass(frozen=True)
-class ProbeMatrix:
-    """One probe's tables; ``[i, j]`` is pod ``i`` to pod ``j``; the diagonal (self) is True."""
+class ProbeMatrix(
+    Record,
+    uncompared=("shared",),
+    unshown=(
+        "identity_ingress",
+        "identity_egress",
+        "pod_identity",
+        "same_node",
+        "identity_class",
+        "shared",
+    ),
+):
+    """One probe's tables; ``[i, j]`` is pod ``i`` to pod ``j``; the diagonal (self) is True.
+
+    No ``__slots__``: the cached properties below keep their values in the instance."""
 
     port: int | None
     protocol: str
-    identity_ingress: BoolArray = field(repr=False)
+    identity_ingress: BoolArray
     """(C, C) over identity classes (source, destination), before self and same-node
     fixes; the classes are the identities when :attr:`identity_class` is None."""
-    identity_egress: BoolArray = field(repr=False)
-    pod_identity: IntArray = field(repr=False)
-    same_node: tuple[tuple[int, IntArray], ...] = field(repr=False, default=())
+    identity_egress: BoolArray
+    pod_identity: IntArray
+    same_node: tuple[tuple[int, IntArray], ...]
     """(hostNetwork source pod index, destination pod indexes on its node)."""
-    name: str | None = None
+    name: str | None
     """A probed port name (``port`` is then None): resolved on each destination pod."""
-    identity_class: IntArray | None = field(repr=False, default=None)
+    identity_class: IntArray | None
     """The class of each identity: identities the program evaluates alike (see
     :func:`_classes`), so one row and column of the tables serves them all."""
-    shared: dict[tuple[object, ...], object] = field(
-        repr=False, compare=False, default_factory=dict
-    )
+    shared: dict[tuple[object, ...], object]
     """What probes with the very same tables compute once (one dict per matrix)."""
+
+    def __init__(
+        self,
+        port: int | None,
+        protocol: str,
+        identity_ingress: BoolArray,
+        identity_egress: BoolArray,
+        pod_identity: IntArray,
+        same_node: tuple[tuple[int, IntArray], ...] = (),
+        name: str | None = None,
+        identity_class: IntArray | None = None,
+        shared: dict[tuple[object, ...], object] | None = None,
+    ) -> None:
+        set_field(self, "port", port)
+        set_field(self, "protocol", protocol)
+        set_field(self, "identity_ingress", identity_ingress)
+        set_field(self, "identity_egress", identity_egress)
+        set_field(self, "pod_identity", pod_identity)
+        set_field(self, "same_node", same_node)
+        set_field(self, "name", name)
+        set_field(self, "identity_class", identity_class)
+        set_field(self, "shared", dict() if shared is None else shared)
 
     @property
     def service(self) -> Service:
@@ -323,14 +353,29 @@ class ProbeMatrix:
         }
 
 
-@dataclass(frozen=True)
-class Matrix:
+class Matrix(Record, unshown=("identities", "pod_identity")):
     """Truth tables for a set of pods (sorted by namespace, name) and probes."""
 
     pods: tuple[Pod, ...]
     probes: tuple[ProbeMatrix, ...]
-    identities: tuple[Identity, ...] = field(repr=False, default=())
-    pod_identity: IntArray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    identities: tuple[Identity, ...]
+    pod_identity: IntArray
+
+    def __init__(
+        self,
+        pods: tuple[Pod, ...],
+        probes: tuple[ProbeMatrix, ...],
+        identities: tuple[Identity, ...] = (),
+        pod_identity: IntArray | None = None,
+    ) -> None:
+        set_field(self, "pods", pods)
+        set_field(self, "probes", probes)
+        set_field(self, "identities", identities)
+        set_field(
+            self,
+            "pod_identity",
+            (lambda: np.zeros(0, np.int64))() if pod_identity is None else pod_identity,
+        )
 
     def to_json(self) -> dict[str, object]:
         """The object documented in docs/architecture.md ("Machine-readable output")."""
@@ -345,6 +390,8 @@ class Matrix:
         Parses to exactly the same object; each cell is written as the fixed-width
         token ``" true"`` or ``"false"`` so a whole table is one lookup.
         """
+        import json  # for this output only (its decoder's regexes are built at import)
+
         yield b'{"pods": ' + json.dumps([p.key for p in self.pods]).encode() + b', "probes": ['
         for n, probe in enumerate(self.probes):
             head = probe.service.to_json()
@@ -514,7 +561,7 @@ class _Identities:
         keyer = self.keyer = _Keyer(cluster, program, probed_names)
         self.net_pos = keyer.net_pos
         keys, member = keyer.keys(pods)
-        # Keyed by plain tuples (hashing the frozen dataclass per pod costs more);
+        # Keyed by plain tuples (hashing the frozen record per pod costs more);
         # an Identity is made once per distinct key.
         ids: dict[IdentityKey, int] = {}
         found: list[Identity] = []

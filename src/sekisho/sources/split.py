@@ -18,13 +18,10 @@ process reads the second half itself: nothing read is ever lost or guessed.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
-
-import orjson
 
 from sekisho.model.reader import RawObject, ReadResult, discover, paused_gc, read_found
 
@@ -139,6 +136,10 @@ _HEAD = 16
 
 
 def _encode(result: ReadResult) -> bytes:
+    import pickle
+
+    import orjson  # imported by the commands that split a read only (start-up)
+
     values = [o.data for o in result.objects]
     as_json = b""
     # Only what JSON gives back exactly: a timestamp, binary, a set, a key that is not
@@ -165,6 +166,10 @@ def _encode(result: ReadResult) -> bytes:
 
 
 def _decode(blob: bytes) -> ReadResult:
+    import pickle
+
+    import orjson
+
     n_json = int.from_bytes(blob[:8], "little")
     n_pickled = int.from_bytes(blob[8:_HEAD], "little")
     if len(blob) != _HEAD + n_json + n_pickled:
