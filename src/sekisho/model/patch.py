@@ -369,11 +369,6 @@ def _pods_after(
             gone_keys.add(f"{item.namespace}/{item.name}")
         elif f == "workloads":
             gone_keys.update(f"{d.namespace}/{d.name}" for d in workloads.expand(item, schedulable))
-    gone = [_find(base.cluster.pods, key) for key in sorted(gone_keys)]
-    for p in gone:
-        freed = p.ip is not None and not p.host_network
-        if freed and not base.passed.get(int(p.ip or 0), set()) <= gone_keys:
-            return None  # a pod that stays would take the address freed
     given: list[PodDraft] = []
     chosen: list[PodDraft] = []
     for _, _, (f, item) in news:
@@ -383,6 +378,19 @@ def _pods_after(
             if item.template.ip is not None:
                 return None
             chosen += workloads.expand(item, schedulable)
+    # An address a new Pod is given is taken before the join chooses any (a pod's
+    # relabelling keeps it): only the others are freed.
+    kept = {
+        int(d.template.ip)
+        for d in given
+        if d.template.ip is not None and not d.template.host_network
+    }
+    gone = [_find(base.cluster.pods, key) for key in sorted(gone_keys)]
+    for p in gone:
+        if p.ip is None or p.host_network or int(p.ip) in kept:
+            continue
+        if not base.passed.get(int(p.ip), set()) <= gone_keys:
+            return None  # a pod that stays would take the address freed
     keys = base.pod_keys - gone_keys
     for d in (*given, *chosen):
         key = f"{d.namespace}/{d.name}"
