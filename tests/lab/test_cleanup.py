@@ -123,7 +123,7 @@ def test_down_after_crash(lose_state: bool, lab_name: str, lab_root: Path) -> No
     args = ["--name", lab_name]
     down = subprocess.run(
         [sys.executable, "-m", "sekisho", "lab", "down", *args],
-        cwd=ROOT, env=cli_env(lab_root), capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT, env=cli_env(lab_root), capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert down.returncode == 0, down.stderr
     assert not lab_namespaces(lab_name)
