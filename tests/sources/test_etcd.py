@@ -357,14 +357,25 @@ def test_agent_on_etcd_keeps_its_state_while_the_store_is_down(tmp_path: Path) -
         metrics = AgentMetrics()
         runner = FakeRunner()
         source = EtcdSource(config, observer=metrics, backoff=(0.05, 0.2))
-        agent = Agent(node="node-1", source=source, runner=runner, metrics=metrics, resync=60)
+        ready = tmp_path / "ready.json"
+        agent = Agent(
+            node="node-1",
+            source=source,
+            runner=runner,
+            metrics=metrics,
+            resync=60,
+            ready_file=ready,
+        )
         stop = threading.Event()
         loop = threading.Thread(target=agent.run, args=(stop,))
         loop.start()
         try:
             until(lambda: agent.generation >= 1)
-            store.apply_objects([deny_all()])
+            out = store.apply_objects([deny_all()])
             until(lambda: agent.cluster is not None and bool(agent.cluster.policies))
+            # the ready file names the store revision its ruleset was rendered from
+            until(lambda: json.loads(ready.read_text())["revision"] >= out.revision)
+            assert json.loads(ready.read_text())["fingerprint"]
             assert agent.ready() == (True, "")
             assert metrics.value("sekisho_agent_store_up") == 1
             assert metrics.value("sekisho_agent_store_relists_total", {"reason": "start"}) == 1

@@ -378,6 +378,10 @@ class Agent:
             "fingerprint": summary.fingerprint,
             "time": self.wallclock(),
         }
+        if isinstance(self.source, EtcdSource):
+            # The store revision this ruleset was rendered from: a watcher that wrote at
+            # revision R knows the agent will never again apply a state older than R.
+            body["revision"] = self.source.loaded_revision
         tmp = self.ready_file.with_name(f".{self.ready_file.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(body) + "\n")

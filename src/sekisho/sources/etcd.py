@@ -756,6 +756,11 @@ class EtcdSource:
     def revision(self) -> int:
         return self._snap.revision
 
+    @property
+    def loaded_revision(self) -> int:
+        """The store revision of the snapshot the last :meth:`load` gave (-1: none yet)."""
+        return self._loaded_rev
+
     def health(self) -> tuple[bool, str]:
         """(in step with etcd, why not)."""
         with self._cond:
