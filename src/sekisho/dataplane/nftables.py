@@ -262,7 +262,15 @@ class NftApplier:
         """Our table's blocks as the kernel lists them (cache), None when unknown."""
         self._last: object | None = None
         """The desired ruleset installed according to the cache (the very object)."""
-        self._block_memo: dict[tuple[str, Any], tuple[Block, tuple[str, ...]]] = {}
+        self._block_memo: dict[tuple[str, str], tuple[Any, Any, tuple[Block, tuple[str, ...]]]] = {}
+        """(kind, name) of a renderer item -> (its content object: the set, or the chain's
+        rules; the chain's header; its normalized block), reused while the renderer hands
+        the very same object again (a change costs what it touches, not a walk of every
+        rule or element)."""
+        self._agreed: dict[Block, tuple[str, ...]] | None = None
+        """The desired blocks of the last apply that left the cache equal to them (the
+        very body objects): a block whose desired body is still that object needs no
+        comparison. None when the cache was not left equal (failure, a read-back)."""
         self._line_memo: dict[str, str] = {}
         """A rule's text -> its normalized form (emptied when it outgrows LINE_MEMO_MAX)."""
         self._unverified: set[Block] = set()
@@ -320,15 +328,31 @@ class NftApplier:
                 [("table", where)],
             )
         forms = self._forms
-        changed = [b for b, w in want.items() if b in have and have[b] != forms.get((b, w), w)]
+        agreed = self._agreed if known and have is self._installed else None
+        if agreed is None:
+            changed = [b for b, w in want.items() if b in have and have[b] != forms.get((b, w), w)]
+        else:
+            # The cache equals the last apply's desired blocks (we wrote it): a body that is
+            # still the same object is installed as wanted; only others are compared.
+            get = agreed.get
+            changed = [
+                b
+                for b, w in want.items()
+                if get(b) is not w and b in have and have[b] != forms.get((b, w), w)
+            ]
         new = [b for b in want if b not in have]
         now = self.clock()
         gone: list[Block] = []
         lingering: list[Block] = []
         if len(have) > len(want) - len(new):
+            since_of, linger = self._gone_at.get, self.linger
             for b, body in have.items():
                 if b not in want:
-                    (lingering if self._lingers(b, body, now, known) else gone).append(b)
+                    since = since_of(b)  # lingering already (it passed _lingers' other checks)
+                    if since is not None and now - since < linger:
+                        lingering.append(b)
+                    else:
+                        (lingering if self._lingers(b, body, now, known) else gone).append(b)
         changes = [f"{k} {n} rewritten" for k, n in changed]
         changes += [f"{k} {n} created" for k, n in new]
         changes += [f"{k} {n} deleted" for k, n in gone]
@@ -423,7 +447,8 @@ class NftApplier:
         """The desired table's blocks in normalized form.
 
         A renderer dataclass with ``sets`` and ``chains`` is taken apart block by
-        block, memoized by content, so a change costs only what changed: a set's
+        block, memoized while the renderer hands the very same set object or chain
+        rules, so a change costs only what changed (the walk itself aside): a set's
         body is spelt from its type and sorted elements, a chain's from its rules,
         each rule normalized once while rules use it (:meth:`_block`; a test holds
         it equal to the whole table's text taken apart).
@@ -431,23 +456,43 @@ class NftApplier:
         rs: Any = ruleset
         if not all(hasattr(rs, a) for a in ("__dataclass_fields__", "sets", "chains")):
             return table_blocks(normalize_nft(ruleset.table_text()))
-        old, memo = self._block_memo, {}
+        old = self._block_memo
+        memo: dict[tuple[str, str], tuple[Any, Any, tuple[Block, tuple[str, ...]]]] = {}
         if len(self._line_memo) > LINE_MEMO_MAX:
             self._line_memo = {}
         lines = self._line_memo
         out: dict[Block, tuple[str, ...]] = {}
+        get = old.get
+        # By identity: the renderer hands an unchanged set, or an unchanged chain's rules,
+        # as the same object; anything else is spelt again (:meth:`_block`).
         try:
-            for kind, items in (("set", rs.sets), ("chain", rs.chains)):
-                for item in items:
-                    key = (kind, item)
-                    got = old.get(key)
-                    if got is None:
-                        got = self._block(rs, kind, item, lines)
-                        if got is None:
-                            return table_blocks(normalize_nft(ruleset.table_text()))
-                    memo[key] = got
-                    out[got[0]] = got[1]
-        except TypeError:  # unhashable or not replaceable: the whole text it is
+            for item in rs.sets:
+                key = ("set", item.name)
+                entry = get(key)
+                if entry is not None and entry[0] is item:
+                    got = entry[2]
+                else:
+                    made = self._block(rs, "set", item, lines)
+                    if made is None:
+                        return table_blocks(normalize_nft(ruleset.table_text()))
+                    got = made
+                memo[key] = (item, None, got)
+                out[got[0]] = got[1]
+            for item in rs.chains:
+                name, head, rules = item
+                key = ("chain", name)
+                entry = get(key)
+                if entry is not None and entry[0] is rules and entry[1] == head:
+                    got = entry[2]
+                else:
+                    made = self._block(rs, "chain", item, lines)
+                    if made is None:
+                        return table_blocks(normalize_nft(ruleset.table_text()))
+                    got = made
+                memo[key] = (rules, head, got)
+                out[got[0]] = got[1]
+        except (TypeError, ValueError, AttributeError):
+            # not a renderer's sets and (name, header, rules) chains: the whole text it is
             return table_blocks(normalize_nft(ruleset.table_text()))
         self._block_memo = memo
         return out
@@ -523,6 +568,7 @@ class NftApplier:
             commands += self._execute(ruleset, plan, have, learn=not cached)
         except CommandFailed as exc:
             self._installed = None
+            self._agreed = None
             if not cached:
                 raise
             log.warning("apply from cache failed (%s); reading back and retrying once", exc)
@@ -567,9 +613,11 @@ class NftApplier:
         learn: bool,
     ) -> int:
         want = plan.want or self._want_blocks(ruleset) or {}
+        self._agreed = None
         if not plan.changes:
             if learn:
                 self._learn(want, have or {}, list(want))
+            self._agreed = want
             self._installed = have
             self._settle(plan)
             return 0
@@ -592,6 +640,7 @@ class NftApplier:
                         installed[b] = known if known is not None else want[b]
                         if known is None:
                             self._unverified.add(b)
+                    self._agreed = want
                     self._installed = installed
                     self._settle(plan)
                     return 1
@@ -611,6 +660,7 @@ class NftApplier:
                     got = self._read_blocks(ruleset)
                 installed.update(got or {})
                 self._learn(want, installed, plan.touched)
+                self._agreed = want
                 self._installed = installed
                 self._settle(plan)
                 return 1 + min(len(plan.touched), LIST_EACH_MAX + 1)
@@ -622,6 +672,7 @@ class NftApplier:
         self._unverified.clear()
         self._gone_at = {}
         self._learn(want, full, list(want))
+        self._agreed = want
         self._installed = full
         return 2
 
@@ -664,6 +715,7 @@ class NftApplier:
         self._last = None
         self._gone_at = {}
         self._installed = None
+        self._agreed = None
         self._unverified.clear()
         if not ours:
             return ApplyResult()

@@ -99,8 +99,25 @@ def render_backend(name: str) -> RenderBackend:
 
 # ------------------------------------------------------------------------- digest
 
-_memo: dict[object, bytes] = {}
-"""Set or chain -> its digest, from the last ruleset digested (see :func:`ruleset_digest`)."""
+_memo: dict[tuple[str, object], tuple[object, bytes]] = {}
+"""(part, name) of a set or chain -> (the item, its digest), from the last ruleset
+digested (see :func:`ruleset_digest`)."""
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether ``b`` is ``a`` or a tuple of the very same parts (a chain's rules kept by
+    the renderer: the same object while unchanged); strings compared by value."""
+    if a is b:
+        return True
+    if type(a) is not tuple or type(b) is not tuple or len(a) != len(b):
+        return False
+    return all(x is y or (type(x) is str and x == y) for x, y in zip(a, b, strict=True))
+
+
+def _name(item: object) -> object:
+    if isinstance(item, tuple) and item:
+        return item[0]
+    return getattr(item, "name", id(item))
 
 
 def _element_text(item: object) -> Iterable[str]:
@@ -127,8 +144,9 @@ def ruleset_digest(ruleset: Ruleset) -> str:
     """A stable hash of a ruleset: equal in every process for equal rulesets, different
     when any set, chain, rule, hook or name differs.
 
-    Each set and chain is hashed from its words (memoized by value until the next
-    digest: a change costs what changed), then the whole from those in order.
+    Each set and chain is hashed from its words (memoized until the next digest while
+    the renderer hands the very same object: a change costs what changed), then the
+    whole from those in order.
     """
     global _memo
     old, memo = _memo, {}
@@ -151,10 +169,15 @@ def ruleset_digest(ruleset: Ruleset) -> str:
     for label, items in parts:
         digest.update(f"\0{label}\0".encode())
         for item in items:
-            one = old.get(item)
-            if one is None:
+            # memoized by identity: the renderer hands what did not change as the same
+            # objects, so a change costs what it touches (anything else is hashed again)
+            key = (label, _name(item))
+            entry = old.get(key)
+            if entry is not None and _same(entry[0], item):
+                one = entry[1]
+            else:
                 one = hashlib.sha1("\0".join(_element_text(item)).encode()).digest()
-            memo[item] = one
+            memo[key] = (item, one)
             digest.update(one)
     _memo = memo
     return digest.hexdigest()[:16]
