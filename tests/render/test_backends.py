@@ -82,6 +82,6 @@ def test_digest_memoized_by_identity_equals_a_fresh_digest() -> None:
             now = dataclasses.replace(cluster, pods=pods[step:] if step < len(pods) else pods)
             rs = renderer(now, node, name, "sekisho")  # type: ignore[arg-type]
             remembered = ruleset_digest(rs)
-            backends_module._memo = {}
+            backends_module._memo = ({}, {})
             assert remembered == ruleset_digest(rs)
             assert ruleset_digest(rs) == remembered  # and again from the memo

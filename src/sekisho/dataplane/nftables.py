@@ -262,11 +262,14 @@ class NftApplier:
         """Our table's blocks as the kernel lists them (cache), None when unknown."""
         self._last: object | None = None
         """The desired ruleset installed according to the cache (the very object)."""
-        self._block_memo: dict[tuple[str, str], tuple[Any, Any, tuple[Block, tuple[str, ...]]]] = {}
-        """(kind, name) of a renderer item -> (its content object: the set, or the chain's
-        rules; the chain's header; its normalized block), reused while the renderer hands
-        the very same object again (a change costs what it touches, not a walk of every
-        rule or element)."""
+        self._block_memo: tuple[
+            dict[str, tuple[Any, tuple[Block, tuple[str, ...]]]],
+            dict[str, tuple[Any, Any, Any, tuple[Block, tuple[str, ...]]]],
+        ] = ({}, {})
+        """Normalized blocks of the last desired table's sets by name (with the set object)
+        and chains by name (with the chain, its rules and header), reused while the
+        renderer hands the very same objects again (a change costs what it touches, not a
+        walk of every rule or element)."""
         self._agreed: dict[Block, tuple[str, ...]] | None = None
         """The desired blocks of the last apply that left the cache equal to them (the
         very body objects): a block whose desired body is still that object needs no
@@ -456,45 +459,47 @@ class NftApplier:
         rs: Any = ruleset
         if not all(hasattr(rs, a) for a in ("__dataclass_fields__", "sets", "chains")):
             return table_blocks(normalize_nft(ruleset.table_text()))
-        old = self._block_memo
-        memo: dict[tuple[str, str], tuple[Any, Any, tuple[Block, tuple[str, ...]]]] = {}
+        old_sets, old_chains = self._block_memo
+        sets: dict[str, tuple[Any, tuple[Block, tuple[str, ...]]]] = {}
+        chains: dict[str, tuple[Any, Any, Any, tuple[Block, tuple[str, ...]]]] = {}
         if len(self._line_memo) > LINE_MEMO_MAX:
             self._line_memo = {}
         lines = self._line_memo
         out: dict[Block, tuple[str, ...]] = {}
-        get = old.get
-        # By identity: the renderer hands an unchanged set, or an unchanged chain's rules,
-        # as the same object; anything else is spelt again (:meth:`_block`).
+        get_set, get_chain = old_sets.get, old_chains.get
+        # By identity: the renderer hands an unchanged set, or an unchanged chain (or its
+        # rules), as the same object; anything else is spelt again (:meth:`_block`).
         try:
             for item in rs.sets:
-                key = ("set", item.name)
-                entry = get(key)
+                name = item.name
+                entry = get_set(name)
                 if entry is not None and entry[0] is item:
-                    got = entry[2]
+                    got = entry[1]
                 else:
                     made = self._block(rs, "set", item, lines)
                     if made is None:
                         return table_blocks(normalize_nft(ruleset.table_text()))
                     got = made
-                memo[key] = (item, None, got)
+                sets[name] = (item, got)
                 out[got[0]] = got[1]
             for item in rs.chains:
                 name, head, rules = item
-                key = ("chain", name)
-                entry = get(key)
-                if entry is not None and entry[0] is rules and entry[1] == head:
-                    got = entry[2]
+                chain = get_chain(name)
+                if chain is not None and (
+                    chain[0] is item or (chain[1] is rules and chain[2] == head)
+                ):
+                    got = chain[3]
                 else:
                     made = self._block(rs, "chain", item, lines)
                     if made is None:
                         return table_blocks(normalize_nft(ruleset.table_text()))
                     got = made
-                memo[key] = (rules, head, got)
+                chains[name] = (item, rules, head, got)
                 out[got[0]] = got[1]
         except (TypeError, ValueError, AttributeError):
             # not a renderer's sets and (name, header, rules) chains: the whole text it is
             return table_blocks(normalize_nft(ruleset.table_text()))
-        self._block_memo = memo
+        self._block_memo = (sets, chains)
         return out
 
     @staticmethod

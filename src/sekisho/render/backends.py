@@ -99,25 +99,9 @@ def render_backend(name: str) -> RenderBackend:
 
 # ------------------------------------------------------------------------- digest
 
-_memo: dict[tuple[str, object], tuple[object, bytes]] = {}
-"""(part, name) of a set or chain -> (the item, its digest), from the last ruleset
-digested (see :func:`ruleset_digest`)."""
-
-
-def _same(a: object, b: object) -> bool:
-    """Whether ``b`` is ``a`` or a tuple of the very same parts (a chain's rules kept by
-    the renderer: the same object while unchanged); strings compared by value."""
-    if a is b:
-        return True
-    if type(a) is not tuple or type(b) is not tuple or len(a) != len(b):
-        return False
-    return all(x is y or (type(x) is str and x == y) for x, y in zip(a, b, strict=True))
-
-
-def _name(item: object) -> object:
-    if isinstance(item, tuple) and item:
-        return item[0]
-    return getattr(item, "name", id(item))
+_memo: tuple[dict[int, tuple[object, bytes]], dict[object, bytes]] = ({}, {})
+"""From the last ruleset digested (see :func:`ruleset_digest`): id of a set or chain ->
+(it, its digest); and set or chain -> its digest, for those not found by identity."""
 
 
 def _element_text(item: object) -> Iterable[str]:
@@ -149,7 +133,9 @@ def ruleset_digest(ruleset: Ruleset) -> str:
     whole from those in order.
     """
     global _memo
-    old, memo = _memo, {}
+    old_ids, old_values = _memo
+    ids: dict[int, tuple[object, bytes]] = {}
+    values: dict[object, bytes] = {}
     digest = hashlib.sha1(type(ruleset).__name__.encode())
     if isinstance(ruleset, IptablesRuleset):
         parts: list[tuple[str, Iterable[object]]] = [
@@ -169,15 +155,20 @@ def ruleset_digest(ruleset: Ruleset) -> str:
     for label, items in parts:
         digest.update(f"\0{label}\0".encode())
         for item in items:
-            # memoized by identity: the renderer hands what did not change as the same
-            # objects, so a change costs what it touches (anything else is hashed again)
-            key = (label, _name(item))
-            entry = old.get(key)
-            if entry is not None and _same(entry[0], item):
+            # by identity first: the renderer hands what did not change as the same
+            # objects, so a change costs what it touches; then by value
+            entry = old_ids.get(id(item))
+            if entry is not None and entry[0] is item:
                 one = entry[1]
             else:
-                one = hashlib.sha1("\0".join(_element_text(item)).encode()).digest()
-            memo[key] = (item, one)
+                found = old_values.get(item)
+                one = (
+                    hashlib.sha1("\0".join(_element_text(item)).encode()).digest()
+                    if found is None
+                    else found
+                )
+                values[item] = one
+            ids[id(item)] = (item, one)
             digest.update(one)
-    _memo = memo
+    _memo = (ids, values)
     return digest.hexdigest()[:16]

@@ -27,8 +27,10 @@ untracked allow).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 from sekisho.model.reader import paused_gc
 from sekisho.render import names
@@ -559,25 +561,18 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
         chains.append((chain, None, rules))
     for ep in eps:
         for d2 in DIRECTIONS:
-            rules2 = r.cached(
-                "nftables", ("endpoint", ep.pod, d2), partial(endpoint_rules, r, ep, d2)
+            key2 = ("endpoint", ep.pod, d2)
+            rules2 = r.cached("nftables", key2, partial(endpoint_rules, r, ep, d2))
+            chains.append(
+                _kept_chain(r, key2, ep.iface, rules2, partial(r.endpoint_chain, ep.iface, d2))
             )
-            chains.append((r.endpoint_chain(ep.iface, d2), None, rules2))
     if host is not None:
         chains.extend((r.host_chain(c), None, host_rules(r, c)) for c in HOST_CHAINS)
         chains.extend(_early_chains(r))
     for pkey, d3 in sorted(r.chains):
-        chains.append(
-            (
-                r.policy_chain(pkey, d3),
-                None,
-                r.cached(
-                    "nftables",
-                    ("policy", pkey, d3),
-                    partial(policy_rules, r, pkey, d3),
-                ),
-            )
-        )
+        key3 = ("policy", pkey, d3)
+        rules3 = r.cached("nftables", key3, partial(policy_rules, r, pkey, d3))
+        chains.append(_kept_chain(r, key3, pkey, rules3, partial(r.policy_chain, pkey, d3)))
     made = (
         r.cached(f"nftables{fam}", ("set", k), partial(nft_set, r, k, fam))
         for k, fam in r.set_families()
@@ -586,6 +581,25 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
     return NftRuleset(
         prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node, notes=r.notes()
     )
+
+
+def _kept_chain(
+    r: NodeRenderer,
+    key: tuple[str, ...],
+    ident: str,
+    rules: tuple[str, ...],
+    name: Callable[[], str],
+) -> tuple[str, None, tuple[str, ...]]:
+    """``(name, None, rules)`` of a policy or endpoint chain: the same tuple as the last
+    render while its rules are the same object and it is named from the same ``ident``
+    (the applier and the digest take what is handed again by identity; the name is not
+    spelt again)."""
+    entry = r.text_cache[key]  # made by r.cached for these rules
+    kept = cast("tuple[str, tuple[str, None, tuple[str, ...]]] | None", entry.get("nftables-chain"))
+    if kept is None or kept[0] != ident or kept[1][2] is not rules:
+        kept = (ident, (name(), None, rules))
+        entry["nftables-chain"] = kept
+    return kept[1]
 
 
 def _early_chains(r: NodeRenderer) -> list[tuple[str, str | None, tuple[str, ...]]]:
