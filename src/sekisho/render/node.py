@@ -446,6 +446,9 @@ class NodeRenderer:
         self._applies_memo: dict[tuple[tuple[str, str], ...], dict[Direction, frozenset[str]]] = {}
         """A pod's labels -> the keys of the policies that select them, per direction (for
         the current policies)."""
+        self._select_memo: dict[tuple[tuple[str, str], ...], tuple[set[str], set[str]]] = {}
+        """A label set -> (keys of the set selectors evaluated on it, those it satisfies);
+        a selector's key is its canonical text, so an answer holds for good."""
         self._text_ep: dict[str, Endpoint] = {}
         """Pod key -> the endpoint its cached chain texts were spelt for (kept a while
         after the pod went: churn brings pods back)."""
@@ -792,25 +795,35 @@ class NodeRenderer:
                 now = self.entities.get(key)
                 if now is not None:
                     after.append(now)
-        tables = (LabelTable([e.labels for e in before]), LabelTable([e.labels for e in after]))
+        ents = before + after
+        steps = [-1] * len(before) + [1] * len(after)
+        every: list[tuple[str, SetDef]] = []  # sets without a selector: each entity asked
+        by_selector: dict[str, tuple[SelectorSet, list[tuple[str, SetDef]]]] = {}
         for skey, sd in self.set_defs.items():
             if sd.static:
                 continue
             sel = sd.selector
-            out: list[tuple[Member, int]] = []
-            for step, ents, table in ((-1, before, tables[0]), (+1, after, tables[1])):
-                if not ents:
-                    continue
-                if sel is None:
-                    picked: Sequence[int] = range(len(ents))
-                    flag = None
+            if sel is None:
+                every.append((skey, sd))
+            else:
+                got = by_selector.get(sel.key)
+                if got is None:
+                    by_selector[sel.key] = (sel, [(skey, sd)])
                 else:
-                    picked = np.flatnonzero(select(sel.selector, table)).tolist()
-                    flag = True
-                for i in picked:
-                    out += [(m, step) for m in sd.holds(ents[i], flag)]
-            if not out:
-                continue
+                    got[1].append((skey, sd))
+        outs: dict[str, list[tuple[Member, int]]] = {}
+        for i, sel_keys in enumerate(self._selected(ents, by_selector)):
+            ent, step = ents[i], steps[i]
+            for sel_key in sel_keys:
+                for skey, sd in by_selector[sel_key][1]:
+                    held = sd.holds(ent, True)
+                    if held:
+                        outs.setdefault(skey, []).extend([(m, step) for m in held])
+            for skey, sd in every:
+                held = sd.holds(ent, None)
+                if held:
+                    outs.setdefault(skey, []).extend([(m, step) for m in held])
+        for skey, out in outs.items():
             members = self.members[skey]
             net: dict[Member, int] = {}
             for m, step in out:
@@ -831,6 +844,45 @@ class NodeRenderer:
             if new is not None and self._is_local(new):
                 added.append(key)
         self._refresh_endpoints(added)
+
+    def _selected(
+        self,
+        ents: list[Entity],
+        by_selector: Mapping[str, tuple[SelectorSet, list[tuple[str, SetDef]]]],
+    ) -> list[set[str]]:
+        """For each entity, the keys of the selectors of ``by_selector`` its labels satisfy.
+
+        Remembered per distinct label set and selector (a selector's key is its canonical
+        text: the answer never changes), so endpoint churn, which brings back the same
+        labels, costs set operations; what is not known yet is evaluated once over a table
+        of the label sets that need it."""
+        memo = self._select_memo
+        if len(memo) > APPLIES_MEMO_MAX:
+            memo.clear()
+        wanted = set(by_selector)
+        rows: list[tuple[set[str], set[str]]] = []
+        unknown: dict[str, list[int]] = {}  # selector key -> rows not known for it
+        label_rows: dict[tuple[tuple[str, str], ...], int] = {}
+        for e in ents:
+            k = tuple(sorted(e.labels.items()))
+            row = memo.get(k)
+            if row is None:
+                row = memo[k] = (set(), set())
+            rows.append(row)
+            if k in label_rows:
+                continue
+            label_rows[k] = len(rows) - 1
+            for sel_key in wanted - row[0]:
+                unknown.setdefault(sel_key, []).append(len(rows) - 1)
+        for sel_key, idx in unknown.items():
+            table = LabelTable([ents[i].labels for i in idx])
+            hit = select(by_selector[sel_key][0].selector, table)
+            for i, yes in zip(idx, hit.tolist(), strict=True):
+                known, true = rows[i]
+                known.add(sel_key)
+                if yes:
+                    true.add(sel_key)
+        return [row[1] & wanted for row in rows]
 
     def _pod_changed(self, key: str, old: Pod | None, new: Pod | None) -> None:
         self._tab = self._ports = None
