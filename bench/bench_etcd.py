@@ -26,9 +26,12 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
   with a raw put (``--kind``: k8s, a NetworkPolicy's port; gnp, a Calico
   GlobalNetworkPolicy's port in generator.generate_calico's cluster; namespace,
   a Namespace's ``env`` label, which policies select on, set to dev and
-  back; node, a label of the first Node); time from the put to the agent's sync of that revision being
+  back; node, a label of the first Node; workload, a Deployment of 5 replicas
+  beside a generated backend pod: its replicas 5/6 and, every other change, a
+  rollout of its template, see ``changed``); time from the put to the agent's sync of that revision being
   applied, and the agent's own stages (load = validate the snapshot, render,
-  apply). Baselines: the same agent with every load whole
+  apply); the first change waits until the agent has settled its heap after
+  its first sync (a one-off collection). Baselines: the same agent with every load whole
   (``EtcdSource(patch=False)``, what the agent did before loads were
   patched), and the same agent on the files source, the same change written
   as a file.
@@ -57,6 +60,7 @@ agents program rules in throwaway namespaces (lab nodes, ``sk-b-<hex>``).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import os
@@ -314,6 +318,9 @@ def scale_case(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
         objs = generator.generate(args.pods, policies=args.policies, seed=1)
         if args.kind == "node":
             target = next(o for o in objs if o["kind"] == "Node")
+        elif args.kind == "workload":
+            target = bench_deployment(objs)
+            objs.append(target)
         elif args.kind == "namespace":
             target = next(
                 o
@@ -328,11 +335,38 @@ def scale_case(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
     return objs, target
 
 
+def bench_deployment(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Deployment of 5 replicas beside a generated backend pod, with its labels and
+    ports (so the policies that select that pod, or allow it as a peer, select these)."""
+    like = next(
+        o for o in objs if o["kind"] == "Pod" and o["metadata"]["labels"].get("tier") == "backend"
+    )
+    labels = dict(like["metadata"]["labels"])
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bench-web", "namespace": like["metadata"]["namespace"]},
+        "spec": {
+            "replicas": 5,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": like["spec"]["containers"]},
+            },
+        },
+    }
+
+
 def changed(target: dict[str, Any], kind: str, k: int) -> dict[str, Any]:
     """The ``k``-th change of ``target``: a k8s policy's or a GlobalNetworkPolicy's port,
     a namespace's ``env`` label (dev on every other change, which policies select on),
-    or a node's label."""
+    a node's label, or a Deployment's replicas (5, 6, 5, ...) and, every other change,
+    its template's ``version`` label (a rollout: every pod replaced, new addresses)."""
     out = json.loads(json.dumps(target))
+    if kind == "workload":
+        out["spec"]["replicas"] = 5 + k % 2
+        out["spec"]["template"]["metadata"]["labels"]["version"] = f"v{k // 2 % 2}"
+        return out
     if kind == "node":
         out["metadata"].setdefault("labels", {})["bench"] = str(k)
         return out
@@ -373,7 +407,19 @@ SCALE_KINDS = {
     "gnp": "Calico GlobalNetworkPolicy (a port)",
     "namespace": "Namespace (a label policies select on)",
     "node": "Node (a label no policy selects on)",
+    "workload": "Deployment (replicas, and a rollout of its pod template)",
 }
+
+
+def settled(frozen: int, timeout: float = 120) -> None:
+    """Wait until the agent (in this process) has settled its heap after its first sync
+    (``agent.settle_heap`` freezes it: the count of frozen objects grows), so the first
+    change is not timed behind that one-off collection, as on an agent running a while."""
+    deadline = time.perf_counter() + timeout
+    while gc.get_freeze_count() <= frozen:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"the agent did not settle its heap in {timeout} s")
+        time.sleep(0.01)
 
 
 def etcd_scale(
@@ -391,9 +437,11 @@ def etcd_scale(
         Store(client).apply_objects(objs)
         print(f"  stored in one validated transaction: {time.perf_counter() - t:.2f} s")
         source = EtcdSource(config, patch=patch)
+        frozen = gc.get_freeze_count()
         agent, stop, thread = run_agent(source, node, ns)
         follow = Applied(agent, source)
         follow.when(1)
+        settled(frozen)
         lat: list[float] = []
         stages: list[dict[str, float]] = []
         key = object_key(config.prefix, *identity(target))

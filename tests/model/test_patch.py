@@ -1,18 +1,20 @@
 """The patch of the last good cluster (``model.patch.patch_parts``) against a full load.
 
-Random sequences of changes to every kind the patch takes (nodes, pods, Kubernetes
-NetworkPolicies, Namespaces, cluster-wide policies, Calico's policies, staged
-policies, tiers, network sets, host endpoints, service accounts), good and bad
-ones: after each batch the patched cluster must equal a full load of the same
+Random sequences of changes to every kind the patch takes (nodes, pods, workloads,
+Kubernetes NetworkPolicies, Namespaces, cluster-wide policies, Calico's policies,
+staged policies, tiers, network sets, host endpoints, service accounts), good and
+bad ones: after each batch the patched cluster must equal a full load of the same
 objects, and a batch the full load refuses must never be patched (the caller's
 full load then refuses it with the same problems, and its last good state stays).
+Nodes' podCIDRs are /28s (14 addresses), so a workload's pods often find their
+hashed address taken and pass over others', and a node sometimes runs out.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sekisho.model.load import PartCache, load_parts
@@ -27,7 +29,7 @@ def node(i: int) -> Obj:
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": f"n{i}", "labels": {"zone": f"z{i}"}},
-        "spec": {"podCIDR": f"10.244.{i}.0/24"},
+        "spec": {"podCIDR": f"10.244.{i}.0/28"},
         "status": {"addresses": [{"type": "InternalIP", "address": f"192.168.1.{10 + i}"}]},
     }
 
@@ -86,7 +88,7 @@ def pod(draw: st.DrawFn) -> Obj:
     if roll == 0:
         spec["nodeName"] = "n9"  # not defined: refused
     elif roll == 1:
-        status = {}  # no address: IPAM assigns one (not a patch)
+        status = {}  # no address: IPAM assigns one (patched as a workload's pod is)
     elif roll == 2:
         status["podIP"] = "192.168.1.10"  # a node's address: refused
     elif roll == 3:
@@ -101,6 +103,40 @@ def pod(draw: st.DrawFn) -> Obj:
         },
         "spec": spec,
         "status": status,
+    }
+
+
+WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
+
+
+@st.composite
+def workload(draw: st.DrawFn) -> Obj:
+    """A workload whose pods the join places and addresses: replicas or labels changed,
+    sometimes hostNetwork, a node named (n9 is not defined: refused), or a name that
+    makes a pod another object defines (``p1`` of a StatefulSet ``p``: refused)."""
+    kind = draw(st.sampled_from(WORKLOADS))
+    name = draw(st.sampled_from(["w0", "w1", "w2", "p"]))
+    app = draw(st.sampled_from(["web", "db"]))
+    spec: Obj = {"containers": [{"name": "c"}]}
+    roll = draw(st.integers(0, 20))
+    if roll == 0:
+        spec["hostNetwork"] = True
+    elif roll == 1:
+        spec["nodeName"] = draw(st.sampled_from(["n1", "n9"]))
+    body: Obj = {
+        "selector": {"matchLabels": {"app": app}},
+        "template": {"metadata": {"labels": {"app": app}}, "spec": spec},
+    }
+    if kind == "Job":
+        del body["selector"]
+        body["parallelism"] = draw(st.integers(0, 4))
+    elif kind != "DaemonSet":
+        body["replicas"] = draw(st.integers(0, 4))
+    return {
+        "apiVersion": "batch/v1" if kind == "Job" else "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": draw(st.sampled_from(NS))},
+        "spec": body,
     }
 
 
@@ -224,7 +260,17 @@ def name_of(obj: Obj) -> str:
     return f"{obj['apiVersion']}/{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"
 
 
-PUT = st.one_of(namespace(), pod(), k8s_policy(), calico_policy(), calico_other(), cluster_policy())
+PUT = st.one_of(
+    node_change(),
+    namespace(),
+    pod(),
+    workload(),
+    workload(),
+    k8s_policy(),
+    calico_policy(),
+    calico_other(),
+    cluster_policy(),
+)
 STEP = st.lists(st.one_of(PUT, st.integers(0, 1000)), min_size=1, max_size=3)
 """A batch: objects put, and integers that pick a stored object to delete."""
 
@@ -251,7 +297,7 @@ def load(store: dict[str, tuple[int, Obj]], cache: PartCache) -> Any:
     return load_parts(objects, cache)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(STEP, min_size=1, max_size=25))
 def test_patched_equals_a_full_load(steps: list[list[Obj | int]]) -> None:
     from sekisho.model.patch import patch_parts
@@ -281,6 +327,9 @@ def test_patched_equals_a_full_load(steps: list[list[Obj | int]]) -> None:
                 changes.append((name, version, RawObject(Loc(name, 0), op)))
         want = load(store, PartCache())
         patched = patch_parts(cache, changes)
+        kinds = {c[2].data["kind"] for c in changes if c[2] is not None}
+        if kinds & set(WORKLOADS) and want.cluster is not None:
+            event(f"a good batch with a workload: {'patched' if patched else 'full load'}")
         if want.cluster is None:
             assert patched is None, "a change the full load refuses was patched"
             got = load(store, cache)
@@ -358,3 +407,52 @@ def test_each_kind_is_patched() -> None:
     patched = patch_parts(cache, [(gone, None, None)])
     assert patched is not None and "fresh" not in patched.namespaces
     assert cache.patched == len(changes) + 1
+
+
+def test_a_workload_change_is_patched_and_moves_no_other_pod() -> None:
+    """A Deployment's replicas and labels changed, added and deleted: each a patch, and
+    every other pod (another workload's too) stays the same object on the same node."""
+    from sekisho.model.patch import patch_parts
+
+    def deployment(name: str, replicas: int, app: str) -> Obj:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "a"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": app}},
+                "template": {
+                    "metadata": {"labels": {"app": app}},
+                    "spec": {"containers": [{"name": "c"}]},
+                },
+            },
+        }
+
+    store = {name_of(o): (0, o) for o in [*start(), deployment("other", 3, "db")]}
+    cache = PartCache()
+    first = load(store, cache).cluster
+    assert first is not None and cache.base is not None
+    others = {p.key: p for p in first.pods}
+    steps = [
+        deployment("web", 2, "web"),  # added
+        deployment("web", 4, "web"),  # two more replicas
+        deployment("web", 1, "web"),  # three fewer
+        deployment("web", 1, "api"),  # labels: a new template, new pods
+        None,  # deleted
+    ]
+    web = name_of(steps[0])
+    for i, obj in enumerate(steps, start=1):
+        if obj is None:
+            del store[web]
+            patched = patch_parts(cache, [(web, None, None)])
+        else:
+            store[web] = (i, obj)
+            patched = patch_parts(cache, [(web, i, RawObject(Loc(web, 0), obj))])
+        assert patched is not None, i
+        assert patched == load(store, PartCache()).cluster
+        for p in patched.pods:
+            if p.key in others:
+                assert p is others[p.key]
+        assert len(patched.pods) == 3 + (0 if obj is None else obj["spec"]["replicas"])
+    assert cache.patched == len(steps)

@@ -130,6 +130,40 @@ def test_pods_without_node_are_placed_round_robin_over_schedulable_nodes() -> No
     assert [p.node for p in cluster.pods] == ["n1", "n2", "n1", "n2", "n1"]
 
 
+def test_a_workloads_replicas_go_round_robin_from_a_node_of_its_own() -> None:
+    """The i-th replica on the (start + i)-th schedulable node, start from the workload's
+    hash; Pods given without a node are placed round robin among themselves."""
+    three = [*NODES, node("n3", "10.244.3.0/24", "192.168.110.13")]
+    cluster = cluster_from_objects([*three, workload("StatefulSet", "db", {"replicas": 5})])
+    order = ["n1", "n2", "n3"]
+    start = order.index(cluster.pods[0].node or "")
+    assert [p.node for p in cluster.pods] == [order[(start + i) % 3] for i in range(5)]
+    mixed = cluster_from_objects([*NODES, pod("a"), workload("ReplicaSet", "rs"), pod("b")])
+    assert [p.node for p in mixed.pods if p.workload is None] == ["n1", "n2"]
+
+
+def test_a_workload_change_moves_no_other_pod() -> None:
+    """Another workload added, or one's replicas or labels changed: every other pod keeps
+    its node and address (what lets the agent patch such a change: model/patch.py). An
+    address can still move when a pod passed over another's hashed address (none does
+    in this cluster); the patch checks for that and loads whole then."""
+    stay = [
+        workload("Deployment", "web", {"replicas": 4}),
+        workload("StatefulSet", "db", {"replicas": 3}),
+        pod("solo"),
+    ]
+    before = cluster_from_objects([*NODES, *stay, workload("ReplicaSet", "rs", {"replicas": 2})])
+    kept = {p.key: (p.node, p.ip) for p in before.pods if not p.name.startswith("rs-")}
+    for rs in (
+        None,
+        workload("ReplicaSet", "rs", {"replicas": 5}),
+        workload("ReplicaSet", "rs", {"replicas": 1}, hostNetwork=True),
+    ):
+        after = cluster_from_objects([*NODES, *stay, *([rs] if rs else [])])
+        got = {p.key: (p.node, p.ip) for p in after.pods if not p.name.startswith("rs-")}
+        assert got == kept
+
+
 def test_pod_ips_come_from_the_node_pod_cidr_and_are_unique() -> None:
     pods = [pod(f"p{i}", nodeName="n1") for i in range(200)]
     cluster = cluster_from_objects([*NODES, *pods])

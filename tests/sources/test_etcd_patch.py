@@ -1,7 +1,7 @@
 """The etcd source's incremental path against a from-scratch build, over random event sequences.
 
 The source applies each watch event to its last good cluster (``model.patch.patch_parts``)
-when the model can patch it, and loads the snapshot whole otherwise. After every batch
+when the model can patch it (workloads' pods included), and loads the snapshot whole otherwise. After every batch
 of events the patched cluster must equal a full load of the same snapshot (or both
 refuse it with the same problems), and the ruleset rendered incrementally from the
 patched clusters must equal a full render. No etcd: a fake client hands the source the
@@ -105,7 +105,7 @@ def pod(rng: random.Random, i: int) -> dict[str, Any]:
     if roll < 0.05:
         spec["hostNetwork"] = True
     elif roll < 0.08:
-        status = {}  # no address: IPAM assigns one (the join is not trivial any more)
+        status = {}  # no address: IPAM assigns one (from its node's podCIDR)
     elif roll < 0.1:
         status["podIP"] = "192.168.1.10"  # a node's address
     return {
@@ -235,7 +235,35 @@ def node_policy(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def workload(rng: random.Random) -> dict[str, Any]:
+    """A Deployment or StatefulSet: its replicas or labels change, its pods come and go
+    (patched: only its pods are taken out and put in; the renderer follows them)."""
+    kind = rng.choice(["Deployment", "StatefulSet"])
+    app = rng.choice(["web", "db", "api"])
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": f"w{rng.randrange(3)}", "namespace": rng.choice("ab")},
+        "spec": {
+            "replicas": rng.randrange(5),
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app, "tier": rng.choice("xy")}},
+                "spec": {
+                    "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80}]}]
+                },
+            },
+        },
+    }
+
+
 def event(rng: random.Random, client: FakeClient) -> dict[str, bytes | None]:
+    if rng.random() < 0.1:
+        if rng.random() < 0.25:
+            gone = [k for k in client.store if "/Deployment/" in k or "/StatefulSet/" in k]
+            return {rng.choice(gone): None} if gone else {}
+        obj = workload(rng)
+        return {key_of(obj): encode(obj)}
     if rng.random() < 0.25:
         return calico_event(rng, client)
     if rng.random() < 0.05:

@@ -17,7 +17,7 @@ Every choice is deterministic, stable across runs and independent of file order:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sekisho.model.checks import IPAddress, IPNetwork
 
@@ -52,6 +52,19 @@ def _ends_in_zero(ip: IPAddress) -> bool:
 
 def hashed_ip(key: str, pool: IPNetwork, taken: set[int]) -> IPAddress:
     """A free address of ``pool`` chosen by hashing ``key``; marks it taken."""
+    for candidate in candidates(key, pool):
+        if candidate in taken:
+            continue
+        taken.add(candidate)
+        return pool.network_address.__class__(candidate)
+    raise PoolExhausted(f"no free address left in {pool}")
+
+
+def candidates(key: str, pool: IPNetwork) -> Iterator[int]:
+    """The addresses :func:`hashed_ip` tries for ``key``, in order (as integers): from the
+    hash of ``key`` on, around the pool, without the ones no pod can have. A pod gets the
+    first one not taken, so which pods it passed over is known (``model.patch`` checks
+    that a change moves no other pod's address)."""
     import hashlib  # on use: loading OpenSSL is start-up time most commands never need
 
     size = pool.num_addresses
@@ -67,8 +80,4 @@ def hashed_ip(key: str, pool: IPNetwork, taken: set[int]) -> IPAddress:
         candidate = base + offset
         if pool.version == 4 and candidate & 0xFF == 0:
             continue
-        if candidate in taken:
-            continue
-        taken.add(candidate)
-        return pool.network_address.__class__(candidate)
-    raise PoolExhausted(f"no free address left in {pool}")
+        yield candidate

@@ -349,6 +349,8 @@ def _build(drafts: Drafts, cluster_cidr: IPNetwork, sink: list[Issue]) -> Cluste
                 draft.template.node = None
 
     # "A pod with no nodeName is placed round robin over schedulable nodes in sorted order."
+    # A workload's pods were placed by its expansion (workloads.py: from a node its own
+    # hash picks), so this turn counts only the Pods given without a node.
     turn = 0
     placed: dict[str, str | None] = {}
     for draft in ordered:

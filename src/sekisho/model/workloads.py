@@ -14,6 +14,13 @@ order:
   ``batch-<suffix>``, labelled ``job-name`` and ``batch.kubernetes.io/job-name``.
 
 Suffixes use the controllers' alphabet (``bcdfghjklmnpqrstvwxz2456789``, no vowels).
+
+Placement (a scheduler's job, made deterministic): a pod whose template names no node
+goes on the schedulable nodes in name order, round robin from a node chosen by a hash
+of its workload (``Kind/namespace/name``): the ``i``-th replica on node ``(start + i)
+mod n``. A workload's pods depend only on it and the schedulable nodes, so adding,
+changing or deleting one workload moves no other pod (``model.patch`` relies on it);
+a change of the schedulable nodes may move every workload's pods.
 """
 
 from __future__ import annotations
@@ -55,6 +62,12 @@ def expand(workload: WorkloadDraft, schedulable_nodes: Sequence[str]) -> list[Po
     owner = f"{kind}/{workload.namespace}/{name}"
     t = workload.template
     pods: list[PodDraft] = []
+    start = hash_index(owner) if schedulable_nodes else 0
+
+    def place(i: int) -> str | None:
+        if t.node is not None or not schedulable_nodes:
+            return t.node  # an undefined one is reported by the join
+        return schedulable_nodes[(start + i) % len(schedulable_nodes)]
 
     def pod(pod_name: str, extra: dict[str, str], node: str | None) -> PodDraft:
         template = PodTemplate(
@@ -79,11 +92,11 @@ def expand(workload: WorkloadDraft, schedulable_nodes: Sequence[str]) -> list[Po
         rs = f"{name}-{h}"
         for i in range(workload.replicas):
             pods.append(
-                pod(f"{rs}-{suffix(owner, i)}", {"pod-template-hash": h}, t.node),
+                pod(f"{rs}-{suffix(owner, i)}", {"pod-template-hash": h}, place(i)),
             )
     elif kind == "ReplicaSet":
         for i in range(workload.replicas):
-            pods.append(pod(f"{name}-{suffix(owner, i)}", {}, t.node))
+            pods.append(pod(f"{name}-{suffix(owner, i)}", {}, place(i)))
     elif kind == "StatefulSet":
         for i in range(workload.replicas):
             pod_name = f"{name}-{i}"
@@ -91,7 +104,7 @@ def expand(workload: WorkloadDraft, schedulable_nodes: Sequence[str]) -> list[Po
                 "statefulset.kubernetes.io/pod-name": pod_name,
                 "apps.kubernetes.io/pod-index": str(i),
             }
-            pods.append(pod(pod_name, extra, t.node))
+            pods.append(pod(pod_name, extra, place(i)))
     elif kind == "DaemonSet":
         nodes = [t.node] if t.node else list(schedulable_nodes)
         for node in nodes:
@@ -99,12 +112,13 @@ def expand(workload: WorkloadDraft, schedulable_nodes: Sequence[str]) -> list[Po
     elif kind == "Job":
         extra = {"job-name": name, "batch.kubernetes.io/job-name": name}
         for i in range(workload.replicas):
-            pods.append(pod(f"{name}-{suffix(owner, i)}", extra, t.node))
+            pods.append(pod(f"{name}-{suffix(owner, i)}", extra, place(i)))
     return pods
 
 
-def hash_index(node: str) -> int:
-    """A DaemonSet pod's suffix depends on its node, not on how many nodes sort before it."""
+def hash_index(text: str) -> int:
+    """A stable number from ``text``: a DaemonSet pod's suffix depends on its node, not on
+    how many nodes sort before it; a workload's first node depends on the workload only."""
     import hashlib  # on use: loading OpenSSL is start-up time most commands never need
 
-    return int.from_bytes(hashlib.sha1(node.encode()).digest()[:4], "big")
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big")
