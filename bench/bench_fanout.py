@@ -341,6 +341,9 @@ class ByteCounter:
         from sekisho.sources.etcd import _b64, _range_end
 
         self.bytes = 0
+        self.revision = 0
+        """The highest revision of an event counted so far."""
+        self._moved = threading.Condition()
         self.session = requests.Session()
         self.session.trust_env = False
         body = {
@@ -355,11 +358,32 @@ class ByteCounter:
         self._thread.start()
 
     def _run(self) -> None:
+        decoder = json.JSONDecoder()
+        buf = ""
         try:
             for chunk in self.resp.iter_content(chunk_size=None):
                 self.bytes += len(chunk)
+                buf += chunk.decode()
+                revs = []
+                while buf.strip():  # the gateway's messages, one JSON object each
+                    try:
+                        doc, end = decoder.raw_decode(buf.lstrip())
+                    except ValueError:
+                        break  # an incomplete message: read more
+                    buf = buf.lstrip()[end:]
+                    events = doc.get("result", {}).get("events", [])
+                    revs += [int(e.get("kv", {}).get("mod_revision", 0)) for e in events]
+                if revs:
+                    with self._moved:
+                        self.revision = max(self.revision, *revs)
+                        self._moved.notify_all()
         except Exception:  # the stream is ended by close()
             return
+
+    def wait(self, revision: int, timeout: float) -> bool:
+        """Block until the event of ``revision`` was counted (False: not within ``timeout``)."""
+        with self._moved:
+            return self._moved.wait_for(lambda: self.revision >= revision, timeout)
 
     def close(self) -> int:
         from sekisho.sources.etcd import end_stream
@@ -495,7 +519,8 @@ def run(
             if wait > 0:
                 time.sleep(wait)
         settle(watchers, writes[-1][0], 120.0)  # the last deliveries
-        time.sleep(0.2)  # and the byte counter's
+        if not counter.wait(writes[-1][0], 120.0):  # and the byte counter's
+            print("  !! the byte counter's stream did not deliver every change")
         cpu_changes = cpu_s(sampler.pid) - cpu0
         watch_bytes = counter.close()
         rss_after = sampler.now()

@@ -10,8 +10,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A loaded CI machine is slow: no property test fails on time, only on its assertions
+# (each test's own @settings still picks its examples; these are the defaults under it).
+settings.register_profile("sekisho", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sekisho")
 SEED = ROOT / "examples" / "seed"
 
 

@@ -169,6 +169,15 @@ def test_health_server_reports_readiness_and_metrics(cluster_dir: Path, tmp_path
         server.stop()
 
 
+def wait_until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``cond`` until it holds; fail after ``timeout`` seconds (generous: a loaded CI
+    machine is slow, and a condition that never holds still fails)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
 def test_run_loop_follows_changes_and_stops(cluster_dir: Path, tmp_path: Path) -> None:
     runner = FakeRunner()
     agent = make_agent(cluster_dir, tmp_path, runner)
@@ -176,18 +185,14 @@ def test_run_loop_follows_changes_and_stops(cluster_dir: Path, tmp_path: Path) -
     thread = threading.Thread(target=agent.run, args=(stop,))
     thread.start()
     try:
-        deadline = time.monotonic() + 5
-        while agent.generation < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: agent.generation >= 1)
         assert agent.generation == 1
         write_policy(cluster_dir, "p2", ingress_policy("p2", target="a1", peer="a0"))
-        while agent.generation < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert agent.generation == 2
+        wait_until(lambda: agent.generation >= 2)
         assert agent.metrics.value("sekisho_agent_policies") == 2
     finally:
         stop.set()
-        thread.join(timeout=5)
+        thread.join(timeout=30)
     assert not thread.is_alive()
 
 
@@ -329,18 +334,18 @@ def test_loop_survives_a_bug_and_notices_missed_changes(cluster_dir: Path, tmp_p
     thread = threading.Thread(target=agent.run, args=(stop,))
     thread.start()
     try:
-        deadline = time.monotonic() + 5
-        while agent.generation < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: agent.generation >= 1)
         assert agent.generation == 1, "retried after the bug"
         assert agent.metrics.value("sekisho_agent_errors_total", {"stage": "internal"}) == 1
-        assert not agent.source.changed_since_load()
-        (cluster_dir / "policies" / "p1.yaml").unlink()
-        assert agent.source.changed_since_load()
     finally:
         stop.set()
-        thread.join(timeout=5)
+        thread.join(timeout=30)
     assert not thread.is_alive()
+    # The loop is stopped: a running one would reload on the unlink's inotify event, a
+    # few ms later, and could clear what the test looks at before it looks.
+    assert not agent.source.changed_since_load()
+    (cluster_dir / "policies" / "p1.yaml").unlink()
+    assert agent.source.changed_since_load()
 
 
 def test_watcher_sees_a_configmap_style_symlink_swap(tmp_path: Path) -> None:

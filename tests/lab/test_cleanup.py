@@ -26,7 +26,7 @@ def _state_pids(root: Path, name: str) -> list[int]:
     return [p["pid"] for p in doc["procs"]]
 
 
-def _wait_for_agents(root: Path, name: str, timeout: float = 30.0) -> list[int]:
+def _wait_for_agents(root: Path, name: str, timeout: float = 120.0) -> list[int]:
     """Poll until the lab has its servers and agents recorded; their pids."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -89,7 +89,7 @@ def test_signal_in_the_middle_of_lab_run(sig: int, lab_name: str, lab_root: Path
         pids = _wait_for_agents(lab_root, lab_name)
         time.sleep(0.5)  # now probing (5 s timeouts on the dropped cells)
         proc.send_signal(sig)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -123,7 +123,7 @@ def test_down_after_crash(lose_state: bool, lab_name: str, lab_root: Path) -> No
     args = ["--name", lab_name]
     down = subprocess.run(
         [sys.executable, "-m", "sekisho", "lab", "down", *args],
-        cwd=ROOT, env=cli_env(lab_root), capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT, env=cli_env(lab_root), capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert down.returncode == 0, down.stderr
     assert not lab_namespaces(lab_name)

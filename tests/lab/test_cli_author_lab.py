@@ -21,7 +21,7 @@ EXPECT = str(SEED.parent / "expect" / "seed-part2.yaml")
 def _sekisho(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sekisho", *args],
-        cwd=ROOT, env=cli_env(root), capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT, env=cli_env(root), capture_output=True, text=True, timeout=480, check=False,
     )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.privileged
 def _sekisho(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sekisho", *args],
-        cwd=ROOT, env=cli_env(root), capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, env=cli_env(root), capture_output=True, text=True, timeout=360, check=False,
     )  # fmt: skip
 
 

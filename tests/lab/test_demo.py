@@ -22,7 +22,7 @@ def test_demo_passes(backend: str, lab_name: str, lab_root: Path) -> None:
         [sys.executable, "-m", "sekisho", "demo", "--backend", backend, "--name", lab_name],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=360,
         cwd=ROOT,
         env=cli_env(lab_root),
         check=False,
@@ -68,7 +68,7 @@ def test_demo_offline() -> None:
         [sys.executable, "-m", "sekisho", "demo", "--offline"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         cwd=ROOT,
         check=False,
     )

@@ -72,7 +72,7 @@ def test_seed_dualstack_passes_lab_run(lab_name: str, lab_root: Path, backend: s
             sys.executable, "-m", "sekisho", "lab", "run", str(DUAL), str(SEED / "part2"),
             "--name", lab_name, "--backend", backend, "--timeout", "0.5", "-o", "json",
         ],
-        cwd=ROOT, env=cli_env(lab_root), capture_output=True, text=True, timeout=180, check=False,
+        cwd=ROOT, env=cli_env(lab_root), capture_output=True, text=True, timeout=360, check=False,
     )  # fmt: skip
     assert not lab_namespaces(lab_name)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr

@@ -295,16 +295,21 @@ def test_churn_never_fails_open(lab: Lab) -> None:
             tl.states.append(state)
             tl.started.append(time.monotonic())
             if which == 2:
-                s.apply([client(state.fast)])  # a label change
+                rev = s.apply([client(state.fast)]).revision  # a label change
             elif getattr(state, f"p{which + 1}"):
-                s.apply([P1 if which == 0 else P2])
+                rev = s.apply([P1 if which == 0 else P2]).revision
             else:
-                s.delete([("NetworkPolicy", "dev", "allow-s1" if which == 0 else "allow-s2")])
+                rev = s.delete(
+                    [("NetworkPolicy", "dev", "allow-s1" if which == 0 else "allow-s2")]
+                ).revision
             if k == CHURN // 2 and not restarted:
                 s.restart_agent("n1")  # SIGKILL mid-churn: its rules stay, the new one converges
                 restarted = True
             if k % 25 == 0 or k == CHURN:
-                lab.wait_agents(None, 30, cluster_from_objects(state.objects()))
+                # Confirmed only by a sync of this write's revision or later: an equal
+                # fingerprint could be an older state's, with the agent still to apply
+                # the states in between (older than this one) after it.
+                lab.wait_agents(None, 30, cluster_from_objects(state.objects()), revision=rev)
                 tl.confirmed.append((time.monotonic(), k))
     finally:
         stop.set()

@@ -92,16 +92,19 @@ def _cluster(family: int = 4) -> Cluster:
     )
 
 
+# Every port listens before "ready" is printed (the threads only accept).
 SERVER = """
 import socket, sys, threading
-def serve(port):
+def listening(port):
     s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     s.bind(("::", port)); s.listen(16)
+    return s
+def serve(s):
     while True:
         c, _ = s.accept(); c.close()
-for p in sys.argv[1:]:
-    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+for s in [listening(int(p)) for p in sys.argv[1:]]:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 """

@@ -66,7 +66,7 @@ def config(etcd: LocalEtcd) -> EtcdConfig:
     return etcd.config(prefix=f"/t{next(_prefixes)}/")
 
 
-def wait_for(source: EtcdSource, cond: Any, timeout: float = 10.0) -> None:
+def wait_for(source: EtcdSource, cond: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -209,7 +209,7 @@ def test_source_lists_then_follows_each_transaction_whole(config: EtcdConfig) ->
     store.apply_objects([ns("dev"), pod("a", "10.244.1.5")])
     source = EtcdSource(config).start()
     try:
-        assert source.synced.wait(10)
+        assert source.synced.wait(30)
         assert [p.name for p in source.load().pods] == ["a"]
         rev = source.revision
         out = store.apply_objects([pod("b", "10.244.1.6"), pod("c", "10.244.1.7"), deny_all()])
@@ -233,7 +233,7 @@ def test_source_refuses_what_it_cannot_understand(config: EtcdConfig) -> None:
     Store(client).apply_objects([ns("dev")])
     source = EtcdSource(config).start()
     try:
-        assert source.synced.wait(10)
+        assert source.synced.wait(30)
         source.load()
         bad_key = object_key(config.prefix, "NetworkPolicy", "dev", "x")
         rev = client.put(bad_key, b"{not json")
@@ -279,7 +279,7 @@ def test_source_keeps_its_state_while_etcd_is_down_and_resumes() -> None:
         store.apply_objects([ns("dev"), pod("a", "10.244.1.5")])
         source = EtcdSource(config, backoff=(0.05, 0.2)).start()
         try:
-            assert source.synced.wait(10)
+            assert source.synced.wait(30)
             source.load()
             etcd.kill()
             wait_for(source, lambda: not source.health()[0])
@@ -313,7 +313,7 @@ def test_tls_and_roles() -> None:
             EtcdClient(no_login).range_prefix("/sekisho/")  # a certificate is not a login
         source = EtcdSource(etcd.config(AGENT)).start()
         try:
-            assert source.synced.wait(10)
+            assert source.synced.wait(30)
             writer.apply_objects([ns("prod")])
             wait_for(source, lambda: len(source.load().namespaces) == 2)
         finally:
@@ -336,6 +336,14 @@ class FakeRunner:
         return [c for c in self.calls if "restore" in c]
 
 
+def until(cond: Any, timeout: float = 30.0) -> None:
+    """Poll ``cond`` (set by another thread) until it holds, failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
 def test_agent_on_etcd_keeps_its_state_while_the_store_is_down(tmp_path: Path) -> None:
     import threading
 
@@ -349,37 +357,38 @@ def test_agent_on_etcd_keeps_its_state_while_the_store_is_down(tmp_path: Path) -
         metrics = AgentMetrics()
         runner = FakeRunner()
         source = EtcdSource(config, observer=metrics, backoff=(0.05, 0.2))
-        agent = Agent(node="node-1", source=source, runner=runner, metrics=metrics, resync=60)
+        ready = tmp_path / "ready.json"
+        agent = Agent(
+            node="node-1",
+            source=source,
+            runner=runner,
+            metrics=metrics,
+            resync=60,
+            ready_file=ready,
+        )
         stop = threading.Event()
         loop = threading.Thread(target=agent.run, args=(stop,))
         loop.start()
         try:
-            deadline = time.monotonic() + 10
-            while agent.generation < 1:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-            store.apply_objects([deny_all()])
-            while agent.cluster is None or not agent.cluster.policies:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            until(lambda: agent.generation >= 1)
+            out = store.apply_objects([deny_all()])
+            until(lambda: agent.cluster is not None and bool(agent.cluster.policies))
+            # the ready file names the store revision its ruleset was rendered from
+            until(lambda: json.loads(ready.read_text())["revision"] >= out.revision)
+            assert json.loads(ready.read_text())["fingerprint"]
             assert agent.ready() == (True, "")
             assert metrics.value("sekisho_agent_store_up") == 1
             assert metrics.value("sekisho_agent_store_relists_total", {"reason": "start"}) == 1
             applied = len(runner.writes())
             etcd.kill()
-            while agent.ready()[0]:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            until(lambda: not agent.ready()[0])
             _, why = agent.ready()
             assert "enforcing the last good state" in why
             assert metrics.value("sekisho_agent_store_up") == 0
             assert len(runner.writes()) == applied  # nothing torn down or rewritten
             assert [p.name for p in agent.cluster.policies] == ["deny"]
             etcd.start()
-            deadline = time.monotonic() + 10
-            while not agent.ready()[0]:
-                assert time.monotonic() < deadline, agent.ready()
-                time.sleep(0.02)
+            until(lambda: agent.ready()[0])
             assert metrics.value("sekisho_agent_store_up") == 1
         finally:
             stop.set()
@@ -479,12 +488,13 @@ def policy_for(i: int) -> dict[str, Any]:
 
 def test_changes_pending_when_the_agent_asks_are_taken_without_a_debounce() -> None:
     """Under churn the batch is what came while the last sync ran: wait() returns it at
-    once rather than adding its debounce (here 5 s) to every sync."""
+    once rather than adding its debounce (here 30 s, far beyond any stall of a loaded
+    machine) to every sync."""
     source = EtcdSource(
-        EtcdConfig(("http://127.0.0.1:1",)), client=object(), debounce=5.0, max_delay=5.0
+        EtcdConfig(("http://127.0.0.1:1",)), client=object(), debounce=30.0, max_delay=30.0
     )  # type: ignore[arg-type]
     source._signal(["a", "b"])
     t0 = time.monotonic()
-    assert source.wait(10.0) == ["a", "b"]
-    assert time.monotonic() - t0 < 2.5, "no debounce for changes already pending"
+    assert source.wait(60.0) == ["a", "b"]
+    assert time.monotonic() - t0 < 15.0, "no debounce for changes already pending"
     assert source.wait(0.0) == []

@@ -162,8 +162,9 @@ def _make_applier(
 
 @dataclass(slots=True)
 class _Health:
-    ready: bool = False
-    reason: str = "no good apply yet"
+    state: tuple[bool, str] = (False, "no good apply yet")
+    """(ready, why not): one value, so a reader on another thread (/readyz) never sees
+    one sync's flag with another's reason."""
     last_tick: float = 0.0
 
 
@@ -250,8 +251,7 @@ class Agent:
     def ready(self) -> tuple[bool, str]:
         """/readyz: the first good apply happened, the last load and apply were good, and the
         store (etcd) is in step; otherwise why not (the last good state keeps enforcing)."""
-        h = self._health
-        ok, reason = h.ready, h.reason
+        ok, reason = self._health.state
         if isinstance(self.source, EtcdSource):
             up, why = self.source.health()
             if not up:
@@ -261,9 +261,8 @@ class Agent:
         return ok, reason
 
     def _degrade(self, reason: str) -> None:
-        self._health.ready = False
-        self._health.reason = reason
         self.metrics.degraded.set(1)
+        self._health.state = (False, reason)
 
     # ---- one pass --------------------------------------------------------------------
 
@@ -324,11 +323,8 @@ class Agent:
         stages: tuple[tuple[str, float], ...] = (),
     ) -> SyncSummary:
         duration = self.clock() - t0
-        self.desired = desired
-        self.cluster = cluster
         # the generation is published last: whoever sees it move sees this sync's metrics
         generation = self.generation + 1
-        self._health.ready, self._health.reason = True, ""
         m = self.metrics
         m.degraded.set(0)
         m.apply_seconds.observe(duration)
@@ -343,6 +339,10 @@ class Agent:
         m.endpoints.set(endpoints)
         m.rules.set(rules)
         m.sets.set(sets)
+        # then the state: whoever sees the new cluster (or readiness) sees these figures
+        self.desired = desired
+        self.cluster = cluster
+        self._health.state = (True, "")
         summary = SyncSummary(
             "applied" if result.changed else "unchanged",
             generation,
@@ -378,6 +378,10 @@ class Agent:
             "fingerprint": summary.fingerprint,
             "time": self.wallclock(),
         }
+        if isinstance(self.source, EtcdSource):
+            # The store revision this ruleset was rendered from: a watcher that wrote at
+            # revision R knows the agent will never again apply a state older than R.
+            body["revision"] = self.source.loaded_revision
         tmp = self.ready_file.with_name(f".{self.ready_file.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(body) + "\n")

@@ -54,9 +54,28 @@ def fingerprint_of(text: str | None) -> str | None:
     return str(value) if value else None
 
 
-def applied(text: str | None, before: str | None, want: str | None) -> bool:
-    """Whether a ready file's ``text`` shows the wanted fingerprint (or, without one, a change)."""
+def revision_of(text: str | None) -> int:
+    """The store revision a ready file says its ruleset was rendered from (-1: none)."""
+    try:
+        doc = json.loads(text or "")
+    except ValueError:
+        return -1
+    value = doc.get("revision") if isinstance(doc, dict) else None
+    return value if isinstance(value, int) else -1
+
+
+def applied(
+    text: str | None, before: str | None, want: str | None, revision: int | None = None
+) -> bool:
+    """Whether a ready file's ``text`` shows the wanted fingerprint (or, without one, a change),
+    rendered from store revision ``revision`` or later when given.
+
+    A fingerprint alone can be an older state's that renders the same on this node,
+    with changes the agent has not seen yet still to come (and to apply, one by one):
+    with the revision, the agent never applies a state older than it again."""
     if text is None or not text.strip():
+        return False
+    if revision is not None and revision_of(text) < revision:
         return False
     if want is not None:
         return fingerprint_of(text) == want

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +127,7 @@ class HeldConnection:
                 return
             n += 1
 
-    def finish(self, timeout: float = 3.0) -> bytes:
+    def finish(self, timeout: float = 10.0) -> bytes:
         """End the request, read the whole answer (empty when none came)."""
         self._stop.set()
         self._thread.join(timeout)
@@ -201,9 +202,11 @@ def prove_established(
         probes.append(pr.Probe(s.netns, str(d.ip), port, "TCP", served=True, pod=d.key))
     # New connections first, while the held ones are still open.
     fresh = pr.run(probes, timeout=timeout)
+    # All at once: a connection the change cut costs finish()'s whole timeout.
+    with ThreadPoolExecutor(max_workers=max(1, len(held))) as pool:
+        answers = list(pool.map(lambda item: item[1].finish(), held))
     out = []
-    for ((src, dst, port), h), new in zip(held, fresh, strict=True):
-        answer = h.finish()
+    for ((src, dst, port), h), new, answer in zip(held, fresh, answers, strict=True):
         kept = h.error is None and dst.encode() in answer and b"200 OK" in answer
         out.append(EstablishedResult(src, dst, port, kept, new.outcome, h.error or ""))
     return out

@@ -389,8 +389,11 @@ class Lab:
         before: dict[str, str | None] | None,
         timeout: float = 30.0,
         cluster: Cluster | None = None,
+        *,
+        revision: int | None = None,
     ) -> None:
-        """Wait until every agent's ready file shows the ruleset of ``cluster`` (or changed)."""
+        """Wait until every agent's ready file shows the ruleset of ``cluster`` (or changed),
+        rendered from store revision ``revision`` or later when given (etcd)."""
         from sekisho.lab.agents import applied, expected_fingerprints
 
         nodes = [n.name for n in self.plan.nodes]
@@ -403,7 +406,7 @@ class Lab:
             pending = [
                 node
                 for node, text in now.items()
-                if not applied(text, before.get(node) if before else None, want.get(node))
+                if not applied(text, before.get(node) if before else None, want.get(node), revision)
             ]
             if not pending:
                 return

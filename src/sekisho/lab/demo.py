@@ -72,7 +72,9 @@ def curl(
     client: str | None = None,
     pod: str | None = None,
 ) -> Check:
-    argv = ("curl", "-sS", "--connect-timeout", "1", "-m", "2", url)
+    # A dropped SYN costs the connect timeout; an answer, once connected, may take long on
+    # a loaded machine (nginx's proxy_read_timeout matches: nginx.py).
+    argv = ("curl", "-sS", "--connect-timeout", "1", "-m", "10", url)
     return Check(title, where, argv, expect, client, pod)
 
 
@@ -102,7 +104,7 @@ def run_checks(lab: Lab, checks: Sequence[Check]) -> list[Outcome]:
     out: list[Outcome] = []
     for c, proc in zip(checks, procs, strict=True):
         try:
-            stdout, _ = proc.communicate(timeout=10)
+            stdout, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             stdout, _ = proc.communicate()

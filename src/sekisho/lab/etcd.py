@@ -19,6 +19,7 @@ Security, as a cluster operator would set it up:
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -228,10 +229,15 @@ def setup_auth(admin: EtcdClient, pw: dict[str, str], prefix: str = DEFAULT_PREF
         admin.call(path, body)
 
 
-def wait_healthy(client: EtcdClient, timeout: float = 20.0) -> None:
-    """Until a range answers (a leader is elected and the member serves)."""
+def wait_healthy(
+    client: EtcdClient, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until a range answers (a leader is elected and the member serves); with ``proc``,
+    fail at once if that member exited (it could not bind its ports, say)."""
     deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and proc.poll() is not None:
+            raise LabError(f"etcd exited with status {proc.returncode}")
         try:
             client.get(client.config.prefix + "meta/write")
             return
@@ -242,9 +248,22 @@ def wait_healthy(client: EtcdClient, timeout: float = 20.0) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, below the kernel's ephemeral range: no connection's
+    source port takes it before etcd binds it. Another process can still pick the same
+    one (tests run side by side): :meth:`LocalEtcd.start` checks whom it reached."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    low = max(low, 12000)
+    while True:
+        port = random.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -259,8 +278,11 @@ class LocalEtcd:
     tls: bool = False
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sekisho-etcd-")))
     member: Member = field(
-        default_factory=lambda: Member("solo", "127.0.0.1", free_port(), free_port())
+        default_factory=lambda: Member(
+            f"solo-{os.urandom(4).hex()}", "127.0.0.1", free_port(), free_port()
+        )
     )
+    """Named uniquely: :meth:`start` tells its own member from another run's on the port."""
     certs: Certs | None = None
     pw: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
@@ -278,24 +300,45 @@ class LocalEtcd:
         )
 
     def start(self) -> LocalEtcd:
+        """Start (or restart, on the same ports and data) the member; wait until it serves.
+
+        The ports were only seen free (:func:`free_port`): if the member cannot bind them,
+        or a member of another run answers there, a first start tries other ports."""
         first = self.proc is None and not (self.dir / "data").exists()
         if self.tls and self.certs is None:
             self.certs = make_certs(self.dir / "pki", ["127.0.0.1"])
             self.pw = passwords(self.dir / "pki")
+        for attempt in range(5):
+            try:
+                return self._start(first)
+            except LabError:
+                self.kill()
+                if not first or attempt == 4:
+                    raise
+                shutil.rmtree(self.dir / "data", ignore_errors=True)
+                self.member = Member(self.member.name, self.member.ip, free_port(), free_port())
+        raise AssertionError("unreachable")
+
+    def _start(self, first: bool) -> LocalEtcd:
         argv = member_argv(self.member, [self.member], self.dir / "data", self.certs)
         with open(self.dir / "etcd.log", "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
         if self.tls:
             assert self.certs is not None
-            root = EtcdClient(admin_config([self.endpoint], self.certs, None if first else self.pw))
-            wait_healthy(root)
-            if first:
-                setup_auth(root, self.pw)
-            root.close()
+            client = EtcdClient(
+                admin_config([self.endpoint], self.certs, None if first else self.pw)
+            )
         else:
-            probe = EtcdClient(self.config())
-            wait_healthy(probe)
-            probe.close()
+            client = EtcdClient(self.config())
+        try:
+            wait_healthy(client, proc=self.proc)
+            members = client.call("/cluster/member/list", {}).get("members", [])
+            if self.member.name not in [m.get("name") for m in members]:
+                raise LabError(f"{self.endpoint} is another etcd, not {self.member.name}")
+            if self.tls and first:
+                setup_auth(client, self.pw)
+        finally:
+            client.close()
         return self
 
     def kill(self) -> None:

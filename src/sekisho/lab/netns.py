@@ -131,11 +131,13 @@ def kill_pids(pids: Sequence[int], grace: float = 2.0) -> None:
         for fn in (os.killpg, os.kill):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 fn(pid, signal.SIGKILL)
-    for pid in alive:
-        proc = _children.pop(pid, None)
-        if proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1)
+    # SIGKILL is delivered, not yet acted on: return once each is gone (our children
+    # reaped), so a caller that checks finds none still running.
+    deadline = time.monotonic() + 10.0
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if not _reap(pid)]
+        if alive:
+            time.sleep(0.02)
 
 
 def _zombie(pid: int) -> bool:

@@ -38,7 +38,7 @@ def nginx_config(p: Plan, pod: PodPlan, prefix: Path) -> str:
                 f"        location {loc} {{\n"
                 f"            proxy_pass {upstream};\n"
                 "            proxy_connect_timeout 1s;\n"
-                "            proxy_read_timeout 2s;\n"
+                "            proxy_read_timeout 10s;\n"
                 "            proxy_set_header X-Forwarded-For $remote_addr;\n"
                 "        }\n"
             )

@@ -112,6 +112,15 @@ def _host(p: Probe) -> str:
     return f"[{p.ip}]" if ":" in p.ip else p.ip
 
 
+ANSWER_WAIT = 5.0
+"""Seconds a TCP probe whose handshake completed waits for the server's answer, at least.
+
+A policy decides on a connection's first packet (later ones are established flows, let
+through); once the handshake is done only the server's answer is awaited, and a
+server on a loaded machine can take longer than a probe's short timeout (which
+bounds what a dropped SYN costs). Waiting longer here costs a run nothing."""
+
+
 def _tcp(p: Probe, timeout: float) -> Outcome:
     with socket.socket(_family(p), socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -119,6 +128,7 @@ def _tcp(p: Probe, timeout: float) -> Outcome:
             s.connect((p.ip, p.port))
         except OSError as exc:
             return _oserror(p, exc)
+        s.settimeout(max(timeout, ANSWER_WAIT))
         try:
             s.sendall(f"GET {p.path} HTTP/1.0\r\nHost: {_host(p)}\r\n\r\n".encode())
             data = b""

@@ -44,7 +44,9 @@ def answer(
 
 def _serve_http(conn: socket.socket, name: str, port: int, client: tuple[str, int]) -> None:
     try:
-        conn.settimeout(2.0)
+        # A held connection (lab/author.py) sends a header every 0.4 s; a loaded machine
+        # may space them further: wait long before calling a client gone.
+        conn.settimeout(10.0)
         data = b""
         while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) < 8192:
             chunk = conn.recv(4096)

@@ -281,8 +281,8 @@ class LabStore:
         def ask() -> tuple[int, str]:
             enter(n.netns)
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{METRICS_PORT}{path}", timeout=2
+                with urllib.request.urlopen(  # generous: the agent may share a loaded CPU
+                    f"http://127.0.0.1:{METRICS_PORT}{path}", timeout=15
                 ) as r:
                     return int(r.status), r.read().decode()
             except urllib.error.HTTPError as exc:

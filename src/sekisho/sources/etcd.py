@@ -756,6 +756,11 @@ class EtcdSource:
     def revision(self) -> int:
         return self._snap.revision
 
+    @property
+    def loaded_revision(self) -> int:
+        """The store revision of the snapshot the last :meth:`load` gave (-1: none yet)."""
+        return self._loaded_rev
+
     def health(self) -> tuple[bool, str]:
         """(in step with etcd, why not)."""
         with self._cond:
@@ -811,6 +816,12 @@ class EtcdSource:
 
     def _list(self, reason: str) -> None:
         rev, kvs = self.client.range_prefix(self.config.prefix)
+        # The figures first, then the state readers wait on (health, ``synced``): whoever
+        # sees the source in step sees this list counted.
+        self.relists += 1
+        self.observer.store_relist(reason)
+        self.observer.store_revision_seen(rev)
+        self.observer.store_connected(True)
         with self._cond:
             self._snap = Snapshot(rev, {kv.key: kv for kv in kvs})
             self._dirty = None
@@ -818,11 +829,7 @@ class EtcdSource:
             was, self._synced, self._problem = self._synced, True, None
             self._changed.append("<relist>")
             self._cond.notify_all()
-        self.relists += 1
         self.synced.set()
-        self.observer.store_relist(reason)
-        self.observer.store_revision_seen(rev)
-        self.observer.store_connected(True)
         log.info(
             "listed %d key(s) at revision %d (%s)",
             len(kvs),
@@ -835,12 +842,13 @@ class EtcdSource:
 
     def _lost(self, why: str) -> None:
         with self._cond:
+            # the gauge moves with the state, under the lock ``health()`` reads it with
+            self.observer.store_connected(False)
             first = self._synced or self._problem != why
             self._synced = False
             self._problem = why
             self._changed.append("<store>")
             self._cond.notify_all()
-        self.observer.store_connected(False)
         if first:
             log.error("store out of step: %s; enforcing the last good state", why)
 
@@ -883,12 +891,12 @@ class EtcdSource:
             keys = []
             with self._cond:
                 if rev < 0:  # created: the snapshot is a consistent, maybe older, revision
+                    self.observer.store_connected(True)
                     if not self._synced:
                         self._synced, self._problem = True, None
                         self._changed.append("<store>")
                         self._cond.notify_all()
                         log.info("store back in step from revision %d", start)
-                    self.observer.store_connected(True)
                     continue
                 values = self._snap.values
                 dirty = self._dirty
@@ -900,17 +908,19 @@ class EtcdSource:
                         values[kv.key] = kv
                     if dirty is not None:
                         dirty[kv.key] = None if kind == "DELETE" else kv
-                self._snap.revision = max(self._snap.revision, rev)
+                revision = max(self._snap.revision, rev)
+                # the figures before the revision and the state readers wait on
+                self.observer.store_revision_seen(revision)
+                if events:
+                    self.observer.store_events_seen(len(events))
+                self._snap.revision = revision
                 if events:
                     self._content += 1
                 if not self._synced:
+                    self.observer.store_connected(True)
                     self._synced, self._problem = True, None
                     keys.append("<store>")
-                    self.observer.store_connected(True)
                     log.info("store back in step at revision %d", self._snap.revision)
                 if keys:
                     self._changed.extend(keys)
                     self._cond.notify_all()
-            self.observer.store_revision_seen(self._snap.revision)
-            if events:
-                self.observer.store_events_seen(len(events))

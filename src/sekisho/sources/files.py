@@ -249,16 +249,23 @@ class DirWatcher:
         self._watch_tree(self.root if self.root.is_dir() else self.root.parent)
 
     def _watch_tree(self, top: Path) -> None:
-        for dirpath, dirnames, _ in os.walk(top):
-            dirnames[:] = [d for d in dirnames if not _ignored(d)]
-            try:
-                wd = self._inotify.add_watch(dirpath, self._mask)
-            except OSError as exc:  # vanished between walk and watch
-                import logging
+        # Watch a directory before listing it: a subdirectory made after the listing is
+        # then an event of this watch, never missed between the listing and the watch.
+        try:
+            wd = self._inotify.add_watch(top, self._mask)
+        except OSError as exc:  # vanished meanwhile
+            import logging
 
-                logging.getLogger(__name__).debug("cannot watch %s: %s", dirpath, exc)
-                continue
-            self._dirs[wd] = Path(dirpath)
+            logging.getLogger(__name__).debug("cannot watch %s: %s", top, exc)
+            return
+        self._dirs[wd] = Path(top)
+        try:
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and not _ignored(entry.name):
+                self._watch_tree(Path(entry.path))
 
     def fileno(self) -> int:
         return int(self._inotify.fileno())
