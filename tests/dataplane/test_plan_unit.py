@@ -538,3 +538,70 @@ def test_nft_set_changing_kind_is_made_again_with_its_rules(before: str, after: 
     for script in (first, second, third):
         assert "sk-pi-y" not in script and "sk-FORWARD" not in script
         assert "delete table" not in script and "add element" not in script
+
+
+def test_nft_plan_by_identity_equals_the_plan_that_compares_every_block() -> None:
+    """The applier takes a set or chain the renderer hands as the very same object as
+    spelt and installed as last time, without spelling or comparing it again. Over the
+    agent's incremental renderer under churn (local pods going and coming back, labels
+    changed, a policy removed and put back), each plan from the cache equals the plan that
+    compares every block, and the blocks taken by identity equal the whole table's text
+    taken apart: a fast path that diverged from the full one fails here."""
+    import dataclasses
+    import importlib.util
+    import random
+
+    from sekisho.agent.agent import IncrementalRenderer
+    from sekisho.model import cluster_from_objects
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "generator.py"
+    spec = importlib.util.spec_from_file_location("sekisho_bench_generator_identity", path)
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    cluster = cluster_from_objects(gen.generate(200, policies=30, seed=5))
+    node = next(p.node for p in cluster.pods if p.node)
+    local = [p for p in cluster.pods if p.node == node and not p.host_network]
+    assert len(local) >= 10
+    renderer = IncrementalRenderer()
+    first = renderer(cluster, node, "nftables", "sekisho")
+    listing = first.table_text()
+
+    def nft(argv: Sequence[str], *, stdin: str | None = None) -> str:
+        return listing if argv[1] == "list" else ""
+
+    clock = [1000.0]
+    a = NftApplier(nft, "sekisho", linger=5.0, clock=lambda: clock[0])
+    assert a.apply(first).changes == ()  # learnt from the listing: the cache from now on
+    rng = random.Random(7)
+    gone: set[str] = set()
+    policies = cluster.policies
+    for step in range(30):
+        clock[0] += 1.0
+        if step % 7 == 3:
+            policies = cluster.policies if len(policies) < len(cluster.policies) else policies[1:]
+        for p in rng.sample(local, 6):
+            gone.symmetric_difference_update({p.key})
+        pods = []
+        for p in cluster.pods:
+            if p.key in gone:
+                continue
+            if p.key == local[step % len(local)].key:
+                p = dataclasses.replace(p, labels={**p.labels, "churn": str(step % 3)})
+            pods.append(p)
+        rs = renderer(
+            dataclasses.replace(cluster, pods=tuple(pods), policies=policies),
+            node,
+            "nftables",
+            "sekisho",
+        )
+        assert a._installed is not None
+        fast = a._plan(rs, a._installed, known=True)
+        full = a._plan(rs, dict(a._installed), known=True)  # not the cache: every block compared
+        assert (fast.changes, fast.script, fast.lingering) == (
+            full.changes,
+            full.script,
+            full.lingering,
+        )
+        assert a._want_blocks(rs) == table_blocks(normalize_nft(rs.table_text()))
+        assert a.apply(rs).changes == tuple(full.changes)

@@ -61,3 +61,27 @@ def test_digest_sees_the_raw_and_mangle_tables() -> None:
         for tables, six in (((), ()), ((raw,), ()), ((other,), ()), ((), (raw,)))
     }
     assert len(digests) == 4
+
+
+def test_digest_memoized_by_identity_equals_a_fresh_digest() -> None:
+    """The digest reuses a set's or chain's hash while the renderer hands the very same
+    object; over churn of the incremental renderer it equals the digest computed with
+    nothing remembered (a reuse that diverged fails here), for both backends."""
+    import dataclasses
+
+    from sekisho.agent.agent import IncrementalRenderer
+    from sekisho.render import backends as backends_module
+
+    cluster = seed_part2()
+    pods = cluster.pods
+    for name in ("nftables", "iptables"):
+        renderer = IncrementalRenderer()
+        node = next(p.node for p in pods if p.node)
+        for step in range(len(pods) + 1):
+            # each step leaves one more pod out, then all come back
+            now = dataclasses.replace(cluster, pods=pods[step:] if step < len(pods) else pods)
+            rs = renderer(now, node, name, "sekisho")  # type: ignore[arg-type]
+            remembered = ruleset_digest(rs)
+            backends_module._memo = ({}, {})
+            assert remembered == ruleset_digest(rs)
+            assert ruleset_digest(rs) == remembered  # and again from the memo

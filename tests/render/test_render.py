@@ -301,6 +301,46 @@ def test_incremental_equals_full(a: Cluster, b: Cluster) -> None:
                 assert render_nftables(r) == render_node(b, node, backend="nftables")
 
 
+def test_pod_churn_in_batches_equals_full() -> None:
+    """Endpoint churn in batches of at least ``BATCH`` pods (the batch path, whose set
+    selection is remembered per label set: the same pods and labels keep coming back,
+    and a pod takes labels no pod had) renders, at every step, what a fresh renderer
+    renders from the same cluster, for both backends."""
+    import importlib.util
+    import random
+    from pathlib import Path
+
+    from sekisho.model import cluster_from_objects
+    from sekisho.render.node import BATCH
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "generator.py"
+    spec = importlib.util.spec_from_file_location("sekisho_bench_generator_batches", path)
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    cluster = cluster_from_objects(gen.generate(120, policies=40, seed=11))
+    node = next(p.node for p in cluster.pods if p.node)
+    r = NodeRenderer(node)
+    r.update(cluster)
+    rng = random.Random(4)
+    gone: set[str] = set()
+    relabelled: dict[str, dict[str, str]] = {}
+    for step in range(10):
+        for p in rng.sample(cluster.pods, BATCH + 4):
+            gone.symmetric_difference_update({p.key})
+        p = cluster.pods[step]
+        relabelled[p.key] = {**p.labels, "churn": str(step % 2)}
+        pods = tuple(
+            dataclasses.replace(p, labels=relabelled[p.key]) if p.key in relabelled else p
+            for p in cluster.pods
+            if p.key not in gone
+        )
+        now = dataclasses.replace(cluster, pods=pods)
+        r.update(now)
+        assert render_nftables(r) == render_node(now, node, backend="nftables"), step
+        assert render_iptables(r) == render_node(now, node), step
+
+
 def test_incremental_follows_the_e2e_sequence() -> None:
     """The lab applies the upstream e2e cases one after the other to one cluster: the
     kept renderer must say, text for text, what a fresh one says after each (a set

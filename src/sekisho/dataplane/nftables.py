@@ -262,7 +262,18 @@ class NftApplier:
         """Our table's blocks as the kernel lists them (cache), None when unknown."""
         self._last: object | None = None
         """The desired ruleset installed according to the cache (the very object)."""
-        self._block_memo: dict[tuple[str, Any], tuple[Block, tuple[str, ...]]] = {}
+        self._block_memo: tuple[
+            dict[str, tuple[Any, tuple[Block, tuple[str, ...]]]],
+            dict[str, tuple[Any, Any, Any, tuple[Block, tuple[str, ...]]]],
+        ] = ({}, {})
+        """Normalized blocks of the last desired table's sets by name (with the set object)
+        and chains by name (with the chain, its rules and header), reused while the
+        renderer hands the very same objects again (a change costs what it touches, not a
+        walk of every rule or element)."""
+        self._agreed: dict[Block, tuple[str, ...]] | None = None
+        """The desired blocks of the last apply that left the cache equal to them (the
+        very body objects): a block whose desired body is still that object needs no
+        comparison. None when the cache was not left equal (failure, a read-back)."""
         self._line_memo: dict[str, str] = {}
         """A rule's text -> its normalized form (emptied when it outgrows LINE_MEMO_MAX)."""
         self._unverified: set[Block] = set()
@@ -320,15 +331,31 @@ class NftApplier:
                 [("table", where)],
             )
         forms = self._forms
-        changed = [b for b, w in want.items() if b in have and have[b] != forms.get((b, w), w)]
+        agreed = self._agreed if known and have is self._installed else None
+        if agreed is None:
+            changed = [b for b, w in want.items() if b in have and have[b] != forms.get((b, w), w)]
+        else:
+            # The cache equals the last apply's desired blocks (we wrote it): a body that is
+            # still the same object is installed as wanted; only others are compared.
+            get = agreed.get
+            changed = [
+                b
+                for b, w in want.items()
+                if get(b) is not w and b in have and have[b] != forms.get((b, w), w)
+            ]
         new = [b for b in want if b not in have]
         now = self.clock()
         gone: list[Block] = []
         lingering: list[Block] = []
         if len(have) > len(want) - len(new):
+            since_of, linger = self._gone_at.get, self.linger
             for b, body in have.items():
                 if b not in want:
-                    (lingering if self._lingers(b, body, now, known) else gone).append(b)
+                    since = since_of(b)  # lingering already (it passed _lingers' other checks)
+                    if since is not None and now - since < linger:
+                        lingering.append(b)
+                    else:
+                        (lingering if self._lingers(b, body, now, known) else gone).append(b)
         changes = [f"{k} {n} rewritten" for k, n in changed]
         changes += [f"{k} {n} created" for k, n in new]
         changes += [f"{k} {n} deleted" for k, n in gone]
@@ -423,7 +450,8 @@ class NftApplier:
         """The desired table's blocks in normalized form.
 
         A renderer dataclass with ``sets`` and ``chains`` is taken apart block by
-        block, memoized by content, so a change costs only what changed: a set's
+        block, memoized while the renderer hands the very same set object or chain
+        rules, so a change costs only what changed (the walk itself aside): a set's
         body is spelt from its type and sorted elements, a chain's from its rules,
         each rule normalized once while rules use it (:meth:`_block`; a test holds
         it equal to the whole table's text taken apart).
@@ -431,25 +459,47 @@ class NftApplier:
         rs: Any = ruleset
         if not all(hasattr(rs, a) for a in ("__dataclass_fields__", "sets", "chains")):
             return table_blocks(normalize_nft(ruleset.table_text()))
-        old, memo = self._block_memo, {}
+        old_sets, old_chains = self._block_memo
+        sets: dict[str, tuple[Any, tuple[Block, tuple[str, ...]]]] = {}
+        chains: dict[str, tuple[Any, Any, Any, tuple[Block, tuple[str, ...]]]] = {}
         if len(self._line_memo) > LINE_MEMO_MAX:
             self._line_memo = {}
         lines = self._line_memo
         out: dict[Block, tuple[str, ...]] = {}
+        get_set, get_chain = old_sets.get, old_chains.get
+        # By identity: the renderer hands an unchanged set, or an unchanged chain (or its
+        # rules), as the same object; anything else is spelt again (:meth:`_block`).
         try:
-            for kind, items in (("set", rs.sets), ("chain", rs.chains)):
-                for item in items:
-                    key = (kind, item)
-                    got = old.get(key)
-                    if got is None:
-                        got = self._block(rs, kind, item, lines)
-                        if got is None:
-                            return table_blocks(normalize_nft(ruleset.table_text()))
-                    memo[key] = got
-                    out[got[0]] = got[1]
-        except TypeError:  # unhashable or not replaceable: the whole text it is
+            for item in rs.sets:
+                name = item.name
+                entry = get_set(name)
+                if entry is not None and entry[0] is item:
+                    got = entry[1]
+                else:
+                    made = self._block(rs, "set", item, lines)
+                    if made is None:
+                        return table_blocks(normalize_nft(ruleset.table_text()))
+                    got = made
+                sets[name] = (item, got)
+                out[got[0]] = got[1]
+            for item in rs.chains:
+                name, head, rules = item
+                chain = get_chain(name)
+                if chain is not None and (
+                    chain[0] is item or (chain[1] is rules and chain[2] == head)
+                ):
+                    got = chain[3]
+                else:
+                    made = self._block(rs, "chain", item, lines)
+                    if made is None:
+                        return table_blocks(normalize_nft(ruleset.table_text()))
+                    got = made
+                chains[name] = (item, rules, head, got)
+                out[got[0]] = got[1]
+        except (TypeError, ValueError, AttributeError):
+            # not a renderer's sets and (name, header, rules) chains: the whole text it is
             return table_blocks(normalize_nft(ruleset.table_text()))
-        self._block_memo = memo
+        self._block_memo = (sets, chains)
         return out
 
     @staticmethod
@@ -523,6 +573,7 @@ class NftApplier:
             commands += self._execute(ruleset, plan, have, learn=not cached)
         except CommandFailed as exc:
             self._installed = None
+            self._agreed = None
             if not cached:
                 raise
             log.warning("apply from cache failed (%s); reading back and retrying once", exc)
@@ -567,9 +618,11 @@ class NftApplier:
         learn: bool,
     ) -> int:
         want = plan.want or self._want_blocks(ruleset) or {}
+        self._agreed = None
         if not plan.changes:
             if learn:
                 self._learn(want, have or {}, list(want))
+            self._agreed = want
             self._installed = have
             self._settle(plan)
             return 0
@@ -592,6 +645,7 @@ class NftApplier:
                         installed[b] = known if known is not None else want[b]
                         if known is None:
                             self._unverified.add(b)
+                    self._agreed = want
                     self._installed = installed
                     self._settle(plan)
                     return 1
@@ -611,6 +665,7 @@ class NftApplier:
                     got = self._read_blocks(ruleset)
                 installed.update(got or {})
                 self._learn(want, installed, plan.touched)
+                self._agreed = want
                 self._installed = installed
                 self._settle(plan)
                 return 1 + min(len(plan.touched), LIST_EACH_MAX + 1)
@@ -622,6 +677,7 @@ class NftApplier:
         self._unverified.clear()
         self._gone_at = {}
         self._learn(want, full, list(want))
+        self._agreed = want
         self._installed = full
         return 2
 
@@ -664,6 +720,7 @@ class NftApplier:
         self._last = None
         self._gone_at = {}
         self._installed = None
+        self._agreed = None
         self._unverified.clear()
         if not ours:
             return ApplyResult()

@@ -99,8 +99,9 @@ def render_backend(name: str) -> RenderBackend:
 
 # ------------------------------------------------------------------------- digest
 
-_memo: dict[object, bytes] = {}
-"""Set or chain -> its digest, from the last ruleset digested (see :func:`ruleset_digest`)."""
+_memo: tuple[dict[int, tuple[object, bytes]], dict[object, bytes]] = ({}, {})
+"""From the last ruleset digested (see :func:`ruleset_digest`): id of a set or chain ->
+(it, its digest); and set or chain -> its digest, for those not found by identity."""
 
 
 def _element_text(item: object) -> Iterable[str]:
@@ -127,11 +128,14 @@ def ruleset_digest(ruleset: Ruleset) -> str:
     """A stable hash of a ruleset: equal in every process for equal rulesets, different
     when any set, chain, rule, hook or name differs.
 
-    Each set and chain is hashed from its words (memoized by value until the next
-    digest: a change costs what changed), then the whole from those in order.
+    Each set and chain is hashed from its words (memoized until the next digest while
+    the renderer hands the very same object: a change costs what changed), then the
+    whole from those in order.
     """
     global _memo
-    old, memo = _memo, {}
+    old_ids, old_values = _memo
+    ids: dict[int, tuple[object, bytes]] = {}
+    values: dict[object, bytes] = {}
     digest = hashlib.sha1(type(ruleset).__name__.encode())
     if isinstance(ruleset, IptablesRuleset):
         parts: list[tuple[str, Iterable[object]]] = [
@@ -151,10 +155,20 @@ def ruleset_digest(ruleset: Ruleset) -> str:
     for label, items in parts:
         digest.update(f"\0{label}\0".encode())
         for item in items:
-            one = old.get(item)
-            if one is None:
-                one = hashlib.sha1("\0".join(_element_text(item)).encode()).digest()
-            memo[item] = one
+            # by identity first: the renderer hands what did not change as the same
+            # objects, so a change costs what it touches; then by value
+            entry = old_ids.get(id(item))
+            if entry is not None and entry[0] is item:
+                one = entry[1]
+            else:
+                found = old_values.get(item)
+                one = (
+                    hashlib.sha1("\0".join(_element_text(item)).encode()).digest()
+                    if found is None
+                    else found
+                )
+                values[item] = one
+            ids[id(item)] = (item, one)
             digest.update(one)
-    _memo = memo
+    _memo = (ids, values)
     return digest.hexdigest()[:16]

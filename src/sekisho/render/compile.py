@@ -30,11 +30,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import operator
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from sekisho.selectors.expr import matches
 from sekisho.semantics.program import (
@@ -329,6 +330,92 @@ def member_texts(members: Iterable[Member], family: int = 4) -> list[tuple[str, 
                 text = texts[a] = str(m)
             out.append((text, None))
     return out
+
+
+def sorted_members(
+    members: Iterable[Member], family: int = 4
+) -> tuple[list[Any], list[str]] | None:
+    """(sort keys, texts) of ``family``'s members in :func:`member_texts`' order, for the
+    sets its fast paths spell (addresses only, or named-port pairs only, and no network
+    of ``family``; a named-port pair's text is ``address . port``); None for others.
+    :func:`move_sorted` moves such a spelling by members that came and went."""
+    kind = IPv4 if family == 4 else IPv6
+    plain = [m for m in members if type(m) is kind]
+    pairs = cast(
+        list[tuple[Address, int]],
+        [m for m in members if type(m) is tuple and type(m[0]) is kind],
+    )
+    if plain and pairs:
+        return None
+    if any(
+        type(m) is not tuple
+        and type(m) is not IPv4
+        and type(m) is not IPv6
+        and member_family(m) == family
+        for m in members
+    ):
+        return None
+    texts = _TEXTS[family]
+    if pairs:
+        pairs.sort(key=_pair_key)
+        return [_pair_key(m) for m in pairs], [
+            f"{texts.get(_ADDRESS_INT(a)) or _spell(texts, a)} . {port}" for a, port in pairs
+        ]
+    plain.sort(key=_ADDRESS_INT)
+    return [_ADDRESS_INT(m) for m in plain], [
+        texts.get(_ADDRESS_INT(m)) or _spell(texts, m) for m in plain
+    ]
+
+
+def move_sorted(
+    keys: list[Any], texts: list[str], moves: Iterable[tuple[Member, bool]], family: int
+) -> bool:
+    """Apply members that came (True) or went (False), in order, to a spelling of
+    :func:`sorted_members` in place; False when a move does not fit it (a network of
+    ``family``, a pair into addresses or the reverse, a member already there or not
+    there): then spell the set again. Members of the other family are not in it."""
+    kind = IPv4 if family == 4 else IPv6
+    pairs = bool(keys) and type(keys[0]) is tuple
+    table = _TEXTS[family]
+    for m, came in moves:
+        t = type(m)
+        if t is tuple:
+            a = m[0]  # type: ignore[index]
+            if type(a) is not kind:
+                if type(a) is IPv4 or type(a) is IPv6:
+                    continue
+                return False
+            if keys and not pairs:
+                return False
+            pairs = True
+            k: Any = (_ADDRESS_INT(a), m[1])  # type: ignore[index]
+            text = f"{table.get(k[0]) or _spell(table, a)} . {m[1]}"  # type: ignore[index]
+        elif t is kind:
+            if pairs:
+                return False
+            k = _ADDRESS_INT(m)
+            text = table.get(k) or _spell(table, m)  # type: ignore[arg-type]
+        elif t is IPv4 or t is IPv6:
+            continue
+        elif member_family(m) == family:
+            return False
+        else:
+            continue
+        i = bisect_left(keys, k)
+        here = i < len(keys) and keys[i] == k
+        if came:
+            if here:
+                return False
+            keys.insert(i, k)
+            texts.insert(i, text)
+        else:
+            if not here:
+                return False
+            del keys[i]
+            del texts[i]
+        if not keys:
+            pairs = False
+    return True
 
 
 # -------------------------------------------------------------------------- rules

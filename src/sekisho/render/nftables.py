@@ -27,12 +27,22 @@ untracked allow).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, cast
 
 from sekisho.model.reader import paused_gc
 from sekisho.render import names
-from sekisho.render.compile import DIRECTIONS, Direction, Match, PolicyRule, member_texts
+from sekisho.render.compile import (
+    DIRECTIONS,
+    Direction,
+    Match,
+    PolicyRule,
+    member_texts,
+    move_sorted,
+    sorted_members,
+)
 from sekisho.render.node import (
     FAILSAFE,
     FAILSAFE_REPLY,
@@ -146,18 +156,74 @@ def _c(comment: str) -> str:
 def nft_set(r: NodeRenderer, key: str, family: int = 4) -> NftSet:
     sd = r.set_defs[key]
     addr = "ipv4_addr" if family == 4 else "ipv6_addr"
+    name = r.set_name(key, family)
+    type_ = addr if sd.kind == "net" else f"{addr} . inet_service"
+    description = sd.description + ("" if family == 4 else " (IPv6)")
+    members = r.members[key]
+    kept = _moved_spelling(r, key, family, members)
+    if kept is not None:
+        prev = kept.made
+        if (prev.name, prev.type, prev.description) == (name, type_, description):
+            return prev  # the same object: the applier and the digest take it by identity
+        kept.made = NftSet(name, type_, prev.elements, description, interval=False)
+        return kept.made
+    sorted_ = sorted_members(members, family)
+    if sorted_ is not None:  # addresses only, or named-port pairs only: no network here
+        keys, texts = sorted_
+        made = NftSet(name, type_, tuple(texts), description, interval=False)
+        r.spelt.setdefault(key, {})[f"nftables{family}"] = _Spelt(
+            members, r.moved_at(key), keys, texts, made
+        )
+        return made
     elements = tuple(
-        f"{a}" if port is None else f"{a} . {port}"
-        for a, port in member_texts(r.members[key], family)
+        f"{a}" if port is None else f"{a} . {port}" for a, port in member_texts(members, family)
     )
     return NftSet(
-        name=r.set_name(key, family),
-        type=addr if sd.kind == "net" else f"{addr} . inet_service",
+        name=name,
+        type=type_,
         elements=elements,
-        description=sd.description + ("" if family == 4 else " (IPv6)"),
+        description=description,
         # member_texts spells a host network (/32, /128) as its address: a "/" is a network
         interval=sd.kind == "net" and any("/" in e for e in elements),
     )
+
+
+@dataclass(slots=True)
+class _Spelt:
+    """One set of one family as last spelt, to move by its members' moves
+    (:attr:`NodeRenderer.member_moves`) instead of spelling it again."""
+
+    members: dict[Any, int]
+    """The renderer's members dict it was spelt from (the very object)."""
+    state: int
+    """The update of the last change of that dict it includes."""
+    keys: list[Any]
+    """Sort keys of the elements (:func:`sorted_members`)."""
+    texts: list[str]
+    made: NftSet
+
+
+def _moved_spelling(r: NodeRenderer, key: str, family: int, members: object) -> _Spelt | None:
+    """The set's spelling moved to its members now, or None (spell it whole)."""
+    mine = r.spelt.get(key)
+    kept = None if mine is None else mine.get(f"nftables{family}")
+    if not isinstance(kept, _Spelt) or kept.members is not members:
+        return None
+    now = r.moved_at(key)
+    if kept.state == now:
+        return kept
+    moved = r.member_moves.get(key)
+    if moved is None or moved[0] != kept.state:
+        return None  # moves of an update not seen here: spell it whole
+    assert mine is not None
+    del mine[f"nftables{family}"]  # back only if the moves apply
+    if not move_sorted(kept.keys, kept.texts, moved[1], family):
+        return None
+    prev = kept.made
+    kept.made = NftSet(prev.name, prev.type, tuple(kept.texts), prev.description, interval=False)
+    kept.state = now
+    mine[f"nftables{family}"] = kept
+    return kept
 
 
 PASS = f"0x{names.PASS_MARK:08x}"
@@ -559,25 +625,18 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
         chains.append((chain, None, rules))
     for ep in eps:
         for d2 in DIRECTIONS:
-            rules2 = r.cached(
-                "nftables", ("endpoint", ep.pod, d2), partial(endpoint_rules, r, ep, d2)
+            key2 = ("endpoint", ep.pod, d2)
+            rules2 = r.cached("nftables", key2, partial(endpoint_rules, r, ep, d2))
+            chains.append(
+                _kept_chain(r, key2, ep.iface, rules2, partial(r.endpoint_chain, ep.iface, d2))
             )
-            chains.append((r.endpoint_chain(ep.iface, d2), None, rules2))
     if host is not None:
         chains.extend((r.host_chain(c), None, host_rules(r, c)) for c in HOST_CHAINS)
         chains.extend(_early_chains(r))
     for pkey, d3 in sorted(r.chains):
-        chains.append(
-            (
-                r.policy_chain(pkey, d3),
-                None,
-                r.cached(
-                    "nftables",
-                    ("policy", pkey, d3),
-                    partial(policy_rules, r, pkey, d3),
-                ),
-            )
-        )
+        key3 = ("policy", pkey, d3)
+        rules3 = r.cached("nftables", key3, partial(policy_rules, r, pkey, d3))
+        chains.append(_kept_chain(r, key3, pkey, rules3, partial(r.policy_chain, pkey, d3)))
     made = (
         r.cached(f"nftables{fam}", ("set", k), partial(nft_set, r, k, fam))
         for k, fam in r.set_families()
@@ -586,6 +645,25 @@ def _render_nftables(r: NodeRenderer) -> NftRuleset:
     return NftRuleset(
         prefix=p, table=p, sets=sets, chains=tuple(chains), node=r.node, notes=r.notes()
     )
+
+
+def _kept_chain(
+    r: NodeRenderer,
+    key: tuple[str, ...],
+    ident: str,
+    rules: tuple[str, ...],
+    name: Callable[[], str],
+) -> tuple[str, None, tuple[str, ...]]:
+    """``(name, None, rules)`` of a policy or endpoint chain: the same tuple as the last
+    render while its rules are the same object and it is named from the same ``ident``
+    (the applier and the digest take what is handed again by identity; the name is not
+    spelt again)."""
+    entry = r.text_cache[key]  # made by r.cached for these rules
+    kept = cast("tuple[str, tuple[str, None, tuple[str, ...]]] | None", entry.get("nftables-chain"))
+    if kept is None or kept[0] != ident or kept[1][2] is not rules:
+        kept = (ident, (name(), None, rules))
+        entry["nftables-chain"] = kept
+    return kept[1]
 
 
 def _early_chains(r: NodeRenderer) -> list[tuple[str, str | None, tuple[str, ...]]]:

@@ -446,6 +446,21 @@ class NodeRenderer:
         self._applies_memo: dict[tuple[tuple[str, str], ...], dict[Direction, frozenset[str]]] = {}
         """A pod's labels -> the keys of the policies that select them, per direction (for
         the current policies)."""
+        self._epoch = 0
+        """Updates so far (:meth:`update`)."""
+        self.member_moves: dict[str, tuple[int, list[tuple[Member, bool]]]] = {}
+        """Sets whose members dict changed in place in the last update: key -> (the
+        update of its change before, the members that came (True) or went (False), in
+        order). A backend that spelt a set as of that earlier update may apply the moves
+        instead of spelling it again (a dict replaced whole is another object)."""
+        self._moved_at: dict[str, int] = {}
+        """Set key -> the last update in which its members dict changed in place."""
+        self.spelt: dict[str, dict[str, object]] = {}
+        """Set key -> the backends' own memo of its spelling (see :attr:`member_moves`);
+        dropped with the set."""
+        self._select_memo: dict[tuple[tuple[str, str], ...], tuple[set[str], set[str]]] = {}
+        """A label set -> (keys of the set selectors evaluated on it, those it satisfies);
+        a selector's key is its canonical text, so an answer holds for good."""
         self._text_ep: dict[str, Endpoint] = {}
         """Pod key -> the endpoint its cached chain texts were spelt for (kept a while
         after the pod went: churn brings pods back)."""
@@ -465,6 +480,8 @@ class NodeRenderer:
             return self._update(cluster, program)
 
     def _update(self, cluster: Cluster, program: Program | None) -> Delta:
+        self._epoch += 1
+        self.member_moves = {}
         old = self.cluster
         self.cluster = cluster
         self._given = program
@@ -596,6 +613,7 @@ class NodeRenderer:
         self.host = None
         self._chain_sets, self._policy_refs = {}, {}
         self.set_defs, self.members, self._set_refs = {}, {}, {}
+        self.spelt = {}
         self._descriptions = {}
         self._tab = self._ports = None
         self._delta = Delta()
@@ -792,37 +810,53 @@ class NodeRenderer:
                 now = self.entities.get(key)
                 if now is not None:
                     after.append(now)
-        tables = (LabelTable([e.labels for e in before]), LabelTable([e.labels for e in after]))
+        ents = before + after
+        steps = [-1] * len(before) + [1] * len(after)
+        every: list[tuple[str, SetDef]] = []  # sets without a selector: each entity asked
+        by_selector: dict[str, tuple[SelectorSet, list[tuple[str, SetDef]]]] = {}
         for skey, sd in self.set_defs.items():
             if sd.static:
                 continue
             sel = sd.selector
-            out: list[tuple[Member, int]] = []
-            for step, ents, table in ((-1, before, tables[0]), (+1, after, tables[1])):
-                if not ents:
-                    continue
-                if sel is None:
-                    picked: Sequence[int] = range(len(ents))
-                    flag = None
+            if sel is None:
+                every.append((skey, sd))
+            else:
+                got = by_selector.get(sel.key)
+                if got is None:
+                    by_selector[sel.key] = (sel, [(skey, sd)])
                 else:
-                    picked = np.flatnonzero(select(sel.selector, table)).tolist()
-                    flag = True
-                for i in picked:
-                    out += [(m, step) for m in sd.holds(ents[i], flag)]
-            if not out:
-                continue
+                    got[1].append((skey, sd))
+        outs: dict[str, list[tuple[Member, int]]] = {}
+        for i, sel_keys in enumerate(self._selected(ents, by_selector)):
+            ent, step = ents[i], steps[i]
+            for sel_key in sel_keys:
+                for skey, sd in by_selector[sel_key][1]:
+                    held = sd.holds(ent, True)
+                    if held:
+                        outs.setdefault(skey, []).extend([(m, step) for m in held])
+            for skey, sd in every:
+                held = sd.holds(ent, None)
+                if held:
+                    outs.setdefault(skey, []).extend([(m, step) for m in held])
+        for skey, out in outs.items():
             members = self.members[skey]
             net: dict[Member, int] = {}
             for m, step in out:
                 net[m] = net.get(m, 0) + step
+            moves = None
             for m, step in net.items():
                 if not step:
                     continue
-                left = members.get(m, 0) + step
+                had = members.get(m, 0)
+                left = had + step
                 if left:
                     members[m] = left
                 else:
                     del members[m]
+                if not had or not left:
+                    if moves is None:
+                        moves = self._moves(skey)
+                    moves.append((m, not had))
                 self._delta.sets.add(skey)
         added: list[str] = []
         for key, old, new in changes:
@@ -831,6 +865,59 @@ class NodeRenderer:
             if new is not None and self._is_local(new):
                 added.append(key)
         self._refresh_endpoints(added)
+
+    def moved_at(self, skey: str) -> int:
+        """The last update in which ``skey``'s members dict changed in place (-1: never)."""
+        return self._moved_at.get(skey, -1)
+
+    def _moves(self, skey: str) -> list[tuple[Member, bool]]:
+        """The journal of ``skey``'s members in this update (see :attr:`member_moves`)."""
+        got = self.member_moves.get(skey)
+        if got is None:
+            got = self.member_moves[skey] = (self._moved_at.get(skey, -1), [])
+            self._moved_at[skey] = self._epoch
+        return got[1]
+
+    def _selected(
+        self,
+        ents: list[Entity],
+        by_selector: Mapping[str, tuple[SelectorSet, list[tuple[str, SetDef]]]],
+    ) -> list[set[str]]:
+        """For each entity, the keys of the selectors of ``by_selector`` its labels satisfy.
+
+        Remembered per distinct label set and selector (a selector's key is its canonical
+        text: the answer never changes), so endpoint churn, which brings back the same
+        labels, costs set operations; what is not known yet is evaluated once over a table
+        of the label sets that need it."""
+        memo = self._select_memo
+        if len(memo) > APPLIES_MEMO_MAX:
+            memo.clear()
+        wanted = set(by_selector)
+        rows: list[tuple[set[str], set[str]]] = []
+        unknown: set[str] = set()  # selectors some label set is not known for
+        first: dict[tuple[tuple[str, str], ...], int] = {}  # label set -> its first entity
+        for i, e in enumerate(ents):
+            k = tuple(sorted(e.labels.items()))
+            row = memo.get(k)
+            if row is None:
+                row = memo[k] = (set(), set())
+            rows.append(row)
+            if k not in first:
+                first[k] = i
+                unknown |= wanted - row[0]
+        if unknown:
+            # one table of the distinct label sets; each selector not known for some of
+            # them is evaluated over all of them (what is learnt is kept)
+            idx = list(first.values())
+            table = LabelTable([ents[i].labels for i in idx])
+            for sel_key in unknown:
+                hit = select(by_selector[sel_key][0].selector, table).tolist()
+                for i, yes in zip(idx, hit, strict=True):
+                    known, true = rows[i]
+                    known.add(sel_key)
+                    if yes:
+                        true.add(sel_key)
+        return [row[1] & wanted for row in rows]
 
     def _pod_changed(self, key: str, old: Pod | None, new: Pod | None) -> None:
         self._tab = self._ports = None
@@ -854,14 +941,19 @@ class NodeRenderer:
             now = sd.holds(after) if after is not None else ()
             if was != now:
                 members = self.members[skey]
+                moves = self._moves(skey)
                 for m in was:
                     left = members[m] - 1
                     if left:
                         members[m] = left
                     else:
                         del members[m]
+                        moves.append((m, False))
                 for m in now:
-                    members[m] = members.get(m, 0) + 1
+                    count = members.get(m, 0)
+                    members[m] = count + 1
+                    if not count:
+                        moves.append((m, True))
                 self._delta.sets.add(skey)
 
     def _nodes_changed(self, old: Cluster, new: Cluster) -> None:
@@ -1107,6 +1199,7 @@ class NodeRenderer:
         self._descriptions.pop(skey, None)
         del self.set_defs[skey]
         del self.members[skey]
+        self.spelt.pop(skey, None)
         self._delta.sets.discard(skey)
         self._delta.removed_sets.add(skey)
 
