@@ -497,10 +497,12 @@ def files_scale(
 def section_churn(args: argparse.Namespace) -> None:
     total = args.local_pods * 4
     print(
-        f"== churn: {args.local_pods} local pods ({total} in the cluster), {args.policies} policies,"
+        f"== churn ({args.shape} shape): {args.local_pods} local pods ({total} in the cluster),"
+        f" {args.policies} policies,"
         f" {args.rate}/s pod deletes and re-adds for {args.seconds} s"
     )
-    objs = generator.generate(total, policies=args.policies, seed=2)
+    make = generator.generate_apps if args.shape == "apps" else generator.generate
+    objs = make(total, policies=args.policies, seed=2)
     cluster = cluster_from_objects(objs)
     node = Counter(p.node for p in cluster.pods if p.node and not p.host_network).most_common(1)[0][
         0
@@ -766,6 +768,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-pods", type=int, default=250)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--shape",
+        choices=["default", "apps"],
+        default="default",
+        help="churn: the cluster's shape (generator.py's first shape, or --shape apps's)",
+    )
     parser.add_argument("--writers", type=int, default=8, help="churn: writing clients")
     parser.add_argument(
         "--writer-procs", type=int, default=2, help="churn: processes the writers run in"
